@@ -1,0 +1,54 @@
+"""AWS Batch entry point of the inference worker (also what the embedded run starts locally).
+
+Thin over ``looking_glass.worker``: read settings, load the model, drain the queue, exit.
+Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings; 3 model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+# Run as a script (`python batch_jobs/worker/main.py`) from a source checkout or the image.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import boto3  # noqa: E402
+
+from looking_glass.resources import DeployedResources  # noqa: E402
+from looking_glass.settings import SettingsError, WorkerSettings  # noqa: E402
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    log = logging.getLogger("worker")
+    try:
+        settings = WorkerSettings.from_env()
+        resources = DeployedResources.from_env()
+    except (SettingsError, RuntimeError) as exc:
+        log.error("bad worker settings: %s", exc)
+        return 2
+    try:
+        from looking_glass.inference import Segmenter
+
+        segmenter = Segmenter.load(settings.model_path)
+    except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
+        log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
+        return 3
+    from looking_glass.worker import Worker
+
+    log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
+    worker = Worker(boto3.session.Session(), resources, settings, segmenter)
+    worker.install_signal_handlers()
+    stats = worker.run()
+    log.info(
+        "done: %d messages, %d new tile results, %d malformed, %d left for redelivery",
+        stats.messages, stats.tiles_new, stats.malformed, stats.transient,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The inference worker: drains the tile queue, runs the model, stores one result per tile.
+
+Two stages overlap: a prefetch thread receives work units and downloads their tiles (a bounded
+thread pool) while the main thread runs the model on the previous unit and writes its results.
+A message is deleted only after every tile of it has a stored result; tiles that already have one
+(a redelivery) are skipped, and stored results move the job's counters once per tile.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+from PIL import Image
+
+from .grid import quadkey
+from .imagery import FetchedTile, TileFetcher, TransientTileError
+from .inference import Segmenter, building_area_m2
+from .resources import DeployedResources
+from .settings import WorkerSettings
+from .store import TILE_DONE, ResultsStore, TileResult, area_decimal, utc_now
+from .workunits import MalformedMessage, WorkUnit, parse_work_unit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    messages: int = 0
+    tiles_new: int = 0
+    tiles_seen: int = 0
+    malformed: int = 0
+    transient: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Prefetched:
+    message: dict
+    unit: WorkUnit
+    tiles: list[FetchedTile]
+    transient: str | None  # some tiles could not be fetched now: leave the message for redelivery
+
+
+def public_imagery_name(template: str) -> str:
+    """The URL template without query string or credentials, fit for storing with results."""
+    parts = urlsplit(template)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def mask_key(job_id: str, x: int, y: int, z: int) -> str:
+    return f"masks/{job_id}/{z}/{x}/{y}.png"
+
+
+class Worker:
+    def __init__(
+        self,
+        session,
+        resources: DeployedResources,
+        settings: WorkerSettings,
+        segmenter: Segmenter,
+    ):
+        self.sqs = session.client("sqs")
+        self.s3 = session.client("s3")
+        self.store = ResultsStore(session.client("dynamodb"), resources.results_table)
+        self.resources = resources
+        self.settings = settings
+        self.segmenter = segmenter
+        self.fetcher = TileFetcher(
+            settings.tile_url_template,
+            timeout_s=settings.download_timeout_s,
+            retries=settings.download_retries,
+            pool=settings.download_concurrency,
+        )
+        self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
+        self.stop_event = threading.Event()
+        self.stats = WorkerStats()
+        self.provenance = {
+            "model_id": segmenter.info.model_id,
+            "model_version": segmenter.info.version,
+            "imagery": public_imagery_name(settings.tile_url_template),
+            "threshold": area_decimal(segmenter.info.threshold),
+        }
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """SIGTERM (spot reclaim, Batch termination): stop taking work, finish what is in hand."""
+
+        def on_term(signum, _frame):
+            log.warning("signal %d: finishing in-flight work, taking no more", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+
+    def run(self) -> WorkerStats:
+        handoff: queue.Queue[Prefetched | None] = queue.Queue(maxsize=2)
+        prefetcher = threading.Thread(target=self._prefetch_loop, args=(handoff,), daemon=True)
+        prefetcher.start()
+        while True:
+            item = handoff.get()
+            if item is None:
+                break
+            self._process(item)
+        prefetcher.join()
+        self.pool.shutdown()
+        return self.stats
+
+    # ---- stage 1: receive and download ---------------------------------------------------
+    def _prefetch_loop(self, handoff: queue.Queue) -> None:
+        idle_since = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                resp = self.sqs.receive_message(
+                    QueueUrl=self.resources.tile_queue_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=self.settings.poll_wait_s,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+                messages = resp.get("Messages", [])
+                if not messages:
+                    if time.monotonic() - idle_since >= self.settings.idle_exit_s:
+                        log.info("queue empty for %.0f s: exiting", self.settings.idle_exit_s)
+                        break
+                    continue
+                idle_since = time.monotonic()
+                for message in messages:
+                    prefetched = self._prefetch(message)
+                    if prefetched is not None:
+                        handoff.put(prefetched)
+        finally:
+            handoff.put(None)
+
+    def _prefetch(self, message: dict) -> Prefetched | None:
+        try:
+            unit = parse_work_unit(message["Body"])
+        except MalformedMessage as exc:
+            self._dead_letter(message, str(exc))
+            return None
+        tiles = unit.tiles()
+        keys = {quadkey(x, y, z): (x, y, z) for x, y, z in tiles}
+        already = self.store.final_quadkeys(unit.job_id, list(keys))
+        todo = [t for qk, t in keys.items() if qk not in already]
+        self.stats.tiles_seen += len(tiles)
+        fetched: list[FetchedTile] = []
+        transient = None
+        for outcome in self.pool.map(self._fetch_safe, todo):
+            if isinstance(outcome, TransientTileError):
+                transient = str(outcome)
+            else:
+                fetched.append(outcome)
+        return Prefetched(message, unit, fetched, transient)
+
+    def _fetch_safe(self, tile):
+        try:
+            return self.fetcher.fetch(*tile)
+        except TransientTileError as exc:
+            return exc
+
+    def _dead_letter(self, message: dict, reason: str) -> None:
+        """A message no retry can fix goes straight to the DLQ with its reason, not round again."""
+        log.error("malformed work unit %s: %s", message.get("MessageId"), reason)
+        self.stats.malformed += 1
+        self.sqs.send_message(
+            QueueUrl=self.resources.tile_dlq_url,
+            MessageBody=message["Body"],
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+        )
+        self.sqs.delete_message(
+            QueueUrl=self.resources.tile_queue_url, ReceiptHandle=message["ReceiptHandle"]
+        )
+
+    # ---- stage 2: infer and store --------------------------------------------------------
+    def _process(self, item: Prefetched) -> None:
+        unit = item.unit
+        results: list[TileResult] = []
+        with_image = [t for t in item.tiles if t.image is not None]
+        for t in item.tiles:
+            if t.image is None:
+                results.append(TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason))
+        bs = self.settings.batch_size
+        for i in range(0, len(with_image), bs):
+            batch = with_image[i : i + bs]
+            masks = self.segmenter.predict_masks(np.stack([t.image for t in batch]))
+            results.extend(self._tile_results(unit.job_id, batch, masks))
+
+        provenance = {**self.provenance, "zoom": unit.zoom, "processed_at": utc_now()}
+        self.stats.tiles_new += self.store.record_tiles(unit.job_id, results, provenance)
+        if item.transient:
+            self.stats.transient += 1
+            log.warning("work unit kept for redelivery: %s", item.transient)
+        else:
+            self.sqs.delete_message(
+                QueueUrl=self.resources.tile_queue_url, ReceiptHandle=item.message["ReceiptHandle"]
+            )
+        self.stats.messages += 1
+        if self.store.try_complete(unit.job_id):
+            log.info("job %s complete", unit.job_id)
+
+    def _tile_results(self, job_id: str, batch: list[FetchedTile], masks: np.ndarray) -> list[TileResult]:
+        out = []
+        uploads = []
+        for t, mask in zip(batch, masks):
+            key = None
+            if self.settings.write_masks:
+                key = mask_key(job_id, t.x, t.y, t.z)
+                uploads.append(self.pool.submit(self._put_mask, key, mask))
+            out.append(
+                TileResult(
+                    t.x,
+                    t.y,
+                    t.z,
+                    quadkey(t.x, t.y, t.z),
+                    TILE_DONE,
+                    building_area_m2=area_decimal(building_area_m2(mask, t.x, t.y, t.z)),
+                    building_pixels=int(mask.sum()),
+                    mask_key=key,
+                )
+            )
+        for f in uploads:  # masks are stored before the result that points at them
+            f.result()
+        return out
+
+    def _put_mask(self, key: str, mask: np.ndarray) -> None:
+        buf = io.BytesIO()
+        Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG", optimize=False)
+        self.s3.put_object(
+            Bucket=self.resources.masks_bucket, Key=key, Body=buf.getvalue(), ContentType="image/png"
+        )

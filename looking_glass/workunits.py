@@ -1,0 +1,99 @@
+"""Work units: the SQS message that carries a batch of tiles from the enumerator to a worker.
+
+One message holds runs of consecutive tiles per row (``[y, x_start, x_stop]``, half-open), sized
+to about one inference batch, so a million tiles cost a few hundred SQS requests, not a million.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DEFAULT_TILES_PER_MESSAGE = 64
+MAX_TILES_PER_MESSAGE = 10_000
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+class MalformedMessage(ValueError):
+    """A message that no retry can fix: it goes to the dead-letter queue with this reason."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    job_id: str
+    zoom: int
+    runs: tuple[tuple[int, int, int], ...]
+
+    @property
+    def tile_count(self) -> int:
+        return sum(x1 - x0 for _, x0, x1 in self.runs)
+
+    def tiles(self) -> list[tuple[int, int, int]]:
+        return [(x, y, self.zoom) for y, x0, x1 in self.runs for x in range(x0, x1)]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"v": SCHEMA_VERSION, "job_id": self.job_id, "z": self.zoom, "runs": self.runs},
+            separators=(",", ":"),
+        )
+
+
+def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int):
+    """Yield work units of at most ``tiles_per_message`` tiles, splitting long runs."""
+    if tiles_per_message < 1:
+        raise ValueError("tiles_per_message must be at least 1")
+    batch: list[tuple[int, int, int]] = []
+    room = tiles_per_message
+    for y, x0, x1 in runs.tolist():
+        while x0 < x1:
+            take = min(room, x1 - x0)
+            batch.append((y, x0, x0 + take))
+            x0 += take
+            room -= take
+            if room == 0:
+                yield WorkUnit(job_id, zoom, tuple(batch))
+                batch, room = [], tiles_per_message
+    if batch:
+        yield WorkUnit(job_id, zoom, tuple(batch))
+
+
+def parse_work_unit(body: str) -> WorkUnit:
+    """Validate a message body; raise ``MalformedMessage`` with the reason."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise MalformedMessage(f"message body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise MalformedMessage("message body is not a JSON object")
+    if doc.get("v") != SCHEMA_VERSION:
+        raise MalformedMessage(f"unsupported work unit version {doc.get('v')!r}")
+    job_id = doc.get("job_id")
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.match(job_id):
+        raise MalformedMessage(f"invalid job_id {job_id!r}")
+    zoom = doc.get("z")
+    if not isinstance(zoom, int) or isinstance(zoom, bool) or not 0 <= zoom <= 24:
+        raise MalformedMessage(f"invalid zoom {zoom!r}")
+    runs = doc.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise MalformedMessage("runs must be a non-empty list")
+    n = 2**zoom
+    checked = []
+    for run in runs:
+        if (
+            not isinstance(run, list)
+            or len(run) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in run)
+        ):
+            raise MalformedMessage(f"run {run!r} is not [y, x_start, x_stop] integers")
+        y, x0, x1 = run
+        if not (0 <= y < n and 0 <= x0 < x1 <= n):
+            raise MalformedMessage(f"run {run!r} is outside zoom {zoom}")
+        checked.append((y, x0, x1))
+    unit = WorkUnit(job_id, zoom, tuple(checked))
+    if unit.tile_count > MAX_TILES_PER_MESSAGE:
+        raise MalformedMessage(f"{unit.tile_count} tiles exceed {MAX_TILES_PER_MESSAGE} per message")
+    return unit
