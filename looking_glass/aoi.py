@@ -137,6 +137,9 @@ def _polygons_from(obj: dict, where: str) -> list[Polygon]:
         checked = [_ring(ring, f"{here}[{j}]") for j, ring in enumerate(rings)]
         polygon = Polygon(checked[0], checked[1:])
         if not polygon.is_valid:
+            # A ring that encloses nothing (all points on a line) is reported as zero area.
+            if shapely.make_valid(polygon).area <= 0:
+                raise AoiError(f"{here} has zero area")
             raise AoiError(f"{here} is not a valid polygon: {shapely.is_valid_reason(polygon)}")
         if polygon.area <= 0:
             raise AoiError(f"{here} has zero area")

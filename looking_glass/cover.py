@@ -38,21 +38,34 @@ def _rows_of_lats(lats: np.ndarray, zoom: int) -> np.ndarray:
     return (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / np.pi) / 2 * n
 
 
+def snap_to_grid(geom: shapely.Geometry, zoom: int) -> shapely.Geometry:
+    """Move coordinates within ``SNAP_TILES`` of a tile edge exactly onto it (lon/lat kept)."""
+    n = 2**zoom
+
+    def transform(coords: np.ndarray) -> np.ndarray:
+        x = (coords[:, 0] + 180.0) / 360.0 * n
+        x_round = np.round(x)
+        lon = np.where(np.abs(x - x_round) < SNAP_TILES, x_round / n * 360.0 - 180.0, coords[:, 0])
+        rows = _rows_of_lats(coords[:, 1], zoom)
+        rows_round = np.round(rows)
+        on_edge = np.abs(rows - rows_round) < SNAP_TILES
+        lat = np.where(on_edge, _row_edge_lats(rows_round, zoom), coords[:, 1])
+        return np.column_stack([lon, lat])
+
+    return shapely.transform(geom, transform)
+
+
 def _to_tile_space(geom: shapely.Geometry, zoom: int) -> shapely.Geometry:
+    """Longitude to tile-x units (snapped edges land on exact integers); latitude unchanged."""
     n = 2**zoom
 
     def transform(coords: np.ndarray) -> np.ndarray:
         x = (coords[:, 0] + 180.0) / 360.0 * n
         x_round = np.round(x)
         x = np.where(np.abs(x - x_round) < SNAP_TILES, x_round, x)
-        lat = coords[:, 1]
-        rows = _rows_of_lats(lat, zoom)
-        rows_round = np.round(rows)
-        on_edge = np.abs(rows - rows_round) < SNAP_TILES
-        lat = np.where(on_edge, _row_edge_lats(rows_round, zoom), lat)
-        return np.column_stack([x, lat])
+        return np.column_stack([x, coords[:, 1]])
 
-    return shapely.transform(geom, transform)
+    return shapely.transform(snap_to_grid(geom, zoom), transform)
 
 
 def _segments(geom: shapely.Geometry) -> np.ndarray:
@@ -206,10 +219,11 @@ def iter_tiles(runs: np.ndarray, zoom: int = ZOOM):
 def reference_cover(geom: shapely.Geometry, zoom: int) -> set[tuple[int, int, int]]:
     """Brute force: every tile in the bounding box whose square overlaps the AOI with area > 0.
 
-    Slow; for tests and benchmarks only.
+    Applies the same edge snapping as ``tile_runs``. Slow; for tests and benchmarks only.
     """
     import mercantile
 
+    geom = snap_to_grid(geom, zoom)
     west, south, east, north = geom.bounds
     out = set()
     for t in mercantile.tiles(west, south, east, north, zooms=zoom):

@@ -1,0 +1,148 @@
+"""The ``looking-glass`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .aoi import AoiError, parse_aoi
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _zoom(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 24:
+        raise argparse.ArgumentTypeError(f"zoom {value} is outside 0..24")
+    return value
+
+
+def _read_aoi(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: AOI file {path} not found")
+    try:
+        return p.read_bytes(), parse_aoi(p.read_bytes(), default_name=p.stem)
+    except AoiError as exc:
+        raise SystemExit(f"error: {path}: {exc}") from None
+
+
+def cmd_demo(args) -> int:
+    from .demo import DemoError, print_summary, run_demo
+
+    data, name = None, "sample_aoi.geojson"
+    if args.aoi:
+        data, _ = _read_aoi(args.aoi)
+        name = Path(args.aoi).name
+    print(f"Looking Glass demo: embedded AWS (moto), synthetic imagery, {args.workers} local worker(s)")
+    try:
+        summary = run_demo(
+            Path(args.out), data, name, workers=args.workers, model_path=args.model, timeout_s=args.timeout
+        )
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print_summary(summary)
+    print(f"wrote {args.out}/summary.json, results.geojson, map.png")
+    return 0
+
+
+def cmd_cover(args) -> int:
+    import mercantile
+
+    from .cover import count_tiles, iter_tiles, tile_runs
+
+    _, aoi = _read_aoi(args.aoi)
+    runs = tile_runs(aoi.geometry, args.zoom)
+    for warning in aoi.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out = sys.stdout
+    if args.format == "count":
+        print(count_tiles(runs), file=out)
+    elif args.format == "xyz":
+        for x, y, z in iter_tiles(runs, args.zoom):
+            out.write(f"{x} {y} {z}\n")
+    elif args.format == "quadkey":
+        for x, y, z in iter_tiles(runs, args.zoom):
+            out.write(mercantile.quadkey(x, y, z) + "\n")
+    else:  # geojson
+        features = (mercantile.feature((x, y, z)) for x, y, z in iter_tiles(runs, args.zoom))
+        json.dump({"type": "FeatureCollection", "features": list(features)}, out)
+        out.write("\n")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .cover import count_tiles, tile_runs
+    from .grid import ZOOM
+
+    _, aoi = _read_aoi(args.aoi)
+    for warning in aoi.warnings:
+        print(f"warning: {warning}")
+    print(f"{args.aoi}: valid AOI '{aoi.name}', {count_tiles(tile_runs(aoi.geometry, ZOOM)):,} zoom-{ZOOM} tiles")
+    return 0
+
+
+def cmd_serve_synthetic(args) -> int:
+    from .tileserver import SyntheticTileServer
+
+    server = SyntheticTileServer(port=args.port, latency_s=args.latency_ms / 1000).start()
+    print(f"serving the synthetic world at {server.url_template} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="looking-glass", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
+    demo.add_argument("--out", default="demo-output", help="output directory (default ./demo-output)")
+    demo.add_argument("--aoi", help="AOI GeoJSON (default: the sample shipped with the package)")
+    demo.add_argument("--workers", type=_positive_int, default=1, help="local worker processes (default 1)")
+    demo.add_argument("--model", default="", help="Keras model file (default: the shipped model)")
+    demo.add_argument("--timeout", type=float, default=280.0, help="seconds to wait for the job")
+    demo.set_defaults(func=cmd_demo)
+
+    cover = sub.add_parser("cover", help="print the tiles that cover an AOI")
+    cover.add_argument("aoi", help="AOI GeoJSON file")
+    cover.add_argument("--zoom", type=_zoom, default=18)
+    cover.add_argument("--format", choices=("xyz", "quadkey", "geojson", "count"), default="xyz")
+    cover.set_defaults(func=cmd_cover)
+
+    validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
+    validate.add_argument("aoi", help="AOI GeoJSON file")
+    validate.set_defaults(func=cmd_validate)
+
+    serve = sub.add_parser("serve-synthetic", help="serve the synthetic world as XYZ tiles")
+    serve.add_argument("--port", type=int, default=8618)
+    serve.add_argument("--latency-ms", type=float, default=0.0)
+    serve.set_defaults(func=cmd_serve_synthetic)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

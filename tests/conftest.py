@@ -1,0 +1,80 @@
+"""Shared fixtures: a real moto server on 127.0.0.1, the project's resources on it, and the
+synthetic tile server. Each test module gets fresh resources under its own name prefix."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+
+import boto3
+import pytest
+
+from looking_glass.embedded import LOCAL_AWS_ENV
+from looking_glass.resources import ResourceNames, create_embedded_resources
+from looking_glass.tileserver import SyntheticTileServer
+
+SAMPLE_POLYGON = {
+    "type": "Polygon",
+    "coordinates": [[[30.0600, -1.9500], [30.0625, -1.9500], [30.0625, -1.9480], [30.0600, -1.9480], [30.0600, -1.9500]]],
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = {k: os.environ.get(k) for k in [*LOCAL_AWS_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    yield f"http://{host}:{port}"
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    """A boto3 session on the moto server and a fresh set of the project's resources."""
+    session = boto3.session.Session()
+    names = ResourceNames.for_prefix(f"t{uuid.uuid4().hex[:10]}")
+    resources = create_embedded_resources(session, names)
+    return session, names, resources
+
+
+@pytest.fixture(scope="session")
+def tile_server():
+    with SyntheticTileServer() as server:
+        yield server
+
+
+def geojson_bytes(doc) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def drain(sqs, queue_url: str, wait: int = 0) -> list[dict]:
+    """Receive every visible message of a queue (without deleting)."""
+    out = []
+    while True:
+        msgs = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait, VisibilityTimeout=300
+        ).get("Messages", [])
+        if not msgs:
+            return out
+        out.extend(msgs)
+
+
+def queued(sqs, queue_url: str) -> int:
+    """Messages in a queue, visible or in flight."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
