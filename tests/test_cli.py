@@ -1,0 +1,51 @@
+"""The looking-glass command line: argument and AOI validation, cover output formats."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE_POLYGON
+from looking_glass.cli import main
+
+
+@pytest.fixture
+def aoi_file(tmp_path):
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps(SAMPLE_POLYGON))
+    return path
+
+
+def test_cover_formats_agree(aoi_file, capsys):
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "count"])
+    count = int(capsys.readouterr().out)
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "xyz"])
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    assert len(lines) == count > 0 and all(line.endswith(" 17") for line in lines)
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "quadkey"])
+    assert len(capsys.readouterr().out.split()) == count
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "geojson"])
+    assert len(json.loads(capsys.readouterr().out)["features"]) == count
+
+
+def test_bad_aoi_is_refused_with_the_reason(tmp_path):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}')
+    with pytest.raises(SystemExit) as err:
+        main(["validate", str(bad)])
+    assert "not closed" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["demo", "--aoi", str(tmp_path / "missing.geojson")])
+    assert "not found" in str(err.value)
+
+
+@pytest.mark.parametrize("args", [["cover", "x.geojson", "--zoom", "40"], ["demo", "--workers", "0"], ["cover", "x", "--format", "png"]])
+def test_bad_arguments_exit_2_with_a_message(args):
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and "error:" in proc.stderr
+
+
+def test_validate_prints_tile_count(aoi_file, capsys):
+    assert main(["validate", str(aoi_file)]) == 0
+    assert "zoom-18 tiles" in capsys.readouterr().out

@@ -1,0 +1,112 @@
+"""The worker in-process against moto and the synthetic tile server, with a tiny real model."""
+
+import socket
+
+import numpy as np
+import pytest
+
+from conftest import queued
+from looking_glass.store import COMPLETE, RUNNING, ResultsStore
+from looking_glass.settings import WorkerSettings
+from looking_glass.workunits import pack_runs
+
+JOB = "abcabcabcabcabcabcabcabc"
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter():
+    import keras
+
+    from looking_glass.inference import ModelInfo, Segmenter
+    from looking_glass.model import ModelConfig, build_deeplabv3plus
+
+    keras.utils.set_random_seed(1)
+    model = build_deeplabv3plus(ModelConfig(alpha=0.35, aspp_filters=8, decoder_filters=8))
+    return Segmenter(model, ModelInfo("tiny-test", "0", False, "random tiny model for tests"))
+
+
+def settings_for(template, **overrides):
+    values = dict(
+        tile_url_template=template, model_path="", batch_size=8, threshold=0.5,
+        download_concurrency=4, download_timeout_s=2.0, download_retries=0,
+        write_masks=True, idle_exit_s=0.5, poll_wait_s=0,
+    )
+    values.update(overrides)
+    return WorkerSettings(**values)
+
+
+def start_job(session, names, resources, runs, per_message=8):
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    total = int(sum(b - a for _, a, b in runs))
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": total})
+    sqs = session.client("sqs")
+    for unit in pack_runs(JOB, 18, np.array(runs), per_message):
+        sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=unit.to_json())
+    return store, total
+
+
+def run_worker(session, resources, settings, segmenter):
+    from looking_glass.worker import Worker
+
+    return Worker(session, resources, settings, segmenter).run()
+
+
+def test_every_tile_gets_one_result_and_the_job_completes(aws, tile_server, tiny_segmenter):
+    session, names, resources = aws
+    store, total = start_job(session, names, resources, [[132486, 152950, 152956], [132487, 152950, 152955]])
+    stats = run_worker(session, resources, settings_for(tile_server.url_template), tiny_segmenter)
+
+    items = store.tile_items(JOB)
+    job = store.get_job(JOB)
+    assert stats.tiles_new == total == len(items) == len({i["quadkey"] for i in items})
+    assert job["status"] == COMPLETE and job["tiles_done"] == total
+    assert job["building_area_m2"] == sum(i["building_area_m2"] for i in items)
+    assert queued(session.client("sqs"), resources.tile_queue_url) == 0
+    item = items[0]
+    assert item["model_id"] == "tiny-test" and item["imagery"].startswith("http://127.0.0.1")
+    mask = session.client("s3").get_object(Bucket=resources.masks_bucket, Key=item["mask_key"])
+    assert mask["ContentType"] == "image/png"
+
+
+def test_redelivered_work_is_not_counted_twice(aws, tile_server, tiny_segmenter):
+    session, names, resources = aws
+    runs = [[132486, 152950, 152954]]
+    store, total = start_job(session, names, resources, runs)
+    # The same work unit delivered again (as SQS may): counters must not move twice.
+    unit = next(pack_runs(JOB, 18, np.array(runs), 8))
+    session.client("sqs").send_message(QueueUrl=resources.tile_queue_url, MessageBody=unit.to_json())
+    run_worker(session, resources, settings_for(tile_server.url_template), tiny_segmenter)
+    job = store.get_job(JOB)
+    assert job["tiles_final"] == total == len(store.tile_items(JOB))
+
+
+def test_missing_imagery_is_recorded_as_no_imagery_with_zero_area(aws, tile_server, tiny_segmenter):
+    session, names, resources = aws
+    store, total = start_job(session, names, resources, [[132486, 152950, 152953]])
+    template = tile_server.url_template.replace("/{z}/", "/missing/{z}/")  # the server answers 404
+    run_worker(session, resources, settings_for(template), tiny_segmenter)
+    job = store.get_job(JOB)
+    assert job["status"] == COMPLETE and job["tiles_no_imagery"] == total and job["building_area_m2"] == 0
+
+
+def test_malformed_message_goes_to_the_dead_letter_queue_with_its_reason(aws, tile_server, tiny_segmenter):
+    session, names, resources = aws
+    sqs = session.client("sqs")
+    sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody='{"v": 1, "job_id": "nope"}')
+    stats = run_worker(session, resources, settings_for(tile_server.url_template), tiny_segmenter)
+    assert stats.malformed == 1
+    assert queued(sqs, resources.tile_queue_url) == 0
+    dead = sqs.receive_message(QueueUrl=resources.tile_dlq_url, MessageAttributeNames=["All"])["Messages"]
+    assert "invalid job_id" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
+
+
+def test_unreachable_imagery_leaves_the_message_for_redelivery(aws, tiny_segmenter):
+    session, names, resources = aws
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store, _ = start_job(session, names, resources, [[132486, 152950, 152952]])
+    stats = run_worker(session, resources, settings_for(f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"), tiny_segmenter)
+    assert stats.transient == 1 and stats.tiles_new == 0
+    assert queued(session.client("sqs"), resources.tile_queue_url) == 1  # not deleted
+    assert store.get_job(JOB)["status"] == RUNNING
