@@ -1,0 +1,37 @@
+# Looking Glass: every target sets itself up (a .venv, node_modules) and is quick when already set up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+
+.PHONY: demo test synth bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+## demo: the whole pipeline on the embedded default; writes ./demo-output
+demo: $(STAMP)
+	$(VENV)/bin/looking-glass demo
+
+## test: the whole test suite
+test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest
+
+## synth: synthesize the CDK app offline (no AWS account needed)
+synth: $(STAMP) $(NODE_STAMP)
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_VERSION_CHECK=true npx cdk synth --quiet
+
+## bench: the benchmarks in benchmarks/
+bench: $(STAMP)
+	$(PY) benchmarks/cover_benchmark.py
+
+clean:
+	rm -rf demo-output cdk.out build .pytest_cache
