@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+from botocore.config import Config
 from PIL import Image
 
 from .grid import quadkey
@@ -71,8 +72,10 @@ class Worker:
         settings: WorkerSettings,
         segmenter: Segmenter,
     ):
+        # Connection pools as wide as the download pool, which also uploads masks.
+        pool_config = Config(max_pool_connections=settings.download_concurrency + 4)
         self.sqs = session.client("sqs")
-        self.s3 = session.client("s3")
+        self.s3 = session.client("s3", config=pool_config)
         self.store = ResultsStore(session.client("dynamodb"), resources.results_table)
         self.resources = resources
         self.settings = settings
