@@ -4,13 +4,17 @@ Semantics: a tile is in the cover if and only if the interior of the tile and th
 AOI intersect (a tile that only touches the AOI along an edge or at a corner is out). The AOI's
 edges are straight lines in longitude/latitude, as GeoJSON (RFC 7946) says.
 
-Method, so that work follows the AOI's boundary and not its bounding box:
+Method: a slab scanline, exact and vectorised, with work proportional to the boundary and the
+number of rows, never to the bounding box or the number of tiles.
 1. Work in "tile-x / latitude" space: x is longitude scaled to tile units (an affine map, so edges
-   stay straight), y stays latitude and row edges are the rows' latitudes.
-2. Every boundary segment marks the tiles of each row it passes through as *candidates*.
-3. Candidates get an exact interior-intersection test against the AOI clipped to their row.
-4. A gap between candidates has no boundary inside it, so it is all in or all out: one
-   point-in-polygon test decides the whole run.
+   stay straight) and y stays latitude.
+2. Cut the plane into horizontal slabs at every vertex latitude and every tile-row edge. Inside a
+   slab no edge starts, ends or crosses another, so the AOI there is a set of trapezoids, found by
+   sorting the slab's edges by x and pairing them (even-odd rule; holes and parts included).
+3. A trapezoid with left edge l(y) and right edge r(y) has the open x-projection
+   (min l, max r); tile column c meets it iff c < max r and c + 1 > min l, i.e. the run
+   [floor(min l), ceil(max r)). Each slab lies in one tile row, so merging the runs per row gives
+   the cover.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from .grid import MAX_LATITUDE, ZOOM
 # Coordinates within this many tiles of a tile edge are snapped onto it, so an AOI drawn exactly
 # on tile edges (e.g. from mercantile.bounds) does not pick up a neighbour through rounding.
 SNAP_TILES = 1e-9
-# Candidate marking is widened by this much so rounding can only add candidates, never drop one.
-MARK_EPS = 1e-7
+# Trapezoids narrower than this (in tiles, on average) are rounding noise of zero-width spikes.
+MIN_WIDTH_TILES = 1e-11
 
 
 def _row_edge_lats(rows: np.ndarray, zoom: int) -> np.ndarray:
@@ -78,75 +82,52 @@ def _segments(geom: shapely.Geometry) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.empty((0, 4))
 
 
-def _candidate_intervals(seg: np.ndarray, zoom: int) -> np.ndarray:
-    """(row, col_first, col_last) for every row each segment passes through."""
-    n = 2**zoom
-    lat_hi = np.maximum(seg[:, 1], seg[:, 3])
+def _slab_trapezoids(seg: np.ndarray, zoom: int):
+    """(slab bottom lat, slab top lat, left x bottom/top, right x bottom/top) of every trapezoid."""
+    # Horizontal edges bound slabs but never cross one; drop them.
+    seg = seg[seg[:, 1] != seg[:, 3]]
     lat_lo = np.minimum(seg[:, 1], seg[:, 3])
-    row_first = np.floor(_rows_of_lats(lat_hi, zoom) - MARK_EPS).astype(np.int64)
-    row_last = np.floor(_rows_of_lats(lat_lo, zoom) + MARK_EPS).astype(np.int64)
-    row_first = np.clip(row_first, 0, n - 1)
-    row_last = np.clip(row_last, 0, n - 1)
-    counts = row_last - row_first + 1
-    idx = np.repeat(np.arange(len(seg)), counts)
-    offsets = np.arange(len(idx)) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = row_first[idx] + offsets
+    lat_hi = np.maximum(seg[:, 1], seg[:, 3])
+    n = 2**zoom
+    row_top = int(np.floor(_rows_of_lats(np.array([lat_hi.max()]), zoom)[0]))
+    row_bottom = int(np.floor(_rows_of_lats(np.array([lat_lo.min()]), zoom)[0]))
+    inner_edges = _row_edge_lats(np.arange(max(row_top + 1, 0), min(row_bottom, n - 1) + 1, dtype=float), zoom)
+    events = np.unique(np.concatenate([lat_lo, lat_hi, inner_edges]))  # ascending latitudes
 
-    s = seg[idx]
-    top = _row_edge_lats(rows.astype(float), zoom)
-    bottom = _row_edge_lats(rows + 1.0, zoom)
-    # Latitude span of the segment inside this row, then the x at both ends of that span.
-    hi = np.minimum(np.maximum(s[:, 1], s[:, 3]), top)
-    lo = np.maximum(np.minimum(s[:, 1], s[:, 3]), bottom)
-    dlat = s[:, 3] - s[:, 1]
-    flat = np.abs(dlat) < 1e-300
-    safe = np.where(flat, 1.0, dlat)
-    x_at_hi = np.where(flat, s[:, 0], s[:, 0] + (hi - s[:, 1]) / safe * (s[:, 2] - s[:, 0]))
-    x_at_lo = np.where(flat, s[:, 2], s[:, 0] + (lo - s[:, 1]) / safe * (s[:, 2] - s[:, 0]))
-    x_min = np.minimum(x_at_hi, x_at_lo)
-    x_max = np.maximum(x_at_hi, x_at_lo)
-    col_first = np.clip(np.floor(x_min - MARK_EPS), 0, n - 1).astype(np.int64)
-    col_last = np.clip(np.floor(x_max + MARK_EPS), 0, n - 1).astype(np.int64)
-    return np.column_stack([rows, col_first, col_last])
+    first = np.searchsorted(events, lat_lo)  # exact: every endpoint is itself an event
+    last = np.searchsorted(events, lat_hi)
+    counts = last - first
+    edge = np.repeat(np.arange(len(seg)), counts)
+    slab = first[edge] + (np.arange(len(edge)) - np.repeat(np.cumsum(counts) - counts, counts))
+
+    s = seg[edge]
+    bottom, top = events[slab], events[slab + 1]
+    slope = (s[:, 2] - s[:, 0]) / (s[:, 3] - s[:, 1])  # dx/dlat, finite: no horizontal edges
+    x_bottom = s[:, 0] + (bottom - s[:, 1]) * slope
+    x_top = s[:, 0] + (top - s[:, 1]) * slope
+    # Sort each slab's edges by x at the slab's middle; consecutive pairs bound the inside.
+    order = np.lexsort((x_bottom + x_top, slab))
+    slab, x_bottom, x_top = slab[order], x_bottom[order], x_top[order]
+    left, right = slice(0, None, 2), slice(1, None, 2)
+    return events[slab[left]], events[slab[left] + 1], x_bottom[left], x_top[left], x_bottom[right], x_top[right]
 
 
-def _merge_intervals(iv: np.ndarray) -> np.ndarray:
-    """Merge overlapping or adjacent (row, first, last) intervals within each row."""
-    if len(iv) == 0:
-        return iv
-    iv = iv[np.lexsort((iv[:, 1], iv[:, 0]))]
-    rows, first, last = iv[:, 0], iv[:, 1], iv[:, 2]
-    # Running maximum of `last` within each row tells whether the next interval starts a new run.
-    out = []
-    cur_row, cur_first, cur_last = rows[0], first[0], last[0]
-    for r, f, l in zip(rows[1:].tolist(), first[1:].tolist(), last[1:].tolist()):
-        if r == cur_row and f <= cur_last + 1:
-            if l > cur_last:
-                cur_last = l
-        else:
-            out.append((cur_row, cur_first, cur_last))
-            cur_row, cur_first, cur_last = r, f, l
-    out.append((cur_row, cur_first, cur_last))
-    return np.asarray(out, dtype=np.int64)
-
-
-def _runs_from_flags(row: int, cols: np.ndarray, inside: np.ndarray) -> list[tuple[int, int, int]]:
-    """Runs (row, start, stop) of consecutive columns whose flag is set."""
-    runs = []
-    start = None
-    prev = None
-    for c, flag in zip(cols.tolist(), inside.tolist()):
-        if flag and start is not None and c == prev + 1:
-            prev = c
-            continue
-        if start is not None:
-            runs.append((row, start, prev + 1))
-            start = None
-        if flag:
-            start = prev = c
-    if start is not None:
-        runs.append((row, start, prev + 1))
-    return runs
+def _merge_runs(rows: np.ndarray, starts: np.ndarray, stops: np.ndarray, zoom: int) -> np.ndarray:
+    """Union of [start, stop) runs per row, touching runs joined, as sorted (row, start, stop)."""
+    if len(rows) == 0:
+        return np.empty((0, 3), dtype=np.int64)
+    width = 2**zoom + 2  # rows laid end to end so one running maximum works across all rows
+    g_start = rows * width + starts
+    g_stop = rows * width + stops
+    order = np.argsort(g_start, kind="stable")
+    g_start, g_stop = g_start[order], g_stop[order]
+    reach = np.maximum.accumulate(g_stop)
+    new_run = np.ones(len(g_start), bool)
+    new_run[1:] = g_start[1:] > reach[:-1]
+    out_start = g_start[new_run]
+    out_stop = np.maximum.reduceat(g_stop, np.flatnonzero(new_run))
+    out_row = out_start // width
+    return np.column_stack([out_row, out_start - out_row * width, out_stop - out_row * width]).astype(np.int64)
 
 
 def tile_runs(geom: shapely.Geometry, zoom: int = ZOOM) -> np.ndarray:
@@ -154,55 +135,19 @@ def tile_runs(geom: shapely.Geometry, zoom: int = ZOOM) -> np.ndarray:
 
     Runs are half-open in x, sorted by row then x, and never overlap or touch within a row.
     """
-    space = _to_tile_space(geom, zoom)
-    shapely.prepare(space)
-    segments = _segments(space)
-    if len(segments) == 0:
+    segments = _segments(_to_tile_space(geom, zoom))
+    if len(segments) == 0 or not (segments[:, 1] != segments[:, 3]).any():
         return np.empty((0, 3), dtype=np.int64)
-    candidates = _merge_intervals(_candidate_intervals(segments, zoom))
-
-    runs: list[tuple[int, int, int]] = []
-    row_ids = candidates[:, 0]
-    bounds = np.flatnonzero(np.diff(row_ids)) + 1
-    for row_iv in np.split(candidates, bounds):
-        row = int(row_iv[0, 0])
-        top = float(_row_edge_lats(np.array([row], float), zoom)[0])
-        bottom = float(_row_edge_lats(np.array([row + 1.0]), zoom)[0])
-        band = space.intersection(shapely.box(-1, bottom, 2**zoom + 1, top))
-        if band.is_empty:
-            continue
-        shapely.prepare(band)
-
-        cols = np.concatenate([np.arange(f, l + 1) for _, f, l in row_iv])
-        boxes = shapely.box(cols, bottom, cols + 1, top)
-        # Interiors intersect: the DE-9IM interior/interior cell is non-empty (2 for areas).
-        cand_in = shapely.relate_pattern(boxes, band, "2********")
-
-        # Gaps between candidate intervals are uniform: test the centre of their first tile.
-        gap_first = row_iv[:-1, 2] + 1
-        gap_stop = row_iv[1:, 1]
-        mid_lat = (top + bottom) / 2
-        gap_in = (
-            shapely.contains_xy(band, gap_first + 0.5, np.full(len(gap_first), mid_lat))
-            if len(gap_first)
-            else np.zeros(0, bool)
-        )
-
-        # Stitch candidates and inside gaps into maximal runs.
-        row_runs = _runs_from_flags(row, cols, cand_in)
-        for g0, g1, inside in zip(gap_first.tolist(), gap_stop.tolist(), gap_in.tolist()):
-            if inside:
-                row_runs.append((row, g0, g1))
-        row_runs.sort(key=lambda r: r[1])
-        merged: list[tuple[int, int, int]] = []
-        for r in row_runs:
-            if merged and merged[-1][2] == r[1]:
-                merged[-1] = (row, merged[-1][1], r[2])
-            else:
-                merged.append(r)
-        runs.extend(merged)
-
-    return np.asarray(runs, dtype=np.int64).reshape(-1, 3)
+    bottom, top, lb, lt, rb, rt = _slab_trapezoids(segments, zoom)
+    # Zero-area trapezoids (left and right edges coincide, as in a spike) have no interior.
+    solid = (rb - lb) + (rt - lt) > 2 * MIN_WIDTH_TILES
+    bottom, top, lb, lt, rb, rt = bottom[solid], top[solid], lb[solid], lt[solid], rb[solid], rt[solid]
+    n = 2**zoom
+    rows = np.floor(_rows_of_lats((bottom + top) / 2, zoom)).astype(np.int64)
+    starts = np.clip(np.floor(np.minimum(lb, lt)), 0, n).astype(np.int64)
+    stops = np.clip(np.ceil(np.maximum(rb, rt)), 0, n).astype(np.int64)
+    keep = stops > starts
+    return _merge_runs(rows[keep], starts[keep], stops[keep], zoom)
 
 
 def count_tiles(runs: np.ndarray) -> int:
@@ -228,7 +173,9 @@ def reference_cover(geom: shapely.Geometry, zoom: int) -> set[tuple[int, int, in
     out = set()
     for t in mercantile.tiles(west, south, east, north, zooms=zoom):
         b = mercantile.bounds(t)
-        if shapely.box(b.west, b.south, b.east, b.north).intersection(geom).area > 0:
+        tile = shapely.box(b.west, b.south, b.east, b.north)
+        # "Area > 0" up to floating-point noise of the intersection itself.
+        if tile.intersection(geom).area > 1e-15 * tile.area:
             out.add((t.x, t.y, t.z))
     return out
 

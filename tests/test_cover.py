@@ -68,23 +68,26 @@ def random_polygons(draw):
     n = draw(st.integers(3, 12))
     angles = np.sort(np.array(draw(st.lists(st.floats(0, 2 * np.pi), min_size=n, max_size=n))))
     radii = np.array(draw(st.lists(st.floats(0.2, 5.0), min_size=n, max_size=n))) * size
-    pts = np.column_stack([cx + radii * np.cos(angles), cy + 0.7 * radii * np.sin(angles)])
+    # Rounded to 7 decimals (about 1 cm), as real GeoJSON is; sub-micrometre slivers are rounding
+    # noise on which no two exact-area computations agree.
+    pts = np.round(np.column_stack([cx + radii * np.cos(angles), cy + 0.7 * radii * np.sin(angles)]), 7)
     poly = shapely.Polygon(pts)
     if draw(st.booleans()):
         hole = shapely.Point(cx, cy).buffer(size * draw(st.floats(0.1, 1.0)), quad_segs=3)
+        hole = shapely.set_precision(hole, 1e-7)
         if poly.is_valid:
             poly = poly.difference(hole)
     return poly, zoom
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=int(__import__("os").environ.get("LG_HYPOTHESIS_EXAMPLES", "150")), deadline=None)
 @given(random_polygons())
 def test_cover_equals_bruteforce_reference(case):
     poly, zoom = case
     # Coordinates within 1e-9 tile of a tile edge are snapped onto it (by design), so slivers
     # thinner than that are outside what the reference comparison can judge.
     assume(poly.is_valid and poly.area >= 1e-6 * (360 / 2**zoom) ** 2)
-    assert cover_set(poly, zoom) == reference_cover(poly, zoom)
+    assert cover_set(poly, zoom) == reference_cover(poly, zoom), poly.wkt
 
 
 def test_grid_aligned_polygon_snaps_to_edges():
