@@ -1,0 +1,260 @@
+"""Deployment configuration: the CDK context (``cdk.json`` or ``cdk synth -c key=value``) parsed
+into a typed, validated dataclass.
+
+Context from ``cdk.json`` arrives typed (numbers, booleans, lists); context from the command line
+arrives as strings, so every parser accepts both. A bad value raises ``ConfigError`` with a message
+that names the context key, before any resource is built.
+
+The runtime settings that end up in the Lambda and Batch environments are checked once more by
+``looking_glass.settings`` itself at synth time (see ``stacks.ingest`` / ``stacks.inference``), so
+a value this module lets through but the code would reject still fails ``cdk synth``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from looking_glass.settings import SettingsError, validate_tile_url_template
+from looking_glass.workunits import MAX_TILES_PER_MESSAGE
+
+# Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
+# knobs are discoverable there; these only matter when the app is built without cdk.json.
+DEFAULTS: dict[str, Any] = {
+    "tile_url_template": "https://tiles.example.com/{z}/{x}/{y}.png",
+    "max_vcpus": 64,
+    "instance_types": ["g4dn.xlarge", "g5.xlarge"],
+    "spot": True,
+    "worker_vcpus": 4,
+    "worker_memory_mib": 14336,
+    "worker_timeout_minutes": 360,
+    "worker_retry_attempts": 3,
+    "worker_subnets": "isolated",
+    "worker_image": "",
+    "model_s3_uri": "",
+    "tiles_per_message": 64,
+    "max_tiles_per_job": 5_000_000,
+    "tiles_per_worker": 20_000,
+    "max_workers": None,
+    "log_retention_days": 30,
+    "training_image": "",
+    "training_instance_type": "ml.g5.xlarge",
+    "training_volume_gb": 50,
+    "training_spot": True,
+    "training_max_runtime_hours": 24,
+    "training_max_wait_hours": 48,
+}
+
+# Retention periods CloudWatch Logs accepts, in days, with their aws_logs.RetentionDays names.
+LOG_RETENTION_DAYS = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
+    30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS", 180: "SIX_MONTHS", 365: "ONE_YEAR", 400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS", 1827: "FIVE_YEARS",
+    2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+WORKER_SUBNETS = ("isolated", "public")
+
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Instance families with NVIDIA GPUs that the ECS GPU AMI supports (the job asks for one GPU).
+_GPU_FAMILY = re.compile(r"^(g4dn|g5|g6|g6e|gr6|g5g|p3|p3dn|p4d|p4de|p5|p5e|p5en)\.")
+_IMAGE_URI = re.compile(r"^[a-z0-9][a-z0-9._\-/:@]*[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A context value is invalid. The message starts with the context key."""
+
+
+def _int(key: str, raw: Any, lo: int, hi: int) -> int:
+    if isinstance(raw, bool):  # bool is an int subclass; `true` is not a count
+        raise ConfigError(f"{key}={raw!r} is not an integer")
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, str):
+        try:
+            raw = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{key}={raw!r} is not an integer") from None
+    if not isinstance(raw, int):
+        raise ConfigError(f"{key}={raw!r} is not an integer")
+    if not lo <= raw <= hi:
+        raise ConfigError(f"{key}={raw} is outside [{lo}, {hi}]")
+    return raw
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(raw, str) and raw.strip().lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{key}={raw!r} is not a boolean (true/false)")
+
+
+def _str(key: str, raw: Any) -> str:
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise ConfigError(f"{key}={raw!r} is not a string")
+    return raw.strip()
+
+
+def _str_list(key: str, raw: Any) -> list[str]:
+    if isinstance(raw, str):  # -c instance_types=g4dn.xlarge,g5.xlarge
+        raw = [part for part in (p.strip() for p in raw.split(",")) if part]
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(v, str) for v in raw):
+        raise ConfigError(f"{key}={raw!r} is not a list of strings")
+    if not raw:
+        raise ConfigError(f"{key} is empty")
+    return [v.strip() for v in raw]
+
+
+def _s3_uri(key: str, raw: Any) -> str:
+    value = _str(key, raw)
+    if value and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S+$", value):
+        raise ConfigError(f"{key}={value!r} is not an s3://bucket/key URI")
+    return value
+
+
+def _image(key: str, raw: Any) -> str:
+    value = _str(key, raw)
+    if value and not _IMAGE_URI.match(value):
+        raise ConfigError(f"{key}={value!r} is not a container image reference")
+    return value
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    tile_url_template: str
+    # Batch compute environment
+    max_vcpus: int
+    instance_types: tuple[str, ...]
+    spot: bool
+    # One worker = one Batch job (array child) on one GPU.
+    worker_vcpus: int
+    worker_memory_mib: int
+    worker_timeout_minutes: int
+    worker_retry_attempts: int
+    worker_subnets: str  # "isolated": VPC endpoints only; "public": public IPs, no NAT
+    worker_image: str  # "" builds batch_jobs/Dockerfile as an asset; else an image URI
+    model_s3_uri: str  # "" uses the model shipped in the image
+    # Enumerator (Lambda)
+    tiles_per_message: int
+    max_tiles_per_job: int
+    tiles_per_worker: int
+    max_workers: int
+    log_retention_days: int
+    # Training (SageMaker via Step Functions)
+    training_image: str
+    training_instance_type: str  # SageMaker form, e.g. ml.g5.xlarge
+    training_volume_gb: int
+    training_spot: bool
+    training_max_runtime_hours: int
+    training_max_wait_hours: int
+
+    @property
+    def log_retention(self):
+        """``log_retention_days`` as an ``aws_logs.RetentionDays``."""
+        from aws_cdk import aws_logs
+
+        return aws_logs.RetentionDays[LOG_RETENTION_DAYS[self.log_retention_days]]
+
+    @property
+    def training_ec2_instance_type(self) -> str:
+        """The instance type without the ``ml.`` prefix (the CDK task adds it back)."""
+        return self.training_instance_type.removeprefix("ml.")
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any] | Mapping[str, Any]) -> DeploymentConfig:
+        """Parse from ``node.try_get_context`` (or a plain mapping, for tests)."""
+        lookup = get.get if isinstance(get, Mapping) else get
+
+        def raw(key: str) -> Any:
+            value = lookup(key)
+            return DEFAULTS[key] if value is None else value
+
+        template = _str("tile_url_template", raw("tile_url_template"))
+        try:
+            validate_tile_url_template(template)
+        except SettingsError as exc:
+            raise ConfigError(f"tile_url_template: {exc}") from None
+
+        instance_types = _str_list("instance_types", raw("instance_types"))
+        for itype in instance_types:
+            if not _INSTANCE_TYPE.match(itype):
+                raise ConfigError(f"instance_types: {itype!r} is not an EC2 instance type")
+            if not _GPU_FAMILY.match(itype):
+                raise ConfigError(
+                    f"instance_types: {itype!r} has no NVIDIA GPU (the worker job asks for one)"
+                )
+
+        worker_vcpus = _int("worker_vcpus", raw("worker_vcpus"), 1, 192)
+        max_vcpus = _int("max_vcpus", raw("max_vcpus"), 1, 100_000)
+        if max_vcpus < worker_vcpus:
+            raise ConfigError(
+                f"max_vcpus={max_vcpus} is below worker_vcpus={worker_vcpus}: no job could run"
+            )
+        # Workers that can run at once; more only wait in the Batch queue.
+        max_workers_raw = lookup("max_workers")
+        max_workers = (
+            max(1, max_vcpus // worker_vcpus)
+            if max_workers_raw in (None, "")
+            else _int("max_workers", max_workers_raw, 1, 10_000)
+        )
+
+        worker_subnets = _str("worker_subnets", raw("worker_subnets"))
+        if worker_subnets not in WORKER_SUBNETS:
+            raise ConfigError(
+                f"worker_subnets={worker_subnets!r} is not one of {', '.join(WORKER_SUBNETS)}"
+            )
+
+        log_retention = _int("log_retention_days", raw("log_retention_days"), 1, 3653)
+        if log_retention not in LOG_RETENTION_DAYS:
+            raise ConfigError(
+                f"log_retention_days={log_retention} is not a CloudWatch Logs retention "
+                f"({', '.join(map(str, LOG_RETENTION_DAYS))})"
+            )
+
+        training_instance_type = _str("training_instance_type", raw("training_instance_type"))
+        if not re.match(r"^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$", training_instance_type):
+            raise ConfigError(
+                f"training_instance_type={training_instance_type!r} is not a SageMaker "
+                "instance type (ml.<family>.<size>)"
+            )
+        max_runtime = _int("training_max_runtime_hours", raw("training_max_runtime_hours"), 1, 28 * 24)
+        max_wait = _int("training_max_wait_hours", raw("training_max_wait_hours"), 1, 28 * 24)
+        training_spot = _bool("training_spot", raw("training_spot"))
+        if training_spot and max_wait < max_runtime:
+            raise ConfigError(
+                f"training_max_wait_hours={max_wait} is below training_max_runtime_hours="
+                f"{max_runtime} (SageMaker requires wait >= runtime for spot training)"
+            )
+
+        return cls(
+            tile_url_template=template,
+            max_vcpus=max_vcpus,
+            instance_types=tuple(instance_types),
+            spot=_bool("spot", raw("spot")),
+            worker_vcpus=worker_vcpus,
+            worker_memory_mib=_int("worker_memory_mib", raw("worker_memory_mib"), 1024, 2_000_000),
+            worker_timeout_minutes=_int("worker_timeout_minutes", raw("worker_timeout_minutes"), 5, 14 * 24 * 60),
+            worker_retry_attempts=_int("worker_retry_attempts", raw("worker_retry_attempts"), 1, 10),
+            worker_subnets=worker_subnets,
+            worker_image=_image("worker_image", raw("worker_image")),
+            model_s3_uri=_s3_uri("model_s3_uri", raw("model_s3_uri")),
+            tiles_per_message=_int("tiles_per_message", raw("tiles_per_message"), 1, MAX_TILES_PER_MESSAGE),
+            max_tiles_per_job=_int("max_tiles_per_job", raw("max_tiles_per_job"), 1, 10**10),
+            tiles_per_worker=_int("tiles_per_worker", raw("tiles_per_worker"), 1, 10**9),
+            max_workers=max_workers,
+            log_retention_days=log_retention,
+            training_image=_image("training_image", raw("training_image")),
+            training_instance_type=training_instance_type,
+            training_volume_gb=_int("training_volume_gb", raw("training_volume_gb"), 1, 16_384),
+            training_spot=training_spot,
+            training_max_runtime_hours=max_runtime,
+            training_max_wait_hours=max_wait,
+        )

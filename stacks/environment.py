@@ -1,0 +1,77 @@
+"""The environment variables the stacks hand to the Lambda and to the Batch worker.
+
+Resource variables use the ENV_* names from ``looking_glass.resources``; runtime settings use the
+LG_* names that ``looking_glass.settings`` reads. Each environment is parsed at synth time by the
+very code that reads it at run time (``DeployedResources.from_env``, ``EnumeratorSettings.from_env``,
+``WorkerSettings.from_env``), so a missing or invalid variable fails ``cdk synth``, not a job.
+Token values (``${Token[...]}``) are non-empty strings and pass those checks as they should.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+
+from looking_glass import resources
+from looking_glass.settings import EnumeratorSettings, SettingsError, WorkerSettings
+
+from .config import DeploymentConfig
+
+
+class StackEnvironmentError(ValueError):
+    pass
+
+
+def resource_environment(
+    *,
+    trigger_bucket: s3.IBucket,
+    masks_bucket: s3.IBucket,
+    results_table: dynamodb.ITable,
+    tile_queue: sqs.IQueue,
+    tile_dlq: sqs.IQueue,
+) -> dict[str, str]:
+    env = resources.DeployedResources(
+        trigger_bucket=trigger_bucket.bucket_name,
+        masks_bucket=masks_bucket.bucket_name,
+        results_table=results_table.table_name,
+        tile_queue_url=tile_queue.queue_url,
+        tile_dlq_url=tile_dlq.queue_url,
+    ).to_env()
+    resources.DeployedResources.from_env(env)  # every variable the processes require is there
+    return env
+
+
+def enumerator_environment(
+    config: DeploymentConfig, *, job_queue_arn: str, job_definition_arn: str
+) -> dict[str, str]:
+    env = {
+        "LG_WORKER_LAUNCHER": "batch",
+        "LG_BATCH_JOB_QUEUE": job_queue_arn,
+        "LG_BATCH_JOB_DEFINITION": job_definition_arn,
+        "LG_TILES_PER_MESSAGE": str(config.tiles_per_message),
+        "LG_MAX_TILES_PER_JOB": str(config.max_tiles_per_job),
+        "LG_MAX_WORKERS": str(config.max_workers),
+        "LG_TILES_PER_WORKER": str(config.tiles_per_worker),
+    }
+    _check(EnumeratorSettings.from_env, env)
+    return env
+
+
+# Where the worker image's launcher puts a model fetched from model_s3_uri (batch_jobs/Dockerfile).
+ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
+
+
+def worker_environment(config: DeploymentConfig) -> dict[str, str]:
+    env = {"LG_TILE_URL_TEMPLATE": config.tile_url_template}
+    if config.model_s3_uri:
+        env[ENV_MODEL_S3_URI] = config.model_s3_uri
+    _check(WorkerSettings.from_env, env)
+    return env
+
+
+def _check(parse, env: dict[str, str]) -> None:
+    try:
+        parse(env)
+    except SettingsError as exc:
+        raise StackEnvironmentError(f"{parse.__qualname__}: {exc}") from None

@@ -1,0 +1,196 @@
+"""IngestStack: the tile-enumerator Lambda, started by AOI uploads to the trigger bucket.
+
+The Lambda (``lambdas/tile_enumerator/handler.py``) validates the AOI, writes the job record,
+enqueues the tile work units and submits the Batch array job of workers.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from looking_glass import resources
+
+from .assets import stage_lambda_asset
+from .config import DeploymentConfig
+from .environment import enumerator_environment, resource_environment
+from .nag import (
+    LAMBDA_BASIC_EXECUTION,
+    TRIGGER_BUCKET_ARN_OUTPUT,
+    acknowledge,
+    cross_stack_output,
+)
+
+HANDLER = "lambdas.tile_enumerator.handler.handler"
+
+
+class IngestStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        trigger_bucket: s3.IBucket,
+        masks_bucket: s3.IBucket,
+        results_table: dynamodb.ITable,
+        tile_queue: sqs.IQueue,
+        tile_dlq: sqs.IQueue,
+        job_queue: batch.IJobQueue,
+        job_definition: batch.IJobDefinition,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        # Async invocations (S3 events) that still fail after Lambda's retries land here.
+        self.failure_queue = sqs.Queue(
+            self,
+            "EnumeratorFailures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),
+        )
+        acknowledge(
+            self.failure_queue,
+            "AwsSolutions-SQS3",
+            "This queue is itself the terminal on-failure destination of the enumerator; an "
+            "alarm watches its depth and nothing consumes it automatically.",
+        )
+        cloudwatch.Alarm(
+            self,
+            "EnumeratorFailuresNotEmpty",
+            alarm_description=(
+                "An AOI upload could not be processed after Lambda's retries (infrastructure "
+                "error). The failed event is in the enumerator failure queue."
+            ),
+            metric=self.failure_queue.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+        log_group = logs.LogGroup(self, "EnumeratorLogs", retention=config.log_retention)
+
+        # Code: only looking_glass/ and lambdas/, staged at synth time (no Docker bundling).
+        # TODO(dependencies): the asset holds no third-party packages. The Python 3.12 runtime
+        # brings boto3, but shapely, mercantile, numpy and aws-lambda-powertools must come from
+        # a layer or from bundling: `pip install --platform manylinux2014_x86_64 --python-version 3.12
+        # --only-binary=:all: --target <asset> looking-glass` (the core dependencies of
+        # pyproject.toml, no TensorFlow) in stacks.assets.stage_lambda_asset. Until then the
+        # function deploys but fails at import.
+        self.function = lambda_.Function(
+            self,
+            "TileEnumerator",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(stage_lambda_asset())),
+            memory_size=1024,
+            timeout=Duration.minutes(15),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            environment={
+                **resource_environment(
+                    trigger_bucket=trigger_bucket,
+                    masks_bucket=masks_bucket,
+                    results_table=results_table,
+                    tile_queue=tile_queue,
+                    tile_dlq=tile_dlq,
+                ),
+                **enumerator_environment(
+                    config,
+                    job_queue_arn=job_queue.job_queue_arn,
+                    job_definition_arn=job_definition.job_definition_arn,
+                ),
+                "POWERTOOLS_SERVICE_NAME": "tile-enumerator",
+            },
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.failure_queue),
+            description="Looking Glass: AOI upload -> job record, tile work units, Batch workers",
+        )
+
+        # Only the AOI objects (HeadObject/GetObject, of a given version).
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[trigger_bucket.arn_for_objects(f"{resources.TRIGGER_PREFIX}*")],
+            )
+        )
+        results_table.grant_read_write_data(self.function)
+        tile_queue.grant_send_messages(self.function)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["batch:SubmitJob"],
+                resources=[job_queue.job_queue_arn, job_definition.job_definition_arn],
+            )
+        )
+
+        # The notification is added through an imported reference to the bucket so that it lives
+        # in this stack: on the StorageStack's bucket it would make StorageStack depend on this
+        # Lambda while this stack depends on StorageStack (a cycle). CDK manages it with a custom
+        # resource that only touches the notifications it created.
+        notified_bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "TriggerBucketRef",
+            bucket_arn=trigger_bucket.bucket_arn,
+            bucket_name=trigger_bucket.bucket_name,
+        )
+        notified_bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(self.function),
+            s3.NotificationKeyFilter(prefix=resources.TRIGGER_PREFIX, suffix=resources.TRIGGER_SUFFIX),
+        )
+
+        self._acknowledge_nag_findings(trigger_bucket)
+
+        CfnOutput(self, "EnumeratorFunctionName", value=self.function.function_name)
+        CfnOutput(self, "EnumeratorFailureQueueUrl", value=self.failure_queue.queue_url)
+
+    def _acknowledge_nag_findings(self, trigger_bucket: s3.IBucket) -> None:
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Pinned to Python 3.12, the runtime the enumerator and its (to be bundled) manylinux "
+            "dependencies are built and tested for; moving to a newer runtime is a separate change.",
+        )
+        acknowledge(
+            self.function,
+            LAMBDA_BASIC_EXECUTION,
+            "AWSLambdaBasicExecutionRole only allows writing the function's CloudWatch logs.",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) have no "
+            "resource-level permissions.",
+        )
+        trigger_arn = cross_stack_output(Stack.of(trigger_bucket).stack_name, TRIGGER_BUCKET_ARN_OUTPUT)
+        acknowledge(
+            self.function,
+            f"AwsSolutions-IAM5[Resource::{trigger_arn}/{resources.TRIGGER_PREFIX}*]",
+            "The enumerator reads whichever AOI was uploaded, so it may read (only) the objects "
+            "under the trigger prefix.",
+        )
+        # CDK's singleton handler for bucket notifications (one per stack).
+        handler = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
+        if handler is not None:
+            acknowledge(
+                handler,
+                LAMBDA_BASIC_EXECUTION,
+                "CDK's bucket-notification custom resource handler; the managed policy only "
+                "allows writing its CloudWatch logs.",
+            )
