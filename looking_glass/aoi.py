@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 import shapely
+import shapely.affinity
 from shapely.geometry import MultiPolygon, Polygon
 
 from .grid import MAX_LATITUDE
@@ -63,6 +64,7 @@ def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
         raise AoiError("AOI has no polygonal geometry (Polygon or MultiPolygon)")
 
     geometry = shapely.union_all(polygons) if len(polygons) > 1 else polygons[0]
+    geometry = _wrap_antimeridian(geometry, warnings)
     clipped = geometry.intersection(shapely.box(-180, -MAX_LATITUDE, 180, MAX_LATITUDE))
     if clipped.is_empty or clipped.area <= MIN_AREA_DEG2:
         raise AoiError("AOI has zero area inside the web-mercator latitude range (+-85.0511)")
@@ -70,6 +72,22 @@ def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
         warnings.append("AOI was clipped to the web-mercator latitude limit +-85.0511")
     clipped = _polygonal_part(clipped)
     return Aoi(geometry=clipped, name=_name_of(doc) or default_name, warnings=warnings)
+
+
+def _wrap_antimeridian(geometry: shapely.Geometry, warnings: list[str]) -> shapely.Geometry:
+    """Rings drawn across the antimeridian with longitudes beyond +-180 are split there and the
+    far side moved by 360 degrees, giving the RFC 7946 form (parts meeting at +-180)."""
+    west, _, east, _ = geometry.bounds
+    if west >= -180 and east <= 180:
+        return geometry
+    parts = []
+    for shift in (-360, 0, 360):
+        window = shapely.box(-180 - shift, -90, 180 - shift, 90)
+        piece = geometry.intersection(window)
+        if not piece.is_empty and piece.area > 0:
+            parts.append(shapely.affinity.translate(_polygonal_part(piece), xoff=shift))
+    warnings.append("AOI crosses the antimeridian and was split at +-180 degrees")
+    return shapely.union_all(parts)
 
 
 def _name_of(doc: dict) -> str | None:
@@ -143,6 +161,10 @@ def _polygons_from(obj: dict, where: str) -> list[Polygon]:
             raise AoiError(f"{here} is not a valid polygon: {shapely.is_valid_reason(polygon)}")
         if polygon.area <= 0:
             raise AoiError(f"{here} has zero area")
+        west, _, east, _ = polygon.bounds
+        if west >= 180 or east <= -180:  # beyond +-180 is only for rings that cross it
+            bad = west if west >= 180 else east
+            raise AoiError(f"{here} longitude {bad:g} is out of range [-180, 180] (beyond is only for rings crossing the antimeridian)")
         polygons.append(polygon)
     return polygons
 
@@ -159,7 +181,7 @@ def _ring(ring, where: str) -> list[tuple[float, float]]:
             raise AoiError(f"{where}[{k}] has non-numeric coordinates {position[:2]!r}")
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise AoiError(f"{where}[{k}] has non-finite coordinates")
-        if not -180 <= lon <= 180:
+        if not -360 <= lon <= 360:
             raise AoiError(f"{where}[{k}] longitude {lon} is out of range [-180, 180]")
         if not -90 <= lat <= 90:
             raise AoiError(f"{where}[{k}] latitude {lat} is out of range [-90, 90]")

@@ -96,3 +96,22 @@ def test_grid_aligned_polygon_snaps_to_edges():
     b2 = mercantile.bounds(502, 601, 11)
     box = shapely.box(b1.west + 1e-13, b2.south - 1e-13, b2.east, b1.north)
     assert cover_set(box, 11) == {(x, y, 11) for x in (500, 501, 502) for y in (600, 601)}
+
+
+def test_antimeridian_as_split_multipolygon_and_as_ring_beyond_180_agree():
+    from looking_glass.aoi import parse_aoi
+    import json
+
+    ring = [[179.995, -16.8], [180.004, -16.8], [180.004, -16.79], [179.995, -16.79], [179.995, -16.8]]
+    east = [[179.995, -16.8], [180, -16.8], [180, -16.79], [179.995, -16.79], [179.995, -16.8]]
+    west = [[-180, -16.8], [-179.996, -16.8], [-179.996, -16.79], [-180, -16.79], [-180, -16.8]]
+    crossing = parse_aoi(json.dumps({"type": "Polygon", "coordinates": [ring]}).encode())
+    split = parse_aoi(json.dumps({"type": "MultiPolygon", "coordinates": [[east], [west]]}).encode())
+    assert any("antimeridian" in w for w in crossing.warnings)
+    got = cover_set(crossing.geometry, 18)
+    assert got == cover_set(split.geometry, 18)
+    xs = {x for x, _, _ in got}
+    assert 0 in xs and 2**18 - 1 in xs  # both sides of the antimeridian
+    assert got == reference_cover(shapely.box(179.995, -16.8, 180, -16.79), 18) | reference_cover(
+        shapely.box(-180, -16.8, -179.996, -16.79), 18
+    )
