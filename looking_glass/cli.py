@@ -86,6 +86,39 @@ def cmd_cover(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    from .cover import tile_runs
+    from .estimate import estimate
+
+    _, aoi = _read_aoi(args.aoi)
+    result = estimate(
+        tile_runs(aoi.geometry, args.zoom),
+        args.zoom,
+        tiles_per_message=args.tiles_per_message,
+        tiles_per_second=args.tiles_per_second,
+        price_per_hour=args.price_per_hour,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"tiles (zoom {args.zoom}):     {result.tiles:,}")
+    print(f"area of those tiles:   {result.tiles_area_km2:,.3f} km2")
+    print(f"SQS messages:          {result.sqs_messages:,} ({result.sqs_send_requests:,} send requests)")
+    print(f"worker time:           {result.worker_hours:,.2f} h at {result.tiles_per_second:g} tiles/s")
+    print(f"worker cost:           USD {result.cost_usd:,.2f} at USD {result.price_per_hour:g}/instance-hour")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
 def cmd_validate(args) -> int:
     from .cover import count_tiles, tile_runs
     from .grid import ZOOM
@@ -127,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     cover.add_argument("--zoom", type=_zoom, default=18)
     cover.add_argument("--format", choices=("xyz", "quadkey", "geojson", "count"), default="xyz")
     cover.set_defaults(func=cmd_cover)
+
+    est = sub.add_parser("estimate", help="tiles, area, SQS traffic, worker time and cost of an AOI")
+    est.add_argument("aoi", help="AOI GeoJSON file")
+    est.add_argument("--zoom", type=_zoom, default=18)
+    est.add_argument("--tiles-per-message", type=_positive_int, default=64)
+    est.add_argument("--tiles-per-second", type=_positive_float, default=40.0,
+                     help="worker throughput (default 40: DeepLab V3+ on 2 CPU cores)")
+    est.add_argument("--price-per-hour", type=_positive_float, default=0.526,
+                     help="USD per worker instance-hour (default: g4dn.xlarge on-demand, us-east-1)")
+    est.add_argument("--json", action="store_true", help="print JSON")
+    est.set_defaults(func=cmd_estimate)
 
     validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
     validate.add_argument("aoi", help="AOI GeoJSON file")

@@ -49,3 +49,24 @@ def test_bad_arguments_exit_2_with_a_message(args):
 def test_validate_prints_tile_count(aoi_file, capsys):
     assert main(["validate", str(aoi_file)]) == 0
     assert "zoom-18 tiles" in capsys.readouterr().out
+
+
+def test_estimate_counts_tiles_messages_time_and_cost(aoi_file, capsys):
+    main(["cover", str(aoi_file), "--format", "count"])
+    tiles = int(capsys.readouterr().out)
+    main(["estimate", str(aoi_file), "--json", "--tiles-per-message", "10", "--tiles-per-second", "2", "--price-per-hour", "3.6"])
+    est = json.loads(capsys.readouterr().out)
+    assert est["tiles"] == tiles
+    assert est["sqs_messages"] == -(-tiles // 10) and est["sqs_send_requests"] == -(-est["sqs_messages"] // 10)
+    assert est["worker_hours"] == pytest.approx(tiles / 2 / 3600, abs=1e-3)
+    assert est["cost_usd"] == pytest.approx(tiles / 2 / 3600 * 3.6, abs=0.01)
+    # Each zoom-18 tile near the equator is about 153 m on a side: 0.0234 km2.
+    assert est["tiles_area_km2"] == pytest.approx(tiles * 0.0234, rel=0.01)
+
+
+def test_estimate_rejects_nonpositive_throughput(aoi_file):
+    proc = subprocess.run(
+        [sys.executable, "-m", "looking_glass.cli", "estimate", str(aoi_file), "--tiles-per-second", "0"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and "must be greater than 0" in proc.stderr
