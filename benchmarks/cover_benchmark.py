@@ -1,39 +1,93 @@
-"""Tile cover speed: looking_glass.cover against mercantile bounding-box tiles filtered by shapely
-(the exact reference), in one process, on the same AOIs. Prints tiles/s and the speed ratio.
+"""Tile cover speed and memory, in one process, on the same AOIs:
 
-    .venv/bin/python benchmarks/cover_benchmark.py
+- looking_glass.cover (exact slab scanline);
+- supermercado's ``burn`` (rasterises the AOI onto the tile grid);
+- the exact reference: mercantile bounding-box tiles filtered by shapely (area > 0).
+
+Prints tiles/s, peak traced memory and whether each peer's tile set equals ours. Peers that would
+take too long on an AOI are skipped, and the table says so with the reason.
+
+    .venv/bin/python benchmarks/cover_benchmark.py [--skip-country]
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
 import time
+import tracemalloc
 
+import numpy as np
 import shapely
 
 from looking_glass.aoi import parse_aoi
 from looking_glass.cover import count_tiles, iter_tiles, reference_cover, tile_runs
 from looking_glass.demo import sample_aoi_bytes
 
+REFERENCE_MAX_TILES = 300_000  # the brute-force filter runs at ~20k tiles/s
+SUPERMERCADO_MAX_TILES = 20_000_000  # burn returns one int64 row per tile: 24 bytes each
 
-def timed(fn):
+
+def wobbly(lon: float, lat: float, radius_deg: float, vertices: int, seed: int) -> shapely.Polygon:
+    """A star-shaped outline with irregular, many-vertex boundary (a stand-in for admin borders)."""
+    rng = np.random.default_rng(seed)
+    angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
+    noise = np.cumsum(rng.normal(0, 0.02, vertices))
+    noise -= np.linspace(0, noise[-1], vertices)  # close smoothly
+    radius = radius_deg * (1 + 0.25 * np.sin(3 * angles) + 0.15 * np.sin(7 * angles + 1) + noise)
+    poly = shapely.Polygon(np.column_stack([lon + radius * np.cos(angles), lat + 0.9 * radius * np.sin(angles)]))
+    return shapely.make_valid(poly).buffer(0)
+
+
+def measure(fn):
+    gc.collect()
+    tracemalloc.start()
     start = time.perf_counter()
     out = fn()
-    return out, time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, elapsed, peak / 2**20
+
+
+def supermercado_set(geom, zoom):
+    from supermercado import burntiles
+
+    features = [{"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(p)} for p in getattr(geom, "geoms", [geom])]
+    return burntiles.burn(features, zoom)
 
 
 def main() -> None:
-    sample = parse_aoi(sample_aoi_bytes()).geometry
-    # A wobbly 600-vertex "district" of about 3,500 zoom-18 tiles.
-    district = shapely.Point(30.06, -1.95).buffer(0.05, quad_segs=150)
-    district = shapely.affinity.scale(district, 1.0, 0.8)
-    cases = [("sample AOI (demo)", sample, 18), ("district, 600 vertices", district, 18)]
-    print(f"{'AOI':<26}{'tiles':>9}{'ours tiles/s':>15}{'reference tiles/s':>19}{'speed-up':>10}  same set")
-    for name, geom, zoom in cases:
-        runs, t_ours = timed(lambda: tile_runs(geom, zoom))
-        ref, t_ref = timed(lambda: reference_cover(geom, zoom))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-country", action="store_true")
+    args = parser.parse_args()
+    cases = [
+        ("sample AOI (314 tiles)", parse_aoi(sample_aoi_bytes()).geometry),
+        ("city, 4,000 vertices", wobbly(30.06, -1.95, 0.06, 4000, 1)),
+        ("region, 8,000 vertices", wobbly(30.0, -2.0, 0.75, 8000, 2)),
+    ]
+    if not args.skip_country:
+        cases.append(("country, 20,000 vertices", wobbly(20.0, 5.0, 6.5, 20000, 3)))
+    zoom = 18
+    print(f"{'AOI':<26}{'method':<14}{'tiles':>12}{'tiles/s':>14}{'peak MiB':>10}{'seconds':>9}  same set as ours")
+    for name, geom in cases:
+        runs, t, mem = measure(lambda: tile_runs(geom, zoom))
         n = count_tiles(runs)
-        same = set(iter_tiles(runs, zoom)) == ref
-        print(f"{name:<26}{n:>9,}{n / t_ours:>15,.0f}{len(ref) / t_ref:>19,.0f}{t_ref / t_ours:>9.1f}x  {same}")
+        ours = None
+        print(f"{name:<26}{'looking_glass':<14}{n:>12,}{n / t:>14,.0f}{mem:>10.1f}{t:>9.2f}")
+        if n <= SUPERMERCADO_MAX_TILES:
+            tiles, t2, mem2 = measure(lambda: supermercado_set(geom, zoom))
+            ours = set(iter_tiles(runs, zoom)) if n <= 5_000_000 else None
+            same = "n/a (set too big to compare)" if ours is None else str({tuple(map(int, r)) for r in tiles} == ours)
+            print(f"{'':<26}{'supermercado':<14}{len(tiles):>12,}{len(tiles) / t2:>14,.0f}{mem2:>10.1f}{t2:>9.2f}  {same}  (ours {t2 / t:.0f}x faster)")
+        else:
+            print(f"{'':<26}{'supermercado':<14}  skipped: {n:,} tiles x 24 B per tile row would need {n * 24 / 2**30:.1f} GiB")
+        if n <= REFERENCE_MAX_TILES:
+            ref, t3, mem3 = measure(lambda: reference_cover(geom, zoom))
+            ours = ours or set(iter_tiles(runs, zoom))
+            print(f"{'':<26}{'reference':<14}{len(ref):>12,}{len(ref) / t3:>14,.0f}{mem3:>10.1f}{t3:>9.2f}  {ref == ours}  (ours {t3 / t:.0f}x faster)")
+        else:
+            print(f"{'':<26}{'reference':<14}  skipped: at ~20,000 tiles/s it would take {n / 20_000 / 60:,.0f} min")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ message sent twice is harmless because tile results are written once per tile.
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .aoi import AoiError, parse_aoi
@@ -36,6 +39,17 @@ class AoiObject:
     etag: str
 
 
+def _chunks(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def objects_from_s3_event(event: dict) -> list[AoiObject]:
     """The objects named by an S3 event notification (keys arrive URL-encoded)."""
     out = []
@@ -55,7 +69,9 @@ def objects_from_s3_event(event: dict) -> list[AoiObject]:
 class Enumerator:
     def __init__(self, session, resources: DeployedResources, settings: EnumeratorSettings, launcher):
         self.s3 = session.client("s3")
-        self.sqs = session.client("sqs")
+        self.sqs = session.client(
+            "sqs", config=Config(max_pool_connections=settings.enqueue_threads + 2, retries={"mode": "adaptive"})
+        )
         self.store = ResultsStore(session.client("dynamodb"), resources.results_table)
         self.resources = resources
         self.settings = settings
@@ -133,26 +149,31 @@ class Enumerator:
         return self.store.get_job(job_id)
 
     def _enqueue(self, job_id: str, runs) -> int:
+        """Send every work unit, 10 per request, from a bounded pool of threads.
+
+        Units are generated lazily and at most a few thousand requests are in flight, so memory
+        stays flat however large the AOI; a country-scale job is tens of thousands of requests.
+        """
         units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message)
+        batches = _chunks((u.to_json() for u in units), SQS_BATCH)
         sent = 0
-        batch = []
-        for unit in units:
-            batch.append(unit.to_json())
-            if len(batch) == SQS_BATCH:
-                self._send_batch(batch)
-                sent += len(batch)
-                batch = []
-        if batch:
-            self._send_batch(batch)
-            sent += len(batch)
+        with ThreadPoolExecutor(self.settings.enqueue_threads, thread_name_prefix="enqueue") as pool:
+            pending = set()
+            for batch in batches:
+                pending.add(pool.submit(self._send_batch, batch))
+                if len(pending) >= 4 * self.settings.enqueue_threads:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    sent += sum(f.result() for f in done)
+            sent += sum(f.result() for f in pending)
         return sent
 
-    def _send_batch(self, bodies: list[str]) -> None:
+    def _send_batch(self, bodies: list[str]) -> int:
         entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
-        for _ in range(5):
+        for attempt in range(5):
             resp = self.sqs.send_message_batch(QueueUrl=self.resources.tile_queue_url, Entries=entries)
             failed = {f["Id"] for f in resp.get("Failed", [])}
             if not failed:
-                return
+                return len(bodies)
             entries = [e for e in entries if e["Id"] in failed]
+            time.sleep(0.1 * 2**attempt)
         raise RuntimeError(f"SQS refused {len(entries)} work units after 5 attempts")

@@ -80,6 +80,7 @@ class EnumeratorSettings:
     tiles_per_worker: int
     batch_job_queue: str
     batch_job_definition: str
+    enqueue_threads: int = 16
 
     @classmethod
     def from_env(cls, environ=None) -> "EnumeratorSettings":
@@ -95,6 +96,7 @@ class EnumeratorSettings:
             tiles_per_worker=_int(env, "LG_TILES_PER_WORKER", 20_000, 1, 10**9),
             batch_job_queue=env.get("LG_BATCH_JOB_QUEUE", ""),
             batch_job_definition=env.get("LG_BATCH_JOB_DEFINITION", ""),
+            enqueue_threads=_int(env, "LG_ENQUEUE_THREADS", 16, 1, 128),
         )
         if launcher == "batch" and not (settings.batch_job_queue and settings.batch_job_definition):
             raise SettingsError("LG_BATCH_JOB_QUEUE and LG_BATCH_JOB_DEFINITION are required")
