@@ -29,14 +29,16 @@ SUPERMERCADO_MAX_TILES = 20_000_000  # burn returns one int64 row per tile: 24 b
 
 
 def wobbly(lon: float, lat: float, radius_deg: float, vertices: int, seed: int) -> shapely.Polygon:
-    """A star-shaped outline with irregular, many-vertex boundary (a stand-in for admin borders)."""
+    """A simple polygon with a jagged many-vertex boundary (a stand-in for an admin border):
+    star-shaped around its centre, so it never self-intersects."""
     rng = np.random.default_rng(seed)
     angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
-    noise = np.cumsum(rng.normal(0, 0.02, vertices))
-    noise -= np.linspace(0, noise[-1], vertices)  # close smoothly
-    radius = radius_deg * (1 + 0.25 * np.sin(3 * angles) + 0.15 * np.sin(7 * angles + 1) + noise)
-    poly = shapely.Polygon(np.column_stack([lon + radius * np.cos(angles), lat + 0.9 * radius * np.sin(angles)]))
-    return shapely.make_valid(poly).buffer(0)
+    smooth = 1 + 0.25 * np.sin(3 * angles) + 0.15 * np.sin(7 * angles + 1) + 0.05 * np.sin(41 * angles)
+    # A detrended random walk: borders wander at every scale, as digitised ones do.
+    walk = np.cumsum(rng.normal(0, 0.004, vertices))
+    walk -= np.linspace(0, walk[-1], vertices)
+    radius = radius_deg * smooth * np.exp(walk - walk.mean())
+    return shapely.Polygon(np.column_stack([lon + radius * np.cos(angles), lat + 0.9 * radius * np.sin(angles)]))
 
 
 def measure(fn):

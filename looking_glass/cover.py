@@ -42,44 +42,38 @@ def _rows_of_lats(lats: np.ndarray, zoom: int) -> np.ndarray:
     return (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / np.pi) / 2 * n
 
 
+def _snapped_tile_space(lonlat: np.ndarray, zoom: int) -> np.ndarray:
+    """Coordinates to (tile-x, latitude), each snapped onto a tile edge when within SNAP_TILES."""
+    n = 2**zoom
+    x = (lonlat[:, 0] + 180.0) / 360.0 * n
+    x_round = np.round(x)
+    x = np.where(np.abs(x - x_round) < SNAP_TILES, x_round, x)
+    rows = _rows_of_lats(lonlat[:, 1], zoom)
+    rows_round = np.round(rows)
+    lat = np.where(np.abs(rows - rows_round) < SNAP_TILES, _row_edge_lats(rows_round, zoom), lonlat[:, 1])
+    return np.column_stack([x, lat])
+
+
 def snap_to_grid(geom: shapely.Geometry, zoom: int) -> shapely.Geometry:
-    """Move coordinates within ``SNAP_TILES`` of a tile edge exactly onto it (lon/lat kept)."""
+    """The AOI as the cover sees it: lon/lat with near-edge coordinates snapped onto tile edges."""
     n = 2**zoom
 
     def transform(coords: np.ndarray) -> np.ndarray:
-        x = (coords[:, 0] + 180.0) / 360.0 * n
-        x_round = np.round(x)
-        lon = np.where(np.abs(x - x_round) < SNAP_TILES, x_round / n * 360.0 - 180.0, coords[:, 0])
-        rows = _rows_of_lats(coords[:, 1], zoom)
-        rows_round = np.round(rows)
-        on_edge = np.abs(rows - rows_round) < SNAP_TILES
-        lat = np.where(on_edge, _row_edge_lats(rows_round, zoom), coords[:, 1])
-        return np.column_stack([lon, lat])
+        snapped = _snapped_tile_space(coords, zoom)
+        return np.column_stack([snapped[:, 0] / n * 360.0 - 180.0, snapped[:, 1]])
 
     return shapely.transform(geom, transform)
 
 
-def _to_tile_space(geom: shapely.Geometry, zoom: int) -> shapely.Geometry:
-    """Longitude to tile-x units (snapped edges land on exact integers); latitude unchanged."""
-    n = 2**zoom
-
-    def transform(coords: np.ndarray) -> np.ndarray:
-        x = (coords[:, 0] + 180.0) / 360.0 * n
-        x_round = np.round(x)
-        x = np.where(np.abs(x - x_round) < SNAP_TILES, x_round, x)
-        return np.column_stack([x, coords[:, 1]])
-
-    return shapely.transform(snap_to_grid(geom, zoom), transform)
-
-
-def _segments(geom: shapely.Geometry) -> np.ndarray:
-    """All boundary segments as an (n, 4) array of x0, lat0, x1, lat1."""
+def _segments(geom: shapely.Geometry, zoom: int) -> np.ndarray:
+    """All boundary segments in snapped tile space as an (n, 4) array of x0, lat0, x1, lat1."""
     rings = shapely.get_rings(shapely.get_parts(geom))
-    pieces = []
-    for ring in rings:
-        c = shapely.get_coordinates(ring)
-        pieces.append(np.column_stack([c[:-1], c[1:]]))
-    return np.concatenate(pieces) if pieces else np.empty((0, 4))
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    if len(coords) == 0:
+        return np.empty((0, 4))
+    coords = _snapped_tile_space(coords, zoom)
+    same_ring = ring_of[:-1] == ring_of[1:]  # consecutive points of one ring form a segment
+    return np.column_stack([coords[:-1][same_ring], coords[1:][same_ring]])
 
 
 def _slab_trapezoids(seg: np.ndarray, zoom: int):
@@ -92,7 +86,10 @@ def _slab_trapezoids(seg: np.ndarray, zoom: int):
     row_top = int(np.floor(_rows_of_lats(np.array([lat_hi.max()]), zoom)[0]))
     row_bottom = int(np.floor(_rows_of_lats(np.array([lat_lo.min()]), zoom)[0]))
     inner_edges = _row_edge_lats(np.arange(max(row_top + 1, 0), min(row_bottom, n - 1) + 1, dtype=float), zoom)
-    events = np.unique(np.concatenate([lat_lo, lat_hi, inner_edges]))  # ascending latitudes
+    # Start latitudes are every vertex latitude: an edge's end starts the next edge, or a run of
+    # horizontal edges at that same latitude which the next non-horizontal edge starts from.
+    events = np.sort(np.concatenate([seg[:, 1], inner_edges]))
+    events = events[np.concatenate([[True], events[1:] != events[:-1]])]  # ascending, unique
 
     first = np.searchsorted(events, lat_lo)  # exact: every endpoint is itself an event
     last = np.searchsorted(events, lat_hi)
@@ -135,7 +132,7 @@ def tile_runs(geom: shapely.Geometry, zoom: int = ZOOM) -> np.ndarray:
 
     Runs are half-open in x, sorted by row then x, and never overlap or touch within a row.
     """
-    segments = _segments(_to_tile_space(geom, zoom))
+    segments = _segments(geom, zoom)
     if len(segments) == 0 or not (segments[:, 1] != segments[:, 3]).any():
         return np.empty((0, 3), dtype=np.int64)
     bottom, top, lb, lt, rb, rt = _slab_trapezoids(segments, zoom)
