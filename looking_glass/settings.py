@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .resources import TILE_QUEUE_VISIBILITY_TIMEOUT_S
 from .workunits import DEFAULT_TILES_PER_MESSAGE, MAX_TILES_PER_MESSAGE
 
 
@@ -119,6 +120,7 @@ class WorkerSettings:
     write_masks: bool
     idle_exit_s: float  # exit after the queue has stayed empty this long
     poll_wait_s: int
+    visibility_timeout_s: int = TILE_QUEUE_VISIBILITY_TIMEOUT_S  # what the heartbeat renews
 
     @classmethod
     def from_env(cls, environ=None) -> "WorkerSettings":
@@ -137,4 +139,7 @@ class WorkerSettings:
             write_masks=_bool(env, "LG_WRITE_MASKS", True),
             idle_exit_s=_float(env, "LG_IDLE_EXIT_S", 60.0, 0.0, 3600.0),
             poll_wait_s=_int(env, "LG_POLL_WAIT_S", 20, 0, 20),
+            visibility_timeout_s=_int(
+                env, "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
+            ),
         )

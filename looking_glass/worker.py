@@ -23,6 +23,7 @@ from botocore.config import Config
 from PIL import Image
 
 from .grid import quadkey
+from .heartbeat import VisibilityHeartbeat
 from .imagery import FetchedTile, TileFetcher, TransientTileError
 from .inference import Segmenter, building_area_m2
 from .resources import DeployedResources
@@ -88,6 +89,9 @@ class Worker:
         )
         self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
         self.stop_event = threading.Event()
+        self.heartbeat = VisibilityHeartbeat(
+            self.sqs, resources.tile_queue_url, settings.visibility_timeout_s
+        )
         self.stats = WorkerStats()
         self.provenance = {
             "model_id": segmenter.info.model_id,
@@ -108,6 +112,7 @@ class Worker:
         signal.signal(signal.SIGINT, on_term)
 
     def run(self) -> WorkerStats:
+        self.heartbeat.start()
         handoff: queue.Queue[Prefetched | None] = queue.Queue(maxsize=2)
         prefetcher = threading.Thread(target=self._prefetch_loop, args=(handoff,), daemon=True)
         prefetcher.start()
@@ -117,6 +122,7 @@ class Worker:
                 break
             self._process(item)
         prefetcher.join()
+        self.heartbeat.stop()
         self.pool.shutdown()
         return self.stats
 
@@ -139,6 +145,7 @@ class Worker:
                     continue
                 idle_since = time.monotonic()
                 for message in messages:
+                    self.heartbeat.hold(message["ReceiptHandle"])
                     prefetched = self._prefetch(message)
                     if prefetched is not None:
                         handoff.put(prefetched)
@@ -183,6 +190,7 @@ class Worker:
         self.sqs.delete_message(
             QueueUrl=self.resources.tile_queue_url, ReceiptHandle=message["ReceiptHandle"]
         )
+        self.heartbeat.release(message["ReceiptHandle"])
 
     # ---- stage 2: infer and store --------------------------------------------------------
     def _process(self, item: Prefetched) -> None:
@@ -207,6 +215,7 @@ class Worker:
             self.sqs.delete_message(
                 QueueUrl=self.resources.tile_queue_url, ReceiptHandle=item.message["ReceiptHandle"]
             )
+        self.heartbeat.release(item.message["ReceiptHandle"])
         self.stats.messages += 1
         if self.store.try_complete(unit.job_id):
             log.info("job %s complete", unit.job_id)

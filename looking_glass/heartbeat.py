@@ -1,0 +1,64 @@
+"""Keeping in-flight SQS messages invisible while their work is still going on.
+
+A work unit normally finishes well within the queue's visibility timeout, but a slow imagery
+server or a long batch can exceed it, and then SQS hands the same message to another worker.
+The heartbeat extends every held message's visibility once half the timeout has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class VisibilityHeartbeat:
+    def __init__(self, sqs, queue_url: str, timeout_s: int, check_every_s: float | None = None):
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.timeout_s = timeout_s
+        self.check_every_s = check_every_s or max(1.0, timeout_s / 6)
+        self._held: dict[str, float] = {}  # receipt handle -> when its visibility last started
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="heartbeat")
+
+    def start(self) -> "VisibilityHeartbeat":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def hold(self, receipt_handle: str) -> None:
+        with self._lock:
+            self._held[receipt_handle] = time.monotonic()
+
+    def release(self, receipt_handle: str) -> None:
+        with self._lock:
+            self._held.pop(receipt_handle, None)
+
+    def extend_due(self) -> int:
+        """Extend every message held for more than half the timeout; returns how many."""
+        now = time.monotonic()
+        with self._lock:
+            due = [h for h, since in self._held.items() if now - since >= self.timeout_s / 2]
+        for handle in due:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=self.timeout_s
+                )
+            except Exception as exc:  # noqa: BLE001 - a lost message is redelivered; log and go on
+                log.warning("could not extend a message's visibility: %s", exc)
+                continue
+            with self._lock:
+                if handle in self._held:
+                    self._held[handle] = now
+        return len(due)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_every_s):
+            self.extend_due()
