@@ -119,6 +119,43 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def cmd_prepare(args) -> int:
+    from .prepare import PrepareConfig, PrepareError, prepare
+
+    try:
+        bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else None
+    except ValueError:
+        raise SystemExit(f"error: --bands {args.bands!r} must be comma-separated band numbers, e.g. 1,2,3") from None
+    try:
+        config = PrepareConfig(
+            chip_size=args.chip_size, mode=args.mode, bands=bands, sdt_clip_m=args.sdt_clip,
+            max_nodata_fraction=args.max_nodata, val_fraction=args.val_fraction,
+            split_block=args.split_block, seed=args.seed,
+        )
+        manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite, log=print)
+    except PrepareError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    counts = manifest["counts"]
+    print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
+          f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
+    for warning in manifest.get("warnings", []):
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_synth_data(args) -> int:
+    from .prepare import PrepareError
+    from .synthdata import write_synthetic_dataset
+
+    try:
+        manifest = write_synthetic_dataset(args.out, args.tiles, seed=args.seed, overwrite=args.overwrite)
+    except PrepareError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    counts = manifest["counts"]
+    print(f"wrote {counts['train']} train and {counts['validation']} validation synthetic chips to {args.out}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .cover import count_tiles, tile_runs
     from .grid import ZOOM
@@ -171,6 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="USD per worker instance-hour (default: g4dn.xlarge on-demand, us-east-1)")
     est.add_argument("--json", action="store_true", help="print JSON")
     est.set_defaults(func=cmd_estimate)
+
+    prep = sub.add_parser("prepare", help="GeoTIFFs + GeoJSON footprints to training chips")
+    prep.add_argument("--images", nargs="+", required=True, help="GeoTIFFs (local or s3://)")
+    prep.add_argument("--footprints", nargs="+", required=True, help="GeoJSON footprints (local or s3://)")
+    prep.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
+    prep.add_argument("--mode", choices=("native", "tiles"), default="native",
+                      help="native-resolution chips, or chips on the zoom-18 tile grid (reprojected)")
+    prep.add_argument("--bands", help="1-based bands for R,G,B (e.g. 1,2,3; one band is replicated)")
+    prep.add_argument("--chip-size", type=_positive_int, default=256)
+    prep.add_argument("--sdt-clip", type=_positive_float, default=10.0, help="clip SDT to +-N metres")
+    prep.add_argument("--max-nodata", type=float, default=0.2, help="drop chips with more black/nodata")
+    prep.add_argument("--val-fraction", type=float, default=0.2)
+    prep.add_argument("--split-block", type=_positive_int, default=4, help="chips per block side for the split")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--overwrite", action="store_true", help="replace an earlier prepared dataset")
+    prep.set_defaults(func=cmd_prepare)
+
+    synth = sub.add_parser("synth-data", help="a training set from the synthetic world (prepare format)")
+    synth.add_argument("--tiles", type=_positive_int, required=True)
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(func=cmd_synth_data)
 
     validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
     validate.add_argument("aoi", help="AOI GeoJSON file")

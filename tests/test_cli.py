@@ -70,3 +70,40 @@ def test_estimate_rejects_nonpositive_throughput(aoi_file):
         capture_output=True, text=True,
     )
     assert proc.returncode == 2 and "must be greater than 0" in proc.stderr
+
+
+def test_synth_data_writes_the_prepare_format(tmp_path, capsys):
+    from looking_glass.prepare import load_split
+
+    out = tmp_path / "synth"
+    assert main(["synth-data", "--tiles", "48", "--out", str(out), "--seed", "5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["written"] == 48
+    splits = {c["id"]: c["split"] for c in manifest["chips"]}
+    # Neighbouring tiles (same 4x4 cluster) never straddle train and validation.
+    by_cluster = {}
+    for c in manifest["chips"]:
+        z, x, y = c["tile"]
+        by_cluster.setdefault((x // 4, y // 4), set()).add(splits[c["id"]])
+    assert all(len(s) == 1 for s in by_cluster.values())
+    train = load_split(out, "train")
+    assert train["image"].shape[1:] == (256, 256, 3)
+    assert ((train["sdt"] > 0) == (train["mask"] == 1)).all()
+    with pytest.raises(SystemExit) as err:  # refuses to overwrite without --overwrite
+        main(["synth-data", "--tiles", "4", "--out", str(out)])
+    assert "error:" in str(err.value)
+
+
+def test_prepare_command_on_the_spacenet_sample(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "spacenet_atlanta_sample"
+    out = tmp_path / "prepared"
+    code = main(["prepare", "--images", str(data / "image.tif"), "--footprints", str(data / "buildings.geojson"),
+                 "--out", str(out), "--chip-size", "300", "--split-block", "2", "--max-nodata", "1.0"])
+    assert code == 0 and "manifest" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["counts"]["written"] == 9
+    with pytest.raises(SystemExit) as err:
+        main(["prepare", "--images", str(data / "image.tif"), "--footprints", str(data / "buildings.geojson"),
+              "--out", str(tmp_path / "x"), "--bands", "one"])
+    assert "comma-separated band numbers" in str(err.value)
