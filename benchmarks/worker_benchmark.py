@@ -1,0 +1,134 @@
+"""Worker throughput, in one run, against the local tile server with realistic latency:
+
+(a) the bare model on the same tiles already in memory (the ceiling);
+(b) the worker end to end (SQS on moto, HTTP downloads, inference, DynamoDB writes, masks to S3);
+(c) a loop in the style of the 2018 original: one SQS message per tile, serial downloads,
+    ``predict`` on batches of 10, results written one by one.
+
+Prints tiles/s and the ratios worker/bare (goal >= 0.9) and worker/original (goal >= 5).
+
+    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import numpy as np
+import requests
+
+from looking_glass.embedded import LOCAL_AWS_ENV
+from looking_glass.imagery import decode_tile
+from looking_glass.inference import Segmenter, building_area_m2
+from looking_glass.resources import ResourceNames, create_embedded_resources
+from looking_glass.settings import WorkerSettings
+from looking_glass.store import RUNNING, ResultsStore, TileResult, area_decimal
+from looking_glass.grid import quadkey
+from looking_glass.tileserver import SyntheticTileServer
+from looking_glass.workunits import pack_runs
+
+
+def tiles_for(n: int) -> np.ndarray:
+    width = 32
+    rows = -(-n // width)
+    runs = [[132400 + r, 152900, 152900 + min(width, n - r * width)] for r in range(rows)]
+    return np.array(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiles", type=int, default=512)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": "http://%s:%d" % moto.get_host_and_port()})
+    session = boto3.session.Session()
+    tiles = tiles_for(args.tiles)
+    tile_list = [(x, y, 18) for y, a, b in tiles.tolist() for x in range(a, b)]
+    segmenter = Segmenter.load()
+    print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms")
+
+    with SyntheticTileServer(latency_s=args.latency_ms / 1000) as server:
+        # Warm the server's render cache so every method sees only the configured latency.
+        with requests.Session() as http:
+            for x, y, z in tile_list:
+                http.get(server.url_template.format(x=x, y=y, z=z)).raise_for_status()
+
+        # (a) bare model, same tiles in memory.
+        images = np.stack([decode_tile(x, y, z, requests.get(server.url_template.format(x=x, y=y, z=z)).content).image for x, y, z in tile_list])
+        segmenter.predict_masks(images[: args.batch_size])  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(images), args.batch_size):
+            segmenter.predict_masks(images[i : i + args.batch_size])
+        bare = len(images) / (time.perf_counter() - start)
+
+        # (b) the worker, end to end.
+        from looking_glass.worker import Worker
+
+        names = ResourceNames.for_prefix(f"b{uuid.uuid4().hex[:8]}")
+        resources = create_embedded_resources(session, names)
+        job = "be" * 12
+        store = ResultsStore(session.client("dynamodb"), names.results_table)
+        store.create_job(job, {"status": RUNNING, "tiles_total": len(tile_list)})
+        sqs = session.client("sqs")
+        for unit in pack_runs(job, 18, tiles, 64):
+            sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=unit.to_json())
+        settings = WorkerSettings.from_env({
+            "LG_TILE_URL_TEMPLATE": server.url_template, "LG_BATCH_SIZE": str(args.batch_size),
+            "LG_DOWNLOAD_CONCURRENCY": str(args.concurrency), "LG_IDLE_EXIT_S": "0", "LG_POLL_WAIT_S": "0",
+        })
+        worker = Worker(session, resources, settings, segmenter)
+        start = time.perf_counter()
+        stats = worker.run()
+        elapsed = time.perf_counter() - start
+        assert stats.tiles_new == len(tile_list), stats
+        worker_rate = len(tile_list) / elapsed
+
+        # (c) the 2018 style: one message per tile, serial downloads, predict on batches of 10.
+        names = ResourceNames.for_prefix(f"o{uuid.uuid4().hex[:8]}")
+        resources = create_embedded_resources(session, names)
+        store = ResultsStore(session.client("dynamodb"), names.results_table)
+        store.create_job(job, {"status": RUNNING, "tiles_total": len(tile_list)})
+        for x, y, z in tile_list:
+            sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=f"{x},{y},{z}")
+        start = time.perf_counter()
+        done = 0
+        while done < len(tile_list):
+            msgs = sqs.receive_message(QueueUrl=resources.tile_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            batch = []
+            for m in msgs:
+                x, y, z = map(int, m["Body"].split(","))
+                resp = requests.get(server.url_template.format(x=x, y=y, z=z), timeout=10)
+                batch.append(((x, y, z), decode_tile(x, y, z, resp.content).image, m))
+            if not batch:
+                continue
+            masks = segmenter.predict_masks(np.stack([b[1] for b in batch]))
+            for ((x, y, z), _, m), mask in zip(batch, masks):
+                area = area_decimal(building_area_m2(mask, x, y, z))
+                store.record_tiles(job, [TileResult(x, y, z, quadkey(x, y, z), "done", area)], {})
+                sqs.delete_message(QueueUrl=resources.tile_queue_url, ReceiptHandle=m["ReceiptHandle"])
+            done += len(batch)
+        original = len(tile_list) / (time.perf_counter() - start)
+
+    moto.stop()
+    print(f"(a) bare model (in memory, batch {args.batch_size}): {bare:8.1f} tiles/s")
+    print(f"(b) worker end to end:                   {worker_rate:8.1f} tiles/s")
+    print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
+    print(f"worker / bare model     = {worker_rate / bare:.2f}  (goal >= 0.90)")
+    print(f"worker / 2018-style     = {worker_rate / original:.1f}x (goal >= 5x)")
+
+
+if __name__ == "__main__":
+    main()
