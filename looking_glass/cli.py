@@ -156,6 +156,24 @@ def cmd_synth_data(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train_local import run_local
+
+    hyperparameters = {}
+    if args.hyperparameters:
+        text = args.hyperparameters
+        if not text.lstrip().startswith("{") and Path(text).is_file():
+            text = Path(text).read_text()
+        try:
+            hyperparameters = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"error: --hyperparameters is not JSON (or a JSON file): {exc}") from None
+    try:
+        return run_local(args.data, args.root, hyperparameters)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def cmd_validate(args) -> int:
     from .cover import count_tiles, tile_runs
     from .grid import ZOOM
@@ -231,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=cmd_synth_data)
+
+    train = sub.add_parser("train", help="train DeepLab V3+ with the SageMaker entry point, locally")
+    train.add_argument("--local", action="store_true", required=True,
+                       help="run on this machine in an /opt/ml-like root (the only mode so far)")
+    train.add_argument("--data", required=True, help="a prepared dataset (prepare or synth-data output)")
+    train.add_argument("--root", help="the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
+    train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
+    train.set_defaults(func=cmd_train)
 
     validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
     validate.add_argument("aoi", help="AOI GeoJSON file")

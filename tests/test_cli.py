@@ -107,3 +107,12 @@ def test_prepare_command_on_the_spacenet_sample(tmp_path, capsys):
         main(["prepare", "--images", str(data / "image.tif"), "--footprints", str(data / "buildings.geojson"),
               "--out", str(tmp_path / "x"), "--bands", "one"])
     assert "comma-separated band numbers" in str(err.value)
+
+
+def test_train_command_validates_its_inputs(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--local", "--data", str(tmp_path / "nothing")])
+    assert "error:" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--local", "--data", str(tmp_path), "--hyperparameters", "{not json"])
+    assert "not JSON" in str(err.value)
