@@ -174,6 +174,45 @@ def cmd_train(args) -> int:
         raise SystemExit(f"error: {exc}") from None
 
 
+def _eval_data(args):
+    from .evaluate import prepared_eval_set, synthetic_eval_set
+
+    if args.data:
+        try:
+            return prepared_eval_set(args.data)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"error: cannot read prepared chips from {args.data}: {exc}") from None
+    return synthetic_eval_set(args.synthetic, args.seed)
+
+
+def _load_model(path: str):
+    from .inference import Segmenter
+
+    try:
+        return Segmenter.load(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure is the user's to see
+        raise SystemExit(f"error: cannot load model {path or '(shipped)'}: {exc}") from None
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    segmenter = _load_model(args.model)
+    images, masks, _ = _eval_data(args)
+    print(json.dumps(evaluate(segmenter, images, masks), indent=2))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .evaluate import plot_examples
+
+    segmenter = _load_model(args.model)
+    images, masks, sdts = _eval_data(args)
+    plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_validate(args) -> int:
     from .cover import count_tiles, tile_runs
     from .grid import ZOOM
@@ -257,6 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--root", help="the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
     train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
     train.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (
+        ("evaluate", cmd_evaluate, "IoU, F1, precision, recall of a model (JSON)"),
+        ("plot", cmd_plot, "image, truth, predicted mask and SDT side by side (PNG)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: shipped)")
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--synthetic", type=_positive_int, help="N freshly generated synthetic tiles")
+        source.add_argument("--data", help="a prepared dataset: its validation chips")
+        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tiles")
+        if name == "plot":
+            p.add_argument("--out", required=True, help="PNG file to write")
+            p.add_argument("--count", type=_positive_int, default=4, help="examples (rows)")
+        p.set_defaults(func=func)
 
     validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
     validate.add_argument("aoi", help="AOI GeoJSON file")
