@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -30,8 +33,24 @@ from looking_glass.resources import ResourceNames, create_embedded_resources
 from looking_glass.settings import WorkerSettings
 from looking_glass.store import RUNNING, ResultsStore, TileResult, area_decimal
 from looking_glass.grid import quadkey
-from looking_glass.tileserver import SyntheticTileServer
 from looking_glass.workunits import pack_runs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
 
 
 def tiles_for(n: int) -> np.ndarray:
@@ -50,18 +69,26 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": "http://%s:%d" % moto.get_host_and_port()})
+    # moto and the tile server run in their own processes, as AWS and an imagery provider are
+    # elsewhere in production: in this process they would compete with the worker for the GIL.
+    moto_port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tiles_port = free_port()
+    tiles_proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli", "serve-synthetic", "--port", str(tiles_port),
+                                   "--latency-ms", str(args.latency_ms)], stdout=subprocess.DEVNULL)
+    os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"})
+    wait_for(f"http://127.0.0.1:{moto_port}/moto-api/")
+    template = f"http://127.0.0.1:{tiles_port}/{{z}}/{{x}}/{{y}}.png"
+    wait_for(template.format(z=0, x=0, y=0))
     session = boto3.session.Session()
     tiles = tiles_for(args.tiles)
     tile_list = [(x, y, 18) for y, a, b in tiles.tolist() for x in range(a, b)]
     segmenter = Segmenter.load()
     print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms")
 
-    with SyntheticTileServer(latency_s=args.latency_ms / 1000) as server:
+    server = type("Server", (), {"url_template": template})
+    try:
         # Warm the server's render cache so every method sees only the configured latency.
         with requests.Session() as http:
             for x, y, z in tile_list:
@@ -123,7 +150,9 @@ def main() -> None:
             done += len(batch)
         original = len(tile_list) / (time.perf_counter() - start)
 
-    moto.stop()
+    finally:
+        moto.terminate()
+        tiles_proc.terminate()
     print(f"(a) bare model (in memory, batch {args.batch_size}): {bare:8.1f} tiles/s")
     print(f"(b) worker end to end:                   {worker_rate:8.1f} tiles/s")
     print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
