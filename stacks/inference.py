@@ -29,6 +29,7 @@ from looking_glass import resources
 from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig
 from .environment import resource_environment, worker_environment
+from .queues import terminal_queue
 from .nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
 
 # Batch reports this status reason when EC2 reclaims a Spot instance ("Host EC2 (instance
@@ -53,17 +54,14 @@ class InferenceStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         # --- Work queue ---------------------------------------------------------------------
-        self.tile_dlq = sqs.Queue(
+        self.tile_dlq, self.dlq_alarm = terminal_queue(
             self,
             "TileDeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),
-        )
-        acknowledge(
-            self.tile_dlq,
-            "AwsSolutions-SQS3",
-            "This is the dead-letter queue of the tile queue; an alarm watches its depth.",
+            nag_reason="This is the dead-letter queue of the tile queue; an alarm watches its depth.",
+            alarm_description=(
+                "Work units reached the tile dead-letter queue: their tiles have no result. "
+                "Inspect the messages, fix the cause and redrive them to the tile queue."
+            ),
         )
         self.tile_queue = sqs.Queue(
             self,
@@ -76,22 +74,6 @@ class InferenceStack(Stack):
                 queue=self.tile_dlq, max_receive_count=resources.TILE_QUEUE_MAX_RECEIVE_COUNT
             ),
         )
-        self.dlq_alarm = cloudwatch.Alarm(
-            self,
-            "TileDeadLetterQueueNotEmpty",
-            alarm_description=(
-                "Work units reached the tile dead-letter queue: their tiles have no result. "
-                "Inspect the messages, fix the cause and redrive them to the tile queue."
-            ),
-            metric=self.tile_dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic="Maximum"
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
         # --- Network ------------------------------------------------------------------------
         self.vpc = self._vpc(config)
 

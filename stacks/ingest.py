@@ -24,6 +24,7 @@ from looking_glass import resources
 from .assets import stage_lambda_asset
 from .config import DeploymentConfig
 from .environment import enumerator_environment, resource_environment
+from .queues import terminal_queue
 from .nag import (
     LAMBDA_BASIC_EXECUTION,
     TRIGGER_BUCKET_ARN_OUTPUT,
@@ -53,33 +54,17 @@ class IngestStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         # Async invocations (S3 events) that still fail after Lambda's retries land here.
-        self.failure_queue = sqs.Queue(
+        self.failure_queue, _ = terminal_queue(
             self,
             "EnumeratorFailures",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),
-        )
-        acknowledge(
-            self.failure_queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself the terminal on-failure destination of the enumerator; an "
-            "alarm watches its depth and nothing consumes it automatically.",
-        )
-        cloudwatch.Alarm(
-            self,
-            "EnumeratorFailuresNotEmpty",
+            nag_reason=(
+                "This queue is itself the terminal on-failure destination of the enumerator; an "
+                "alarm watches its depth and nothing consumes it automatically."
+            ),
             alarm_description=(
                 "An AOI upload could not be processed after Lambda's retries (infrastructure "
                 "error). The failed event is in the enumerator failure queue."
             ),
-            metric=self.failure_queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic="Maximum"
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         log_group = logs.LogGroup(self, "EnumeratorLogs", retention=config.log_retention)
