@@ -37,6 +37,21 @@ ENV_TILE_QUEUE_URL = "LG_TILE_QUEUE_URL"
 ENV_TILE_DLQ_URL = "LG_TILE_DLQ_URL"
 
 
+# A deployment is a set of CloudFormation stacks named <stack name><suffix>; `--stack NAME` in
+# the CLI reads their outputs (looking_glass.deployment). The stacks declare exactly these
+# output keys, so the CLI and the stacks share one contract.
+DEFAULT_STACK_NAME = "LookingGlass"
+STACK_SUFFIXES = ("Storage", "Inference", "Ingest", "Training", "Monitoring")
+OUTPUT_TRIGGER_BUCKET = "TriggerBucketName"
+OUTPUT_MASKS_BUCKET = "MasksBucketName"
+OUTPUT_RESULTS_TABLE = "ResultsTableName"
+OUTPUT_TILE_QUEUE_URL = "TileQueueUrl"
+OUTPUT_TILE_DLQ_URL = "TileDeadLetterQueueUrl"
+OUTPUT_TRAINING_BUCKET = "TrainingBucketName"
+OUTPUT_TRAINING_STATE_MACHINE = "TrainingStateMachineArn"
+OUTPUT_DASHBOARD_URL = "DashboardUrl"
+
+
 @dataclass(frozen=True)
 class ResourceNames:
     """Physical names. In the cloud CDK fills these from the deployed resources."""
