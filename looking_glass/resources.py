@@ -18,6 +18,13 @@ TABLE_SORT_KEY = "sort_key"
 JOB_SORT_KEY = "job"
 TILE_SORT_PREFIX = "tile#"
 
+# `looking-glass jobs` lists jobs without scanning: a sparse global secondary index on an
+# attribute only job items carry (store.create_job writes it), sorted by creation time.
+JOBS_INDEX_NAME = "jobs-by-created"
+JOBS_INDEX_PARTITION_KEY = "jobs_index"
+JOBS_INDEX_PARTITION_VALUE = "job"
+JOBS_INDEX_SORT_KEY = "created_at"
+
 # AOIs are uploaded under this prefix; only these objects trigger the enumerator.
 TRIGGER_PREFIX = "aoi/"
 TRIGGER_SUFFIX = ".geojson"
@@ -87,6 +94,18 @@ def table_definition(table_name: str) -> dict:
         "AttributeDefinitions": [
             {"AttributeName": TABLE_PARTITION_KEY, "AttributeType": "S"},
             {"AttributeName": TABLE_SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": JOBS_INDEX_PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": JOBS_INDEX_SORT_KEY, "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": JOBS_INDEX_NAME,
+                "KeySchema": [
+                    {"AttributeName": JOBS_INDEX_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": JOBS_INDEX_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},  # job items only: small
+            }
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }

@@ -38,6 +38,22 @@ def table_keys() -> tuple[dynamodb.Attribute, dynamodb.Attribute]:
     )
 
 
+def add_global_indexes(table: dynamodb.Table) -> None:
+    """The global secondary indexes of ``resources.table_definition`` (e.g. the jobs index)."""
+    definition = resources.table_definition("looking-glass-results")
+    types = {a["AttributeName"]: a["AttributeType"] for a in definition["AttributeDefinitions"]}
+    for index in definition.get("GlobalSecondaryIndexes", []):
+        keys = {k["KeyType"]: k["AttributeName"] for k in index["KeySchema"]}
+        if index["Projection"]["ProjectionType"] != "ALL":
+            raise ValueError(f"index {index['IndexName']}: only ALL projections are supported")
+        table.add_global_secondary_index(
+            index_name=index["IndexName"],
+            partition_key=dynamodb.Attribute(name=keys["HASH"], type=_ATTRIBUTE_TYPES[types[keys["HASH"]]]),
+            sort_key=dynamodb.Attribute(name=keys["RANGE"], type=_ATTRIBUTE_TYPES[types[keys["RANGE"]]]),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+
+
 class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -103,6 +119,7 @@ class StorageStack(Stack):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=RemovalPolicy.RETAIN,
         )
+        add_global_indexes(self.results_table)
 
         CfnOutput(self, "TriggerBucketName", value=self.trigger_bucket.bucket_name,
                   description=f"Upload AOIs as s3://<this>/{resources.TRIGGER_PREFIX}<name>{resources.TRIGGER_SUFFIX}")
