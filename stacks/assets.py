@@ -1,24 +1,48 @@
 """Asset sources: the staged Lambda code directory and the Docker build context of the images.
 
-Nothing here runs Docker. The Lambda asset is a plain directory staged at synth time; the two
-images are Docker image assets, which ``cdk synth`` only records (their build context is copied
-into cdk.out) and ``cdk deploy`` builds and pushes.
+Nothing here runs Docker. The Lambda asset is a plain directory staged at synth time: our
+sources plus the core package's light dependencies, installed by pip as binary wheels for the
+Lambda platform (CPython 3.12, manylinux x86_64) and cached in build/ by the hash of what was
+asked for. The two images are Docker image assets, which ``cdk synth`` only records (their build
+context is copied into cdk.out) and ``cdk deploy`` builds and pushes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from looking_glass import SOURCE_ROOT
 
 REPO_ROOT = SOURCE_ROOT
-# Outside cdk.out, so `cdk synth -o elsewhere` and the tests all reuse it; .gitignored (build/).
+# Outside cdk.out, so `cdk synth -o elsewhere` and the tests all reuse them; .gitignored (build/).
 LAMBDA_BUILD_ROOT = REPO_ROOT / "build" / "lambda-asset"
+LAMBDA_DEPS_ROOT = REPO_ROOT / "build" / "lambda-deps"
+
+# The Lambda platform the third-party packages are installed for (stacks.ingest uses the same
+# runtime). The python3.12 runtime is Amazon Linux 2023 (glibc 2.34) on x86_64: manylinux2014
+# (glibc 2.17) wheels run there, and so do manylinux_2_28 ones, which recent numpy releases ship
+# instead; pip picks the newest wheel that matches any of the tags.
+LAMBDA_PYTHON_VERSION = "3.12"
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+# Not bundled: the Lambda Python runtime ships boto3 (with botocore and s3transfer), kept up to
+# date by AWS, and the enumerator only uses long-stable S3, SQS, DynamoDB and Batch calls.
+# Bundling it would add ~25 MB to every deployment for no new API.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# Installed by pip --target but useless in a Lambda (console scripts).
+_DEPS_DROP = ("bin",)
+
+
+class LambdaAssetError(RuntimeError):
+    """The Lambda asset could not be built (e.g. pip could not reach the package index)."""
 
 # What the enumerator Lambda needs from the source tree: the core package and the handlers.
 LAMBDA_SOURCES = ("looking_glass", "lambdas")
@@ -63,15 +87,113 @@ def _lambda_files(root: Path) -> list[Path]:
     return files
 
 
-def stage_lambda_asset(root: Path = REPO_ROOT, build_root: Path = LAMBDA_BUILD_ROOT) -> Path:
-    """Copy the Lambda's sources into ``build_root/<content hash>`` and return that directory.
+def lambda_requirements(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
+    """The core package's dependencies (pyproject.toml ``[project] dependencies``, pins and
+    all), less what the Lambda runtime provides: what the enumerator imports besides our code."""
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    return [d for d in deps if _requirement_name(d) not in RUNTIME_PROVIDED]
+
+
+def _requirement_name(requirement: str) -> str:
+    name = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if not name:
+        raise LambdaAssetError(f"cannot read the package name of requirement {requirement!r}")
+    return re.sub(r"[-_.]+", "-", name.group(1)).lower()
+
+
+def install_lambda_dependencies(
+    requirements: list[str] | None = None,
+    *,
+    python_version: str = LAMBDA_PYTHON_VERSION,
+    platforms: tuple[str, ...] = LAMBDA_PLATFORMS,
+    deps_root: Path = LAMBDA_DEPS_ROOT,
+) -> Path:
+    """``pip install --target`` the requirements as binary wheels for the Lambda platform, into
+    ``deps_root/<hash of the request>``; an unchanged request reuses that directory (no pip run).
+
+    Never Docker, never a build from source (``--only-binary=:all:``), so what is installed is
+    exactly the wheels PyPI publishes for that platform, whatever machine runs synth.
+    """
+    requirements = lambda_requirements() if requirements is None else list(requirements)
+    request = {
+        "requirements": requirements,
+        "python_version": python_version,
+        "platforms": list(platforms),
+        "implementation": "cp",
+    }
+    key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
+    target = deps_root / key
+    if target.is_dir():
+        os.utime(target)  # mark as in use for _prune
+        return target
+    deps_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".installing-", dir=deps_root))
+    cmd = [
+        sys.executable, "-m", "pip", "install",
+        "--quiet", "--disable-pip-version-check", "--no-input", "--no-compile",
+        "--implementation", "cp",
+        "--python-version", python_version,
+        *(arg for platform in platforms for arg in ("--platform", platform)),
+        "--only-binary=:all:",
+        "--target", str(tmp),
+        *requirements,
+    ]
+    try:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LambdaAssetError(f"pip could not run for the Lambda dependencies: {exc}") from None
+        if done.returncode != 0:
+            raise LambdaAssetError(
+                "pip could not install the Lambda dependencies "
+                f"({' '.join(requirements)}) for CPython {python_version} on "
+                f"{', '.join(platforms)} (the first synth needs the package index):\n"
+                + (done.stderr or done.stdout)[-3000:]
+            )
+        for name in _DEPS_DROP:
+            shutil.rmtree(tmp / name, ignore_errors=True)
+        for cache in list(tmp.rglob("__pycache__")):
+            shutil.rmtree(cache, ignore_errors=True)
+        (tmp / ".lambda-deps.json").write_text(json.dumps(request, indent=1, sort_keys=True))
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():  # lost a race only if the winner's copy is there
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _prune(deps_root, keep=target, max_kept=3)
+    return target
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link a file of the (immutable) dependency directory; copy across file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def stage_lambda_asset(
+    root: Path = REPO_ROOT,
+    build_root: Path = LAMBDA_BUILD_ROOT,
+    *,
+    deps: Path | None = None,
+) -> Path:
+    """The Lambda's code directory: our sources (``LAMBDA_SOURCES``) plus the third-party
+    packages of ``install_lambda_dependencies`` (``deps``, by default the cached install for the
+    Lambda platform), staged into ``build_root/<content hash>`` and returned.
 
     Content-addressed and published by an atomic rename, so concurrent synths (pytest -n, a
     synth while tests run) never see a half-written directory, and unchanged code is not copied
-    again. Only the Python sources are staged: see the dependency note in ``stacks.ingest``.
+    again. The directory name is the asset hash (``stacks.ingest``), so CDK need not re-hash the
+    dependencies on every synth.
     """
+    if deps is None:
+        deps = install_lambda_dependencies()
     files = _lambda_files(root)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"deps\0" + deps.name.encode() + b"\0")
     for rel in files:
         digest.update(rel.as_posix().encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     target = build_root / digest.hexdigest()[:16]
@@ -81,6 +203,13 @@ def stage_lambda_asset(root: Path = REPO_ROOT, build_root: Path = LAMBDA_BUILD_R
     build_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=build_root))
     try:
+        shutil.copytree(
+            deps, tmp, copy_function=_link_or_copy, dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(".lambda-deps.json"),
+        )
+        for top in LAMBDA_SOURCES:
+            if (tmp / top).exists():
+                raise LambdaAssetError(f"a Lambda dependency installs a top-level {top!r}")
         for rel in files:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, tmp / rel)

@@ -22,7 +22,6 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 from looking_glass import resources  # noqa: E402
 from looking_glass.settings import EnumeratorSettings, WorkerSettings  # noqa: E402
 from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context  # noqa: E402
-from stacks.assets import stage_lambda_asset  # noqa: E402
 from stacks.config import DEFAULTS  # noqa: E402
 from stacks.environment import ENV_MODEL_S3_URI  # noqa: E402
 from stacks.ingest import HANDLER  # noqa: E402
@@ -330,21 +329,6 @@ def test_enumerator_has_an_on_failure_queue_and_batch_submit(synthesized):
     )
     for action in ("batch:SubmitJob", "sqs:SendMessage", "dynamodb:PutItem", "s3:GetObjectVersion"):
         assert action in statements, action
-
-
-def test_lambda_asset_holds_only_the_package_and_handlers_without_tensorflow():
-    staged = stage_lambda_asset()
-    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
-    assert "lambdas/tile_enumerator/handler.py" in files
-    assert "looking_glass/enumerator.py" in files and "looking_glass/resources.py" in files
-    assert {p.split("/")[0] for p in files} == {"looking_glass", "lambdas"}
-    assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
-    assert not any(p.startswith("looking_glass/models/") for p in files)
-    for rel in files:
-        if rel.endswith(".py"):
-            text = (staged / rel).read_text()
-            assert "import tensorflow" not in text and "import keras" not in text, rel
-    assert stage_lambda_asset() == staged  # content-addressed: unchanged code, same directory
 
 
 # --- Training ----------------------------------------------------------------------------------
