@@ -16,7 +16,15 @@ from decimal import Decimal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .resources import JOB_SORT_KEY, TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
+from .resources import (
+    JOB_SORT_KEY,
+    JOBS_INDEX_NAME,
+    JOBS_INDEX_PARTITION_KEY,
+    JOBS_INDEX_PARTITION_VALUE,
+    TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
+    TILE_SORT_PREFIX,
+)
 
 # Job statuses.
 ENQUEUEING = "ENQUEUEING"  # record written, work being enqueued
@@ -116,6 +124,7 @@ class ResultsStore:
             TABLE_PARTITION_KEY: job_id,
             TABLE_SORT_KEY: JOB_SORT_KEY,
             "created_at": utc_now(),
+            JOBS_INDEX_PARTITION_KEY: JOBS_INDEX_PARTITION_VALUE,  # in the sparse jobs index
             "building_area_m2": Decimal(0),
             "tiles_final": 0,
             **{counter: 0 for counter in COUNTER_OF_STATUS.values()},
@@ -285,3 +294,158 @@ class ResultsStore:
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def query_tiles(
+        self,
+        job_id: str,
+        start: str = "",
+        stop: str | None = None,
+        attributes: tuple[str, ...] | None = None,
+    ):
+        """Yield the tile items of a job whose quadkey is in [``start``, ``stop``] (sort-key
+        range; both quadkey strings, ``stop`` None means every quadkey beginning with ``start``),
+        reading only ``attributes`` if given. One key-range query, paged; never a scan."""
+        names = {"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY}
+        if stop is None:
+            condition = "#pk = :pk AND begins_with(#sk, :lo)"
+            values = {":pk": job_id, ":lo": TILE_SORT_PREFIX + start}
+        else:
+            condition = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
+            # "~" sorts after every quadkey digit, so the range includes stop's descendants.
+            values = {":pk": job_id, ":lo": TILE_SORT_PREFIX + start, ":hi": TILE_SORT_PREFIX + stop + "~"}
+        kwargs = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _marshal(values),
+        }
+        if attributes:
+            for i, attr in enumerate(attributes):
+                names[f"#p{i}"] = attr
+            kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(attributes)))
+        while True:
+            resp = self.ddb.query(**kwargs)
+            for it in resp["Items"]:
+                yield _unmarshal(it)
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def quadkey_extent(self, job_id: str) -> tuple[str, str] | None:
+        """The first and last quadkey of a job's tile items (two one-item queries), or None."""
+        ends = []
+        for forward in (True, False):
+            resp = self.ddb.query(
+                TableName=self.table,
+                KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+                ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
+                ExpressionAttributeValues=_marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX}),
+                ScanIndexForward=forward,
+                Limit=1,
+            )
+            if not resp["Items"]:
+                return None
+            ends.append(_unmarshal(resp["Items"][0])[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :])
+        return ends[0], ends[1]
+
+    def list_jobs(self, limit: int | None = None) -> list[dict]:
+        """Jobs newest first, from the sparse jobs index (a query, never a scan of the table)."""
+        kwargs = {
+            "TableName": self.table,
+            "IndexName": JOBS_INDEX_NAME,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": JOBS_INDEX_PARTITION_KEY},
+            "ExpressionAttributeValues": _marshal({":pk": JOBS_INDEX_PARTITION_VALUE}),
+            "ScanIndexForward": False,
+        }
+        jobs: list[dict] = []
+        while limit is None or len(jobs) < limit:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(jobs)
+            resp = self.ddb.query(**kwargs)
+            jobs.extend(_unmarshal(it) for it in resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return jobs
+
+    # ---- retry ---------------------------------------------------------------------------
+    def forget_tiles(self, job_id: str, tiles: list[dict]) -> int:
+        """Delete tile items (each ``{"quadkey", "status", "building_area_m2"}``) and take them
+        out of the job's counters, in the same transactions, each delete on the condition that
+        the item still has that status, so counters stay equal to the sum of the items.
+        Returns how many were deleted. Used by retry before the tiles are enqueued again."""
+        forgotten = 0
+        for i in range(0, len(tiles), TILES_PER_TRANSACTION):
+            chunk = tiles[i : i + TILES_PER_TRANSACTION]
+            if self._forget(job_id, chunk):
+                forgotten += len(chunk)
+            else:  # one changed under us: one transaction per tile
+                forgotten += sum(self._forget(job_id, [t]) for t in chunk)
+        return forgotten
+
+    def _forget(self, job_id: str, chunk: list[dict]) -> bool:
+        counters: dict[str, int] = {}
+        for t in chunk:
+            name = COUNTER_OF_STATUS[t["status"]]
+            counters[name] = counters.get(name, 0) - 1
+        area = -sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
+        names = {"#area": "building_area_m2"}
+        values: dict[str, object] = {":area": area, ":final": -len(chunk)}
+        adds = ["#area :area", "tiles_final :final"]
+        for i, (name, n) in enumerate(counters.items()):
+            names[f"#c{i}"] = name
+            values[f":c{i}"] = n
+            adds.append(f"#c{i} :c{i}")
+        actions = [
+            {
+                "Delete": {
+                    "TableName": self.table,
+                    "Key": _marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + t["quadkey"]}),
+                    "ConditionExpression": "#status = :status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": _marshal({":status": t["status"]}),
+                }
+            }
+            for t in chunk
+        ]
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._job_key(job_id),
+                    "UpdateExpression": "ADD " + ", ".join(adds),
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": _marshal(values),
+                }
+            }
+        )
+        for attempt in range(8):
+            try:
+                self.ddb.transact_write_items(TransactItems=actions)
+                return True
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    return False
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+        raise RuntimeError(f"transaction for job {job_id} kept conflicting")
+
+    def reopen_job(self, job_id: str) -> bool:
+        """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry; False otherwise."""
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=self._job_key(job_id),
+                UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at",
+                ConditionExpression="#status IN (:complete, :run)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_marshal({":run": RUNNING, ":complete": COMPLETE, ":now": utc_now()}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
