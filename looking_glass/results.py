@@ -117,7 +117,7 @@ def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
 def _finish(row: dict) -> dict:
     row["building_area_m2"] = row["building_area_m2"].quantize(Decimal("0.001"))
     done = row["done_area_m2"]
-    row["building_density"] = round(float(row["building_area_m2"]) / done, 6) if done > 0 else None
+    row["building_density"] = round(float(row["building_area_m2"]) / done, 9) if done > 0 else None
     row["done_area_m2"] = round(done, 3)
     return row
 
@@ -254,7 +254,7 @@ def totals(rows: list[dict], job: dict) -> dict:
     out["building_area_m2"] = sum((Decimal(r["building_area_m2"]) for r in rows), Decimal(0)).quantize(Decimal("0.001"))
     done = sum(r["done_area_m2"] for r in rows)
     out["done_area_m2"] = round(done, 3)
-    out["building_density"] = round(float(out["building_area_m2"]) / done, 6) if done > 0 else None
+    out["building_density"] = round(float(out["building_area_m2"]) / done, 9) if done > 0 else None
     total = int(job.get("tiles_total", 0))
     final = int(job.get("tiles_final", 0))
     out["job_tiles_total"] = total
