@@ -42,6 +42,18 @@ ENV_MASKS_BUCKET = "LG_MASKS_BUCKET"
 ENV_RESULTS_TABLE = "LG_RESULTS_TABLE"
 ENV_TILE_QUEUE_URL = "LG_TILE_QUEUE_URL"
 ENV_TILE_DLQ_URL = "LG_TILE_DLQ_URL"
+# Name (not value) of the Secrets Manager secret holding the imagery token, if the tile server
+# needs one (cdk.json `imagery_secret_name`); the worker role may read only that secret.
+ENV_IMAGERY_SECRET = "LG_IMAGERY_SECRET"
+# The deployment (stack name prefix) a process belongs to: the dimension of its custom metrics.
+ENV_DEPLOYMENT = "LG_DEPLOYMENT"
+
+# Custom CloudWatch metrics, written as Embedded Metric Format log lines (looking_glass.telemetry)
+# and read by the monitoring dashboard (stacks/monitoring.py).
+METRICS_NAMESPACE = "LookingGlass"
+METRIC_DIMENSION_DEPLOYMENT = "Deployment"
+# Tiles that got their final stored result (any outcome), counted once per tile.
+METRIC_TILES_DONE = "TilesDone"
 
 
 # A deployment is a set of CloudFormation stacks named <stack name><suffix>; `--stack NAME` in

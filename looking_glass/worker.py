@@ -29,6 +29,7 @@ from .inference import Segmenter, building_area_m2
 from .resources import DeployedResources
 from .settings import WorkerSettings
 from .store import TILE_DONE, ResultsStore, TileResult, area_decimal, utc_now
+from .telemetry import emit_tiles_done
 from .workunits import MalformedMessage, WorkUnit, parse_work_unit
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,9 @@ class Worker:
             results.extend(self._tile_results(unit.job_id, batch, masks))
 
         provenance = {**self.provenance, "zoom": unit.zoom, "processed_at": utc_now()}
-        self.stats.tiles_new += self.store.record_tiles(unit.job_id, results, provenance)
+        stored = self.store.record_tiles(unit.job_id, results, provenance)
+        self.stats.tiles_new += stored
+        emit_tiles_done(stored)  # the dashboard's tiles-per-minute metric (EMF on stdout)
         if item.transient:
             self.stats.transient += 1
             log.warning("work unit kept for redelivery: %s", item.transient)

@@ -4,10 +4,14 @@
 the tests check exactly what gets deployed. The stacks are environment-agnostic (no account or
 region, no context look-ups): ``cdk synth`` works offline and without credentials.
 
-    StorageStack    trigger bucket, masks bucket, results table
-    InferenceStack  tile queue + DLQ, VPC, AWS Batch GPU workers
-    IngestStack     tile-enumerator Lambda on AOI uploads
-    TrainingStack   training bucket, Step Functions -> SageMaker training job
+    <name>Storage     trigger bucket, masks bucket, access-log bucket, results table
+    <name>Inference   tile queue + DLQ, VPC, AWS Batch GPU workers
+    <name>Ingest      tile-enumerator Lambda on AOI uploads
+    <name>Training    training bucket, Step Functions -> SageMaker training job
+    <name>Monitoring  CloudWatch dashboard and alarms
+
+<name> is the ``stack_name`` context key (default ``resources.DEFAULT_STACK_NAME``); the output
+keys are the ``resources.OUTPUT_*`` constants, which the CLI's ``--stack NAME`` reads.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from typing import Any
 
 import aws_cdk as cdk
 
+from looking_glass.resources import DEFAULT_STACK_NAME, STACK_SUFFIXES
+
 from .config import ConfigError, DeploymentConfig
 from .inference import InferenceStack
 from .ingest import IngestStack
+from .monitoring import MonitoringStack
 from .storage import StorageStack
 from .training import TrainingStack
 
-STACK_PREFIX = "LookingGlass"
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
 
@@ -48,10 +54,16 @@ class LookingGlassApp:
     inference: InferenceStack
     ingest: IngestStack
     training: TrainingStack
+    monitoring: MonitoringStack
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.storage, self.inference, self.ingest, self.training]
+        return [self.storage, self.inference, self.ingest, self.training, self.monitoring]
+
+
+def stack_names(deployment: str = DEFAULT_STACK_NAME) -> dict[str, str]:
+    """Stack name by suffix (``resources.STACK_SUFFIXES``): what ``--stack NAME`` reads."""
+    return {suffix: f"{deployment}{suffix}" for suffix in STACK_SUFFIXES}
 
 
 def build_app(
@@ -63,18 +75,23 @@ def build_app(
     """Build every stack into ``app``; by default a new ``cdk.App`` with the cdk.json context,
     updated with ``context``.
 
+    The stacks are named ``<stack_name><suffix>`` (context ``stack_name``, default
+    ``resources.DEFAULT_STACK_NAME``), so one account can hold several deployments.
     ``nag=True`` registers the cdk-nag AwsSolutions checks, which run when the app synthesizes.
     """
     if app is None:
         app = cdk.App(context={**cdk_json_context(), **(context or {})})
     config = DeploymentConfig.from_context(app.node.try_get_context)
+    names = stack_names(config.stack_name)
 
     storage = StorageStack(
-        app, f"{STACK_PREFIX}Storage", description="Looking Glass: AOI trigger bucket, masks bucket, results table"
+        app,
+        names["Storage"],
+        description="Looking Glass: AOI trigger bucket, masks bucket, access logs, results table",
     )
     inference = InferenceStack(
         app,
-        f"{STACK_PREFIX}Inference",
+        names["Inference"],
         description="Looking Glass: tile queue, VPC and AWS Batch GPU inference workers",
         config=config,
         trigger_bucket=storage.trigger_bucket,
@@ -83,7 +100,7 @@ def build_app(
     )
     ingest = IngestStack(
         app,
-        f"{STACK_PREFIX}Ingest",
+        names["Ingest"],
         description="Looking Glass: tile-enumerator Lambda on AOI uploads",
         config=config,
         trigger_bucket=storage.trigger_bucket,
@@ -96,26 +113,40 @@ def build_app(
     )
     training = TrainingStack(
         app,
-        f"{STACK_PREFIX}Training",
+        names["Training"],
         description="Looking Glass: training data bucket and SageMaker training state machine",
         config=config,
     )
-    for stack in (storage, inference, ingest, training):
+    monitoring = MonitoringStack(
+        app,
+        names["Monitoring"],
+        description="Looking Glass: CloudWatch dashboard and alarms",
+        config=config,
+        tile_queue=inference.tile_queue,
+        tile_dlq=inference.tile_dlq,
+        enumerator=ingest.function,
+        job_queue=inference.job_queue,
+        alarms=[inference.dlq_alarm, ingest.failure_alarm],
+    )
+    stacks = (storage, inference, ingest, training, monitoring)
+    assert [s.stack_name for s in stacks] == list(names.values())
+    for stack in stacks:
         cdk.Tags.of(stack).add("project", "looking-glass")
+        cdk.Tags.of(stack).add("deployment", config.stack_name)
 
     if nag:
         from .nag import add_nag_checks
 
         add_nag_checks(app)
 
-    return LookingGlassApp(app, config, storage, inference, ingest, training)
+    return LookingGlassApp(app, config, storage, inference, ingest, training, monitoring)
 
 
 __all__ = [
     "ConfigError",
     "DeploymentConfig",
     "LookingGlassApp",
-    "STACK_PREFIX",
     "build_app",
     "cdk_json_context",
+    "stack_names",
 ]

@@ -16,14 +16,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+from looking_glass.resources import DEFAULT_STACK_NAME
 from looking_glass.settings import SettingsError, validate_tile_url_template
 from looking_glass.workunits import MAX_TILES_PER_MESSAGE
 
 # Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
 # knobs are discoverable there; these only matter when the app is built without cdk.json.
 DEFAULTS: dict[str, Any] = {
+    "stack_name": DEFAULT_STACK_NAME,
     "tile_url_template": "https://tiles.example.com/{z}/{x}/{y}.png",
+    "imagery_secret_name": "",
     "max_vcpus": 64,
     "instance_types": ["g4dn.xlarge", "g5.xlarge"],
     "spot": True,
@@ -31,14 +35,17 @@ DEFAULTS: dict[str, Any] = {
     "worker_memory_mib": 14336,
     "worker_timeout_minutes": 360,
     "worker_retry_attempts": 3,
-    "worker_subnets": "isolated",
+    "worker_subnets": "private",
+    "nat_gateways": 1,
     "worker_image": "",
     "model_s3_uri": "",
     "tiles_per_message": 64,
     "max_tiles_per_job": 5_000_000,
     "tiles_per_worker": 20_000,
     "max_workers": None,
+    "enumerator_reserved_concurrency": 5,
     "log_retention_days": 30,
+    "alarm_topic_arn": "",
     "training_image": "",
     "training_instance_type": "ml.g5.xlarge",
     "training_volume_gb": 50,
@@ -56,7 +63,16 @@ LOG_RETENTION_DAYS = {
     2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
     3653: "TEN_YEARS",
 }
-WORKER_SUBNETS = ("isolated", "public")
+# private: no public IPs, internet (the tile server) through NAT gateways in public subnets.
+# isolated: no internet route at all, AWS services through VPC endpoints; tiles must come from
+#   an AWS endpoint reachable that way (S3). public: public IPs, no NAT, no inbound rules.
+WORKER_SUBNETS = ("private", "isolated", "public")
+# Hosts an isolated subnet can reach (through the S3 gateway endpoint): AWS service endpoints.
+_AWS_HOST = re.compile(r"(^|\.)amazonaws\.com(\.cn)?$")
+_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,99}$")
+# Secrets Manager secret names: letters, digits and /_+=.@- (up to 512 characters).
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 # Instance families with NVIDIA GPUs that the ECS GPU AMI supports (the job asks for one GPU).
@@ -129,7 +145,9 @@ def _image(key: str, raw: Any) -> str:
 
 @dataclass(frozen=True)
 class DeploymentConfig:
+    stack_name: str  # the stacks are <stack_name><suffix> (resources.STACK_SUFFIXES)
     tile_url_template: str
+    imagery_secret_name: str  # "" none; else a Secrets Manager secret the worker may read
     # Batch compute environment
     max_vcpus: int
     instance_types: tuple[str, ...]
@@ -139,7 +157,8 @@ class DeploymentConfig:
     worker_memory_mib: int
     worker_timeout_minutes: int
     worker_retry_attempts: int
-    worker_subnets: str  # "isolated": VPC endpoints only; "public": public IPs, no NAT
+    worker_subnets: str  # see WORKER_SUBNETS
+    nat_gateways: int  # with worker_subnets=private: 1 (cheaper) or one per AZ (2)
     worker_image: str  # "" builds batch_jobs/Dockerfile as an asset; else an image URI
     model_s3_uri: str  # "" uses the model shipped in the image
     # Enumerator (Lambda)
@@ -147,7 +166,9 @@ class DeploymentConfig:
     max_tiles_per_job: int
     tiles_per_worker: int
     max_workers: int
+    enumerator_reserved_concurrency: int  # 0: none (accounts at the default limit of 10)
     log_retention_days: int
+    alarm_topic_arn: str  # "" no alarm actions; else an SNS topic every alarm notifies
     # Training (SageMaker via Step Functions)
     training_image: str
     training_instance_type: str  # SageMaker form, e.g. ml.g5.xlarge
@@ -177,11 +198,25 @@ class DeploymentConfig:
             value = lookup(key)
             return DEFAULTS[key] if value is None else value
 
+        stack_name = _str("stack_name", raw("stack_name"))
+        if not _STACK_NAME.match(stack_name):
+            raise ConfigError(
+                f"stack_name={stack_name!r} is not a CloudFormation stack name prefix (a letter, "
+                "then letters, digits or hyphens, at most 100)"
+            )
         template = _str("tile_url_template", raw("tile_url_template"))
         try:
             validate_tile_url_template(template)
         except SettingsError as exc:
             raise ConfigError(f"tile_url_template: {exc}") from None
+        secret_name = _str("imagery_secret_name", raw("imagery_secret_name"))
+        if secret_name and not _SECRET_NAME.match(secret_name):
+            raise ConfigError(
+                f"imagery_secret_name={secret_name!r} is not a Secrets Manager secret name"
+            )
+        alarm_topic_arn = _str("alarm_topic_arn", raw("alarm_topic_arn"))
+        if alarm_topic_arn and not _SNS_TOPIC_ARN.match(alarm_topic_arn):
+            raise ConfigError(f"alarm_topic_arn={alarm_topic_arn!r} is not an SNS topic ARN")
 
         instance_types = _str_list("instance_types", raw("instance_types"))
         for itype in instance_types:
@@ -211,6 +246,14 @@ class DeploymentConfig:
             raise ConfigError(
                 f"worker_subnets={worker_subnets!r} is not one of {', '.join(WORKER_SUBNETS)}"
             )
+        tile_host = urlsplit(template.replace("{", "").replace("}", "")).hostname or ""
+        if worker_subnets == "isolated" and not _AWS_HOST.search(tile_host):
+            raise ConfigError(
+                f"worker_subnets=isolated has no route to the tile server {tile_host!r} (only AWS "
+                "endpoints such as S3 are reachable): use worker_subnets=private (NAT gateway) "
+                "or public"
+            )
+        nat_gateways = _int("nat_gateways", raw("nat_gateways"), 1, 2)
 
         log_retention = _int("log_retention_days", raw("log_retention_days"), 1, 3653)
         if log_retention not in LOG_RETENTION_DAYS:
@@ -235,7 +278,9 @@ class DeploymentConfig:
             )
 
         return cls(
+            stack_name=stack_name,
             tile_url_template=template,
+            imagery_secret_name=secret_name,
             max_vcpus=max_vcpus,
             instance_types=tuple(instance_types),
             spot=_bool("spot", raw("spot")),
@@ -244,13 +289,18 @@ class DeploymentConfig:
             worker_timeout_minutes=_int("worker_timeout_minutes", raw("worker_timeout_minutes"), 5, 14 * 24 * 60),
             worker_retry_attempts=_int("worker_retry_attempts", raw("worker_retry_attempts"), 1, 10),
             worker_subnets=worker_subnets,
+            nat_gateways=nat_gateways,
             worker_image=_image("worker_image", raw("worker_image")),
             model_s3_uri=_s3_uri("model_s3_uri", raw("model_s3_uri")),
             tiles_per_message=_int("tiles_per_message", raw("tiles_per_message"), 1, MAX_TILES_PER_MESSAGE),
             max_tiles_per_job=_int("max_tiles_per_job", raw("max_tiles_per_job"), 1, 10**10),
             tiles_per_worker=_int("tiles_per_worker", raw("tiles_per_worker"), 1, 10**9),
             max_workers=max_workers,
+            enumerator_reserved_concurrency=_int(
+                "enumerator_reserved_concurrency", raw("enumerator_reserved_concurrency"), 0, 1000
+            ),
             log_retention_days=log_retention,
+            alarm_topic_arn=alarm_topic_arn,
             training_image=_image("training_image", raw("training_image")),
             training_instance_type=training_instance_type,
             training_volume_gb=_int("training_volume_gb", raw("training_volume_gb"), 1, 16_384),

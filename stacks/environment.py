@@ -63,9 +63,15 @@ ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
 
 
 def worker_environment(config: DeploymentConfig) -> dict[str, str]:
-    env = {"LG_TILE_URL_TEMPLATE": config.tile_url_template}
+    # The tile URL is deployment configuration only: no AOI, message or job field can set it.
+    env = {
+        "LG_TILE_URL_TEMPLATE": config.tile_url_template,
+        resources.ENV_DEPLOYMENT: config.stack_name,  # dimension of the worker's metrics
+    }
     if config.model_s3_uri:
         env[ENV_MODEL_S3_URI] = config.model_s3_uri
+    if config.imagery_secret_name:  # the secret's name; its value is read at run time
+        env[resources.ENV_IMAGERY_SECRET] = config.imagery_secret_name
     _check(WorkerSettings.from_env, env)
     return env
 

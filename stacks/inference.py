@@ -21,6 +21,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -28,6 +29,7 @@ from looking_glass import resources
 
 from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig
+from .constructs import grant_table_data
 from .environment import resource_environment, worker_environment
 from .queues import terminal_queue
 from .nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
@@ -148,7 +150,7 @@ class InferenceStack(Stack):
         )
 
         # --- Permissions of the worker --------------------------------------------------------
-        results_table.grant_read_write_data(self.job_role)  # batch reads for dedup, transact writes
+        grant_table_data(results_table, self.job_role)  # batch reads for dedup, transact writes
         self.job_role.add_to_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects("*")])
         )
@@ -164,31 +166,56 @@ class InferenceStack(Stack):
                 "JSON sidecar), nothing else of that bucket.",
             )
 
+        if config.imagery_secret_name:
+            # Read on that one secret (by name: its ARN ends in a random suffix, hence -??????).
+            self.imagery_secret = secretsmanager.Secret.from_secret_name_v2(
+                self, "ImagerySecret", config.imagery_secret_name
+            )
+            self.imagery_secret.grant_read(self.job_role)
+            acknowledge(
+                self.job_role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+                f"<AWS::AccountId>:secret:{config.imagery_secret_name}-??????]",
+                "Read on the imagery secret named by imagery_secret_name only; Secrets Manager "
+                "appends six random characters to a secret's ARN, so a name-based grant ends in "
+                "-??????.",
+            )
+
         self._acknowledge_nag_findings(masks_bucket)
 
-        CfnOutput(self, "TileQueueUrl", value=self.tile_queue.queue_url)
-        CfnOutput(self, "TileDeadLetterQueueUrl", value=self.tile_dlq.queue_url)
+        CfnOutput(self, resources.OUTPUT_TILE_QUEUE_URL, value=self.tile_queue.queue_url)
+        CfnOutput(self, resources.OUTPUT_TILE_DLQ_URL, value=self.tile_dlq.queue_url)
         CfnOutput(self, "JobQueueArn", value=self.job_queue.job_queue_arn)
         CfnOutput(self, "JobDefinitionArn", value=self.job_definition.job_definition_arn)
 
     # -----------------------------------------------------------------------------------------
 
     def _vpc(self, config: DeploymentConfig) -> ec2.Vpc:
-        """Two AZs, no NAT gateway. AWS services are reached through VPC endpoints.
+        """Two AZs; the workers' subnets per ``worker_subnets`` (stacks.config.WORKER_SUBNETS):
 
-        ``worker_subnets=isolated`` (default): the workers have no internet route at all, so the
-        tile source must be reachable through an endpoint (e.g. tiles in S3). A tile server on the
-        internet needs ``worker_subnets=public`` (public IPs, no inbound rules) or a NAT gateway.
+        - ``private`` (default): no public IPs; the internet (the tile server) through
+          ``nat_gateways`` NAT gateways in small public subnets.
+        - ``isolated``: no internet route at all; AWS services through VPC endpoints, so the tiles
+          must come from S3 (the config refuses any other tile host).
+        - ``public``: public IPs and the internet gateway, no NAT; the security group of the
+          compute environment allows no inbound traffic.
+
+        S3 and DynamoDB are always reached through (free) gateway endpoints, so results and
+        masks never pay NAT data processing. Interface endpoints only where there is no other way
+        to reach AWS (isolated); VPC flow logs record rejected traffic.
         """
         subnet_type = self._worker_subnet_type(config)
+        subnets = [ec2.SubnetConfiguration(name="workers", subnet_type=subnet_type, cidr_mask=20)]
+        if subnet_type == ec2.SubnetType.PRIVATE_WITH_EGRESS:
+            subnets.insert(
+                0, ec2.SubnetConfiguration(name="nat", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=26)
+            )
         vpc = ec2.Vpc(
             self,
             "Vpc",
             max_azs=2,
-            nat_gateways=0,
-            subnet_configuration=[
-                ec2.SubnetConfiguration(name="workers", subnet_type=subnet_type, cidr_mask=20)
-            ],
+            nat_gateways=config.nat_gateways if subnet_type == ec2.SubnetType.PRIVATE_WITH_EGRESS else 0,
+            subnet_configuration=subnets,
             gateway_endpoints={
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
                 "DynamoDB": ec2.GatewayVpcEndpointOptions(
@@ -199,7 +226,7 @@ class InferenceStack(Stack):
                 "RejectedTraffic": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.REJECT)
             },
         )
-        if subnet_type == ec2.SubnetType.PUBLIC:
+        if subnet_type != ec2.SubnetType.PRIVATE_ISOLATED:
             return vpc  # internet route: interface endpoints (about $15/month each) not needed
         endpoint_subnets = ec2.SubnetSelection(subnet_type=subnet_type)
         for name, service in {
@@ -222,9 +249,11 @@ class InferenceStack(Stack):
 
     @staticmethod
     def _worker_subnet_type(config: DeploymentConfig) -> ec2.SubnetType:
-        return (
-            ec2.SubnetType.PUBLIC if config.worker_subnets == "public" else ec2.SubnetType.PRIVATE_ISOLATED
-        )
+        return {
+            "private": ec2.SubnetType.PRIVATE_WITH_EGRESS,
+            "isolated": ec2.SubnetType.PRIVATE_ISOLATED,
+            "public": ec2.SubnetType.PUBLIC,
+        }[config.worker_subnets]
 
     def _worker_image(self, config: DeploymentConfig) -> ecs.ContainerImage:
         if config.worker_image:

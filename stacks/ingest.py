@@ -23,6 +23,7 @@ from looking_glass import resources
 
 from .assets import LAMBDA_PYTHON_VERSION, stage_lambda_asset
 from .config import DeploymentConfig
+from .constructs import grant_table_data
 from .environment import enumerator_environment, resource_environment
 from .queues import terminal_queue
 from .nag import (
@@ -58,7 +59,7 @@ class IngestStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
 
         # Async invocations (S3 events) that still fail after Lambda's retries land here.
-        self.failure_queue, _ = terminal_queue(
+        self.failure_queue, self.failure_alarm = terminal_queue(
             self,
             "EnumeratorFailures",
             nag_reason=(
@@ -77,6 +78,7 @@ class IngestStack(Stack):
         # CPython 3.12 (stacks.assets), staged at synth time, no Docker. The directory name is
         # its content hash, so CDK does not hash ~70 MB of dependencies again on every synth.
         asset = stage_lambda_asset()
+        self.log_group = log_group
         self.function = lambda_.Function(
             self,
             "TileEnumerator",
@@ -105,6 +107,9 @@ class IngestStack(Stack):
                 ),
                 "POWERTOOLS_SERVICE_NAME": "tile-enumerator",
             },
+            # Caps concurrent enumerations (each may submit Batch jobs); S3 events beyond it wait
+            # in Lambda's async queue and are retried up to max_event_age. 0: no reservation.
+            reserved_concurrent_executions=config.enumerator_reserved_concurrency or None,
             retry_attempts=2,
             max_event_age=Duration.hours(6),
             on_failure=destinations.SqsDestination(self.failure_queue),
@@ -118,7 +123,7 @@ class IngestStack(Stack):
                 resources=[trigger_bucket.arn_for_objects(f"{resources.TRIGGER_PREFIX}*")],
             )
         )
-        results_table.grant_read_write_data(self.function)
+        grant_table_data(results_table, self.function)
         tile_queue.grant_send_messages(self.function)
         self.function.add_to_role_policy(
             iam.PolicyStatement(

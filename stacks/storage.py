@@ -1,4 +1,5 @@
-"""StorageStack: the trigger bucket (AOI uploads), the masks bucket and the results table.
+"""StorageStack: the trigger bucket (AOI uploads), the masks bucket, their access-log bucket and
+the results table (on demand, point-in-time recovery, deletion protection, retained).
 
 Key schema and billing mode come from ``looking_glass.resources.table_definition``, the same
 definition the embedded run creates, so the cloud table and the laptop table cannot drift.
@@ -7,14 +8,13 @@ Physical names are left to CloudFormation; processes find them through the ENV_*
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from looking_glass import resources
 
-from .nag import acknowledge
+from .constructs import AccessLogBucket, SecureBucket
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -58,52 +58,19 @@ class StorageStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        # Target of the server access logs of the two data buckets.
-        self.access_logs_bucket = s3.Bucket(
-            self,
-            "AccessLogsBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # log delivery requires SSE-S3
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log target; logging its own access would recurse.",
-        )
+        # Target of the server access logs of the data buckets of this stack.
+        self.access_logs_bucket = AccessLogBucket(self, "AccessLogsBucket")
 
         # AOIs are uploaded here; objects under TRIGGER_PREFIX with TRIGGER_SUFFIX start a job.
         # Versioned: the job id is derived from bucket/key/version, so a re-upload is a new job.
-        self.trigger_bucket = s3.Bucket(
-            self,
-            "TriggerBucket",
-            versioned=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="trigger/",
-            lifecycle_rules=[
-                s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)),
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
+        self.trigger_bucket = SecureBucket(
+            self, "TriggerBucket", access_logs=self.access_logs_bucket, log_prefix="trigger"
         )
 
         # Per-tile building masks written by the workers.
-        self.masks_bucket = s3.Bucket(
-            self,
-            "MasksBucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="masks/",
-            removal_policy=RemovalPolicy.RETAIN,
+        self.masks_bucket = SecureBucket(
+            self, "MasksBucket", access_logs=self.access_logs_bucket, log_prefix="masks",
+            noncurrent_version_days=30,
         )
 
         partition_key, sort_key = table_keys()
@@ -117,12 +84,13 @@ class StorageStack(Stack):
                 point_in_time_recovery_enabled=True
             ),
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
         add_global_indexes(self.results_table)
 
-        CfnOutput(self, "TriggerBucketName", value=self.trigger_bucket.bucket_name,
+        CfnOutput(self, resources.OUTPUT_TRIGGER_BUCKET, value=self.trigger_bucket.bucket_name,
                   description=f"Upload AOIs as s3://<this>/{resources.TRIGGER_PREFIX}<name>{resources.TRIGGER_SUFFIX}")
-        CfnOutput(self, "MasksBucketName", value=self.masks_bucket.bucket_name)
-        CfnOutput(self, "ResultsTableName", value=self.results_table.table_name)
+        CfnOutput(self, resources.OUTPUT_MASKS_BUCKET, value=self.masks_bucket.bucket_name)
+        CfnOutput(self, resources.OUTPUT_RESULTS_TABLE, value=self.results_table.table_name)
 

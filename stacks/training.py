@@ -13,6 +13,8 @@ training, syncs /opt/ml/checkpoints to ``s3://<bucket>/checkpoints/<job name>/``
 interrupted by a Spot reclaim resumes where it was. Point ``model_s3_uri`` at such an archive
 to deploy the model to the workers.
 
+Buckets: ``stacks.constructs.SecureBucket`` with its own ``AccessLogBucket``.
+
 Managed spot training: the ``SageMakerCreateTrainingJob`` construct (aws-cdk-lib 2.275) has no
 ``EnableManagedSpotTraining``, ``CheckpointConfig`` or ``MaxWaitTimeInSeconds``. The state is
 therefore rendered by that construct (parameters, image asset binding, IAM) and emitted as a
@@ -26,7 +28,6 @@ from aws_cdk import (
     CfnOutput,
     Duration,
     IgnoreMode,
-    RemovalPolicy,
     Size,
     Stack,
 )
@@ -40,8 +41,11 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from looking_glass import resources
+
 from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig
+from .constructs import AccessLogBucket, SecureBucket
 from .nag import acknowledge, arn_of
 
 TRAIN_PREFIX = "data/train/"
@@ -55,26 +59,16 @@ class TrainingStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
-        self.bucket = s3.Bucket(
+        # Its own access-log bucket: logging to StorageStack's would make that stack's bucket
+        # policy name this bucket (log delivery is granted per source bucket), a dependency
+        # cycle between the two stacks.
+        self.access_logs_bucket = AccessLogBucket(self, "AccessLogsBucket")
+        self.bucket = SecureBucket(
             self,
             "TrainingBucket",
-            versioned=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[
-                s3.LifecycleRule(prefix=CHECKPOINTS_PREFIX, expiration=Duration.days(30)),
-                s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)),
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.bucket,
-            "AwsSolutions-S1",
-            "Only the SageMaker training role and operators use this bucket; it is versioned. "
-            "Server access logging is left to the hardening work (a log bucket in another stack "
-            "would make the stacks depend on each other both ways).",
+            access_logs=self.access_logs_bucket,
+            log_prefix="training",
+            lifecycle_rules=[s3.LifecycleRule(prefix=CHECKPOINTS_PREFIX, expiration=Duration.days(30))],
         )
 
         # The role SageMaker runs the training job as: this bucket and its own logs, nothing else.
@@ -133,13 +127,18 @@ class TrainingStack(Stack):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=state_machine_logs, level=sfn.LogLevel.ALL),
         )
+        training_jobs = self.format_arn(service="sagemaker", resource="training-job", resource_name="*")
         for statement in self._training_task._task_policies or []:  # see module docstring
+            resolved = self.resolve(statement.to_statement_json())
+            if resolved.get("Resource") == "*" and resolved.get("Action") == "sagemaker:ListTags":
+                # CDK grants ListTags on "*", but it takes a resource: the training jobs.
+                statement = iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=[training_jobs])
             self.state_machine.add_to_role_policy(statement)
 
         self._acknowledge_nag_findings()
 
-        CfnOutput(self, "TrainingBucketName", value=self.bucket.bucket_name)
-        CfnOutput(self, "TrainingStateMachineArn", value=self.state_machine.state_machine_arn)
+        CfnOutput(self, resources.OUTPUT_TRAINING_BUCKET, value=self.bucket.bucket_name)
+        CfnOutput(self, resources.OUTPUT_TRAINING_STATE_MACHINE, value=self.state_machine.state_machine_arn)
 
     # -----------------------------------------------------------------------------------------
 
@@ -271,13 +270,13 @@ class TrainingStack(Stack):
             self.state_machine,
             "AwsSolutions-IAM5[Resource::*]",
             "Step Functions log delivery (logs:*LogDelivery, DescribeLogGroups, resource "
-            "policies), X-Ray tracing and sagemaker:ListTags have no resource-level permissions.",
+            "policies) and X-Ray tracing have no resource-level permissions.",
         )
         acknowledge(
             self.state_machine,
             "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]",
             "Training job names are generated per execution (looking-glass-<uuid>), so the state "
-            "machine may create, describe and stop training jobs in general.",
+            "machine may create, describe, stop, tag and list tags of training jobs in general.",
         )
 
 

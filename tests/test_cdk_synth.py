@@ -21,7 +21,7 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from looking_glass import resources  # noqa: E402
 from looking_glass.settings import EnumeratorSettings, WorkerSettings  # noqa: E402
-from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context  # noqa: E402
+from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context, stack_names  # noqa: E402
 from stacks.config import DEFAULTS  # noqa: E402
 from stacks.environment import ENV_MODEL_S3_URI  # noqa: E402
 from stacks.ingest import HANDLER  # noqa: E402
@@ -31,22 +31,39 @@ CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"
 QUIET_NODE_ENV = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "CDK_DISABLE_VERSION_CHECK": "true"}
 
 
+STACKS = ("storage", "inference", "ingest", "training", "monitoring")
+# The other network, the imagery secret, alarm notifications and another deployment name.
+VARIANT_CONTEXT = {
+    "stack_name": "LgVariant",
+    "worker_subnets": "isolated",
+    "tile_url_template": "https://my-tiles.s3.eu-west-1.amazonaws.com/{z}/{x}/{y}.png",
+    "imagery_secret_name": "looking-glass/imagery-token",
+    "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+    "enumerator_reserved_concurrency": 0,
+}
+
+
+def _synth(context=None):
+    os.environ.update(QUIET_NODE_ENV)
+    lg = build_app(context=context, nag=True)
+    assembly = lg.app.synth()  # runs the cdk-nag validation plugin; raises on findings
+    templates = {
+        name: Template.from_json(assembly.get_stack_by_name(getattr(lg, name).stack_name).template)
+        for name in STACKS
+    }
+    return lg, templates
+
+
 @pytest.fixture(scope="module")
 def synthesized():
     """The app as `cdk synth` builds it (cdk.json context), synthesized once."""
-    os.environ.update(QUIET_NODE_ENV)
-    lg = build_app(nag=True)
-    assembly = lg.app.synth()  # runs the cdk-nag validation plugin; raises on findings
-    templates = {
-        name: Template.from_json(assembly.get_stack_by_name(stack.stack_name).template)
-        for name, stack in (
-            ("storage", lg.storage),
-            ("inference", lg.inference),
-            ("ingest", lg.ingest),
-            ("training", lg.training),
-        )
-    }
-    return lg, templates
+    return _synth()
+
+
+@pytest.fixture(scope="module")
+def variant():
+    """The app with VARIANT_CONTEXT, synthesized once (cdk-nag too)."""
+    return _synth(VARIANT_CONTEXT)
 
 
 def only_resource(template: Template, resource_type: str) -> dict:
@@ -139,17 +156,51 @@ def test_tile_queue_settings_and_redrive_come_from_resources(synthesized):
     )
 
 
-def test_vpc_has_no_nat_and_reaches_aws_through_endpoints(synthesized):
-    _, t = synthesized
-    tmpl = t["inference"]
-    tmpl.resource_count_is("AWS::EC2::NatGateway", 0)
-    tmpl.resource_count_is("AWS::EC2::InternetGateway", 0)  # worker_subnets=isolated
+def _endpoint_kinds(tmpl: Template) -> tuple[list[str], str]:
     endpoints = tmpl.find_resources("AWS::EC2::VPCEndpoint").values()
     kinds = sorted(e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints)
+    return kinds, json.dumps([e["Properties"]["ServiceName"] for e in endpoints])
+
+
+def _worker_subnet_ids(tmpl: Template) -> list:
+    ce = only_resource(tmpl, "AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
+    return [s["Ref"] for s in ce["Subnets"]]
+
+
+def test_default_network_is_private_subnets_with_a_nat_gateway(synthesized):
+    lg, t = synthesized
+    tmpl = t["inference"]
+    assert lg.config.worker_subnets == "private"
+    tmpl.resource_count_is("AWS::EC2::NatGateway", lg.config.nat_gateways)
+    tmpl.resource_count_is("AWS::EC2::InternetGateway", 1)  # for the NAT gateway only
+    subnets = tmpl.find_resources("AWS::EC2::Subnet")
+    workers = _worker_subnet_ids(tmpl)
+    assert len(workers) == 2
+    for subnet_id in workers:  # no public IPs on the workers' subnets
+        assert subnets[subnet_id]["Properties"]["MapPublicIpOnLaunch"] is False
+        assert "workers" in subnet_id.lower()
+    # Their default route goes to the NAT gateway.
+    routes = tmpl.find_resources("AWS::EC2::Route")
+    assert any("NatGatewayId" in r["Properties"] for r in routes.values())
+    kinds, services = _endpoint_kinds(tmpl)
+    assert kinds == ["Gateway", "Gateway"]  # S3 and DynamoDB stay off the NAT (free)
+    assert ".s3" in services and ".dynamodb" in services
+
+
+def test_isolated_network_reaches_aws_through_endpoints_only(variant):
+    _, t = variant
+    tmpl = t["inference"]
+    tmpl.resource_count_is("AWS::EC2::NatGateway", 0)
+    tmpl.resource_count_is("AWS::EC2::InternetGateway", 0)
+    kinds, services = _endpoint_kinds(tmpl)
     assert kinds.count("Gateway") == 2  # S3, DynamoDB
-    services = json.dumps([e["Properties"]["ServiceName"] for e in endpoints])
     for service in ("s3", "dynamodb", "sqs", "ecr.api", "ecr.dkr", "logs", "secretsmanager", "ecs-agent"):
         assert f".{service}" in services or f"{service}\"" in services, service
+
+
+def test_isolated_workers_with_a_tile_server_on_the_internet_fail_synth():
+    with pytest.raises(ConfigError, match=r"^worker_subnets=isolated has no route to the tile server 'tiles\.example\.com'"):
+        build_app(context={"worker_subnets": "isolated"}, nag=False)
 
 
 def test_batch_compute_environment_is_managed_gpu_spot_from_zero(synthesized):
@@ -364,6 +415,247 @@ def test_training_state_machine_runs_a_sagemaker_training_job_to_completion(synt
     )
 
 
+# --- Cross-cutting: buckets, outputs, least privilege, secrets ---------------------------------
+
+PUBLIC_ACCESS_BLOCKED = {
+    "BlockPublicAcls": True,
+    "BlockPublicPolicy": True,
+    "IgnorePublicAcls": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+@pytest.mark.parametrize("stack", ["storage", "training"])
+def test_every_bucket_is_ssl_only_encrypted_private_versioned_and_logged(synthesized, stack):
+    _, t = synthesized
+    tmpl = t[stack]
+    buckets = tmpl.find_resources("AWS::S3::Bucket")
+    log_buckets = [k for k in buckets if k.startswith("AccessLogsBucket")]
+    assert len(log_buckets) == 1, list(buckets)
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]["Statement"]
+        for p in tmpl.find_resources("AWS::S3::BucketPolicy").values()
+    }
+    for bucket_id, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}, bucket_id
+        (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms"), bucket_id
+        assert props["PublicAccessBlockConfiguration"] == PUBLIC_ACCESS_BLOCKED, bucket_id
+        assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        assert bucket["DeletionPolicy"] == "Retain", bucket_id
+        assert any(
+            st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in policies[bucket_id]
+        ), bucket_id
+        if bucket_id not in log_buckets:
+            logging = props["LoggingConfiguration"]
+            assert logging["DestinationBucketName"] == {"Ref": log_buckets[0]}, bucket_id
+            assert logging["LogFilePrefix"].endswith("/")
+    # Log delivery is allowed by the log bucket's policy, for exactly the logged buckets.
+    delivery = [
+        st for st in policies[log_buckets[0]]
+        if st.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+    ]
+    assert delivery and all(st["Action"] == "s3:PutObject" for st in delivery)
+
+
+def test_results_table_has_deletion_protection_and_the_jobs_index(synthesized):
+    _, t = synthesized
+    props = only_resource(t["storage"], "AWS::DynamoDB::Table")["Properties"]
+    assert props["DeletionProtectionEnabled"] is True
+    definition = resources.table_definition("any")
+    assert [i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])] == [
+        i["IndexName"] for i in definition.get("GlobalSecondaryIndexes", [])
+    ]
+
+
+def _outputs(template: Template) -> dict:
+    return template.to_json().get("Outputs", {})
+
+
+@pytest.mark.parametrize("fixture", ["synthesized", "variant"])
+def test_stack_names_and_outputs_are_the_cli_contract(request, fixture):
+    lg, t = request.getfixturevalue(fixture)
+    assert [s.stack_name for s in lg.stacks] == [
+        f"{lg.config.stack_name}{suffix}" for suffix in resources.STACK_SUFFIXES
+    ]
+    if fixture == "synthesized":
+        assert lg.config.stack_name == resources.DEFAULT_STACK_NAME
+    expected = {
+        "storage": (resources.OUTPUT_TRIGGER_BUCKET, resources.OUTPUT_MASKS_BUCKET, resources.OUTPUT_RESULTS_TABLE),
+        "inference": (resources.OUTPUT_TILE_QUEUE_URL, resources.OUTPUT_TILE_DLQ_URL),
+        "training": (resources.OUTPUT_TRAINING_BUCKET, resources.OUTPUT_TRAINING_STATE_MACHINE),
+        "monitoring": (resources.OUTPUT_DASHBOARD_URL,),
+    }
+    for stack, keys in expected.items():
+        outputs = _outputs(t[stack])
+        for key in keys:
+            assert key in outputs, (stack, key)
+            assert not outputs[key]["Value"] == "", key
+    url = json.dumps(_outputs(t["monitoring"])[resources.OUTPUT_DASHBOARD_URL]["Value"])
+    assert f"#dashboards/dashboard/{lg.config.stack_name}" in url and "AWS::Region" in url
+
+
+# Actions that take no resource (the service requires Resource "*"), each with the reason:
+WILDCARD_RESOURCE_ACTIONS = {
+    "xray:PutTraceSegments": "X-Ray has no resource types (Lambda and Step Functions tracing)",
+    "xray:PutTelemetryRecords": "X-Ray has no resource types",
+    "xray:GetSamplingRules": "X-Ray has no resource types",
+    "xray:GetSamplingTargets": "X-Ray has no resource types",
+    "ecr:GetAuthorizationToken": "account-wide registry token, no resource type",
+    "cloudwatch:PutMetricData": "no resource type; limited by a cloudwatch:namespace condition",
+    # Step Functions log delivery to CloudWatch Logs (vended logs) requires "*" for these.
+    "logs:CreateLogDelivery": "vended log delivery",
+    "logs:DeleteLogDelivery": "vended log delivery",
+    "logs:GetLogDelivery": "vended log delivery",
+    "logs:ListLogDeliveries": "vended log delivery",
+    "logs:UpdateLogDelivery": "vended log delivery",
+    "logs:PutResourcePolicy": "vended log delivery",
+    "logs:DescribeResourcePolicies": "vended log delivery",
+    "logs:DescribeLogGroups": "vended log delivery",
+}
+
+
+def _statements(template: Template):
+    for logical_id, resource in template.to_json()["Resources"].items():
+        props = resource.get("Properties", {})
+        docs = []
+        if resource["Type"] == "AWS::IAM::Policy":
+            docs.append(props["PolicyDocument"])
+        elif resource["Type"] == "AWS::IAM::Role":
+            docs.extend(p["PolicyDocument"] for p in props.get("Policies", []))
+        for doc in docs:
+            for statement in doc["Statement"]:
+                yield logical_id, statement
+
+
+@pytest.mark.parametrize("fixture", ["synthesized", "variant"])
+def test_no_resource_wildcard_except_where_the_service_requires_it(request, fixture):
+    _, t = request.getfixturevalue(fixture)
+    for stack in STACKS:
+        for logical_id, statement in _statements(t[stack]):
+            targets = statement.get("Resource")
+            targets = targets if isinstance(targets, list) else [targets]
+            if "*" not in targets:
+                continue
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            unexpected = [a for a in actions if a not in WILDCARD_RESOURCE_ACTIONS]
+            assert not unexpected, f"{stack}/{logical_id}: {unexpected} on Resource '*'"
+            assert statement["Effect"] == "Allow"
+            if "cloudwatch:PutMetricData" in actions:
+                assert "cloudwatch:namespace" in json.dumps(statement.get("Condition", {}))
+
+
+def test_processes_get_item_access_to_the_table_but_not_scan_delete_or_indexes(synthesized):
+    _, t = synthesized
+    for stack in ("inference", "ingest"):
+        text = json.dumps([s for _, s in _statements(t[stack]) if "dynamodb" in json.dumps(s["Action"])])
+        for action in ("dynamodb:Scan", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:*"):
+            assert f'"{action}"' not in text, (stack, action)
+        assert "/index/" not in text, stack
+        assert "dynamodb:PutItem" in text and "dynamodb:UpdateItem" in text
+
+
+def test_imagery_secret_name_gives_the_worker_read_on_that_secret_only(synthesized, variant):
+    lg, t = variant
+    tmpl = t["inference"]
+    container = only_resource(tmpl, "AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env[resources.ENV_IMAGERY_SECRET] == VARIANT_CONTEXT["imagery_secret_name"]
+    worker = [s for lid, s in _statements(tmpl) if lid.startswith("WorkerJobRole")]
+    secret_statements = [s for s in worker if "secretsmanager:GetSecretValue" in json.dumps(s["Action"])]
+    assert len(secret_statements) == 1
+    assert f":secret:{VARIANT_CONTEXT['imagery_secret_name']}-??????" in json.dumps(secret_statements[0]["Resource"])
+    # Without the setting: no variable and no secret permission.
+    _, default = synthesized
+    container = only_resource(default["inference"], "AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    assert resources.ENV_IMAGERY_SECRET not in {e["Name"] for e in container["Environment"]}
+    assert "secretsmanager:" not in json.dumps(list(_statements(default["inference"])))
+
+
+def test_the_tile_url_comes_from_config_only(synthesized):
+    """The worker's tile template is a constant of the job definition; the Lambda (which reads
+    the AOI) has no way to set it: not in its environment, no permission to register job
+    definitions or override container environment beyond SubmitJob on this definition."""
+    lg, t = synthesized
+    container = only_resource(t["inference"], "AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["LG_TILE_URL_TEMPLATE"] == lg.config.tile_url_template
+    ingest = json.dumps(list(_statements(t["ingest"])))
+    assert "batch:RegisterJobDefinition" not in ingest
+    fn = t["ingest"].find_resources("AWS::Lambda::Function", {"Properties": {"Handler": HANDLER}})
+    assert "LG_TILE_URL_TEMPLATE" not in json.dumps(fn)
+
+
+# --- Monitoring ----------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_queues_tiles_batch_jobs_and_the_lambda(synthesized):
+    lg, t = synthesized
+    tmpl = t["monitoring"]
+    dashboard = only_resource(tmpl, "AWS::CloudWatch::Dashboard")["Properties"]
+    assert dashboard["DashboardName"] == lg.config.stack_name
+    body = json.dumps(dashboard["DashboardBody"])
+    for needle in (
+        "ApproximateNumberOfMessagesVisible",  # tile queue and DLQ depth
+        "ApproximateNumberOfMessagesNotVisible",
+        f'\\"{resources.METRICS_NAMESPACE}\\",\\"{resources.METRIC_TILES_DONE}\\",\\"{resources.METRIC_DIMENSION_DEPLOYMENT}\\",\\"{lg.config.stack_name}\\"',
+        "BatchJobs",
+        "AWS/Lambda",
+        "Errors",
+        "Duration",
+        "Tiles done per minute",
+        "alarms",
+    ):
+        assert needle in body, needle
+
+
+def test_the_worker_metric_dimension_matches_the_dashboard(synthesized):
+    lg, t = synthesized
+    container = only_resource(t["inference"], "AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env[resources.ENV_DEPLOYMENT] == lg.config.stack_name
+
+
+def test_batch_job_state_changes_are_counted_by_status(synthesized):
+    lg, t = synthesized
+    tmpl = t["monitoring"]
+    rule = only_resource(tmpl, "AWS::Events::Rule")["Properties"]
+    assert rule["EventPattern"]["source"] == ["aws.batch"]
+    assert rule["EventPattern"]["detail-type"] == ["Batch Job State Change"]
+    assert "jobQueue" in rule["EventPattern"]["detail"]
+    (target,) = rule["Targets"]
+    log_group_id = next(iter(tmpl.find_resources("AWS::Logs::LogGroup")))
+    assert log_group_id in json.dumps(target["Arn"])
+    policy = json.loads(json.dumps(only_resource(tmpl, "AWS::Logs::ResourcePolicy")["Properties"]))
+    assert "events.amazonaws.com" in json.dumps(policy) and "logs:PutLogEvents" in json.dumps(policy)
+    metric_filter = only_resource(tmpl, "AWS::Logs::MetricFilter")["Properties"]
+    (transformation,) = metric_filter["MetricTransformations"]
+    assert transformation["MetricName"] == "BatchJobs"
+    assert transformation["Dimensions"] == [{"Key": "Status", "Value": "$.detail.status"}]
+
+
+def test_alarms_cover_failures_and_stalls_and_notify_the_topic_when_set(synthesized, variant):
+    _, t = synthesized
+    alarms = t["monitoring"].find_resources("AWS::CloudWatch::Alarm")
+    names = sorted(k.rstrip("0123456789ABCDEF") for k in alarms)
+    assert names == ["EnumeratorErrors", "EnumeratorNearTimeout", "TilesStalled", "WorkerJobsFailed"]
+    assert not any("AlarmActions" in a["Properties"] for a in alarms.values())
+    _, vt = variant
+    topic = VARIANT_CONTEXT["alarm_topic_arn"]
+    for stack in ("monitoring", "inference", "ingest"):  # incl. the DLQ and failure-queue alarms
+        for alarm in vt[stack].find_resources("AWS::CloudWatch::Alarm").values():
+            assert alarm["Properties"]["AlarmActions"] == [topic]
+
+
+def test_enumerator_has_reserved_concurrency_unless_zero(synthesized, variant):
+    for fixture, expected in ((synthesized, cdk_json_context()["enumerator_reserved_concurrency"]), (variant, None)):
+        _, t = fixture
+        (fn,) = t["ingest"].find_resources("AWS::Lambda::Function", {"Properties": {"Handler": HANDLER}}).values()
+        assert fn["Properties"].get("ReservedConcurrentExecutions") == expected
+
+
 # --- Config ------------------------------------------------------------------------------------
 
 
@@ -383,7 +675,13 @@ def test_cdk_json_sets_every_setting_and_parses():
         ("instance_types", "m5.large"),  # no GPU
         ("tiles_per_message", 0),
         ("tile_url_template", "https://tiles.example.com/{z}/{x}.png"),
-        ("worker_subnets", "private"),
+        ("worker_subnets", "nat"),
+        ("nat_gateways", 3),
+        ("stack_name", "9lives"),
+        ("stack_name", "Looking Glass"),
+        ("imagery_secret_name", "token with spaces"),
+        ("alarm_topic_arn", "arn:aws:sqs:us-east-1:123456789012:q"),
+        ("enumerator_reserved_concurrency", -1),
         ("log_retention_days", 31),
         ("model_s3_uri", "https://bucket/model.keras"),
     ],
@@ -442,9 +740,5 @@ def test_npx_cdk_synth(tmp_path):
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     templates = sorted(p.name for p in out_dir.glob("*.template.json"))
-    assert templates == [
-        "LookingGlassInference.template.json",
-        "LookingGlassIngest.template.json",
-        "LookingGlassStorage.template.json",
-        "LookingGlassTraining.template.json",
-    ]
+    assert templates == sorted(f"{name}.template.json" for name in stack_names().values())
+    assert len(templates) == len(resources.STACK_SUFFIXES) == 5

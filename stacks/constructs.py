@@ -1,0 +1,106 @@
+"""Reusable pieces for patterns the stacks repeat.
+
+``SecureBucket`` and ``AccessLogBucket`` are subclasses of ``s3.Bucket`` (not wrappers), so a
+bucket keeps its construct path, logical id and cross-stack output names: swapping one in for a
+plain ``s3.Bucket`` with the same id does not replace the deployed bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from .nag import acknowledge
+
+# Item-level access to the results table: what looking_glass.store calls (GetItem, BatchGetItem,
+# Query, PutItem, UpdateItem and TransactWriteItems, which IAM authorizes as the PutItem,
+# UpdateItem and ConditionCheckItem it contains). No Scan, DeleteItem or BatchWriteItem, and no
+# index: the processes never list jobs (the CLI does, with the operator's own credentials).
+TABLE_DATA_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DescribeTable",
+)
+
+
+def grant_table_data(table: dynamodb.ITable, grantee: iam.IGrantable) -> iam.Grant:
+    """Item reads and writes on the table itself (not its indexes), see TABLE_DATA_ACTIONS."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee, actions=list(TABLE_DATA_ACTIONS), resource_arns=[table.table_arn]
+    )
+
+
+class AccessLogBucket(s3.Bucket):
+    """Target of S3 server access logs: SSE-S3 (log delivery cannot use SSE-KMS), private,
+    SSL-only, versioned, logs kept ``retention_days``. Log delivery is granted by a bucket policy
+    (feature flag ``@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy``), not by ACLs."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, retention_days: int = 365) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(retention_days),
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-S1",
+            f"{construct_id} is the server access log target; logging its own access would recurse.",
+        )
+
+
+class SecureBucket(s3.Bucket):
+    """A data bucket as every bucket of the project must be: SSL-only, encrypted (SSE-S3), all
+    public access blocked, objects owned by the bucket owner (no ACLs), versioned, server access
+    logs to ``access_logs`` under ``<log_prefix>/``, retained when the stack is deleted."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        access_logs: s3.IBucket,
+        log_prefix: str,
+        noncurrent_version_days: int = 90,
+        lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+    ) -> None:
+        if not log_prefix or log_prefix.startswith("/") or log_prefix.endswith("/"):
+            raise ValueError(f"log_prefix {log_prefix!r}: a name without slashes at either end")
+        super().__init__(
+            scope,
+            construct_id,
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix=f"{log_prefix}/",
+            lifecycle_rules=[
+                *lifecycle_rules,
+                s3.LifecycleRule(
+                    noncurrent_version_expiration=Duration.days(noncurrent_version_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
