@@ -181,7 +181,7 @@ function colourOf(v) {{
   const t = options.max > 0 ? Math.min(1, Math.max(0, v / options.max)) : 0;
   return ramp[Math.min(ramp.length - 1, Math.floor(t * ramp.length))];
 }}
-const map = L.map("map", {{ preferCanvas: false, maxZoom: 21 }});
+const map = L.map("map", {{ preferCanvas: false, maxZoom: 21, fadeAnimation: false }});
 if (options.imagery) {{
   L.tileLayer(options.imagery, {{ maxNativeZoom: 18, maxZoom: 21, attribution: options.attribution }}).addTo(map);
 }}
@@ -216,7 +216,7 @@ legend.onAdd = function () {{
   div.innerHTML = h;
   return div;
 }};
-options.fmt = function (v) {{ return options.colourBy === "area" ? Math.round(v).toLocaleString() + " m²" : v.toFixed(3); }};
+options.fmt = function (v) {{ return options.colourBy === "area" ? Math.round(v).toLocaleString() + " m²" : (100 * v).toFixed(2) + " %"; }};
 legend.addTo(map);
 window.lookingGlass = {{ features: layer.getLayers().length, ready: true }};
 document.body.setAttribute("data-features", String(layer.getLayers().length));
