@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from looking_glass.grid import ZOOM
 from looking_glass.resources import DEFAULT_STACK_NAME
 from looking_glass.settings import SettingsError, validate_tile_url_template
 from looking_glass.workunits import MAX_TILES_PER_MESSAGE
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "stack_name": DEFAULT_STACK_NAME,
     "tile_url_template": "https://tiles.example.com/{z}/{x}/{y}.png",
     "imagery_secret_name": "",
+    "zoom": ZOOM,
     "max_vcpus": 64,
     "instance_types": ["g4dn.xlarge", "g5.xlarge"],
     "spot": True,
@@ -148,6 +150,7 @@ class DeploymentConfig:
     stack_name: str  # the stacks are <stack_name><suffix> (resources.STACK_SUFFIXES)
     tile_url_template: str
     imagery_secret_name: str  # "" none; else a Secrets Manager secret the worker may read
+    zoom: int  # the tile zoom; only looking_glass.grid.ZOOM (18) is supported
     # Batch compute environment
     max_vcpus: int
     instance_types: tuple[str, ...]
@@ -213,6 +216,12 @@ class DeploymentConfig:
         if secret_name and not _SECRET_NAME.match(secret_name):
             raise ConfigError(
                 f"imagery_secret_name={secret_name!r} is not a Secrets Manager secret name"
+            )
+        zoom = _int("zoom", raw("zoom"), 0, 24)
+        if zoom != ZOOM:
+            raise ConfigError(
+                f"zoom={zoom} is not supported: the cover, the per-pixel area and the model are "
+                f"built for zoom-{ZOOM} tiles (looking_glass.grid.ZOOM)"
             )
         alarm_topic_arn = _str("alarm_topic_arn", raw("alarm_topic_arn"))
         if alarm_topic_arn and not _SNS_TOPIC_ARN.match(alarm_topic_arn):
@@ -281,6 +290,7 @@ class DeploymentConfig:
             stack_name=stack_name,
             tile_url_template=template,
             imagery_secret_name=secret_name,
+            zoom=zoom,
             max_vcpus=max_vcpus,
             instance_types=tuple(instance_types),
             spot=_bool("spot", raw("spot")),

@@ -277,12 +277,13 @@ class InferenceStack(Stack):
         )
 
     def _acknowledge_nag_findings(self, masks_bucket: s3.IBucket) -> None:
-        acknowledge(
-            self.vpc,
-            "AwsSolutions-EC23",
-            "The rule cannot evaluate the interface endpoints' security groups: CDK allows 443 "
-            "from the VPC CIDR only (a GetAtt), not from 0.0.0.0/0.",
-        )
+        if self.vpc.isolated_subnets:  # the interface endpoints exist only then
+            acknowledge(
+                self.vpc,
+                "AwsSolutions-EC23",
+                "The rule cannot evaluate the interface endpoints' security groups: CDK allows 443 "
+                "from the VPC CIDR only (a GetAtt), not from 0.0.0.0/0.",
+            )
         acknowledge(
             self.compute_environment,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",

@@ -676,6 +676,7 @@ def test_cdk_json_sets_every_setting_and_parses():
         ("tiles_per_message", 0),
         ("tile_url_template", "https://tiles.example.com/{z}/{x}.png"),
         ("worker_subnets", "nat"),
+        ("zoom", 17),
         ("nat_gateways", 3),
         ("stack_name", "9lives"),
         ("stack_name", "Looking Glass"),
@@ -727,13 +728,17 @@ def test_npx_cdk_synth(tmp_path):
     if npx is None:
         pytest.skip("npx (Node.js) is not installed")
     out_dir = tmp_path / "cdk.out"
+    # No credentials and no instance metadata: synth must not need an AWS account.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(QUIET_NODE_ENV, AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+               AWS_CONFIG_FILE=os.devnull)
     # cdk.json runs `.venv/bin/python app.py`; point it at this interpreter in case the venv
     # lives elsewhere (CI).
     result = subprocess.run(
         [npx, "cdk", "synth", "--quiet", "--no-notices", "-o", str(out_dir),
          "--app", f"{sys.executable} app.py"],
         cwd=REPO,
-        env={**os.environ, **QUIET_NODE_ENV},
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
