@@ -1,0 +1,115 @@
+"""`results --zoom 12` on a 100,000-tile job in the embedded (moto) store: time and DynamoDB requests.
+
+Fills a fresh results table on an in-process moto server with one job of N zoom-18 tile items
+(BatchWriteItem, 25 per request; items as the worker writes them, provenance included), then runs
+the rollup as the CLI does (``results.query``: key-range queries only) with 1 and with 4 parallel
+key ranges, counting every DynamoDB request with botocore's event hooks, and checks the rollup
+against the job's totals.
+
+    .venv/bin/python benchmarks/rollup_benchmark.py [--tiles 100000] [--zoom 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3  # noqa: E402
+
+from looking_glass.embedded import LOCAL_AWS_ENV  # noqa: E402
+from looking_glass.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
+from looking_glass.results import query, render  # noqa: E402
+from looking_glass.store import COMPLETE, ResultsStore, TileResult, _marshal  # noqa: E402
+from looking_glass.grid import quadkey  # noqa: E402
+
+X0, Y0 = 151_900, 131_400  # Kigali
+
+
+def fill(ddb, table: str, job_id: str, tiles: int) -> tuple[Decimal, Counter, float, int]:
+    rng = random.Random(7)
+    width = 400
+    provenance = {"model_id": "deeplabv3plus-synthetic", "model_version": "1", "imagery": "https://tiles.example/{z}/{x}/{y}.png",
+                  "threshold": Decimal("0.5"), "zoom": 18, "processed_at": "2026-11-24T00:00:00+00:00"}
+    total = Decimal(0)
+    counts: Counter = Counter()
+    batch, requests = [], 0
+    started = time.perf_counter()
+    for i in range(tiles):
+        x, y = X0 + i % width, Y0 + i // width
+        status = rng.choices(["done", "failed", "no_imagery", "skipped"], [0.94, 0.02, 0.02, 0.02])[0]
+        area = Decimal(rng.randint(0, 8_000_000)) / 1000 if status == "done" else Decimal(0)
+        total += area
+        counts[status] += 1
+        item = TileResult(x, y, 18, quadkey(x, y, 18), status, area, int(area * 10),
+                          "HTTP 500" if status == "failed" else None,
+                          f"masks/{job_id}/18/{x}/{y}.png" if status == "done" else None).item(job_id, provenance)
+        batch.append({"PutRequest": {"Item": _marshal(item)}})
+        if len(batch) == 25 or i == tiles - 1:
+            request = {table: batch}
+            while request:
+                requests += 1
+                request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+            batch = []
+    return total, counts, time.perf_counter() - started, requests
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=100_000)
+    parser.add_argument("--zoom", type=int, default=12)
+    args = parser.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    try:
+        ddb = boto3.client("dynamodb")
+        table = "bench-results"
+        ddb.create_table(**table_definition(table))
+        job_id = "b" * 24
+        store = ResultsStore(ddb, table)
+        total, counts, fill_s, fill_requests = fill(ddb, table, job_id, args.tiles)
+        store.create_job(job_id, {"status": COMPLETE, "name": "benchmark", "tiles_total": args.tiles,
+                                  "tiles_final": args.tiles, "building_area_m2": total,
+                                  **{f"tiles_{s}": n for s, n in counts.items()}})
+        print(f"filled {args.tiles:,} tile items in {fill_s:.1f} s ({fill_requests:,} BatchWriteItem requests)")
+
+        calls: Counter = Counter()
+        ddb.meta.events.register("before-call.dynamodb.*", lambda model, **kw: calls.update([model.name]))
+        for threads in (1, 4):
+            calls.clear()
+            started = time.perf_counter()
+            mode, rows, tot = query(store, job_id, zoom=args.zoom, threads=threads)
+            text = render("csv", mode, rows, tot, job_id)
+            elapsed = time.perf_counter() - started
+            assert tot["building_area_m2"] == total.quantize(Decimal("0.001")), (tot["building_area_m2"], total)
+            assert tot["tiles"] == args.tiles and tot["tiles_done"] == counts["done"]
+            print(
+                f"results --zoom {args.zoom} ({threads} key range{'s' if threads > 1 else ''} in parallel): "
+                f"{elapsed:.2f} s, {len(rows):,} rows, {sum(calls.values())} DynamoDB requests "
+                f"({', '.join(f'{n} {op}' for op, n in sorted(calls.items()))}), no Scan: {'Scan' not in calls}; "
+                f"{len(text):,} bytes of CSV"
+            )
+        item = ddb.get_item(TableName=table, Key=_marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: "tile#" + quadkey(X0, Y0, 18)}))["Item"]
+        print(f"one tile item is about {len(str(item))} bytes as DynamoDB JSON")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
