@@ -1,9 +1,10 @@
 """Job fan-out at scale: can one Lambda invocation turn a country-scale AOI into SQS work?
 
 In one run:
-1. cover + packing of a ~50-million-tile AOI into work units (everything but the network), with
+1. cover + packing of a country (Mali, 58.5 million zoom-18 tiles) into work units (everything but the network), with
    time and peak traced memory;
-2. the real enumerator's enqueue against the embedded SQS (moto server) for a ~40,000-tile AOI:
+2. the real enumerator's enqueue against the embedded SQS (moto server) for a city (New York
+   City, 61,785 tiles):
    SQS requests per million tiles (goal: at most 2,000). moto's SQS slows down as a queue grows
    (each send costs more the more messages wait: ~80 ms per request at 500 messages, ~440 ms at
    2,500), so its request rate says nothing about real SQS; the network time for the country is
@@ -23,7 +24,7 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cover_benchmark import wobbly  # noqa: E402
+from cover_benchmark import load_aoi  # noqa: E402
 
 from looking_glass.cover import count_tiles, tile_runs  # noqa: E402
 from looking_glass.embedded import EmbeddedStack  # noqa: E402
@@ -48,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sqs-latency-ms", type=float, default=30.0, help="assumed SendMessageBatch latency")
     args = parser.parse_args()
-    country = wobbly(20.0, 5.0, 5.8, 20000, 3)
+    country = load_aoi("mali")
     gc.collect()
     start = time.perf_counter()
     runs = tile_runs(country, 18)
@@ -63,10 +64,10 @@ def main() -> None:
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     tiles = count_tiles(runs)
-    print(f"country AOI: {tiles:,} tiles in {len(runs):,} runs", flush=True)
+    print(f"Mali: {tiles:,} tiles in {len(runs):,} runs", flush=True)
     print(f"  cover {t_cover:.2f} s, packing {messages:,} work units ({size / 2**20:.0f} MiB of JSON) {t_pack:.1f} s, peak traced memory of the cover {peak:.0f} MiB", flush=True)
 
-    region = wobbly(30.0, -2.0, 0.15, 2000, 2)
+    region = load_aoi("new_york_city")
     region_runs = tile_runs(region, 18)
     region_tiles = count_tiles(region_runs)
     with EmbeddedStack(Path("/tmp/lg-fanout-bench")) as stack:
@@ -78,12 +79,12 @@ def main() -> None:
         sent = enumerator._enqueue(JOB, region_runs)
         t_send = time.perf_counter() - start
     per_million = len(requests) / region_tiles * 1e6
-    print(f"region AOI: {region_tiles:,} tiles -> {sent:,} messages in {len(requests):,} SendMessageBatch requests ({t_send:.1f} s on moto)")
+    print(f"New York City: {region_tiles:,} tiles -> {sent:,} messages in {len(requests):,} SendMessageBatch requests ({t_send:.1f} s on moto)")
     print(f"  {per_million:,.0f} SQS requests per million tiles (goal <= 2,000)")
     country_requests = -(-messages // 10)
     rate = settings.enqueue_threads / (args.sqs_latency_ms / 1000)
     print(
-        f"country AOI: {country_requests:,} requests; at an assumed {args.sqs_latency_ms:g} ms per request "
+        f"Mali: {country_requests:,} requests; at an assumed {args.sqs_latency_ms:g} ms per request "
         f"with {settings.enqueue_threads} threads ({rate:,.0f}/s): {country_requests / rate / 60:.1f} min of sending "
         f"+ {t_cover + t_pack:.1f} s of cover and packing (Lambda limit: 15 min)"
     )

@@ -90,6 +90,44 @@ def test_cover_equals_bruteforce_reference(case):
     assert cover_set(poly, zoom) == reference_cover(poly, zoom), poly.wkt
 
 
+@st.composite
+def lattice_polygons(draw):
+    """Unions of boxes and triangles whose vertices sit on tile corners, edge midpoints and
+    quarter points: edges along tile edges, through corners, vertical and horizontal pieces,
+    the cases where 'touching is out' matters most."""
+    zoom = draw(st.sampled_from([10, 14, 18]))
+    n = 2**zoom
+    x0 = draw(st.integers(0, n - 40))
+    y0 = draw(st.integers(1, n - 40))
+    step = st.integers(0, 32).map(lambda q: q / 4)  # quarter-tile lattice
+    shapes = []
+    for _ in range(draw(st.integers(1, 4))):
+        ax, ay, bx, by = (draw(step) for _ in range(4))
+        if draw(st.booleans()):
+            shapes.append(shapely.box(min(ax, bx), min(ay, by), max(ax, bx) + 0.25, max(ay, by) + 0.25))
+        else:
+            cx, cy = draw(step), draw(step)
+            shapes.append(shapely.Polygon([(ax, ay), (bx, by), (cx, cy)]))
+    geom = shapely.union_all([g for g in shapes if g.is_valid and g.area > 0])
+    assume(not geom.is_empty and geom.area > 0)
+
+    def to_lonlat(xy):
+        x = x0 + xy[:, 0]
+        y = y0 + xy[:, 1]
+        lat = np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * y / n))))
+        return np.column_stack([x / n * 360 - 180, lat])
+
+    return shapely.transform(geom, to_lonlat), zoom
+
+
+@settings(max_examples=int(__import__("os").environ.get("LG_HYPOTHESIS_EXAMPLES", "150")), deadline=None)
+@given(lattice_polygons())
+def test_cover_of_tile_lattice_shapes_equals_reference(case):
+    geom, zoom = case
+    assume(geom.is_valid)
+    assert cover_set(geom, zoom) == reference_cover(geom, zoom), geom.wkt
+
+
 def test_grid_aligned_polygon_snaps_to_edges():
     # Built from tile edges with rounding noise: must not pick up neighbours.
     b1 = mercantile.bounds(500, 600, 11)
