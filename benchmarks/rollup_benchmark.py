@@ -65,6 +65,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=100_000)
     parser.add_argument("--zoom", type=int, default=12)
+    parser.add_argument("--ranges", type=int, nargs="+", default=[1, 4],
+                        help="parallel key ranges to try (the CLI uses 1 on the embedded run, 4 on a stack)")
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
@@ -90,7 +92,7 @@ def main() -> int:
 
         calls: Counter = Counter()
         ddb.meta.events.register("before-call.dynamodb.*", lambda model, **kw: calls.update([model.name]))
-        for threads in (1, 4):
+        for threads in args.ranges:
             calls.clear()
             started = time.perf_counter()
             mode, rows, tot = query(store, job_id, zoom=args.zoom, threads=threads)
@@ -104,6 +106,13 @@ def main() -> int:
                 f"({', '.join(f'{n} {op}' for op, n in sorted(calls.items()))}), no Scan: {'Scan' not in calls}; "
                 f"{len(text):,} bytes of CSV"
             )
+        from looking_glass.results import fetch_tiles, rollup_rows
+
+        items = fetch_tiles(store, job_id, threads=1)
+        started = time.perf_counter()
+        rollup_rows(items, args.zoom)
+        print(f"of which the rollup arithmetic on {len(items):,} items: {time.perf_counter() - started:.2f} s "
+              "(the rest is reading: moto filters and sorts the whole partition for every page)")
         item = ddb.get_item(TableName=table, Key=_marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: "tile#" + quadkey(X0, Y0, 18)}))["Item"]
         print(f"one tile item is about {len(str(item))} bytes as DynamoDB JSON")
     finally:

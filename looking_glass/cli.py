@@ -156,22 +156,73 @@ def cmd_synth_data(args) -> int:
     return 0
 
 
+def _hyperparameters_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: --hyperparameters is not JSON (or a JSON file): {exc}") from None
+
+
 def cmd_train(args) -> int:
+    hyperparameters = _hyperparameters_arg(args.hyperparameters)
+    if args.stack is not None:
+        return _train_on_stack(args, hyperparameters)
+    if not args.data:
+        raise SystemExit("error: train --local needs --data DIR (a prepared dataset)")
     from .train_local import run_local
 
-    hyperparameters = {}
-    if args.hyperparameters:
-        text = args.hyperparameters
-        if not text.lstrip().startswith("{") and Path(text).is_file():
-            text = Path(text).read_text()
-        try:
-            hyperparameters = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"error: --hyperparameters is not JSON (or a JSON file): {exc}") from None
     try:
         return run_local(args.data, args.root, hyperparameters)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def _train_on_stack(args, hyperparameters: dict) -> int:
+    """Upload the dataset (if --data) and start the stack's training state machine."""
+    from .deployment import DeploymentError, resolve_stack
+    from .training_job import (
+        TrainingRunError,
+        TrainingStackOutputs,
+        check_hyperparameters,
+        hyperparameter_strings,
+        start_on_stack,
+        wait_for_execution,
+    )
+
+    if args.root:
+        raise SystemExit("error: --root is for --local runs (the training job's root is SageMaker's /opt/ml)")
+    try:
+        values = hyperparameter_strings(hyperparameters)
+        check_hyperparameters(values)
+        deployment = resolve_stack(args.stack or None)
+        outputs = TrainingStackOutputs.from_outputs(deployment.outputs or {}, deployment.name)
+        execution = start_on_stack(
+            deployment.client("stepfunctions"),
+            deployment.client("s3"),
+            outputs,
+            values,
+            data_dir=args.data,
+            run_name=args.name,
+            progress=lambda uri: print(f"uploaded {uri}", file=sys.stderr),
+        )
+    except (TrainingRunError, DeploymentError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(execution)
+    if not args.wait:
+        return 0
+    answer = wait_for_execution(
+        deployment.client("stepfunctions"),
+        execution,
+        poll_s=args.poll_seconds,
+        on_poll=lambda a: print(f"{a['status']}", file=sys.stderr),
+    )
+    print(json.dumps({"status": answer["status"], "output": answer.get("output"), "error": answer.get("error"),
+                      "cause": answer.get("cause")}, indent=2))
+    return 0 if answer["status"] == "SUCCEEDED" else 1
 
 
 def _eval_data(args):
@@ -264,6 +315,12 @@ def _job_id(store, text: str) -> str:
     if matches:
         raise SystemExit(f"error: job id prefix {text!r} is ambiguous: {', '.join(matches[:5])}")
     raise SystemExit(f"error: no job {text!r} (see `looking-glass jobs`)")
+
+
+def _key_ranges(dep) -> int:
+    """Parallel key-range queries: DynamoDB serves them side by side; moto (the embedded run)
+    walks the whole partition for each query, so one range is fastest there."""
+    return 1 if dep.kind == "embedded" else 4
 
 
 def _ops_error(exc) -> SystemExit:
@@ -394,7 +451,7 @@ def cmd_results(args) -> int:
     store = store_for(dep)
     job_id = _job_id(store, args.job)
     try:
-        mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons)
+        mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
         text = render(args.format, mode, rows, tot, job_id)
     except ResultsError as exc:
         raise _ops_error(exc) from None
@@ -449,7 +506,8 @@ def cmd_map(args) -> int:
             first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
             template = (first or {}).get("imagery")
     try:
-        out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour)
+        out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
+                       threads=_key_ranges(dep))
     except (MapError, ResultsError) as exc:
         raise _ops_error(exc) from None
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features)")
@@ -574,12 +632,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=cmd_synth_data)
 
-    train = sub.add_parser("train", help="train DeepLab V3+ with the SageMaker entry point, locally")
-    train.add_argument("--local", action="store_true", required=True,
-                       help="run on this machine in an /opt/ml-like root (the only mode so far)")
-    train.add_argument("--data", required=True, help="a prepared dataset (prepare or synth-data output)")
-    train.add_argument("--root", help="the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
+    train = sub.add_parser("train", help="train DeepLab V3+ with the SageMaker entry point, here or on a stack")
+    where = train.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="run on this machine in an /opt/ml-like root")
+    where.add_argument("--stack", nargs="?", const="", metavar="NAME",
+                       help="start a SageMaker training job through the deployed stack's state machine "
+                            "(NAME defaults to LookingGlass)")
+    train.add_argument("--data", help="a prepared dataset (prepare or synth-data output); with --stack it is "
+                                      "uploaded to the training bucket first, without it the bucket's data is used")
+    train.add_argument("--root", help="--local: the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
     train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
+    train.add_argument("--name", help="--stack: the execution name (default: Step Functions picks one)")
+    train.add_argument("--wait", action="store_true", help="--stack: follow the execution until it is final")
+    train.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     train.set_defaults(func=cmd_train)
 
     for name, func, helptext in (

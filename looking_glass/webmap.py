@@ -33,13 +33,14 @@ class MapError(RuntimeError):
     pass
 
 
-def map_rows(store: ResultsStore, job_id: str, zoom: int | None = None, max_features: int = MAX_FEATURES):
+def map_rows(store: ResultsStore, job_id: str, zoom: int | None = None, max_features: int = MAX_FEATURES,
+             threads: int = 4):
     """Rows to draw: per tile if the job is small enough, else rolled up to the finest zoom
     that stays under ``max_features`` (or the ``zoom`` asked for)."""
     if zoom is not None:
-        mode, rows, tot = query(store, job_id, zoom=zoom)
+        mode, rows, tot = query(store, job_id, zoom=zoom, threads=threads)
         return mode, rows, tot
-    mode, rows, tot = query(store, job_id)
+    mode, rows, tot = query(store, job_id, threads=threads)
     if len(rows) <= max_features:
         return mode, rows, tot
     from .results import rollup_rows, totals
@@ -263,10 +264,10 @@ def _public(template: str) -> str:
 
 
 def make_map(store: ResultsStore, job_id: str, out_dir: Path, url_template: str | None, zoom: int | None = None,
-             colour_by: str = "density", max_features: int = MAX_FEATURES) -> dict:
+             colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4) -> dict:
     if colour_by not in COLOUR_BY:
         raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}")
-    mode, rows, tot = map_rows(store, job_id, zoom, max_features)
+    mode, rows, tot = map_rows(store, job_id, zoom, max_features, threads)
     if not rows:
         raise MapError(f"job {job_id} has no tile results yet: nothing to map")
     out_dir.mkdir(parents=True, exist_ok=True)
