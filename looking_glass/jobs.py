@@ -98,8 +98,8 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
             if job is not None and bar is None and progress and job.get("tiles_total"):
                 bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=f"job {job_id[:8]}", mininterval=0.5)
             if job is not None and bar is not None:
-                bar.update(int(job.get("tiles_final", 0)) - bar.n)
                 bar.set_postfix(done=int(job.get("tiles_done", 0)), failed=int(job.get("tiles_failed", 0)), refresh=False)
+                bar.update(int(job.get("tiles_final", 0)) - bar.n)
             if job is not None and job["status"] in (COMPLETE, FAILED):
                 return job
             if now - started > timeout_s:
@@ -283,7 +283,7 @@ def retry(dep: Deployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, f
         if resp.get("Failed"):
             raise JobError(f"SQS refused {len(resp['Failed'])} work units: {resp['Failed'][0]}")
     tiles_queued = len(todo) + len(in_dlq)
-    workers = launch_workers(dep, job, tiles_queued) if tiles_queued else "no work to do"
+    workers = launch_workers(dep, job, tiles_queued) if tiles_queued else "nothing to retry"
     return {
         "job_id": job_id,
         "tiles_reset": forgotten,
