@@ -317,6 +317,25 @@ def _job_id(store, text: str) -> str:
     raise SystemExit(f"error: no job {text!r} (see `looking-glass jobs`)")
 
 
+def _aws_guard(func):
+    """AWS failures (endpoint down, access denied, throttling past retries) as one clear line."""
+    import functools
+
+    @functools.wraps(func)
+    def run(args) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return func(args)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise SystemExit(f"error: AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise SystemExit(f"error: cannot reach AWS: {exc}") from None
+
+    return run
+
+
 def _key_ranges(dep) -> int:
     """Parallel key-range queries: DynamoDB serves them side by side; moto (the embedded run)
     walks the whole partition for each query, so one range is fastest there."""
@@ -538,19 +557,19 @@ def add_results_commands(sub) -> None:
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it is final")
     submit.add_argument("--timeout", type=_positive_float, default=24 * 3600.0, help="seconds --wait waits")
     submit.add_argument("--no-progress", action="store_true", help="with --wait: no progress bar")
-    submit.set_defaults(func=cmd_submit)
+    submit.set_defaults(func=_aws_guard(cmd_submit))
 
     jobs = sub.add_parser("jobs", help="jobs, newest first: status, progress, created and finished, name")
     _add_target(jobs)
     jobs.add_argument("--limit", type=_positive_int, default=50)
     jobs.add_argument("--json", action="store_true")
-    jobs.set_defaults(func=cmd_jobs)
+    jobs.set_defaults(func=_aws_guard(cmd_jobs))
 
     st = sub.add_parser("status", help="one job in detail: counters, failure reasons, dead-letter messages")
     st.add_argument("job", help="job id (or an unambiguous prefix)")
     _add_target(st)
     st.add_argument("--json", action="store_true")
-    st.set_defaults(func=cmd_status)
+    st.set_defaults(func=_aws_guard(cmd_status))
 
     res = sub.add_parser("results", help="per tile, per coarser tile (--zoom) or per polygon (--within)")
     res.add_argument("job", help="job id (or an unambiguous prefix)")
@@ -560,7 +579,7 @@ def add_results_commands(sub) -> None:
     how.add_argument("--within", metavar="POLYGONS", help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside")
     res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
     res.add_argument("--out", help="write to this file instead of standard output")
-    res.set_defaults(func=cmd_results)
+    res.set_defaults(func=_aws_guard(cmd_results))
 
     rt = sub.add_parser("retry", help="re-enqueue the tiles without a done result; move dead letters back")
     rt.add_argument("job", help="job id (or an unambiguous prefix)")
@@ -568,7 +587,7 @@ def add_results_commands(sub) -> None:
     rt.add_argument("--statuses", type=_statuses, default=("failed", "no_imagery", "skipped"),
                     help="which stored outcomes to redo (default failed,no_imagery,skipped); tiles with no result are always redone")
     rt.add_argument("--force", action="store_true", help="enqueue even if the tile queue is not empty")
-    rt.set_defaults(func=cmd_retry)
+    rt.set_defaults(func=_aws_guard(cmd_retry))
 
     mp = sub.add_parser("map", help="map.png and a self-contained map.html of a job")
     mp.add_argument("job", help="job id (or an unambiguous prefix)")
@@ -577,7 +596,7 @@ def add_results_commands(sub) -> None:
     mp.add_argument("--zoom", type=_zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
     mp.add_argument("--imagery", help="XYZ URL template under the tiles (default: the job's imagery)")
-    mp.set_defaults(func=cmd_map)
+    mp.set_defaults(func=_aws_guard(cmd_map))
 
 
 def build_parser() -> argparse.ArgumentParser:

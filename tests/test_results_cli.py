@@ -416,3 +416,22 @@ def test_retry_against_a_stack_without_batch_job_still_enqueues(env, capsys):
     env["store"].update_job(job, {"worker_job": "b1a2c3"})
     code, out, _ = run_cli(capsys, "retry", job, "--stack", env["stack"])
     assert code == 0 and "1 tiles enqueued" in out and "not known to Batch" in out
+
+
+def test_an_unreachable_endpoint_is_one_clear_line(env, capsys, monkeypatch):
+    write_state(env["state"], "http://127.0.0.1:9", env["res"], "")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    code, _, err = run_cli(capsys, "jobs")
+    assert code != 0 and err.startswith("error: cannot reach AWS") and "Traceback" not in err
+
+
+def test_access_denied_and_the_like_are_one_clear_line(env, capsys):
+    code, _, err = run_cli(capsys, "status", "ab" * 12, "--stack", env["stack"])
+    assert code != 0 and "no job" in err
+    # a stack whose table does not exist: the AWS error is reported, not a traceback
+    name = f"Lg{uuid.uuid4().hex[:8]}"
+    storage, inference = stack_outputs(env["res"])
+    create_stack(f"{name}Storage", {**storage, resources.OUTPUT_RESULTS_TABLE: "no-such-table"})
+    create_stack(f"{name}Inference", inference)
+    code, _, err = run_cli(capsys, "jobs", "--stack", name)
+    assert code != 0 and "AWS refused Query: ResourceNotFoundException" in err
