@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import SOURCE_ROOT
+from .training_job import hyperparameter_strings
 
 CHANNELS = ("train", "validation")
 
@@ -43,27 +44,6 @@ def _check_data_dir(data_dir) -> Path:
     return path.resolve()
 
 
-def _hyperparameter_strings(hyperparameters) -> dict[str, str]:
-    """SageMaker's form: every value a string (booleans as "true"/"false")."""
-    if hyperparameters is None:
-        return {}
-    if not isinstance(hyperparameters, dict):
-        raise ValueError(f"hyperparameters must be a dict, got {type(hyperparameters).__name__}")
-    out = {}
-    for key, value in hyperparameters.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"hyperparameter names must be non-empty strings, got {key!r}")
-        if isinstance(value, bool):
-            out[key] = "true" if value else "false"
-        elif isinstance(value, (str, int, float)):
-            out[key] = str(value)
-        else:
-            raise ValueError(
-                f"hyperparameter {key!r} must be a string, number or boolean, got {type(value).__name__}"
-            )
-    return out
-
-
 def _link_or_copy(target: Path, link: Path) -> str:
     if link.is_symlink() or link.is_file():
         link.unlink()
@@ -80,7 +60,7 @@ def _link_or_copy(target: Path, link: Path) -> str:
 def prepare_root(data_dir, root, hyperparameters: dict | None = None) -> Path:
     """Lay out ``root`` for the entry point (see the module docstring); returns the root."""
     data = _check_data_dir(data_dir)
-    values = _hyperparameter_strings(hyperparameters)
+    values = hyperparameter_strings(hyperparameters)
     root = Path(root).expanduser().resolve()
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -106,7 +86,7 @@ def run_local(
     say = echo or (lambda line: print(line, flush=True))
     if root is None:
         _check_data_dir(data_dir)
-        _hyperparameter_strings(hyperparameters)
+        hyperparameter_strings(hyperparameters)
         root = tempfile.mkdtemp(prefix="looking-glass-train-")
     root = prepare_root(data_dir, root, hyperparameters)
     say(f"training root: {root}")

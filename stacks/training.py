@@ -42,16 +42,19 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from looking_glass import resources
+from looking_glass.training_job import (  # one definition with the entry point and the CLI
+    CHECKPOINTS_PREFIX,
+    METRIC_DEFINITIONS,
+    MODELS_PREFIX,
+    TRAIN_PREFIX,
+    VALIDATION_PREFIX,
+)
 
 from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig
 from .constructs import AccessLogBucket, SecureBucket
 from .nag import acknowledge, arn_of
 
-TRAIN_PREFIX = "data/train/"
-VALIDATION_PREFIX = "data/validation/"
-MODELS_PREFIX = "models/"
-CHECKPOINTS_PREFIX = "checkpoints/"
 SAGEMAKER_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
@@ -200,6 +203,11 @@ class TrainingStack(Stack):
         # Hyperparameters: the whole object from the execution input (JsonPath).
         parameters.pop("HyperParameters", None)
         parameters["HyperParameters.$"] = "$.hyperparameters"
+        # The entry point's per-epoch metric line, parsed into CloudWatch metrics of the job.
+        parameters["AlgorithmSpecification"] = {
+            **parameters["AlgorithmSpecification"],
+            "MetricDefinitions": METRIC_DEFINITIONS,
+        }
         if config.training_spot:
             parameters["EnableManagedSpotTraining"] = True
             checkpoints = self.bucket.s3_url_for_object(CHECKPOINTS_PREFIX)

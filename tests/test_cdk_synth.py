@@ -394,6 +394,11 @@ def test_training_state_machine_runs_a_sagemaker_training_job_to_completion(synt
     assert '\\"EnableManagedSpotTraining\\":true' in definition
     assert "MaxWaitTimeInSeconds" in definition and "CheckpointConfig" in definition
     assert '\\"ChannelName\\":\\"train\\"' in definition and '\\"ChannelName\\":\\"validation\\"' in definition
+    # The job's metric definitions are the entry point's own (looking_glass.training_job).
+    from looking_glass.training_job import METRIC_DEFINITIONS
+
+    encoded = json.dumps(json.dumps({"MetricDefinitions": METRIC_DEFINITIONS}, separators=(",", ":"))[1:-1])[1:-1]
+    assert encoded in definition, encoded
     assert machine["TracingConfiguration"] == {"Enabled": True}
     # The state machine may pass (only) the training role to SageMaker.
     t["training"].has_resource_properties(

@@ -120,17 +120,9 @@ from pathlib import Path
 
 import numpy as np
 
-# SageMaker metric definitions for the per-epoch line (see the module docstring).
-METRIC_DEFINITIONS = [
-    {"Name": "epoch", "Regex": r"epoch=([0-9]+) "},
-    {"Name": "train:loss", "Regex": r"epoch=[0-9]+ loss=([0-9.]+)"},
-    {"Name": "validation:loss", "Regex": r"val_loss=([0-9.]+)"},
-    {"Name": "validation:iou", "Regex": r"val_iou=([0-9.]+)"},
-    {"Name": "validation:f1", "Regex": r"val_f1=([0-9.]+)"},
-    {"Name": "validation:precision", "Regex": r"val_precision=([0-9.]+)"},
-    {"Name": "validation:recall", "Regex": r"val_recall=([0-9.]+)"},
-    {"Name": "validation:mse", "Regex": r"val_mse=([0-9.]+)"},
-]
+# SageMaker metric definitions for the per-epoch line (see the module docstring): one
+# definition, which the stack's training job uses too.
+from looking_glass.training_job import METRIC_DEFINITIONS
 
 DEFAULT_ROOT = "/opt/ml"
 EXIT_FAILURE = 1
