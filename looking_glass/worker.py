@@ -1,7 +1,9 @@
 """The inference worker: drains the tile queue, runs the model, stores one result per tile.
 
-Two stages overlap: a prefetch thread receives work units and downloads their tiles (a bounded
-thread pool) while the main thread runs the model on the previous unit and writes its results.
+Three stages overlap: a prefetch thread receives work units and downloads and decodes their
+tiles (a bounded thread pool); the main thread runs the model; a store thread uploads masks,
+writes results and deletes messages. So the model never waits on the network when the network
+can keep up.
 A message is deleted only after every tile of it has a stored result; tiles that already have one
 (a redelivery) are skipped, and stored results move the job's counters once per tile.
 """
@@ -51,6 +53,13 @@ class Prefetched:
     unit: WorkUnit
     tiles: list[FetchedTile]
     transient: str | None  # some tiles could not be fetched now: leave the message for redelivery
+
+
+@dataclass
+class Inferred:
+    item: Prefetched
+    results: list[TileResult]
+    uploads: list  # futures of the mask uploads, which must finish before the results are stored
 
 
 def public_imagery_name(template: str) -> str:
@@ -115,17 +124,44 @@ class Worker:
     def run(self) -> WorkerStats:
         self.heartbeat.start()
         handoff: queue.Queue[Prefetched | None] = queue.Queue(maxsize=2)
+        to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
         prefetcher = threading.Thread(target=self._prefetch_loop, args=(handoff,), daemon=True)
+        storer = threading.Thread(target=self._store_loop, args=(to_store,), daemon=True)
         prefetcher.start()
-        while True:
-            item = handoff.get()
-            if item is None:
-                break
-            self._process(item)
-        prefetcher.join()
-        self.heartbeat.stop()
-        self.pool.shutdown()
+        storer.start()
+        try:
+            while (item := handoff.get()) is not None:
+                if self._error is not None:
+                    # A stage failed: nothing more is stored; what is in hand goes back to the
+                    # queue when its visibility runs out.
+                    self.heartbeat.release(item.message["ReceiptHandle"])
+                    continue
+                to_store.put(self._infer(item))
+        finally:
+            to_store.put(None)
+            storer.join()
+            # After a normal end the prefetcher has already finished; after an error it may be
+            # blocked handing over a unit: stop it and let go of what it holds.
+            self.stop_event.set()
+            while prefetcher.is_alive():
+                try:
+                    leftover = handoff.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if leftover is not None:
+                    self.heartbeat.release(leftover.message["ReceiptHandle"])
+            self.heartbeat.stop()
+            self.pool.shutdown()
+        if self._error is not None:
+            raise self._error
         return self.stats
+
+    def _fail(self, exc: BaseException) -> None:
+        """A stage thread failed: remember the first error for run() and stop taking work."""
+        if self._error is None:
+            self._error = exc
+        self.stop_event.set()
 
     # ---- stage 1: receive and download ---------------------------------------------------
     def _prefetch_loop(self, handoff: queue.Queue) -> None:
@@ -150,6 +186,9 @@ class Worker:
                     prefetched = self._prefetch(message)
                     if prefetched is not None:
                         handoff.put(prefetched)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run() on the main thread
+            log.exception("receiving or downloading failed; stopping")
+            self._fail(exc)
         finally:
             handoff.put(None)
 
@@ -193,10 +232,11 @@ class Worker:
         )
         self.heartbeat.release(message["ReceiptHandle"])
 
-    # ---- stage 2: infer and store --------------------------------------------------------
-    def _process(self, item: Prefetched) -> None:
+    # ---- stage 2: infer ------------------------------------------------------------------
+    def _infer(self, item: Prefetched) -> Inferred:
         unit = item.unit
         results: list[TileResult] = []
+        uploads = []
         with_image = [t for t in item.tiles if t.image is not None]
         for t in item.tiles:
             if t.image is None:
@@ -205,10 +245,28 @@ class Worker:
         for i in range(0, len(with_image), bs):
             batch = with_image[i : i + bs]
             masks = self.segmenter.predict_masks(np.stack([t.image for t in batch]))
-            results.extend(self._tile_results(unit.job_id, batch, masks))
+            results.extend(self._tile_results(unit.job_id, batch, masks, uploads))
+        return Inferred(item, results, uploads)
 
+    # ---- stage 3: store ------------------------------------------------------------------
+    def _store_loop(self, to_store: queue.Queue) -> None:
+        while (inferred := to_store.get()) is not None:
+            if self._error is not None:
+                self.heartbeat.release(inferred.item.message["ReceiptHandle"])
+                continue
+            try:
+                self._store(inferred)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run() on the main thread
+                log.exception("storing results failed; stopping (unstored work will be redelivered)")
+                self._fail(exc)
+                self.heartbeat.release(inferred.item.message["ReceiptHandle"])
+
+    def _store(self, inferred: Inferred) -> None:
+        item, unit = inferred.item, inferred.item.unit
+        for upload in inferred.uploads:  # masks are stored before the results that point at them
+            upload.result()
         provenance = {**self.provenance, "zoom": unit.zoom, "processed_at": utc_now()}
-        stored = self.store.record_tiles(unit.job_id, results, provenance)
+        stored = self.store.record_tiles(unit.job_id, inferred.results, provenance)
         self.stats.tiles_new += stored
         emit_tiles_done(stored)  # the dashboard's tiles-per-minute metric (EMF on stdout)
         if item.transient:
@@ -223,9 +281,8 @@ class Worker:
         if self.store.try_complete(unit.job_id):
             log.info("job %s complete", unit.job_id)
 
-    def _tile_results(self, job_id: str, batch: list[FetchedTile], masks: np.ndarray) -> list[TileResult]:
+    def _tile_results(self, job_id: str, batch: list[FetchedTile], masks: np.ndarray, uploads: list) -> list[TileResult]:
         out = []
-        uploads = []
         for t, mask in zip(batch, masks):
             key = None
             if self.settings.write_masks:
@@ -243,8 +300,6 @@ class Worker:
                     mask_key=key,
                 )
             )
-        for f in uploads:  # masks are stored before the result that points at them
-            f.result()
         return out
 
     def _put_mask(self, key: str, mask: np.ndarray) -> None:

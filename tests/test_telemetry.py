@@ -45,10 +45,10 @@ def test_emf_record_rejects_no_metrics_and_keeps_several():
 
 
 def test_the_worker_reports_the_tiles_it_stored_once_per_processed_batch(capsys, monkeypatch):
-    """Worker._process with fakes around it: the line carries what record_tiles stored."""
+    """Worker._store with fakes around it: the line carries what record_tiles stored."""
     from types import SimpleNamespace
 
-    from looking_glass.worker import Prefetched, Worker, WorkerStats
+    from looking_glass.worker import Inferred, Prefetched, Worker, WorkerStats
 
     calls = []
     worker = Worker.__new__(Worker)
@@ -63,7 +63,7 @@ def test_the_worker_reports_the_tiles_it_stored_once_per_processed_batch(capsys,
     worker.heartbeat = SimpleNamespace(release=lambda handle: None)
     monkeypatch.setenv(resources.ENV_DEPLOYMENT, "LookingGlass")
     unit = SimpleNamespace(job_id="j", zoom=18)
-    worker._process(Prefetched({"ReceiptHandle": "r"}, unit, [], None))
+    worker._store(Inferred(Prefetched({"ReceiptHandle": "r"}, unit, [], None), [], []))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert len(lines) == 1 and lines[0][resources.METRIC_TILES_DONE] == 3
     assert lines[0][resources.METRIC_DIMENSION_DEPLOYMENT] == "LookingGlass"

@@ -110,3 +110,36 @@ def test_unreachable_imagery_leaves_the_message_for_redelivery(aws, tiny_segment
     assert stats.transient == 1 and stats.tiles_new == 0
     assert queued(session.client("sqs"), resources.tile_queue_url) == 1  # not deleted
     assert store.get_job(JOB)["status"] == RUNNING
+
+
+def test_an_unreachable_results_table_stops_the_worker_and_deletes_no_message(aws, tile_server, tiny_segmenter):
+    """Storing runs on its own thread: its failure must still stop the worker with the error,
+    and a unit whose results were not stored must stay in the queue for redelivery."""
+    from dataclasses import replace
+
+    from botocore.exceptions import ClientError
+
+    session, names, resources = aws
+    start_job(session, names, resources, [[132486, 152950, 152958]], per_message=4)
+    sqs = session.client("sqs")
+    before = queued(sqs, resources.tile_queue_url)
+    broken = replace(resources, results_table="no-such-table")
+    with pytest.raises(ClientError, match="ResourceNotFound|not found"):
+        run_worker(session, broken, settings_for(tile_server.url_template), tiny_segmenter)
+    assert before == 2 and queued(sqs, resources.tile_queue_url) == before
+
+
+def test_a_failure_after_download_stops_the_worker_and_stores_nothing(aws, tile_server, tiny_segmenter):
+    """Same for the inference stage (main thread) while the other stages run."""
+    session, names, resources = aws
+    store, _ = start_job(session, names, resources, [[132486, 152950, 152958]], per_message=4)
+
+    class Broken:
+        info = tiny_segmenter.info
+
+        def predict_masks(self, images):
+            raise RuntimeError("model exploded")
+
+    with pytest.raises(RuntimeError, match="model exploded"):
+        run_worker(session, resources, settings_for(tile_server.url_template), Broken())
+    assert store.tile_items(JOB) == [] and queued(session.client("sqs"), resources.tile_queue_url) == 2
