@@ -5,9 +5,12 @@
 (c) a loop in the style of the 2018 original: one SQS message per tile, serial downloads,
     ``predict`` on batches of 10, results written one by one.
 
-Prints tiles/s and the ratios worker/bare (goal >= 0.9) and worker/original (goal >= 5).
+Prints tiles/s and the ratios worker/bare (goal >= 0.9) and worker/original (goal >= 5), and
+for the worker how long the model ran and how long each AWS operation took: on one small
+machine the embedded endpoint (moto) competes with the model for the same cores, and its
+slowest operations show where the worker waits.
 
-    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32]
+    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,6 +57,34 @@ def wait_for(url: str, timeout_s: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+class CallTimer:
+    """Wall time spent in each AWS operation (botocore events), summed over threads."""
+
+    def __init__(self, *clients):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+        for client in clients:
+            client.meta.events.register("before-call.*.*", self._before)
+            client.meta.events.register("after-call.*.*", self._after)
+
+    def _before(self, context, **_):
+        context["lg_started"] = time.perf_counter()
+
+    def _after(self, model, context, **_):
+        elapsed = time.perf_counter() - context.pop("lg_started", time.perf_counter())
+        with self._lock:
+            self.seconds[model.name] = self.seconds.get(model.name, 0.0) + elapsed
+            self.calls[model.name] = self.calls.get(model.name, 0) + 1
+
+    def report(self) -> str:
+        rows = sorted(self.seconds.items(), key=lambda kv: -kv[1])
+        return "\n".join(
+            f"    {name:<20}{self.calls[name]:>6} calls {seconds:>8.2f} s in all {seconds / self.calls[name] * 1000:>7.0f} ms each"
+            for name, seconds in rows
+        )
+
+
 def tiles_for(n: int) -> np.ndarray:
     width = 32
     rows = -(-n // width)
@@ -66,6 +98,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-masks", action="store_true",
+                        help="the worker writes no mask PNGs to S3 (the 2018-style loop never does)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -85,7 +119,8 @@ def main() -> None:
     tiles = tiles_for(args.tiles)
     tile_list = [(x, y, 18) for y, a, b in tiles.tolist() for x in range(a, b)]
     segmenter = Segmenter.load()
-    print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms")
+    print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms; "
+          f"worker writes masks: {not args.no_masks}")
 
     server = type("Server", (), {"url_template": template})
     try:
@@ -116,11 +151,25 @@ def main() -> None:
         settings = WorkerSettings.from_env({
             "LG_TILE_URL_TEMPLATE": server.url_template, "LG_BATCH_SIZE": str(args.batch_size),
             "LG_DOWNLOAD_CONCURRENCY": str(args.concurrency), "LG_IDLE_EXIT_S": "0", "LG_POLL_WAIT_S": "0",
+            "LG_WRITE_MASKS": "false" if args.no_masks else "true",
         })
         worker = Worker(session, resources, settings, segmenter)
+        aws_calls = CallTimer(worker.sqs, worker.s3, worker.store.ddb)
+        predict = segmenter.predict_masks
+        predict_s = [0.0]
+
+        def timed_predict(images):
+            started = time.perf_counter()
+            try:
+                return predict(images)
+            finally:
+                predict_s[0] += time.perf_counter() - started
+
+        segmenter.predict_masks = timed_predict
         start = time.perf_counter()
         stats = worker.run()
         elapsed = time.perf_counter() - start
+        segmenter.predict_masks = predict
         assert stats.tiles_new == len(tile_list), stats
         worker_rate = len(tile_list) / elapsed
 
@@ -155,6 +204,9 @@ def main() -> None:
         tiles_proc.terminate()
     print(f"(a) bare model (in memory, batch {args.batch_size}): {bare:8.1f} tiles/s")
     print(f"(b) worker end to end:                   {worker_rate:8.1f} tiles/s")
+    print(f"    of its {elapsed:.1f} s the model ran {predict_s[0]:.1f} s; time in AWS calls, by operation")
+    print("    (calls overlap: masks upload in parallel, storing runs beside inference):")
+    print(aws_calls.report())
     print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
     print(f"worker / bare model     = {worker_rate / bare:.2f}  (goal >= 0.90)")
     print(f"worker / 2018-style     = {worker_rate / original:.1f}x (goal >= 5x)")
