@@ -288,6 +288,32 @@ def cmd_serve_synthetic(args) -> int:
     return 0
 
 
+def cmd_serve_tiles(args) -> int:
+    from .geotiff_source import GeoTiffError, GeoTiffTiles
+    from .settings import GEOTIFF_SUFFIXES, SettingsError, _bands
+    from .tileserver import SyntheticTileServer
+
+    try:
+        bands = _bands({"--bands": args.bands}, "--bands")
+        if not args.image.lower().endswith(GEOTIFF_SUFFIXES):
+            raise GeoTiffError(f"{args.image}: not a .tif/.tiff file")
+        image = GeoTiffTiles(args.image, bands=bands)
+    except (SettingsError, GeoTiffError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    server = SyntheticTileServer(
+        port=args.port, latency_s=args.latency_ms / 1000, tile_source=lambda z, x, y: image.png(x, y, z)
+    ).start()
+    print(f"serving {args.image} (bands {','.join(map(str, image.bands))}) at {server.url_template} "
+          "(404 outside the image; Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+        image.close()
+    return 0
+
+
 # ---- results: up, submit, jobs, status, results, retry, map (against --stack NAME or `up`) ----
 JOB_ID_RE = r"^[0-9a-f]{6,64}$"
 
@@ -689,6 +715,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8618)
     serve.add_argument("--latency-ms", type=float, default=0.0)
     serve.set_defaults(func=cmd_serve_synthetic)
+    tiles = sub.add_parser("serve-tiles", help="serve a GeoTIFF/COG as XYZ tiles (web mercator, 256 px)")
+    tiles.add_argument("image", help="GeoTIFF or COG, local or s3://bucket/key.tif")
+    tiles.add_argument("--port", type=int, default=8619, help="port on 127.0.0.1 (0: any free port)")
+    tiles.add_argument("--bands", help="1-based bands for R,G,B (e.g. 3,2,1; one band is grey)")
+    tiles.add_argument("--latency-ms", type=float, default=0.0)
+    tiles.set_defaults(func=cmd_serve_tiles)
     add_results_commands(sub)
     return parser
 

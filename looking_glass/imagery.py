@@ -1,4 +1,9 @@
-"""Downloading XYZ tiles over HTTP and deciding what each response means for the tile.
+"""Imagery sources of the worker, and what each tile's outcome means.
+
+Two sources (README "Imagery sources"): an XYZ/TMS URL template fetched over HTTP
+(:class:`TileFetcher`, optionally with an API token from Secrets Manager), or a GeoTIFF/COG read as
+zoom-18 web-mercator tiles (:class:`looking_glass.geotiff_source.GeoTiffTiles`). Both hand the
+worker :class:`FetchedTile`; :func:`open_imagery` builds the one the settings name.
 
 Outcomes: an image; ``no_imagery`` (404/204); ``skipped`` (a blank, single-colour or fully
 transparent tile); ``failed`` (corrupt, not an image, wrong size: no retry can fix these);
@@ -9,9 +14,11 @@ queue for redelivery, and so reaches the dead-letter queue if it never succeeds)
 from __future__ import annotations
 
 import io
+import logging
 import random
 import time
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import requests
@@ -19,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
 
 from .grid import TILE_SIZE
+from .settings import DEFAULT_TOKEN_HEADER, TEMPLATE_FIELD, WorkerSettings
 from .store import TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
 
 MAX_RETRY_AFTER_S = 60.0
@@ -38,18 +46,102 @@ class FetchedTile:
     reason: str | None = None
 
 
+class ImagerySourceError(RuntimeError):
+    """The configured imagery source cannot be used (reported at start-up; exit code 2)."""
+
+
+def expand_template(template: str, x: int, y: int, z: int, token: str | None = None) -> str:
+    """The URL of tile z/x/y: ``{x}``, ``{y}``, ``{-y}`` (TMS row: 2**z - 1 - y), ``{z}`` and
+    ``{token}`` (URL-escaped) replaced; the template was validated by the settings."""
+
+    def field(match) -> str:
+        name = match.group(1)
+        if name == "x":
+            return str(x)
+        if name == "y":
+            return str(y)
+        if name == "-y":
+            return str(2**z - 1 - y)
+        if name == "z":
+            return str(z)
+        if name == "token" and token is not None:
+            return quote(token, safe="")
+        raise ValueError(f"placeholder {{{name}}} has no value")
+
+    return TEMPLATE_FIELD.sub(field, template)
+
+
+def public_imagery_name(source: str) -> str:
+    """The imagery source as stored with results: a URL template without query string or
+    credentials (so never a token), a GeoTIFF path or s3:// URI as given."""
+    parts = urlsplit(source)
+    if parts.scheme not in ("http", "https"):
+        return source
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class RedactFilter(logging.Filter):
+    """Replaces a secret in log records (urllib3 logs request URLs at DEBUG level)."""
+
+    def __init__(self, *secrets: str):
+        super().__init__()
+        self.secrets = [v for v in secrets if v]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(v in message for v in self.secrets):
+            for v in self.secrets:
+                message = message.replace(v, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+# Loggers that see request URLs or headers of the tile downloads.
+_HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests")
+
+
 class TileFetcher:
-    def __init__(self, url_template: str, timeout_s: float = 10.0, retries: int = 3, pool: int = 16):
+    """Tiles of an XYZ/TMS URL template over HTTP. With ``token``, the API token goes into the
+    template's ``{token}`` or, without one, into the ``token_header`` HTTP header (the
+    ``Authorization`` header as ``Bearer <token>``, any other header as the token itself). The
+    token never appears in a FetchedTile, an exception message or a log line."""
+
+    def __init__(
+        self,
+        url_template: str,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        pool: int = 16,
+        token: str | None = None,
+        token_header: str = "",
+    ):
         self.url_template = url_template
+        self.public_name = public_imagery_name(url_template)
         self.timeout_s = timeout_s
         self.retries = retries
+        self._token = token
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        if token is not None:
+            in_url = "token" in TEMPLATE_FIELD.findall(url_template)
+            if not in_url:
+                header = token_header or DEFAULT_TOKEN_HEADER
+                value = f"Bearer {token}" if header.lower() == "authorization" else token
+                self.session.headers[header] = value
+            redact = RedactFilter(token, quote(token, safe=""))
+            for name in _HTTP_LOGGERS:
+                logging.getLogger(name).addFilter(redact)
 
     def url(self, x: int, y: int, z: int) -> str:
-        return self.url_template.format(x=x, y=y, z=z)
+        return expand_template(self.url_template, x, y, z, self._token)
+
+    def close(self) -> None:
+        self.session.close()
 
     def fetch(self, x: int, y: int, z: int) -> FetchedTile:
         url = self.url(x, y, z)
@@ -94,7 +186,42 @@ def decode_tile(x: int, y: int, z: int, data: bytes) -> FetchedTile:
         return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"not a decodable image: {exc}"[:300])
     if (rgba[..., 3] == 0).all():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
-    rgb = rgba[..., :3]
+    return classify_rgb(x, y, z, rgba[..., :3])
+
+
+def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray) -> FetchedTile:
+    """A (256, 256, 3) uint8 tile with some data: an image, or ``skipped`` when it is blank."""
     if (rgb == rgb[0, 0]).all():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="blank (single colour)")
     return FetchedTile(x, y, z, image=np.ascontiguousarray(rgb))
+
+
+def open_imagery(settings: WorkerSettings, session=None):
+    """The tile source the settings name: a :class:`TileFetcher` (reading its API token from
+    Secrets Manager first when ``imagery_secret`` is set) or a GeoTIFF source. Raises
+    ImagerySourceError (the secret or the GeoTIFF cannot be used) with a message fit to log."""
+    if settings.imagery_geotiff:
+        from .geotiff_source import GeoTiffError, GeoTiffTiles
+
+        try:
+            return GeoTiffTiles(settings.imagery_geotiff, bands=settings.imagery_bands, session=session)
+        except GeoTiffError as exc:
+            raise ImagerySourceError(str(exc)) from None
+    token = None
+    if settings.imagery_secret:
+        import boto3
+
+        from .imagery_secret import ImagerySecretError, read_imagery_token
+
+        try:
+            token = read_imagery_token(session or boto3.session.Session(), settings.imagery_secret)
+        except ImagerySecretError as exc:
+            raise ImagerySourceError(str(exc)) from None
+    return TileFetcher(
+        settings.tile_url_template,
+        timeout_s=settings.download_timeout_s,
+        retries=settings.download_retries,
+        pool=settings.download_concurrency,
+        token=token,
+        token_header=settings.imagery_token_header,
+    )

@@ -41,7 +41,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.server.latency_s:
             time.sleep(self.server.latency_s)
-        body = _tile_png(z, x, y, bool(match.group(4)))
+        if self.server.tile_source is not None:  # e.g. a GeoTIFF (looking-glass serve-tiles)
+            try:
+                body = None if match.group(4) else self.server.tile_source(z, x, y)
+            except Exception:  # noqa: BLE001 - a read error is the server's, not the client's
+                self.send_error(500, "cannot read the tile")
+                return
+            if body is None:
+                self.send_error(404, "no imagery here")
+                return
+        else:
+            body = _tile_png(z, x, y, bool(match.group(4)))
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
         self.send_header("Content-Length", str(len(body)))
@@ -55,12 +65,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     latency_s = 0.0
+    tile_source = None  # callable (z, x, y) -> PNG bytes, or None for 404; None: synthetic
 
 
 class SyntheticTileServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0, tile_source=None):
         self.httpd = _Server((host, port), _Handler)
         self.httpd.latency_s = latency_s
+        self.httpd.tile_source = tile_source
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

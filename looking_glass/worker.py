@@ -18,7 +18,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from botocore.config import Config
@@ -26,7 +25,7 @@ from PIL import Image
 
 from .grid import quadkey
 from .heartbeat import VisibilityHeartbeat
-from .imagery import FetchedTile, TileFetcher, TransientTileError
+from .imagery import FetchedTile, TransientTileError, open_imagery, public_imagery_name  # noqa: F401
 from .inference import Segmenter, building_area_m2
 from .resources import DeployedResources
 from .settings import WorkerSettings
@@ -62,15 +61,6 @@ class Inferred:
     uploads: list  # futures of the mask uploads, which must finish before the results are stored
 
 
-def public_imagery_name(template: str) -> str:
-    """The URL template without query string or credentials, fit for storing with results."""
-    parts = urlsplit(template)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def mask_key(job_id: str, x: int, y: int, z: int) -> str:
     return f"masks/{job_id}/{z}/{x}/{y}.png"
 
@@ -82,6 +72,7 @@ class Worker:
         resources: DeployedResources,
         settings: WorkerSettings,
         segmenter: Segmenter,
+        fetcher=None,
     ):
         # Connection pools as wide as the download pool, which also uploads masks.
         pool_config = Config(max_pool_connections=settings.download_concurrency + 4)
@@ -91,12 +82,9 @@ class Worker:
         self.resources = resources
         self.settings = settings
         self.segmenter = segmenter
-        self.fetcher = TileFetcher(
-            settings.tile_url_template,
-            timeout_s=settings.download_timeout_s,
-            retries=settings.download_retries,
-            pool=settings.download_concurrency,
-        )
+        # The imagery source (URL template, with its token, or a GeoTIFF): main.py opens it
+        # before loading the model so that a bad source fails fast; else it is opened here.
+        self.fetcher = fetcher if fetcher is not None else open_imagery(settings, session)
         self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
         self.stop_event = threading.Event()
         self.heartbeat = VisibilityHeartbeat(
@@ -106,7 +94,7 @@ class Worker:
         self.provenance = {
             "model_id": segmenter.info.model_id,
             "model_version": segmenter.info.version,
-            "imagery": public_imagery_name(settings.tile_url_template),
+            "imagery": self.fetcher.public_name,  # never a token (imagery.public_imagery_name)
             "threshold": area_decimal(segmenter.info.threshold),
         }
 

@@ -1,7 +1,8 @@
 """AWS Batch entry point of the inference worker (also what the embedded run starts locally).
 
 Thin over ``looking_glass.worker``: read settings, load the model, drain the queue, exit.
-Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings; 3 model cannot be loaded.
+Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings (an unreadable imagery secret
+or GeoTIFF included); 3 model cannot be loaded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ def main() -> int:
     except (SettingsError, RuntimeError) as exc:
         log.error("bad worker settings: %s", exc)
         return 2
+    session = boto3.session.Session()
+    from looking_glass.imagery import ImagerySourceError, open_imagery
+
+    try:
+        # Before the model (slow to load): the token secret and the GeoTIFF are checked first.
+        fetcher = open_imagery(settings, session)
+    except ImagerySourceError as exc:  # the message never holds the token
+        log.error("bad imagery source: %s", exc)
+        return 2
+    log.info("imagery: %s", fetcher.public_name)
     try:
         from looking_glass.inference import Segmenter
 
@@ -40,7 +51,7 @@ def main() -> int:
     from looking_glass.worker import Worker
 
     log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
-    worker = Worker(boto3.session.Session(), resources, settings, segmenter)
+    worker = Worker(session, resources, settings, segmenter, fetcher=fetcher)
     worker.install_signal_handlers()
     stats = worker.run()
     log.info(
