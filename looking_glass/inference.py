@@ -40,9 +40,10 @@ def load_metadata(model_path: Path) -> dict:
 class Segmenter:
     """Runs the model on batches of uint8 RGB tiles."""
 
-    def __init__(self, model, info: ModelInfo):
+    def __init__(self, model, info: ModelInfo, config: dict | None = None):
         self.model = model
         self.info = info
+        self.config = config or {}  # the ModelConfig fields, from the sidecar
 
     @classmethod
     def load(cls, model_path: str = "") -> "Segmenter":
@@ -60,7 +61,7 @@ class Segmenter:
                 head=meta.get("config", {}).get("head", "binary"),
                 threshold=float(meta.get("threshold", 0.5)),
             )
-            return cls(model, info)
+            return cls(model, info, meta.get("config", {}))
         if model_path:
             raise FileNotFoundError(f"model {model_path} not found")
         from .model import ModelConfig, build_deeplabv3plus
@@ -73,7 +74,32 @@ class Segmenter:
             trained=False,
             description="untrained DeepLab V3+ (random weights): areas are not meaningful",
         )
-        return cls(model, info)
+        return cls(model, info, dict(UNTRAINED_CONFIG))
+
+    def accelerated(self, *, xla: bool = False, mixed_precision: bool = False) -> "Segmenter":
+        """The same model set up for speed on an accelerator (README "Worker speed").
+
+        ``mixed_precision`` rebuilds the architecture under Keras' ``mixed_float16`` policy (the
+        output layer stays float32) and copies the weights over; ``xla`` compiles prediction
+        with XLA. Both help on GPUs; on CPUs both are slower (benchmarks/accelerator_benchmark.py).
+        """
+        import keras
+
+        model = self.model
+        if mixed_precision:
+            from .model import ModelConfig, build_deeplabv3plus
+
+            config = ModelConfig(**{k: v for k, v in self.config.items() if k != "imagenet"}, imagenet=False)
+            previous = keras.config.dtype_policy()
+            keras.config.set_dtype_policy("mixed_float16")
+            try:
+                model = build_deeplabv3plus(config)
+            finally:
+                keras.config.set_dtype_policy(previous)
+            model.set_weights(self.model.get_weights())
+        if xla:
+            model.compile(jit_compile=True)
+        return Segmenter(model, self.info, self.config)
 
     def predict_masks(self, images: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Boolean building masks (n, H, W) for uint8 images (n, H, W, 3)."""

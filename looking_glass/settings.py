@@ -177,6 +177,9 @@ class WorkerSettings:
     imagery_bands: tuple[int, ...] | None = None  # GeoTIFF bands as R,G,B (or 1 grey band)
     imagery_secret: str = ""  # Secrets Manager secret (name or ARN) holding the API token
     imagery_token_header: str = ""  # the token's HTTP header when the template has no {token}
+    # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
+    xla: bool = False
+    mixed_precision: bool = False
 
     @classmethod
     def from_env(cls, environ=None) -> "WorkerSettings":
@@ -202,6 +205,8 @@ class WorkerSettings:
             visibility_timeout_s=_int(
                 env, "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
             ),
+            xla=_bool(env, "LG_XLA", False),
+            mixed_precision=_bool(env, "LG_MIXED_PRECISION", False),
         )
 
 

@@ -265,3 +265,28 @@ def test_shipped_model_still_loads():
         assert [tuple(w.shape) for w in rebuilt.weights] == [tuple(w.shape) for w in model.weights]
     out = np.asarray(model(images(1, model.input_shape[1]), training=False))
     assert out.shape == (1, model.input_shape[1], model.input_shape[2], 1)
+
+
+def test_accelerated_segmenter_keeps_the_weights_and_the_masks():
+    """Mixed precision rebuilds the model under mixed_float16 and copies the weights; XLA
+    compiles prediction. Both must give (nearly) the plain model's masks."""
+    import keras
+    import numpy as np
+
+    from looking_glass.inference import ModelInfo, Segmenter
+    from looking_glass.model import ModelConfig, build_deeplabv3plus
+
+    keras.utils.set_random_seed(3)
+    config = dict(alpha=0.35, aspp_filters=8, decoder_filters=8, input_size=64)
+    plain = Segmenter(build_deeplabv3plus(ModelConfig(**config)), ModelInfo("t", "0", False, "test"), config)
+    images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.uint8)
+    probabilities = np.asarray(plain.model.predict_on_batch(images.astype(np.float32)))
+    threshold = float(np.median(probabilities))
+    reference = plain.predict_masks(images, threshold)
+    mixed = plain.accelerated(mixed_precision=True)
+    assert any(layer.dtype_policy.name == "mixed_float16" for layer in mixed.model.layers)
+    assert mixed.model.layers[-1].dtype_policy.name == "float32"  # the output stays float32
+    assert (mixed.predict_masks(images, threshold) == reference).mean() > 0.98
+    xla = plain.accelerated(xla=True)
+    assert (xla.predict_masks(images, threshold) == reference).mean() > 0.999
+    assert plain.model.dtype_policy.name == "float32"  # the original is untouched

@@ -8,6 +8,9 @@ WORKER_OK = {"LG_TILE_URL_TEMPLATE": "http://tiles.local/{z}/{x}/{y}.png"}
 def test_defaults():
     w = WorkerSettings.from_env(WORKER_OK)
     assert (w.batch_size, w.threshold, w.write_masks) == (32, 0.5, True)
+    assert (w.xla, w.mixed_precision) == (False, False)
+    fast = WorkerSettings.from_env({**WORKER_OK, "LG_XLA": "true", "LG_MIXED_PRECISION": "1"})
+    assert (fast.xla, fast.mixed_precision) == (True, True)
     e = EnumeratorSettings.from_env({"LG_WORKER_LAUNCHER": "local"})
     assert (e.tiles_per_message, e.max_tiles_per_job) == (64, 5_000_000)
 
@@ -22,6 +25,8 @@ def test_defaults():
         ({**WORKER_OK, "LG_BATCH_SIZE": "0"}, "LG_BATCH_SIZE=0 is outside"),
         ({**WORKER_OK, "LG_THRESHOLD": "1.5"}, "LG_THRESHOLD=1.5 is outside"),
         ({**WORKER_OK, "LG_WRITE_MASKS": "maybe"}, "LG_WRITE_MASKS='maybe' is not a boolean"),
+        ({**WORKER_OK, "LG_XLA": "fast"}, "LG_XLA='fast' is not a boolean"),
+        ({**WORKER_OK, "LG_MIXED_PRECISION": "fp16"}, "LG_MIXED_PRECISION='fp16' is not a boolean"),
     ],
 )
 def test_bad_worker_settings_name_the_variable(env, message):

@@ -45,6 +45,8 @@ def main() -> int:
         from looking_glass.inference import Segmenter
 
         segmenter = Segmenter.load(settings.model_path)
+        if settings.xla or settings.mixed_precision:
+            segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
         log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
         return 3
