@@ -229,19 +229,7 @@ class ResultsStore:
         return new
 
     def _transact(self, job_id: str, chunk: list[TileResult], provenance: dict) -> bool:
-        counters: dict[str, object] = {}
-        for r in chunk:
-            name = COUNTER_OF_STATUS[r.status]
-            counters[name] = counters.get(name, 0) + 1
-        area = sum((r.building_area_m2 for r in chunk), Decimal(0))
-        names = {"#area": "building_area_m2"}
-        values: dict[str, object] = {":area": area, ":final": len(chunk)}
-        adds = ["#area :area", "tiles_final :final"]
-        for i, (name, n) in enumerate(counters.items()):
-            names[f"#c{i}"] = name
-            values[f":c{i}"] = n
-            adds.append(f"#c{i} :c{i}")
-        actions = [
+        puts = [
             {
                 "Put": {
                     "TableName": self.table,
@@ -252,17 +240,35 @@ class ResultsStore:
             }
             for r in chunk
         ]
-        actions.append(
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._job_key(job_id),
-                    "UpdateExpression": "ADD " + ", ".join(adds),
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": _marshal(values),
-                }
+        area = sum((r.building_area_m2 for r in chunk), Decimal(0))
+        update = self._counter_update(job_id, [r.status for r in chunk], area, sign=1)
+        return self._run_transaction(job_id, puts + [update])
+
+    def _counter_update(self, job_id: str, statuses: list[str], area: Decimal, sign: int) -> dict:
+        """The job-record action that adds (sign 1) or takes away (sign -1) these tiles."""
+        counters: dict[str, int] = {}
+        for status in statuses:
+            name = COUNTER_OF_STATUS[status]
+            counters[name] = counters.get(name, 0) + sign
+        names = {"#area": "building_area_m2"}
+        values: dict[str, object] = {":area": sign * area + 0, ":final": sign * len(statuses)}  # + 0: no "-0"
+        adds = ["#area :area", "tiles_final :final"]
+        for i, (name, n) in enumerate(counters.items()):
+            names[f"#c{i}"] = name
+            values[f":c{i}"] = n
+            adds.append(f"#c{i} :c{i}")
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._job_key(job_id),
+                "UpdateExpression": "ADD " + ", ".join(adds),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _marshal(values),
             }
-        )
+        }
+
+    def _run_transaction(self, job_id: str, actions: list[dict]) -> bool:
+        """True once written; False if a tile's condition failed (nothing was written)."""
         for attempt in range(8):
             try:
                 self.ddb.transact_write_items(TransactItems=actions)
@@ -385,19 +391,7 @@ class ResultsStore:
         return forgotten
 
     def _forget(self, job_id: str, chunk: list[dict]) -> bool:
-        counters: dict[str, int] = {}
-        for t in chunk:
-            name = COUNTER_OF_STATUS[t["status"]]
-            counters[name] = counters.get(name, 0) - 1
-        area = -sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
-        names = {"#area": "building_area_m2"}
-        values: dict[str, object] = {":area": area, ":final": -len(chunk)}
-        adds = ["#area :area", "tiles_final :final"]
-        for i, (name, n) in enumerate(counters.items()):
-            names[f"#c{i}"] = name
-            values[f":c{i}"] = n
-            adds.append(f"#c{i} :c{i}")
-        actions = [
+        deletes = [
             {
                 "Delete": {
                     "TableName": self.table,
@@ -409,29 +403,9 @@ class ResultsStore:
             }
             for t in chunk
         ]
-        actions.append(
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._job_key(job_id),
-                    "UpdateExpression": "ADD " + ", ".join(adds),
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": _marshal(values),
-                }
-            }
-        )
-        for attempt in range(8):
-            try:
-                self.ddb.transact_write_items(TransactItems=actions)
-                return True
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons:
-                    return False
-                time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise RuntimeError(f"transaction for job {job_id} kept conflicting")
+        area = sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
+        update = self._counter_update(job_id, [t["status"] for t in chunk], area, sign=-1)
+        return self._run_transaction(job_id, deletes + [update])
 
     def reopen_job(self, job_id: str) -> bool:
         """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry; False otherwise."""
