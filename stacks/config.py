@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
 from looking_glass.resources import DEFAULT_STACK_NAME
-from looking_glass.settings import SettingsError, validate_tile_url_template
+from looking_glass.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
 from looking_glass.workunits import MAX_TILES_PER_MESSAGE
 
 # Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "stack_name": DEFAULT_STACK_NAME,
     "tile_url_template": "https://tiles.example.com/{z}/{x}/{y}.png",
     "imagery_secret_name": "",
+    "imagery_geotiff": "",
+    "imagery_bands": "",
     "zoom": ZOOM,
     "max_vcpus": 64,
     "instance_types": ["g4dn.xlarge", "g5.xlarge"],
@@ -131,6 +133,20 @@ def _str_list(key: str, raw: Any) -> list[str]:
     return [v.strip() for v in raw]
 
 
+def _bands(key: str, raw: Any) -> tuple[int, ...] | None:
+    """[3, 2, 1], "3,2,1" or a single band; "" or None: the image's own first bands."""
+    if raw in ("", None, []):
+        return None
+    parts = raw.split(",") if isinstance(raw, str) else raw
+    try:
+        bands = tuple(int(str(b).strip()) for b in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={raw!r} is not a list of band numbers") from None
+    if len(bands) not in (1, 3) or any(b < 1 for b in bands):
+        raise ConfigError(f"{key}={raw!r}: give 1 band (grey) or 3 bands (R,G,B), numbered from 1")
+    return bands
+
+
 def _s3_uri(key: str, raw: Any) -> str:
     value = _str(key, raw)
     if value and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S+$", value):
@@ -148,8 +164,10 @@ def _image(key: str, raw: Any) -> str:
 @dataclass(frozen=True)
 class DeploymentConfig:
     stack_name: str  # the stacks are <stack_name><suffix> (resources.STACK_SUFFIXES)
-    tile_url_template: str
+    tile_url_template: str  # "" when the imagery is a GeoTIFF (imagery_geotiff)
     imagery_secret_name: str  # "" none; else a Secrets Manager secret the worker may read
+    imagery_geotiff: str  # "" none; else s3://bucket/key.tif, read in place by the workers
+    imagery_bands: tuple[int, ...] | None  # the GeoTIFF's bands as R,G,B (or one grey band)
     zoom: int  # the tile zoom; only looking_glass.grid.ZOOM (18) is supported
     # Batch compute environment
     max_vcpus: int
@@ -208,14 +226,31 @@ class DeploymentConfig:
                 "then letters, digits or hyphens, at most 100)"
             )
         template = _str("tile_url_template", raw("tile_url_template"))
+        geotiff = _s3_uri("imagery_geotiff", raw("imagery_geotiff"))
+        if bool(template) == bool(geotiff):
+            raise ConfigError(
+                "set exactly one imagery source: tile_url_template (an XYZ/TMS URL) or "
+                "imagery_geotiff (s3://bucket/key.tif); to use a GeoTIFF pass -c tile_url_template="
+            )
         try:
-            validate_tile_url_template(template)
+            if template:
+                validate_tile_url_template(template)
+            else:
+                validate_geotiff_source(geotiff)
         except SettingsError as exc:
-            raise ConfigError(f"tile_url_template: {exc}") from None
+            raise ConfigError(f"{'tile_url_template' if template else 'imagery_geotiff'}: {exc}") from None
+        bands = _bands("imagery_bands", raw("imagery_bands"))
+        if bands is not None and not geotiff:
+            raise ConfigError("imagery_bands applies to imagery_geotiff only")
         secret_name = _str("imagery_secret_name", raw("imagery_secret_name"))
         if secret_name and not _SECRET_NAME.match(secret_name):
             raise ConfigError(
                 f"imagery_secret_name={secret_name!r} is not a Secrets Manager secret name"
+            )
+        if secret_name and geotiff:
+            raise ConfigError(
+                "imagery_secret_name applies to tile_url_template only (the workers read "
+                "imagery_geotiff with their own role)"
             )
         zoom = _int("zoom", raw("zoom"), 0, 24)
         if zoom != ZOOM:
@@ -256,7 +291,8 @@ class DeploymentConfig:
                 f"worker_subnets={worker_subnets!r} is not one of {', '.join(WORKER_SUBNETS)}"
             )
         tile_host = urlsplit(template.replace("{", "").replace("}", "")).hostname or ""
-        if worker_subnets == "isolated" and not _AWS_HOST.search(tile_host):
+        # A GeoTIFF on S3 is reached through the S3 gateway endpoint, from any subnets.
+        if worker_subnets == "isolated" and template and not _AWS_HOST.search(tile_host):
             raise ConfigError(
                 f"worker_subnets=isolated has no route to the tile server {tile_host!r} (only AWS "
                 "endpoints such as S3 are reachable): use worker_subnets=private (NAT gateway) "
@@ -290,6 +326,8 @@ class DeploymentConfig:
             stack_name=stack_name,
             tile_url_template=template,
             imagery_secret_name=secret_name,
+            imagery_geotiff=geotiff,
+            imagery_bands=bands,
             zoom=zoom,
             max_vcpus=max_vcpus,
             instance_types=tuple(instance_types),

@@ -63,11 +63,14 @@ ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
 
 
 def worker_environment(config: DeploymentConfig) -> dict[str, str]:
-    # The tile URL is deployment configuration only: no AOI, message or job field can set it.
-    env = {
-        "LG_TILE_URL_TEMPLATE": config.tile_url_template,
-        resources.ENV_DEPLOYMENT: config.stack_name,  # dimension of the worker's metrics
-    }
+    # The imagery is deployment configuration only: no AOI, message or job field can set it.
+    env = {resources.ENV_DEPLOYMENT: config.stack_name}  # dimension of the worker's metrics
+    if config.imagery_geotiff:
+        env["LG_IMAGERY_GEOTIFF"] = config.imagery_geotiff
+        if config.imagery_bands:
+            env["LG_IMAGERY_BANDS"] = ",".join(map(str, config.imagery_bands))
+    else:
+        env["LG_TILE_URL_TEMPLATE"] = config.tile_url_template
     if config.model_s3_uri:
         env[ENV_MODEL_S3_URI] = config.model_s3_uri
     if config.imagery_secret_name:  # the secret's name; its value is read at run time

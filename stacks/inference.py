@@ -166,6 +166,16 @@ class InferenceStack(Stack):
                 "JSON sidecar), nothing else of that bucket.",
             )
 
+        if config.imagery_geotiff:
+            # Read on that one object: GDAL reads it in place with ranged GETs.
+            bucket, _, key = config.imagery_geotiff[len("s3://"):].partition("/")
+            self.job_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"],
+                )
+            )
+
         if config.imagery_secret_name:
             # Read on that one secret (by name: its ARN ends in a random suffix, hence -??????).
             self.imagery_secret = secretsmanager.Secret.from_secret_name_v2(

@@ -593,6 +593,45 @@ def test_the_tile_url_comes_from_config_only(synthesized):
     assert "LG_TILE_URL_TEMPLATE" not in json.dumps(fn)
 
 
+GEOTIFF_CONTEXT = {
+    "tile_url_template": "",
+    "imagery_geotiff": "s3://my-imagery/kigali/2024/ortho.tif",
+    "imagery_bands": [3, 2, 1],
+    "worker_subnets": "isolated",  # an S3 GeoTIFF needs no internet route
+}
+
+
+def test_a_geotiff_on_s3_as_the_imagery_source():
+    lg = build_app(context=GEOTIFF_CONTEXT, nag=True)
+    assembly = lg.app.synth()  # cdk-nag included
+    tmpl = Template.from_json(assembly.get_stack_by_name(lg.inference.stack_name).template)
+    container = only_resource(tmpl, "AWS::Batch::JobDefinition")["Properties"]["ContainerProperties"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["LG_IMAGERY_GEOTIFF"] == GEOTIFF_CONTEXT["imagery_geotiff"]
+    assert env["LG_IMAGERY_BANDS"] == "3,2,1"
+    assert "LG_TILE_URL_TEMPLATE" not in env
+    reads = [s for lid, s in _statements(tmpl) if lid.startswith("WorkerJobRole") and "s3:GetObject" in json.dumps(s["Action"])]
+    assert any("my-imagery/kigali/2024/ortho.tif" in json.dumps(s["Resource"]) for s in reads)
+    assert not any("my-imagery/*" in json.dumps(s["Resource"]) for s in reads)  # that object only
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"imagery_geotiff": "s3://bucket/x.tif"}, "set exactly one imagery source"),
+        ({"tile_url_template": ""}, "set exactly one imagery source"),
+        ({"tile_url_template": "", "imagery_geotiff": "s3://bucket/x.png"}, "imagery_geotiff: .*does not end in .tif"),
+        ({"tile_url_template": "", "imagery_geotiff": "/data/x.tif"}, "imagery_geotiff='/data/x.tif' is not an s3://"),
+        ({"imagery_bands": "3,2,1"}, "imagery_bands applies to imagery_geotiff only"),
+        ({"tile_url_template": "", "imagery_geotiff": "s3://bucket/x.tif", "imagery_bands": "1,2"}, "imagery_bands=.*give 1 band"),
+        ({"tile_url_template": "", "imagery_geotiff": "s3://bucket/x.tif", "imagery_secret_name": "tok"}, "imagery_secret_name applies to tile_url_template only"),
+    ],
+)
+def test_bad_imagery_source_settings_are_refused(context, message):
+    with pytest.raises(ConfigError, match=message):
+        DeploymentConfig.from_context({**cdk_json_context(), **context})
+
+
 # --- Monitoring ----------------------------------------------------------------------------------
 
 
