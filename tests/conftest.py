@@ -78,3 +78,12 @@ def queued(sqs, queue_url: str) -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def fault_tiles():
+    """A synthetic tile server of the test's own, whose tiles can be told to fail
+    (``set_fault``; see ``looking_glass.tileserver``) and which records every tile request
+    (``requests_for``). Without faults it serves as the usual server does."""
+    with SyntheticTileServer() as server:
+        yield server.record_requests()
