@@ -37,9 +37,19 @@ class VisibilityHeartbeat:
         with self._lock:
             self._held[receipt_handle] = time.monotonic()
 
-    def release(self, receipt_handle: str) -> None:
+    def release(self, receipt_handle: str, visible_in_s: int | None = None) -> None:
+        """Stop extending a message. With ``visible_in_s`` the message (not deleted, so to be
+        redelivered) becomes visible again after that many seconds instead of at the end of its
+        current visibility timeout (up to 10 minutes)."""
         with self._lock:
             self._held.pop(receipt_handle, None)
+        if visible_in_s is not None:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=visible_in_s
+                )
+            except Exception as exc:  # noqa: BLE001 - it then returns when its timeout ends
+                log.warning("could not hand a message back to the queue early: %s", exc)
 
     def extend_due(self) -> int:
         """Extend every message held for more than half the timeout; returns how many."""

@@ -151,13 +151,20 @@ class TileFetcher:
                 resp = self.session.get(url, timeout=self.timeout_s)
             except requests.RequestException as exc:
                 last_error = f"{type(exc).__name__}"
-                self._backoff(attempt)
+                if attempt < self.retries:  # no wait after the last attempt: the message goes back
+                    self._backoff(attempt)
                 continue
             if resp.status_code in (404, 204):
                 return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason=f"HTTP {resp.status_code}")
+            if resp.status_code in (401, 403):
+                # A refused or expired token is the deployment's problem, not the tile's: never a
+                # final status; the unit goes back to the queue (and, if it persists, to the DLQ,
+                # from where `looking-glass retry` brings it back once the token is fixed).
+                raise TransientTileError(f"tile {z}/{x}/{y}: HTTP {resp.status_code} (imagery access refused)")
             if resp.status_code == 429 or resp.status_code >= 500:
                 last_error = f"HTTP {resp.status_code}"
-                self._backoff(attempt, resp.headers.get("Retry-After"))
+                if attempt < self.retries:
+                    self._backoff(attempt, resp.headers.get("Retry-After"))
                 continue
             if resp.status_code != 200:
                 return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"HTTP {resp.status_code}")

@@ -177,6 +177,8 @@ class WorkerSettings:
     imagery_bands: tuple[int, ...] | None = None  # GeoTIFF bands as R,G,B (or 1 grey band)
     imagery_secret: str = ""  # Secrets Manager secret (name or ARN) holding the API token
     imagery_token_header: str = ""  # the token's HTTP header when the template has no {token}
+    # A unit left for redelivery (imagery temporarily failing) is visible again after this.
+    retry_delay_s: int = 30
     # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
     xla: bool = False
     mixed_precision: bool = False
@@ -205,6 +207,7 @@ class WorkerSettings:
             visibility_timeout_s=_int(
                 env, "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
             ),
+            retry_delay_s=_int(env, "LG_RETRY_DELAY_S", 30, 0, 43200),
             xla=_bool(env, "LG_XLA", False),
             mixed_precision=_bool(env, "LG_MIXED_PRECISION", False),
         )

@@ -48,6 +48,10 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 
 
+class UnknownJob(RuntimeError):
+    """A tile result names a job that has no job record (never created, or deleted)."""
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -257,11 +261,14 @@ class ResultsStore:
             names[f"#c{i}"] = name
             values[f":c{i}"] = n
             adds.append(f"#c{i} :c{i}")
+        names["#pk"] = TABLE_PARTITION_KEY
         return {
             "Update": {
                 "TableName": self.table,
                 "Key": self._job_key(job_id),
                 "UpdateExpression": "ADD " + ", ".join(adds),
+                # Never create a job record: results of a job nobody created are refused.
+                "ConditionExpression": "attribute_exists(#pk)",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": _marshal(values),
             }
@@ -277,6 +284,8 @@ class ResultsStore:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[-1] == "ConditionalCheckFailed":  # the job-record update
+                    raise UnknownJob(f"job {job_id} has no job record: results for it are refused")
                 if "ConditionalCheckFailed" in reasons:
                     return False
                 # TransactionConflict: another worker is updating the same job record.

@@ -29,7 +29,7 @@ from .imagery import FetchedTile, TransientTileError, open_imagery, public_image
 from .inference import Segmenter, building_area_m2
 from .resources import DeployedResources
 from .settings import WorkerSettings
-from .store import TILE_DONE, ResultsStore, TileResult, area_decimal, utc_now
+from .store import TILE_DONE, ResultsStore, TileResult, UnknownJob, area_decimal, utc_now
 from .telemetry import emit_tiles_done
 from .workunits import MalformedMessage, WorkUnit, parse_work_unit
 
@@ -122,8 +122,8 @@ class Worker:
             while (item := handoff.get()) is not None:
                 if self._error is not None:
                     # A stage failed: nothing more is stored; what is in hand goes back to the
-                    # queue when its visibility runs out.
-                    self.heartbeat.release(item.message["ReceiptHandle"])
+                    # queue at once, for another worker.
+                    self.heartbeat.release(item.message["ReceiptHandle"], visible_in_s=0)
                     continue
                 to_store.put(self._infer(item))
         finally:
@@ -138,7 +138,7 @@ class Worker:
                 except queue.Empty:
                     continue
                 if leftover is not None:
-                    self.heartbeat.release(leftover.message["ReceiptHandle"])
+                    self.heartbeat.release(leftover.message["ReceiptHandle"], visible_in_s=0)
             self.heartbeat.stop()
             self.pool.shutdown()
         if self._error is not None:
@@ -208,7 +208,7 @@ class Worker:
 
     def _dead_letter(self, message: dict, reason: str) -> None:
         """A message no retry can fix goes straight to the DLQ with its reason, not round again."""
-        log.error("malformed work unit %s: %s", message.get("MessageId"), reason)
+        log.error("work unit %s to the dead-letter queue: %s", message.get("MessageId"), reason)
         self.stats.malformed += 1
         self.sqs.send_message(
             QueueUrl=self.resources.tile_dlq_url,
@@ -240,14 +240,16 @@ class Worker:
     def _store_loop(self, to_store: queue.Queue) -> None:
         while (inferred := to_store.get()) is not None:
             if self._error is not None:
-                self.heartbeat.release(inferred.item.message["ReceiptHandle"])
+                self.heartbeat.release(inferred.item.message["ReceiptHandle"], visible_in_s=0)
                 continue
             try:
                 self._store(inferred)
+            except UnknownJob as exc:  # no retry can fix it: to the DLQ with the reason
+                self._dead_letter(inferred.item.message, str(exc))
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() on the main thread
                 log.exception("storing results failed; stopping (unstored work will be redelivered)")
                 self._fail(exc)
-                self.heartbeat.release(inferred.item.message["ReceiptHandle"])
+                self.heartbeat.release(inferred.item.message["ReceiptHandle"], visible_in_s=0)
 
     def _store(self, inferred: Inferred) -> None:
         item, unit = inferred.item, inferred.item.unit
@@ -258,13 +260,16 @@ class Worker:
         self.stats.tiles_new += stored
         emit_tiles_done(stored)  # the dashboard's tiles-per-minute metric (EMF on stdout)
         if item.transient:
+            # Back on the queue after a short delay (not the whole visibility timeout); after
+            # maxReceiveCount deliveries it goes to the dead-letter queue.
             self.stats.transient += 1
-            log.warning("work unit kept for redelivery: %s", item.transient)
+            log.warning("work unit kept for redelivery in %d s: %s", self.settings.retry_delay_s, item.transient)
+            self.heartbeat.release(item.message["ReceiptHandle"], visible_in_s=self.settings.retry_delay_s)
         else:
             self.sqs.delete_message(
                 QueueUrl=self.resources.tile_queue_url, ReceiptHandle=item.message["ReceiptHandle"]
             )
-        self.heartbeat.release(item.message["ReceiptHandle"])
+            self.heartbeat.release(item.message["ReceiptHandle"])
         self.stats.messages += 1
         if self.store.try_complete(unit.job_id):
             log.info("job %s complete", unit.job_id)

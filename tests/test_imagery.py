@@ -40,6 +40,8 @@ class FlakyHandler(BaseHTTPRequestHandler):
             self._send(200, b"<html><body>Error</body></html>", "text/html")
         elif path == "small":
             self._send(200, png(np.zeros((128, 128, 3), np.uint8) + 50), "image/png")
+        elif path in ("unauthorized", "forbidden"):
+            self._send(401 if path == "unauthorized" else 403, b"no", "text/plain")
         elif path == "limited":
             self.send_response(429)
             self.send_header("Retry-After", "0")
@@ -118,3 +120,19 @@ def test_retry_after_is_honoured(monkeypatch):
     TileFetcher._backoff(0, "2")
     TileFetcher._backoff(3)
     assert slept[0] == 2.0 and 0 < slept[1] <= 1.6
+
+
+@pytest.mark.parametrize("path, code", [("unauthorized", 401), ("forbidden", 403)])
+def test_refused_access_is_transient_never_a_final_tile_status(flaky_server, path, code):
+    # An expired or wrong imagery token must not mark tiles failed for good.
+    with pytest.raises(TransientTileError, match=f"HTTP {code}"):
+        fetcher(flaky_server, path).fetch(1, 2, 18)
+
+
+def test_no_wait_after_the_last_attempt(flaky_server):
+    waits = []
+    f = TileFetcher(f"{flaky_server}/down/{{z}}/{{x}}/{{y}}.png", timeout_s=2, retries=2)
+    f._backoff = lambda attempt, retry_after=None: waits.append(attempt)
+    with pytest.raises(TransientTileError):
+        f.fetch(1, 2, 18)
+    assert waits == [0, 1]  # between the three attempts, not after the last

@@ -74,3 +74,11 @@ def test_large_batches_span_several_transactions(store):
     assert store.get_job(JOB)["tiles_final"] == 250
     assert store.final_quadkeys(JOB, [f"q{i:04d}" for i in range(245, 255)]) == {f"q{i:04d}" for i in range(245, 250)}
     assert len(store.tile_items(JOB, quadkey_prefix="q00")) == 100
+
+
+def test_results_for_a_job_that_does_not_exist_are_refused_and_create_nothing(store):
+    from looking_glass.store import UnknownJob
+
+    with pytest.raises(UnknownJob, match="has no job record"):
+        store.record_tiles(JOB, [result(0), result(1)], PROV)
+    assert store.get_job(JOB) is None and store.tile_items(JOB) == []

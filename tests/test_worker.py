@@ -143,3 +143,37 @@ def test_a_failure_after_download_stops_the_worker_and_stores_nothing(aws, tile_
     with pytest.raises(RuntimeError, match="model exploded"):
         run_worker(session, resources, settings_for(tile_server.url_template), Broken())
     assert store.tile_items(JOB) == [] and queued(session.client("sqs"), resources.tile_queue_url) == 2
+
+
+def test_results_for_a_job_without_a_job_record_go_to_the_dead_letter_queue(aws, tile_server, tiny_segmenter):
+    """No phantom job records: a unit naming an unknown job is refused and dead-lettered."""
+    session, names, resources = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    sqs = session.client("sqs")
+    unit = next(pack_runs(JOB, 18, np.array([[132486, 152950, 152952]]), 8))  # JOB never created
+    sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=unit.to_json())
+    run_worker(session, resources, settings_for(tile_server.url_template), tiny_segmenter)
+    assert store.get_job(JOB) is None and store.tile_items(JOB) == []
+    assert queued(sqs, resources.tile_queue_url) == 0
+    dead = sqs.receive_message(QueueUrl=resources.tile_dlq_url, MessageAttributeNames=["All"])["Messages"]
+    assert "has no job record" in dead[0]["MessageAttributes"]["reason"]["StringValue"]
+
+
+def test_a_unit_kept_for_redelivery_comes_back_after_the_retry_delay(aws, tiny_segmenter):
+    session, names, resources = aws
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start_job(session, names, resources, [[132486, 152950, 152952]])
+    template = f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"  # nobody listens: transient
+    run_worker(session, resources, settings_for(template, retry_delay_s=1), tiny_segmenter)
+    sqs = session.client("sqs")
+    # The queue's visibility timeout is 600 s; the worker handed the unit back after 1 s.
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=resources.tile_queue_url, WaitTimeSeconds=1).get("Messages", [])
+        if got:
+            break
+    assert got, "the unit did not come back within 10 s"

@@ -144,6 +144,7 @@ class Pipeline:
             "LG_DOWNLOAD_RETRIES": "1",
             "LG_IDLE_EXIT_S": "120",  # the test says when it is over (see finish)
             "LG_POLL_WAIT_S": "1",
+            "LG_RETRY_DELAY_S": "1",  # units kept after a temporary failure come back quickly
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **{k: str(v) for k, v in settings.items()},
         }
