@@ -148,8 +148,9 @@ def test_a_tile_server_that_requires_the_token_serves_the_worker(secret, token_s
     assert tile.image is not None and tile.image.shape == (256, 256, 3), tile
     assert TOKEN not in fetcher.public_name
     # Without the token the same server refuses: the test server really checks it.
-    bare = TileFetcher(template.replace("{token}", "nope"), timeout_s=2, retries=0).fetch(*TILE)
-    assert bare.status == "failed" and bare.reason == "HTTP 401"
+    # (A refused token is transient, never a final tile status.)
+    with pytest.raises(TransientTileError, match="HTTP 401"):
+        TileFetcher(template.replace("{token}", "nope"), timeout_s=2, retries=0).fetch(*TILE)
 
 
 def test_the_token_never_reaches_logs_or_errors(secret, token_server, caplog):
