@@ -195,7 +195,7 @@ def test_run_local_validates_its_inputs(tmp_path, dataset):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="neither manifest.json"):
         run_local(tmp_path / "empty", tmp_path / "root")
-    with pytest.raises(ValueError, match="must be a dict"):
+    with pytest.raises(ValueError, match="must be a JSON object"):
         run_local(dataset, tmp_path / "root", [("epochs", 1)])
     with pytest.raises(ValueError, match="'epochs'"):
         run_local(dataset, tmp_path / "root", {"epochs": [1]})
