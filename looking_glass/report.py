@@ -12,7 +12,7 @@ from pathlib import Path
 import mercantile
 import numpy as np
 
-from .grid import TILE_SIZE
+from .grid import TILE_SIZE, ground_resolution_m
 from .store import TILE_STATUSES
 
 
@@ -138,7 +138,7 @@ def draw_map(items: list[dict], url_template: str, out: Path, title: str, aoi=No
             ax.plot(tx, ty, color="white", lw=1.5)
     # Scale bar: metres per tile at the map's centre latitude.
     centre_lat = mercantile.ul(x0 + w // 2, y0 + h // 2, int(items[0]["z"])).lat
-    tile_m = 156543.03392 * math.cos(math.radians(centre_lat)) / 2 ** int(items[0]["z"]) * TILE_SIZE
+    tile_m = ground_resolution_m(centre_lat, int(items[0]["z"])) * TILE_SIZE
     bar_m = next((m for m in (5000, 2000, 1000, 500, 200, 100, 50, 20, 10) if m <= w * tile_m / 3), 10)
     bar_tiles = bar_m / tile_m
     ax.plot([0.5, 0.5 + bar_tiles], [h - 0.5, h - 0.5], color="white", lw=4)

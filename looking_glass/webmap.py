@@ -13,12 +13,11 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from pathlib import Path
 
 from . import SOURCE_ROOT
-from .grid import TILE_SIZE, ZOOM
+from .grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
 from .results import ResultsError, geojson_doc, query
 from .store import ResultsStore
 
@@ -104,8 +103,7 @@ def write_png(rows: list[dict], out: Path, url_template: str | None, title: str,
             ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
         else:
             ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor=cmap(norm(v)), alpha=0.6, edgecolor="none"))
-    lat = _lat_of_row(y0 + h / 2, z)
-    cell_m = 156543.03392 * math.cos(math.radians(lat)) / 2**z * TILE_SIZE
+    cell_m = ground_resolution_m(lat_of_row_edge(y0 + h / 2, z), z) * TILE_SIZE
     bar_m = next((m for m in (100_000, 50_000, 20_000, 10_000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10)
                   if m <= w * cell_m / 3), 10)
     ax.plot([0.3, 0.3 + bar_m / cell_m], [h - 0.3, h - 0.3], color="white", lw=4, solid_capstyle="butt")
@@ -125,10 +123,6 @@ def write_png(rows: list[dict], out: Path, url_template: str | None, title: str,
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
-
-
-def _lat_of_row(row: float, z: int) -> float:
-    return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / 2**z))))
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
