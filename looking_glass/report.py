@@ -145,9 +145,16 @@ def draw_map(items: list[dict], url_template: str, out: Path, title: str, aoi=No
     ax.text(0.5, h - 0.8, f"{bar_m:,} m", color="white", fontsize=9)
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.02, label="building area per tile (m²)")
+    save_tile_figure(fig, ax, title, w, h, out)
+
+
+def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:
+    """Finish a figure drawn in tile units (x right, y down, no ticks) and write it."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(title, fontsize=10)
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

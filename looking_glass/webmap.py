@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import SOURCE_ROOT
 from .grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
+from .report import save_tile_figure
 from .results import ResultsError, geojson_doc, query
 from .store import ResultsStore
 
@@ -115,14 +116,7 @@ def write_png(rows: list[dict], out: Path, url_template: str | None, title: str,
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.035, pad=0.02, label=label)
     ax.legend(handles=[Patch(facecolor="none", edgecolor="cyan", hatch="xx", label="no done tile (failed, no imagery, skipped)")],
               loc="upper right", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_tile_figure(fig, ax, title, w, h, out)
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
