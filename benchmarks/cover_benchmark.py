@@ -1,10 +1,10 @@
 """Tile cover speed, memory and exactness, in one process, on the same real AOIs:
 
-- looking_glass.cover (boundary tiles + centre scanline, runs per row);
+- looking_glass.tiling.cover (boundary tiles + centre scanline, runs per row);
 - supermercado's ``burn`` (rasterises the AOI onto the tile grid);
 - mercantile's bounding-box tiles filtered by shapely ``intersects`` (the usual few lines of
   code; note that ``intersects`` also keeps tiles that only touch the AOI);
-- the exact reference (``looking_glass.cover.reference_cover``): bounding-box tiles whose overlap
+- the exact reference (``looking_glass.tiling.cover.reference_cover``): bounding-box tiles whose overlap
   with the AOI has area > 0, row by row, over the whole cover up to a few million tiles, else
   over a sample of rows (said so in the table).
 
@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from looking_glass.aoi import parse_aoi
-from looking_glass.cover import count_tiles, iter_tiles, reference_cover, tile_runs
-from looking_glass.demo import sample_aoi_bytes
+from looking_glass.tiling.aoi import parse_aoi
+from looking_glass.tiling.cover import count_tiles, iter_tiles, reference_cover, tile_runs
+from looking_glass.local.demo import sample_aoi_bytes
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERENCE_MAX_TILES = 4_000_000  # beyond this the reference checks a sample of rows

@@ -26,11 +26,11 @@ import boto3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cover_benchmark import load_aoi  # noqa: E402
 
-from looking_glass.cover import count_tiles, tile_runs  # noqa: E402
-from looking_glass.embedded import EmbeddedStack  # noqa: E402
-from looking_glass.enumerator import Enumerator  # noqa: E402
-from looking_glass.settings import EnumeratorSettings  # noqa: E402
-from looking_glass.workunits import DEFAULT_TILES_PER_MESSAGE, pack_runs  # noqa: E402
+from looking_glass.tiling.cover import count_tiles, tile_runs  # noqa: E402
+from looking_glass.local.embedded import EmbeddedStack  # noqa: E402
+from looking_glass.pipeline.enumerator import Enumerator  # noqa: E402
+from looking_glass.runtime.settings import EnumeratorSettings  # noqa: E402
+from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, pack_runs  # noqa: E402
 
 JOB = "0" * 24
 

@@ -4,10 +4,10 @@
 
 Variants: MobileNetV2 x1.0 and x0.35, Xception; output stride 16 and 8; binary head with the
 default 256-filter ASPP and decoder; plus the shipped model's config (read from
-looking_glass/models/deeplabv3plus_synthetic.json when it exists) and the untrained fallback's.
+looking_glass/model/shipped/deeplabv3plus_synthetic.json when it exists) and the untrained fallback's.
 All with random weights (no download).
 
-FLOPs: the analytic count of ``looking_glass.model.count_flops`` (convolutions and dense
+FLOPs: the analytic count of ``looking_glass.model.deeplab.count_flops`` (convolutions and dense
 layers, a multiply-add = 2; batch norm, activations, resizing not counted). ``--profiler`` adds
 TensorFlow's profiler count of the same convolution ops (more where dilated convolutions run
 on SpaceToBatchND-padded maps) and its total with element-wise ops.
@@ -46,7 +46,7 @@ VARIANTS = [
 
 
 def variants() -> list[tuple[str, dict]]:
-    from looking_glass.inference import UNTRAINED_CONFIG
+    from looking_glass.model.segmenter import UNTRAINED_CONFIG
 
     out = [(name, dict(kwargs, head="binary")) for name, kwargs in VARIANTS]
     if SIDECAR.exists():
@@ -79,7 +79,7 @@ def main(argv=None) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from looking_glass.model import ModelConfig, build_deeplabv3plus, model_report, profiled_flops
+    from looking_glass.model.deeplab import ModelConfig, build_deeplabv3plus, model_report, profiled_flops
 
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} CPUs visible, "
           f"batch {args.batch_size}, {args.batches} timed batches after 1 warm-up", flush=True)

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3  # noqa: E402
 
-from looking_glass.embedded import LOCAL_AWS_ENV  # noqa: E402
-from looking_glass.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
-from looking_glass.results import query, render  # noqa: E402
-from looking_glass.store import COMPLETE, ResultsStore, TileResult, _marshal  # noqa: E402
+from looking_glass.local.embedded import LOCAL_AWS_ENV  # noqa: E402
+from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
+from looking_glass.results.query import query, render  # noqa: E402
+from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, _marshal  # noqa: E402
 from looking_glass.grid import quadkey  # noqa: E402
 
 X0, Y0 = 151_900, 131_400  # Kigali
@@ -106,7 +106,7 @@ def main() -> int:
                 f"({', '.join(f'{n} {op}' for op, n in sorted(calls.items()))}), no Scan: {'Scan' not in calls}; "
                 f"{len(text):,} bytes of CSV"
             )
-        from looking_glass.results import fetch_tiles, rollup_rows
+        from looking_glass.results.query import fetch_tiles, rollup_rows
 
         items = fetch_tiles(store, job_id, threads=1)
         started = time.perf_counter()

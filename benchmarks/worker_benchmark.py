@@ -30,14 +30,14 @@ import boto3
 import numpy as np
 import requests
 
-from looking_glass.embedded import LOCAL_AWS_ENV
-from looking_glass.imagery import decode_tile
-from looking_glass.inference import Segmenter, building_area_m2
-from looking_glass.resources import ResourceNames, create_embedded_resources
-from looking_glass.settings import WorkerSettings
-from looking_glass.store import RUNNING, ResultsStore, TileResult, area_decimal
+from looking_glass.local.embedded import LOCAL_AWS_ENV
+from looking_glass.imagery.xyz import decode_tile
+from looking_glass.model.segmenter import Segmenter, building_area_m2
+from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
+from looking_glass.runtime.settings import WorkerSettings
+from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult, area_decimal
 from looking_glass.grid import quadkey
-from looking_glass.workunits import pack_runs
+from looking_glass.pipeline.workunits import pack_runs
 
 
 def free_port() -> int:
@@ -109,7 +109,7 @@ def main() -> None:
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tiles_port = free_port()
-    tiles_proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli", "serve-synthetic", "--port", str(tiles_port),
+    tiles_proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli.main", "serve-synthetic", "--port", str(tiles_port),
                                    "--latency-ms", str(args.latency_ms)], stdout=subprocess.DEVNULL)
     os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"})
     wait_for(f"http://127.0.0.1:{moto_port}/moto-api/")
@@ -138,7 +138,7 @@ def main() -> None:
         bare = len(images) / (time.perf_counter() - start)
 
         # (b) the worker, end to end.
-        from looking_glass.worker import Worker
+        from looking_glass.pipeline.worker import Worker
 
         names = ResourceNames.for_prefix(f"b{uuid.uuid4().hex[:8]}")
         resources = create_embedded_resources(session, names)

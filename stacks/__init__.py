@@ -24,7 +24,7 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from looking_glass.resources import DEFAULT_STACK_NAME, STACK_SUFFIXES
+from looking_glass.runtime.resources import DEFAULT_STACK_NAME, STACK_SUFFIXES
 
 from .config import ConfigError, DeploymentConfig
 from .inference import InferenceStack

@@ -48,7 +48,7 @@ class LambdaAssetError(RuntimeError):
 LAMBDA_SOURCES = ("looking_glass", "lambdas")
 # Never in the Lambda: bytecode, the (large) Keras models, and the worker-only TF modules.
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-_SKIP_PATHS = {Path("looking_glass/models")}
+_SKIP_PATHS = {Path("looking_glass/model/shipped")}
 _SKIP_SUFFIXES = {".pyc", ".pyo", ".keras", ".h5", ".hdf5", ".tflite", ".ckpt"}
 _TF_IMPORT = re.compile(rb"^\s*(?:import|from)\s+(?:tensorflow|keras|tf_keras)\b", re.MULTILINE)
 

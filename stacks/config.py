@@ -6,7 +6,7 @@ arrives as strings, so every parser accepts both. A bad value raises ``ConfigErr
 that names the context key, before any resource is built.
 
 The runtime settings that end up in the Lambda and Batch environments are checked once more by
-``looking_glass.settings`` itself at synth time (see ``stacks.ingest`` / ``stacks.inference``), so
+``looking_glass.runtime.settings`` itself at synth time (see ``stacks.ingest`` / ``stacks.inference``), so
 a value this module lets through but the code would reject still fails ``cdk synth``.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
-from looking_glass.resources import DEFAULT_STACK_NAME
-from looking_glass.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
-from looking_glass.workunits import MAX_TILES_PER_MESSAGE
+from looking_glass.runtime.resources import DEFAULT_STACK_NAME
+from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
+from looking_glass.pipeline.workunits import MAX_TILES_PER_MESSAGE
 
 # Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
 # knobs are discoverable there; these only matter when the app is built without cdk.json.

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from .nag import acknowledge
 
-# Item-level access to the results table: what looking_glass.store calls (GetItem, BatchGetItem,
+# Item-level access to the results table: what looking_glass.pipeline.store calls (GetItem, BatchGetItem,
 # Query, PutItem, UpdateItem and TransactWriteItems, which IAM authorizes as the PutItem,
 # UpdateItem and ConditionCheckItem it contains). No Scan, DeleteItem or BatchWriteItem, and no
 # index: the processes never list jobs (the CLI does, with the operator's own credentials).

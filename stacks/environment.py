@@ -1,7 +1,7 @@
 """The environment variables the stacks hand to the Lambda and to the Batch worker.
 
-Resource variables use the ENV_* names from ``looking_glass.resources``; runtime settings use the
-LG_* names that ``looking_glass.settings`` reads. Each environment is parsed at synth time by the
+Resource variables use the ENV_* names from ``looking_glass.runtime.resources``; runtime settings use the
+LG_* names that ``looking_glass.runtime.settings`` reads. Each environment is parsed at synth time by the
 very code that reads it at run time (``DeployedResources.from_env``, ``EnumeratorSettings.from_env``,
 ``WorkerSettings.from_env``), so a missing or invalid variable fails ``cdk synth``, not a job.
 Token values (``${Token[...]}``) are non-empty strings and pass those checks as they should.
@@ -13,8 +13,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
-from looking_glass import resources
-from looking_glass.settings import EnumeratorSettings, SettingsError, WorkerSettings
+from looking_glass.runtime import resources
+from looking_glass.runtime.settings import EnumeratorSettings, SettingsError, WorkerSettings
 
 from .config import DeploymentConfig
 

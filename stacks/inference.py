@@ -1,7 +1,7 @@
 """InferenceStack: the tile work queue and its dead-letter queue, the VPC, and the AWS Batch GPU
 environment that runs the inference worker (``batch_jobs/worker/main.py``).
 
-Queue settings come from ``looking_glass.resources`` (the embedded run uses the same ones).
+Queue settings come from ``looking_glass.runtime.resources`` (the embedded run uses the same ones).
 Workers are array jobs submitted by the enumerator Lambda; each drains the queue and exits when
 it stays empty, so the compute environment scales from 0 vCPUs back to 0.
 """
@@ -25,7 +25,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from looking_glass import resources
+from looking_glass.runtime import resources
 
 from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig

@@ -19,7 +19,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from looking_glass import resources
+from looking_glass.runtime import resources
 
 from .assets import LAMBDA_PYTHON_VERSION, stage_lambda_asset
 from .config import DeploymentConfig

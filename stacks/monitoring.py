@@ -2,7 +2,7 @@
 trouble.
 
 Widgets: tile queue depth (waiting and in flight), dead-letter queue depth, tiles done per minute
-(the worker's EMF metric, looking_glass.telemetry), Batch jobs by status, the enumerator Lambda's
+(the worker's EMF metric, looking_glass.pipeline.telemetry), Batch jobs by status, the enumerator Lambda's
 invocations, errors, throttles and duration, and the state of every alarm.
 
 AWS Batch publishes no job metrics of its own, so its "Batch Job State Change" events for this
@@ -26,7 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from looking_glass import resources
+from looking_glass.runtime import resources
 
 from .config import DeploymentConfig
 

@@ -8,7 +8,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from looking_glass import resources
+from looking_glass.runtime import resources
 
 from .nag import acknowledge
 

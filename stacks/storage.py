@@ -1,7 +1,7 @@
 """StorageStack: the trigger bucket (AOI uploads), the masks bucket, their access-log bucket and
 the results table (on demand, point-in-time recovery, deletion protection, retained).
 
-Key schema and billing mode come from ``looking_glass.resources.table_definition``, the same
+Key schema and billing mode come from ``looking_glass.runtime.resources.table_definition``, the same
 definition the embedded run creates, so the cloud table and the laptop table cannot drift.
 Physical names are left to CloudFormation; processes find them through the ENV_* variables.
 """
@@ -12,7 +12,7 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from looking_glass import resources
+from looking_glass.runtime import resources
 
 from .constructs import AccessLogBucket, SecureBucket
 

@@ -41,8 +41,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from looking_glass import resources
-from looking_glass.training_job import (  # one definition with the entry point and the CLI
+from looking_glass.runtime import resources
+from looking_glass.training.contract import (  # one definition with the entry point and the CLI
     CHECKPOINTS_PREFIX,
     METRIC_DEFINITIONS,
     MODELS_PREFIX,

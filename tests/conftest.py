@@ -7,13 +7,19 @@ import json
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
 
-from looking_glass.embedded import LOCAL_AWS_ENV
-from looking_glass.resources import ResourceNames, create_embedded_resources
-from looking_glass.tileserver import SyntheticTileServer
+from looking_glass.local.embedded import LOCAL_AWS_ENV
+from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
+from looking_glass.local.tileserver import SyntheticTileServer
+
+# Paths every test layer uses (tests/unit/..., tests/integration, tests/e2e, tests/infra).
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+SPACENET_SAMPLE = TESTS_DIR / "data" / "spacenet_atlanta_sample"
 
 SAMPLE_POLYGON = {
     "type": "Polygon",
@@ -83,7 +89,21 @@ def queued(sqs, queue_url: str) -> int:
 @pytest.fixture
 def fault_tiles():
     """A synthetic tile server of the test's own, whose tiles can be told to fail
-    (``set_fault``; see ``looking_glass.tileserver``) and which records every tile request
+    (``set_fault``; see ``looking_glass.local.tileserver``) and which records every tile request
     (``requests_for``). Without faults it serves as the usual server does."""
     with SyntheticTileServer() as server:
         yield server.record_requests()
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``looking-glass ARGV`` in process; (exit code, stdout, stderr)."""
+    try:
+        from looking_glass.cli.main import main
+
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=__import__("sys").stderr)
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -7,16 +7,16 @@ from decimal import Decimal
 import boto3
 from botocore.stub import Stubber
 
-from looking_glass.launchers import BatchLauncher
-from looking_glass.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
-from looking_glass.settings import EnumeratorSettings
-from looking_glass.store import TileResult
+from looking_glass.pipeline.launchers import BatchLauncher
+from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
+from looking_glass.runtime.settings import EnumeratorSettings
+from looking_glass.pipeline.store import TileResult
 
 
 def test_lambda_handler_imports_without_tensorflow():
     code = (
         "import sys; sys.path.insert(0, '.');"
-        "import lambdas.tile_enumerator.handler, looking_glass.enumerator, looking_glass.cover;"
+        "import lambdas.tile_enumerator.handler, looking_glass.pipeline.enumerator, looking_glass.tiling.cover;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'PIL', 'moto')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -3,7 +3,7 @@
     python -m training.train [--root DIR]
 
 The training image (``training/Dockerfile``) runs this as ``train``. ``--root`` defaults to the
-environment variable ``LG_SM_ROOT``, else ``/opt/ml``; ``looking_glass.train_local.run_local``
+environment variable ``LG_SM_ROOT``, else ``/opt/ml``; ``looking_glass.training.local.run_local``
 lays out a local root the same way and runs this module in a subprocess.
 
 Contract (the SageMaker training container layout, under the root)
@@ -17,14 +17,14 @@ Contract (the SageMaker training container layout, under the root)
     defaults.
 ``input/data/train`` (required), ``input/data/validation`` (optional)
     Each channel is either a prepared dataset (``manifest.json`` plus ``train/`` and
-    ``validation/`` shard folders, see :mod:`looking_glass.prepare`), of which the ``train``
+    ``validation/`` shard folders, see :mod:`looking_glass.datasets.prepare`), of which the ``train``
     channel uses the ``train`` split and the ``validation`` channel the ``validation`` split, or
     a folder holding ``shard-*.npz`` files directly. Both channels may point at the same dataset.
     Without a validation channel training still runs, with no validation metrics (it says so).
     Chips are held in memory (image uint8 and the head's target only).
 ``model/``
     ``model.keras`` (uncompiled) and its sidecar ``model.json`` in the format of
-    :mod:`looking_glass.inference` (model_id, version, trained, description, threshold, config)
+    :mod:`looking_glass.model.segmenter` (model_id, version, trained, description, threshold, config)
     plus a ``training`` record (hyperparameters, data, per-epoch metrics, elapsed time), so
     ``Segmenter.load("<root>/model/model.keras")`` works; ``export/`` (a TensorFlow SavedModel
     from Keras 3 ``model.export``, skipped with a warning if that fails); ``progress.gif``.
@@ -122,7 +122,8 @@ import numpy as np
 
 # SageMaker metric definitions for the per-epoch line (see the module docstring): one
 # definition, which the stack's training job uses too.
-from looking_glass.training_job import METRIC_DEFINITIONS
+from looking_glass.training.contract import METRIC_DEFINITIONS
+from looking_glass.training.augment import augment_batch
 
 DEFAULT_ROOT = "/opt/ml"
 EXIT_FAILURE = 1
@@ -258,7 +259,7 @@ def _float(lo=None, hi=None, lo_open=False, hi_open=False):
     return lambda k, v: _as_float(k, v, lo, hi, lo_open, hi_open)
 
 
-# The keys the job accepts. Model fields are passed to looking_glass.model.ModelConfig, which
+# The keys the job accepts. Model fields are passed to looking_glass.model.deeplab.ModelConfig, which
 # validates their combination (e.g. alpha for Xception, input_size for the backbone).
 HYPERPARAMETERS: dict[str, Spec] = {
     "epochs": Spec(_int(1), 10, "int >= 1", "epochs to train (in total, counting resumed ones)"),
@@ -302,7 +303,7 @@ def parse_hyperparameters(raw: dict) -> dict:
     Raises :class:`HyperparameterError` naming the key. Also returns ``config``, the
     ``ModelConfig`` of the model fields.
     """
-    from looking_glass.model import ModelConfig
+    from looking_glass.model.deeplab import ModelConfig
 
     if not isinstance(raw, dict):
         raise HyperparameterError(f"hyperparameters must be a JSON object, got {type(raw).__name__}")
@@ -489,18 +490,6 @@ def check_chip_size(chips: Chips, input_size: int) -> None:
 # Data pipeline
 
 
-def augment_batch(images: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
-    """Random 90-degree rotation and horizontal flip per chip, the same for image and target."""
-    images, targets = images.copy(), targets.copy()
-    for i in range(len(images)):
-        k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        img, t = np.rot90(images[i], k), np.rot90(targets[i], k)
-        if flip:
-            img, t = img[:, ::-1], t[:, ::-1]
-        images[i], targets[i] = img, t
-    return images, targets
-
-
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
@@ -545,7 +534,7 @@ def make_dataset(chips: Chips, hp: dict, initial_epoch: int):
 def compile_model(model, hp: dict):
     import keras
 
-    from looking_glass.metrics import sdt_huber, weighted_bce
+    from looking_glass.model.metrics import sdt_huber, weighted_bce
 
     if hp["bn_momentum"] is not None:
         for layer in _flat_layers(model):
@@ -572,7 +561,7 @@ def predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
 def validate(model, chips: Chips, hp: dict, stop) -> dict | None:
     """Dataset-level validation metrics: counts accumulated over every chip, scored once.
     ``None`` if a signal arrives meanwhile."""
-    from looking_glass.metrics import (
+    from looking_glass.model.metrics import (
         Counts,
         confusion_counts,
         scores_from_counts,
@@ -914,7 +903,7 @@ class Run:
     def setup_model(self) -> None:
         import keras
 
-        from looking_glass.model import build_deeplabv3plus
+        from looking_glass.model.deeplab import build_deeplabv3plus
 
         hp, cfg = self.hp, self.hp["config"]
         keras.utils.set_random_seed(hp["seed"])

@@ -1,6 +1,6 @@
 """AWS Batch entry point of the inference worker (also what the embedded run starts locally).
 
-Thin over ``looking_glass.worker``: read settings, load the model, drain the queue, exit.
+Thin over ``looking_glass.pipeline.worker``: read settings, load the model, drain the queue, exit.
 Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings (an unreadable imagery secret
 or GeoTIFF included); 3 model cannot be loaded.
 """
@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import boto3  # noqa: E402
 
-from looking_glass.resources import DeployedResources  # noqa: E402
-from looking_glass.settings import SettingsError, WorkerSettings  # noqa: E402
+from looking_glass.runtime.resources import DeployedResources  # noqa: E402
+from looking_glass.runtime.settings import SettingsError, WorkerSettings  # noqa: E402
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
         log.error("bad worker settings: %s", exc)
         return 2
     session = boto3.session.Session()
-    from looking_glass.imagery import ImagerySourceError, open_imagery
+    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
 
     try:
         # Before the model (slow to load): the token secret and the GeoTIFF are checked first.
@@ -42,7 +42,7 @@ def main() -> int:
         return 2
     log.info("imagery: %s", fetcher.public_name)
     try:
-        from looking_glass.inference import Segmenter
+        from looking_glass.model.segmenter import Segmenter
 
         segmenter = Segmenter.load(settings.model_path)
         if settings.xla or settings.mixed_precision:
@@ -50,7 +50,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
         log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
         return 3
-    from looking_glass.worker import Worker
+    from looking_glass.pipeline.worker import Worker
 
     log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
     worker = Worker(session, resources, settings, segmenter, fetcher=fetcher)

@@ -1,5 +1,5 @@
 """Lambda handler for S3 ObjectCreated events on the trigger bucket: thin over
-``looking_glass.enumerator``. Bad AOIs become FAILED job records; the handler only raises for
+``looking_glass.pipeline.enumerator``. Bad AOIs become FAILED job records; the handler only raises for
 infrastructure errors, which Lambda retries and then sends to the on-failure destination."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import boto3
 from aws_lambda_powertools import Logger
 
-from looking_glass.enumerator import Enumerator, objects_from_s3_event
-from looking_glass.launchers import launcher_for
-from looking_glass.resources import DeployedResources
-from looking_glass.settings import EnumeratorSettings
+from looking_glass.pipeline.enumerator import Enumerator, objects_from_s3_event
+from looking_glass.pipeline.launchers import launcher_for
+from looking_glass.runtime.resources import DeployedResources
+from looking_glass.runtime.settings import EnumeratorSettings
 
 logger = Logger(service="tile-enumerator")
 

@@ -1,0 +1,1 @@
+"""The ``looking-glass`` command line."""

@@ -1,0 +1,1 @@
+"""Imagery: where tiles come from (XYZ/TMS templates, tokens, GeoTIFF/COG) and how they are decoded."""

@@ -1,0 +1,233 @@
+"""A GeoTIFF or Cloud-Optimized GeoTIFF as an imagery source: web-mercator 256 px tiles.
+
+The worker's second imagery source (``LG_IMAGERY_GEOTIFF``), and what ``looking-glass
+serve-tiles`` serves. Tiles are read with rio-tiler (reprojected to web mercator, bilinear, as
+``looking-glass prepare --mode tiles`` does, so inference sees what training saw). The radiometry
+and nodata rules are prepare's own (:class:`looking_glass.datasets.prepare._Image`): bands chosen the same
+way (1 band becomes grey RGB; 3 bands are R, G, B; others must be named), uint8 passes through,
+anything else gets prepare's per-image percentile stretch (computed once when the image is
+opened), and a pixel is nodata where the dataset mask says so or all its bands are 0.
+
+Outcomes per tile: ``no_imagery`` when the tile does not touch the image's footprint; ``skipped``
+when it does but holds no valid pixel (nodata, black) or is one single colour; else an image, in
+which pixels outside the image or without data are black (0), as in training chips.
+
+Sources: a local path, or ``s3://bucket/key`` read in place by GDAL (``/vsis3/``, range requests,
+so a COG is never downloaded whole) with the credentials, region and endpoint of the boto3
+session; a custom endpoint (``AWS_ENDPOINT_URL``, e.g. the embedded moto server) is passed on to
+GDAL as ``AWS_S3_ENDPOINT`` with ``AWS_VIRTUAL_HOSTING=FALSE`` (and ``AWS_HTTPS=NO`` for http).
+Reads are thread-safe: each thread has its own open dataset.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from looking_glass.grid import TILE_SIZE
+from looking_glass.imagery.xyz import FetchedTile, TransientTileError, classify_rgb
+from looking_glass.pipeline.store import TILE_NO_IMAGERY, TILE_SKIPPED
+
+DEFAULT_STRETCH_PERCENTILES = (2.0, 98.0)  # prepare's default
+
+
+class GeoTiffError(ValueError):
+    """The GeoTIFF cannot be used as an imagery source (the message says which and why)."""
+
+
+def gdal_s3_env(session):
+    """A rasterio environment for /vsis3/ with the boto3 session's credentials (refreshed each
+    time the environment is entered), region and endpoint."""
+    import rasterio
+    from rasterio.session import AWSSession
+
+    opts = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    endpoint = None
+    parts = urlsplit(session.client("s3").meta.endpoint_url)
+    if parts.hostname and not parts.hostname.endswith(".amazonaws.com"):
+        endpoint = parts.netloc  # GDAL's AWS_S3_ENDPOINT: host[:port], no scheme
+        opts["AWS_VIRTUAL_HOSTING"] = "FALSE"  # path-style: http://host:port/bucket/key
+        opts["AWS_HTTPS"] = "YES" if parts.scheme == "https" else "NO"
+    return rasterio.Env(session=AWSSession(session=session, endpoint_url=endpoint), **opts)
+
+
+def _check_s3_object(session, uri: str) -> None:
+    """A clear error for a missing or unreadable object (GDAL would only say 'not recognized')."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri[5:].partition("/")
+    try:
+        session.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+            raise GeoTiffError(f"{uri}: no such S3 object") from None
+        raise GeoTiffError(f"{uri}: cannot read the S3 object ({code or exc})") from None
+    except BotoCoreError as exc:
+        raise GeoTiffError(f"{uri}: cannot reach S3 ({type(exc).__name__})") from None
+
+
+class GeoTiffTiles:
+    """Web-mercator XYZ tiles (256 px) of one GeoTIFF/COG; ``fetch`` gives FetchedTile."""
+
+    def __init__(
+        self,
+        source: str,
+        bands: tuple[int, ...] | None = None,
+        stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES,
+        session=None,
+    ):
+        from looking_glass.datasets.prepare import PrepareConfig, PrepareError, _Image, _open_image, _select_bands
+
+        self.source = str(source)
+        self.public_name = self.source
+        self.is_s3 = self.source.startswith("s3://")
+        self._session = None
+        if self.is_s3:
+            import boto3
+
+            self._session = session or boto3.session.Session()
+            _check_s3_object(self._session, self.source)
+        elif not Path(self.source).is_file():
+            raise GeoTiffError(f"{self.source}: no such file")
+        try:
+            PrepareConfig(bands=bands, stretch_percentiles=stretch_percentiles).validate()
+            with self._env():
+                src = _open_image(self.source, self.source)
+                try:
+                    self._image = _Image(
+                        src, self.source, _select_bands(src.count, bands, self.source), stretch_percentiles
+                    )
+                    self._outline = self._mercator_outline(src)
+                except BaseException:
+                    src.close()
+                    raise
+        except PrepareError as exc:
+            raise GeoTiffError(str(exc)) from None
+        self.bands = self._image.bands
+        # rio-tiler warns on every reader of an image without overviews; fine at zoom 18.
+        from rio_tiler.errors import NoOverviewWarning
+
+        warnings.filterwarnings("ignore", category=NoOverviewWarning)
+        self._lock = threading.Lock()
+        self._open: list = [src]
+        self._local = threading.local()
+        self._local.src = src
+
+    # ---- opening ---------------------------------------------------------------------------
+    def _env(self):
+        import rasterio
+
+        if not self.is_s3:
+            return rasterio.Env()
+        return gdal_s3_env(self._session)
+
+    @staticmethod
+    def _mercator_outline(src):
+        """The image's footprint in web mercator (densified edges), as a shapely polygon."""
+        import shapely
+        from rasterio.warp import transform
+
+        k = 32
+        edge = np.linspace(0.0, 1.0, k, endpoint=False)
+        cols = np.concatenate([edge, np.ones(k), 1 - edge, np.zeros(k)]) * src.width
+        rows = np.concatenate([np.zeros(k), edge, np.ones(k), 1 - edge]) * src.height
+        xs, ys = src.transform @ (cols, rows)
+        mx, my = transform(src.crs, "EPSG:3857", list(xs), list(ys))
+        outline = shapely.Polygon(np.column_stack([mx, my]))
+        shapely.prepare(outline)
+        return outline
+
+    def _reader(self, reopen: bool = False):
+        """This thread's rio-tiler reader on its own dataset (opened in the caller's GDAL
+        environment)."""
+        import rasterio
+        from rio_tiler.io import Reader
+
+        reader = getattr(self._local, "reader", None)
+        if reader is None or reopen:
+            src = self._local.__dict__.pop("src", None)  # the one opened by __init__ on this thread
+            if src is None or reopen:
+                src = rasterio.open(self.source)
+                with self._lock:
+                    self._open.append(src)
+            reader = self._local.reader = Reader(self.source, dataset=src)
+        return reader
+
+    def close(self) -> None:
+        with self._lock:
+            for src in self._open:
+                src.close()
+            self._open.clear()
+
+    def __enter__(self) -> "GeoTiffTiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- tiles -----------------------------------------------------------------------------
+    def overlaps(self, x: int, y: int, z: int) -> bool:
+        """Whether tile z/x/y touches the image's footprint."""
+        import mercantile
+        import shapely
+
+        b = mercantile.xy_bounds(x, y, z)
+        return self._outline.intersects(shapely.box(b.left, b.bottom, b.right, b.top))
+
+    def read(self, x: int, y: int, z: int) -> np.ndarray | None:
+        """(3, 256, 256) float32 of the selected bands, NaN where there is no data; None when the
+        tile is outside the image."""
+        from rasterio.errors import RasterioError
+        from rio_tiler.errors import TileOutsideBounds
+
+        if not (0 <= x < 2**z and 0 <= y < 2**z) or not self.overlaps(x, y, z):
+            return None
+        last = None
+        for attempt in range(2):  # a second try on a fresh dataset (expired S3 credentials)
+            try:
+                with self._env():
+                    img = self._reader(reopen=attempt > 0).tile(
+                        x, y, z, tilesize=TILE_SIZE, indexes=self._image.unique,
+                        resampling_method="bilinear", reproject_method="bilinear",
+                    )
+                break
+            except TileOutsideBounds:
+                return None
+            except RasterioError as exc:
+                last = exc
+        else:
+            raise TransientTileError(f"tile {z}/{x}/{y}: reading {self.source} failed: {type(last).__name__}")
+        data = np.asarray(img.array.data, dtype=np.float32)[self._image.pos]
+        valid = self._image._valid(data, img.mask)
+        data[:, ~valid] = np.nan
+        return data
+
+    def fetch(self, x: int, y: int, z: int) -> FetchedTile:
+        data = self.read(x, y, z)
+        if data is None:
+            return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason="outside the image")
+        if np.isnan(data).any(0).all():
+            return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="no data in the image (nodata)")
+        return classify_rgb(x, y, z, self._image.to_uint8(data))
+
+    def png(self, x: int, y: int, z: int) -> bytes | None:
+        """The tile as an RGBA PNG (transparent where there is no data), None outside the image:
+        what ``serve-tiles`` answers."""
+        import io
+
+        from PIL import Image
+
+        data = self.read(x, y, z)
+        if data is None:
+            return None
+        rgba = np.empty((TILE_SIZE, TILE_SIZE, 4), np.uint8)
+        rgba[..., :3] = self._image.to_uint8(data)
+        rgba[..., 3] = np.where(np.isnan(data).any(0), 0, 255)
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+        return buf.getvalue()

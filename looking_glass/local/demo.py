@@ -1,0 +1,154 @@
+"""``looking-glass demo``: the whole pipeline on the embedded default, from upload to a map."""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from pathlib import Path
+
+from looking_glass.tiling.aoi import parse_aoi
+from looking_glass.local.embedded import EmbeddedStack
+from looking_glass.model.segmenter import building_area_m2
+from looking_glass.results.figures import draw_map, results_geojson, summary_table, tile_counts, write_json
+from looking_glass.pipeline.store import COMPLETE, FAILED, ResultsStore
+from looking_glass.datasets.synthetic import render_tile
+
+SAMPLE_AOI = "sample_aoi.geojson"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def sample_aoi_bytes() -> bytes:
+    return importlib.resources.files("looking_glass").joinpath("data", SAMPLE_AOI).read_bytes()
+
+
+def wait_for_job(stack: EmbeddedStack, store: ResultsStore, job_id: str, timeout_s: float, progress=True) -> dict:
+    """Follow a job until it is final, with a progress bar of tiles with a final status."""
+    from tqdm import tqdm
+
+    deadline = time.monotonic() + timeout_s
+    bar = None
+    last_final, last_change = -1, time.monotonic()
+    try:
+        while True:
+            job = store.get_job(job_id)
+            now = time.monotonic()
+            if job and "tiles_total" in job and bar is None and progress:
+                bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc="tiles", mininterval=1.0)
+            if job and bar is not None:
+                final = int(job.get("tiles_final", 0))
+                bar.update(final - bar.n)
+                bar.set_postfix(done=int(job["tiles_done"]), failed=int(job["tiles_failed"]), refresh=False)
+            if job and job["status"] in (COMPLETE, FAILED):
+                return job
+            final = int(job.get("tiles_final", 0)) if job else 0
+            if final != last_final:
+                last_final, last_change = final, now
+            if stack.handler_errors:
+                raise DemoError(f"tile enumerator failed: {stack.handler_errors[-1]}")
+            if job and job["status"] != "ENQUEUEING" and stack.launcher.running() == 0 and now - last_change > 10:
+                raise DemoError(
+                    f"workers exited with job {job_id} at {final}/{job['tiles_total']} tiles; "
+                    f"see {stack.launcher.log_dir}"
+                )
+            if now > deadline:
+                raise DemoError(f"job {job_id} not finished after {timeout_s:.0f} s")
+            time.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def truth_area_m2(items: list[dict]) -> float:
+    """Exact building area of the synthetic world over the tiles that were processed."""
+    total = 0.0
+    for item in items:
+        if item["status"] == "done":
+            x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
+            total += building_area_m2(render_tile(z, x, y)[1], x, y, z)
+    return total
+
+
+def run_demo(
+    out_dir: Path,
+    aoi_bytes: bytes | None = None,
+    aoi_filename: str = SAMPLE_AOI,
+    workers: int = 2,
+    model_path: str = "",
+    timeout_s: float = 280.0,
+    progress: bool = True,
+) -> dict:
+    started = time.monotonic()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = aoi_bytes if aoi_bytes is not None else sample_aoi_bytes()
+    aoi = parse_aoi(data, default_name=Path(aoi_filename).stem)  # refuse a bad AOI before upload
+
+    worker_env = {"LG_MODEL_PATH": model_path} if model_path else {}
+    with EmbeddedStack(out_dir, workers=workers, worker_env=worker_env) as stack:
+        job_id = stack.upload_aoi(aoi_filename, data)
+        store = ResultsStore(stack.session.client("dynamodb"), stack.resources.results_table)
+        job = wait_for_job(stack, store, job_id, timeout_s, progress)
+        if job["status"] == FAILED:
+            raise DemoError(f"job {job_id} failed: {job.get('reason')}")
+        items = store.tile_items(job_id)
+        counts = tile_counts(items)
+        model = {k: items[0].get(k) for k in ("model_id", "model_version")} if items else {}
+        model.update(_model_info(model_path))
+        write_json(out_dir / "results.geojson", results_geojson(items))
+        draw_map(
+            items,
+            stack.tile_url_template,
+            out_dir / "map.png",
+            title=f"{aoi.name}: building area per zoom-18 tile ({model.get('model_id')})",
+            aoi=aoi.geometry,
+        )
+        truth = truth_area_m2(items)
+
+    area = float(job["building_area_m2"])
+    summary = {
+        "job_id": job_id,
+        "aoi": aoi.name,
+        "status": job["status"],
+        "tiles_total": int(job["tiles_total"]),
+        "tiles_done": int(job["tiles_done"]),
+        "tiles_failed": int(job["tiles_failed"]),
+        "tiles_no_imagery": int(job["tiles_no_imagery"]),
+        "tiles_skipped": int(job["tiles_skipped"]),
+        "result_items": len(items),
+        "building_area_m2": round(area, 3),
+        "truth_area_m2": round(truth, 3),
+        "area_error_pct": round(100 * (area - truth) / truth, 2) if truth else None,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "model": model,
+        "model_trained": model.get("trained"),
+        "outputs": ["summary.json", "results.geojson", "map.png"],
+    }
+    if counts["done"] != summary["tiles_done"] or len(items) != summary["tiles_total"]:
+        raise DemoError(f"job totals disagree with its tile items: {counts} vs {summary}")
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _model_info(model_path: str) -> dict:
+    """What the demo says about its model, without loading TensorFlow in this process."""
+    import json
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    path = Path(model_path) if model_path else SHIPPED_MODEL
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        meta = json.loads(sidecar.read_text())
+        return {"trained": bool(meta.get("trained", True)), "description": meta.get("description", "")}
+    return {"trained": False, "description": "untrained DeepLab V3+ (random weights): areas are not meaningful"}
+
+
+def print_summary(summary: dict) -> None:
+    print(summary_table({**summary, "model": summary["model"].get("model_id")}))
+    if not summary.get("model_trained"):
+        print("NOTE: the model is untrained (no trained model in the repo yet); building areas are not meaningful.")
+    else:
+        print(f"model: {summary['model'].get('description')}")

@@ -1,0 +1,233 @@
+"""Where the results commands find a deployment: a CDK stack by name, or the embedded run.
+
+``--stack NAME`` reads the CloudFormation outputs of the stacks ``NAME<suffix>`` for each suffix in
+``resources.STACK_SUFFIXES`` (the output keys are ``resources.OUTPUT_*``, which the stacks
+declare). Without ``--stack`` the commands use the embedded run that ``looking-glass up`` keeps
+running: it writes a small state file (endpoint, resource names, tile URL template, its pid),
+by default ``~/.looking-glass/embedded.json`` (``--embedded FILE`` or ``LG_EMBEDDED_STATE``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from looking_glass.runtime import resources
+from looking_glass.runtime.resources import DeployedResources
+
+STATE_VERSION = 1
+ENV_EMBEDDED_STATE = "LG_EMBEDDED_STATE"
+STACK_NAME_PATTERN = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,110}$")
+
+# Stack output -> DeployedResources field; all are required.
+REQUIRED_OUTPUTS = {
+    resources.OUTPUT_TRIGGER_BUCKET: "trigger_bucket",
+    resources.OUTPUT_MASKS_BUCKET: "masks_bucket",
+    resources.OUTPUT_RESULTS_TABLE: "results_table",
+    resources.OUTPUT_TILE_QUEUE_URL: "tile_queue_url",
+    resources.OUTPUT_TILE_DLQ_URL: "tile_dlq_url",
+}
+
+
+class DeploymentError(RuntimeError):
+    """The deployment cannot be found or reached; the message says why and what to do."""
+
+
+@dataclass
+class Deployment:
+    kind: str  # "stack" or "embedded"
+    name: str  # the stack name, or the state file
+    resources: DeployedResources
+    session: boto3.session.Session
+    endpoint_url: str | None = None
+    tile_url_template: str | None = None
+    outputs: dict | None = None
+
+    def client(self, service: str, **kwargs):
+        if self.endpoint_url:
+            kwargs.setdefault("endpoint_url", self.endpoint_url)
+        return self.session.client(service, **kwargs)
+
+    def describe(self) -> str:
+        if self.kind == "stack":
+            return f"stack {self.name}"
+        return f"embedded run at {self.endpoint_url} ({self.name})"
+
+
+# ---- --stack NAME ------------------------------------------------------------------------------
+def stack_names(name: str | None) -> list[str]:
+    base = name or resources.DEFAULT_STACK_NAME
+    if not STACK_NAME_PATTERN.match(base):
+        raise DeploymentError(
+            f"invalid stack name {base!r}: a CloudFormation name starts with a letter and has only "
+            "letters, digits and hyphens"
+        )
+    return [f"{base}{suffix}" for suffix in resources.STACK_SUFFIXES]
+
+
+def resolve_stack(name: str | None, session: boto3.session.Session | None = None) -> Deployment:
+    """Resources of the deployed stacks ``NAME<suffix>`` from their CloudFormation outputs."""
+    names = stack_names(name)
+    base = name or resources.DEFAULT_STACK_NAME
+    session = session or boto3.session.Session()
+    try:
+        cfn = session.client("cloudformation")
+    except NoRegionError:
+        raise DeploymentError("no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION") from None
+    outputs: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for stack in names:
+        try:
+            described = cfn.describe_stacks(StackName=stack)["Stacks"]
+        except NoCredentialsError:
+            raise DeploymentError("no AWS credentials found (configure a profile or AWS_* variables)") from None
+        except ClientError as exc:
+            message = exc.response["Error"].get("Message", "")
+            if exc.response["Error"]["Code"] == "ValidationError" and "does not exist" in message:
+                continue
+            raise DeploymentError(f"cannot read stack {stack}: {message or exc}") from None
+        except BotoCoreError as exc:
+            raise DeploymentError(f"cannot reach CloudFormation: {exc}") from None
+        for desc in described:
+            found[stack] = desc.get("StackStatus", "?")
+            for out in desc.get("Outputs", []) or []:
+                outputs[out["OutputKey"]] = out["OutputValue"]
+    if not found:
+        raise DeploymentError(
+            f"no stack of deployment {base!r} found in region {cfn.meta.region_name} "
+            f"(looked for {', '.join(names)}); deploy with `npx cdk deploy --all` or check --stack"
+        )
+    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    if missing:
+        seen = ", ".join(f"{s} ({status})" for s, status in found.items())
+        raise DeploymentError(
+            f"deployment {base!r} lacks the stack outputs {', '.join(missing)}; "
+            f"stacks found: {seen}. Is the deployment complete and up to date?"
+        )
+    res = DeployedResources(**{field: outputs[key] for key, field in REQUIRED_OUTPUTS.items()})
+    return Deployment("stack", base, res, session, outputs=outputs)
+
+
+# ---- the embedded run --------------------------------------------------------------------------
+def default_state_path() -> Path:
+    env = os.environ.get(ENV_EMBEDDED_STATE)
+    return Path(env) if env else Path.home() / ".looking-glass" / "embedded.json"
+
+
+def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str) -> dict:
+    state = {
+        "version": STATE_VERSION,
+        "pid": os.getpid(),
+        "endpoint_url": endpoint_url,
+        "resources": asdict(res),
+        "tile_url_template": tile_url_template,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(path)
+    return state
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolve_embedded(path: Path | None = None) -> Deployment:
+    """The embedded run that ``looking-glass up`` keeps running, from its state file."""
+    from looking_glass.local.embedded import LOCAL_AWS_ENV
+
+    path = Path(path) if path else default_state_path()
+    if not path.is_file():
+        raise DeploymentError(
+            f"no embedded run ({path} not found): start one with `looking-glass up` in another "
+            "terminal, or pass --stack NAME for a deployed stack"
+        )
+    try:
+        state = json.loads(path.read_text())
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported version {state.get('version')!r}")
+        res = DeployedResources(**state["resources"])
+        endpoint, pid = str(state["endpoint_url"]), int(state["pid"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeploymentError(f"embedded state file {path} is not valid: {exc}") from None
+    if not _pid_alive(pid):
+        raise DeploymentError(
+            f"the embedded run of {path} (pid {pid}) is no longer running: start it again with "
+            "`looking-glass up` (its data lived in memory and is gone)"
+        )
+    session = boto3.session.Session(
+        aws_access_key_id=LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
+        region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
+    )
+    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"))
+
+
+def resolve(stack: str | None, embedded: str | None) -> Deployment:
+    """``--stack NAME`` if given, else the embedded run's state file."""
+    if stack is not None and embedded is not None:
+        raise DeploymentError("give either --stack or --embedded, not both")
+    if stack is not None:
+        return resolve_stack(stack or None)
+    return resolve_embedded(Path(embedded) if embedded else None)
+
+
+# ---- looking-glass up --------------------------------------------------------------------------
+def run_embedded(
+    state_path: Path,
+    work_dir: Path,
+    workers: int = 1,
+    ready=None,
+    stop_event: threading.Event | None = None,
+    poll_s: float = 2.0,
+    worker_env: dict[str, str] | None = None,
+) -> None:
+    """Keep an embedded run up until SIGINT/SIGTERM (or ``stop_event``), with its state file.
+
+    Besides the enumerator (started by uploads), it starts local workers whenever the tile
+    queue holds work and none is running: that is how `retry` gets workers here.
+    """
+    from looking_glass.local.embedded import EmbeddedStack
+
+    stop = stop_event or threading.Event()
+    if stop_event is None and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env)
+    try:
+        stack.start()
+        state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template)
+        if ready:
+            ready(state)
+        sqs = stack.session.client("sqs")
+        while not stop.wait(poll_s):
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=stack.resources.tile_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            if int(attrs["ApproximateNumberOfMessages"]) > 0 and stack.launcher.running() == 0:
+                stack.launcher.launch("queue", workers)
+    finally:
+        try:
+            if json.loads(state_path.read_text()).get("pid") == os.getpid():
+                state_path.unlink()
+        except (OSError, ValueError):
+            pass
+        stack.stop()

@@ -1,0 +1,181 @@
+"""The embedded run: the whole pipeline on one machine with no AWS account.
+
+moto's server plays AWS on 127.0.0.1 (ephemeral port), resources come from ``resources``, the
+synthetic world is served over HTTP, and S3 notifications reach the real Lambda handler through
+an SQS queue that a poller here drains (moto cannot invoke Lambda functions without Docker).
+The handler's local launcher starts the real Batch worker entry point as processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from looking_glass import SOURCE_ROOT
+from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
+from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
+from looking_glass.local.tileserver import SyntheticTileServer
+
+log = logging.getLogger(__name__)
+
+# moto accepts any credentials; these keep boto3 from looking for real ones.
+LOCAL_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "looking-glass-local",
+    "AWS_SECRET_ACCESS_KEY": "looking-glass-local",
+    "AWS_SESSION_TOKEN": "looking-glass-local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class LocalLambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name: str = "looking-glass-tile-enumerator-local"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    aws_request_id: str = ""
+
+
+def load_enumerator_handler():
+    """The Lambda's own handler function, imported from the source tree."""
+    if str(SOURCE_ROOT) not in sys.path:
+        sys.path.insert(0, str(SOURCE_ROOT))
+    from lambdas.tile_enumerator.handler import handler
+
+    return handler
+
+
+class EmbeddedStack:
+    def __init__(
+        self,
+        work_dir: Path,
+        workers: int = 1,
+        tile_url_template: str | None = None,
+        tile_latency_s: float = 0.0,
+        worker_env: dict[str, str] | None = None,
+    ):
+        self.work_dir = Path(work_dir)
+        self.workers = workers
+        self.external_tiles = tile_url_template
+        self.tile_latency_s = tile_latency_s
+        self.worker_env = worker_env or {}
+        self.names = ResourceNames.for_prefix("looking-glass")
+        self._saved_env: dict[str, str | None] = {}
+        self._stop = threading.Event()
+        self.handler_errors: list[str] = []
+
+    # ---- start / stop --------------------------------------------------------------------
+    def start(self) -> "EmbeddedStack":
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        self._set_env({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint_url})
+        self.session = boto3.session.Session()
+        self.resources: DeployedResources = create_embedded_resources(self.session, self.names)
+
+        self.tiles = None
+        if self.external_tiles is None:
+            self.tiles = SyntheticTileServer(latency_s=self.tile_latency_s).start()
+        self.tile_url_template = self.external_tiles or self.tiles.url_template
+
+        worker_env = {
+            **LOCAL_AWS_ENV,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            **self.resources.to_env(),
+            "LG_TILE_URL_TEMPLATE": self.tile_url_template,
+            "LG_IDLE_EXIT_S": "3",
+            "LG_POLL_WAIT_S": "1",
+            **self.worker_env,
+        }
+        self.launcher = LocalProcessLauncher(worker_env, self.work_dir / "logs", self.workers)
+        register_local_launcher(self.launcher)
+        self._set_env(
+            {
+                **self.resources.to_env(),
+                "LG_WORKER_LAUNCHER": "local",
+                "LG_MAX_WORKERS": str(self.workers),
+                "LG_TILES_PER_WORKER": os.environ.get("LG_TILES_PER_WORKER", "100"),
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            }
+        )
+        self.events_url = self.session.client("sqs").get_queue_url(QueueName=self.names.aoi_events_queue)[
+            "QueueUrl"
+        ]
+        self._poller = threading.Thread(target=self._lambda_poller, daemon=True)
+        self._poller.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if hasattr(self, "_poller"):
+            self._poller.join(timeout=10)
+        if hasattr(self, "launcher"):
+            self.launcher.stop()
+            register_local_launcher(None)
+        if getattr(self, "tiles", None):
+            self.tiles.stop()
+        if hasattr(self, "moto"):
+            self.moto.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    # ---- the local Lambda runtime --------------------------------------------------------
+    def _lambda_poller(self) -> None:
+        """Deliver S3 notifications to the real handler, as the Lambda service would."""
+        handler = load_enumerator_handler()
+        sqs = self.session.client("sqs")
+        while not self._stop.is_set():
+            resp = sqs.receive_message(QueueUrl=self.events_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for message in resp.get("Messages", []):
+                event = json.loads(message["Body"])
+                if "Records" in event:
+                    try:
+                        handler(event, LocalLambdaContext(aws_request_id=str(uuid.uuid4())))
+                    except Exception as exc:  # noqa: BLE001 - Lambda would retry; so do we
+                        log.exception("tile enumerator failed; the event will be redelivered")
+                        self.handler_errors.append(repr(exc))
+                        continue
+                sqs.delete_message(QueueUrl=self.events_url, ReceiptHandle=message["ReceiptHandle"])
+
+    # ---- conveniences for the CLI and tests ----------------------------------------------
+    def upload_aoi(self, filename: str, data: bytes) -> str:
+        """Upload an AOI to the trigger bucket; returns the id of the job it starts."""
+        return upload_aoi(self.session.client("s3"), self.resources.trigger_bucket, filename, data)
+
+
+def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
+    """Upload AOI bytes under the trigger prefix; returns the job id the enumerator will use."""
+    from looking_glass.runtime.resources import TRIGGER_PREFIX
+    from looking_glass.pipeline.store import job_id_for
+
+    key = f"{TRIGGER_PREFIX}{filename}"
+    resp = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
+    return job_id_for(bucket, key, resp["ETag"])

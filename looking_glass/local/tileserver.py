@@ -1,0 +1,224 @@
+"""A local XYZ tile server (real HTTP on 127.0.0.1) for the synthetic world.
+
+Serves ``/{z}/{x}/{y}.png``; ``/{z}/{x}/{y}.mask.png`` serves the ground-truth mask. An optional
+per-request latency imitates a remote imagery provider.
+
+Fault injection (for tests; off unless set): ``set_fault(z, x, y, kind, times=None)`` makes the
+image requests of one tile misbehave, the first ``times`` of them (every one with ``None``), and
+then serve normally. Kinds (``FAULT_KINDS``): ``not_found`` (404), ``no_content`` (204),
+``server_error`` (500, or ``status=``), ``rate_limited`` (429 with ``Retry-After: retry_after``),
+``slow`` (answers only after ``delay_s``, or when ``release()`` is called), ``truncated`` (the
+connection closes half-way through the body), ``corrupt`` (a cut-off PNG), ``html`` (an HTML page
+with status 200), ``wrong_size`` (a 128x128 PNG), ``blank`` (a single-colour tile).
+Once ``record_requests()`` (or ``set_fault``) has been called, ``requests_for(z, x, y)`` gives the
+times (monotonic) of every image request of a tile; by default nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+from looking_glass.datasets.synthetic import png_bytes, render_tile
+
+TILE_PATH = re.compile(r"^/(\d{1,2})/(\d+)/(\d+)(\.mask)?\.png$")
+FAULT_KINDS = (
+    "not_found", "no_content", "server_error", "rate_limited", "slow", "truncated",
+    "corrupt", "html", "wrong_size", "blank",
+)
+
+
+@dataclass
+class TileFault:
+    """How one tile misbehaves: the first ``times`` requests (all with None), then it recovers."""
+
+    kind: str
+    times: int | None = None
+    status: int = 500  # server_error
+    retry_after: float = 1.0  # rate_limited
+    delay_s: float = 30.0  # slow: longer than any sane client timeout unless released
+
+
+@lru_cache(maxsize=4096)
+def _tile_png(z: int, x: int, y: int, mask: bool) -> bytes:
+    image, truth = render_tile(z, x, y)
+    if mask:
+        return png_bytes((truth * 255).astype(np.uint8))
+    return png_bytes(image)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        match = TILE_PATH.match(self.path.split("?", 1)[0])
+        if not match:
+            self.send_error(404, "not a tile path")
+            return
+        z, x, y = (int(match.group(i)) for i in (1, 2, 3))
+        if not (0 <= z <= 24 and 0 <= x < 2**z and 0 <= y < 2**z):
+            self.send_error(404, "tile outside the grid")
+            return
+        fault = None if match.group(4) else self.server.take_fault(z, x, y)
+        if self.server.latency_s:
+            time.sleep(self.server.latency_s)
+        if fault is not None:
+            try:
+                self._misbehave(fault, z, x, y)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+                pass
+            return
+        if self.server.tile_source is not None:  # e.g. a GeoTIFF (looking-glass serve-tiles)
+            try:
+                body = None if match.group(4) else self.server.tile_source(z, x, y)
+            except Exception:  # noqa: BLE001 - a read error is the server's, not the client's
+                self.send_error(500, "cannot read the tile")
+                return
+            if body is None:
+                self.send_error(404, "no imagery here")
+                return
+        else:
+            body = _tile_png(z, x, y, bool(match.group(4)))
+        self._send(200, body, "image/png")
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _misbehave(self, fault: TileFault, z: int, x: int, y: int) -> None:
+        kind = fault.kind
+        if kind == "not_found":
+            self._send(404, b"no tile here", "text/plain")
+        elif kind == "no_content":
+            self._send(204, b"", "text/plain")
+        elif kind == "server_error":
+            self._send(fault.status, b"upstream trouble", "text/plain")
+        elif kind == "rate_limited":
+            self._send(429, b"slow down", "text/plain", {"Retry-After": f"{fault.retry_after:g}"})
+        elif kind == "slow":
+            self.server.wake_event().wait(fault.delay_s)
+            self._send(200, _tile_png(z, x, y, False), "image/png")
+        elif kind == "truncated":
+            body = _tile_png(z, x, y, False)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        elif kind == "corrupt":
+            self._send(200, _tile_png(z, x, y, False)[:300], "image/png")
+        elif kind == "html":
+            self._send(200, b"<html><body><h1>Service unavailable</h1></body></html>", "text/html")
+        elif kind == "wrong_size":
+            half = np.ascontiguousarray(render_tile(z, x, y)[0][::2, ::2])
+            self._send(200, png_bytes(half), "image/png")
+        elif kind == "blank":
+            self._send(200, png_bytes(np.full((256, 256, 3), 200, np.uint8)), "image/png")
+
+    def log_message(self, *args):  # quiet: the demo shows a progress bar instead
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    latency_s = 0.0
+    tile_source = None  # callable (z, x, y) -> PNG bytes, or None for 404; None: synthetic
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        self.faults: dict[tuple[int, int, int], TileFault] = {}
+        self.requests: defaultdict[tuple[int, int, int], list[float]] = defaultdict(list)
+        self.recording = False
+        self._wake = threading.Event()
+
+    def take_fault(self, z: int, x: int, y: int) -> TileFault | None:
+        """Record an image request (when recording); the fault it gets, if any (counting one of
+        its ``times``)."""
+        with self.lock:
+            if self.recording:
+                self.requests[(z, x, y)].append(time.monotonic())
+            fault = self.faults.get((z, x, y))
+            if fault is None:
+                return None
+            if fault.times is not None:
+                if fault.times <= 0:
+                    return None
+                fault.times -= 1
+            return fault
+
+    def wake_event(self) -> threading.Event:
+        with self.lock:
+            return self._wake
+
+
+class SyntheticTileServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0, tile_source=None):
+        self.httpd = _Server((host, port), _Handler)
+        self.httpd.latency_s = latency_s
+        self.httpd.tile_source = tile_source
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url_template(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/{{z}}/{{x}}/{{y}}.png"
+
+    # ---- fault injection (tests) ---------------------------------------------------------
+    def set_fault(self, z: int, x: int, y: int, kind: str, times: int | None = None, **params) -> None:
+        """Make tile z/x/y misbehave for its next ``times`` image requests (None: all of them)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
+        with self.httpd.lock:
+            self.httpd.faults[(z, x, y)] = TileFault(kind, times, **params)
+            self.httpd.recording = True
+
+    def record_requests(self) -> "SyntheticTileServer":
+        """From now on remember when each tile was requested (see ``requests_for``)."""
+        with self.httpd.lock:
+            self.httpd.recording = True
+        return self
+
+    def clear_faults(self) -> None:
+        """Every tile serves normally again, and the recorded requests are forgotten."""
+        with self.httpd.lock:
+            self.httpd.faults.clear()
+            self.httpd.requests.clear()
+
+    def release(self) -> None:
+        """Let every ``slow`` request that is waiting answer now."""
+        with self.httpd.lock:
+            waiting, self.httpd._wake = self.httpd._wake, threading.Event()
+        waiting.set()
+
+    def requests_for(self, z: int, x: int, y: int) -> list[float]:
+        with self.httpd.lock:
+            return list(self.httpd.requests.get((z, x, y), ()))
+
+    def start(self) -> "SyntheticTileServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,1 @@
+"""The inference pipeline: work units, the enumerator, workers, the results store, job operations."""

@@ -1,0 +1,179 @@
+"""The tile enumerator: one uploaded AOI becomes a job record, work units on SQS, and workers.
+
+Pure logic behind the Lambda handler (``lambdas/tile_enumerator``). Idempotent: the job id comes
+from bucket/key/version, so a duplicate S3 event finds its job and enqueues nothing twice; an
+invocation that died half-way (job still ENQUEUEING) is finished by the redelivery, and any
+message sent twice is harmless because tile results are written once per tile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from looking_glass.tiling.aoi import AoiError, parse_aoi
+from looking_glass.tiling.cover import count_tiles, tile_runs
+from looking_glass.grid import ZOOM
+from looking_glass.runtime.resources import DeployedResources
+from looking_glass.runtime.settings import EnumeratorSettings
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, job_id_for
+from looking_glass.pipeline.workunits import pack_runs
+
+log = logging.getLogger(__name__)
+
+MAX_AOI_BYTES = 50 * 1024 * 1024
+SQS_BATCH = 10
+
+
+@dataclass(frozen=True)
+class AoiObject:
+    bucket: str
+    key: str
+    version: str | None
+    etag: str
+
+
+def _chunks(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def objects_from_s3_event(event: dict) -> list[AoiObject]:
+    """The objects named by an S3 event notification (keys arrive URL-encoded)."""
+    out = []
+    for record in event.get("Records", []):
+        s3 = record.get("s3", {})
+        bucket = s3.get("bucket", {}).get("name")
+        obj = s3.get("object", {})
+        if not bucket or "key" not in obj:
+            log.warning("ignoring S3 event record without bucket or key: %s", record)
+            continue
+        version = obj.get("versionId") or None
+        etag = obj.get("eTag") or version or "unknown"
+        out.append(AoiObject(bucket, unquote_plus(obj["key"]), version, etag))
+    return out
+
+
+class Enumerator:
+    def __init__(self, session, resources: DeployedResources, settings: EnumeratorSettings, launcher):
+        self.s3 = session.client("s3")
+        self.sqs = session.client(
+            "sqs", config=Config(max_pool_connections=settings.enqueue_threads + 2, retries={"mode": "adaptive"})
+        )
+        self.store = ResultsStore(session.client("dynamodb"), resources.results_table)
+        self.resources = resources
+        self.settings = settings
+        self.launcher = launcher
+
+    def process(self, obj: AoiObject) -> dict:
+        """Turn one AOI object into a job; returns the job record. Never raises for bad input."""
+        job_id = job_id_for(obj.bucket, obj.key, obj.etag)
+        job = self.store.get_job(job_id)
+        if job and job["status"] in (RUNNING, COMPLETE, FAILED):
+            log.info("job %s already %s: duplicate event ignored", job_id, job["status"])
+            return job
+        source = {"aoi_bucket": obj.bucket, "aoi_key": obj.key, "aoi_version": obj.version or ""}
+        default_name = obj.key.rsplit("/", 1)[-1].removesuffix(".geojson")
+
+        try:
+            data = self._read(obj)
+            aoi = parse_aoi(data, default_name=default_name)
+        except AoiError as exc:
+            return self._reject(job_id, job, str(exc), {**source, "name": default_name})
+
+        runs = tile_runs(aoi.geometry, ZOOM)
+        total = count_tiles(runs)
+        attrs = {**source, "name": aoi.name, "warnings": aoi.warnings, "zoom": ZOOM}
+        if total == 0:
+            return self._reject(job_id, job, "AOI covers no tiles", attrs)
+        if total > self.settings.max_tiles_per_job:
+            return self._reject(
+                job_id,
+                job,
+                f"AOI covers {total} tiles, above the cap of "
+                f"{self.settings.max_tiles_per_job} tiles per job (LG_MAX_TILES_PER_JOB)",
+                {**attrs, "tiles_total": total},
+            )
+
+        if job is None:
+            attrs.update(status=ENQUEUEING, tiles_total=total)
+            if not self.store.create_job(job_id, attrs):
+                return self.store.get_job(job_id)  # a concurrent duplicate got there first
+
+        messages = self._enqueue(job_id, runs)
+        workers = self.settings.workers_for(total)
+        worker_job = self.launcher.launch(job_id, workers)
+        self.store.update_job(
+            job_id,
+            {"status": RUNNING, "messages_total": messages, "workers": workers, "worker_job": worker_job},
+            only_if_status=(ENQUEUEING,),
+        )
+        log.info("job %s: %d tiles in %d messages, %d workers", job_id, total, messages, workers)
+        return self.store.get_job(job_id)
+
+    def _read(self, obj: AoiObject) -> bytes:
+        kwargs = {"Bucket": obj.bucket, "Key": obj.key}
+        if obj.version:
+            kwargs["VersionId"] = obj.version
+        try:
+            head = self.s3.head_object(**kwargs)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code in ("404", "NoSuchKey", "NoSuchVersion", "403", "AccessDenied"):
+                raise AoiError(f"AOI object s3://{obj.bucket}/{obj.key} cannot be read ({code})") from None
+            raise  # throttling and the like: let Lambda retry
+        if head["ContentLength"] > MAX_AOI_BYTES:
+            raise AoiError(
+                f"AOI file is {head['ContentLength']} bytes, above the {MAX_AOI_BYTES} byte limit"
+            )
+        return self.s3.get_object(**kwargs)["Body"].read()
+
+    def _reject(self, job_id: str, job: dict | None, reason: str, attrs: dict) -> dict:
+        log.warning("job %s rejected: %s", job_id, reason)
+        if job is None:
+            self.store.create_job(job_id, {**attrs, "status": FAILED, "reason": reason})
+        else:
+            self.store.fail_job(job_id, reason)
+        return self.store.get_job(job_id)
+
+    def _enqueue(self, job_id: str, runs) -> int:
+        """Send every work unit, 10 per request, from a bounded pool of threads.
+
+        Units are generated lazily and at most a few thousand requests are in flight, so memory
+        stays flat however large the AOI; a country-scale job is tens of thousands of requests.
+        """
+        units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message)
+        batches = _chunks((u.to_json() for u in units), SQS_BATCH)
+        sent = 0
+        with ThreadPoolExecutor(self.settings.enqueue_threads, thread_name_prefix="enqueue") as pool:
+            pending = set()
+            for batch in batches:
+                pending.add(pool.submit(self._send_batch, batch))
+                if len(pending) >= 4 * self.settings.enqueue_threads:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    sent += sum(f.result() for f in done)
+            sent += sum(f.result() for f in pending)
+        return sent
+
+    def _send_batch(self, bodies: list[str]) -> int:
+        entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)]
+        for attempt in range(5):
+            resp = self.sqs.send_message_batch(QueueUrl=self.resources.tile_queue_url, Entries=entries)
+            failed = {f["Id"] for f in resp.get("Failed", [])}
+            if not failed:
+                return len(bodies)
+            entries = [e for e in entries if e["Id"] in failed]
+            time.sleep(0.1 * 2**attempt)
+        raise RuntimeError(f"SQS refused {len(entries)} work units after 5 attempts")

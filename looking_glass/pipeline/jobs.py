@@ -1,0 +1,316 @@
+"""Job operations of the CLI: submit an AOI, follow a job, describe it, retry what did not finish.
+
+All of it works the same against a deployed stack and the embedded run (``deployment``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from looking_glass.tiling.aoi import AoiError, parse_aoi
+from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
+from looking_glass.local.deployment import Deployment
+from looking_glass.local.embedded import upload_aoi
+from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH
+from looking_glass.grid import ZOOM, quadkey
+from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, TILE_DONE, TILE_STATUSES, ResultsStore
+from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, pack_runs
+
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RETRYABLE = tuple(s for s in TILE_STATUSES if s != TILE_DONE)
+
+
+class JobError(RuntimeError):
+    """The operation cannot go ahead; the message says why."""
+
+
+def store_for(dep: Deployment) -> ResultsStore:
+    return ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
+
+
+def get_job(store: ResultsStore, job_id: str) -> dict:
+    job = store.get_job(job_id)
+    if job is None:
+        raise JobError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)")
+    return job
+
+
+# ---- submit -------------------------------------------------------------------------------------
+def prepare_submission(data: bytes, filename: str, label: str | None = None) -> tuple[bytes, str, object, int]:
+    """Validate an AOI with the enumerator's own rules; returns (bytes to upload, object name
+    under the trigger prefix, the parsed AOI, its zoom-18 tile count). Raises JobError."""
+    if len(data) > MAX_AOI_BYTES:
+        raise JobError(f"AOI file is {len(data)} bytes, above the {MAX_AOI_BYTES} byte limit")
+    if label is not None and not LABEL_PATTERN.match(label):
+        raise JobError(
+            f"--name {label!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    stem = Path(filename).name.removesuffix(TRIGGER_SUFFIX).removesuffix(".json")
+    try:
+        aoi = parse_aoi(data, default_name=label or stem)
+    except AoiError as exc:
+        raise JobError(f"AOI refused: {exc}") from None
+    if label is not None:
+        # The enumerator names a job after the GeoJSON's own "name" member first.
+        doc = json.loads(data.decode("utf-8-sig"))
+        doc["name"] = label
+        data = json.dumps(doc).encode()
+        aoi.name = label
+    tiles = count_tiles(tile_runs(aoi.geometry, ZOOM))
+    if tiles == 0:
+        raise JobError("AOI refused: it covers no zoom-18 tiles")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label or stem).strip("-.") or "aoi"
+    return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
+
+
+def submit(dep: Deployment, data: bytes, filename: str, label: str | None = None) -> dict:
+    body, name, aoi, tiles = prepare_submission(data, filename, label)
+    job_id = upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
+    return {
+        "job_id": job_id,
+        "key": f"s3://{dep.resources.trigger_bucket}/{TRIGGER_PREFIX}{name}",
+        "name": aoi.name,
+        "tiles": tiles,
+        "warnings": list(aoi.warnings),
+    }
+
+
+def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progress: bool = True,
+             poll_s: float = 1.0, start_timeout_s: float = 120.0) -> dict:
+    """Follow a job until COMPLETE or FAILED, with a bar of tiles done/failed, tiles/s and ETA."""
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    bar = None
+    try:
+        while True:
+            job = store.get_job(job_id)
+            now = time.monotonic()
+            if job is None and now - started > start_timeout_s:
+                raise JobError(f"job {job_id} did not appear within {start_timeout_s:.0f} s: is the enumerator running?")
+            if job is not None and bar is None and progress and job.get("tiles_total"):
+                bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=f"job {job_id[:8]}", mininterval=0.5)
+            if job is not None and bar is not None:
+                bar.set_postfix(done=int(job.get("tiles_done", 0)), failed=int(job.get("tiles_failed", 0)), refresh=False)
+                bar.update(int(job.get("tiles_final", 0)) - bar.n)
+            if job is not None and job["status"] in (COMPLETE, FAILED):
+                return job
+            if now - started > timeout_s:
+                raise JobError(f"job {job_id} not final after {timeout_s:.0f} s (status {job and job['status']})")
+            time.sleep(poll_s)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# ---- dead-letter queue --------------------------------------------------------------------------
+def _job_of(body: str) -> str | None:
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return doc.get("job_id") if isinstance(doc, dict) else None
+
+
+def dead_letters(sqs, dlq_url: str, job_id: str, hold_s: int = 60) -> list[dict]:
+    """Receive every message of the DLQ; return this job's (held invisible for ``hold_s``), and
+    make every other message visible again at once."""
+    mine, others = [], []
+    empty = 0
+    while empty < 2:
+        msgs = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=hold_s, WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not msgs:
+            empty += 1
+            continue
+        empty = 0
+        for m in msgs:
+            (mine if _job_of(m["Body"]) == job_id else others).append(m)
+    for i in range(0, len(others), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=dlq_url,
+            Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                     for k, m in enumerate(others[i : i + 10])],
+        )
+    return mine
+
+
+def release(sqs, dlq_url: str, messages: list[dict]) -> None:
+    for i in range(0, len(messages), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=dlq_url,
+            Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                     for k, m in enumerate(messages[i : i + 10])],
+        )
+
+
+def queue_depth(sqs, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+# ---- status -------------------------------------------------------------------------------------
+def status(dep: Deployment, job_id: str) -> dict:
+    """The job record, tile failure reasons (counted) and the job's dead-letter messages."""
+    store = store_for(dep)
+    job = get_job(store, job_id)
+    reasons: Counter = Counter()
+    for item in store.query_tiles(job_id, attributes=("status", "reason")):
+        if item["status"] == "failed":
+            reasons[item.get("reason") or "(no reason recorded)"] += 1
+    sqs = dep.client("sqs")
+    held = dead_letters(sqs, dep.resources.tile_dlq_url, job_id, hold_s=30)
+    dlq_reasons: Counter = Counter()
+    for m in held:
+        dlq_reasons[(m.get("MessageAttributes") or {}).get("reason", {}).get("StringValue", "")] += 1
+    release(sqs, dep.resources.tile_dlq_url, held)
+    total, final = int(job.get("tiles_total", 0)), int(job.get("tiles_final", 0))
+    return {
+        **job,
+        "progress_pct": round(100 * final / total, 1) if total else None,
+        "tiles_pending": max(total - final, 0),
+        "tile_failure_reasons": dict(reasons.most_common()),
+        "dlq_messages": len(held),
+        "deployment": dep.describe(),
+    }
+
+
+# ---- retry --------------------------------------------------------------------------------------
+def _aoi_cover(dep: Deployment, job: dict):
+    """Zoom-18 tiles of the job's AOI, re-read from the trigger bucket (None if unreadable)."""
+    kwargs = {"Bucket": job.get("aoi_bucket"), "Key": job.get("aoi_key")}
+    if not kwargs["Bucket"] or not kwargs["Key"]:
+        return None
+    if job.get("aoi_version"):
+        kwargs["VersionId"] = job["aoi_version"]
+    try:
+        data = dep.client("s3").get_object(**kwargs)["Body"].read()
+        return iter_tiles(tile_runs(parse_aoi(data).geometry, ZOOM), ZOOM)
+    except Exception:  # noqa: BLE001 - without the AOI only stored tiles can be retried
+        return None
+
+
+def runs_of(tiles: list[tuple[int, int]]) -> np.ndarray:
+    """(x, y) tiles to [y, x_start, x_stop) row runs, the work-unit format."""
+    runs: list[list[int]] = []
+    for x, y in sorted(tiles, key=lambda t: (t[1], t[0])):
+        if runs and runs[-1][0] == y and runs[-1][2] == x:
+            runs[-1][2] = x + 1
+        else:
+            runs.append([y, x, x + 1])
+    return np.array(runs, dtype=np.int64).reshape(-1, 3)
+
+
+def retry(dep: Deployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False,
+          tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE) -> dict:
+    """Enqueue again every tile of the job without a final ``done`` (tiles with one of
+    ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
+    back to the tile queue; the job goes back to RUNNING. Done tiles are never redone."""
+    bad = [s for s in statuses if s not in RETRYABLE]
+    if bad or not statuses:
+        raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})")
+    store = store_for(dep)
+    job = get_job(store, job_id)
+    if job["status"] == FAILED and not job.get("tiles_total"):
+        raise JobError(f"job {job_id} failed before it had tiles ({job.get('reason')}): fix the AOI and submit it again")
+    if job["status"] in (ENQUEUEING,):
+        raise JobError(f"job {job_id} is still being enqueued; retry once it is RUNNING")
+    sqs = dep.client("sqs")
+    depth = queue_depth(sqs, dep.resources.tile_queue_url)
+    if depth and not force:
+        raise JobError(
+            f"the tile queue still holds {depth} work units (workers may be on this job): wait until "
+            "it is empty, or pass --force to enqueue anyway"
+        )
+
+    items = list(store.query_tiles(job_id, attributes=("quadkey", "status", "building_area_m2")))
+    have = {it["quadkey"] for it in items}
+    redo = [it for it in items if it["status"] in statuses]
+    cover = _aoi_cover(dep, job)
+    missing: list[tuple[int, int]] = []
+    if cover is not None:
+        missing = [(x, y) for x, y, z in cover if quadkey(x, y, z) not in have]
+
+    held = dead_letters(sqs, dep.resources.tile_dlq_url, job_id, hold_s=300)
+    in_dlq: set[tuple[int, int]] = set()
+    from looking_glass.pipeline.workunits import MalformedMessage, parse_work_unit
+
+    movable = []
+    for m in held:
+        try:
+            unit = parse_work_unit(m["Body"])
+        except MalformedMessage:
+            continue  # stays in the DLQ: no retry can fix it
+        movable.append(m)
+        in_dlq.update((x, y) for x, y, _ in unit.tiles())
+    release(sqs, dep.resources.tile_dlq_url, [m for m in held if m not in movable])
+
+    forgotten = store.forget_tiles(job_id, redo)
+    from looking_glass.grid import tile_from_quadkey
+
+    todo = {tile_from_quadkey(it["quadkey"])[:2] for it in redo} | set(missing)
+    todo -= in_dlq
+    if forgotten or missing or movable:
+        store.reopen_job(job_id)
+
+    for i in range(0, len(movable), SQS_BATCH):
+        chunk = movable[i : i + SQS_BATCH]
+        sqs.send_message_batch(
+            QueueUrl=dep.resources.tile_queue_url,
+            Entries=[{"Id": str(k), "MessageBody": m["Body"]} for k, m in enumerate(chunk)],
+        )
+        sqs.delete_message_batch(
+            QueueUrl=dep.resources.tile_dlq_url,
+            Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(chunk)],
+        )
+    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message)] if todo else []
+    for i in range(0, len(units), SQS_BATCH):
+        resp = sqs.send_message_batch(
+            QueueUrl=dep.resources.tile_queue_url,
+            Entries=[{"Id": str(k), "MessageBody": b} for k, b in enumerate(units[i : i + SQS_BATCH])],
+        )
+        if resp.get("Failed"):
+            raise JobError(f"SQS refused {len(resp['Failed'])} work units: {resp['Failed'][0]}")
+    tiles_queued = len(todo) + len(in_dlq)
+    workers = launch_workers(dep, job, tiles_queued) if tiles_queued else "nothing to retry"
+    return {
+        "job_id": job_id,
+        "tiles_reset": forgotten,
+        "tiles_missing": len(missing),
+        "aoi_read": cover is not None,
+        "dlq_messages_moved": len(movable),
+        "work_units_enqueued": len(units),
+        "tiles_enqueued": len(todo),
+        "workers": workers,
+    }
+
+
+def launch_workers(dep: Deployment, job: dict, tiles: int) -> str:
+    """Workers for re-enqueued work: on AWS a Batch job like the job's first one; the embedded
+    run (``looking-glass up``) starts local workers by itself when work is queued."""
+    previous = str(job.get("worker_job") or "")
+    if dep.kind == "embedded" or previous.startswith("local-"):
+        return "the embedded run starts local workers for queued work"
+    from looking_glass.pipeline.launchers import BatchLauncher
+
+    batch = dep.client("batch")
+    found = batch.describe_jobs(jobs=[previous])["jobs"] if previous else []
+    if not found:
+        return (
+            f"work enqueued, but no workers started: the job's Batch job {previous or '(none)'} is not "
+            "known to Batch any more; submit one to the stack's job queue"
+        )
+    workers = max(1, min(int(job.get("workers") or 1), -(-tiles // 20_000)))
+    launched = BatchLauncher(batch, found[0]["jobQueue"], found[0]["jobDefinition"]).launch(job["job_id"], workers)
+    return f"Batch job {launched} ({workers} worker(s))"

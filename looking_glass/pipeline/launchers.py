@@ -1,0 +1,99 @@
+"""Starting workers for a job: AWS Batch array jobs in the cloud, local processes on one machine.
+
+The enumerator calls ``launcher.launch(job_id, workers)`` and does not know which it got.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from looking_glass import SOURCE_ROOT
+
+WORKER_ENTRY = SOURCE_ROOT / "batch_jobs" / "worker" / "main.py"
+
+
+class BatchLauncher:
+    def __init__(self, batch_client, job_queue: str, job_definition: str):
+        self.batch = batch_client
+        self.job_queue = job_queue
+        self.job_definition = job_definition
+
+    def launch(self, job_id: str, workers: int) -> str:
+        kwargs = {
+            "jobName": f"looking-glass-{job_id}",
+            "jobQueue": self.job_queue,
+            "jobDefinition": self.job_definition,
+            "containerOverrides": {"environment": [{"name": "LG_JOB_ID", "value": job_id}]},
+        }
+        if workers > 1:  # Batch array jobs need at least 2 children
+            kwargs["arrayProperties"] = {"size": workers}
+        return self.batch.submit_job(**kwargs)["jobId"]
+
+
+class LocalProcessLauncher:
+    """Runs the Batch worker's own entry point as local processes, one per array child."""
+
+    def __init__(self, environment: dict[str, str], log_dir: Path, max_local_workers: int = 2):
+        self.environment = environment
+        self.log_dir = Path(log_dir)
+        self.max_local_workers = max_local_workers
+        self.processes: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+
+    def launch(self, job_id: str, workers: int) -> str:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        count = min(workers, self.max_local_workers)
+        for index in range(count):
+            env = {
+                **os.environ,
+                **self.environment,
+                "LG_JOB_ID": job_id,
+                "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
+            }
+            log = open(self.log_dir / f"worker-{job_id[:8]}-{index}.log", "ab")
+            proc = subprocess.Popen(
+                [sys.executable, str(WORKER_ENTRY)], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            log.close()
+            with self._lock:
+                self.processes.append(proc)
+        return f"local-{job_id[:8]}-x{count}"
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(p.poll() is None for p in self.processes)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            procs = list(self.processes)
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+_local_launcher: LocalProcessLauncher | None = None
+
+
+def register_local_launcher(launcher: LocalProcessLauncher | None) -> None:
+    """The embedded run registers its launcher; the handler then picks it up by setting."""
+    global _local_launcher
+    _local_launcher = launcher
+
+
+def launcher_for(settings, session):
+    if settings.launcher == "local":
+        if _local_launcher is None:
+            raise RuntimeError("LG_WORKER_LAUNCHER=local but no embedded run is active")
+        return _local_launcher
+    return BatchLauncher(
+        session.client("batch"), settings.batch_job_queue, settings.batch_job_definition
+    )

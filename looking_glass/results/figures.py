@@ -1,0 +1,162 @@
+"""Job outputs people read or look at: a summary, per-tile GeoJSON, and a map figure."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import mercantile
+import numpy as np
+
+from looking_glass.grid import TILE_SIZE, ground_resolution_m
+from looking_glass.pipeline.store import TILE_STATUSES
+
+
+def _plain(value):
+    """DynamoDB Decimals to int/float for JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def tile_counts(items: list[dict]) -> dict[str, int]:
+    counts = {s: 0 for s in TILE_STATUSES}
+    for item in items:
+        counts[item["status"]] += 1
+    return counts
+
+
+def results_geojson(items: list[dict]) -> dict:
+    """One Feature per tile (its square as a Polygon), ready for QGIS."""
+    features = []
+    for item in sorted(items, key=lambda i: i["quadkey"]):
+        x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
+        b = mercantile.bounds(x, y, z)
+        ring = [[b.west, b.south], [b.east, b.south], [b.east, b.north], [b.west, b.north], [b.west, b.south]]
+        props = {
+            "quadkey": item["quadkey"],
+            "z": z,
+            "x": x,
+            "y": y,
+            "status": item["status"],
+            "building_area_m2": _plain(item.get("building_area_m2", 0)),
+        }
+        if item.get("reason"):
+            props["reason"] = item["reason"]
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(_plain(doc), indent=2) + "\n")
+
+
+def summary_table(summary: dict) -> str:
+    rows = [(k, _fmt(v)) for k, v in summary.items() if not isinstance(v, (dict, list))]
+    kw = max(len(k) for k, _ in rows)
+    vw = max(len(v) for _, v in rows)
+    line = f"+{'-' * (kw + 2)}+{'-' * (vw + 2)}+"
+    return "\n".join([line, *(f"| {k:<{kw}} | {v:<{vw}} |" for k, v in rows), line])
+
+
+def _fmt(v) -> str:
+    v = _plain(v)
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _fetch_mosaic(items: list[dict], url_template: str, thumb: int):
+    import requests
+    from PIL import Image
+
+    xs = [int(i["x"]) for i in items]
+    ys = [int(i["y"]) for i in items]
+    x0, y0 = min(xs), min(ys)
+    w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
+    mosaic = np.full((h * thumb, w * thumb, 3), 235, np.uint8)
+    session = requests.Session()
+
+    def fetch(item):
+        x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
+        try:
+            resp = session.get(url_template.format(x=x, y=y, z=z), timeout=10)
+            if resp.status_code != 200:
+                return None
+            img = Image.open(io.BytesIO(resp.content)).convert("RGB").resize((thumb, thumb), Image.BILINEAR)
+            return x, y, np.asarray(img)
+        except Exception:  # noqa: BLE001 - a missing background tile only leaves a grey square
+            return None
+
+    with ThreadPoolExecutor(8) as pool:
+        for got in pool.map(fetch, items):
+            if got:
+                x, y, img = got
+                mosaic[(y - y0) * thumb : (y - y0 + 1) * thumb, (x - x0) * thumb : (x - x0 + 1) * thumb] = img
+    return mosaic, x0, y0, w, h
+
+
+def draw_map(items: list[dict], url_template: str, out: Path, title: str, aoi=None, thumb: int = 64) -> None:
+    """Tiles coloured by building area over the imagery, with legend, scale bar and AOI outline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
+    mosaic, x0, y0, w, h = _fetch_mosaic(items, url_template, thumb)
+    fig, ax = plt.subplots(figsize=(9, 9 * h / max(w, 1) + 0.6), dpi=110)
+    ax.imshow(mosaic, extent=(0, w, h, 0))
+    areas = [float(i.get("building_area_m2", 0)) for i in items if i["status"] == "done"]
+    norm = Normalize(0, max(areas) if areas else 1)
+    cmap = plt.get_cmap("magma")
+    for item in items:
+        x, y = int(item["x"]) - x0, int(item["y"]) - y0
+        if item["status"] == "done":
+            colour = cmap(norm(float(item["building_area_m2"])))
+            ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, alpha=0.55, edgecolor="none"))
+        else:
+            ax.add_patch(Rectangle((x, y), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
+    if aoi is not None:
+        n = 2 ** int(items[0]["z"])
+        for poly in getattr(aoi, "geoms", [aoi]):
+            lon, lat = np.asarray(poly.exterior.coords).T
+            tx = (lon + 180) / 360 * n - x0
+            lat_r = np.radians(lat)
+            ty = (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / math.pi) / 2 * n - y0
+            ax.plot(tx, ty, color="white", lw=1.5)
+    # Scale bar: metres per tile at the map's centre latitude.
+    centre_lat = mercantile.ul(x0 + w // 2, y0 + h // 2, int(items[0]["z"])).lat
+    tile_m = ground_resolution_m(centre_lat, int(items[0]["z"])) * TILE_SIZE
+    bar_m = next((m for m in (5000, 2000, 1000, 500, 200, 100, 50, 20, 10) if m <= w * tile_m / 3), 10)
+    bar_tiles = bar_m / tile_m
+    ax.plot([0.5, 0.5 + bar_tiles], [h - 0.5, h - 0.5], color="white", lw=4)
+    ax.text(0.5, h - 0.8, f"{bar_m:,} m", color="white", fontsize=9)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.02, label="building area per tile (m²)")
+    save_tile_figure(fig, ax, title, w, h, out)
+
+
+def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:
+    """Finish a figure drawn in tile units (x right, y down, no ticks) and write it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

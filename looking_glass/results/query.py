@@ -1,0 +1,377 @@
+"""Job results as people use them: per tile, rolled up to a coarser zoom, or per user polygon.
+
+Everything reads the results table by key range (``store.query_tiles``), never a scan: tile items
+sort by quadkey, so the tiles of any coarser tile are one contiguous key range, and a rollup to
+zoom Z is a grouping of one ordered read by the first Z quadkey digits. Large jobs are read as a
+few parallel key ranges.
+
+Every row carries how complete it is: tiles with a result by status (done, failed, no imagery,
+skipped). ``building_density`` is building area over the ground area of the row's *done* tiles,
+so a row with failed tiles is not diluted by them.
+
+Polygons (``--within``) get each tile's building area times the fraction of the tile inside.
+That fraction is measured on the web-mercator tile grid (tile x/y coordinates at zoom 18), the
+plane in which ``grid.py`` computes tile areas: mercator's scale is uniform across one zoom-18
+tile to 1e-5, so an area fraction there is the ground-area fraction. Polygon edges are straight
+in lon/lat (as GeoJSON says, and as the tile cover treats them): they are densified to a tile
+width before projection.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from functools import lru_cache
+
+import mercantile
+import numpy as np
+import shapely
+import shapely.geometry
+
+from looking_glass.tiling.aoi import AoiError, parse_aoi
+from looking_glass.grid import TILE_SIZE, ZOOM, pixel_row_areas_m2, row_of_lat
+from looking_glass.pipeline.store import TILE_DONE, TILE_STATUSES, ResultsStore
+
+QUADKEY_DIGITS = "0123"
+TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason")
+STATUS_COLUMNS = tuple(f"tiles_{s}" for s in TILE_STATUSES)
+FORMATS = ("table", "csv", "geojson")
+
+
+class ResultsError(ValueError):
+    """Bad input to a results query; the message is for the user."""
+
+
+# ---- reading ------------------------------------------------------------------------------------
+def _segments(first: str, last: str, extra_digits: int) -> list[tuple[str, str | None]]:
+    """Split the quadkey range [first, last] into prefix ranges for parallel queries."""
+    common = 0
+    while common < min(len(first), len(last)) and first[common] == last[common]:
+        common += 1
+    base = first[:common]
+    depth = min(extra_digits, ZOOM - common)
+    if depth <= 0:
+        return [(base, None)]
+    prefixes = [""]
+    for _ in range(depth):
+        prefixes = [p + d for p in prefixes for d in QUADKEY_DIGITS]
+    out = []
+    for p in prefixes:
+        seg = base + p
+        if first[: len(seg)] <= seg <= last[: len(seg)]:
+            out.append((seg, None))
+    return out
+
+
+def fetch_tiles(store: ResultsStore, job_id: str, prefix: str = "", threads: int = 4) -> list[dict]:
+    """Every tile item of a job under a quadkey prefix (only the attributes results need),
+    sorted by quadkey, read as up to 16 parallel key-range queries."""
+    if threads <= 1:
+        return list(store.query_tiles(job_id, prefix, attributes=TILE_ATTRIBUTES))
+    extent = store.quadkey_extent(job_id)
+    if extent is None:
+        return []
+    first, last = extent
+    if prefix:
+        if not (first[: len(prefix)] <= prefix <= last[: len(prefix)]):
+            return []
+        first = max(first, prefix)
+        last = min(last, prefix + "3" * (ZOOM - len(prefix)))
+    segments = _segments(first, last, 2)
+    if len(segments) == 1:
+        return list(store.query_tiles(job_id, segments[0][0], attributes=TILE_ATTRIBUTES))
+    with ThreadPoolExecutor(min(threads, len(segments))) as pool:
+        parts = pool.map(lambda seg: list(store.query_tiles(job_id, seg[0], attributes=TILE_ATTRIBUTES)), segments)
+        return [item for part in parts for item in part]
+
+
+# ---- arithmetic ---------------------------------------------------------------------------------
+@lru_cache(maxsize=1 << 16)
+def tile_ground_area_m2(y: int, zoom: int = ZOOM) -> float:
+    """Ground area of tile row y (any x) with grid.py's per-pixel-row areas."""
+    return float(pixel_row_areas_m2(0, y, zoom).sum()) * TILE_SIZE
+
+
+def _new_row() -> dict:
+    return {"tiles": 0, **{c: 0 for c in STATUS_COLUMNS}, "building_area_m2": Decimal(0), "done_area_m2": 0.0}
+
+
+def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
+    row["tiles"] += 1
+    row[f"tiles_{item['status']}"] += 1
+    area = Decimal(item.get("building_area_m2", 0))
+    if weight is None:
+        row["building_area_m2"] += area
+        w = 1.0
+    else:
+        row["building_area_m2"] += area * Decimal(repr(weight))
+        w = weight
+    if item["status"] == TILE_DONE:
+        row["done_area_m2"] += w * tile_ground_area_m2(y)
+
+
+def _finish(row: dict) -> dict:
+    row["building_area_m2"] = row["building_area_m2"].quantize(Decimal("0.001"))
+    done = row["done_area_m2"]
+    row["building_density"] = round(float(row["building_area_m2"]) / done, 9) if done > 0 else None
+    row["done_area_m2"] = round(done, 3)
+    return row
+
+
+def _xyz(quadkey: str) -> tuple[int, int, int]:
+    if not quadkey:
+        return 0, 0, 0
+    t = mercantile.quadkey_to_tile(quadkey)
+    return t.x, t.y, t.z
+
+
+def per_tile_rows(items: list[dict]) -> list[dict]:
+    rows = []
+    for item in sorted(items, key=lambda i: i["quadkey"]):
+        x, y, z = _xyz(item["quadkey"])
+        row = {"quadkey": item["quadkey"], "z": z, "x": x, "y": y, "status": item["status"], **_new_row()}
+        _add(row, item, y)
+        row = _finish(row)
+        row["reason"] = item.get("reason") or ""
+        rows.append(row)
+    return rows
+
+
+def rollup_rows(items: list[dict], zoom: int) -> list[dict]:
+    """One row per zoom-``zoom`` tile: the sums of the zoom-18 tiles whose quadkey starts with its."""
+    if not 0 <= zoom <= ZOOM:
+        raise ResultsError(f"--zoom {zoom} must be between 0 and {ZOOM}")
+    groups: dict[str, dict] = {}
+    for item in items:
+        qk = item["quadkey"]
+        row = groups.get(qk[:zoom])
+        if row is None:
+            row = groups[qk[:zoom]] = _new_row()
+        _add(row, item, _xyz(qk)[1])
+    rows = []
+    for key in sorted(groups):
+        x, y, z = _xyz(key)
+        rows.append({"quadkey": key, "z": z, "x": x, "y": y, **_finish(groups[key])})
+    return rows
+
+
+# ---- polygons -----------------------------------------------------------------------------------
+def parse_polygons(data: bytes) -> list[dict]:
+    """User polygons from GeoJSON: one per polygonal Feature (or the geometry itself), each
+    validated with the AOI rules (``aoi.parse_aoi``); returns ``[{"name", "geometry"}]``."""
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"polygons file is not GeoJSON text: {exc}") from None
+    if not isinstance(doc, dict) or "type" not in doc:
+        raise ResultsError("polygons file is not a GeoJSON object")
+    if doc["type"] == "FeatureCollection":
+        features = doc.get("features")
+        if not isinstance(features, list):
+            raise ResultsError("polygons file: FeatureCollection without a 'features' list")
+    else:
+        features = [doc]
+    polygons = []
+    for index, feature in enumerate(features):
+        geom = feature.get("geometry") if isinstance(feature, dict) and feature.get("type") == "Feature" else feature
+        if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
+            kind = geom.get("type") if isinstance(geom, dict) else type(geom).__name__
+            raise ResultsError(f"polygons file: feature {index} is a {kind}, not a Polygon or MultiPolygon")
+        default = str(feature.get("id", f"polygon {index + 1}")) if isinstance(feature, dict) else f"polygon {index + 1}"
+        try:
+            aoi = parse_aoi(json.dumps(feature).encode(), default_name=default)
+        except AoiError as exc:
+            raise ResultsError(f"polygons file: feature {index} ({default}): {exc}") from None
+        polygons.append({"name": aoi.name, "geometry": aoi.geometry})
+    if not polygons:
+        raise ResultsError("polygons file has no features")
+    return polygons
+
+
+def to_tile_plane(geometry, zoom: int = ZOOM):
+    """lon/lat geometry to fractional tile x/y at ``zoom`` (edges straight in lon/lat)."""
+    dense = shapely.segmentize(geometry, 360.0 / 2**zoom)
+    n = 2**zoom
+
+    def project(coords):
+        lon, lat = coords[:, 0], np.clip(coords[:, 1], -89.999999, 89.999999)
+        lat_r = np.radians(lat)
+        y = (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / math.pi) / 2 * n
+        return np.column_stack([(lon + 180) / 360 * n, y])
+
+    return shapely.transform(dense, project)
+
+
+def quadkey_prefix_of(geometries) -> str:
+    """The longest quadkey prefix whose tile contains all the geometries: their key range."""
+    w, s, e, n = shapely.union_all([g for g in geometries]).bounds
+    lo = mercantile.quadkey(mercantile.tile(max(w, -180), min(n, 85.0511), ZOOM))
+    hi = mercantile.quadkey(mercantile.tile(min(e, 179.9999999), max(s, -85.0511), ZOOM))
+    common = 0
+    while common < ZOOM and lo[common] == hi[common]:
+        common += 1
+    return lo[:common]
+
+
+def within_rows(items: list[dict], polygons: list[dict]) -> list[dict]:
+    """One row per polygon: the tiles it cuts, building area weighted by the fraction inside."""
+    xs = np.array([_xyz(i["quadkey"])[0] for i in items], dtype=np.int64)
+    ys = np.array([_xyz(i["quadkey"])[1] for i in items], dtype=np.int64)
+    rows = []
+    for poly in polygons:
+        row = {"name": poly["name"], **_new_row(), "tiles_partial": 0, "tile_fraction": 0.0}
+        plane = to_tile_plane(poly["geometry"])
+        x0, y0, x1, y1 = plane.bounds
+        near = np.nonzero((xs + 1 > x0) & (xs < x1) & (ys + 1 > y0) & (ys < y1))[0]
+        if len(near):
+            boxes = shapely.box(xs[near], ys[near], xs[near] + 1, ys[near] + 1)
+            shapely.prepare(plane)
+            inside = shapely.contains(plane, boxes)
+            fractions = np.where(inside, 1.0, 0.0)
+            cut = np.nonzero(~inside & shapely.intersects(plane, boxes))[0]
+            if len(cut):
+                fractions[cut] = np.clip(shapely.area(shapely.intersection(boxes[cut], plane)), 0.0, 1.0)
+            for k, frac in zip(near.tolist(), fractions.tolist()):
+                if frac <= 1e-12:
+                    continue
+                weight = 1.0 if frac >= 1 - 1e-12 else frac
+                _add(row, items[k], int(ys[k]), weight)
+                row["tile_fraction"] += weight
+                row["tiles_partial"] += weight < 1.0
+        row["tile_fraction"] = round(row["tile_fraction"], 6)
+        row["geometry"] = poly["geometry"]
+        rows.append(_finish(row))
+    return rows
+
+
+def totals(rows: list[dict], job: dict) -> dict:
+    """Sums of the rows, and the job's own counters (kept as running totals in its record)."""
+    out = {c: sum(r[c] for r in rows) for c in ("tiles", *STATUS_COLUMNS)}
+    out["building_area_m2"] = sum((Decimal(r["building_area_m2"]) for r in rows), Decimal(0)).quantize(Decimal("0.001"))
+    done = sum(r["done_area_m2"] for r in rows)
+    out["done_area_m2"] = round(done, 3)
+    out["building_density"] = round(float(out["building_area_m2"]) / done, 9) if done > 0 else None
+    total = int(job.get("tiles_total", 0))
+    final = int(job.get("tiles_final", 0))
+    out["job_tiles_total"] = total
+    out["job_tiles_pending"] = max(total - final, 0)
+    out["job_building_area_m2"] = Decimal(job.get("building_area_m2", 0)).quantize(Decimal("0.001"))
+    out["job_status"] = job.get("status")
+    return out
+
+
+def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: list[dict] | None = None, threads: int = 4):
+    """(mode, rows, totals) for one job; raises ResultsError for an unknown job."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise ResultsError(f"no job {job_id!r} in table {store.table}")
+    if zoom is not None and polygons is not None:
+        raise ResultsError("give --zoom or --within, not both")
+    if polygons is not None:
+        items = fetch_tiles(store, job_id, quadkey_prefix_of([p["geometry"] for p in polygons]), threads)
+        rows, mode = within_rows(items, polygons), "within"
+    elif zoom is not None:
+        if not 0 <= zoom <= ZOOM:
+            raise ResultsError(f"--zoom {zoom} must be between 0 and {ZOOM}")
+        rows, mode = rollup_rows(fetch_tiles(store, job_id, threads=threads), zoom), "zoom"
+    else:
+        rows, mode = per_tile_rows(fetch_tiles(store, job_id, threads=threads)), "tile"
+    return mode, rows, totals(rows, job)
+
+
+# ---- formats ------------------------------------------------------------------------------------
+COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "done_area_m2", "building_density")
+COLUMNS = {
+    "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "reason"),
+    "zoom": ("quadkey", "z", "x", "y", *COMMON),
+    "within": ("name", *COMMON, "tiles_partial", "tile_fraction"),
+}
+
+
+def _plain(v):
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent >= 0 else float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+def _cell(v) -> str:
+    v = _plain(v)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
+    return str(v)
+
+
+def format_table(mode: str, rows: list[dict], tot: dict) -> str:
+    cols = COLUMNS[mode]
+    body = [[_cell(r.get(c)) for c in cols] for r in rows]
+    key = cols[0]
+    total_row = [("TOTAL" if c == key else _cell(tot.get(c)) if c in tot else "") for c in cols]
+    widths = [max(len(c), *(len(r[i]) for r in [*body, total_row])) for i, c in enumerate(cols)]
+    numeric = {c for c in cols if c not in ("quadkey", "name", "status", "reason")}
+
+    def line(cells):
+        return "  ".join(
+            cell.rjust(w) if c in numeric else cell.ljust(w) for c, cell, w in zip(cols, cells, widths)
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [line(list(cols)), rule, *(line(r) for r in body), rule, line(total_row)]
+    out.append(
+        f"job {tot['job_status']}: {tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} "
+        f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'])} m2"
+    )
+    return "\n".join(out) + "\n"
+
+
+def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
+    cols = COLUMNS[mode]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for r in rows:
+        writer.writerow([_plain(r.get(c)) if r.get(c) is not None else "" for c in cols])
+    writer.writerow([("TOTAL" if c == cols[0] else _plain(tot[c]) if tot.get(c) is not None else "") for c in cols])
+    return buf.getvalue()
+
+
+def _square(x: int, y: int, z: int) -> dict:
+    b = mercantile.bounds(x, y, z)
+    ring = [[b.west, b.south], [b.east, b.south], [b.east, b.north], [b.west, b.north], [b.west, b.south]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
+    cols = COLUMNS[mode]
+    features = []
+    for r in rows:
+        geometry = shapely.geometry.mapping(r["geometry"]) if mode == "within" else _square(r["x"], r["y"], r["z"])
+        props = {c: _plain(r.get(c)) for c in cols}
+        features.append({"type": "Feature", "geometry": geometry, "properties": props})
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "job_id": job_id,
+        "totals": {k: _plain(v) for k, v in tot.items()},
+    }
+
+
+def render(fmt: str, mode: str, rows: list[dict], tot: dict, job_id: str) -> str:
+    if fmt == "table":
+        return format_table(mode, rows, tot)
+    if fmt == "csv":
+        return format_csv(mode, rows, tot)
+    if fmt == "geojson":
+        return json.dumps(geojson_doc(mode, rows, tot, job_id), default=_plain) + "\n"
+    raise ResultsError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")

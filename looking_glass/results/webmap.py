@@ -1,0 +1,268 @@
+"""``looking-glass map``: a PNG figure and a self-contained HTML map of a job's results.
+
+The HTML page inlines Leaflet (installed from npm: ``package.json`` pins it; ``make test`` and
+``make demo`` run ``npm ci``) with its stylesheet and images, and the results as GeoJSON: it
+needs nothing at view time but the imagery tile server, which it shows under the tiles. Tiles
+are coloured by building density (building area over the ground area of the done tiles) or area,
+and a click shows a tile's numbers. Large jobs are rolled up to a coarser zoom so that the page
+holds at most ``MAX_FEATURES`` features.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+from looking_glass import SOURCE_ROOT
+from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
+from looking_glass.results.figures import save_tile_figure
+from looking_glass.results.query import ResultsError, geojson_doc, query
+from looking_glass.pipeline.store import ResultsStore
+
+LEAFLET_DIR = SOURCE_ROOT / "node_modules" / "leaflet" / "dist"
+MAX_FEATURES = 20_000
+COLOUR_BY = ("density", "area")
+# A magma-like ramp (low to high); the PNG uses matplotlib's magma itself.
+RAMP = ["#000004", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"]
+
+
+class MapError(RuntimeError):
+    pass
+
+
+def map_rows(store: ResultsStore, job_id: str, zoom: int | None = None, max_features: int = MAX_FEATURES,
+             threads: int = 4):
+    """Rows to draw: per tile if the job is small enough, else rolled up to the finest zoom
+    that stays under ``max_features`` (or the ``zoom`` asked for)."""
+    if zoom is not None:
+        mode, rows, tot = query(store, job_id, zoom=zoom, threads=threads)
+        return mode, rows, tot
+    mode, rows, tot = query(store, job_id, threads=threads)
+    if len(rows) <= max_features:
+        return mode, rows, tot
+    from looking_glass.results.query import rollup_rows, totals
+
+    z = ZOOM
+    while z > 0:
+        z -= 1
+        rolled = rollup_rows(_as_items(rows), z)
+        if len(rolled) <= max_features:
+            return "zoom", rolled, totals(rolled, store.get_job(job_id))
+    raise ResultsError("cannot roll the job up to few enough features")  # pragma: no cover - z0 is one row
+
+
+def _as_items(tile_rows: list[dict]) -> list[dict]:
+    return [
+        {"quadkey": r["quadkey"], "status": r["status"], "building_area_m2": r["building_area_m2"]}
+        for r in tile_rows
+    ]
+
+
+def _value(row: dict, colour_by: str) -> float | None:
+    if colour_by == "area":
+        return float(row["building_area_m2"]) if row["tiles_done"] else None
+    return row["building_density"]
+
+
+# ---- PNG ----------------------------------------------------------------------------------------
+def write_png(rows: list[dict], out: Path, url_template: str | None, title: str, colour_by: str = "density",
+              max_imagery_tiles: int = 1024) -> None:
+    """Tiles (or rolled-up cells) coloured by density or area over the imagery, with a colour bar,
+    a legend for tiles without a done result, and a scale bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch, Rectangle
+
+    if not rows:
+        raise MapError("the job has no tile results yet: nothing to map")
+    z = int(rows[0]["z"])
+    xs = [int(r["x"]) for r in rows]
+    ys = [int(r["y"]) for r in rows]
+    x0, y0 = min(xs), min(ys)
+    w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
+    fig, ax = plt.subplots(figsize=(9, min(9 * h / max(w, 1), 14) + 0.8), dpi=110)
+    if url_template and len(rows) <= max_imagery_tiles:
+        from looking_glass.results.figures import _fetch_mosaic
+
+        cells = [{"x": r["x"], "y": r["y"], "z": z} for r in rows]
+        mosaic, mx0, my0, mw, mh = _fetch_mosaic(cells, url_template, 64)
+        ax.imshow(mosaic, extent=(mx0 - x0, mx0 - x0 + mw, my0 - y0 + mh, my0 - y0))
+    else:
+        ax.set_facecolor("#e8e8e8")
+    values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
+    norm = Normalize(0, max(values) if values and max(values) > 0 else 1)
+    cmap = plt.get_cmap("magma")
+    for r, x, y in zip(rows, xs, ys):
+        v = _value(r, colour_by)
+        if v is None:
+            ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
+        else:
+            ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor=cmap(norm(v)), alpha=0.6, edgecolor="none"))
+    cell_m = ground_resolution_m(lat_of_row_edge(y0 + h / 2, z), z) * TILE_SIZE
+    bar_m = next((m for m in (100_000, 50_000, 20_000, 10_000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10)
+                  if m <= w * cell_m / 3), 10)
+    ax.plot([0.3, 0.3 + bar_m / cell_m], [h - 0.3, h - 0.3], color="white", lw=4, solid_capstyle="butt")
+    ax.plot([0.3, 0.3 + bar_m / cell_m], [h - 0.3, h - 0.3], color="black", lw=1)
+    ax.text(0.3, h - 0.5, f"{bar_m:,} m" if bar_m < 1000 else f"{bar_m // 1000:,} km", color="white",
+            fontsize=9, fontweight="bold")
+    label = "building density (building area / ground area of done tiles)" if colour_by == "density" \
+        else "building area per cell (m²)"
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.035, pad=0.02, label=label)
+    ax.legend(handles=[Patch(facecolor="none", edgecolor="cyan", hatch="xx", label="no done tile (failed, no imagery, skipped)")],
+              loc="upper right", fontsize=8)
+    save_tile_figure(fig, ax, title, w, h, out)
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+def leaflet_assets() -> tuple[str, str]:
+    """Leaflet's JavaScript and its stylesheet with the images inlined as data URIs."""
+    js, css = LEAFLET_DIR / "leaflet.js", LEAFLET_DIR / "leaflet.css"
+    if not js.is_file() or not css.is_file():
+        raise MapError(f"Leaflet not found in {LEAFLET_DIR}: run `npm ci` in {SOURCE_ROOT} (make does it)")
+
+    def inline(match: re.Match) -> str:
+        image = LEAFLET_DIR / match.group(1)
+        data = base64.b64encode(image.read_bytes()).decode() if image.is_file() else ""
+        return f'url("data:image/png;base64,{data}")'
+
+    return js.read_text(), re.sub(r"url\((images/[A-Za-z0-9_.-]+\.png)\)", inline, css.read_text())
+
+
+def _script_json(doc) -> str:
+    return json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{leaflet_css}</style>
+<style>
+html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
+#map {{ position: absolute; top: 0; bottom: 0; left: 0; right: 0; }}
+.lg-legend {{ background: rgba(255,255,255,0.9); padding: 6px 8px; border-radius: 4px; }}
+.lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
+.lg-popup td {{ padding: 0 6px 0 0; }}
+</style>
+</head>
+<body>
+<div id="map"></div>
+<script>{leaflet_js}</script>
+<script>
+"use strict";
+const results = {results};
+const options = {options};
+const ramp = {ramp};
+function valueOf(p) {{
+  if (options.colourBy === "area") return p.tiles_done > 0 ? p.building_area_m2 : null;
+  return p.building_density;
+}}
+function colourOf(v) {{
+  if (v === null || v === undefined) return null;
+  const t = options.max > 0 ? Math.min(1, Math.max(0, v / options.max)) : 0;
+  return ramp[Math.min(ramp.length - 1, Math.floor(t * ramp.length))];
+}}
+const map = L.map("map", {{ preferCanvas: false, maxZoom: 21, fadeAnimation: false }});
+if (options.imagery) {{
+  L.tileLayer(options.imagery, {{ maxNativeZoom: 18, maxZoom: 21, attribution: options.attribution }}).addTo(map);
+}}
+const layer = L.geoJSON(results, {{
+  style: function (f) {{
+    const c = colourOf(valueOf(f.properties));
+    return c ? {{ color: c, weight: 0.5, fillColor: c, fillOpacity: 0.55, className: "lg-tile" }}
+             : {{ color: "#00e5ff", weight: 1, dashArray: "3", fillOpacity: 0.05, className: "lg-tile" }};
+  }},
+  onEachFeature: function (f, l) {{
+    const rows = Object.entries(f.properties)
+      .filter(function (kv) {{ return kv[1] !== null && kv[1] !== ""; }})
+      .map(function (kv) {{
+        return "<tr><td>" + kv[0] + "</td><td>" + String(kv[1]).replace(/[&<>]/g, function (c) {{
+          return {{ "&": "&amp;", "<": "&lt;", ">": "&gt;" }}[c]; }}) + "</td></tr>";
+      }});
+    l.bindPopup("<table class='lg-popup'>" + rows.join("") + "</table>");
+  }}
+}}).addTo(map);
+map.fitBounds(layer.getBounds(), {{ padding: [20, 20] }});
+L.control.scale({{ metric: true, imperial: false }}).addTo(map);
+const legend = L.control({{ position: "bottomright" }});
+legend.onAdd = function () {{
+  const div = L.DomUtil.create("div", "lg-legend");
+  let h = "<b>" + options.legendTitle + "</b><br>";
+  for (let i = 0; i < ramp.length; i++) {{
+    const lo = options.max * i / ramp.length, hi = options.max * (i + 1) / ramp.length;
+    h += "<i style='background:" + ramp[i] + "'></i>" + options.fmt(lo) + " - " + options.fmt(hi) + "<br>";
+  }}
+  h += "<i style='border:1px dashed #00e5ff'></i>no done tile<br>";
+  h += options.summary;
+  div.innerHTML = h;
+  return div;
+}};
+options.fmt = function (v) {{ return options.colourBy === "area" ? Math.round(v).toLocaleString() + " m²" : (100 * v).toFixed(2) + " %"; }};
+legend.addTo(map);
+window.lookingGlass = {{ features: layer.getLayers().length, ready: true }};
+document.body.setAttribute("data-features", String(layer.getLayers().length));
+</script>
+</body>
+</html>
+"""
+
+
+def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, url_template: str | None,
+               title: str, colour_by: str = "density") -> int:
+    """The self-contained page; returns the number of features on it."""
+    js, css = leaflet_assets()
+    doc = geojson_doc(mode, rows, tot, job_id)
+    values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
+    summary = (
+        f"{tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} tiles final; "
+        f"done {tot['tiles_done']:,}, failed {tot['tiles_failed']:,}, no imagery {tot['tiles_no_imagery']:,}, "
+        f"skipped {tot['tiles_skipped']:,}<br>building area {float(tot['building_area_m2']):,.0f} m²"
+    )
+    options = {
+        "colourBy": colour_by,
+        "max": max(values) if values else 1,
+        "imagery": url_template or "",
+        "attribution": html.escape(_public(url_template or "")),
+        "legendTitle": "building density" if colour_by == "density" else "building area",
+        "summary": summary,
+    }
+    page = PAGE.format(
+        title=html.escape(title),
+        leaflet_css=css,
+        leaflet_js=js,
+        results=_script_json(json.loads(json.dumps(doc, default=float))),
+        options=_script_json(options),
+        ramp=_script_json(RAMP),
+    )
+    out.write_text(page, encoding="utf-8")
+    return len(doc["features"])
+
+
+def _public(template: str) -> str:
+    """Imagery source for the attribution: no query string (it may hold a key)."""
+    return template.split("?", 1)[0]
+
+
+def make_map(store: ResultsStore, job_id: str, out_dir: Path, url_template: str | None, zoom: int | None = None,
+             colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4) -> dict:
+    if colour_by not in COLOUR_BY:
+        raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}")
+    mode, rows, tot = map_rows(store, job_id, zoom, max_features, threads)
+    if not rows:
+        raise MapError(f"job {job_id} has no tile results yet: nothing to map")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = store.get_job(job_id) or {}
+    z = int(rows[0]["z"])
+    title = f"{job.get('name', job_id)} ({job_id[:8]}): building {colour_by} per zoom-{z} {'tile' if z == ZOOM else 'cell'}"
+    png, page = out_dir / "map.png", out_dir / "map.html"
+    write_png(rows, png, url_template, title, colour_by)
+    features = write_html(mode, rows, tot, job_id, page, url_template, title, colour_by)
+    return {"png": str(png), "html": str(page), "features": features, "zoom": z}

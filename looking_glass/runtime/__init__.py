@@ -1,0 +1,1 @@
+"""Runtime vocabulary: resource names, the deployment contract and typed settings."""

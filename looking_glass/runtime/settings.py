@@ -1,0 +1,254 @@
+"""Runtime settings of the enumerator and the worker, read from the environment and validated.
+
+Both the CDK stacks (Lambda environment, Batch job definition) and the embedded run set these
+variables; a bad value stops the process at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
+from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, MAX_TILES_PER_MESSAGE
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(env, name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _float(env, name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is outside [{lo}, {hi}]")
+    return value
+
+
+def _bool(env, name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _choice(env, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+# Placeholders of a tile URL template: {x}, {y} (XYZ) or {-y} (TMS, rows counted from the
+# south), {z}, and {token} (the API token read from LG_IMAGERY_SECRET; see looking_glass.imagery.xyz).
+TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+TEMPLATE_FIELDS = ("x", "y", "-y", "z", "token")
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+# Secrets Manager: a name (letters, digits, /_+=.@-) or a secret's ARN.
+SECRET_ID = re.compile(r"^([A-Za-z0-9/_+=.@-]{1,512}|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512})$")
+HTTP_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# Where the token goes when the template has no {token}: this header, as "Bearer <token>".
+DEFAULT_TOKEN_HEADER = "Authorization"
+
+
+def validate_tile_url_template(template: str) -> str:
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"tile URL template {template!r} is not an http(s) URL")
+    fields = TEMPLATE_FIELD.findall(template)
+    for name in fields:
+        if name not in TEMPLATE_FIELDS:
+            raise SettingsError(
+                f"tile URL template {template!r} has an unknown placeholder {{{name}}} "
+                f"(known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
+            )
+    for field in ("z", "x"):
+        if field not in fields:
+            raise SettingsError(f"tile URL template {template!r} lacks {{{field}}}")
+    if "y" not in fields and "-y" not in fields:
+        raise SettingsError(f"tile URL template {template!r} lacks {{y}} (or {{-y}} for TMS)")
+    if "y" in fields and "-y" in fields:
+        raise SettingsError(f"tile URL template {template!r} has both {{y}} and {{-y}}")
+    return template
+
+
+def validate_geotiff_source(source: str) -> str:
+    """A GeoTIFF/COG for LG_IMAGERY_GEOTIFF: a local path or s3://bucket/key, ending .tif/.tiff.
+    (Whether it exists and reads as a GeoTIFF is checked when the worker opens it.)"""
+    if "://" in source:
+        if not source.startswith("s3://"):
+            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r}: only local paths and s3:// URIs are supported")
+        bucket, _, key = source[5:].partition("/")
+        if not bucket or not key:
+            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} is not an s3://bucket/key address")
+    if not source.lower().endswith(GEOTIFF_SUFFIXES):
+        raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} does not end in .tif or .tiff")
+    return source
+
+
+def _bands(env, name: str) -> tuple[int, ...] | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        bands = tuple(int(b) for b in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a comma-separated list of band numbers") from None
+    if len(bands) not in (1, 3) or any(b < 1 for b in bands):
+        raise SettingsError(f"{name}={raw!r}: give 1 band (grey) or 3 bands (R,G,B), numbered from 1")
+    return bands
+
+
+@dataclass(frozen=True)
+class EnumeratorSettings:
+    tiles_per_message: int
+    max_tiles_per_job: int
+    launcher: str  # "batch" in the cloud, "local" in the embedded run
+    max_workers: int
+    tiles_per_worker: int
+    batch_job_queue: str
+    batch_job_definition: str
+    enqueue_threads: int = 16
+
+    @classmethod
+    def from_env(cls, environ=None) -> "EnumeratorSettings":
+        env = os.environ if environ is None else environ
+        launcher = _choice(env, "LG_WORKER_LAUNCHER", "batch", ("batch", "local"))
+        settings = cls(
+            tiles_per_message=_int(
+                env, "LG_TILES_PER_MESSAGE", DEFAULT_TILES_PER_MESSAGE, 1, MAX_TILES_PER_MESSAGE
+            ),
+            max_tiles_per_job=_int(env, "LG_MAX_TILES_PER_JOB", 5_000_000, 1, 10**10),
+            launcher=launcher,
+            max_workers=_int(env, "LG_MAX_WORKERS", 50, 1, 10_000),
+            tiles_per_worker=_int(env, "LG_TILES_PER_WORKER", 20_000, 1, 10**9),
+            batch_job_queue=env.get("LG_BATCH_JOB_QUEUE", ""),
+            batch_job_definition=env.get("LG_BATCH_JOB_DEFINITION", ""),
+            enqueue_threads=_int(env, "LG_ENQUEUE_THREADS", 16, 1, 128),
+        )
+        if launcher == "batch" and not (settings.batch_job_queue and settings.batch_job_definition):
+            raise SettingsError("LG_BATCH_JOB_QUEUE and LG_BATCH_JOB_DEFINITION are required")
+        return settings
+
+    def workers_for(self, tiles: int) -> int:
+        """Worker count sized to the work: one per ``tiles_per_worker`` tiles, capped."""
+        return max(1, min(self.max_workers, -(-tiles // self.tiles_per_worker)))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    tile_url_template: str
+    model_path: str  # "" means: the model shipped in the repo, or an untrained one
+    batch_size: int
+    threshold: float
+    download_concurrency: int
+    download_timeout_s: float
+    download_retries: int
+    write_masks: bool
+    idle_exit_s: float  # exit after the queue has stayed empty this long
+    poll_wait_s: int
+    visibility_timeout_s: int = TILE_QUEUE_VISIBILITY_TIMEOUT_S  # what the heartbeat renews
+    # Imagery sources (README "Imagery sources"): either tile_url_template, or a GeoTIFF/COG.
+    imagery_geotiff: str = ""  # local path or s3://bucket/key.tif; then tile_url_template is ""
+    imagery_bands: tuple[int, ...] | None = None  # GeoTIFF bands as R,G,B (or 1 grey band)
+    imagery_secret: str = ""  # Secrets Manager secret (name or ARN) holding the API token
+    imagery_token_header: str = ""  # the token's HTTP header when the template has no {token}
+    # A unit left for redelivery (imagery temporarily failing) is visible again after this.
+    retry_delay_s: int = 30
+    # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
+    xla: bool = False
+    mixed_precision: bool = False
+
+    @classmethod
+    def from_env(cls, environ=None) -> "WorkerSettings":
+        env = os.environ if environ is None else environ
+        template = env.get("LG_TILE_URL_TEMPLATE", "")
+        geotiff = env.get("LG_IMAGERY_GEOTIFF", "")
+        if not template and not geotiff:
+            raise SettingsError("LG_TILE_URL_TEMPLATE is required (or LG_IMAGERY_GEOTIFF for a GeoTIFF source)")
+        if template and geotiff:
+            raise SettingsError("set LG_TILE_URL_TEMPLATE or LG_IMAGERY_GEOTIFF, not both")
+        imagery = _imagery_settings(env, template, geotiff)
+        return cls(
+            **imagery,
+            model_path=env.get("LG_MODEL_PATH", ""),
+            batch_size=_int(env, "LG_BATCH_SIZE", 32, 1, 1024),
+            threshold=_float(env, "LG_THRESHOLD", 0.5, 0.0, 1.0),
+            download_concurrency=_int(env, "LG_DOWNLOAD_CONCURRENCY", 16, 1, 256),
+            download_timeout_s=_float(env, "LG_DOWNLOAD_TIMEOUT_S", 10.0, 0.1, 300.0),
+            download_retries=_int(env, "LG_DOWNLOAD_RETRIES", 3, 0, 10),
+            write_masks=_bool(env, "LG_WRITE_MASKS", True),
+            idle_exit_s=_float(env, "LG_IDLE_EXIT_S", 60.0, 0.0, 3600.0),
+            poll_wait_s=_int(env, "LG_POLL_WAIT_S", 20, 0, 20),
+            visibility_timeout_s=_int(
+                env, "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
+            ),
+            retry_delay_s=_int(env, "LG_RETRY_DELAY_S", 30, 0, 43200),
+            xla=_bool(env, "LG_XLA", False),
+            mixed_precision=_bool(env, "LG_MIXED_PRECISION", False),
+        )
+
+
+def _imagery_settings(env, template: str, geotiff: str) -> dict:
+    """The imagery fields of WorkerSettings, cross-checked (one source; a token only for URLs)."""
+    secret = env.get(ENV_IMAGERY_SECRET, "")
+    header = env.get("LG_IMAGERY_TOKEN_HEADER", "")
+    bands = _bands(env, "LG_IMAGERY_BANDS")
+    if secret and not SECRET_ID.match(secret):
+        raise SettingsError(f"{ENV_IMAGERY_SECRET}={secret!r} is not a Secrets Manager secret name or ARN")
+    if header and not HTTP_HEADER_NAME.match(header):
+        raise SettingsError(f"LG_IMAGERY_TOKEN_HEADER={header!r} is not an HTTP header name")
+    if geotiff:
+        validate_geotiff_source(geotiff)
+        if secret or header:
+            raise SettingsError(
+                f"{ENV_IMAGERY_SECRET}/LG_IMAGERY_TOKEN_HEADER apply to LG_TILE_URL_TEMPLATE only "
+                "(a GeoTIFF on S3 is read with the worker's own AWS credentials)"
+            )
+    else:
+        validate_tile_url_template(template)
+        if bands is not None:
+            raise SettingsError("LG_IMAGERY_BANDS applies to LG_IMAGERY_GEOTIFF only")
+        has_placeholder = "token" in TEMPLATE_FIELD.findall(template)
+        if has_placeholder and not secret:
+            raise SettingsError(f"the tile URL template has {{token}} but {ENV_IMAGERY_SECRET} is not set")
+        if header and not secret:
+            raise SettingsError(f"LG_IMAGERY_TOKEN_HEADER is set but {ENV_IMAGERY_SECRET} is not")
+        if header and has_placeholder:
+            raise SettingsError(
+                "the tile URL template has {token} and LG_IMAGERY_TOKEN_HEADER is set: send the "
+                "token one way only"
+            )
+        if secret and not has_placeholder and not header:
+            header = DEFAULT_TOKEN_HEADER  # "Authorization: Bearer <token>"
+    return dict(
+        tile_url_template=template,
+        imagery_geotiff=geotiff,
+        imagery_bands=bands,
+        imagery_secret=secret,
+        imagery_token_header=header,
+    )

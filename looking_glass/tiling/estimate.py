@@ -1,0 +1,71 @@
+"""What an AOI will cost before it is submitted: tiles, area, SQS traffic, worker time and money.
+
+Throughput and price are inputs, not facts: the defaults are the CPU throughput measured on the
+development machine (DeepLab V3+ MobileNetV2, 256x256, TensorFlow 2.21, 2 cores: ~40 tiles/s)
+and the on-demand list price of one g4dn.xlarge in us-east-1 (USD 0.526/h). Pass your own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from looking_glass.grid import EQUATOR_M_PER_PX_Z0, TILE_SIZE
+from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE
+
+DEFAULT_TILES_PER_SECOND = 40.0
+DEFAULT_PRICE_PER_HOUR = 0.526
+SQS_MESSAGES_PER_REQUEST = 10
+
+
+@dataclass(frozen=True)
+class Estimate:
+    tiles: int
+    tiles_area_km2: float
+    sqs_messages: int
+    sqs_send_requests: int
+    worker_hours: float
+    cost_usd: float
+    tiles_per_second: float
+    price_per_hour: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tiles_area_km2(runs: np.ndarray, zoom: int) -> float:
+    """Ground area of the covered tiles (each row at its own latitude)."""
+    if len(runs) == 0:
+        return 0.0
+    n = 2**zoom
+    centres = runs[:, 0] + 0.5
+    lats = np.arctan(np.sinh(np.pi * (1 - 2 * centres / n)))
+    side_m = EQUATOR_M_PER_PX_Z0 * np.cos(lats) / n * TILE_SIZE
+    return float(((runs[:, 2] - runs[:, 1]) * side_m**2).sum() / 1e6)
+
+
+def estimate(
+    runs: np.ndarray,
+    zoom: int,
+    tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE,
+    tiles_per_second: float = DEFAULT_TILES_PER_SECOND,
+    price_per_hour: float = DEFAULT_PRICE_PER_HOUR,
+) -> Estimate:
+    if tiles_per_second <= 0 or price_per_hour < 0 or tiles_per_message < 1:
+        raise ValueError("tiles_per_second must be > 0, price_per_hour >= 0, tiles_per_message >= 1")
+    # Messages as the enumerator packs them: runs are split, never merged across a message.
+    tiles = int((runs[:, 2] - runs[:, 1]).sum()) if len(runs) else 0
+    messages = math.ceil(tiles / tiles_per_message)
+    hours = tiles / tiles_per_second / 3600
+    return Estimate(
+        tiles=tiles,
+        tiles_area_km2=round(tiles_area_km2(runs, zoom), 3),
+        sqs_messages=messages,
+        sqs_send_requests=math.ceil(messages / SQS_MESSAGES_PER_REQUEST),
+        worker_hours=round(hours, 3),
+        cost_usd=round(hours * price_per_hour, 2),
+        tiles_per_second=tiles_per_second,
+        price_per_hour=price_per_hour,
+    )

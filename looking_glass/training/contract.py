@@ -1,0 +1,193 @@
+"""The training job's contract with the cloud, shared by the entry point, the stack and the CLI.
+
+Imports no TensorFlow: the CDK stack (``stacks/training.py``), the entry point
+(``training/train.py``) and ``looking-glass train --stack`` all read these definitions, so the
+metric regexes, the channel layout and the execution input cannot drift apart.
+
+A run on a deployed stack (:func:`start_on_stack`): the prepared dataset (``prepare`` or
+``synth-data`` output: ``manifest.json`` + ``train/`` and ``validation/`` shards) is uploaded to
+the training bucket, each channel receiving the manifest and its own split, then the stack's
+state machine is started with ``{"hyperparameters": {...}}`` (every value a string, as SageMaker
+wants); the state machine names the job and runs it to completion.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where the training job's channels and outputs live in the training bucket.
+TRAIN_PREFIX = "data/train/"
+VALIDATION_PREFIX = "data/validation/"
+MODELS_PREFIX = "models/"
+CHECKPOINTS_PREFIX = "checkpoints/"
+CHANNEL_PREFIXES = {"train": TRAIN_PREFIX, "validation": VALIDATION_PREFIX}
+
+# SageMaker metric definitions for the entry point's per-epoch line, e.g.
+#   epoch=3 loss=0.123400 val_loss=0.234500 val_iou=0.812300 val_f1=0.890100 ... seconds=41.2
+# ``train:loss`` matches ``loss=`` right after the epoch, so never ``val_loss``.
+METRIC_DEFINITIONS = [
+    {"Name": "epoch", "Regex": r"epoch=([0-9]+) "},
+    {"Name": "train:loss", "Regex": r"epoch=[0-9]+ loss=([0-9.]+)"},
+    {"Name": "validation:loss", "Regex": r"val_loss=([0-9.]+)"},
+    {"Name": "validation:iou", "Regex": r"val_iou=([0-9.]+)"},
+    {"Name": "validation:f1", "Regex": r"val_f1=([0-9.]+)"},
+    {"Name": "validation:precision", "Regex": r"val_precision=([0-9.]+)"},
+    {"Name": "validation:recall", "Regex": r"val_recall=([0-9.]+)"},
+    {"Name": "validation:mse", "Regex": r"val_mse=([0-9.]+)"},
+]
+
+# Step Functions execution names: 1-80 of these characters.
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+FINAL_EXECUTION_STATES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+class TrainingRunError(ValueError):
+    """A bad argument or dataset for a training run; the message is the user's to see."""
+
+
+def hyperparameter_strings(hyperparameters) -> dict[str, str]:
+    """SageMaker's form: every value a string (booleans as "true"/"false")."""
+    if hyperparameters is None:
+        return {}
+    if not isinstance(hyperparameters, dict):
+        raise TrainingRunError(f"hyperparameters must be a JSON object, got {type(hyperparameters).__name__}")
+    out = {}
+    for key, value in hyperparameters.items():
+        if not isinstance(key, str) or not key:
+            raise TrainingRunError(f"hyperparameter names must be non-empty strings, got {key!r}")
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            out[key] = str(value)
+        else:
+            raise TrainingRunError(
+                f"hyperparameter {key!r}: expected a string, number or boolean, got {type(value).__name__}"
+            )
+    return out
+
+
+def check_hyperparameters(values: dict[str, str]) -> None:
+    """Validate hyperparameters with the entry point's own rules before a cloud run starts.
+
+    Needs the source checkout's ``training`` package (and Keras, for the model fields); without
+    them the job validates them itself when it starts, writing the reason to its failure file.
+    """
+    import sys
+
+    from looking_glass import SOURCE_ROOT
+
+    if str(SOURCE_ROOT) not in sys.path:
+        sys.path.insert(0, str(SOURCE_ROOT))
+    try:
+        from training.train import HyperparameterError, parse_hyperparameters
+    except ImportError:
+        return
+    try:
+        parse_hyperparameters(values)
+    except HyperparameterError as exc:
+        raise TrainingRunError(str(exc)) from None
+
+
+def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:
+    """(local file, key under the channel prefix) per channel of a prepared dataset."""
+    path = Path(data_dir).expanduser()
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        raise TrainingRunError(
+            f"{path} is not a prepared dataset: no manifest.json (make one with `looking-glass prepare` or `synth-data`)"
+        )
+    try:
+        json.loads(manifest.read_text())
+    except ValueError as exc:
+        raise TrainingRunError(f"{manifest}: not valid JSON: {exc}") from None
+    files = {}
+    for channel in CHANNEL_PREFIXES:
+        shards = sorted((path / channel).glob("shard-*.npz"))
+        if channel == "train" and not shards:
+            raise TrainingRunError(f"{path / channel} holds no shard-*.npz files: nothing to train on")
+        files[channel] = [(manifest, "manifest.json")] + [(s, f"{channel}/{s.name}") for s in shards]
+    return files
+
+
+@dataclass(frozen=True)
+class TrainingStackOutputs:
+    bucket: str
+    state_machine_arn: str
+
+    @classmethod
+    def from_outputs(cls, outputs: dict, stack: str) -> "TrainingStackOutputs":
+        from looking_glass.runtime.resources import OUTPUT_TRAINING_BUCKET, OUTPUT_TRAINING_STATE_MACHINE
+
+        missing = [k for k in (OUTPUT_TRAINING_BUCKET, OUTPUT_TRAINING_STATE_MACHINE) if not outputs.get(k)]
+        if missing:
+            raise TrainingRunError(
+                f"stack {stack} has no training outputs ({', '.join(missing)}): is its Training stack deployed?"
+            )
+        return cls(outputs[OUTPUT_TRAINING_BUCKET], outputs[OUTPUT_TRAINING_STATE_MACHINE])
+
+
+def upload_dataset(s3, bucket: str, data_dir, progress: Callable[[str], None] = lambda _: None) -> int:
+    """Upload a prepared dataset to the channel prefixes; returns the number of objects written.
+
+    Each channel's prefix is cleared of shards that are not in this dataset first, so a smaller
+    dataset never trains on a previous run's leftovers.
+    """
+    files = dataset_files(data_dir)
+    written = 0
+    for channel, prefix in CHANNEL_PREFIXES.items():
+        wanted = {prefix + key for _, key in files[channel]}
+        stale = [
+            {"Key": obj["Key"]}
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+            if obj["Key"] not in wanted
+        ]
+        for i in range(0, len(stale), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[i : i + 1000], "Quiet": True})
+        for local, key in files[channel]:
+            s3.upload_file(str(local), bucket, prefix + key)
+            written += 1
+            progress(f"s3://{bucket}/{prefix}{key}")
+    return written
+
+
+def execution_input(hyperparameters: dict[str, str]) -> str:
+    return json.dumps({"hyperparameters": hyperparameters}) if hyperparameters else "{}"
+
+
+def start_on_stack(
+    sfn,
+    s3,
+    outputs: TrainingStackOutputs,
+    hyperparameters: dict[str, str],
+    data_dir=None,
+    run_name: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> str:
+    """Upload the dataset (if given) and start the training state machine; its execution ARN."""
+    if run_name is not None and not EXECUTION_NAME.match(run_name):
+        raise TrainingRunError(
+            f"invalid run name {run_name!r}: 1-80 letters, digits, hyphens or underscores"
+        )
+    if data_dir is not None:
+        dataset_files(data_dir)  # fail on a bad dataset before anything is written
+        upload_dataset(s3, outputs.bucket, data_dir, progress)
+    kwargs = {"stateMachineArn": outputs.state_machine_arn, "input": execution_input(hyperparameters)}
+    if run_name:
+        kwargs["name"] = run_name
+    return sfn.start_execution(**kwargs)["executionArn"]
+
+
+def wait_for_execution(sfn, execution_arn: str, poll_s: float = 30.0, on_poll=lambda _: None) -> dict:
+    """Poll an execution until it is final; returns describe_execution's answer."""
+    while True:
+        answer = sfn.describe_execution(executionArn=execution_arn)
+        on_poll(answer)
+        if answer["status"] in FINAL_EXECUTION_STATES:
+            return answer
+        time.sleep(poll_s)

@@ -1,0 +1,118 @@
+"""Run the SageMaker training entry point (``training/train.py``) locally.
+
+:func:`run_local` lays out a root like SageMaker's ``/opt/ml``::
+
+    <root>/input/config/hyperparameters.json   every value a string, as SageMaker writes them
+    <root>/input/data/train       -> data_dir   (symlinks; copies where symlinks fail)
+    <root>/input/data/validation  -> data_dir
+
+and runs ``python -m training.train --root <root>`` in a subprocess from the source checkout
+(:data:`looking_glass.SOURCE_ROOT`), streaming its output, so the local run is the very code the
+training job runs. The model lands in ``<root>/model``, checkpoints in ``<root>/checkpoints``
+(running again with the same root resumes from them), TensorBoard logs in
+``<root>/output/tensorboard``, and a failure reason in ``<root>/output/failure``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from looking_glass import SOURCE_ROOT
+from looking_glass.training.contract import hyperparameter_strings
+
+CHANNELS = ("train", "validation")
+
+
+def _check_data_dir(data_dir) -> Path:
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise ValueError(f"data directory {path} does not exist")
+    if not path.is_dir():
+        raise ValueError(f"data directory {path} is not a directory")
+    if not (path / "manifest.json").is_file() and not any(path.glob("shard-*.npz")):
+        raise ValueError(
+            f"data directory {path} holds neither manifest.json (a prepared dataset, see "
+            "`looking-glass prepare` / `synth-data`) nor shard-*.npz files"
+        )
+    return path.resolve()
+
+
+def _link_or_copy(target: Path, link: Path) -> str:
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)
+    try:
+        link.symlink_to(target, target_is_directory=True)
+        return "symlink"
+    except OSError:
+        shutil.copytree(target, link)
+        return "copy"
+
+
+def prepare_root(data_dir, root, hyperparameters: dict | None = None) -> Path:
+    """Lay out ``root`` for the entry point (see the module docstring); returns the root."""
+    data = _check_data_dir(data_dir)
+    values = hyperparameter_strings(hyperparameters)
+    root = Path(root).expanduser().resolve()
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(values, indent=1) + "\n")
+    channels = root / "input" / "data"
+    channels.mkdir(parents=True, exist_ok=True)
+    for channel in CHANNELS:
+        _link_or_copy(data, channels / channel)
+    return root
+
+
+def run_local(
+    data_dir,
+    root=None,
+    hyperparameters: dict | None = None,
+    *,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Train on ``data_dir`` (a prepared dataset or a folder of shards) with the SageMaker entry
+    point in a subprocess; returns its exit code (0 ok, 1 failed, 2 bad hyperparameters, 143
+    stopped by SIGTERM). ``root`` defaults to a new temporary folder (printed first); each
+    output line goes to ``echo`` (default: stdout). Raises ``ValueError`` for bad inputs."""
+    say = echo or (lambda line: print(line, flush=True))
+    if root is None:
+        _check_data_dir(data_dir)
+        hyperparameter_strings(hyperparameters)
+        root = tempfile.mkdtemp(prefix="looking-glass-train-")
+    root = prepare_root(data_dir, root, hyperparameters)
+    say(f"training root: {root}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "LG_SM_ROOT"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.train", "--root", str(root)],
+        cwd=SOURCE_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    try:
+        for line in proc.stdout:
+            say(line.rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        proc.terminate()  # e.g. Ctrl-C: the entry point checkpoints and exits
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    finally:
+        if proc.stdout:
+            proc.stdout.close()

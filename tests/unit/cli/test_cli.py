@@ -1,0 +1,138 @@
+"""The looking-glass command line: argument and AOI validation, cover output formats."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE_POLYGON
+from looking_glass.cli.main import main
+from conftest import SPACENET_SAMPLE  # noqa: E402
+
+
+@pytest.fixture
+def aoi_file(tmp_path):
+    path = tmp_path / "aoi.geojson"
+    path.write_text(json.dumps(SAMPLE_POLYGON))
+    return path
+
+
+def test_cover_formats_agree(aoi_file, capsys):
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "count"])
+    count = int(capsys.readouterr().out)
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "xyz"])
+    lines = capsys.readouterr().out.split("\n")[:-1]
+    assert len(lines) == count > 0 and all(line.endswith(" 17") for line in lines)
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "quadkey"])
+    assert len(capsys.readouterr().out.split()) == count
+    main(["cover", str(aoi_file), "--zoom", "17", "--format", "geojson"])
+    assert len(json.loads(capsys.readouterr().out)["features"]) == count
+
+
+def test_bad_aoi_is_refused_with_the_reason(tmp_path):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text('{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}')
+    with pytest.raises(SystemExit) as err:
+        main(["validate", str(bad)])
+    assert "not closed" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["demo", "--aoi", str(tmp_path / "missing.geojson")])
+    assert "not found" in str(err.value)
+
+
+@pytest.mark.parametrize("args", [["cover", "x.geojson", "--zoom", "40"], ["demo", "--workers", "0"], ["cover", "x", "--format", "png"]])
+def test_bad_arguments_exit_2_with_a_message(args):
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and "error:" in proc.stderr
+
+
+def test_validate_prints_tile_count(aoi_file, capsys):
+    assert main(["validate", str(aoi_file)]) == 0
+    assert "zoom-18 tiles" in capsys.readouterr().out
+
+
+def test_estimate_counts_tiles_messages_time_and_cost(aoi_file, capsys):
+    main(["cover", str(aoi_file), "--format", "count"])
+    tiles = int(capsys.readouterr().out)
+    main(["estimate", str(aoi_file), "--json", "--tiles-per-message", "10", "--tiles-per-second", "2", "--price-per-hour", "3.6"])
+    est = json.loads(capsys.readouterr().out)
+    assert est["tiles"] == tiles
+    assert est["sqs_messages"] == -(-tiles // 10) and est["sqs_send_requests"] == -(-est["sqs_messages"] // 10)
+    assert est["worker_hours"] == pytest.approx(tiles / 2 / 3600, abs=1e-3)
+    assert est["cost_usd"] == pytest.approx(tiles / 2 / 3600 * 3.6, abs=0.01)
+    # Each zoom-18 tile near the equator is about 153 m on a side: 0.0234 km2.
+    assert est["tiles_area_km2"] == pytest.approx(tiles * 0.0234, rel=0.01)
+
+
+def test_estimate_rejects_nonpositive_throughput(aoi_file):
+    proc = subprocess.run(
+        [sys.executable, "-m", "looking_glass.cli.main", "estimate", str(aoi_file), "--tiles-per-second", "0"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and "must be greater than 0" in proc.stderr
+
+
+def test_synth_data_writes_the_prepare_format(tmp_path, capsys):
+    from looking_glass.datasets.prepare import load_split
+
+    out = tmp_path / "synth"
+    assert main(["synth-data", "--tiles", "48", "--out", str(out), "--seed", "5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["written"] == 48
+    splits = {c["id"]: c["split"] for c in manifest["chips"]}
+    # Neighbouring tiles (same 4x4 cluster) never straddle train and validation.
+    by_cluster = {}
+    for c in manifest["chips"]:
+        z, x, y = c["tile"]
+        by_cluster.setdefault((x // 4, y // 4), set()).add(splits[c["id"]])
+    assert all(len(s) == 1 for s in by_cluster.values())
+    train = load_split(out, "train")
+    assert train["image"].shape[1:] == (256, 256, 3)
+    assert ((train["sdt"] > 0) == (train["mask"] == 1)).all()
+    with pytest.raises(SystemExit) as err:  # refuses to overwrite without --overwrite
+        main(["synth-data", "--tiles", "4", "--out", str(out)])
+    assert "error:" in str(err.value)
+
+
+def test_prepare_command_on_the_spacenet_sample(tmp_path, capsys):
+    from pathlib import Path
+
+    data = SPACENET_SAMPLE
+    out = tmp_path / "prepared"
+    code = main(["prepare", "--images", str(data / "image.tif"), "--footprints", str(data / "buildings.geojson"),
+                 "--out", str(out), "--chip-size", "300", "--split-block", "2", "--max-nodata", "1.0"])
+    assert code == 0 and "manifest" in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["counts"]["written"] == 9
+    with pytest.raises(SystemExit) as err:
+        main(["prepare", "--images", str(data / "image.tif"), "--footprints", str(data / "buildings.geojson"),
+              "--out", str(tmp_path / "x"), "--bands", "one"])
+    assert "comma-separated band numbers" in str(err.value)
+
+
+def test_train_command_validates_its_inputs(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--local", "--data", str(tmp_path / "nothing")])
+    assert "error:" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--local", "--data", str(tmp_path), "--hyperparameters", "{not json"])
+    assert "not JSON" in str(err.value)
+
+
+def test_evaluate_and_plot_the_shipped_model(tmp_path, capsys):
+    assert main(["evaluate", "--synthetic", "8", "--seed", "11"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) >= {"iou", "f1", "precision", "recall"} and scores["tiles"] == 8
+    assert scores["iou"] >= 0.85  # the shipped model, on tiles it never saw
+    out = tmp_path / "fig.png"
+    assert main(["plot", "--synthetic", "2", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_reports_unreadable_inputs(tmp_path):
+    with pytest.raises(SystemExit) as err:
+        main(["evaluate", "--model", str(tmp_path / "none.keras"), "--synthetic", "1"])
+    assert "cannot load model" in str(err.value)
+    with pytest.raises(SystemExit) as err:
+        main(["evaluate", "--data", str(tmp_path), "--synthetic", "1"])
+    assert err.value.code == 2  # argparse: --data and --synthetic are exclusive
