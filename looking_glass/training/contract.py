@@ -1,8 +1,8 @@
 """The training job's contract with the cloud, shared by the entry point, the stack and the CLI.
 
 Imports no TensorFlow: the CDK stack (``stacks/training.py``), the entry point
-(``training/train.py``) and ``looking-glass train --stack`` all read these definitions, so the
-metric regexes, the channel layout and the execution input cannot drift apart.
+(:mod:`looking_glass.training.entrypoint`) and ``looking-glass train --stack`` all read these
+definitions, so the metric regexes, the channel layout and the execution input cannot drift apart.
 
 A run on a deployed stack (:func:`start_on_stack`): the prepared dataset (``prepare`` or
 ``synth-data`` output: ``manifest.json`` + ``train/`` and ``validation/`` shards) is uploaded to
@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from looking_glass.training.hyperparameters import HyperparameterError, parse_hyperparameters
 
 # Where the training job's channels and outputs live in the training bucket.
 TRAIN_PREFIX = "data/train/"
@@ -74,23 +76,16 @@ def hyperparameter_strings(hyperparameters) -> dict[str, str]:
 def check_hyperparameters(values: dict[str, str]) -> None:
     """Validate hyperparameters with the entry point's own rules before a cloud run starts.
 
-    Needs the source checkout's ``training`` package (and Keras, for the model fields); without
-    them the job validates them itself when it starts, writing the reason to its failure file.
+    Raises :class:`TrainingRunError` with the entry point's message. The model fields need Keras
+    (``ModelConfig``); without it the job validates them itself when it starts, writing the
+    reason to its failure file.
     """
-    import sys
-
-    from looking_glass import SOURCE_ROOT
-
-    if str(SOURCE_ROOT) not in sys.path:
-        sys.path.insert(0, str(SOURCE_ROOT))
-    try:
-        from training.train import HyperparameterError, parse_hyperparameters
-    except ImportError:
-        return
     try:
         parse_hyperparameters(values)
     except HyperparameterError as exc:
         raise TrainingRunError(str(exc)) from None
+    except ImportError:
+        return
 
 
 def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:

@@ -1,4 +1,4 @@
-"""Run the SageMaker training entry point (``training/train.py``) locally.
+"""Run the SageMaker training entry point (:mod:`looking_glass.training.entrypoint`) locally.
 
 :func:`run_local` lays out a root like SageMaker's ``/opt/ml``::
 
@@ -6,9 +6,9 @@
     <root>/input/data/train       -> data_dir   (symlinks; copies where symlinks fail)
     <root>/input/data/validation  -> data_dir
 
-and runs ``python -m training.train --root <root>`` in a subprocess from the source checkout
-(:data:`looking_glass.SOURCE_ROOT`), streaming its output, so the local run is the very code the
-training job runs. The model lands in ``<root>/model``, checkpoints in ``<root>/checkpoints``
+and runs ``python -m looking_glass.training.entrypoint --root <root>`` in a subprocess (the
+program ``training/train.py`` runs in the training image), streaming its output, so the local run
+is the very code the training job runs. The model lands in ``<root>/model``, checkpoints in ``<root>/checkpoints``
 (running again with the same root resumes from them), TensorBoard logs in
 ``<root>/output/tensorboard``, and a failure reason in ``<root>/output/failure``.
 """
@@ -24,10 +24,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from looking_glass import SOURCE_ROOT
 from looking_glass.training.contract import hyperparameter_strings
 
 CHANNELS = ("train", "validation")
+# The entry point's module: what ``training/train.py`` (the training image's ``train``) runs.
+ENTRY_MODULE = "looking_glass.training.entrypoint"
 
 
 def _check_data_dir(data_dir) -> Path:
@@ -92,10 +93,8 @@ def run_local(
     say(f"training root: {root}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "LG_SM_ROOT"}
     env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training.train", "--root", str(root)],
-        cwd=SOURCE_ROOT,
+        [sys.executable, "-m", ENTRY_MODULE, "--root", str(root)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

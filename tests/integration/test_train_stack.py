@@ -186,13 +186,8 @@ def test_wait_follows_the_execution_until_it_is_final(training_stack, capsys):
 
 
 def test_the_entry_point_and_the_stack_share_the_metric_definitions():
-    import sys
-
-    from looking_glass import SOURCE_ROOT
-
-    sys.path.insert(0, str(SOURCE_ROOT))
-    from training.train import METRIC_DEFINITIONS as entry_point_definitions
-    from training.train import metric_line
+    from looking_glass.training.loop import METRIC_DEFINITIONS as entry_point_definitions
+    from looking_glass.training.loop import metric_line
 
     assert entry_point_definitions is METRIC_DEFINITIONS
     import re

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from looking_glass import SOURCE_ROOT
+from conftest import REPO_ROOT
 from looking_glass.datasets.prepare import load_split, signed_distance_m, write_dataset
 from looking_glass.datasets.synthdata import synthetic_chips
 from looking_glass.training.local import prepare_root, run_local
-from training import train
+from looking_glass.training import data, entrypoint, errors, hyperparameters, loop
 
 SIZE = 64
 TINY = {"alpha": 0.35, "aspp_filters": 8, "decoder_filters": 8, "low_level_filters": 8, "input_size": SIZE,
@@ -53,7 +53,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
-    """One epoch through run_local (a subprocess running python -m training.train)."""
+    """One epoch through run_local (a subprocess running python -m looking_glass.training.entrypoint)."""
     root = tmp_path_factory.mktemp("run") / "root"
     lines: list[str] = []
     started = time.monotonic()
@@ -67,7 +67,7 @@ def _metric_lines(lines):
 
 def _values(line: str) -> dict:
     out = {}
-    for d in train.METRIC_DEFINITIONS:
+    for d in loop.METRIC_DEFINITIONS:
         m = re.search(d["Regex"], line)
         if m:
             out[d["Name"]] = float(m.group(1))
@@ -78,21 +78,21 @@ def _values(line: str) -> dict:
 
 
 def test_metric_definitions_parse_the_epoch_lines():
-    binary = train.metric_line(3, 0.1234, {"val_loss": 0.2345, "val_iou": 0.8123, "val_f1": 0.8901,
+    binary = loop.metric_line(3, 0.1234, {"val_loss": 0.2345, "val_iou": 0.8123, "val_f1": 0.8901,
                                            "val_precision": 0.9, "val_recall": 0.88}, 12.0)
     assert binary.startswith("epoch=3 loss=0.123400 val_loss=0.234500 val_iou=0.812300 val_f1=0.890100")
     assert _values(binary) == pytest.approx({
         "epoch": 3, "train:loss": 0.1234, "validation:loss": 0.2345, "validation:iou": 0.8123,
         "validation:f1": 0.8901, "validation:precision": 0.9, "validation:recall": 0.88,
     })
-    sdt = train.metric_line(1, 2.5, {"val_loss": 3.0, "val_mse": 7.25, "val_iou": 0.5, "val_f1": 0.6}, 1.0)
+    sdt = loop.metric_line(1, 2.5, {"val_loss": 3.0, "val_mse": 7.25, "val_iou": 0.5, "val_f1": 0.6}, 1.0)
     assert _values(sdt) == pytest.approx({
         "epoch": 1, "train:loss": 2.5, "validation:loss": 3.0, "validation:mse": 7.25,
         "validation:iou": 0.5, "validation:f1": 0.6,
     })
     # Without validation: the train loss only (its regex never reads val_loss).
-    assert _values(train.metric_line(2, 0.5, None, 1.0)) == {"epoch": 2, "train:loss": 0.5}
-    names = [d["Name"] for d in train.METRIC_DEFINITIONS]
+    assert _values(loop.metric_line(2, 0.5, None, 1.0)) == {"epoch": 2, "train:loss": 0.5}
+    names = [d["Name"] for d in loop.METRIC_DEFINITIONS]
     assert len(set(names)) == len(names)
 
 
@@ -100,7 +100,7 @@ def test_metric_definitions_parse_the_epoch_lines():
 
 
 def test_hyperparameters_parse_sagemaker_strings():
-    hp = train.parse_hyperparameters({
+    hp = hyperparameters.parse_hyperparameters({
         "epochs": "3", "batch_size": 8, "learning_rate": "5e-4", "backbone": '"mobilenetv2"', "alpha": "0.35",
         "output_stride": "8", "head": "SDT", "imagenet": "false", "augment": "False", "threshold": "0.4",
         "input_size": "64", "max_train_chips": "5",
@@ -109,10 +109,10 @@ def test_hyperparameters_parse_sagemaker_strings():
     assert hp["head"] == "sdt" and hp["output_stride"] == 8 and hp["augment"] is False and hp["imagenet"] is False
     assert hp["config"].head == "sdt" and hp["config"].input_size == 64
     assert hp["model_id"] == "deeplabv3plus-mobilenetv2a035-sdt-os8"
-    defaults = train.parse_hyperparameters({})
+    defaults = hyperparameters.parse_hyperparameters({})
     assert defaults["epochs"] == 10 and defaults["batch_size"] == 16 and defaults["augment"] is True
-    assert defaults["config"].to_dict() == train.parse_hyperparameters({"input_size": 256})["config"].to_dict()
-    assert "learning_rate" in train.hyperparameter_table()
+    assert defaults["config"].to_dict() == hyperparameters.parse_hyperparameters({"input_size": 256})["config"].to_dict()
+    assert "learning_rate" in hyperparameters.hyperparameter_table()
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_hyperparameters_parse_sagemaker_strings():
 )
 def test_bad_hyperparameters_fail_naming_the_key(tmp_path, dataset, raw, key):
     root = prepare_root(dataset, tmp_path / "root", raw)
-    assert train.main(["--root", str(root)]) == train.EXIT_BAD_HYPERPARAMETERS
+    assert entrypoint.main(["--root", str(root)]) == errors.EXIT_BAD_HYPERPARAMETERS
     reason = (root / "output" / "failure").read_text()
     assert key in reason
     if key == "colour":
@@ -140,7 +140,7 @@ def test_bad_hyperparameters_fail_naming_the_key(tmp_path, dataset, raw, key):
 
 def test_bad_hyperparameter_exit_code_of_the_process(tmp_path, dataset):
     root = prepare_root(dataset, tmp_path / "root", {"epochs": "zero"})
-    proc = subprocess.run([sys.executable, "-m", "training.train", "--root", str(root)], cwd=SOURCE_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--root", str(root)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "'epochs'" in proc.stderr
@@ -149,40 +149,40 @@ def test_bad_hyperparameter_exit_code_of_the_process(tmp_path, dataset):
 
 def test_input_size_must_match_the_chips(tmp_path, dataset):
     root = prepare_root(dataset, tmp_path / "root", {**TINY, "input_size": "128"})
-    assert train.main(["--root", str(root)]) == train.EXIT_BAD_HYPERPARAMETERS
+    assert entrypoint.main(["--root", str(root)]) == errors.EXIT_BAD_HYPERPARAMETERS
     reason = (root / "output" / "failure").read_text()
     assert "input_size" in reason and "64" in reason
 
 
 def test_missing_train_channel_writes_a_failure(tmp_path, capsys):
     root = tmp_path / "root"
-    assert train.main(["--root", str(root)]) == train.EXIT_FAILURE
+    assert entrypoint.main(["--root", str(root)]) == errors.EXIT_FAILURE
     reason = (root / "output" / "failure").read_text()
     assert "train channel" in reason and "does not exist" in reason
     assert "train channel" in capsys.readouterr().err
 
 
 def test_channels_of_shards_and_missing_validation(tmp_path, dataset):
-    src = train.resolve_channel(dataset / "train", "train", "train", required=True)
+    src = data.resolve_channel(dataset / "train", "train", "train", required=True)
     assert src.kind == "shards" and src.shards
-    src = train.resolve_channel(dataset, "validation", "validation", required=False)
+    src = data.resolve_channel(dataset, "validation", "validation", required=False)
     assert src.kind == "dataset" and src.manifest["chip_size"] == SIZE
-    assert train.resolve_channel(tmp_path / "nothing", "validation", "validation", required=False) is None
+    assert data.resolve_channel(tmp_path / "nothing", "validation", "validation", required=False) is None
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("x")
-    with pytest.raises(train.TrainingError, match="neither manifest.json"):
-        train.resolve_channel(tmp_path / "junk", "train", "train", required=True)
+    with pytest.raises(errors.TrainingError, match="neither manifest.json"):
+        data.resolve_channel(tmp_path / "junk", "train", "train", required=True)
 
 
 def test_batches_are_a_function_of_seed_epoch_and_batch(dataset):
-    hp = train.parse_hyperparameters({**TINY})
-    chips = train.load_chips(train.resolve_channel(dataset, "train", "train", True), "binary")
-    a, b = train.epoch_batch(chips, hp, 3, 1), train.epoch_batch(chips, hp, 3, 1)
+    hp = hyperparameters.parse_hyperparameters({**TINY})
+    chips = data.load_chips(data.resolve_channel(dataset, "train", "train", True), "binary")
+    a, b = data.epoch_batch(chips, hp, 3, 1), data.epoch_batch(chips, hp, 3, 1)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert a[0].shape == (4, SIZE, SIZE, 3) and a[1].shape == (4, SIZE, SIZE, 1)
-    assert not np.array_equal(a[0], train.epoch_batch(chips, hp, 4, 1)[0])
+    assert not np.array_equal(a[0], data.epoch_batch(chips, hp, 4, 1)[0])
     # augmentation moves image and mask together: building pixels stay building pixels
-    plain = train.epoch_batch(chips, {**hp, "augment": False}, 3, 1)
+    plain = data.epoch_batch(chips, {**hp, "augment": False}, 3, 1)
     assert sorted(a[1].sum(axis=(1, 2, 3))) == sorted(plain[1].sum(axis=(1, 2, 3)))
 
 
@@ -273,7 +273,7 @@ def test_second_run_resumes_from_the_checkpoint(trained, tmp_path, capsys):
     config = root / "input" / "config" / "hyperparameters.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "epochs": "2"}))
 
-    assert train.main(["--root", str(root)]) == 0
+    assert entrypoint.main(["--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "initial epoch 1" in out and "optimizer state restored" in out
     epochs = _metric_lines(out.splitlines())
@@ -292,7 +292,7 @@ def test_second_run_resumes_from_the_checkpoint(trained, tmp_path, capsys):
 
 def test_sigterm_checkpoints_and_exits_143(tmp_path, dataset):
     root = prepare_root(dataset, tmp_path / "root", {**TINY, "epochs": 1000, "batch_size": 2})
-    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--root", str(root)], cwd=SOURCE_ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--root", str(root)], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     try:

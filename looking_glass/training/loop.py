@@ -1,0 +1,171 @@
+"""The training loop's parts: compiling, validating, the per-epoch line and Keras callbacks.
+
+Adam at a constant ``learning_rate``; loss: weighted binary cross-entropy (``pos_weight``) for
+the ``binary`` head, Huber (``huber_delta`` metres) on the signed distance for the ``sdt`` head.
+
+After each epoch the model is run over the whole validation set and the scores are computed
+once from the pixel counts accumulated over all of it (``confusion_counts`` /
+``scores_from_counts``): dataset-level IoU, F1, precision and recall, not Keras' average of
+per-batch values. A building is ``probability >= threshold`` (binary head) or ``distance > 0``
+(SDT head). :func:`metric_line` is the stdout line the SageMaker metric definitions
+(:data:`looking_glass.training.contract.METRIC_DEFINITIONS`) parse.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+# SageMaker metric definitions for the per-epoch line: one definition, which the stack's
+# training job uses too (re-exported here beside metric_line, which prints what they parse).
+from looking_glass.training.contract import METRIC_DEFINITIONS
+from looking_glass.training.data import Chips
+from looking_glass.training.errors import log
+from looking_glass.training.tensorboard import tensorboard_installed, write_epoch_scalars
+
+if TYPE_CHECKING:
+    from looking_glass.training.job import Run
+
+__all__ = ["METRIC_DEFINITIONS", "StopFlag", "compile_model", "make_callbacks", "metric_line", "predict", "validate"]
+
+
+def compile_model(model, hp: dict):
+    """Compile ``model`` with Adam (``learning_rate``) and the head's loss; sets every batch
+    norm's momentum to ``bn_momentum`` if given."""
+    import keras
+
+    from looking_glass.model.metrics import sdt_huber, weighted_bce
+
+    if hp["bn_momentum"] is not None:
+        for layer in _flat_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = hp["bn_momentum"]
+    loss = weighted_bce(hp["pos_weight"]) if hp["config"].head == "binary" else sdt_huber(hp["huber_delta"])
+    model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]), loss=loss)  # XLA: GPU only ("auto")
+
+
+def _flat_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
+def predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's output (N, S, S) float32 for images (N, S, S, 3), ``batch_size`` at a time."""
+    out = [np.asarray(model.predict_on_batch(images[i:i + batch_size].astype(np.float32)))[..., 0]
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros(images.shape[:3], np.float32)
+
+
+def validate(model, chips: Chips, hp: dict, stop) -> dict | None:
+    """Dataset-level validation metrics: counts accumulated over every chip, scored once.
+
+    ``val_loss`` (mean per chip), ``val_mse`` (SDT head, m^2), ``val_iou``, ``val_f1``,
+    ``val_precision``, ``val_recall`` and ``val_counts`` (tp, fp, fn pixels). ``None`` if a
+    signal arrives meanwhile (``stop.signum`` set).
+    """
+    from looking_glass.model.metrics import (
+        Counts,
+        confusion_counts,
+        scores_from_counts,
+        sdt_huber_loss,
+        weighted_binary_crossentropy,
+    )
+
+    head, bs = hp["config"].head, hp["batch_size"]
+    counts, loss_sum, sq_sum, n = Counts(), 0.0, 0.0, len(chips.images)
+    for i in range(0, n, bs):
+        if stop.signum:
+            return None
+        pred = np.asarray(model.predict_on_batch(chips.images[i:i + bs].astype(np.float32)))[..., 0]
+        if head == "binary":
+            truth = chips.targets[i:i + bs].astype(np.float32)
+            loss = weighted_binary_crossentropy(truth, pred, pos_weight=hp["pos_weight"])
+            counts += confusion_counts(pred >= hp["threshold"], truth >= 0.5)
+        else:
+            truth = chips.targets[i:i + bs]
+            loss = sdt_huber_loss(truth, pred, delta=hp["huber_delta"])
+            sq_sum += float(np.sum(np.mean(np.square(pred - truth), axis=(1, 2))))
+            counts += confusion_counts(pred > 0, truth > 0)
+        loss_sum += float(np.sum(np.asarray(loss)))
+    scores = scores_from_counts(*counts)
+    out = {"val_loss": loss_sum / n}
+    if head == "sdt":
+        out["val_mse"] = sq_sum / n
+    out.update({f"val_{k}": float(v) for k, v in scores.items()})
+    out["val_counts"] = {"tp": counts.tp, "fp": counts.fp, "fn": counts.fn}
+    return out
+
+
+def metric_line(epoch: int, loss: float, val: dict | None, seconds: float) -> str:
+    """The per-epoch stdout line (1-based epoch) that METRIC_DEFINITIONS parse."""
+    parts = [f"epoch={epoch}", f"loss={loss:.6f}"]
+    for key in ("val_loss", "val_mse", "val_iou", "val_f1", "val_precision", "val_recall"):
+        if val and key in val:
+            parts.append(f"{key}={val[key]:.6f}")
+    parts.append(f"seconds={seconds:.1f}")
+    return " ".join(parts)
+
+
+class StopFlag:
+    """Set by the SIGTERM/SIGINT handler; checked at batch ends."""
+
+    def __init__(self):
+        self.signum = 0
+
+    def handler(self, signum, _frame):
+        """A ``signal.signal`` handler: only records ``signum``."""
+        self.signum = signum
+
+
+def make_callbacks(run: Run):
+    """The Keras callbacks of ``run``: stop on a signal at a batch end, finish each epoch
+    (:meth:`Run.finish_epoch`), and TensorBoard's epoch scalars (skipping an interrupted epoch)."""
+    import keras
+
+    class StopOnSignal(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            run.batches_since_epoch += 1
+            if run.stop.signum:
+                self.model.stop_training = True
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Validation, the metric line, prediction panels and the checkpoint of each epoch."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            run.batches_since_epoch = 0
+            run.epoch_started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if run.stop.signum and run.batches_since_epoch < run.steps:
+                return  # an interrupted epoch: handled after fit
+            run.finish_epoch(epoch, logs)
+
+    def interrupted_epoch():
+        return run.stop.signum and run.batches_since_epoch < run.steps
+
+    if tensorboard_installed():
+
+        class TensorBoard(keras.callbacks.TensorBoard):
+            def on_epoch_end(self, epoch, logs=None):
+                if not interrupted_epoch():
+                    super().on_epoch_end(epoch, logs)
+
+        tensorboard = TensorBoard(
+            log_dir=str(run.paths.tensorboard), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0
+        )
+    else:
+        log("the tensorboard package is not installed: epoch scalars are written with TensorFlow's raw summary ops "
+            "(the layout of keras.callbacks.TensorBoard: train/ and validation/, epoch_<metric>)")
+
+        class ScalarEvents(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if not interrupted_epoch():
+                    write_epoch_scalars(run.paths.tensorboard, epoch, logs or {})
+
+        tensorboard = ScalarEvents()
+    return [StopOnSignal(), EpochEnd(), tensorboard]  # EpochEnd first: TensorBoard sees its val_* logs
