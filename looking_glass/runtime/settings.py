@@ -11,56 +11,19 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from looking_glass.runtime.parsing import ParseError, Variables
 from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
-from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, MAX_TILES_PER_MESSAGE
+from looking_glass.runtime.defaults import (
+    DEFAULT_MAX_TILES_PER_JOB,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_TILES_PER_MESSAGE,
+    DEFAULT_TILES_PER_WORKER,
+    MAX_TILES_PER_MESSAGE,
+)
 
 
-class SettingsError(ValueError):
-    pass
-
-
-def _int(env, name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _float(env, name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _bool(env, name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes"):
-        return True
-    if raw.lower() in ("0", "false", "no"):
-        return False
-    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
-
-
-def _choice(env, name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name) or default
-    if value not in choices:
-        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
-    return value
+class SettingsError(ParseError):
+    """A runtime setting (an environment variable) is missing or invalid; the message names it."""
 
 
 # Placeholders of a tile URL template: {x}, {y} (XYZ) or {-y} (TMS, rows counted from the
@@ -110,19 +73,6 @@ def validate_geotiff_source(source: str) -> str:
     return source
 
 
-def _bands(env, name: str) -> tuple[int, ...] | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        bands = tuple(int(b) for b in raw.split(","))
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a comma-separated list of band numbers") from None
-    if len(bands) not in (1, 3) or any(b < 1 for b in bands):
-        raise SettingsError(f"{name}={raw!r}: give 1 band (grey) or 3 bands (R,G,B), numbered from 1")
-    return bands
-
-
 @dataclass(frozen=True)
 class EnumeratorSettings:
     tiles_per_message: int
@@ -137,18 +87,19 @@ class EnumeratorSettings:
     @classmethod
     def from_env(cls, environ=None) -> "EnumeratorSettings":
         env = os.environ if environ is None else environ
-        launcher = _choice(env, "LG_WORKER_LAUNCHER", "batch", ("batch", "local"))
+        var = Variables(env, SettingsError)
+        launcher = var.choice("LG_WORKER_LAUNCHER", "batch", ("batch", "local"))
         settings = cls(
-            tiles_per_message=_int(
-                env, "LG_TILES_PER_MESSAGE", DEFAULT_TILES_PER_MESSAGE, 1, MAX_TILES_PER_MESSAGE
+            tiles_per_message=var.integer(
+                "LG_TILES_PER_MESSAGE", DEFAULT_TILES_PER_MESSAGE, 1, MAX_TILES_PER_MESSAGE
             ),
-            max_tiles_per_job=_int(env, "LG_MAX_TILES_PER_JOB", 5_000_000, 1, 10**10),
+            max_tiles_per_job=var.integer("LG_MAX_TILES_PER_JOB", DEFAULT_MAX_TILES_PER_JOB, 1, 10**10),
             launcher=launcher,
-            max_workers=_int(env, "LG_MAX_WORKERS", 50, 1, 10_000),
-            tiles_per_worker=_int(env, "LG_TILES_PER_WORKER", 20_000, 1, 10**9),
+            max_workers=var.integer("LG_MAX_WORKERS", DEFAULT_MAX_WORKERS, 1, 10_000),
+            tiles_per_worker=var.integer("LG_TILES_PER_WORKER", DEFAULT_TILES_PER_WORKER, 1, 10**9),
             batch_job_queue=env.get("LG_BATCH_JOB_QUEUE", ""),
             batch_job_definition=env.get("LG_BATCH_JOB_DEFINITION", ""),
-            enqueue_threads=_int(env, "LG_ENQUEUE_THREADS", 16, 1, 128),
+            enqueue_threads=var.integer("LG_ENQUEUE_THREADS", 16, 1, 128),
         )
         if launcher == "batch" and not (settings.batch_job_queue and settings.batch_job_definition):
             raise SettingsError("LG_BATCH_JOB_QUEUE and LG_BATCH_JOB_DEFINITION are required")
@@ -193,23 +144,24 @@ class WorkerSettings:
         if template and geotiff:
             raise SettingsError("set LG_TILE_URL_TEMPLATE or LG_IMAGERY_GEOTIFF, not both")
         imagery = _imagery_settings(env, template, geotiff)
+        var = Variables(env, SettingsError)
         return cls(
             **imagery,
             model_path=env.get("LG_MODEL_PATH", ""),
-            batch_size=_int(env, "LG_BATCH_SIZE", 32, 1, 1024),
-            threshold=_float(env, "LG_THRESHOLD", 0.5, 0.0, 1.0),
-            download_concurrency=_int(env, "LG_DOWNLOAD_CONCURRENCY", 16, 1, 256),
-            download_timeout_s=_float(env, "LG_DOWNLOAD_TIMEOUT_S", 10.0, 0.1, 300.0),
-            download_retries=_int(env, "LG_DOWNLOAD_RETRIES", 3, 0, 10),
-            write_masks=_bool(env, "LG_WRITE_MASKS", True),
-            idle_exit_s=_float(env, "LG_IDLE_EXIT_S", 60.0, 0.0, 3600.0),
-            poll_wait_s=_int(env, "LG_POLL_WAIT_S", 20, 0, 20),
-            visibility_timeout_s=_int(
-                env, "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
+            batch_size=var.integer("LG_BATCH_SIZE", 32, 1, 1024),
+            threshold=var.number("LG_THRESHOLD", 0.5, 0.0, 1.0),
+            download_concurrency=var.integer("LG_DOWNLOAD_CONCURRENCY", 16, 1, 256),
+            download_timeout_s=var.number("LG_DOWNLOAD_TIMEOUT_S", 10.0, 0.1, 300.0),
+            download_retries=var.integer("LG_DOWNLOAD_RETRIES", 3, 0, 10),
+            write_masks=var.boolean("LG_WRITE_MASKS", True),
+            idle_exit_s=var.number("LG_IDLE_EXIT_S", 60.0, 0.0, 3600.0),
+            poll_wait_s=var.integer("LG_POLL_WAIT_S", 20, 0, 20),
+            visibility_timeout_s=var.integer(
+                "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
             ),
-            retry_delay_s=_int(env, "LG_RETRY_DELAY_S", 30, 0, 43200),
-            xla=_bool(env, "LG_XLA", False),
-            mixed_precision=_bool(env, "LG_MIXED_PRECISION", False),
+            retry_delay_s=var.integer("LG_RETRY_DELAY_S", 30, 0, 43200),
+            xla=var.boolean("LG_XLA", False),
+            mixed_precision=var.boolean("LG_MIXED_PRECISION", False),
         )
 
 
@@ -217,11 +169,10 @@ def _imagery_settings(env, template: str, geotiff: str) -> dict:
     """The imagery fields of WorkerSettings, cross-checked (one source; a token only for URLs)."""
     secret = env.get(ENV_IMAGERY_SECRET, "")
     header = env.get("LG_IMAGERY_TOKEN_HEADER", "")
-    bands = _bands(env, "LG_IMAGERY_BANDS")
-    if secret and not SECRET_ID.match(secret):
-        raise SettingsError(f"{ENV_IMAGERY_SECRET}={secret!r} is not a Secrets Manager secret name or ARN")
-    if header and not HTTP_HEADER_NAME.match(header):
-        raise SettingsError(f"LG_IMAGERY_TOKEN_HEADER={header!r} is not an HTTP header name")
+    var = Variables(env, SettingsError)
+    bands = var.bands("LG_IMAGERY_BANDS")
+    var.matching(ENV_IMAGERY_SECRET, SECRET_ID, "a Secrets Manager secret name or ARN")
+    var.matching("LG_IMAGERY_TOKEN_HEADER", HTTP_HEADER_NAME, "an HTTP header name")
     if geotiff:
         validate_geotiff_source(geotiff)
         if secret or header:
