@@ -21,6 +21,7 @@ import tomllib
 from pathlib import Path
 
 from looking_glass import SOURCE_ROOT
+from looking_glass.errors import LookingGlassError
 
 REPO_ROOT = SOURCE_ROOT
 # Outside cdk.out, so `cdk synth -o elsewhere` and the tests all reuse them; .gitignored (build/).
@@ -41,7 +42,7 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
 _DEPS_DROP = ("bin",)
 
 
-class LambdaAssetError(RuntimeError):
+class LambdaAssetError(LookingGlassError, RuntimeError):
     """The Lambda asset could not be built (e.g. pip could not reach the package index)."""
 
 # What the enumerator Lambda needs from the source tree: the core package and the handlers.

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
+from looking_glass.runtime.parsing import ParseError
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME
 from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
 from looking_glass.pipeline.workunits import MAX_TILES_PER_MESSAGE
@@ -84,7 +85,7 @@ _GPU_FAMILY = re.compile(r"^(g4dn|g5|g6|g6e|gr6|g5g|p3|p3dn|p4d|p4de|p5|p5e|p5en
 _IMAGE_URI = re.compile(r"^[a-z0-9][a-z0-9._\-/:@]*[a-z0-9]$")
 
 
-class ConfigError(ValueError):
+class ConfigError(ParseError):
     """A context value is invalid. The message starts with the context key."""
 
 

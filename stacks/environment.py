@@ -13,13 +13,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.runtime import resources
 from looking_glass.runtime.settings import EnumeratorSettings, SettingsError, WorkerSettings
 
 from .config import DeploymentConfig
 
 
-class StackEnvironmentError(ValueError):
+class StackEnvironmentError(LookingGlassError, ValueError):
     pass
 
 

@@ -85,6 +85,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from affine import Affine
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, pixel_row_areas_m2, tile_center_lat
 
 FORMAT_NAME = "looking-glass-chips"
@@ -107,7 +108,7 @@ SPLIT_RULE = (
 )
 
 
-class PrepareError(ValueError):
+class PrepareError(LookingGlassError, ValueError):
     """Bad input or configuration for data preparation (the message says which and why)."""
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE
 from looking_glass.imagery.xyz import FetchedTile, TransientTileError, classify_rgb
 from looking_glass.pipeline.store import TILE_NO_IMAGERY, TILE_SKIPPED
@@ -35,7 +36,7 @@ from looking_glass.pipeline.store import TILE_NO_IMAGERY, TILE_SKIPPED
 DEFAULT_STRETCH_PERCENTILES = (2.0, 98.0)  # prepare's default
 
 
-class GeoTiffError(ValueError):
+class GeoTiffError(LookingGlassError, ValueError):
     """The GeoTIFF cannot be used as an imagery source (the message says which and why)."""
 
 

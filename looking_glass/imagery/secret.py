@@ -14,6 +14,8 @@ import logging
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from looking_glass.errors import LookingGlassError
+
 
 class _DropSecretBodies(logging.Filter):
     """botocore logs every response body at DEBUG level, GetSecretValue's SecretString too: such
@@ -28,7 +30,7 @@ _DROP_SECRET_BODIES = _DropSecretBodies()
 _BOTOCORE_BODY_LOGGERS = ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.httpchecksum")
 
 
-class ImagerySecretError(RuntimeError):
+class ImagerySecretError(LookingGlassError, RuntimeError):
     """The secret cannot be used; the message names the secret and the reason, never its value."""
 
 

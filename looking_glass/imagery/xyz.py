@@ -25,6 +25,7 @@ import requests
 from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE
 from looking_glass.runtime.settings import DEFAULT_TOKEN_HEADER, TEMPLATE_FIELD, WorkerSettings
 from looking_glass.pipeline.store import TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
@@ -46,7 +47,7 @@ class FetchedTile:
     reason: str | None = None
 
 
-class ImagerySourceError(RuntimeError):
+class ImagerySourceError(LookingGlassError, RuntimeError):
     """The configured imagery source cannot be used (reported at start-up; exit code 2)."""
 
 

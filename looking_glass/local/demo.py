@@ -6,6 +6,7 @@ import importlib.resources
 import time
 from pathlib import Path
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.local.embedded import EmbeddedStack
 from looking_glass.model.segmenter import building_area_m2
@@ -16,7 +17,7 @@ from looking_glass.datasets.synthetic import render_tile
 SAMPLE_AOI = "sample_aoi.geojson"
 
 
-class DemoError(RuntimeError):
+class DemoError(LookingGlassError, RuntimeError):
     pass
 
 

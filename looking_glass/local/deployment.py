@@ -21,6 +21,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.runtime import resources
 from looking_glass.runtime.resources import DeployedResources
 
@@ -38,7 +39,7 @@ REQUIRED_OUTPUTS = {
 }
 
 
-class DeploymentError(RuntimeError):
+class DeploymentError(LookingGlassError, RuntimeError):
     """The deployment cannot be found or reached; the message says why and what to do."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
 from looking_glass.local.deployment import Deployment
@@ -27,7 +28,7 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RETRYABLE = tuple(s for s in TILE_STATUSES if s != TILE_DONE)
 
 
-class JobError(RuntimeError):
+class JobError(LookingGlassError, RuntimeError):
     """The operation cannot go ahead; the message says why."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import shapely
 import shapely.geometry
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.grid import TILE_SIZE, ZOOM, pixel_row_areas_m2, row_of_lat
 from looking_glass.pipeline.store import TILE_DONE, TILE_STATUSES, ResultsStore
@@ -42,7 +43,7 @@ STATUS_COLUMNS = tuple(f"tiles_{s}" for s in TILE_STATUSES)
 FORMATS = ("table", "csv", "geojson")
 
 
-class ResultsError(ValueError):
+class ResultsError(LookingGlassError, ValueError):
     """Bad input to a results query; the message is for the user."""
 
 

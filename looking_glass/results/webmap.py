@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from looking_glass import SOURCE_ROOT
+from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
 from looking_glass.results.figures import save_tile_figure
 from looking_glass.results.query import ResultsError, geojson_doc, query
@@ -29,7 +30,7 @@ COLOUR_BY = ("density", "area")
 RAMP = ["#000004", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"]
 
 
-class MapError(RuntimeError):
+class MapError(LookingGlassError, RuntimeError):
     pass
 
 

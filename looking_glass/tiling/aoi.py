@@ -15,6 +15,7 @@ import shapely
 import shapely.affinity
 from shapely.geometry import MultiPolygon, Polygon
 
+from looking_glass.errors import LookingGlassError
 from looking_glass.grid import MAX_LATITUDE
 
 POLYGONAL = {"Polygon", "MultiPolygon"}
@@ -29,7 +30,7 @@ GEOMETRY_TYPES = POLYGONAL | {
 MIN_AREA_DEG2 = 1e-14
 
 
-class AoiError(ValueError):
+class AoiError(LookingGlassError, ValueError):
     """The AOI cannot be used; the message says why, in words meant for the user."""
 
 
