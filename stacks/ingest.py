@@ -25,7 +25,7 @@ from .assets import LAMBDA_PYTHON_VERSION, stage_lambda_asset
 from .config import DeploymentConfig
 from .constructs import grant_table_data
 from .environment import enumerator_environment, resource_environment
-from .queues import terminal_queue
+from .constructs import terminal_queue
 from .nag import (
     LAMBDA_BASIC_EXECUTION,
     TRIGGER_BUCKET_ARN_OUTPUT,

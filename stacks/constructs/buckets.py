@@ -1,4 +1,4 @@
-"""Reusable pieces for patterns the stacks repeat.
+"""The project's buckets: ``SecureBucket`` for data, ``AccessLogBucket`` for their access logs.
 
 ``SecureBucket`` and ``AccessLogBucket`` are subclasses of ``s3.Bucket`` (not wrappers), so a
 bucket keeps its construct path, logical id and cross-stack output names: swapping one in for a
@@ -10,33 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .nag import acknowledge
-
-# Item-level access to the results table: what looking_glass.pipeline.store calls (GetItem, BatchGetItem,
-# Query, PutItem, UpdateItem and TransactWriteItems, which IAM authorizes as the PutItem,
-# UpdateItem and ConditionCheckItem it contains). No Scan, DeleteItem or BatchWriteItem, and no
-# index: the processes never list jobs (the CLI does, with the operator's own credentials).
-TABLE_DATA_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:DescribeTable",
-)
-
-
-def grant_table_data(table: dynamodb.ITable, grantee: iam.IGrantable) -> iam.Grant:
-    """Item reads and writes on the table itself (not its indexes), see TABLE_DATA_ACTIONS."""
-    return iam.Grant.add_to_principal(
-        grantee=grantee, actions=list(TABLE_DATA_ACTIONS), resource_arns=[table.table_arn]
-    )
+from ..nag import acknowledge
 
 
 class AccessLogBucket(s3.Bucket):

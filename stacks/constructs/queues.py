@@ -1,5 +1,9 @@
-"""A queue where messages end up when nothing more will process them (a dead-letter queue or an
-on-failure destination), with an alarm as soon as one arrives. Encrypted, SSL-only, 14 days."""
+"""The project's queues: ``terminal_queue``, where messages end up when nothing more will process
+them (a dead-letter queue or an on-failure destination), with an alarm as soon as one arrives;
+and ``TileQueues``, the tile work queue with its dead-letter queue. Encrypted, SSL-only, 14 days.
+
+Queue settings come from ``looking_glass.runtime.resources`` (the embedded run uses the same ones).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from constructs import Construct
 
 from looking_glass.runtime import resources
 
-from .nag import acknowledge
+from ..nag import acknowledge
 
 
 def terminal_queue(
@@ -39,3 +43,31 @@ def terminal_queue(
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
     return queue, alarm
+
+
+class TileQueues:
+    """The tile work queue (``TileQueue``: work units from the enumerator to the workers) and its
+    dead-letter queue (``TileDeadLetterQueue``, alarm ``TileDeadLetterQueueNotEmpty``), added to
+    ``scope`` (see ``stacks.constructs``: no construct level of its own)."""
+
+    def __init__(self, scope: Construct) -> None:
+        self.dead_letter_queue, self.dead_letter_alarm = terminal_queue(
+            scope,
+            "TileDeadLetterQueue",
+            nag_reason="This is the dead-letter queue of the tile queue; an alarm watches its depth.",
+            alarm_description=(
+                "Work units reached the tile dead-letter queue: their tiles have no result. "
+                "Inspect the messages, fix the cause and redrive them to the tile queue."
+            ),
+        )
+        self.queue = sqs.Queue(
+            scope,
+            "TileQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(resources.TILE_QUEUE_VISIBILITY_TIMEOUT_S),
+            retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=resources.TILE_QUEUE_MAX_RECEIVE_COUNT
+            ),
+        )

@@ -1,0 +1,240 @@
+"""The AWS Batch GPU workers: compute environment, job queue and the job definition of the
+inference worker (``batch_jobs/worker/main.py``), with the role the worker runs as.
+
+Workers are array jobs submitted by the enumerator Lambda; each drains the tile queue and exits
+when it stays empty, so the compute environment scales from 0 vCPUs back to 0.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aws_cdk import Aws, Duration, IgnoreMode, Size, Stack
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
+from ..config import DeploymentConfig
+from ..environment import resource_environment, worker_environment
+from ..nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
+from .grants import grant_table_data
+
+# Batch reports this status reason when EC2 reclaims a Spot instance ("Host EC2 (instance
+# i-...) terminated."): the job did nothing wrong, so it is retried. Anything else exits: the
+# worker's own failures (bad settings = 2, model cannot be loaded = 3) do not heal by retrying,
+# and unfinished SQS messages are redelivered to the next worker anyway.
+SPOT_RECLAIMED_STATUS_REASON = "Host EC2*"
+
+
+class BatchWorkers:
+    """The GPU compute environment (``GpuComputeEnvironment``, 0 to ``max_vcpus``), its job queue
+    (``JobQueue``) and the worker's job definition (``WorkerJobDefinition``: container, log group
+    ``WorkerLogs``, role ``WorkerJobRole`` with only what the worker needs), added to ``scope``
+    (see ``stacks.constructs``).
+
+    The worker consumes ``tile_queue``, sends malformed work units to ``tile_dlq``, reads and
+    writes the results table, writes masks, and reads the model, GeoTIFF and imagery secret the
+    settings name.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: DeploymentConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        trigger_bucket: s3.IBucket,
+        masks_bucket: s3.IBucket,
+        results_table: dynamodb.ITable,
+        tile_queue: sqs.IQueue,
+        tile_dlq: sqs.IQueue,
+    ) -> None:
+        self._scope = scope
+        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
+            scope,
+            "GpuComputeEnvironment",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            instance_types=[ec2.InstanceType(t) for t in config.instance_types],
+            use_optimal_instance_classes=False,
+            spot=config.spot,
+            minv_cpus=0,
+            maxv_cpus=config.max_vcpus,
+            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
+            update_to_latest_image_version=True,
+            replace_compute_environment=False,
+        )
+        self.job_queue = batch.JobQueue(
+            scope,
+            "JobQueue",
+            compute_environments=[
+                batch.OrderedComputeEnvironment(compute_environment=self.compute_environment, order=1)
+            ],
+        )
+
+        self.job_role = iam.Role(
+            scope,
+            "WorkerJobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="Looking Glass inference worker: tile queue, results table, masks bucket",
+        )
+        self.log_group = logs.LogGroup(scope, "WorkerLogs", retention=config.log_retention)
+        self.container = batch.EcsEc2ContainerDefinition(
+            scope,
+            "WorkerContainer",
+            image=self._worker_image(config),
+            gpu=1,
+            cpu=config.worker_vcpus,
+            memory=Size.mebibytes(config.worker_memory_mib),
+            job_role=self.job_role,
+            environment={
+                **resource_environment(
+                    trigger_bucket=trigger_bucket,
+                    masks_bucket=masks_bucket,
+                    results_table=results_table,
+                    tile_queue=tile_queue,
+                    tile_dlq=tile_dlq,
+                ),
+                **worker_environment(config),
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=self.log_group),
+        )
+        self.job_definition = batch.EcsJobDefinition(
+            scope,
+            "WorkerJobDefinition",
+            container=self.container,
+            timeout=Duration.minutes(config.worker_timeout_minutes),
+            retry_attempts=config.worker_retry_attempts,
+            retry_strategies=[
+                batch.RetryStrategy.of(
+                    batch.Action.RETRY,
+                    batch.Reason.custom(on_status_reason=SPOT_RECLAIMED_STATUS_REASON),
+                ),
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+            ],
+            propagate_tags=True,
+        )
+
+        self.imagery_secret: secretsmanager.ISecret | None = None
+        self._grant_worker_access(
+            config,
+            masks_bucket=masks_bucket,
+            results_table=results_table,
+            tile_queue=tile_queue,
+            tile_dlq=tile_dlq,
+        )
+        self._acknowledge_nag_findings(masks_bucket)
+
+    def _grant_worker_access(
+        self,
+        config: DeploymentConfig,
+        *,
+        masks_bucket: s3.IBucket,
+        results_table: dynamodb.ITable,
+        tile_queue: sqs.IQueue,
+        tile_dlq: sqs.IQueue,
+    ) -> None:
+        grant_table_data(results_table, self.job_role)  # batch reads for dedup, transact writes
+        self.job_role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects("*")])
+        )
+        tile_queue.grant_consume_messages(self.job_role)
+        tile_dlq.grant_send_messages(self.job_role)  # malformed work units go straight there
+        if config.model_s3_uri:
+            statement = model_read_statement(config.model_s3_uri)
+            self.job_role.add_to_policy(statement)
+            acknowledge(
+                self.job_role,
+                f"AwsSolutions-IAM5[Resource::{statement.resources[0].replace(Aws.PARTITION, '<AWS::Partition>')}]",
+                "The worker reads the model named by model_s3_uri and the files beside it (its "
+                "JSON sidecar), nothing else of that bucket.",
+            )
+
+        if config.imagery_geotiff:
+            # Read on that one object: GDAL reads it in place with ranged GETs.
+            bucket, _, key = config.imagery_geotiff[len("s3://"):].partition("/")
+            self.job_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"],
+                )
+            )
+
+        if config.imagery_secret_name:
+            # Read on that one secret (by name: its ARN ends in a random suffix, hence -??????).
+            self.imagery_secret = secretsmanager.Secret.from_secret_name_v2(
+                self._scope, "ImagerySecret", config.imagery_secret_name
+            )
+            self.imagery_secret.grant_read(self.job_role)
+            acknowledge(
+                self.job_role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+                f"<AWS::AccountId>:secret:{config.imagery_secret_name}-??????]",
+                "Read on the imagery secret named by imagery_secret_name only; Secrets Manager "
+                "appends six random characters to a secret's ARN, so a name-based grant ends in "
+                "-??????.",
+            )
+
+    def _worker_image(self, config: DeploymentConfig) -> ecs.ContainerImage:
+        if config.worker_image:
+            ecr_image = parse_ecr_image(config.worker_image)
+            if ecr_image is None:
+                return ecs.ContainerImage.from_registry(config.worker_image)
+            arn, name, tag = ecr_image  # through the repository, so the execution role may pull
+            repository = ecr.Repository.from_repository_attributes(
+                self._scope, "WorkerImageRepository", repository_arn=arn, repository_name=name
+            )
+            return ecs.ContainerImage.from_ecr_repository(repository, tag)
+        # Built by `cdk deploy` (not by synth) from the repository root, which the image needs
+        # for looking_glass/ and pyproject.toml; the excludes reduce the context to those.
+        return ecs.ContainerImage.from_asset(
+            str(REPO_ROOT),
+            file="batch_jobs/Dockerfile",
+            exclude=DOCKER_CONTEXT_EXCLUDES,
+            ignore_mode=IgnoreMode.DOCKER,
+            platform=ecr_assets.Platform.LINUX_AMD64,  # g4dn/g5 are x86_64
+            display_name="looking-glass-worker",
+        )
+
+    def _acknowledge_nag_findings(self, masks_bucket: s3.IBucket) -> None:
+        acknowledge(
+            self.compute_environment,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+            "The ECS instance role policy AWS Batch documents for ECS compute environments (ECS "
+            "agent registration, image pulls); it grants no access to project data.",
+        )
+        masks_arn = cross_stack_output(Stack.of(masks_bucket).stack_name, MASKS_BUCKET_ARN_OUTPUT)
+        acknowledge(
+            self.job_role,
+            f"AwsSolutions-IAM5[Resource::{masks_arn}/*]",
+            "The worker writes one mask object per tile under keys it derives from the job and "
+            "tile, so s3:PutObject (only) is granted on the objects of the masks bucket.",
+        )
+        acknowledge(
+            self.container,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken (execution role) has no resource-level permissions.",
+        )
+
+
+def model_read_statement(uri: str) -> iam.PolicyStatement:
+    """Read access to the model object and the files next to it (sidecar JSON or archive)."""
+    match = re.match(r"^s3://([^/]+)/(.+)$", uri)
+    assert match, uri  # validated by DeploymentConfig
+    bucket, key = match.groups()
+    prefix = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    return iam.PolicyStatement(
+        actions=["s3:GetObject"],
+        resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"],
+    )
