@@ -20,9 +20,15 @@ from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
 from looking_glass.runtime.parsing import ParseError
+from looking_glass.runtime import resources
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME
 from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
-from looking_glass.pipeline.workunits import MAX_TILES_PER_MESSAGE
+from looking_glass.runtime.defaults import (
+    DEFAULT_MAX_TILES_PER_JOB,
+    DEFAULT_TILES_PER_MESSAGE,
+    DEFAULT_TILES_PER_WORKER,
+    MAX_TILES_PER_MESSAGE,
+)
 
 # Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
 # knobs are discoverable there; these only matter when the app is built without cdk.json.
@@ -44,9 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "nat_gateways": 1,
     "worker_image": "",
     "model_s3_uri": "",
-    "tiles_per_message": 64,
-    "max_tiles_per_job": 5_000_000,
-    "tiles_per_worker": 20_000,
+    "tiles_per_message": DEFAULT_TILES_PER_MESSAGE,
+    "max_tiles_per_job": DEFAULT_MAX_TILES_PER_JOB,
+    "tiles_per_worker": DEFAULT_TILES_PER_WORKER,
     "max_workers": None,
     "enumerator_reserved_concurrency": 5,
     "log_retention_days": 30,
@@ -74,7 +80,7 @@ LOG_RETENTION_DAYS = {
 WORKER_SUBNETS = ("private", "isolated", "public")
 # Hosts an isolated subnet can reach (through the S3 gateway endpoint): AWS service endpoints.
 _AWS_HOST = re.compile(r"(^|\.)amazonaws\.com(\.cn)?$")
-_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,99}$")
+_STACK_NAME = resources.STACK_NAME_PATTERN  # the one rule (CloudFormation names, minus the suffixes)
 # Secrets Manager secret names: letters, digits and /_+=.@- (up to 512 characters).
 _SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
@@ -224,7 +230,7 @@ class DeploymentConfig:
         if not _STACK_NAME.match(stack_name):
             raise ConfigError(
                 f"stack_name={stack_name!r} is not a CloudFormation stack name prefix (a letter, "
-                "then letters, digits or hyphens, at most 100)"
+                f"then letters, digits or hyphens, at most {resources.STACK_NAME_MAX})"
             )
         template = _str("tile_url_template", raw("tile_url_template"))
         geotiff = _s3_uri("imagery_geotiff", raw("imagery_geotiff"))

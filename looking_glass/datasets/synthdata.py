@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from looking_glass.grid import ZOOM, ground_resolution_m, tile_bounds, tile_center_lat
-from looking_glass.datasets.prepare import TILES_SPLIT_SOURCE, Chip, block_split, signed_distance_m, write_dataset
+from looking_glass.datasets.chips import Chip, write_dataset
+from looking_glass.datasets.labels import signed_distance_m
+from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split
 from looking_glass.datasets.synthetic import render_tile
 
 CLUSTER = 4

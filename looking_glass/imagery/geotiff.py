@@ -3,9 +3,9 @@
 The worker's second imagery source (``LG_IMAGERY_GEOTIFF``), and what ``looking-glass
 serve-tiles`` serves. Tiles are read with rio-tiler (reprojected to web mercator, bilinear, as
 ``looking-glass prepare --mode tiles`` does, so inference sees what training saw). The radiometry
-and nodata rules are prepare's own (:class:`looking_glass.datasets.prepare._Image`): bands chosen the same
-way (1 band becomes grey RGB; 3 bands are R, G, B; others must be named), uint8 passes through,
-anything else gets prepare's per-image percentile stretch (computed once when the image is
+and nodata rules are the ones prepare uses too (:mod:`looking_glass.imagery.raster`): bands chosen
+the same way (1 band becomes grey RGB; 3 bands are R, G, B; others must be named), uint8 passes
+through, anything else gets the per-image percentile stretch (computed once when the image is
 opened), and a pixel is nodata where the dataset mask says so or all its bands are 0.
 
 Outcomes per tile: ``no_imagery`` when the tile does not touch the image's footprint; ``skipped``
@@ -29,11 +29,19 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from looking_glass.errors import LookingGlassError
-from looking_glass.grid import TILE_SIZE
+from looking_glass.grid import TILE_SIZE, tile_box
 from looking_glass.imagery.xyz import FetchedTile, TransientTileError, classify_rgb
-from looking_glass.pipeline.store import TILE_NO_IMAGERY, TILE_SKIPPED
-
-DEFAULT_STRETCH_PERCENTILES = (2.0, 98.0)  # prepare's default
+from looking_glass.imagery.raster import (
+    DEFAULT_STRETCH_PERCENTILES,
+    RasterError,
+    RasterImage,
+    check_bands,
+    check_stretch_percentiles,
+    mercator_outline,
+    open_geotiff,
+    select_bands,
+)
+from looking_glass.imagery.status import TILE_NO_IMAGERY, TILE_SKIPPED
 
 
 class GeoTiffError(LookingGlassError, ValueError):
@@ -82,8 +90,6 @@ class GeoTiffTiles:
         stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES,
         session=None,
     ):
-        from looking_glass.datasets.prepare import PrepareConfig, PrepareError, _Image, _open_image, _select_bands
-
         self.source = str(source)
         self.public_name = self.source
         self.is_s3 = self.source.startswith("s3://")
@@ -96,18 +102,19 @@ class GeoTiffTiles:
         elif not Path(self.source).is_file():
             raise GeoTiffError(f"{self.source}: no such file")
         try:
-            PrepareConfig(bands=bands, stretch_percentiles=stretch_percentiles).validate()
+            check_bands(bands)
+            check_stretch_percentiles(stretch_percentiles)
             with self._env():
-                src = _open_image(self.source, self.source)
+                src = open_geotiff(self.source, self.source)
                 try:
-                    self._image = _Image(
-                        src, self.source, _select_bands(src.count, bands, self.source), stretch_percentiles
+                    self._image = RasterImage(
+                        src, self.source, select_bands(src.count, bands, self.source), stretch_percentiles
                     )
                     self._outline = self._mercator_outline(src)
                 except BaseException:
                     src.close()
                     raise
-        except PrepareError as exc:
+        except RasterError as exc:
             raise GeoTiffError(str(exc)) from None
         self.bands = self._image.bands
         # rio-tiler warns on every reader of an image without overviews; fine at zoom 18.
@@ -129,17 +136,10 @@ class GeoTiffTiles:
 
     @staticmethod
     def _mercator_outline(src):
-        """The image's footprint in web mercator (densified edges), as a shapely polygon."""
+        """The image's footprint in web mercator (densified edges), prepared for fast tests."""
         import shapely
-        from rasterio.warp import transform
 
-        k = 32
-        edge = np.linspace(0.0, 1.0, k, endpoint=False)
-        cols = np.concatenate([edge, np.ones(k), 1 - edge, np.zeros(k)]) * src.width
-        rows = np.concatenate([np.zeros(k), edge, np.ones(k), 1 - edge]) * src.height
-        xs, ys = src.transform @ (cols, rows)
-        mx, my = transform(src.crs, "EPSG:3857", list(xs), list(ys))
-        outline = shapely.Polygon(np.column_stack([mx, my]))
+        outline = mercator_outline(src)
         shapely.prepare(outline)
         return outline
 
@@ -174,11 +174,7 @@ class GeoTiffTiles:
     # ---- tiles -----------------------------------------------------------------------------
     def overlaps(self, x: int, y: int, z: int) -> bool:
         """Whether tile z/x/y touches the image's footprint."""
-        import mercantile
-        import shapely
-
-        b = mercantile.xy_bounds(x, y, z)
-        return self._outline.intersects(shapely.box(b.left, b.bottom, b.right, b.top))
+        return self._outline.intersects(tile_box(x, y, z, mercator=True))
 
     def read(self, x: int, y: int, z: int) -> np.ndarray | None:
         """(3, 256, 256) float32 of the selected bands, NaN where there is no data; None when the
@@ -204,7 +200,7 @@ class GeoTiffTiles:
         else:
             raise TransientTileError(f"tile {z}/{x}/{y}: reading {self.source} failed: {type(last).__name__}")
         data = np.asarray(img.array.data, dtype=np.float32)[self._image.pos]
-        valid = self._image._valid(data, img.mask)
+        valid = self._image.valid_mask(data, img.mask)
         data[:, ~valid] = np.nan
         return data
 

@@ -28,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE
 from looking_glass.runtime.settings import DEFAULT_TOKEN_HEADER, TEMPLATE_FIELD, WorkerSettings
-from looking_glass.pipeline.store import TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
+from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
 
 MAX_RETRY_AFTER_S = 60.0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -27,7 +26,7 @@ from looking_glass.runtime.resources import DeployedResources
 
 STATE_VERSION = 1
 ENV_EMBEDDED_STATE = "LG_EMBEDDED_STATE"
-STACK_NAME_PATTERN = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,110}$")
+STACK_NAME_PATTERN = resources.STACK_NAME_PATTERN  # one rule with the stacks (runtime.resources)
 
 # Stack output -> DeployedResources field; all are required.
 REQUIRED_OUTPUTS = {

@@ -21,8 +21,10 @@ from looking_glass.local.embedded import upload_aoi
 from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH
 from looking_glass.grid import ZOOM, quadkey
 from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX
-from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, TILE_DONE, TILE_STATUSES, ResultsStore
-from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, pack_runs
+from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, ResultsStore
+from looking_glass.pipeline.workunits import pack_runs
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RETRYABLE = tuple(s for s in TILE_STATUSES if s != TILE_DONE)
@@ -312,6 +314,6 @@ def launch_workers(dep: Deployment, job: dict, tiles: int) -> str:
             f"work enqueued, but no workers started: the job's Batch job {previous or '(none)'} is not "
             "known to Batch any more; submit one to the stack's job queue"
         )
-    workers = max(1, min(int(job.get("workers") or 1), -(-tiles // 20_000)))
+    workers = max(1, min(int(job.get("workers") or 1), -(-tiles // DEFAULT_TILES_PER_WORKER)))
     launched = BatchLauncher(batch, found[0]["jobQueue"], found[0]["jobDefinition"]).launch(job["job_id"], workers)
     return f"Batch job {launched} ({workers} worker(s))"

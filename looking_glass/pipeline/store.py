@@ -16,6 +16,7 @@ from decimal import Decimal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.runtime.resources import (
     JOB_SORT_KEY,
     JOBS_INDEX_NAME,
@@ -32,12 +33,6 @@ RUNNING = "RUNNING"  # all work enqueued, workers started
 COMPLETE = "COMPLETE"  # every tile has a final status
 FAILED = "FAILED"  # the AOI or job could not be processed; see `reason`
 
-# Tile statuses; all are final.
-TILE_DONE = "done"
-TILE_FAILED = "failed"
-TILE_NO_IMAGERY = "no_imagery"
-TILE_SKIPPED = "skipped"
-TILE_STATUSES = (TILE_DONE, TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED)
 COUNTER_OF_STATUS = {s: f"tiles_{s}" for s in TILE_STATUSES}
 
 # DynamoDB allows 100 actions per transaction; one is the job counter update.

@@ -29,7 +29,8 @@ from looking_glass.imagery.xyz import FetchedTile, TransientTileError, open_imag
 from looking_glass.model.segmenter import Segmenter, building_area_m2
 from looking_glass.runtime.resources import DeployedResources
 from looking_glass.runtime.settings import WorkerSettings
-from looking_glass.pipeline.store import TILE_DONE, ResultsStore, TileResult, UnknownJob, area_decimal, utc_now
+from looking_glass.imagery.status import TILE_DONE
+from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
 from looking_glass.pipeline.workunits import MalformedMessage, WorkUnit, parse_work_unit
 

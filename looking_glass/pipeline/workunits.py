@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, MAX_TILES_PER_MESSAGE
+
+__all__ = ["DEFAULT_TILES_PER_MESSAGE", "MAX_TILES_PER_MESSAGE"]  # re-exported (defined in runtime.defaults)
+
 SCHEMA_VERSION = 1
-DEFAULT_TILES_PER_MESSAGE = 64
-MAX_TILES_PER_MESSAGE = 10_000
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
 
 

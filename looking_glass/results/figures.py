@@ -13,7 +13,7 @@ import mercantile
 import numpy as np
 
 from looking_glass.grid import TILE_SIZE, ground_resolution_m
-from looking_glass.pipeline.store import TILE_STATUSES
+from looking_glass.imagery.status import TILE_STATUSES
 
 
 def _plain(value):

@@ -35,7 +35,8 @@ import shapely.geometry
 from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.grid import TILE_SIZE, ZOOM, pixel_row_areas_m2, row_of_lat
-from looking_glass.pipeline.store import TILE_DONE, TILE_STATUSES, ResultsStore
+from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
+from looking_glass.pipeline.store import ResultsStore
 
 QUADKEY_DIGITS = "0123"
 TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 
 # Results table: one item per job (sort key JOB_SORT_KEY) and one per tile (TILE_SORT_PREFIX +
@@ -61,6 +62,12 @@ METRIC_TILES_DONE = "TilesDone"
 # output keys, so the CLI and the stacks share one contract.
 DEFAULT_STACK_NAME = "LookingGlass"
 STACK_SUFFIXES = ("Storage", "Inference", "Ingest", "Training", "Monitoring")
+# CloudFormation: a stack name has only letters, digits and hyphens, starts with a letter and is
+# at most 128 characters (CreateStack's StackName). The deployment's name is a prefix of every
+# stack name, so it may be at most 128 minus the longest suffix ("Monitoring": 118 characters).
+CLOUDFORMATION_STACK_NAME_MAX = 128
+STACK_NAME_MAX = CLOUDFORMATION_STACK_NAME_MAX - max(len(suffix) for suffix in STACK_SUFFIXES)
+STACK_NAME_PATTERN = re.compile(rf"^[A-Za-z][A-Za-z0-9-]{{0,{STACK_NAME_MAX - 1}}}$")
 OUTPUT_TRIGGER_BUCKET = "TriggerBucketName"
 OUTPUT_MASKS_BUCKET = "MasksBucketName"
 OUTPUT_RESULTS_TABLE = "ResultsTableName"

@@ -26,49 +26,35 @@ from collections.abc import Iterable
 import numpy as np
 import shapely
 
-from looking_glass.grid import MAX_LATITUDE, ZOOM
+from looking_glass.grid import ZOOM, col_of_lon, lat_of_row_edge, lon_of_col, row_of_lat
 
 # Coordinates within this many tiles of a tile edge are snapped onto it, so an AOI drawn exactly
 # on tile edges (e.g. from mercantile.bounds) does not pick up a neighbour through rounding.
 SNAP_TILES = 1e-9
 
 
-def _row_edge_lats(rows: np.ndarray, zoom: int) -> np.ndarray:
-    n = 2**zoom
-    return np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * rows / n))))
-
-
-def _rows_of_lats(lats: np.ndarray, zoom: int) -> np.ndarray:
-    n = 2**zoom
-    # Mercator y = ln(tan(lat) + sec(lat)) = artanh(sin(lat)): one sine, no division.
-    lat_r = np.radians(np.clip(lats, -MAX_LATITUDE, MAX_LATITUDE))
-    return (1 - np.arctanh(np.sin(lat_r)) / np.pi) * (n / 2)
-
-
 def _snapped_tile_space(lonlat: np.ndarray, zoom: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coordinates to tile-x, latitude and tile-row position, each snapped onto a tile edge when
     within SNAP_TILES (then the row position is exactly an integer)."""
-    n = 2**zoom
-    x = (lonlat[:, 0] + 180.0) * (n / 360.0)
+    x = col_of_lon(lonlat[:, 0], zoom)
     x_round = np.round(x)
     snap_x = np.abs(x - x_round) < SNAP_TILES
     x[snap_x] = x_round[snap_x]
     lat = lonlat[:, 1].copy()
-    rows = _rows_of_lats(lat, zoom)
+    rows = row_of_lat(lat, zoom)
     rows_round = np.round(rows)
     snap = np.abs(rows - rows_round) < SNAP_TILES
     rows[snap] = rows_round[snap]
-    lat[snap] = _row_edge_lats(rows_round[snap], zoom)
+    lat[snap] = lat_of_row_edge(rows_round[snap], zoom)
     return x, lat, rows
 
 
 def snap_to_grid(geom: shapely.Geometry, zoom: int) -> shapely.Geometry:
     """The AOI as the cover sees it: lon/lat with near-edge coordinates snapped onto tile edges."""
-    n = 2**zoom
 
     def transform(coords: np.ndarray) -> np.ndarray:
         x, lat, _ = _snapped_tile_space(coords, zoom)
-        return np.column_stack([x / n * 360.0 - 180.0, lat])
+        return np.column_stack([lon_of_col(x, zoom), lat])
 
     return shapely.transform(geom, transform)
 
@@ -104,8 +90,8 @@ class _RowLatitudes:
 
     def __init__(self, first: int, last: int, zoom: int):
         self.first = first
-        self.edge = _row_edge_lats(np.arange(first, last + 2, dtype=float), zoom)
-        self.centre = _row_edge_lats(np.arange(first, last + 1, dtype=float) + 0.5, zoom)
+        self.edge = lat_of_row_edge(np.arange(first, last + 2, dtype=float), zoom)
+        self.centre = lat_of_row_edge(np.arange(first, last + 1, dtype=float) + 0.5, zoom)
 
 
 def _explode(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,19 +204,19 @@ def reference_cover(
     west, south, east, north = geom.bounds
     n = 2**zoom
     # Candidate columns and rows with a margin of one: a superset of the bounding box's tiles.
-    x_first = max(int(np.floor((west + 180.0) / 360.0 * n)) - 1, 0)
-    x_last = min(int(np.floor((east + 180.0) / 360.0 * n)) + 1, n - 1)
-    y_first = max(int(np.floor(_rows_of_lats(np.array([north]), zoom)[0])) - 1, 0)
-    y_last = min(int(np.floor(_rows_of_lats(np.array([south]), zoom)[0])) + 1, n - 1)
+    x_first = max(int(np.floor(col_of_lon(west, zoom))) - 1, 0)
+    x_last = min(int(np.floor(col_of_lon(east, zoom))) + 1, n - 1)
+    y_first = max(int(np.floor(row_of_lat(np.array([north]), zoom)[0])) - 1, 0)
+    y_last = min(int(np.floor(row_of_lat(np.array([south]), zoom)[0])) + 1, n - 1)
     xs = np.arange(x_first, x_last + 1)
-    lon_w, lon_e = xs / n * 360.0 - 180.0, (xs + 1) / n * 360.0 - 180.0
+    lon_w, lon_e = lon_of_col(xs, zoom), lon_of_col(xs + 1, zoom)
     out = set()
     for y in range(y_first, y_last + 1) if rows is None else sorted(rows):
         if not y_first <= y <= y_last:
             continue
         # Tile edges from the same formulas as the snapping (mercantile's differ in the last
         # bits), so a polygon edge on a tile edge touches it exactly.
-        lat_top, lat_bottom = _row_edge_lats(np.array([y, y + 1.0]), zoom)
+        lat_top, lat_bottom = lat_of_row_edge(np.array([y, y + 1.0]), zoom)
         # The AOI's part in this row first: per-tile overlays then stay small for AOIs with
         # many vertices (a tile lies inside its row, so the overlap areas are the same).
         part = shapely.intersection(geom, shapely.box(lon_w[0], lat_bottom, lon_e[-1], lat_top))

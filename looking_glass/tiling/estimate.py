@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from looking_glass.grid import EQUATOR_M_PER_PX_Z0, TILE_SIZE
-from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE
+from looking_glass.grid import tile_area_m2
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
 
 DEFAULT_TILES_PER_SECOND = 40.0
 DEFAULT_PRICE_PER_HOUR = 0.526
@@ -36,14 +36,11 @@ class Estimate:
 
 
 def tiles_area_km2(runs: np.ndarray, zoom: int) -> float:
-    """Ground area of the covered tiles (each row at its own latitude)."""
+    """Ground area of the covered tiles in km2 (each row at its own latitude,
+    :func:`looking_glass.grid.tile_area_m2`)."""
     if len(runs) == 0:
         return 0.0
-    n = 2**zoom
-    centres = runs[:, 0] + 0.5
-    lats = np.arctan(np.sinh(np.pi * (1 - 2 * centres / n)))
-    side_m = EQUATOR_M_PER_PX_Z0 * np.cos(lats) / n * TILE_SIZE
-    return float(((runs[:, 2] - runs[:, 1]) * side_m**2).sum() / 1e6)
+    return float(((runs[:, 2] - runs[:, 1]) * tile_area_m2(runs[:, 0], zoom)).sum() / 1e6)
 
 
 def estimate(

@@ -31,7 +31,8 @@ from looking_glass import SOURCE_ROOT
 from looking_glass.grid import quadkey
 from looking_glass.pipeline.launchers import WORKER_ENTRY
 from looking_glass.runtime.resources import TILE_QUEUE_MAX_RECEIVE_COUNT
-from looking_glass.pipeline.store import COMPLETE, RUNNING, TILE_STATUSES, ResultsStore
+from looking_glass.imagery.status import TILE_STATUSES
+from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import WorkUnit
 
 pytestmark = pytest.mark.e2e

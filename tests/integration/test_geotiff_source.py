@@ -40,7 +40,8 @@ def sample():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """prepare's tiles mode on the sample, keeping every chip with data: {(x, y): chip}."""
-    from looking_glass.datasets.prepare import PrepareConfig, load_split, prepare
+    from looking_glass.datasets.chips import load_split
+    from looking_glass.datasets.prepare import PrepareConfig, prepare
 
     out = tmp_path_factory.mktemp("prep") / "chips"
     prepare([SAMPLE], [FOOTPRINTS], out, PrepareConfig(mode="tiles", max_nodata_fraction=1.0, val_fraction=0.0))
@@ -137,12 +138,12 @@ def test_nodata_and_blank_tiles_are_skipped_and_band_order_is_selectable(tmp_pat
 
 
 def test_16_bit_data_uses_prepares_percentile_stretch(tmp_path):
-    from looking_glass.datasets.prepare import _Image
+    from looking_glass.imagery.raster import RasterImage
 
     path = tmp_path / "u16.tif"
     three_tile_tiff(path, dtype="uint16")
     with rasterio.open(path) as src:
-        stretched = _Image(src, "u16", (1, 2, 3), (2.0, 98.0))
+        stretched = RasterImage(src, "u16", (1, 2, 3), (2.0, 98.0))
         raw = src.read(window=((0, 256), (0, 256)), out_dtype="float32")
     with GeoTiffTiles(str(path)) as tiles:
         image = tiles.fetch(X0, Y0, 18).image
@@ -259,7 +260,7 @@ def test_worker_process_exits_2_on_a_missing_geotiff(aws, tmp_path):
         "LG_IMAGERY_GEOTIFF": str(tmp_path / "missing.tif"),
         "LG_MODEL_PATH": str(tmp_path / "never-loaded.keras"),  # exit 3 if it got that far
     }
-    proc = subprocess.run([sys.executable, "batch_jobs/worker/main.py"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.pipeline.worker_main"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "bad imagery source:" in proc.stdout and "missing.tif: no such file" in proc.stdout
 
 

@@ -4,12 +4,10 @@ from decimal import Decimal
 
 import pytest
 
+from looking_glass.imagery.status import TILE_DONE, TILE_FAILED, TILE_NO_IMAGERY
 from looking_glass.pipeline.store import (
     COMPLETE,
     RUNNING,
-    TILE_DONE,
-    TILE_FAILED,
-    TILE_NO_IMAGERY,
     ResultsStore,
     TileResult,
     job_id_for,

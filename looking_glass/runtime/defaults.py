@@ -1,0 +1,29 @@
+"""Defaults and limits of the tile fan-out: how work is cut into SQS messages and Batch workers.
+
+The one address of these numbers: the enumerator's settings (``LG_TILES_PER_MESSAGE``,
+``LG_MAX_TILES_PER_JOB``, ``LG_MAX_WORKERS``, ``LG_TILES_PER_WORKER``), the CDK context defaults
+(``stacks/config.py``), the work-unit format (``looking_glass.pipeline.workunits``), the cost
+estimate (``looking_glass.tiling.estimate``), job retries (``looking_glass.pipeline.jobs``) and
+the command line's defaults all read them from here.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_MAX_TILES_PER_JOB",
+    "DEFAULT_MAX_WORKERS",
+    "DEFAULT_TILES_PER_MESSAGE",
+    "DEFAULT_TILES_PER_WORKER",
+    "MAX_TILES_PER_MESSAGE",
+]
+
+# Tiles in one SQS work unit: about one inference batch, so a million tiles are ~16,000
+# messages (a few hundred SQS requests in batches of 10), not a million.
+DEFAULT_TILES_PER_MESSAGE = 64
+# A work unit lists runs of tiles; this bounds one message's tiles (and its size under SQS's 256 KiB).
+MAX_TILES_PER_MESSAGE = 10_000
+# An AOI with more tiles than this fails its job instead of being enqueued (LG_MAX_TILES_PER_JOB).
+DEFAULT_MAX_TILES_PER_JOB = 5_000_000
+# One worker per this many tiles, up to the worker cap (LG_TILES_PER_WORKER, LG_MAX_WORKERS).
+DEFAULT_TILES_PER_WORKER = 20_000
+DEFAULT_MAX_WORKERS = 50
