@@ -80,7 +80,20 @@ def run_demo(
     model_path: str = "",
     timeout_s: float = 280.0,
     progress: bool = True,
+    imagery=None,
+    truth=None,
 ) -> dict:
+    """Run one job on an embedded stack and write ``summary.json``, ``results.geojson`` and
+    ``map.png`` into ``out_dir``; returns the summary.
+
+    Without ``imagery`` the job runs on the synthetic world and its truth is the world's exact
+    mask (``truth_area_m2``/``area_error_pct`` over the done tiles). With ``imagery`` (a validated
+    :class:`looking_glass.local.inputs.Imagery`) the workers read that source; with ``truth``
+    (:class:`looking_glass.results.truth.TruthFootprints`) each tile gets ``truth_area_m2`` in
+    results.geojson, the map a reference panel, and the summary ``truth_area_m2``,
+    ``area_error_pct`` and ``pixel_iou``/``pixel_precision``/``pixel_recall`` over the done tiles
+    (the model's stored masks against the rasterised footprints). ``model_path`` "" is the
+    shipped model. Raises DemoError when the job does not finish or fails."""
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +101,8 @@ def run_demo(
     aoi = parse_aoi(data, default_name=Path(aoi_filename).stem)  # refuse a bad AOI before upload
 
     worker_env = {"LG_MODEL_PATH": model_path} if model_path else {}
-    with EmbeddedStack(out_dir, workers=workers, worker_env=worker_env) as stack:
+    reference = None
+    with EmbeddedStack(out_dir, workers=workers, worker_env=worker_env, imagery=imagery) as stack:
         job_id = stack.upload_aoi(aoi_filename, data)
         store = ResultsStore(stack.session.client("dynamodb"), stack.resources.results_table)
         job = wait_for_job(stack, store, job_id, timeout_s, progress)
@@ -98,15 +112,24 @@ def run_demo(
         counts = tile_counts(items)
         model = {k: items[0].get(k) for k in ("model_id", "model_version")} if items else {}
         model.update(_model_info(model_path))
-        write_json(out_dir / "results.geojson", results_geojson(items))
+        if truth is not None:
+            reference = _compare_with_truth(stack, items, truth)
+        truth_m2 = reference["areas"] if reference else None
+        write_json(out_dir / "results.geojson", results_geojson(items, truth_m2=truth_m2))
         draw_map(
             items,
             stack.tile_url_template,
             out_dir / "map.png",
             title=f"{aoi.name}: building area per zoom-18 tile ({model.get('model_id')})",
             aoi=aoi.geometry,
+            truth_m2=truth_m2,
         )
-        truth = truth_area_m2(items)
+        if imagery is None:
+            truth_total = truth_area_m2(items)
+        elif reference is not None:
+            truth_total = reference["done_area_m2"]
+        else:
+            truth_total = None
 
     area = float(job["building_area_m2"])
     summary = {
@@ -120,17 +143,48 @@ def run_demo(
         "tiles_skipped": int(job["tiles_skipped"]),
         "result_items": len(items),
         "building_area_m2": round(area, 3),
-        "truth_area_m2": round(truth, 3),
-        "area_error_pct": round(100 * (area - truth) / truth, 2) if truth else None,
-        "elapsed_s": round(time.monotonic() - started, 1),
-        "model": model,
-        "model_trained": model.get("trained"),
-        "outputs": ["summary.json", "results.geojson", "map.png"],
+        "truth_area_m2": round(truth_total, 3) if truth_total is not None else None,
+        "area_error_pct": round(100 * (area - truth_total) / truth_total, 2) if truth_total else None,
     }
+    outputs = ["summary.json", "results.geojson", "map.png"]
+    if imagery is not None:
+        summary = {"imagery": imagery.describe(), **summary}
+        (out_dir / "aoi.geojson").write_bytes(data)  # the AOI the job ran on (e.g. the image's footprint)
+        outputs.append("aoi.geojson")
+        if reference is not None:
+            summary["truth"] = str(truth.source)
+            summary.update({f"pixel_{k}": round(reference["scores"][k], 4) for k in ("iou", "precision", "recall")})
+    summary.update(
+        {
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "model": model,
+            "model_trained": model.get("trained"),
+            "outputs": outputs,
+        }
+    )
     if counts["done"] != summary["tiles_done"] or len(items) != summary["tiles_total"]:
         raise DemoError(f"job totals disagree with its tile items: {counts} vs {summary}")
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _compare_with_truth(stack: EmbeddedStack, items: list[dict], truth) -> dict:
+    """Reference areas of every tile (quadkey -> m2), their sum over the done tiles, and pixel
+    scores of the stored masks of the done tiles against the rasterised footprints."""
+    from looking_glass.results.truth import TruthError, accuracy, fetch_predicted_masks, tile_truth_areas
+
+    keys = {(int(i["x"]), int(i["y"]), int(i["z"])): i["quadkey"] for i in items}
+    try:
+        masks = truth.tile_masks(keys)
+        predicted = fetch_predicted_masks(stack.session.client("s3"), stack.resources.masks_bucket, items)
+    except TruthError as exc:
+        raise DemoError(str(exc)) from None
+    areas = {keys[t]: a for t, a in tile_truth_areas(masks).items()}
+    return {
+        "areas": areas,
+        "done_area_m2": sum(areas[keys[t]] for t in predicted),
+        "scores": accuracy(predicted, masks),
+    }
 
 
 def _model_info(model_path: str) -> dict:
@@ -148,7 +202,11 @@ def _model_info(model_path: str) -> dict:
 
 
 def print_summary(summary: dict) -> None:
-    print(summary_table({**summary, "model": summary["model"].get("model_id")}))
+    shown = {**summary, "model": summary["model"].get("model_id")}
+    for key in ("pixel_iou", "pixel_precision", "pixel_recall"):
+        if shown.get(key) is not None:
+            shown[key] = f"{shown[key]:.3f}"  # the table's one decimal would hide them
+    print(summary_table(shown))
     if not summary.get("model_trained"):
         print("NOTE: the model is untrained (no trained model in the repo yet); building areas are not meaningful.")
     else:

@@ -63,12 +63,26 @@ class EmbeddedStack:
         tile_url_template: str | None = None,
         tile_latency_s: float = 0.0,
         worker_env: dict[str, str] | None = None,
+        imagery=None,
     ):
+        """``imagery`` (a :class:`looking_glass.local.inputs.Imagery`, validated) replaces the
+        synthetic world: the workers read that source (an XYZ template, or the GeoTIFF itself,
+        as deployed workers do), and for a GeoTIFF a local tile server serves it too (the map's
+        background, ``tile_url_template``). An ``s3://`` GeoTIFF is copied once, with the AWS
+        credentials of the moment the stack is created, into the embedded S3 (bucket
+        ``<prefix>-imagery``), where the workers read it in place through GDAL's /vsis3/.
+        ``worker_env`` is added last to the workers' environment."""
         self.work_dir = Path(work_dir)
         self.workers = workers
+        self.imagery = imagery
+        if imagery is not None and imagery.kind == "xyz":
+            tile_url_template = imagery.source
         self.external_tiles = tile_url_template
         self.tile_latency_s = tile_latency_s
         self.worker_env = worker_env or {}
+        self._source_s3 = None
+        if imagery is not None and imagery.kind == "geotiff" and imagery.source.startswith("s3://"):
+            self._source_s3 = boto3.session.Session().client("s3")  # the user's AWS, before moto's
         self.names = ResourceNames.for_prefix("looking-glass")
         self._saved_env: dict[str, str | None] = {}
         self._stop = threading.Event()
@@ -88,7 +102,13 @@ class EmbeddedStack:
         self.resources: DeployedResources = create_embedded_resources(self.session, self.names)
 
         self.tiles = None
-        if self.external_tiles is None:
+        self.geotiff = None
+        imagery_env: dict[str, str] = {}
+        if self.imagery is not None and self.imagery.kind == "geotiff":
+            imagery_env = self._serve_geotiff()
+        elif self.imagery is not None:
+            imagery_env = self.imagery.worker_env()
+        elif self.external_tiles is None:
             self.tiles = SyntheticTileServer(latency_s=self.tile_latency_s).start()
         self.tile_url_template = self.external_tiles or self.tiles.url_template
 
@@ -99,6 +119,7 @@ class EmbeddedStack:
             "LG_TILE_URL_TEMPLATE": self.tile_url_template,
             "LG_IDLE_EXIT_S": "3",
             "LG_POLL_WAIT_S": "1",
+            **imagery_env,
             **self.worker_env,
         }
         self.launcher = LocalProcessLauncher(worker_env, self.work_dir / "logs", self.workers)
@@ -128,6 +149,8 @@ class EmbeddedStack:
             register_local_launcher(None)
         if getattr(self, "tiles", None):
             self.tiles.stop()
+        if getattr(self, "geotiff", None):
+            self.geotiff.close()
         if hasattr(self, "moto"):
             self.moto.stop()
         for key, value in self._saved_env.items():
@@ -141,6 +164,29 @@ class EmbeddedStack:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def _serve_geotiff(self) -> dict[str, str]:
+        """Start the tile server of the GeoTIFF source (staged into the embedded S3 first when
+        it is on S3); the workers' imagery settings."""
+        from dataclasses import replace
+
+        from looking_glass.imagery.geotiff import GeoTiffTiles
+
+        source, session = self.imagery.source, None
+        if source.startswith("s3://"):
+            bucket, _, key = source[5:].partition("/")
+            local_bucket = f"{self.names.trigger_bucket.rsplit('-', 1)[0]}-imagery"
+            s3 = self.session.client("s3")
+            s3.create_bucket(Bucket=local_bucket)
+            body = self._source_s3.get_object(Bucket=bucket, Key=key)["Body"]
+            s3.upload_fileobj(body, local_bucket, key)
+            source, session = f"s3://{local_bucket}/{key}", self.session
+        self.geotiff = GeoTiffTiles(source, bands=self.imagery.bands, session=session)
+        image = self.geotiff
+        self.tiles = SyntheticTileServer(
+            latency_s=self.tile_latency_s, tile_source=lambda z, x, y: image.png(x, y, z)
+        ).start()
+        return replace(self.imagery, source=source).worker_env()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():

@@ -34,8 +34,11 @@ def tile_counts(items: list[dict]) -> dict[str, int]:
     return counts
 
 
-def results_geojson(items: list[dict]) -> dict:
-    """One Feature per tile (its square as a Polygon), ready for QGIS."""
+def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None) -> dict:
+    """One Feature per tile (its square as a Polygon), ready for QGIS.
+
+    ``truth_m2`` (quadkey -> reference building area in m2, see :mod:`looking_glass.results.truth`)
+    adds a ``truth_area_m2`` property to every tile it names."""
     features = []
     for item in sorted(items, key=lambda i: i["quadkey"]):
         x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
@@ -49,6 +52,8 @@ def results_geojson(items: list[dict]) -> dict:
             "status": item["status"],
             "building_area_m2": _plain(item.get("building_area_m2", 0)),
         }
+        if truth_m2 is not None and item["quadkey"] in truth_m2:
+            props["truth_area_m2"] = round(float(truth_m2[item["quadkey"]]), 3)
         if item.get("reason"):
             props["reason"] = item["reason"]
         features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
@@ -106,25 +111,65 @@ def _fetch_mosaic(items: list[dict], url_template: str, thumb: int):
     return mosaic, x0, y0, w, h
 
 
-def draw_map(items: list[dict], url_template: str, out: Path, title: str, aoi=None, thumb: int = 64) -> None:
-    """Tiles coloured by building area over the imagery, with legend, scale bar and AOI outline."""
+def draw_map(
+    items: list[dict], url_template: str, out: Path, title: str, aoi=None, thumb: int = 64,
+    truth_m2: dict[str, float] | None = None,
+) -> None:
+    """Tiles coloured by building area over the imagery, with legend, scale bar and AOI outline.
+
+    With ``truth_m2`` (quadkey -> reference area in m2) a second panel beside it colours the same
+    tiles by their reference area on the same colour scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
-    from matplotlib.patches import Rectangle
 
     mosaic, x0, y0, w, h = _fetch_mosaic(items, url_template, thumb)
-    fig, ax = plt.subplots(figsize=(9, 9 * h / max(w, 1) + 0.6), dpi=110)
-    ax.imshow(mosaic, extent=(0, w, h, 0))
-    areas = [float(i.get("building_area_m2", 0)) for i in items if i["status"] == "done"]
-    norm = Normalize(0, max(areas) if areas else 1)
+    panels = [("model", {i["quadkey"]: float(i.get("building_area_m2", 0)) for i in items if i["status"] == "done"})]
+    if truth_m2 is not None:
+        panels.append(("reference footprints", {q: float(v) for q, v in truth_m2.items()}))
+    cols = len(panels)
+    if cols == 1:
+        fig, axes = plt.subplots(1, 1, figsize=(9, 9 * h / max(w, 1) + 0.6), dpi=110, squeeze=False)
+    else:
+        fig, axes = plt.subplots(
+            1, cols, figsize=(8 * cols + 1, 8 * h / max(w, 1) + 1.0), dpi=110, squeeze=False, layout="constrained"
+        )
+    values = [v for _, panel in panels for v in panel.values()]
+    norm = Normalize(0, max(values) if values else 1)
     cmap = plt.get_cmap("magma")
+    for ax, (name, areas) in zip(axes[0], panels):
+        _area_panel(ax, mosaic, items, areas, norm, cmap, x0, y0, w, h, aoi)
+        if cols > 1:
+            total = sum(areas.get(i["quadkey"], 0.0) for i in items if i["status"] == "done")
+            ax.set_title(f"{name}: {total:,.0f} m² on the done tiles", fontsize=10)
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=axes[0][0] if cols == 1 else list(axes[0]), fraction=0.035, pad=0.02,
+                 label="building area per tile (m²)")
+    if cols > 1:
+        fig.suptitle(title, fontsize=11)
+        for ax in axes[0]:
+            ax.set_xlim(0, w)
+            ax.set_ylim(h, 0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.savefig(out)
+        plt.close(fig)
+        return
+    save_tile_figure(fig, axes[0][0], title, w, h, out)
+
+
+def _area_panel(ax, mosaic, items, areas: dict, norm, cmap, x0: int, y0: int, w: int, h: int, aoi) -> None:
+    """One map panel: imagery, tiles of ``areas`` (quadkey -> m2) coloured, tiles not done
+    hatched, the AOI outline and a scale bar."""
+    from matplotlib.patches import Rectangle
+
+    ax.imshow(mosaic, extent=(0, w, h, 0))
     for item in items:
         x, y = int(item["x"]) - x0, int(item["y"]) - y0
-        if item["status"] == "done":
-            colour = cmap(norm(float(item["building_area_m2"])))
+        if item["status"] == "done" and item["quadkey"] in areas:
+            colour = cmap(norm(areas[item["quadkey"]]))
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, alpha=0.55, edgecolor="none"))
         else:
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
@@ -143,9 +188,6 @@ def draw_map(items: list[dict], url_template: str, out: Path, title: str, aoi=No
     bar_tiles = bar_m / tile_m
     ax.plot([0.5, 0.5 + bar_tiles], [h - 0.5, h - 0.5], color="white", lw=4)
     ax.text(0.5, h - 0.8, f"{bar_m:,} m", color="white", fontsize=9)
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.02, label="building area per tile (m²)")
-    save_tile_figure(fig, ax, title, w, h, out)
 
 
 def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:

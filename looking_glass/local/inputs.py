@@ -1,0 +1,252 @@
+"""What ``looking-glass demo`` and ``looking-glass up`` run on: imagery, model and reference.
+
+Options (added to a command's parser by :func:`add_run_options`):
+
+``--imagery SOURCE``  an XYZ/TMS URL template (``{z}``, ``{x}``, ``{y}`` or ``{-y}``) or a
+                      GeoTIFF/COG (local path or ``s3://bucket/key.tif``): the worker's own
+                      sources (LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF). Default: the
+                      synthetic world, served locally.
+``--bands B``         GeoTIFF bands as R,G,B or one grey band (LG_IMAGERY_BANDS).
+``--model PATH``      a Keras model with its JSON sidecar (LG_MODEL_PATH). Default: the shipped one.
+``--truth FILE``      (demo) reference footprints, GeoJSON in any CRS, read as ``prepare`` reads them.
+
+Everything is checked by :func:`validated_inputs` before anything starts, with the checks the
+worker, prepare and the segmenter apply themselves (``WorkerSettings.from_env`` and
+``open_imagery`` for the imagery, prepare's footprint reader for ``--truth``, the segmenter's
+sidecar reader for ``--model``); a bad value is one line on standard error and exit code 2
+(:func:`inputs_or_exit`).
+
+With a GeoTIFF and no ``--aoi`` the AOI is the image's footprint (its outline in lon/lat, as the
+worker's GeoTIFF source sees it), so the job covers exactly the zoom-18 tiles the image touches.
+An XYZ template needs ``--aoi`` (a template has no extent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from looking_glass.errors import LookingGlassError
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(LookingGlassError, ValueError):
+    """A bad --imagery/--bands/--model/--truth/--aoi value; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Imagery:
+    """A validated imagery source for the embedded run.
+
+    ``kind`` is ``"xyz"`` (``source`` is a URL template) or ``"geotiff"`` (``source`` is an
+    absolute local path or an ``s3://`` URI). ``footprint`` (GeoTIFF only) is the image's outline
+    as a shapely Polygon in lon/lat degrees (EPSG:4326).
+    """
+
+    kind: str
+    source: str
+    bands: tuple[int, ...] | None = None
+    footprint: object = None
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker settings (environment) that name this source."""
+        if self.kind == "xyz":
+            return {"LG_TILE_URL_TEMPLATE": self.source, "LG_IMAGERY_GEOTIFF": ""}
+        env = {"LG_TILE_URL_TEMPLATE": "", "LG_IMAGERY_GEOTIFF": self.source}
+        if self.bands:
+            env["LG_IMAGERY_BANDS"] = ",".join(map(str, self.bands))
+        return env
+
+    def describe(self) -> str:
+        if self.kind == "xyz":
+            from looking_glass.imagery.xyz import public_imagery_name
+
+            return f"XYZ tiles {public_imagery_name(self.source)}"
+        return f"GeoTIFF {self.source}"
+
+    def footprint_aoi(self, name: str) -> bytes:
+        """The image's footprint as AOI GeoJSON bytes (a Feature named ``name``)."""
+        import shapely.geometry
+
+        doc = {
+            "type": "Feature",
+            "properties": {"name": name},
+            "geometry": shapely.geometry.mapping(self.footprint),
+        }
+        return json.dumps(doc).encode()
+
+
+@dataclass
+class RunInputs:
+    """Validated inputs of ``demo``/``up``. ``imagery`` None means the synthetic world; ``model``
+    "" the shipped model; ``aoi_bytes`` None the sample AOI."""
+
+    imagery: Imagery | None = None
+    model: str = ""
+    truth: object = None  # looking_glass.results.truth.TruthFootprints
+    truth_path: str = ""
+    aoi_bytes: bytes | None = None
+    aoi_filename: str = "sample_aoi.geojson"
+    warnings: list[str] = field(default_factory=list)
+
+    def worker_env(self) -> dict[str, str]:
+        """Worker settings for the imagery and the model (nothing for the defaults)."""
+        env = dict(self.imagery.worker_env()) if self.imagery else {}
+        if self.model:
+            env["LG_MODEL_PATH"] = self.model
+        return env
+
+    def describe_imagery(self) -> str:
+        return self.imagery.describe() if self.imagery else "synthetic imagery"
+
+
+def add_run_options(parser: argparse.ArgumentParser, truth: bool = False) -> None:
+    """Add --imagery, --bands and --model (unless the parser has it) and, with ``truth``,
+    --truth to a demo/up parser."""
+    parser.add_argument(
+        "--imagery", metavar="SOURCE",
+        help="imagery: an XYZ/TMS URL template (https://.../{z}/{x}/{y}.png) or a GeoTIFF/COG "
+             "(path or s3://bucket/key.tif); default: the synthetic world",
+    )
+    parser.add_argument("--bands", help="GeoTIFF bands as R,G,B (e.g. 3,2,1) or one grey band (default: 1 or 1,2,3)")
+    if "--model" not in parser._option_string_actions:  # noqa: SLF001 - argparse has no public lookup
+        parser.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: the shipped model)")
+    if truth:
+        parser.add_argument(
+            "--truth", metavar="FOOTPRINTS",
+            help="reference building footprints (GeoJSON, any CRS, as prepare reads them): per-tile "
+                 "truth area, area error and pixel IoU/precision/recall",
+        )
+
+
+def validate_model(path: str) -> str:
+    """An absolute model path whose sidecar the segmenter can read ("" stays "": the shipped
+    model). Raises InputError (missing file, missing or unreadable sidecar, no model_id/version)."""
+    if not path:
+        return ""
+    from looking_glass.model.segmenter import load_metadata
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"--model {path}: no such file")
+    try:
+        meta = load_metadata(p)
+    except FileNotFoundError as exc:
+        raise InputError(f"--model {path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--model {path}: sidecar {p.with_suffix('.json')} is not readable JSON: {exc}") from None
+    missing = [k for k in ("model_id", "version") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise InputError(f"--model {path}: sidecar {p.with_suffix('.json')} lacks {', '.join(missing)}")
+    return str(p.resolve())
+
+
+def validate_imagery(source: str | None, bands: str | None = None, session=None) -> Imagery | None:
+    """The imagery source, checked with the worker's own settings and ``open_imagery`` (for a
+    GeoTIFF: it exists, reads as a north-up GeoTIFF with a CRS, the bands exist; an s3:// object
+    is looked up with ``session``'s credentials). None when no source is given (synthetic world).
+    Raises InputError."""
+    if not source:
+        if bands:
+            raise InputError("--bands applies to a GeoTIFF --imagery only")
+        return None
+    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
+    from looking_glass.runtime.settings import SettingsError, WorkerSettings
+
+    is_url = "://" in source and not source.startswith("s3://")
+    if not is_url:
+        if not source.startswith("s3://"):
+            source = str(Path(source).expanduser().resolve())
+    env = {"LG_TILE_URL_TEMPLATE": source} if is_url else {"LG_IMAGERY_GEOTIFF": source}
+    if bands:
+        env["LG_IMAGERY_BANDS"] = bands
+    try:
+        settings = WorkerSettings.from_env(env)
+    except SettingsError as exc:
+        message = str(exc).replace("LG_IMAGERY_GEOTIFF=", "--imagery ").replace("LG_IMAGERY_BANDS", "--bands")
+        raise InputError(message) from None
+    try:
+        opened = open_imagery(settings, session=session)
+    except ImagerySourceError as exc:
+        raise InputError(f"--imagery {exc}") from None
+    try:
+        if is_url:
+            return Imagery("xyz", source)
+        footprint = _lonlat_outline(opened)
+        return Imagery("geotiff", source, tuple(opened.bands) if bands else None, footprint)
+    finally:
+        opened.close()
+
+
+def _lonlat_outline(tiles):
+    """The GeoTIFF source's own outline (web mercator, densified edges) in lon/lat degrees: the
+    AOI of its footprint covers the tiles the worker finds imagery in."""
+    import numpy as np
+    import shapely
+    from rasterio.warp import transform
+
+    outline = tiles._outline  # noqa: SLF001 - the worker's definition of "inside the image"
+    xs, ys = np.asarray(outline.exterior.coords).T
+    lon, lat = transform("EPSG:3857", "EPSG:4326", list(xs), list(ys))
+    return shapely.Polygon(np.column_stack([lon, lat]))
+
+
+def validate_truth(path: str | None):
+    """Footprints read by prepare's reader, or None. Raises InputError."""
+    if not path:
+        return None
+    from looking_glass.results.truth import TruthError, load_truth
+
+    try:
+        truth = load_truth(path)
+    except TruthError as exc:
+        raise InputError(f"--truth {exc}") from None
+    return truth
+
+
+def validated_inputs(args, session=None) -> RunInputs:
+    """Check the imagery, model, truth and AOI options of a parsed demo/up command line.
+
+    Reads ``args.imagery``, ``args.bands``, ``args.model`` and, where present, ``args.truth`` and
+    ``args.aoi``. Starts nothing. Raises InputError with one line."""
+    from looking_glass.tiling.aoi import AoiError, parse_aoi
+
+    inputs = RunInputs()
+    inputs.imagery = validate_imagery(getattr(args, "imagery", None), getattr(args, "bands", None), session)
+    inputs.model = validate_model(getattr(args, "model", "") or "")
+    truth_path = getattr(args, "truth", None)
+    if truth_path and inputs.imagery is None:
+        raise InputError("--truth needs --imagery (the synthetic world is its own truth)")
+    inputs.truth = validate_truth(truth_path)
+    inputs.truth_path = truth_path or ""
+    aoi = getattr(args, "aoi", None)
+    if aoi:
+        p = Path(aoi)
+        if not p.is_file():
+            raise InputError(f"--aoi {aoi}: no such file")
+        data = p.read_bytes()
+        try:
+            parse_aoi(data, default_name=p.stem)
+        except AoiError as exc:
+            raise InputError(f"--aoi {aoi}: {exc}") from None
+        inputs.aoi_bytes, inputs.aoi_filename = data, p.name
+    elif hasattr(args, "aoi") and inputs.imagery is not None:
+        if inputs.imagery.kind == "xyz":
+            raise InputError("--imagery with a URL template needs --aoi (a template has no extent)")
+        stem = Path(inputs.imagery.source.rsplit("/", 1)[-1]).stem or "image"
+        inputs.aoi_filename = f"{stem}-footprint.geojson"
+        inputs.aoi_bytes = inputs.imagery.footprint_aoi(f"{stem} footprint")
+    return inputs
+
+
+def inputs_or_exit(args, session=None) -> RunInputs:
+    """:func:`validated_inputs`, or ``error: ...`` on standard error and exit code 2."""
+    try:
+        return validated_inputs(args, session)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
