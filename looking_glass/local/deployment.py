@@ -199,11 +199,16 @@ def run_embedded(
     stop_event: threading.Event | None = None,
     poll_s: float = 2.0,
     worker_env: dict[str, str] | None = None,
+    imagery=None,
 ) -> None:
     """Keep an embedded run up until SIGINT/SIGTERM (or ``stop_event``), with its state file.
 
     Besides the enumerator (started by uploads), it starts local workers whenever the tile
     queue holds work and none is running: that is how `retry` gets workers here.
+    ``imagery`` (a validated :class:`looking_glass.local.inputs.Imagery`; None: the synthetic
+    world) is what the workers read; the state file's tile URL template serves it (for a
+    GeoTIFF, a local tile server of the image). ``worker_env`` adds worker settings, e.g.
+    ``LG_MODEL_PATH``.
     """
     from looking_glass.local.embedded import EmbeddedStack
 
@@ -211,7 +216,7 @@ def run_embedded(
     if stop_event is None and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env)
+    stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env, imagery=imagery)
     try:
         stack.start()
         state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template)
