@@ -15,50 +15,28 @@ to deploy the model to the workers.
 
 Buckets: ``stacks.constructs.SecureBucket`` with its own ``AccessLogBucket``.
 
-Managed spot training: the ``SageMakerCreateTrainingJob`` construct (aws-cdk-lib 2.275) has no
-``EnableManagedSpotTraining``, ``CheckpointConfig`` or ``MaxWaitTimeInSeconds``. The state is
-therefore rendered by that construct (parameters, image asset binding, IAM) and emitted as a
-``CustomState`` with those three fields added; its IAM statements go to the state machine role.
+The role and the state machine: ``stacks.constructs.training_job`` (which also says how
+managed spot training is added to CDK's SageMaker task).
 """
 
 from __future__ import annotations
 
-from aws_cdk import (
-    ArnFormat,
-    CfnOutput,
-    Duration,
-    IgnoreMode,
-    Size,
-    Stack,
-)
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from looking_glass.runtime import resources
-from looking_glass.training.contract import (  # one definition with the entry point and the CLI
-    CHECKPOINTS_PREFIX,
-    METRIC_DEFINITIONS,
-    MODELS_PREFIX,
-    TRAIN_PREFIX,
-    VALIDATION_PREFIX,
-)
+from looking_glass.training.contract import CHECKPOINTS_PREFIX
 
-from .assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from .config import DeploymentConfig
-from .constructs import AccessLogBucket, SecureBucket
-from .nag import acknowledge, arn_of
-
-SAGEMAKER_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+from .constructs import AccessLogBucket, SecureBucket, TrainingJobRole, TrainingStateMachine
 
 
 class TrainingStack(Stack):
+    """The training bucket (with its own access-log bucket), the role of the training job
+    (``TrainingJobRole``) and the state machine that runs it (``TrainingStateMachine``); outputs
+    the bucket's name and the state machine's ARN."""
+
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
@@ -73,229 +51,10 @@ class TrainingStack(Stack):
             log_prefix="training",
             lifecycle_rules=[s3.LifecycleRule(prefix=CHECKPOINTS_PREFIX, expiration=Duration.days(30))],
         )
-
-        # The role SageMaker runs the training job as: this bucket and its own logs, nothing else.
-        self.training_role = iam.Role(
-            self,
-            "SageMakerTrainingRole",
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="Looking Glass training job: training bucket, training logs and metrics",
-        )
-        # Read on the channels and write on the output prefix are granted by the training task
-        # (SageMakerCreateTrainingJob binds its S3 locations to this role); checkpoints are not
-        # known to it.
-        self.training_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[self.bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")],
-            )
-        )
-        self.training_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    self.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=f"{SAGEMAKER_LOG_GROUP}:*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self.training_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource type; scoped by namespace
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-            )
-        )
-
-        definition = self._definition(config)
-        state_machine_logs = logs.LogGroup(self, "StateMachineLogs", retention=config.log_retention)
-        # The job may take its whole (spot) wait time; an hour on top for the state transitions.
-        job_hours = (
-            config.training_max_wait_hours if config.training_spot else config.training_max_runtime_hours
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "TrainingStateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.hours(job_hours + 1),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=state_machine_logs, level=sfn.LogLevel.ALL),
-        )
-        training_jobs = self.format_arn(service="sagemaker", resource="training-job", resource_name="*")
-        for statement in self._training_task._task_policies or []:  # see module docstring
-            resolved = self.resolve(statement.to_statement_json())
-            if resolved.get("Resource") == "*" and resolved.get("Action") == "sagemaker:ListTags":
-                # CDK grants ListTags on "*", but it takes a resource: the training jobs.
-                statement = iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=[training_jobs])
-            self.state_machine.add_to_role_policy(statement)
-
-        self._acknowledge_nag_findings()
+        self.training_role = TrainingJobRole(self, bucket=self.bucket).role
+        self.state_machine = TrainingStateMachine(
+            self, config=config, bucket=self.bucket, role=self.training_role
+        ).state_machine
 
         CfnOutput(self, resources.OUTPUT_TRAINING_BUCKET, value=self.bucket.bucket_name)
         CfnOutput(self, resources.OUTPUT_TRAINING_STATE_MACHINE, value=self.state_machine.state_machine_arn)
-
-    # -----------------------------------------------------------------------------------------
-
-    def _definition(self, config: DeploymentConfig) -> sfn.IChainable:
-        has_hyperparameters = sfn.Choice(self, "HyperparametersGiven?")
-        no_hyperparameters = sfn.Pass(
-            self,
-            "NoHyperparameters",
-            result=sfn.Result.from_object({}),
-            result_path="$.hyperparameters",
-        )
-        # One name per execution: the training job's, and its checkpoint prefix (a job must not
-        # resume from another job's checkpoints).
-        name_job = sfn.Pass(
-            self,
-            "NameTrainingJob",
-            parameters={"name.$": "States.Format('looking-glass-{}', States.UUID())"},
-            result_path="$.job",
-        )
-        name_job.next(self._train_state(config))
-        return has_hyperparameters.when(
-            sfn.Condition.is_present("$.hyperparameters"), name_job
-        ).otherwise(no_hyperparameters.next(name_job))
-
-    def _train_state(self, config: DeploymentConfig) -> sfn.CustomState:
-        task = tasks.SageMakerCreateTrainingJob(
-            self,
-            "TrainModelTask",
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,  # .sync: wait for the job
-            training_job_name=sfn.JsonPath.string_at("$.job.name"),
-            role=self.training_role,
-            algorithm_specification=tasks.AlgorithmSpecification(
-                training_image=self._training_image(config),
-                training_input_mode=tasks.InputMode.FILE,
-            ),
-            input_data_config=[
-                _channel("train", self.bucket, TRAIN_PREFIX),
-                _channel("validation", self.bucket, VALIDATION_PREFIX),
-            ],
-            output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(self.bucket, MODELS_PREFIX)
-            ),
-            resource_config=tasks.ResourceConfig(
-                instance_count=1,
-                instance_type=ec2.InstanceType(config.training_ec2_instance_type),
-                volume_size=Size.gibibytes(config.training_volume_gb),
-            ),
-            stopping_condition=tasks.StoppingCondition(
-                max_runtime=Duration.hours(config.training_max_runtime_hours)
-            ),
-            result_path="$.training",
-        )
-        self._training_task = task
-
-        state = dict(task.to_state_json())
-        state.pop("End", None)
-        state.pop("Next", None)
-        parameters = dict(state["Parameters"])
-        # Hyperparameters: the whole object from the execution input (JsonPath).
-        parameters.pop("HyperParameters", None)
-        parameters["HyperParameters.$"] = "$.hyperparameters"
-        # The entry point's per-epoch metric line, parsed into CloudWatch metrics of the job.
-        parameters["AlgorithmSpecification"] = {
-            **parameters["AlgorithmSpecification"],
-            "MetricDefinitions": METRIC_DEFINITIONS,
-        }
-        if config.training_spot:
-            parameters["EnableManagedSpotTraining"] = True
-            checkpoints = self.bucket.s3_url_for_object(CHECKPOINTS_PREFIX)
-            parameters["CheckpointConfig"] = {
-                "S3Uri.$": f"States.Format('{checkpoints}{{}}/', $.job.name)",
-                "LocalPath": "/opt/ml/checkpoints",
-            }
-            parameters["StoppingCondition"] = {
-                **parameters["StoppingCondition"],
-                "MaxWaitTimeInSeconds": int(Duration.hours(config.training_max_wait_hours).to_seconds()),
-            }
-        state["Parameters"] = parameters
-        return sfn.CustomState(self, "TrainModel", state_json=state)
-
-    def _training_image(self, config: DeploymentConfig) -> tasks.DockerImage:
-        if config.training_image:
-            ecr_image = parse_ecr_image(config.training_image)
-            if ecr_image is None:
-                return tasks.DockerImage.from_registry(config.training_image)
-            arn, name, tag = ecr_image  # through the repository, so the training role may pull
-            repository = ecr.Repository.from_repository_attributes(
-                self, "TrainingImageRepository", repository_arn=arn, repository_name=name
-            )
-            return tasks.DockerImage.from_ecr_repository(repository, tag)
-        return tasks.DockerImage.from_asset(
-            self,
-            "TrainingImage",
-            directory=str(REPO_ROOT),
-            file="training/Dockerfile",
-            exclude=DOCKER_CONTEXT_EXCLUDES,
-            ignore_mode=IgnoreMode.DOCKER,
-            platform=ecr_assets.Platform.LINUX_AMD64,
-            display_name="looking-glass-training",
-        )
-
-    def _acknowledge_nag_findings(self) -> None:
-        bucket = arn_of(self.bucket)
-        acknowledge(
-            self.training_role,
-            [
-                # Granted by SageMakerCreateTrainingJob for its S3 locations (CDK's grant sets).
-                "AwsSolutions-IAM5[Action::s3:GetBucket*]",
-                "AwsSolutions-IAM5[Action::s3:GetObject*]",
-                "AwsSolutions-IAM5[Action::s3:List*]",
-                "AwsSolutions-IAM5[Action::s3:Abort*]",
-                "AwsSolutions-IAM5[Action::s3:DeleteObject*]",
-                f"AwsSolutions-IAM5[Resource::{bucket}/{TRAIN_PREFIX}*]",
-                f"AwsSolutions-IAM5[Resource::{bucket}/{VALIDATION_PREFIX}*]",
-                f"AwsSolutions-IAM5[Resource::{bucket}/{MODELS_PREFIX}*]",
-                f"AwsSolutions-IAM5[Resource::{bucket}/{CHECKPOINTS_PREFIX}*]",
-            ],
-            "The training job reads its channels and writes model artifacts and checkpoints "
-            "under fixed prefixes of the training bucket only; object keys below them are chosen "
-            "at run time (the read/write action sets come from CDK's S3 grants for the task).",
-        )
-        acknowledge(
-            self.training_role,
-            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{SAGEMAKER_LOG_GROUP}:*]",
-            "SageMaker writes training logs to streams it names per job in this log group.",
-        )
-        acknowledge(
-            self.training_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData (limited by namespace condition) and "
-            "ecr:GetAuthorizationToken have no resource-level permissions.",
-        )
-        acknowledge(
-            self.state_machine,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery (logs:*LogDelivery, DescribeLogGroups, resource "
-            "policies) and X-Ray tracing have no resource-level permissions.",
-        )
-        acknowledge(
-            self.state_machine,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job/*]",
-            "Training job names are generated per execution (looking-glass-<uuid>), so the state "
-            "machine may create, describe, stop, tag and list tags of training jobs in general.",
-        )
-
-
-def _channel(name: str, bucket: s3.IBucket, prefix: str) -> tasks.Channel:
-    return tasks.Channel(
-        channel_name=name,
-        data_source=tasks.DataSource(
-            s3_data_source=tasks.S3DataSource(
-                s3_location=tasks.S3Location.from_bucket(bucket, prefix),
-                s3_data_type=tasks.S3DataType.S3_PREFIX,
-                s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
-            )
-        ),
-    )

@@ -15,10 +15,9 @@ from constructs import Construct
 
 from ..config import DeploymentConfig
 from .batch_events import BatchJobEvents
+from .enumerator import ENUMERATOR_TIMEOUT
 from .metrics import PipelineMetrics
 
-# The enumerator's timeout (stacks.constructs.enumerator): alarm when its slowest runs come close.
-ENUMERATOR_TIMEOUT = Duration.minutes(15)
 # No tile finished for this long while the queue holds work: the workers are stuck (no spot
 # capacity, no route to the tile server, a crash loop).
 STALL_MINUTES = 30
@@ -50,7 +49,7 @@ class DeploymentAlarms:
             threshold=0,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        self._alarm(
+        self._alarm(  # ENUMERATOR_TIMEOUT: the Lambda's own (stacks.constructs.enumerator)
             "EnumeratorNearTimeout",
             alarm_description="The slowest enumerations take over 80% of the Lambda timeout: a "
             "larger AOI would time out (lower max_tiles_per_job or split the AOI).",
