@@ -17,6 +17,7 @@ from stacks import ConfigError, build_app, cdk_json_context
 
 
 def main() -> None:
+    """Build the app from the context and synthesize it; a bad setting exits with its message."""
     # The CLI already passes cdk.json's context (and -c values, which win); giving it here too
     # makes `python app.py` without the CLI build the same app.
     app = cdk.App(context=cdk_json_context())

@@ -1,7 +1,7 @@
 """The Looking Glass CDK app: one stack per concern, built by ``build_app``.
 
-``app.py`` (what ``cdk synth`` runs) and ``tests/test_cdk_synth.py`` both call ``build_app``, so
-the tests check exactly what gets deployed. The stacks are environment-agnostic (no account or
+``app.py`` (what ``cdk synth`` runs) and ``tests/infra/test_cdk_synth.py`` both call ``build_app``,
+so the tests check exactly what gets deployed. The stacks are environment-agnostic (no account or
 region, no context look-ups): ``cdk synth`` works offline and without credentials.
 
     <name>Storage     trigger bucket, masks bucket, access-log bucket, results table
@@ -9,6 +9,11 @@ region, no context look-ups): ``cdk synth`` works offline and without credential
     <name>Ingest      tile-enumerator Lambda on AOI uploads
     <name>Training    training bucket, Step Functions -> SageMaker training job
     <name>Monitoring  CloudWatch dashboard and alarms
+
+Each stack is a short composition of the building blocks in ``stacks.constructs`` (queues,
+network, Batch workers, enumerator, training job, Batch events, alarms, dashboard); settings come
+from ``stacks.config``, process environments from ``stacks.environment``, cdk-nag from
+``stacks.nag``, asset sources from ``stacks.assets``.
 
 <name> is the ``stack_name`` context key (default ``resources.DEFAULT_STACK_NAME``); the output
 keys are the ``resources.OUTPUT_*`` constants, which the CLI's ``--stack NAME`` reads.
@@ -48,6 +53,8 @@ def cdk_json_context() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LookingGlassApp:
+    """What ``build_app`` built: the app, its settings and the five stacks."""
+
     app: cdk.App
     config: DeploymentConfig
     storage: StorageStack
@@ -58,6 +65,7 @@ class LookingGlassApp:
 
     @property
     def stacks(self) -> list[cdk.Stack]:
+        """The stacks in deployment order."""
         return [self.storage, self.inference, self.ingest, self.training, self.monitoring]
 
 

@@ -21,7 +21,7 @@ from .config import DeploymentConfig
 
 
 class StackEnvironmentError(LookingGlassError, ValueError):
-    pass
+    """An environment the stacks would deploy does not parse as the process that reads it would."""
 
 
 def resource_environment(
@@ -32,6 +32,7 @@ def resource_environment(
     tile_queue: sqs.IQueue,
     tile_dlq: sqs.IQueue,
 ) -> dict[str, str]:
+    """The ENV_* variables naming the deployed resources (``resources.DeployedResources``)."""
     env = resources.DeployedResources(
         trigger_bucket=trigger_bucket.bucket_name,
         masks_bucket=masks_bucket.bucket_name,
@@ -46,6 +47,7 @@ def resource_environment(
 def enumerator_environment(
     config: DeploymentConfig, *, job_queue_arn: str, job_definition_arn: str
 ) -> dict[str, str]:
+    """The enumerator Lambda's settings (``EnumeratorSettings``): Batch launcher, work sizing."""
     env = {
         "LG_WORKER_LAUNCHER": "batch",
         "LG_BATCH_JOB_QUEUE": job_queue_arn,
@@ -64,6 +66,7 @@ ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
 
 
 def worker_environment(config: DeploymentConfig) -> dict[str, str]:
+    """The Batch worker's settings (``WorkerSettings``): deployment, imagery source, model."""
     # The imagery is deployment configuration only: no AOI, message or job field can set it.
     env = {resources.ENV_DEPLOYMENT: config.stack_name}  # dimension of the worker's metrics
     if config.imagery_geotiff:

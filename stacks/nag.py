@@ -13,6 +13,7 @@ from constructs import IConstruct
 
 
 def add_nag_checks(app: App) -> None:
+    """Register the AwsSolutions checks on ``app``; they run (and fail on findings) at synth."""
     from cdk_nag import AwsSolutionsChecks
 
     Validations.of(app).add_plugins(

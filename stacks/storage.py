@@ -55,6 +55,8 @@ def add_global_indexes(table: dynamodb.Table) -> None:
 
 
 class StorageStack(Stack):
+    """The trigger, masks and access-log buckets and the results table; outputs their names."""
+
     def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
 

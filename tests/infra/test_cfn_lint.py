@@ -62,7 +62,7 @@ def test_cfn_lint_passes_on_every_synthesized_template(tmp_path, name):
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     out = tmp_path / "cdk.out"
     app = aws_cdk.App(outdir=str(out), context={**cdk_json_context(), **CONTEXTS[name]})
-    lg = build_app(app, nag=False)  # cdk-nag runs in tests/test_cdk_synth.py
+    lg = build_app(app, nag=False)  # cdk-nag runs in tests/infra/test_cdk_synth.py
     app.synth()
     templates = sorted(out.glob("*.template.json"))
     assert [t.name for t in templates] == sorted(
