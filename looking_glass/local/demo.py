@@ -153,7 +153,9 @@ def run_demo(
         outputs.append("aoi.geojson")
         if reference is not None:
             summary["truth"] = str(truth.source)
-            summary.update({f"pixel_{k}": round(reference["scores"][k], 4) for k in ("iou", "precision", "recall")})
+            scores = reference["scores"]
+            summary.update({f"pixel_{k}": round(scores[k], 4) for k in ("iou", "precision", "recall")})
+            summary["pixel_counts"] = {k: scores[k] for k in ("tp", "fp", "fn")}
     summary.update(
         {
             "elapsed_s": round(time.monotonic() - started, 1),

@@ -32,6 +32,13 @@ from pathlib import Path
 from looking_glass.errors import LookingGlassError
 
 EXIT_BAD_INPUT = 2
+# The worker settings' messages, in the words of these options.
+_SETTING_NAMES = (
+    ("LG_IMAGERY_GEOTIFF=", "--imagery "),
+    ("LG_IMAGERY_BANDS=", "--bands "),
+    ("LG_IMAGERY_BANDS applies to LG_IMAGERY_GEOTIFF only", "--bands applies to a GeoTIFF --imagery only"),
+    ("tile URL template", "--imagery"),
+)
 
 
 class InputError(LookingGlassError, ValueError):
@@ -167,7 +174,9 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
     try:
         settings = WorkerSettings.from_env(env)
     except SettingsError as exc:
-        message = str(exc).replace("LG_IMAGERY_GEOTIFF=", "--imagery ").replace("LG_IMAGERY_BANDS", "--bands")
+        message = str(exc)
+        for setting, option in _SETTING_NAMES:
+            message = message.replace(setting, option)
         raise InputError(message) from None
     try:
         opened = open_imagery(settings, session=session)
