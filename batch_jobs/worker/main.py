@@ -1,67 +1,15 @@
-"""AWS Batch entry point of the inference worker (also what the embedded run starts locally).
+"""AWS Batch entry point of the inference worker, kept for ``python batch_jobs/worker/main.py``.
 
-Thin over ``looking_glass.pipeline.worker``: read settings, load the model, drain the queue, exit.
-Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings (an unreadable imagery secret
-or GeoTIFF included); 3 model cannot be loaded.
+The worker's process is :mod:`looking_glass.pipeline.worker_main` (``python -m
+looking_glass.pipeline.worker_main``, what the image and the embedded run start); this file only
+calls it. Exit codes: 0 drained or stopped, 2 bad settings, 3 model cannot be loaded.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
 
-# Run as a script (`python batch_jobs/worker/main.py`) from a source checkout or the image.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import boto3  # noqa: E402
-
-from looking_glass.runtime.resources import DeployedResources  # noqa: E402
-from looking_glass.runtime.settings import SettingsError, WorkerSettings  # noqa: E402
-
-
-def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
-    log = logging.getLogger("worker")
-    try:
-        settings = WorkerSettings.from_env()
-        resources = DeployedResources.from_env()
-    except (SettingsError, RuntimeError) as exc:
-        log.error("bad worker settings: %s", exc)
-        return 2
-    session = boto3.session.Session()
-    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
-
-    try:
-        # Before the model (slow to load): the token secret and the GeoTIFF are checked first.
-        fetcher = open_imagery(settings, session)
-    except ImagerySourceError as exc:  # the message never holds the token
-        log.error("bad imagery source: %s", exc)
-        return 2
-    log.info("imagery: %s", fetcher.public_name)
-    try:
-        from looking_glass.model.segmenter import Segmenter
-
-        segmenter = Segmenter.load(settings.model_path)
-        if settings.xla or settings.mixed_precision:
-            segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
-    except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
-        log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
-        return 3
-    from looking_glass.pipeline.worker import Worker
-
-    log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
-    worker = Worker(session, resources, settings, segmenter, fetcher=fetcher)
-    worker.install_signal_handlers()
-    stats = worker.run()
-    log.info(
-        "done: %d messages, %d new tile results, %d malformed, %d left for redelivery",
-        stats.messages, stats.tiles_new, stats.malformed, stats.transient,
-    )
-    return 0
-
+from looking_glass.pipeline.worker_main import main
 
 if __name__ == "__main__":
     sys.exit(main())

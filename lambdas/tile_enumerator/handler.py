@@ -1,33 +1,9 @@
-"""Lambda handler for S3 ObjectCreated events on the trigger bucket: thin over
-``looking_glass.pipeline.enumerator``. Bad AOIs become FAILED job records; the handler only raises for
-infrastructure errors, which Lambda retries and then sends to the on-failure destination."""
+"""Lambda handler for S3 ObjectCreated events on the trigger bucket (``stacks/ingest.py`` names
+``lambdas.tile_enumerator.handler.handler``): the package's
+:func:`looking_glass.pipeline.enumerator_lambda.handler`, re-exported."""
 
 from __future__ import annotations
 
-import boto3
-from aws_lambda_powertools import Logger
+from looking_glass.pipeline.enumerator_lambda import handler
 
-from looking_glass.pipeline.enumerator import Enumerator, objects_from_s3_event
-from looking_glass.pipeline.launchers import launcher_for
-from looking_glass.runtime.resources import DeployedResources
-from looking_glass.runtime.settings import EnumeratorSettings
-
-logger = Logger(service="tile-enumerator")
-
-
-@logger.inject_lambda_context
-def handler(event: dict, context) -> dict:
-    session = boto3.session.Session()
-    settings = EnumeratorSettings.from_env()
-    enumerator = Enumerator(
-        session, DeployedResources.from_env(), settings, launcher_for(settings, session)
-    )
-    jobs = []
-    for obj in objects_from_s3_event(event):
-        job = enumerator.process(obj)
-        logger.info(
-            "aoi processed",
-            extra={"job_id": job["job_id"], "status": job["status"], "key": obj.key},
-        )
-        jobs.append({"job_id": job["job_id"], "status": job["status"], "reason": job.get("reason")})
-    return {"jobs": jobs}
+__all__ = ["handler"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import boto3
 
-from looking_glass import SOURCE_ROOT
 from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
 from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
 from looking_glass.local.tileserver import SyntheticTileServer
@@ -47,10 +45,8 @@ class LocalLambdaContext:
 
 
 def load_enumerator_handler():
-    """The Lambda's own handler function, imported from the source tree."""
-    if str(SOURCE_ROOT) not in sys.path:
-        sys.path.insert(0, str(SOURCE_ROOT))
-    from lambdas.tile_enumerator.handler import handler
+    """The Lambda's own handler function (``lambdas/tile_enumerator/handler.py`` re-exports it)."""
+    from looking_glass.pipeline.enumerator_lambda import handler
 
     return handler
 

@@ -11,18 +11,26 @@ import sys
 import threading
 from pathlib import Path
 
-from looking_glass import SOURCE_ROOT
+# The worker's process (the Batch image runs the same module): started as
+# ``python -m looking_glass.pipeline.worker_main``, so an installed package is all it needs.
+WORKER_MODULE = "looking_glass.pipeline.worker_main"
 
-WORKER_ENTRY = SOURCE_ROOT / "batch_jobs" / "worker" / "main.py"
+
+def worker_command() -> list[str]:
+    """The command line of one worker process: this interpreter running :data:`WORKER_MODULE`."""
+    return [sys.executable, "-m", WORKER_MODULE]
 
 
 class BatchLauncher:
+    """Submits one AWS Batch job per launch: an array job of ``workers`` children (a plain job for 1)."""
+
     def __init__(self, batch_client, job_queue: str, job_definition: str):
         self.batch = batch_client
         self.job_queue = job_queue
         self.job_definition = job_definition
 
     def launch(self, job_id: str, workers: int) -> str:
+        """Submit the workers of ``job_id``; returns the Batch job id."""
         kwargs = {
             "jobName": f"looking-glass-{job_id}",
             "jobQueue": self.job_queue,
@@ -35,7 +43,8 @@ class BatchLauncher:
 
 
 class LocalProcessLauncher:
-    """Runs the Batch worker's own entry point as local processes, one per array child."""
+    """Runs the Batch worker's own entry point as local processes, one per array child (at most
+    ``max_local_workers``), logging to ``log_dir/worker-<job>-<index>.log``."""
 
     def __init__(self, environment: dict[str, str], log_dir: Path, max_local_workers: int = 2):
         self.environment = environment
@@ -45,6 +54,8 @@ class LocalProcessLauncher:
         self._lock = threading.Lock()
 
     def launch(self, job_id: str, workers: int) -> str:
+        """Start ``min(workers, max_local_workers)`` worker processes for ``job_id``; returns a
+        local launch id (``local-<job>-x<count>``)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         count = min(workers, self.max_local_workers)
         for index in range(count):
@@ -56,7 +67,7 @@ class LocalProcessLauncher:
             }
             log = open(self.log_dir / f"worker-{job_id[:8]}-{index}.log", "ab")
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER_ENTRY)], env=env, stdout=log, stderr=subprocess.STDOUT
+                worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT
             )
             log.close()
             with self._lock:
@@ -64,10 +75,12 @@ class LocalProcessLauncher:
         return f"local-{job_id[:8]}-x{count}"
 
     def running(self) -> int:
+        """How many of the started processes are still running."""
         with self._lock:
             return sum(p.poll() is None for p in self.processes)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every running worker, then SIGKILL those still running after ``timeout`` s each."""
         with self._lock:
             procs = list(self.processes)
         for p in procs:
@@ -90,6 +103,10 @@ def register_local_launcher(launcher: LocalProcessLauncher | None) -> None:
 
 
 def launcher_for(settings, session):
+    """The launcher that ``settings.launcher`` names: the registered local one, or AWS Batch.
+
+    Raises ``RuntimeError`` for ``local`` without an active embedded run.
+    """
     if settings.launcher == "local":
         if _local_launcher is None:
             raise RuntimeError("LG_WORKER_LAUNCHER=local but no embedded run is active")

@@ -1,8 +1,9 @@
 """``looking-glass map``: a PNG figure and a self-contained HTML map of a job's results.
 
-The HTML page inlines Leaflet (installed from npm: ``package.json`` pins it; ``make test`` and
-``make demo`` run ``npm ci``) with its stylesheet and images, and the results as GeoJSON: it
-needs nothing at view time but the imagery tile server, which it shows under the tiles. Tiles
+The HTML page inlines Leaflet (1.9.4, BSD-2-Clause: its ``dist`` files and LICENSE ship as
+package data in ``looking_glass/results/static/leaflet``, read with ``importlib.resources``) with
+its stylesheet and images, and the results as GeoJSON: it needs nothing at view time but the
+imagery tile server, which it shows under the tiles. Tiles
 are coloured by building density (building area over the ground area of the done tiles) or area,
 and a click shows a tile's numbers. Large jobs are rolled up to a coarser zoom so that the page
 holds at most ``MAX_FEATURES`` features.
@@ -14,16 +15,17 @@ import base64
 import html
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
-from looking_glass import SOURCE_ROOT
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
 from looking_glass.results.figures import save_tile_figure
 from looking_glass.results.query import ResultsError, geojson_doc, query
 from looking_glass.pipeline.store import ResultsStore
 
-LEAFLET_DIR = SOURCE_ROOT / "node_modules" / "leaflet" / "dist"
+# Leaflet's dist files (leaflet.js, leaflet.css, images/), package data of this package.
+LEAFLET_DIR = resources.files("looking_glass.results") / "static" / "leaflet"
 MAX_FEATURES = 20_000
 COLOUR_BY = ("density", "area")
 # A magma-like ramp (low to high); the PNG uses matplotlib's magma itself.
@@ -125,7 +127,10 @@ def leaflet_assets() -> tuple[str, str]:
     """Leaflet's JavaScript and its stylesheet with the images inlined as data URIs."""
     js, css = LEAFLET_DIR / "leaflet.js", LEAFLET_DIR / "leaflet.css"
     if not js.is_file() or not css.is_file():
-        raise MapError(f"Leaflet not found in {LEAFLET_DIR}: run `npm ci` in {SOURCE_ROOT} (make does it)")
+        raise MapError(
+            f"Leaflet not found in {LEAFLET_DIR}: this install of looking-glass lacks its package data "
+            "(looking_glass/results/static/leaflet); reinstall it (it no longer needs `npm ci`)"
+        )
 
     def inline(match: re.Match) -> str:
         image = LEAFLET_DIR / match.group(1)

@@ -1,6 +1,6 @@
 """Fault injection on the embedded pipeline (issue 5): real worker processes, started with the
-Batch container's entry point (``batch_jobs/worker/main.py``, as the embedded launcher does),
-against the moto server and a real HTTP tile server told to fail per tile.
+Batch container's entry point (``python -m looking_glass.pipeline.worker_main``, as the embedded
+launcher does), against the moto server and a real HTTP tile server told to fail per tile.
 
 After every fault: each tile has exactly one final status, the job's counters equal the sum of its
 items, nothing is lost (every tile is stored or still on a queue), and the dead-letter queue holds
@@ -26,10 +26,9 @@ from decimal import Decimal
 
 import pytest
 
-from conftest import queued
-from looking_glass import SOURCE_ROOT
+from conftest import REPO_ROOT, queued
 from looking_glass.grid import quadkey
-from looking_glass.pipeline.launchers import WORKER_ENTRY
+from looking_glass.pipeline.launchers import WORKER_MODULE
 from looking_glass.runtime.resources import TILE_QUEUE_MAX_RECEIVE_COUNT
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore
@@ -79,7 +78,7 @@ if os.environ.get("LG_TEST_HOLD_START") == "1":
     sys.stdin.readline()
 entry = sys.argv[1]
 sys.argv = [entry]
-runpy.run_path(entry, run_name="__main__")
+runpy.run_module(entry, run_name="__main__", alter_sys=True)
 """ % CRASH_EXIT_CODE
 
 
@@ -149,14 +148,14 @@ class Pipeline:
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **{k: str(v) for k, v in settings.items()},
         }
-        cmd = [sys.executable, str(WORKER_ENTRY)]
+        cmd = [sys.executable, "-m", WORKER_MODULE]
         if fault_boot or held:
-            cmd = [sys.executable, "-c", FAULT_BOOT, str(WORKER_ENTRY)]
+            cmd = [sys.executable, "-c", FAULT_BOOT, WORKER_MODULE]
             env["LG_TEST_HOLD_START"] = "1" if held else "0"
         log_path = self.log_dir / f"worker-{len(self.procs)}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                cmd, env=env, cwd=SOURCE_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                cmd, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.PIPE if held else subprocess.DEVNULL,
             )
         self.procs.append((proc, log_path))

@@ -37,7 +37,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(aws, moto_endpoint):
             "LG_POLL_WAIT_S": "1",
             "LG_BATCH_SIZE": "8",
         }
-        proc = subprocess.Popen([sys.executable, "batch_jobs/worker/main.py"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "looking_glass.pipeline.worker_main"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 120
         while store.get_job(JOB)["tiles_final"] == 0 and time.monotonic() < deadline:

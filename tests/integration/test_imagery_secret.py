@@ -245,7 +245,7 @@ def test_worker_process_exits_2_on_a_missing_secret_before_loading_the_model(mot
         "LG_IMAGERY_SECRET": "missing/imagery-token",
         "LG_MODEL_PATH": str(tmp_path / "never-loaded.keras"),  # would exit 3 if it got that far
     }
-    proc = subprocess.run([sys.executable, "batch_jobs/worker/main.py"], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.pipeline.worker_main"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "bad imagery source: cannot read imagery secret 'missing/imagery-token': ResourceNotFoundException" in proc.stdout
     assert "cannot load model" not in proc.stdout

@@ -54,7 +54,7 @@ def test_worker_exits_2_on_bad_settings(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "batch_jobs/worker/main.py"],
+        [sys.executable, "-m", "looking_glass.pipeline.worker_main"],
         env={"PATH": "/usr/bin:/bin", "LG_TILE_URL_TEMPLATE": "nope"},
         capture_output=True,
         text=True,
@@ -71,5 +71,5 @@ def test_worker_exits_3_when_the_model_cannot_be_loaded(tmp_path):
 
     resources = DeployedResources("t", "m", "r", "http://127.0.0.1:9/q", "http://127.0.0.1:9/d")
     env = {**os.environ, **resources.to_env(), **WORKER_OK, "LG_MODEL_PATH": str(tmp_path / "nope.keras")}
-    proc = subprocess.run([sys.executable, "batch_jobs/worker/main.py"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.pipeline.worker_main"], env=env, capture_output=True, text=True)
     assert proc.returncode == 3 and "cannot load model" in proc.stdout and "nope.keras" in proc.stdout

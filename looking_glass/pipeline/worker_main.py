@@ -1,0 +1,68 @@
+"""The inference worker's process: what AWS Batch runs in the worker image, and what the
+embedded run's local launcher starts.
+
+    python -m looking_glass.pipeline.worker_main
+
+Thin over :mod:`looking_glass.pipeline.worker`: read settings, load the model, drain the queue,
+exit. Exit codes: 0 queue drained or stopped by SIGTERM; 2 bad settings (an unreadable imagery
+secret or GeoTIFF included); 3 model cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import boto3
+
+from looking_glass.runtime.resources import DeployedResources
+from looking_glass.runtime.settings import SettingsError, WorkerSettings
+
+
+def main() -> int:
+    """Run one worker until the queue is drained or SIGTERM arrives; returns the exit code
+    (0 drained or stopped; 2 bad settings, imagery secret or GeoTIFF; 3 model cannot be loaded)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    log = logging.getLogger("worker")
+    try:
+        settings = WorkerSettings.from_env()
+        resources = DeployedResources.from_env()
+    except (SettingsError, RuntimeError) as exc:
+        log.error("bad worker settings: %s", exc)
+        return 2
+    session = boto3.session.Session()
+    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
+
+    try:
+        # Before the model (slow to load): the token secret and the GeoTIFF are checked first.
+        fetcher = open_imagery(settings, session)
+    except ImagerySourceError as exc:  # the message never holds the token
+        log.error("bad imagery source: %s", exc)
+        return 2
+    log.info("imagery: %s", fetcher.public_name)
+    try:
+        from looking_glass.model.segmenter import Segmenter
+
+        segmenter = Segmenter.load(settings.model_path)
+        if settings.xla or settings.mixed_precision:
+            segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
+    except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
+        log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
+        return 3
+    from looking_glass.pipeline.worker import Worker
+
+    log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
+    worker = Worker(session, resources, settings, segmenter, fetcher=fetcher)
+    worker.install_signal_handlers()
+    stats = worker.run()
+    log.info(
+        "done: %d messages, %d new tile results, %d malformed, %d left for redelivery",
+        stats.messages, stats.tiles_new, stats.malformed, stats.transient,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
