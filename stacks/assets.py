@@ -20,10 +20,10 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from looking_glass import SOURCE_ROOT
 from looking_glass.errors import LookingGlassError
 
-REPO_ROOT = SOURCE_ROOT
+# The source checkout (stacks/ is not part of the installed package): what the assets are built from.
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Outside cdk.out, so `cdk synth -o elsewhere` and the tests all reuse them; .gitignored (build/).
 LAMBDA_BUILD_ROOT = REPO_ROOT / "build" / "lambda-asset"
 LAMBDA_DEPS_ROOT = REPO_ROOT / "build" / "lambda-deps"
