@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 
-import mercantile
 import numpy as np
 
-from looking_glass.grid import TILE_SIZE, ground_resolution_m
+from looking_glass.grid import TILE_SIZE, col_of_lon, ground_resolution_m, lat_of_row_edge, row_of_lat, tile_polygon
 from looking_glass.imagery.status import TILE_STATUSES
+from looking_glass.pipeline.store import json_value
 
 
-def _plain(value):
-    """DynamoDB Decimals to int/float for JSON."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+# DynamoDB Decimals (and NumPy scalars) to int/float for JSON: the one rule, in the store module.
+plain = json_value
+_plain = plain  # the old name, still imported by looking_glass/cli/main.py
 
 
 def tile_counts(items: list[dict]) -> dict[str, int]:
@@ -42,8 +34,6 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
     features = []
     for item in sorted(items, key=lambda i: i["quadkey"]):
         x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
-        b = mercantile.bounds(x, y, z)
-        ring = [[b.west, b.south], [b.east, b.south], [b.east, b.north], [b.west, b.north], [b.west, b.south]]
         props = {
             "quadkey": item["quadkey"],
             "z": z,
@@ -56,7 +46,7 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
             props["truth_area_m2"] = round(float(truth_m2[item["quadkey"]]), 3)
         if item.get("reason"):
             props["reason"] = item["reason"]
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+        features.append({"type": "Feature", "geometry": tile_polygon(x, y, z), "properties": props})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -81,7 +71,10 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _fetch_mosaic(items: list[dict], url_template: str, thumb: int):
+def fetch_mosaic(items: list[dict], url_template: str, thumb: int):
+    """The imagery under the tiles of ``items`` (dicts with ``x``, ``y``, ``z``) as one RGB
+    mosaic of ``thumb`` px per tile, fetched from the XYZ ``url_template``; returns
+    ``(mosaic, x0, y0, w, h)``: the (h*thumb, w*thumb, 3) uint8 image and its tile extent."""
     import requests
     from PIL import Image
 
@@ -125,7 +118,7 @@ def draw_map(
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
 
-    mosaic, x0, y0, w, h = _fetch_mosaic(items, url_template, thumb)
+    mosaic, x0, y0, w, h = fetch_mosaic(items, url_template, thumb)
     panels = [("model", {i["quadkey"]: float(i.get("building_area_m2", 0)) for i in items if i["status"] == "done"})]
     if truth_m2 is not None:
         panels.append(("reference footprints", {q: float(v) for q, v in truth_m2.items()}))
@@ -174,15 +167,14 @@ def _area_panel(ax, mosaic, items, areas: dict, norm, cmap, x0: int, y0: int, w:
         else:
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
     if aoi is not None:
-        n = 2 ** int(items[0]["z"])
+        z = int(items[0]["z"])
         for poly in getattr(aoi, "geoms", [aoi]):
             lon, lat = np.asarray(poly.exterior.coords).T
-            tx = (lon + 180) / 360 * n - x0
-            lat_r = np.radians(lat)
-            ty = (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / math.pi) / 2 * n - y0
+            tx = col_of_lon(lon, z) - x0
+            ty = row_of_lat(lat, z) - y0
             ax.plot(tx, ty, color="white", lw=1.5)
     # Scale bar: metres per tile at the map's centre latitude.
-    centre_lat = mercantile.ul(x0 + w // 2, y0 + h // 2, int(items[0]["z"])).lat
+    centre_lat = lat_of_row_edge(y0 + h // 2, int(items[0]["z"]))
     tile_m = ground_resolution_m(centre_lat, int(items[0]["z"])) * TILE_SIZE
     bar_m = next((m for m in (5000, 2000, 1000, 500, 200, 100, 50, 20, 10) if m <= w * tile_m / 3), 10)
     bar_tiles = bar_m / tile_m
