@@ -1,0 +1,24 @@
+"""Building outlines from tile predictions, and what they are compared with.
+
+One job per module; everything works on the zoom-18 web-mercator XYZ grid of
+:mod:`looking_glass.grid`:
+
+- :mod:`.instances`: a tile's prediction -> a label image of building instances (binary head:
+  connected regions; signed-distance head: watershed from the distance peaks, so touching
+  buildings with a neck between them come out separate);
+- :mod:`.vectorize`: a label image -> :class:`~.vectorize.TilePieces`, the tile's raw pixel-edge
+  polygons in *world pixel* coordinates plus the labels along its four edges (what stitching needs);
+- :mod:`.georef`: world pixels <-> lon/lat, metres per pixel, latitude-correct areas, RFC 7946
+  ring orientation;
+- :mod:`.shapes`: simplification and regularisation (right angles on the dominant orientation);
+- :mod:`.stitch`: a streaming, row-by-row stitcher that joins pieces cut by tile edges into one
+  building and emits finished :class:`~.stitch.Building` records with bounded memory;
+- :mod:`.exports`: GeoJSON, GeoPackage / FlatGeobuf (pyogrio) and JOSM-ready ``.osm`` XML;
+- :mod:`.layers`: reading polygon layers in any declared CRS (GeoJSON incl. the legacy ``crs``
+  member, anything GDAL reads, OpenStreetMap ``.osm.pbf``/``.osm`` via pyosmium), invalid
+  geometries reported and skipped;
+- :mod:`.evaluate`: object-level evaluation with the SpaceNet matching rule in a metric CRS;
+- :mod:`.gap`: the mapping gap per tile (predicted vs mapped buildings, completeness, priority).
+
+Errors meant for the user are :class:`~.errors.OutlinesError` (a ``LookingGlassError``).
+"""

@@ -1,0 +1,17 @@
+"""Errors and warnings of the outlines package."""
+
+from __future__ import annotations
+
+from looking_glass.errors import LookingGlassError
+
+__all__ = ["InvalidGeometryWarning", "OutlinesError"]
+
+
+class OutlinesError(LookingGlassError, ValueError):
+    """Bad input to outlining, stitching, export, evaluation or the mapping gap (the message says
+    which file or argument and why)."""
+
+
+class InvalidGeometryWarning(UserWarning):
+    """A polygon layer held geometries that cannot be used (invalid or unreadable); they were
+    skipped and the message names them."""

@@ -1,0 +1,290 @@
+"""Streaming stitching: tiles' pieces -> whole buildings, with memory bounded by about two rows of
+tiles.
+
+Rule
+----
+Tiles are added in row-major order (``y`` ascending, then ``x``), all at one zoom and size; tiles
+may be missing (a job's cover need not be a rectangle). When a tile arrives its pieces are
+compared with those of its already-seen neighbours across each shared edge (:mod:`.vectorize`'s
+edge vectors): two pieces that face each other along ``L`` pixels of the edge are one building if
+``L >= min_shared * min(La, Lb)``, where ``La`` and ``Lb`` are the pieces' own lengths on that edge.
+With ``min_shared = 0`` (binary head) any contact joins, which reproduces the 4-connected
+regions of the whole mosaic exactly; the sdt head uses 0.5, so a neighbour that only grazes a
+piece (two touching buildings split by the watershed) is not swallowed.
+
+A group of joined pieces is *finished* when every neighbour tile its pieces touch has been passed
+in row-major order (seen or skipped). Then its pieces are unioned (exact: they share integer
+pixel-edge coordinates) and each resulting polygon becomes a :class:`Building`: small specks
+dropped (``min_area_m2``, latitude-correct), simplified, optionally regularised, converted to
+lon/lat (RFC 7946). Pieces touching no tile edge are finished at once. Only groups touching the
+edge between the previous row and the current one stay open, so memory is bounded by the
+width of the job, never its height.
+
+``Building.tile`` is the tile holding the building's centroid (its representative point when the
+centroid falls outside the polygon, e.g. for an L-shape spanning three tiles); that is the tile
+whose ``building_count`` counts it (:func:`count_by_tile`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+import shapely
+
+from looking_glass.outlines.errors import OutlinesError
+from looking_glass.outlines.georef import area_m2, m_per_px, tile_of_world_px, to_lonlat
+from looking_glass.outlines.shapes import regularise, simplify
+from looking_glass.outlines.vectorize import TilePieces, tile_pieces
+
+__all__ = ["Building", "OutlineOptions", "Stitcher", "count_by_tile", "outline_tiles"]
+
+# direction -> (dx, dy, this tile's edge, the neighbour's facing edge)
+_NEIGHBOURS = {"n": (0, -1, "n", "s"), "s": (0, 1, "s", "n"), "w": (-1, 0, "w", "e"), "e": (1, 0, "e", "w")}
+
+
+@dataclass(frozen=True)
+class OutlineOptions:
+    """How predictions become outlines.
+
+    head: "binary" (probability) or "sdt" (signed distance, metres).
+    threshold: building where prob >= threshold (binary; default 0.5) or sdt > threshold (metres;
+        default 0.0).
+    split_depth_m: sdt head, least saddle depth between two peaks to split them (metres).
+    min_area_m2: buildings smaller than this (after stitching) are dropped.
+    simplify: Douglas-Peucker tolerance, in ``simplify_unit`` ("px" or "m"); 0 keeps pixel edges.
+    regularise: square the corners on the dominant orientation (see :mod:`.shapes`).
+    min_shared: share of the shorter piece's edge length two pieces must face each other along
+        to be joined across a tile edge; None = 0 for the binary head, 0.5 for the sdt head.
+    """
+
+    head: str = "binary"
+    threshold: float | None = None
+    split_depth_m: float = 1.0
+    min_area_m2: float = 5.0
+    simplify: float = 1.0
+    simplify_unit: str = "px"
+    regularise: bool = False
+    min_shared: float | None = None
+
+    def __post_init__(self):
+        if self.head not in ("binary", "sdt"):
+            raise OutlinesError(f"unknown head {self.head!r}: use 'binary' or 'sdt'")
+        if self.simplify_unit not in ("px", "m"):
+            raise OutlinesError(f"simplify_unit must be 'px' or 'm', got {self.simplify_unit!r}")
+        if self.min_area_m2 < 0 or self.simplify < 0:
+            raise OutlinesError("min_area_m2 and simplify must not be negative")
+
+    @property
+    def shared_fraction(self) -> float:
+        if self.min_shared is not None:
+            return float(self.min_shared)
+        return 0.0 if self.head == "binary" else 0.5
+
+
+@dataclass
+class Building:
+    """One finished building.
+
+    id: sequence number in emission order (1, 2, ...). polygon: shapely Polygon in lon/lat
+    degrees (EPSG:4326, RFC 7946 orientation). area_m2: its ground area (of the emitted shape).
+    tile: (z, x, y) of the tile counting it. tiles: how many tiles its pixels came from.
+    """
+
+    id: int
+    polygon: object
+    area_m2: float
+    tile: tuple[int, int, int]
+    tiles: int = 1
+
+    def properties(self) -> dict:
+        """Flat attributes for exports: id, area_m2 (rounded to 0.01), z, x, y, tiles."""
+        z, x, y = self.tile
+        return {"id": self.id, "area_m2": round(float(self.area_m2), 2), "z": z, "x": x, "y": y, "tiles": self.tiles}
+
+
+class _Groups:
+    """Union-find over piece keys (z, x, y, label)."""
+
+    def __init__(self):
+        self.parent: dict = {}
+
+    def add(self, key):
+        self.parent.setdefault(key, key)
+
+    def find(self, key):
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+        return ra
+
+
+class Stitcher:
+    """Join :class:`TilePieces` added in row-major order into :class:`Building` records.
+
+    ``add(pieces)`` returns the buildings finished by that tile, ``finish()`` the rest; the module
+    docstring gives the rule. Raises OutlinesError for tiles out of order, of another zoom or size.
+    """
+
+    def __init__(self, options: OutlineOptions | None = None):
+        self.options = options or OutlineOptions()
+        self._last: tuple[int, int] | None = None  # (y, x) of the last tile added
+        self._zoom: int | None = None
+        self._size: int | None = None
+        self._edges: dict[tuple[int, int], dict] = {}  # (x, y) -> edges of tiles still needed
+        self._geoms: dict = {}  # piece key -> world-pixel polygon
+        self._members: dict = {}  # group root -> list of piece keys
+        self._due: dict = {}  # group root -> (y, x) of the last neighbour tile it waits for
+        self._heap: list = []  # (due (y, x), root)
+        self._uf = _Groups()
+        self._next_id = 1
+        self._row: int | None = None
+        self.tiles_added = 0
+
+    # ---- intake -----------------------------------------------------------------------------------
+    def add(self, pieces: TilePieces) -> list[Building]:
+        z, x, y, size = pieces.z, pieces.x, pieces.y, pieces.size
+        if self._zoom is None:
+            self._zoom, self._size = z, size
+        elif (z, size) != (self._zoom, self._size):
+            raise OutlinesError(f"tile {z}/{x}/{y}: all tiles must be zoom {self._zoom}, {self._size} px")
+        if self._last is not None and (y, x) <= self._last:
+            raise OutlinesError(f"tile {z}/{x}/{y} added after {z}/{self._last[1]}/{self._last[0]}: "
+                                "tiles must come in row-major order (y, then x), each once")
+        self._last = (y, x)
+        self.tiles_added += 1
+        out: list[Building] = []
+        touching = pieces.touching()
+        for label, geom in pieces.polygons.items():
+            if label not in touching:
+                out.extend(self._finalise([geom], 1))
+                continue
+            key = (x, y, label)
+            self._uf.add(key)
+            self._geoms[key] = geom
+            self._members[key] = [key]
+            due = (-1, -1)
+            for d, (dx, dy, mine, _) in _NEIGHBOURS.items():
+                if label in pieces.edges[mine]:
+                    due = max(due, (y + dy, x + dx))
+            self._set_due(key, due)
+        for d, (dx, dy, mine, theirs) in _NEIGHBOURS.items():
+            other = self._edges.get((x + dx, y + dy))
+            if other is not None:
+                self._join(x, y, pieces.edges[mine], x + dx, y + dy, other[theirs])
+        self._edges[(x, y)] = pieces.edges
+        self._forget_edges(x, y)
+        out.extend(self._pop_finished((y, x)))
+        return out
+
+    def finish(self) -> list[Building]:
+        """The buildings still open (call once after the last tile)."""
+        out = self._pop_finished((float("inf"), float("inf")))
+        self._edges.clear()
+        return out
+
+    # ---- joining ------------------------------------------------------------------------------------
+    def _join(self, x, y, mine: np.ndarray, ox, oy, theirs: np.ndarray) -> None:
+        both = (mine > 0) & (theirs > 0)
+        if not both.any():
+            return
+        frac = self.options.shared_fraction
+        a, b = mine[both].astype(np.int64), theirs[both].astype(np.int64)
+        pairs, shared = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+        len_a = dict(zip(*np.unique(mine[mine > 0], return_counts=True)))
+        len_b = dict(zip(*np.unique(theirs[theirs > 0], return_counts=True)))
+        for (la, lb), n in zip(pairs.T, shared):
+            if frac > 0 and n < frac * min(len_a[la], len_b[lb]):
+                continue
+            ka, kb = (x, y, int(la)), (ox, oy, int(lb))
+            ra, rb = self._uf.find(ka), self._uf.find(kb)
+            if ra == rb:
+                continue
+            root = self._uf.union(ra, rb)
+            other = rb if root == ra else ra
+            self._members[root].extend(self._members.pop(other))
+            self._set_due(root, max(self._due.pop(other), self._due[root]))
+
+    def _set_due(self, root, due) -> None:
+        self._due[root] = due
+        heapq.heappush(self._heap, (due, root))
+
+    def _forget_edges(self, x, y) -> None:
+        # A tile's edges are needed by its east and south neighbours only: drop the tile above
+        # this one, and on a new row every tile of rows before the previous one (gaps in a cover).
+        self._edges.pop((x, y - 1), None)
+        if y != self._row:
+            self._row = y
+            for key in [k for k in self._edges if k[1] < y - 1]:
+                del self._edges[key]
+
+    def _pop_finished(self, now) -> list[Building]:
+        out: list[Building] = []
+        while self._heap and self._heap[0][0] <= now:
+            due, root = heapq.heappop(self._heap)
+            if self._due.get(root) != due:
+                continue  # stale entry: merged away or re-queued with a later due tile
+            del self._due[root]
+            keys = self._members.pop(root)
+            geoms = [self._geoms.pop(k) for k in keys]
+            for k in keys:
+                del self._uf.parent[k]
+            out.extend(self._finalise(geoms, len({k[:2] for k in keys})))
+        return out
+
+    # ---- finished buildings ---------------------------------------------------------------------
+    def _finalise(self, geoms: list, n_tiles: int) -> list[Building]:
+        opts, z, size = self.options, self._zoom, self._size
+        merged = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        polys = list(merged.geoms) if merged.geom_type == "MultiPolygon" else [merged]
+        out = []
+        for poly in polys:
+            if poly.is_empty or area_m2(poly, z, size) < opts.min_area_m2:
+                continue
+            tol = opts.simplify
+            if opts.simplify_unit == "m" and tol > 0:
+                tol = tol / m_per_px(poly.centroid.y, z, size)
+            shape = simplify(poly, tol)
+            if opts.regularise:
+                shape = regularise(shape)
+            point = shape.centroid
+            if not shape.contains(point):
+                point = shape.representative_point()
+            tile = tile_of_world_px(point.x, point.y, z, size)
+            out.append(Building(self._next_id, to_lonlat(shape, z, size), float(area_m2(shape, z, size)),
+                                tile, n_tiles))
+            self._next_id += 1
+        return out
+
+
+def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[Building]:
+    """Buildings of a stream of ``((z, x, y), prediction)`` pairs in row-major order (y, then x),
+    or of :class:`TilePieces` already computed. Yields each building as soon as it is finished."""
+    opts = options or OutlineOptions()
+    stitcher = Stitcher(opts)
+    for item in predictions:
+        if isinstance(item, TilePieces):
+            pieces = item
+        else:
+            (z, x, y), prediction = item
+            pieces = tile_pieces(prediction, z, x, y, opts.head, threshold=opts.threshold,
+                                 split_depth_m=opts.split_depth_m)
+        yield from stitcher.add(pieces)
+    yield from stitcher.finish()
+
+
+def count_by_tile(buildings: Iterable[Building]) -> Counter:
+    """``building_count`` per tile: a Counter of (z, x, y) -> buildings whose ``tile`` it is."""
+    return Counter(b.tile for b in buildings)
+
