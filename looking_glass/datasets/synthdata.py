@@ -37,9 +37,26 @@ def synthetic_tiles(count: int, seed: int) -> list[tuple[int, int, int]]:
     return tiles
 
 
-def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fraction: float = 0.2):
+WORLDS = ("default", "classic")
+
+
+def _renderer(world: str):
+    """``default``: the synthetic world of ``looking_glass.datasets.synthetic``; ``classic``: the
+    first, plainer world (``synthetic_classic``), kept for ablations."""
+    if world == "classic":
+        from looking_glass.datasets.synthetic_classic import render_tile as classic
+
+        return classic
+    if world != "default":
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    return render_tile
+
+
+def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fraction: float = 0.2,
+                    world: str = "default"):
+    render = _renderer(world)
     for x, y, z in synthetic_tiles(count, seed):
-        image, truth = render_tile(z, x, y)
+        image, truth = render(z, x, y)
         mask = truth.astype(np.uint8)
         res = ground_resolution_m(tile_center_lat(x, y, z), z)
         yield Chip(
@@ -56,12 +73,14 @@ def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fractio
         )
 
 
-def write_synthetic_dataset(out_dir, tiles: int, seed: int = 0, overwrite: bool = False, sdt_clip_m: float = 10.0) -> dict:
+def write_synthetic_dataset(out_dir, tiles: int, seed: int = 0, overwrite: bool = False, sdt_clip_m: float = 10.0,
+                            world: str = "default") -> dict:
     if tiles < 1:
         raise ValueError("tiles must be at least 1")
+    _renderer(world)
     return write_dataset(
         out_dir,
-        synthetic_chips(tiles, seed, sdt_clip_m),
+        synthetic_chips(tiles, seed, sdt_clip_m, world=world),
         overwrite=overwrite,
         mode="synthetic",
         seed=seed,
