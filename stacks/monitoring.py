@@ -47,13 +47,19 @@ class MonitoringStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         batch_jobs = BatchJobEvents(self, config=config, job_queue=job_queue)
         self.batch_events = batch_jobs.log_group
-        metrics = PipelineMetrics(config=config, tile_queue=tile_queue, tile_dlq=tile_dlq, enumerator=enumerator)
+        metrics = PipelineMetrics(
+            config=config, tile_queue=tile_queue, tile_dlq=tile_dlq, enumerator=enumerator
+        )
         deployment_alarms = DeploymentAlarms(
             self, config=config, metrics=metrics, batch_jobs=batch_jobs, other_alarms=alarms
         )
         self.alarms = deployment_alarms.alarms
         self.dashboard = DeploymentDashboard(
-            self, config=config, metrics=metrics, batch_jobs=batch_jobs, alarms=deployment_alarms.every_alarm
+            self,
+            config=config,
+            metrics=metrics,
+            batch_jobs=batch_jobs,
+            alarms=deployment_alarms.every_alarm,
         ).dashboard
 
         CfnOutput(

@@ -48,7 +48,9 @@ class DeploymentDashboard:
                 width=8,
                 height=height,
             ),
-            cloudwatch.GraphWidget(title="Dead-letter queue", left=[metrics.dlq_depth], width=8, height=height),
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue", left=[metrics.dlq_depth], width=8, height=height
+            ),
             cloudwatch.GraphWidget(
                 title="Tiles done per minute", left=[metrics.tiles_done], width=8, height=height
             ),
