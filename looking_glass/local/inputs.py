@@ -42,7 +42,10 @@ _SETTING_NAMES = (
 
 
 class InputError(LookingGlassError, ValueError):
-    """A bad --imagery/--bands/--model/--truth/--aoi value; the message is one line for the user."""
+    """A bad --imagery/--bands/--model/--truth/--aoi value; the message is one line for the user
+    and the command exits with status 2, before anything starts."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class RunInputs:
             env["LG_MODEL_PATH"] = self.model
         return env
 
+    def model_env(self) -> dict[str, str]:
+        """Worker settings for the model only (``LG_MODEL_PATH``; nothing for the shipped one):
+        what ``EmbeddedStack(worker_env=...)`` takes beside ``imagery``."""
+        return {"LG_MODEL_PATH": self.model} if self.model else {}
+
     def describe_imagery(self) -> str:
         return self.imagery.describe() if self.imagery else "synthetic imagery"
 
@@ -165,9 +173,6 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
     from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
     is_url = "://" in source and not source.startswith("s3://")
-    if not is_url:
-        if not source.startswith("s3://"):
-            source = str(Path(source).expanduser().resolve())
     env = {"LG_TILE_URL_TEMPLATE": source} if is_url else {"LG_IMAGERY_GEOTIFF": source}
     if bands:
         env["LG_IMAGERY_BANDS"] = bands
@@ -186,6 +191,8 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
         if is_url:
             return Imagery("xyz", source)
         footprint = _lonlat_outline(opened)
+        if not source.startswith("s3://"):
+            source = str(Path(source).resolve())  # the workers may run elsewhere than here
         return Imagery("geotiff", source, tuple(opened.bands) if bands else None, footprint)
     finally:
         opened.close()

@@ -92,11 +92,11 @@ def load_truth(path: str) -> TruthFootprints:
     not GeoJSON, an unknown CRS, no Polygon/MultiPolygon)."""
     from looking_glass.datasets.errors import PrepareError
     from looking_glass.datasets.labels import load_footprints
-    from looking_glass.datasets.prepare import _localize
+    from looking_glass.datasets.prepare import localize
 
     with tempfile.TemporaryDirectory(prefix="lg-truth-") as tmp:
         try:
-            local = _localize(str(path), Path(tmp))
+            local = localize(str(path), Path(tmp))
             layer = load_footprints(local, str(path))
         except PrepareError as exc:
             raise TruthError(str(exc)) from None

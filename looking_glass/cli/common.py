@@ -1,0 +1,65 @@
+"""What the command modules share: option types, the AOI reader and the command's own error.
+
+Option types turn argparse text into typed values with the parsers of
+:mod:`looking_glass.runtime.parsing` (worded for options: argparse names the flag, the message
+names the value and the accepted range), so a bad value ends the command with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from looking_glass.errors import LookingGlassError
+from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
+from looking_glass.tiling.aoi import Aoi, AoiError, parse_aoi
+
+__all__ = ["CommandError", "positive_float", "positive_int", "read_aoi", "zoom"]
+
+MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
+
+_OPTION = Parsers(ParseError, ARGUMENT)
+
+
+class CommandError(LookingGlassError):
+    """A command cannot run with what it was given (a missing file, options that do not go
+    together, an unknown job id); the message says which."""
+
+
+def _option(parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return parse(*args, **kwargs)
+    except ParseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(text: str) -> int:
+    """Option type: an integer of at least 1."""
+    return _option(_OPTION.integer, "", text, 1)
+
+
+def positive_float(text: str) -> float:
+    """Option type: a number greater than 0 (``inf`` included)."""
+    return _option(_OPTION.number, "", text, 0, None, True, finite=False)
+
+
+def zoom(text: str) -> int:
+    """Option type: a tile zoom, 0..24."""
+    return _option(_OPTION.integer, "zoom", text, 0, MAX_ZOOM)
+
+
+def read_aoi(path: str) -> tuple[bytes, Aoi]:
+    """The AOI file's bytes and its parsed AOI (named after the file when it has no name).
+
+    Raises :class:`CommandError` if the file is missing, :class:`AoiError` (naming the file) if
+    the AOI cannot be used.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CommandError(f"AOI file {path} not found")
+    try:
+        return p.read_bytes(), parse_aoi(p.read_bytes(), default_name=p.stem)
+    except AoiError as exc:
+        raise AoiError(f"{path}: {exc}") from None

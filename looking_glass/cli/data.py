@@ -1,0 +1,64 @@
+"""``prepare`` and ``synth-data``: training chips from GeoTIFFs and footprints, or from the
+synthetic world."""
+
+from __future__ import annotations
+
+from looking_glass.cli.common import CommandError, positive_float, positive_int
+
+
+def cmd_prepare(args) -> int:
+    """Cut GeoTIFFs and GeoJSON footprints into training chips (shards + manifest.json)."""
+    from looking_glass.datasets.prepare import PrepareConfig, prepare
+
+    try:
+        bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else None
+    except ValueError:
+        raise CommandError(f"--bands {args.bands!r} must be comma-separated band numbers, e.g. 1,2,3") from None
+    config = PrepareConfig(
+        chip_size=args.chip_size, mode=args.mode, bands=bands, sdt_clip_m=args.sdt_clip,
+        max_nodata_fraction=args.max_nodata, val_fraction=args.val_fraction,
+        split_block=args.split_block, seed=args.seed,
+    )
+    manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite, log=print)
+    counts = manifest["counts"]
+    print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
+          f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
+    for warning in manifest.get("warnings", []):
+        print(f"warning: {warning}")
+    return 0
+
+
+def cmd_synth_data(args) -> int:
+    """Write a training set drawn from the synthetic world, in prepare's format."""
+    from looking_glass.datasets.synthdata import write_synthetic_dataset
+
+    manifest = write_synthetic_dataset(args.out, args.tiles, seed=args.seed, overwrite=args.overwrite)
+    counts = manifest["counts"]
+    print(f"wrote {counts['train']} train and {counts['validation']} validation synthetic chips to {args.out}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add ``prepare`` and ``synth-data`` to the subcommand parsers ``sub``."""
+    prep = sub.add_parser("prepare", help="GeoTIFFs + GeoJSON footprints to training chips")
+    prep.add_argument("--images", nargs="+", required=True, help="GeoTIFFs (local or s3://)")
+    prep.add_argument("--footprints", nargs="+", required=True, help="GeoJSON footprints (local or s3://)")
+    prep.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
+    prep.add_argument("--mode", choices=("native", "tiles"), default="native",
+                      help="native-resolution chips, or chips on the zoom-18 tile grid (reprojected)")
+    prep.add_argument("--bands", help="1-based bands for R,G,B (e.g. 1,2,3; one band is replicated)")
+    prep.add_argument("--chip-size", type=positive_int, default=256)
+    prep.add_argument("--sdt-clip", type=positive_float, default=10.0, help="clip SDT to +-N metres")
+    prep.add_argument("--max-nodata", type=float, default=0.2, help="drop chips with more black/nodata")
+    prep.add_argument("--val-fraction", type=float, default=0.2)
+    prep.add_argument("--split-block", type=positive_int, default=4, help="chips per block side for the split")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--overwrite", action="store_true", help="replace an earlier prepared dataset")
+    prep.set_defaults(func=cmd_prepare)
+
+    synth = sub.add_parser("synth-data", help="a training set from the synthetic world (prepare format)")
+    synth.add_argument("--tiles", type=positive_int, required=True)
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(func=cmd_synth_data)

@@ -1,0 +1,305 @@
+"""``up``, ``submit``, ``jobs``, ``status``, ``results``, ``retry`` and ``map``: jobs on a deployment,
+either a stack by name (``--stack NAME``) or the embedded run of ``looking-glass up``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+from pathlib import Path
+
+from looking_glass.cli.common import CommandError, positive_float, positive_int, zoom
+from looking_glass.local.inputs import add_run_options
+
+JOB_ID_RE = r"^[0-9a-f]{6,64}$"
+
+
+def _deployment(args):
+    """The deployment that ``--stack``/``--embedded`` name (the embedded run by default)."""
+    from looking_glass.local.deployment import resolve
+
+    return resolve(args.stack, args.embedded)
+
+
+def _job_id(store, text: str) -> str:
+    """A job id, or an unambiguous prefix of one (at least 6 hex digits)."""
+    if not re.match(JOB_ID_RE, text):
+        raise CommandError(f"{text!r} is not a job id (hex digits, as printed by submit and jobs)")
+    if store.get_job(text) is not None:
+        return text
+    matches = [j["job_id"] for j in store.list_jobs() if j["job_id"].startswith(text)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise CommandError(f"job id prefix {text!r} is ambiguous: {', '.join(matches[:5])}")
+    raise CommandError(f"no job {text!r} (see `looking-glass jobs`)")
+
+
+def _aws_guard(func):
+    """AWS failures (endpoint down, access denied, throttling past retries) as one clear line."""
+
+    @functools.wraps(func)
+    def run(args) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return func(args)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise CommandError(f"AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise CommandError(f"cannot reach AWS: {exc}") from None
+
+    return run
+
+
+def _key_ranges(dep) -> int:
+    """Parallel key-range queries: DynamoDB serves them side by side; moto (the embedded run)
+    walks the whole partition for each query, so one range is fastest there."""
+    return 1 if dep.kind == "embedded" else 4
+
+
+def cmd_up(args) -> int:
+    """Keep an embedded Looking Glass running (moto, tile server, workers) until Ctrl-C."""
+    from looking_glass.local.deployment import default_state_path, run_embedded
+    from looking_glass.local.inputs import validated_inputs
+
+    inputs = validated_inputs(args)  # a bad --imagery/--bands/--model: exit 2, nothing started
+    state_path = Path(args.embedded) if args.embedded else default_state_path()
+    work_dir = Path(args.dir) if args.dir else state_path.parent / "run"
+
+    def ready(state):
+        res = state["resources"]
+        print(f"embedded Looking Glass is up (pid {state['pid']}); Ctrl-C stops it and its data goes with it")
+        print(f"  AWS endpoint:   {state['endpoint_url']}")
+        print(f"  imagery:        {inputs.describe_imagery()} (tiles at {state['tile_url_template']})")
+        print(f"  trigger bucket: {res['trigger_bucket']}   results table: {res['results_table']}")
+        print(f"  state file:     {state_path}   worker logs: {work_dir / 'logs'}")
+        print("in another terminal: looking-glass submit AOI.geojson --wait; looking-glass jobs", flush=True)
+
+    run_embedded(state_path, work_dir, workers=args.workers, ready=ready, worker_env=inputs.model_env(),
+                 imagery=inputs.imagery)
+    print("embedded run stopped")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    """Validate an AOI, upload it as a job and print the job id; ``--wait`` follows it."""
+    from looking_glass.pipeline.jobs import store_for, submit, wait_for
+
+    path = Path(args.aoi)
+    if not path.is_file():
+        raise CommandError(f"AOI file {args.aoi} not found")
+    dep = _deployment(args)
+    sub = submit(dep, path.read_bytes(), path.name, args.name)
+    for warning in sub["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"submitted {args.aoi} as '{sub['name']}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} on {dep.describe()}",
+          file=sys.stderr)
+    print(sub["job_id"], flush=True)
+    if not args.wait:
+        return 0
+    job = wait_for(store_for(dep), sub["job_id"], timeout_s=args.timeout, progress=not args.no_progress)
+    print(f"job {sub['job_id']} {job['status']}: {int(job.get('tiles_done', 0)):,} done, "
+          f"{int(job.get('tiles_failed', 0)):,} failed, {int(job.get('tiles_no_imagery', 0)):,} no imagery, "
+          f"{int(job.get('tiles_skipped', 0)):,} skipped"
+          + (f"; reason: {job['reason']}" if job.get("reason") else ""), file=sys.stderr)
+    return 0 if job["status"] == "COMPLETE" else 1
+
+
+def _progress(job: dict) -> str:
+    total = int(job.get("tiles_total", 0))
+    final = int(job.get("tiles_final", 0))
+    return f"{final:,}/{total:,} ({100 * final / total:.0f}%)" if total else "-"
+
+
+def cmd_jobs(args) -> int:
+    """List jobs, newest first (a table, or JSON)."""
+    from looking_glass.pipeline.jobs import store_for
+    from looking_glass.results.figures import plain
+
+    dep = _deployment(args)
+    jobs = store_for(dep).list_jobs(limit=args.limit)
+    if args.json:
+        print(json.dumps([plain(j) for j in jobs], default=str))
+        return 0
+    header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name")
+    rows = [
+        (j["job_id"], j.get("status", ""), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
+         j.get("created_at", ""), j.get("finished_at", "") or "-", j.get("name", ""))
+        for j in jobs
+    ]
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    if not rows:
+        print(f"(no jobs on {dep.describe()})")
+    return 0
+
+
+def cmd_status(args) -> int:
+    """Show one job in detail: counters, failure reasons, dead-letter messages."""
+    from looking_glass.pipeline.jobs import status, store_for
+    from looking_glass.results.figures import plain
+
+    dep = _deployment(args)
+    job_id = _job_id(store_for(dep), args.job)
+    info = plain(status(dep, job_id))
+    if args.json:
+        print(json.dumps(info, default=str))
+        return 0
+    order = ("job_id", "name", "status", "reason", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
+             "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2", "created_at", "retried_at",
+             "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "deployment")
+    for key in order:
+        if key in info and info[key] not in (None, ""):
+            print(f"{key:18} {info[key]}")
+    for warning in info.get("warnings") or []:
+        print(f"{'warning':18} {warning}")
+    for reason, count in info["tile_failure_reasons"].items():
+        print(f"{'tile failures':18} {count:>6} x {reason}")
+    return 0
+
+
+def cmd_results(args) -> int:
+    """Print or write a job's results per tile, per coarser tile or per polygon."""
+    from looking_glass.pipeline.jobs import store_for
+    from looking_glass.results.query import parse_polygons, query, render
+
+    polygons = None
+    if args.within:
+        p = Path(args.within)
+        if not p.is_file():
+            raise CommandError(f"polygons file {args.within} not found")
+        polygons = parse_polygons(p.read_bytes())
+    if args.out and not Path(args.out).parent.is_dir():
+        raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    dep = _deployment(args)
+    store = store_for(dep)
+    job_id = _job_id(store, args.job)
+    mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
+    text = render(args.format, mode, rows, tot, job_id)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}: {len(rows):,} rows ({args.format})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _statuses(text: str) -> tuple[str, ...]:
+    from looking_glass.pipeline.jobs import RETRYABLE
+
+    values = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in values if s not in RETRYABLE]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a comma-separated list of {', '.join(RETRYABLE)}")
+    return values
+
+
+def cmd_retry(args) -> int:
+    """Re-enqueue a job's tiles without a done result and move its dead letters back."""
+    from looking_glass.pipeline.jobs import RETRYABLE, retry, store_for
+
+    dep = _deployment(args)
+    job_id = _job_id(store_for(dep), args.job)
+    statuses = args.statuses or RETRYABLE
+    out = retry(dep, job_id, statuses=statuses, force=args.force)
+    print(f"job {job_id}: {out['tiles_reset']:,} tiles reset ({', '.join(statuses)}), "
+          f"{out['tiles_missing']:,} without any result, {out['dlq_messages_moved']:,} dead-letter messages moved back, "
+          f"{out['tiles_enqueued']:,} tiles enqueued in {out['work_units_enqueued']:,} work units; {out['workers']}")
+    if not out["aoi_read"]:
+        print("warning: the job's AOI could not be read, so tiles that never got a result were not found",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_map(args) -> int:
+    """Write map.png and a self-contained map.html of a job."""
+    from looking_glass.pipeline.jobs import store_for
+    from looking_glass.results.webmap import make_map
+
+    dep = _deployment(args)
+    store = store_for(dep)
+    job_id = _job_id(store, args.job)
+    template = args.imagery
+    if template is None:
+        template = dep.tile_url_template
+        if not template:
+            first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
+            template = (first or {}).get("imagery")
+    out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
+                   threads=_key_ranges(dep))
+    print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features)")
+    return 0
+
+
+def _add_target(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--stack", nargs="?", const="", metavar="NAME",
+                       help="a deployed stack: reads the outputs of NAMEStorage, NAMEInference, ... "
+                            "(NAME defaults to LookingGlass)")
+    group.add_argument("--embedded", metavar="STATE",
+                       help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json); "
+                            "the default target when --stack is not given")
+
+
+def add_commands(sub) -> None:
+    """Add ``up``, ``submit``, ``jobs``, ``status``, ``results``, ``retry`` and ``map`` to ``sub``."""
+    up = sub.add_parser("up", help="keep an embedded Looking Glass running for submit/jobs/results/...")
+    up.add_argument("--workers", type=positive_int, default=2, help="local worker processes (default 2)")
+    up.add_argument("--embedded", metavar="STATE", help="state file to write (default ~/.looking-glass/embedded.json)")
+    up.add_argument("--dir", help="working folder for worker logs (default: next to the state file)")
+    add_run_options(up)  # --imagery, --bands, --model (looking_glass.local.inputs)
+    up.set_defaults(func=cmd_up)
+
+    submit = sub.add_parser("submit", help="validate an AOI and upload it: prints the job id")
+    submit.add_argument("aoi", help="AOI GeoJSON file")
+    _add_target(submit)
+    submit.add_argument("--name", help="label of the job (default: the AOI's name or file name)")
+    submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it is final")
+    submit.add_argument("--timeout", type=positive_float, default=24 * 3600.0, help="seconds --wait waits")
+    submit.add_argument("--no-progress", action="store_true", help="with --wait: no progress bar")
+    submit.set_defaults(func=_aws_guard(cmd_submit))
+
+    jobs = sub.add_parser("jobs", help="jobs, newest first: status, progress, created and finished, name")
+    _add_target(jobs)
+    jobs.add_argument("--limit", type=positive_int, default=50)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(func=_aws_guard(cmd_jobs))
+
+    st = sub.add_parser("status", help="one job in detail: counters, failure reasons, dead-letter messages")
+    st.add_argument("job", help="job id (or an unambiguous prefix)")
+    _add_target(st)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_aws_guard(cmd_status))
+
+    res = sub.add_parser("results", help="per tile, per coarser tile (--zoom) or per polygon (--within)")
+    res.add_argument("job", help="job id (or an unambiguous prefix)")
+    _add_target(res)
+    how = res.add_mutually_exclusive_group()
+    how.add_argument("--zoom", type=zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
+    how.add_argument("--within", metavar="POLYGONS", help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside")
+    res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
+    res.add_argument("--out", help="write to this file instead of standard output")
+    res.set_defaults(func=_aws_guard(cmd_results))
+
+    rt = sub.add_parser("retry", help="re-enqueue the tiles without a done result; move dead letters back")
+    rt.add_argument("job", help="job id (or an unambiguous prefix)")
+    _add_target(rt)
+    rt.add_argument("--statuses", type=_statuses, default=None,
+                    help="which stored outcomes to redo (default failed,no_imagery,skipped); tiles with no result are always redone")
+    rt.add_argument("--force", action="store_true", help="enqueue even if the tile queue is not empty")
+    rt.set_defaults(func=_aws_guard(cmd_retry))
+
+    mp = sub.add_parser("map", help="map.png and a self-contained map.html of a job")
+    mp.add_argument("job", help="job id (or an unambiguous prefix)")
+    _add_target(mp)
+    mp.add_argument("--out", required=True, help="output folder")
+    mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
+    mp.add_argument("--colour", choices=("density", "area"), default="density")
+    mp.add_argument("--imagery", help="XYZ URL template under the tiles (default: the job's imagery)")
+    mp.set_defaults(func=_aws_guard(cmd_map))

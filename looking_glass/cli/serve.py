@@ -1,0 +1,60 @@
+"""``serve-synthetic`` and ``serve-tiles``: XYZ tile servers on this machine, for the embedded run
+and for trying a GeoTIFF as imagery."""
+
+from __future__ import annotations
+
+import time
+
+from looking_glass.runtime.parsing import KEY_EQUALS, Parsers
+
+
+def _serve_until_interrupted(server, on_stop=lambda: None) -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+        on_stop()
+
+
+def cmd_serve_synthetic(args) -> int:
+    """Serve the synthetic world as XYZ tiles until Ctrl-C."""
+    from looking_glass.local.tileserver import SyntheticTileServer
+
+    server = SyntheticTileServer(port=args.port, latency_s=args.latency_ms / 1000).start()
+    print(f"serving the synthetic world at {server.url_template} (Ctrl-C to stop)", flush=True)
+    _serve_until_interrupted(server)
+    return 0
+
+
+def cmd_serve_tiles(args) -> int:
+    """Serve a GeoTIFF/COG as web-mercator XYZ tiles until Ctrl-C."""
+    from looking_glass.imagery.geotiff import GeoTiffError, GeoTiffTiles
+    from looking_glass.local.tileserver import SyntheticTileServer
+    from looking_glass.runtime.settings import GEOTIFF_SUFFIXES, SettingsError
+
+    bands = Parsers(SettingsError, KEY_EQUALS).bands("--bands", args.bands)
+    if not args.image.lower().endswith(GEOTIFF_SUFFIXES):
+        raise GeoTiffError(f"{args.image}: not a .tif/.tiff file")
+    image = GeoTiffTiles(args.image, bands=bands)
+    server = SyntheticTileServer(
+        port=args.port, latency_s=args.latency_ms / 1000, tile_source=lambda z, x, y: image.png(x, y, z)
+    ).start()
+    print(f"serving {args.image} (bands {','.join(map(str, image.bands))}) at {server.url_template} "
+          "(404 outside the image; Ctrl-C to stop)", flush=True)
+    _serve_until_interrupted(server, image.close)
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add ``serve-synthetic`` and ``serve-tiles`` to the subcommand parsers ``sub``."""
+    serve = sub.add_parser("serve-synthetic", help="serve the synthetic world as XYZ tiles")
+    serve.add_argument("--port", type=int, default=8618)
+    serve.add_argument("--latency-ms", type=float, default=0.0)
+    serve.set_defaults(func=cmd_serve_synthetic)
+    tiles = sub.add_parser("serve-tiles", help="serve a GeoTIFF/COG as XYZ tiles (web mercator, 256 px)")
+    tiles.add_argument("image", help="GeoTIFF or COG, local or s3://bucket/key.tif")
+    tiles.add_argument("--port", type=int, default=8619, help="port on 127.0.0.1 (0: any free port)")
+    tiles.add_argument("--bands", help="1-based bands for R,G,B (e.g. 3,2,1; one band is grey)")
+    tiles.add_argument("--latency-ms", type=float, default=0.0)
+    tiles.set_defaults(func=cmd_serve_tiles)

@@ -1,0 +1,99 @@
+"""``cover``, ``estimate`` and ``validate``: what an AOI means in tiles, before anything runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
+from looking_glass.grid import ZOOM
+from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE
+from looking_glass.tiling.estimate import DEFAULT_PRICE_PER_HOUR, DEFAULT_TILES_PER_SECOND
+
+
+def cmd_cover(args) -> int:
+    """Print the tiles that cover the AOI (xyz, quadkey, GeoJSON or a count)."""
+    import mercantile
+
+    from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
+
+    _, aoi = read_aoi(args.aoi)
+    runs = tile_runs(aoi.geometry, args.zoom)
+    for warning in aoi.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out = sys.stdout
+    if args.format == "count":
+        print(count_tiles(runs), file=out)
+    elif args.format == "xyz":
+        for x, y, z in iter_tiles(runs, args.zoom):
+            out.write(f"{x} {y} {z}\n")
+    elif args.format == "quadkey":
+        for x, y, z in iter_tiles(runs, args.zoom):
+            out.write(mercantile.quadkey(x, y, z) + "\n")
+    else:  # geojson
+        features = (mercantile.feature((x, y, z)) for x, y, z in iter_tiles(runs, args.zoom))
+        json.dump({"type": "FeatureCollection", "features": list(features)}, out)
+        out.write("\n")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    """Print the AOI's tiles, their area, SQS traffic, worker time and cost."""
+    from looking_glass.tiling.cover import tile_runs
+    from looking_glass.tiling.estimate import estimate
+
+    _, aoi = read_aoi(args.aoi)
+    result = estimate(
+        tile_runs(aoi.geometry, args.zoom),
+        args.zoom,
+        tiles_per_message=args.tiles_per_message,
+        tiles_per_second=args.tiles_per_second,
+        price_per_hour=args.price_per_hour,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"tiles (zoom {args.zoom}):     {result.tiles:,}")
+    print(f"area of those tiles:   {result.tiles_area_km2:,.3f} km2")
+    print(f"SQS messages:          {result.sqs_messages:,} ({result.sqs_send_requests:,} send requests)")
+    print(f"worker time:           {result.worker_hours:,.2f} h at {result.tiles_per_second:g} tiles/s")
+    print(f"worker cost:           USD {result.cost_usd:,.2f} at USD {result.price_per_hour:g}/instance-hour")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    """Check the AOI with the enumerator's rules and print its zoom-18 tile count."""
+    from looking_glass.tiling.cover import count_tiles, tile_runs
+
+    _, aoi = read_aoi(args.aoi)
+    for warning in aoi.warnings:
+        print(f"warning: {warning}")
+    print(f"{args.aoi}: valid AOI '{aoi.name}', {count_tiles(tile_runs(aoi.geometry, ZOOM)):,} zoom-{ZOOM} tiles")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add ``cover``, ``estimate`` and ``validate`` to the subcommand parsers ``sub``."""
+    cover = sub.add_parser("cover", help="print the tiles that cover an AOI")
+    cover.add_argument("aoi", help="AOI GeoJSON file")
+    cover.add_argument("--zoom", type=zoom, default=ZOOM)
+    cover.add_argument("--format", choices=("xyz", "quadkey", "geojson", "count"), default="xyz")
+    cover.set_defaults(func=cmd_cover)
+
+    est = sub.add_parser("estimate", help="tiles, area, SQS traffic, worker time and cost of an AOI")
+    est.add_argument("aoi", help="AOI GeoJSON file")
+    est.add_argument("--zoom", type=zoom, default=ZOOM)
+    est.add_argument("--tiles-per-message", type=positive_int, default=DEFAULT_TILES_PER_MESSAGE)
+    est.add_argument("--tiles-per-second", type=positive_float, default=DEFAULT_TILES_PER_SECOND,
+                     help=f"worker throughput (default {DEFAULT_TILES_PER_SECOND:g}: DeepLab V3+ on 2 CPU cores)")
+    est.add_argument("--price-per-hour", type=positive_float, default=DEFAULT_PRICE_PER_HOUR,
+                     help="USD per worker instance-hour (default: g4dn.xlarge on-demand, us-east-1)")
+    est.add_argument("--json", action="store_true", help="print JSON")
+    est.set_defaults(func=cmd_estimate)
+
+
+def add_validate(sub) -> None:
+    """Add ``validate`` (listed after the data and model commands in ``--help``)."""
+    validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
+    validate.add_argument("aoi", help="AOI GeoJSON file")
+    validate.set_defaults(func=cmd_validate)

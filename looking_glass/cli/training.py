@@ -1,0 +1,156 @@
+"""``train``, ``evaluate`` and ``plot``: DeepLab V3+ trained here or on a stack, scored and drawn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from looking_glass.cli.common import CommandError, positive_int
+
+
+def _hyperparameters_arg(text: str | None) -> dict:
+    """``--hyperparameters``: a JSON object, or the name of a file holding one."""
+    if not text:
+        return {}
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        text = Path(text).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--hyperparameters is not JSON (or a JSON file): {exc}") from None
+
+
+def cmd_train(args) -> int:
+    """Train with the SageMaker entry point: here (``--local``) or through a stack (``--stack``)."""
+    hyperparameters = _hyperparameters_arg(args.hyperparameters)
+    if args.stack is not None:
+        return _train_on_stack(args, hyperparameters)
+    if not args.data:
+        raise CommandError("train --local needs --data DIR (a prepared dataset)")
+    from looking_glass.training.local import run_local
+
+    try:
+        return run_local(args.data, args.root, hyperparameters)
+    except ValueError as exc:  # bad hyperparameters or dataset: exit code 1, as always
+        raise CommandError(str(exc)) from None
+
+
+def _train_on_stack(args, hyperparameters: dict) -> int:
+    """Upload the dataset (if --data) and start the stack's training state machine."""
+    from looking_glass.local.deployment import resolve_stack
+    from looking_glass.training.contract import (
+        TrainingRunError,
+        TrainingStackOutputs,
+        check_hyperparameters,
+        hyperparameter_strings,
+        start_on_stack,
+        wait_for_execution,
+    )
+
+    if args.root:
+        raise CommandError("--root is for --local runs (the training job's root is SageMaker's /opt/ml)")
+    try:
+        values = hyperparameter_strings(hyperparameters)
+        check_hyperparameters(values)
+        deployment = resolve_stack(args.stack or None)
+        outputs = TrainingStackOutputs.from_outputs(deployment.outputs or {}, deployment.name)
+        execution = start_on_stack(
+            deployment.client("stepfunctions"),
+            deployment.client("s3"),
+            outputs,
+            values,
+            data_dir=args.data,
+            run_name=args.name,
+            progress=lambda uri: print(f"uploaded {uri}", file=sys.stderr),
+        )
+    except TrainingRunError as exc:  # until it derives from LookingGlassError
+        raise CommandError(str(exc)) from None
+    print(execution)
+    if not args.wait:
+        return 0
+    answer = wait_for_execution(
+        deployment.client("stepfunctions"),
+        execution,
+        poll_s=args.poll_seconds,
+        on_poll=lambda a: print(f"{a['status']}", file=sys.stderr),
+    )
+    print(json.dumps({"status": answer["status"], "output": answer.get("output"), "error": answer.get("error"),
+                      "cause": answer.get("cause")}, indent=2))
+    return 0 if answer["status"] == "SUCCEEDED" else 1
+
+
+def _eval_data(args):
+    """(images, masks, sdts) of ``--data``'s validation chips or of ``--synthetic`` N tiles."""
+    from looking_glass.training.evaluate import prepared_eval_set, synthetic_eval_set
+
+    if args.data:
+        try:
+            return prepared_eval_set(args.data)
+        except (OSError, ValueError, KeyError) as exc:
+            raise CommandError(f"cannot read prepared chips from {args.data}: {exc}") from None
+    return synthetic_eval_set(args.synthetic, args.seed)
+
+
+def _load_model(path: str):
+    from looking_glass.model.segmenter import Segmenter
+
+    try:
+        return Segmenter.load(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure is the user's to see
+        raise CommandError(f"cannot load model {path or '(shipped)'}: {exc}") from None
+
+
+def cmd_evaluate(args) -> int:
+    """Print IoU, F1, precision and recall of a model as JSON."""
+    from looking_glass.training.evaluate import evaluate
+
+    segmenter = _load_model(args.model)
+    images, masks, _ = _eval_data(args)
+    print(json.dumps(evaluate(segmenter, images, masks), indent=2))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    """Draw image, truth, predicted mask and SDT side by side into a PNG."""
+    from looking_glass.training.evaluate import plot_examples
+
+    segmenter = _load_model(args.model)
+    images, masks, sdts = _eval_data(args)
+    plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add ``train``, ``evaluate`` and ``plot`` to the subcommand parsers ``sub``."""
+    train = sub.add_parser("train", help="train DeepLab V3+ with the SageMaker entry point, here or on a stack")
+    where = train.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="run on this machine in an /opt/ml-like root")
+    where.add_argument("--stack", nargs="?", const="", metavar="NAME",
+                       help="start a SageMaker training job through the deployed stack's state machine "
+                            "(NAME defaults to LookingGlass)")
+    train.add_argument("--data", help="a prepared dataset (prepare or synth-data output); with --stack it is "
+                                      "uploaded to the training bucket first, without it the bucket's data is used")
+    train.add_argument("--root", help="--local: the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
+    train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
+    train.add_argument("--name", help="--stack: the execution name (default: Step Functions picks one)")
+    train.add_argument("--wait", action="store_true", help="--stack: follow the execution until it is final")
+    train.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    train.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (
+        ("evaluate", cmd_evaluate, "IoU, F1, precision, recall of a model (JSON)"),
+        ("plot", cmd_plot, "image, truth, predicted mask and SDT side by side (PNG)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: shipped)")
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--synthetic", type=positive_int, help="N freshly generated synthetic tiles")
+        source.add_argument("--data", help="a prepared dataset: its validation chips")
+        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tiles")
+        if name == "plot":
+            p.add_argument("--out", required=True, help="PNG file to write")
+            p.add_argument("--count", type=positive_int, default=4, help="examples (rows)")
+        p.set_defaults(func=func)
