@@ -16,7 +16,6 @@ from looking_glass.pipeline.store import json_value
 
 # DynamoDB Decimals (and NumPy scalars) to int/float for JSON: the one rule, in the store module.
 plain = json_value
-_plain = plain  # the old name, still imported by looking_glass/cli/main.py
 
 
 def tile_counts(items: list[dict]) -> dict[str, int]:
@@ -40,7 +39,7 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
             "x": x,
             "y": y,
             "status": item["status"],
-            "building_area_m2": _plain(item.get("building_area_m2", 0)),
+            "building_area_m2": plain(item.get("building_area_m2", 0)),
         }
         if truth_m2 is not None and item["quadkey"] in truth_m2:
             props["truth_area_m2"] = round(float(truth_m2[item["quadkey"]]), 3)
@@ -51,7 +50,7 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
 
 
 def write_json(path: Path, doc: dict) -> None:
-    path.write_text(json.dumps(_plain(doc), indent=2) + "\n")
+    path.write_text(json.dumps(plain(doc), indent=2) + "\n")
 
 
 def summary_table(summary: dict) -> str:
@@ -63,7 +62,7 @@ def summary_table(summary: dict) -> str:
 
 
 def _fmt(v) -> str:
-    v = _plain(v)
+    v = plain(v)
     if isinstance(v, float):
         return f"{v:,.1f}"
     if isinstance(v, int) and not isinstance(v, bool):
