@@ -30,7 +30,8 @@ from looking_glass.tiling.cover import count_tiles, tile_runs  # noqa: E402
 from looking_glass.local.embedded import EmbeddedStack  # noqa: E402
 from looking_glass.pipeline.enumerator import Enumerator  # noqa: E402
 from looking_glass.runtime.settings import EnumeratorSettings  # noqa: E402
-from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE, pack_runs  # noqa: E402
+from looking_glass.pipeline.workunits import pack_runs  # noqa: E402
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE  # noqa: E402
 
 JOB = "0" * 24
 
@@ -76,7 +77,7 @@ def main() -> None:
         requests = []
         enumerator.sqs.meta.events.register("before-call.sqs.SendMessageBatch", lambda **kw: requests.append(1))
         start = time.perf_counter()
-        sent = enumerator._enqueue(JOB, region_runs)
+        sent = enumerator.enqueue(JOB, region_runs)
         t_send = time.perf_counter() - start
     per_million = len(requests) / region_tiles * 1e6
     print(f"New York City: {region_tiles:,} tiles -> {sent:,} messages in {len(requests):,} SendMessageBatch requests ({t_send:.1f} s on moto)")

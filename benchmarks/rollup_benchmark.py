@@ -27,7 +27,7 @@ import boto3  # noqa: E402
 from looking_glass.local.embedded import LOCAL_AWS_ENV  # noqa: E402
 from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
 from looking_glass.results.query import query, render  # noqa: E402
-from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, _marshal  # noqa: E402
+from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, marshal  # noqa: E402
 from looking_glass.grid import quadkey  # noqa: E402
 
 X0, Y0 = 151_900, 131_400  # Kigali
@@ -51,7 +51,7 @@ def fill(ddb, table: str, job_id: str, tiles: int) -> tuple[Decimal, Counter, fl
         item = TileResult(x, y, 18, quadkey(x, y, 18), status, area, int(area * 10),
                           "HTTP 500" if status == "failed" else None,
                           f"masks/{job_id}/18/{x}/{y}.png" if status == "done" else None).item(job_id, provenance)
-        batch.append({"PutRequest": {"Item": _marshal(item)}})
+        batch.append({"PutRequest": {"Item": marshal(item)}})
         if len(batch) == 25 or i == tiles - 1:
             request = {table: batch}
             while request:
@@ -113,7 +113,7 @@ def main() -> int:
         rollup_rows(items, args.zoom)
         print(f"of which the rollup arithmetic on {len(items):,} items: {time.perf_counter() - started:.2f} s "
               "(the rest is reading: moto filters and sorts the whole partition for every page)")
-        item = ddb.get_item(TableName=table, Key=_marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: "tile#" + quadkey(X0, Y0, 18)}))["Item"]
+        item = ddb.get_item(TableName=table, Key=marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: "tile#" + quadkey(X0, Y0, 18)}))["Item"]
         print(f"one tile item is about {len(str(item))} bytes as DynamoDB JSON")
     finally:
         server.stop()

@@ -1,8 +1,9 @@
 """Loading a segmentation model and turning tile images into building masks and areas.
 
-A model is a Keras file plus a JSON sidecar (``<name>.json``) with its id, version, config and
-whether it was trained. With no model path, the model shipped in the package is used if there is
-one; otherwise an untrained DeepLab V3+ with random weights, and the metadata says so.
+A model is a Keras file plus a JSON sidecar (``<name>.json``, :mod:`looking_glass.model.sidecar`)
+with its id, version, config and whether it was trained. With no model path, the model shipped in
+the package is used if there is one; otherwise an untrained DeepLab V3+ with random weights, and
+the metadata says so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from looking_glass.grid import pixel_row_areas_m2
+from looking_glass.model.sidecar import sidecar_path
 
 SHIPPED_MODEL = Path(str(importlib.resources.files("looking_glass.model") / "shipped" / "deeplabv3plus_synthetic.keras"))
 # The untrained fallback: small, so the pipeline runs quickly until a trained model exists.
@@ -32,7 +34,9 @@ class ModelInfo:
 
 
 def load_metadata(model_path: Path) -> dict:
-    sidecar = model_path.with_suffix(".json")
+    """The model's sidecar (:func:`looking_glass.model.sidecar.sidecar_path`) as a dict; raises
+    FileNotFoundError when it is missing and ValueError when it is not JSON."""
+    sidecar = sidecar_path(model_path)
     if not sidecar.exists():
         raise FileNotFoundError(f"model metadata {sidecar} not found (expected next to the model)")
     return json.loads(sidecar.read_text())

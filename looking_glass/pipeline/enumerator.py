@@ -112,7 +112,7 @@ class Enumerator:
             if not self.store.create_job(job_id, attrs):
                 return self.store.get_job(job_id)  # a concurrent duplicate got there first
 
-        messages = self._enqueue(job_id, runs)
+        messages = self.enqueue(job_id, runs)
         workers = self.settings.workers_for(total)
         worker_job = self.launcher.launch(job_id, workers)
         self.store.update_job(
@@ -148,7 +148,7 @@ class Enumerator:
             self.store.fail_job(job_id, reason)
         return self.store.get_job(job_id)
 
-    def _enqueue(self, job_id: str, runs) -> int:
+    def enqueue(self, job_id: str, runs) -> int:
         """Send every work unit, 10 per request, from a bounded pool of threads.
 
         Units are generated lazily and at most a few thousand requests are in flight, so memory

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import numpy as np
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
@@ -61,7 +62,32 @@ def job_id_for(bucket: str, key: str, etag: str) -> str:
 
 
 def area_decimal(value: float) -> Decimal:
+    """An area in m2 as the Decimal the table stores: the float's shortest repr, quantized to
+    ``AREA_QUANTUM`` (1e-3 m2), so sums of areas are exact."""
     return Decimal(repr(float(value))).quantize(AREA_QUANTUM)
+
+
+def json_value(value):
+    """``value`` with DynamoDB numbers (``Decimal``) and NumPy scalars made plain JSON values,
+    recursively through lists and dicts; anything else is returned as it is.
+
+    A Decimal without fractional digits (exponent >= 0, e.g. a counter ``Decimal('5')``) becomes
+    an int; any other Decimal (``Decimal('12.500')``, ``Decimal('0.000')``) a float, so an area
+    stays a float even when it is whole.
+    """
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value() and value.as_tuple().exponent >= 0:
+            return int(value)
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, list):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -96,11 +122,14 @@ class TileResult:
         return item
 
 
-def _marshal(item: dict) -> dict:
+def marshal(item: dict) -> dict:
+    """A Python item as DynamoDB's typed attribute values (``{"S": ...}``, ``{"N": ...}``);
+    attributes that are None are left out."""
     return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
 
 
-def _unmarshal(item: dict) -> dict:
+def unmarshal(item: dict) -> dict:
+    """DynamoDB's typed attribute values back to Python (numbers as ``Decimal``)."""
     return {k: _de.deserialize(v) for k, v in item.items()}
 
 
@@ -111,11 +140,11 @@ class ResultsStore:
 
     # ---- job records ---------------------------------------------------------------------
     def _job_key(self, job_id: str) -> dict:
-        return _marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: JOB_SORT_KEY})
+        return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: JOB_SORT_KEY})
 
     def get_job(self, job_id: str) -> dict | None:
         resp = self.ddb.get_item(TableName=self.table, Key=self._job_key(job_id), ConsistentRead=True)
-        return _unmarshal(resp["Item"]) if "Item" in resp else None
+        return unmarshal(resp["Item"]) if "Item" in resp else None
 
     def create_job(self, job_id: str, attributes: dict) -> bool:
         """Write a new job record; False if the job already exists (a duplicate event)."""
@@ -132,7 +161,7 @@ class ResultsStore:
         try:
             self.ddb.put_item(
                 TableName=self.table,
-                Item=_marshal(item),
+                Item=marshal(item),
                 ConditionExpression="attribute_not_exists(#pk)",
                 ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY},
             )
@@ -186,7 +215,7 @@ class ResultsStore:
                 UpdateExpression="SET #status = :complete, finished_at = :now",
                 ConditionExpression="#status IN (:enq, :run) AND tiles_final = tiles_total",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_marshal(
+                ExpressionAttributeValues=marshal(
                     {":complete": COMPLETE, ":now": utc_now(), ":enq": ENQUEUEING, ":run": RUNNING}
                 ),
             )
@@ -202,13 +231,13 @@ class ResultsStore:
         found: set[str] = set()
         for i in range(0, len(quadkeys), 100):
             keys = [
-                _marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + qk})
+                marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + qk})
                 for qk in quadkeys[i : i + 100]
             ]
             request = {self.table: {"Keys": keys, "ProjectionExpression": "quadkey"}}
             while request:
                 resp = self.ddb.batch_get_item(RequestItems=request)
-                found.update(_unmarshal(it)["quadkey"] for it in resp["Responses"].get(self.table, []))
+                found.update(unmarshal(it)["quadkey"] for it in resp["Responses"].get(self.table, []))
                 request = resp.get("UnprocessedKeys") or None
         return found
 
@@ -232,7 +261,7 @@ class ResultsStore:
             {
                 "Put": {
                     "TableName": self.table,
-                    "Item": _marshal(r.item(job_id, provenance)),
+                    "Item": marshal(r.item(job_id, provenance)),
                     "ConditionExpression": "attribute_not_exists(#pk)",
                     "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY},
                 }
@@ -265,7 +294,7 @@ class ResultsStore:
                 # Never create a job record: results of a job nobody created are refused.
                 "ConditionExpression": "attribute_exists(#pk)",
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": _marshal(values),
+                "ExpressionAttributeValues": marshal(values),
             }
         }
 
@@ -294,13 +323,13 @@ class ResultsStore:
             "TableName": self.table,
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
             "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
-            "ExpressionAttributeValues": _marshal(
+            "ExpressionAttributeValues": marshal(
                 {":pk": job_id, ":prefix": TILE_SORT_PREFIX + quadkey_prefix}
             ),
         }
         while True:
             resp = self.ddb.query(**kwargs)
-            items.extend(_unmarshal(it) for it in resp["Items"])
+            items.extend(unmarshal(it) for it in resp["Items"])
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -327,7 +356,7 @@ class ResultsStore:
             "TableName": self.table,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": _marshal(values),
+            "ExpressionAttributeValues": marshal(values),
         }
         if attributes:
             for i, attr in enumerate(attributes):
@@ -336,7 +365,7 @@ class ResultsStore:
         while True:
             resp = self.ddb.query(**kwargs)
             for it in resp["Items"]:
-                yield _unmarshal(it)
+                yield unmarshal(it)
             if "LastEvaluatedKey" not in resp:
                 return
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -349,13 +378,13 @@ class ResultsStore:
                 TableName=self.table,
                 KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
                 ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
-                ExpressionAttributeValues=_marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX}),
+                ExpressionAttributeValues=marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX}),
                 ScanIndexForward=forward,
                 Limit=1,
             )
             if not resp["Items"]:
                 return None
-            ends.append(_unmarshal(resp["Items"][0])[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :])
+            ends.append(unmarshal(resp["Items"][0])[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :])
         return ends[0], ends[1]
 
     def list_jobs(self, limit: int | None = None) -> list[dict]:
@@ -365,7 +394,7 @@ class ResultsStore:
             "IndexName": JOBS_INDEX_NAME,
             "KeyConditionExpression": "#pk = :pk",
             "ExpressionAttributeNames": {"#pk": JOBS_INDEX_PARTITION_KEY},
-            "ExpressionAttributeValues": _marshal({":pk": JOBS_INDEX_PARTITION_VALUE}),
+            "ExpressionAttributeValues": marshal({":pk": JOBS_INDEX_PARTITION_VALUE}),
             "ScanIndexForward": False,
         }
         jobs: list[dict] = []
@@ -373,7 +402,7 @@ class ResultsStore:
             if limit is not None:
                 kwargs["Limit"] = limit - len(jobs)
             resp = self.ddb.query(**kwargs)
-            jobs.extend(_unmarshal(it) for it in resp["Items"])
+            jobs.extend(unmarshal(it) for it in resp["Items"])
             if "LastEvaluatedKey" not in resp:
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -399,10 +428,10 @@ class ResultsStore:
             {
                 "Delete": {
                     "TableName": self.table,
-                    "Key": _marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + t["quadkey"]}),
+                    "Key": marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + t["quadkey"]}),
                     "ConditionExpression": "#status = :status",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": _marshal({":status": t["status"]}),
+                    "ExpressionAttributeValues": marshal({":status": t["status"]}),
                 }
             }
             for t in chunk
@@ -420,7 +449,7 @@ class ResultsStore:
                 UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at",
                 ConditionExpression="#status IN (:complete, :run)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_marshal({":run": RUNNING, ":complete": COMPLETE, ":now": utc_now()}),
+                ExpressionAttributeValues=marshal({":run": RUNNING, ":complete": COMPLETE, ":now": utc_now()}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

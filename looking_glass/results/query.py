@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from functools import lru_cache
@@ -34,9 +33,9 @@ import shapely.geometry
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
-from looking_glass.grid import TILE_SIZE, ZOOM, pixel_row_areas_m2, row_of_lat
+from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_area_m2, tile_from_quadkey, tile_polygon
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
-from looking_glass.pipeline.store import ResultsStore
+from looking_glass.pipeline.store import ResultsStore, json_value
 
 QUADKEY_DIGITS = "0123"
 TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason")
@@ -94,8 +93,8 @@ def fetch_tiles(store: ResultsStore, job_id: str, prefix: str = "", threads: int
 # ---- arithmetic ---------------------------------------------------------------------------------
 @lru_cache(maxsize=1 << 16)
 def tile_ground_area_m2(y: int, zoom: int = ZOOM) -> float:
-    """Ground area of tile row y (any x) with grid.py's per-pixel-row areas."""
-    return float(pixel_row_areas_m2(0, y, zoom).sum()) * TILE_SIZE
+    """Ground area of tile row y (any x): :func:`looking_glass.grid.tile_area_m2`, cached."""
+    return tile_area_m2(y, zoom)
 
 
 def _new_row() -> dict:
@@ -127,8 +126,7 @@ def _finish(row: dict) -> dict:
 def _xyz(quadkey: str) -> tuple[int, int, int]:
     if not quadkey:
         return 0, 0, 0
-    t = mercantile.quadkey_to_tile(quadkey)
-    return t.x, t.y, t.z
+    return tile_from_quadkey(quadkey)
 
 
 def per_tile_rows(items: list[dict]) -> list[dict]:
@@ -195,15 +193,12 @@ def parse_polygons(data: bytes) -> list[dict]:
 
 
 def to_tile_plane(geometry, zoom: int = ZOOM):
-    """lon/lat geometry to fractional tile x/y at ``zoom`` (edges straight in lon/lat)."""
+    """lon/lat geometry to fractional tile x/y at ``zoom`` (edges straight in lon/lat), with
+    :func:`looking_glass.grid.col_of_lon` / :func:`~looking_glass.grid.row_of_lat`."""
     dense = shapely.segmentize(geometry, 360.0 / 2**zoom)
-    n = 2**zoom
 
     def project(coords):
-        lon, lat = coords[:, 0], np.clip(coords[:, 1], -89.999999, 89.999999)
-        lat_r = np.radians(lat)
-        y = (1 - np.log(np.tan(lat_r) + 1 / np.cos(lat_r)) / math.pi) / 2 * n
-        return np.column_stack([(lon + 180) / 360 * n, y])
+        return np.column_stack([col_of_lon(coords[:, 0], zoom), row_of_lat(coords[:, 1], zoom)])
 
     return shapely.transform(dense, project)
 
@@ -294,18 +289,8 @@ COLUMNS = {
 }
 
 
-def _plain(v):
-    if isinstance(v, Decimal):
-        return int(v) if v == v.to_integral_value() and v.as_tuple().exponent >= 0 else float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    return v
-
-
 def _cell(v) -> str:
-    v = _plain(v)
+    v = json_value(v)
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -343,29 +328,23 @@ def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(cols)
     for r in rows:
-        writer.writerow([_plain(r.get(c)) if r.get(c) is not None else "" for c in cols])
-    writer.writerow([("TOTAL" if c == cols[0] else _plain(tot[c]) if tot.get(c) is not None else "") for c in cols])
+        writer.writerow([json_value(r.get(c)) if r.get(c) is not None else "" for c in cols])
+    writer.writerow([("TOTAL" if c == cols[0] else json_value(tot[c]) if tot.get(c) is not None else "") for c in cols])
     return buf.getvalue()
-
-
-def _square(x: int, y: int, z: int) -> dict:
-    b = mercantile.bounds(x, y, z)
-    ring = [[b.west, b.south], [b.east, b.south], [b.east, b.north], [b.west, b.north], [b.west, b.south]]
-    return {"type": "Polygon", "coordinates": [ring]}
 
 
 def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
     cols = COLUMNS[mode]
     features = []
     for r in rows:
-        geometry = shapely.geometry.mapping(r["geometry"]) if mode == "within" else _square(r["x"], r["y"], r["z"])
-        props = {c: _plain(r.get(c)) for c in cols}
+        geometry = shapely.geometry.mapping(r["geometry"]) if mode == "within" else tile_polygon(r["x"], r["y"], r["z"])
+        props = {c: json_value(r.get(c)) for c in cols}
         features.append({"type": "Feature", "geometry": geometry, "properties": props})
     return {
         "type": "FeatureCollection",
         "features": features,
         "job_id": job_id,
-        "totals": {k: _plain(v) for k, v in tot.items()},
+        "totals": {k: json_value(v) for k, v in tot.items()},
     }
 
 
@@ -375,5 +354,5 @@ def render(fmt: str, mode: str, rows: list[dict], tot: dict, job_id: str) -> str
     if fmt == "csv":
         return format_csv(mode, rows, tot)
     if fmt == "geojson":
-        return json.dumps(geojson_doc(mode, rows, tot, job_id), default=_plain) + "\n"
+        return json.dumps(geojson_doc(mode, rows, tot, job_id), default=json_value) + "\n"
     raise ResultsError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")

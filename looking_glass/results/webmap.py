@@ -91,10 +91,10 @@ def write_png(rows: list[dict], out: Path, url_template: str | None, title: str,
     w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
     fig, ax = plt.subplots(figsize=(9, min(9 * h / max(w, 1), 14) + 0.8), dpi=110)
     if url_template and len(rows) <= max_imagery_tiles:
-        from looking_glass.results.figures import _fetch_mosaic
+        from looking_glass.results.figures import fetch_mosaic
 
         cells = [{"x": r["x"], "y": r["y"], "z": z} for r in rows]
-        mosaic, mx0, my0, mw, mh = _fetch_mosaic(cells, url_template, 64)
+        mosaic, mx0, my0, mw, mh = fetch_mosaic(cells, url_template, 64)
         ax.imshow(mosaic, extent=(mx0 - x0, mx0 - x0 + mw, my0 - y0 + mh, my0 - y0))
     else:
         ax.set_facecolor("#e8e8e8")
