@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
-from looking_glass.runtime.parsing import ParseError
+from looking_glass.runtime.parsing import ParseError, Parsers
 from looking_glass.runtime import resources
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME
 from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
@@ -95,77 +95,23 @@ class ConfigError(ParseError):
     """A context value is invalid. The message starts with the context key."""
 
 
-def _int(key: str, raw: Any, lo: int, hi: int) -> int:
-    if isinstance(raw, bool):  # bool is an int subclass; `true` is not a count
-        raise ConfigError(f"{key}={raw!r} is not an integer")
-    if isinstance(raw, float) and raw.is_integer():
-        raw = int(raw)
-    if isinstance(raw, str):
-        try:
-            raw = int(raw.strip())
-        except ValueError:
-            raise ConfigError(f"{key}={raw!r} is not an integer") from None
-    if not isinstance(raw, int):
-        raise ConfigError(f"{key}={raw!r} is not an integer")
-    if not lo <= raw <= hi:
-        raise ConfigError(f"{key}={raw} is outside [{lo}, {hi}]")
-    return raw
-
-
-def _bool(key: str, raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "1", "yes"):
-        return True
-    if isinstance(raw, str) and raw.strip().lower() in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"{key}={raw!r} is not a boolean (true/false)")
-
-
-def _str(key: str, raw: Any) -> str:
-    if raw is None:
-        return ""
-    if not isinstance(raw, str):
-        raise ConfigError(f"{key}={raw!r} is not a string")
-    return raw.strip()
-
-
-def _str_list(key: str, raw: Any) -> list[str]:
-    if isinstance(raw, str):  # -c instance_types=g4dn.xlarge,g5.xlarge
-        raw = [part for part in (p.strip() for p in raw.split(",")) if part]
-    if not isinstance(raw, (list, tuple)) or not all(isinstance(v, str) for v in raw):
-        raise ConfigError(f"{key}={raw!r} is not a list of strings")
-    if not raw:
-        raise ConfigError(f"{key} is empty")
-    return [v.strip() for v in raw]
-
-
-def _bands(key: str, raw: Any) -> tuple[int, ...] | None:
-    """[3, 2, 1], "3,2,1" or a single band; "" or None: the image's own first bands."""
-    if raw in ("", None, []):
-        return None
-    parts = raw.split(",") if isinstance(raw, str) else raw
-    try:
-        bands = tuple(int(str(b).strip()) for b in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}={raw!r} is not a list of band numbers") from None
-    if len(bands) not in (1, 3) or any(b < 1 for b in bands):
-        raise ConfigError(f"{key}={raw!r}: give 1 band (grey) or 3 bands (R,G,B), numbered from 1")
-    return bands
+# The context's typed parsers (looking_glass.runtime.parsing): "KEY=VALUE is not ..." messages,
+# raised as ConfigError. Context from cdk.json arrives typed, from -c key=value as strings: both parse.
+_CONTEXT = Parsers(ConfigError)
+_int = _CONTEXT.integer  # (key, raw, lo, hi); never a boolean
+_bool = _CONTEXT.boolean  # (key, raw); true/false, 1/0, yes/no
+_str = _CONTEXT.text  # (key, raw); stripped, None is ""
+_str_list = _CONTEXT.text_list  # (key, raw); a list, or "a,b"
+_bands = _CONTEXT.bands  # (key, raw); [3, 2, 1], "3,2,1" or one band; "" or None: None
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S+$")
 
 
 def _s3_uri(key: str, raw: Any) -> str:
-    value = _str(key, raw)
-    if value and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S+$", value):
-        raise ConfigError(f"{key}={value!r} is not an s3://bucket/key URI")
-    return value
+    return _CONTEXT.matching(key, _str(key, raw), _S3_URI, "an s3://bucket/key URI")
 
 
 def _image(key: str, raw: Any) -> str:
-    value = _str(key, raw)
-    if value and not _IMAGE_URI.match(value):
-        raise ConfigError(f"{key}={value!r} is not a container image reference")
-    return value
+    return _CONTEXT.matching(key, _str(key, raw), _IMAGE_URI, "a container image reference")
 
 
 @dataclass(frozen=True)

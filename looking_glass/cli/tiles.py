@@ -7,7 +7,7 @@ import sys
 
 from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
 from looking_glass.grid import ZOOM
-from looking_glass.pipeline.workunits import DEFAULT_TILES_PER_MESSAGE
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
 from looking_glass.tiling.estimate import DEFAULT_PRICE_PER_HOUR, DEFAULT_TILES_PER_SECOND
 
 
