@@ -34,3 +34,34 @@ def test_the_domain_errors_share_the_base():
 
     assert issubclass(SettingsError, ParseError) and issubclass(SettingsError, ValueError)
     assert issubclass(SettingsError, LookingGlassError)
+
+
+DOMAIN_ERRORS = [
+    ("looking_glass.tiling.aoi", "AoiError", ValueError),
+    ("looking_glass.pipeline.jobs", "JobError", RuntimeError),
+    ("looking_glass.datasets.errors", "PrepareError", ValueError),
+    ("looking_glass.results.query", "ResultsError", ValueError),
+    ("looking_glass.results.webmap", "MapError", RuntimeError),
+    ("looking_glass.results.truth", "TruthError", ValueError),
+    ("looking_glass.imagery.raster", "RasterError", ValueError),
+    ("looking_glass.imagery.geotiff", "GeoTiffError", ValueError),
+    ("looking_glass.imagery.secret", "ImagerySecretError", RuntimeError),
+    ("looking_glass.imagery.xyz", "ImagerySourceError", RuntimeError),
+    ("looking_glass.local.demo", "DemoError", RuntimeError),
+    ("looking_glass.local.deployment", "DeploymentError", RuntimeError),
+    ("looking_glass.local.inputs", "InputError", ValueError),
+    ("looking_glass.model.fetch", "ModelFetchError", RuntimeError),
+    ("looking_glass.outlines.errors", "OutlinesError", ValueError),
+    ("looking_glass.runtime.settings", "SettingsError", ValueError),
+    ("looking_glass.training.errors", "HyperparameterError", ValueError),
+    ("looking_glass.training.errors", "TrainingError", RuntimeError),
+    ("looking_glass.cli.common", "CommandError", Exception),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "old_base"), DOMAIN_ERRORS, ids=[n for _, n, _ in DOMAIN_ERRORS])
+def test_every_domain_error_is_a_looking_glass_error_and_keeps_its_old_base(module, name, old_base):
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    assert issubclass(cls, LookingGlassError) and issubclass(cls, old_base)
