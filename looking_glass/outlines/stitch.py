@@ -10,7 +10,10 @@ edge vectors): two pieces that face each other along ``L`` pixels of the edge ar
 ``L >= min_shared * min(La, Lb)``, where ``La`` and ``Lb`` are the pieces' own lengths on that edge.
 With ``min_shared = 0`` (binary head) any contact joins, which reproduces the 4-connected
 regions of the whole mosaic exactly; the sdt head uses 0.5, so a neighbour that only grazes a
-piece (two touching buildings split by the watershed) is not swallowed.
+piece (two touching buildings split by the watershed) is not swallowed. The sdt head adds the
+watershed's own rule across the edge: two pieces whose peaks both rise at least ``split_depth_m``
+above the highest signed distance where they meet are two buildings joined by a neck that lies on
+the tile edge, and stay apart.
 
 A group of joined pieces is *finished* when every neighbour tile its pieces touch has been passed
 in row-major order (seen or skipped). Then its pieces are unioned (exact: they share integer
@@ -142,7 +145,8 @@ class Stitcher:
         self._last: tuple[int, int] | None = None  # (y, x) of the last tile added
         self._zoom: int | None = None
         self._size: int | None = None
-        self._edges: dict[tuple[int, int], dict] = {}  # (x, y) -> edges of tiles still needed
+        self._edges: dict[tuple[int, int], tuple] = {}  # (x, y) -> (edges, values) of tiles still needed
+        self._peaks: dict = {}  # piece key -> highest signed distance (sdt head)
         self._geoms: dict = {}  # piece key -> world-pixel polygon
         self._members: dict = {}  # group root -> list of piece keys
         self._due: dict = {}  # group root -> (y, x) of the last neighbour tile it waits for
@@ -173,17 +177,21 @@ class Stitcher:
             key = (x, y, label)
             self._uf.add(key)
             self._geoms[key] = geom
+            if pieces.peaks is not None:
+                self._peaks[key] = pieces.peaks.get(label, float("inf"))
             self._members[key] = [key]
             due = (-1, -1)
             for d, (dx, dy, mine, _) in _NEIGHBOURS.items():
                 if label in pieces.edges[mine]:
                     due = max(due, (y + dy, x + dx))
             self._set_due(key, due)
+        values = pieces.values or {}
         for d, (dx, dy, mine, theirs) in _NEIGHBOURS.items():
             other = self._edges.get((x + dx, y + dy))
             if other is not None:
-                self._join(x, y, pieces.edges[mine], x + dx, y + dy, other[theirs])
-        self._edges[(x, y)] = pieces.edges
+                self._join((x, y, pieces.edges[mine], values.get(mine)),
+                           (x + dx, y + dy, other[0][theirs], (other[1] or {}).get(theirs)))
+        self._edges[(x, y)] = (pieces.edges, pieces.values)
         self._forget_edges(x, y)
         out.extend(self._pop_finished((y, x)))
         return out
@@ -195,19 +203,32 @@ class Stitcher:
         return out
 
     # ---- joining ------------------------------------------------------------------------------------
-    def _join(self, x, y, mine: np.ndarray, ox, oy, theirs: np.ndarray) -> None:
+    def _join(self, here: tuple, there: tuple) -> None:
+        """Join the pieces facing each other across one edge: ``here`` and ``there`` are
+        (x, y, labels along the edge, signed distance along it or None) of the two tiles."""
+        x, y, mine, v_mine = here
+        ox, oy, theirs, v_theirs = there
         both = (mine > 0) & (theirs > 0)
         if not both.any():
             return
-        frac = self.options.shared_fraction
+        frac, depth = self.options.shared_fraction, self.options.split_depth_m
         a, b = mine[both].astype(np.int64), theirs[both].astype(np.int64)
-        pairs, shared = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+        pairs, inverse, shared = np.unique(np.stack([a, b]), axis=1, return_inverse=True, return_counts=True)
+        contact = None
+        if v_mine is not None and v_theirs is not None:
+            meet = (np.asarray(v_mine)[both] + np.asarray(v_theirs)[both]) / 2
+            contact = np.full(len(shared), -np.inf)
+            np.maximum.at(contact, inverse.reshape(-1), meet)
         len_a = dict(zip(*np.unique(mine[mine > 0], return_counts=True)))
         len_b = dict(zip(*np.unique(theirs[theirs > 0], return_counts=True)))
-        for (la, lb), n in zip(pairs.T, shared):
+        for k, ((la, lb), n) in enumerate(zip(pairs.T, shared)):
             if frac > 0 and n < frac * min(len_a[la], len_b[lb]):
                 continue
             ka, kb = (x, y, int(la)), (ox, oy, int(lb))
+            if contact is not None:
+                lowest_peak = min(self._peaks.get(ka, np.inf), self._peaks.get(kb, np.inf))
+                if lowest_peak - contact[k] >= depth:
+                    continue  # a saddle on the tile edge: two buildings
             ra, rb = self._uf.find(ka), self._uf.find(kb)
             if ra == rb:
                 continue
@@ -240,6 +261,7 @@ class Stitcher:
             geoms = [self._geoms.pop(k) for k in keys]
             for k in keys:
                 del self._uf.parent[k]
+                self._peaks.pop(k, None)
             out.extend(self._finalise(geoms, len({k[:2] for k in keys})))
         return out
 

@@ -26,7 +26,7 @@ import shapely
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.instances import instances
 
-__all__ = ["EDGES", "TilePieces", "tile_pieces", "trace_labels"]
+__all__ = ["EDGES", "TilePieces", "label_edges", "pieces_from_labels", "tile_pieces", "trace_labels"]
 
 EDGES = ("n", "s", "w", "e")
 
@@ -37,6 +37,9 @@ class TilePieces:
 
     ``polygons`` maps label -> shapely Polygon (or MultiPolygon) in world pixels at ``z`` with
     ``size`` px tiles; ``edges`` maps "n"/"s"/"w"/"e" -> (size,) int32 label vectors (0 = none).
+    For the sdt head, ``values`` holds the signed distance (metres) along the same four edges and
+    ``peaks`` each label's highest signed distance, so stitching can tell a building cut by the
+    tile edge from two buildings whose neck lies on it (None for the binary head).
     """
 
     z: int
@@ -45,6 +48,8 @@ class TilePieces:
     size: int
     polygons: dict[int, object] = field(default_factory=dict)
     edges: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray] | None = None
+    peaks: dict[int, float] | None = None
 
     @property
     def tile(self) -> tuple[int, int, int]:
@@ -64,6 +69,8 @@ class TilePieces:
             "size": self.size,
             "polygons": {str(k): shapely.to_wkb(g, hex=True) for k, g in self.polygons.items()},
             "edges": {k: _rle(v) for k, v in self.edges.items()},
+            "values": None if self.values is None else {k: np.round(v, 3).tolist() for k, v in self.values.items()},
+            "peaks": None if self.peaks is None else {str(k): round(float(v), 3) for k, v in self.peaks.items()},
         }
 
     @classmethod
@@ -74,9 +81,15 @@ class TilePieces:
             size = int(doc["size"])
             polygons = {int(k): shapely.from_wkb(v) for k, v in doc["polygons"].items()}
             edges = {k: _unrle(doc["edges"][k], size) for k in EDGES}
+            values = doc.get("values")
+            if values is not None:
+                values = {k: np.asarray(values[k], np.float32).reshape(size) for k in EDGES}
+            peaks = doc.get("peaks")
+            if peaks is not None:
+                peaks = {int(k): float(v) for k, v in peaks.items()}
         except (KeyError, TypeError, ValueError, shapely.errors.GEOSException) as e:
             raise OutlinesError(f"not a tile-pieces document: {e}") from e
-        return cls(z, x, y, size, polygons, edges)
+        return cls(z, x, y, size, polygons, edges, values, peaks)
 
 
 def _rle(vec: np.ndarray) -> list[int]:
@@ -114,8 +127,8 @@ def trace_labels(labels: np.ndarray, origin: tuple[float, float] = (0.0, 0.0)) -
 
 
 def label_edges(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """The label vectors along the four edges (see the module docstring)."""
-    lab = np.asarray(labels, dtype=np.int32)
+    """The label (or value) vectors along the four edges (see the module docstring)."""
+    lab = np.asarray(labels)
     return {"n": lab[0, :].copy(), "s": lab[-1, :].copy(), "w": lab[:, 0].copy(), "e": lab[:, -1].copy()}
 
 
@@ -124,8 +137,16 @@ def tile_pieces(prediction, z: int, x: int, y: int, head: str = "binary", *, thr
     """The :class:`TilePieces` of tile z/x/y from its prediction: an (S, S) (or (S, S, 1))
     probability for ``head="binary"``, signed distance in metres for ``head="sdt"`` (see
     :mod:`.instances` for ``threshold`` and ``split_depth_m``). Tiles must be square."""
-    labels, _ = instances(prediction, head, threshold=threshold, split_depth_m=split_depth_m)
-    return pieces_from_labels(labels, z, x, y)
+    labels, n = instances(prediction, head, threshold=threshold, split_depth_m=split_depth_m)
+    pieces = pieces_from_labels(labels, z, x, y)
+    if head == "sdt":
+        from scipy import ndimage
+
+        sdt = np.asarray(prediction, dtype=np.float32).reshape(labels.shape)
+        pieces.values = label_edges(sdt)
+        peaks = ndimage.maximum(sdt, labels, index=np.arange(1, n + 1)) if n else []
+        pieces.peaks = {i: float(v) for i, v in enumerate(np.atleast_1d(peaks), start=1)}
+    return pieces
 
 
 def pieces_from_labels(labels: np.ndarray, z: int, x: int, y: int) -> TilePieces:
@@ -134,4 +155,4 @@ def pieces_from_labels(labels: np.ndarray, z: int, x: int, y: int) -> TilePieces
     if h != w:
         raise OutlinesError(f"tile {z}/{x}/{y}: predictions must be square, got {h}x{w}")
     polygons = trace_labels(labels, (x * w, y * h)) if labels.any() else {}
-    return TilePieces(z, x, y, w, polygons, label_edges(labels))
+    return TilePieces(z, x, y, w, polygons, label_edges(labels.astype(np.int32, copy=False)))

@@ -1,0 +1,188 @@
+"""Exports of building outlines: GeoJSON, GeoPackage / FlatGeobuf, and OpenStreetMap XML.
+
+Every writer takes an iterable of buildings and streams it (memory stays that of one batch, not of
+the job). A building is a :class:`~.stitch.Building` (lon/lat polygon plus ``properties()``) or a
+bare shapely Polygon/MultiPolygon in lon/lat (no properties). All writers return the number of
+buildings written.
+
+- :func:`write_geojson`: an RFC 7946 FeatureCollection (EPSG:4326, counter-clockwise exteriors,
+  coordinates rounded to 1e-7 degree, about a centimetre), one feature per line.
+- :func:`write_vector`: GeoPackage (``.gpkg``) or FlatGeobuf (``.fgb``) through pyogrio, layer
+  ``buildings``, EPSG:4326, written in appended batches.
+- :func:`write_osm`: an ``.osm`` file a JOSM user opens as a new layer: every object is new
+  (negative ids, no version), every way closed, ``building=yes`` and ``source=<source>`` on each
+  building; a building with holes is a ``type=multipolygon`` relation whose untagged member ways
+  have roles ``outer`` / ``inner``. Nodes of neighbouring buildings are not shared.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import shapely
+
+from looking_glass.outlines.errors import OutlinesError
+from looking_glass.outlines.georef import rfc7946
+
+__all__ = ["DEFAULT_SOURCE", "write_buildings", "write_geojson", "write_osm", "write_vector"]
+
+DEFAULT_SOURCE = "Looking Glass building detection"
+_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
+_FIELDS = (("id", np.int64), ("area_m2", np.float64), ("z", np.int32), ("x", np.int32), ("y", np.int32),
+           ("tiles", np.int32))
+
+
+def _split(item) -> tuple[object, dict]:
+    if isinstance(item, shapely.Geometry):
+        return item, {}
+    return item.polygon, item.properties()
+
+
+def _polygons(geom):
+    if geom.geom_type == "Polygon":
+        return [geom]
+    if geom.geom_type == "MultiPolygon":
+        return list(geom.geoms)
+    raise OutlinesError(f"buildings must be polygons, got a {geom.geom_type}")
+
+
+def _rounded_rings(poly) -> list:
+    return [np.round(np.asarray(r.coords)[:, :2], 7).tolist() for r in (poly.exterior, *poly.interiors)]
+
+
+def write_geojson(buildings: Iterable, path) -> int:
+    """Write ``buildings`` to ``path`` as a GeoJSON FeatureCollection; returns the count."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('{"type": "FeatureCollection", "features": [\n')
+        for item in buildings:
+            geom, props = _split(item)
+            geom = rfc7946(geom)
+            polys = _polygons(geom)
+            if geom.geom_type == "Polygon":
+                g = {"type": "Polygon", "coordinates": _rounded_rings(polys[0])}
+            else:
+                g = {"type": "MultiPolygon", "coordinates": [_rounded_rings(p) for p in polys]}
+            feature = {"type": "Feature", "properties": props, "geometry": g}
+            if "id" in props:
+                feature["id"] = props["id"]
+            f.write((",\n" if n else "") + json.dumps(feature, separators=(",", ":")))
+            n += 1
+        f.write("\n]}\n")
+    return n
+
+
+def write_vector(buildings: Iterable, path, driver: str | None = None, batch: int = 10_000) -> int:
+    """Write ``buildings`` to a GeoPackage or FlatGeobuf file (driver from the suffix unless given;
+    an existing file is replaced); returns the count."""
+    import pyogrio.raw
+
+    p = Path(path)
+    driver = driver or _DRIVERS.get(p.suffix.lower())
+    if driver is None:
+        raise OutlinesError(f"{path}: unknown vector format (use .gpkg or .fgb, or name the driver)")
+    if p.exists():
+        p.unlink()
+    n, first = 0, True
+    geoms, rows = [], []
+
+    def flush():
+        nonlocal first
+        if not geoms and not first:
+            return
+        wkb = shapely.to_wkb(np.array(geoms, dtype=object)) if geoms else np.array([], dtype=object)
+        data = [np.array([r.get(k, 0) for r in rows], dtype=t) for k, t in _FIELDS]
+        pyogrio.raw.write(str(p), wkb, data, fields=[k for k, _ in _FIELDS], driver=driver, crs="EPSG:4326",
+                          geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
+                          layer="buildings", append=not first, promote_to_multi=False)
+        first = False
+        geoms.clear()
+        rows.clear()
+
+    for item in buildings:
+        geom, props = _split(item)
+        _polygons(geom)
+        geoms.append(rfc7946(geom))
+        rows.append(props)
+        n += 1
+        if len(geoms) >= batch:
+            flush()
+    flush()
+    return n
+
+
+def write_osm(buildings: Iterable, path, source: str = DEFAULT_SOURCE) -> int:
+    """Write ``buildings`` to ``path`` as OSM XML for JOSM (see the module docstring); returns the
+    count. Nodes, ways and relations go to three temporary files that are then joined in the
+    order OSM XML expects, so memory does not grow with the job."""
+    tags = f'    <tag k="building" v="yes"/>\n    <tag k="source" v={quoteattr(source)}/>\n'
+    next_id = {"node": -1, "way": -1, "relation": -1}
+
+    def new(kind: str) -> int:
+        i = next_id[kind]
+        next_id[kind] -= 1
+        return i
+
+    n = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {k: open(Path(tmp) / k, "w+", encoding="utf-8") for k in ("node", "way", "relation")}
+        try:
+            for item in buildings:
+                geom, _ = _split(item)
+                for poly in _polygons(geom):
+                    _write_polygon(poly, parts, new, tags)
+                n += 1
+            with open(path, "w", encoding="utf-8") as out:
+                out.write("<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\" generator=\"Looking Glass\">\n")
+                for f in parts.values():
+                    f.seek(0)
+                    shutil.copyfileobj(f, out)
+                out.write("</osm>\n")
+        finally:
+            for f in parts.values():
+                f.close()
+    return n
+
+
+def _write_polygon(poly, parts, new, tags: str) -> None:
+    ways = []
+    for ring in (poly.exterior, *poly.interiors):
+        coords = np.asarray(ring.coords)[:-1, :2]  # the closing point is the first node again
+        ids = []
+        for lon, lat in coords:
+            i = new("node")
+            ids.append(i)
+            parts["node"].write(f'  <node id="{i}" lat="{lat:.7f}" lon="{lon:.7f}"/>\n')
+        ways.append(ids + ids[:1])
+    single = len(ways) == 1
+    way_ids = []
+    for k, nds in enumerate(ways):
+        w = new("way")
+        way_ids.append(w)
+        body = "".join(f'    <nd ref="{i}"/>\n' for i in nds)
+        parts["way"].write(f'  <way id="{w}">\n{body}{tags if single else ""}  </way>\n')
+    if not single:
+        r = new("relation")
+        members = "".join(f'    <member type="way" ref="{w}" role="{"outer" if k == 0 else "inner"}"/>\n'
+                          for k, w in enumerate(way_ids))
+        parts["relation"].write(f'  <relation id="{r}">\n{members}    <tag k="type" v="multipolygon"/>\n{tags}'
+                                "  </relation>\n")
+
+
+def write_buildings(buildings: Iterable, path, source: str = DEFAULT_SOURCE) -> int:
+    """Write ``buildings`` in the format named by ``path``'s suffix: ``.geojson``/``.json``,
+    ``.gpkg``, ``.fgb`` or ``.osm``; returns the count. Raises OutlinesError for another suffix."""
+    name = str(path).lower()
+    if name.endswith((".geojson", ".json")):
+        return write_geojson(buildings, path)
+    if name.endswith(".osm"):
+        return write_osm(buildings, path, source)
+    if name.endswith(tuple(_DRIVERS)):
+        return write_vector(buildings, path)
+    raise OutlinesError(f"{path}: unknown export format (use .geojson, .gpkg, .fgb or .osm)")

@@ -1,0 +1,262 @@
+"""Polygon layers from files, in the CRS they declare: building predictions, truth footprints and
+already-mapped buildings.
+
+Formats (by file name):
+
+- ``.geojson`` / ``.json``: read here; the CRS is the legacy ``crs`` member when present, else
+  EPSG:4326 lon/lat (RFC 7946), parsed by :func:`looking_glass.datasets.labels.parse_geojson_crs`
+  (the one reader of that member). FeatureCollection, Feature or bare geometry.
+- ``.osm.pbf`` / ``.pbf`` / ``.osm`` / ``.osm.bz2`` / ``.osm.gz``: an OpenStreetMap extract read
+  with pyosmium: every closed way and multipolygon relation tagged ``building`` (except
+  ``building=no``) assembled into an area, EPSG:4326.
+- anything else GDAL reads (GeoPackage, FlatGeobuf, Shapefile, ...): pyogrio, first layer unless
+  ``layer`` is given, CRS from the file.
+
+One feature is one object, in file order (Polygon or MultiPolygon; a GeometryCollection's polygons
+form one MultiPolygon; other geometry types are ignored and counted). Features whose geometry
+cannot be read or is not valid (``shapely.is_valid``) are skipped: ``PolygonLayer.skipped``
+names each ("feature 3 (id 'b7'): Self-intersection[...]") and one
+:class:`~.errors.InvalidGeometryWarning` lists them; the rest is used. An empty layer is fine.
+Unreadable files raise :class:`~.errors.OutlinesError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
+
+__all__ = ["OSM_SUFFIXES", "PolygonLayer", "read_polygons", "to_crs"]
+
+OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")
+_SHOW = 10  # skipped features named in the warning
+
+
+@dataclass
+class PolygonLayer:
+    """Polygons of one file. geoms: (N,) shapely Polygon/MultiPolygon in ``crs`` (a pyproj CRS),
+    file order; names: (N,) labels of those features; skipped: labels and reasons of features
+    not used; ignored: count of non-polygon features."""
+
+    source: str
+    geoms: np.ndarray
+    names: list[str]
+    crs: object
+    skipped: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+    def __len__(self) -> int:
+        return len(self.geoms)
+
+    def lonlat(self) -> np.ndarray:
+        """The polygons in EPSG:4326 lon/lat (x = longitude)."""
+        return to_crs(self.geoms, self.crs, "EPSG:4326")
+
+
+def to_crs(geoms: np.ndarray, src, dst) -> np.ndarray:
+    """Shapely geometries reprojected from ``src`` to ``dst`` (anything pyproj accepts), x/y in
+    the traditional GIS order (longitude first)."""
+    from pyproj import CRS, Transformer
+
+    src_crs, dst_crs = CRS.from_user_input(src), CRS.from_user_input(dst)
+    geoms = np.asarray(geoms, dtype=object)
+    if src_crs == dst_crs or len(geoms) == 0:
+        return geoms
+    t = Transformer.from_crs(src_crs, dst_crs, always_xy=True)
+
+    def move(xy):
+        x, y = t.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geoms, move)
+
+
+def _pyproj_crs(crs):
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+
+
+def _polygonal(geom):
+    """A Polygon/MultiPolygon of a shapely geometry (collections keep their polygons), or None."""
+    if geom is None or geom.is_empty:
+        return None
+    kind = geom.geom_type
+    if kind in ("Polygon", "MultiPolygon"):
+        return shapely.force_2d(geom)
+    if kind == "GeometryCollection":
+        polys = [p for g in geom.geoms if (p := _polygonal(g)) is not None]
+        parts = [q for p in polys for q in (p.geoms if p.geom_type == "MultiPolygon" else [p])]
+        return shapely.MultiPolygon(parts) if parts else None
+    return None
+
+
+class _Collector:
+    def __init__(self, source: str, bbox):
+        self.source, self.geoms, self.names, self.skipped, self.ignored = source, [], [], [], 0
+        self.box = None if bbox is None else shapely.box(*bbox)
+
+    def add(self, name: str, geom, error: str | None = None) -> None:
+        if error is not None:
+            self.skipped.append(f"{name}: {error}")
+            return
+        poly = _polygonal(geom)
+        if poly is None:
+            self.ignored += 1
+            return
+        if not poly.is_valid:
+            self.skipped.append(f"{name}: {shapely.is_valid_reason(poly)}")
+            return
+        if self.box is not None and not poly.intersects(self.box):
+            return
+        self.geoms.append(poly)
+        self.names.append(name)
+
+    def layer(self, crs, warn: bool) -> PolygonLayer:
+        if self.skipped and warn:
+            shown = "; ".join(self.skipped[:_SHOW])
+            more = f"; and {len(self.skipped) - _SHOW} more" if len(self.skipped) > _SHOW else ""
+            warnings.warn(f"{self.source}: {len(self.skipped)} feature(s) skipped (geometry not usable), "
+                          f"the other {len(self.geoms)} used: {shown}{more}", InvalidGeometryWarning, stacklevel=3)
+        arr = np.empty(len(self.geoms), dtype=object)
+        arr[:] = self.geoms
+        return PolygonLayer(self.source, arr, self.names, crs, self.skipped, self.ignored)
+
+
+def _feature_name(i: int, feat: dict) -> str:
+    fid = feat.get("id")
+    props = feat.get("properties")
+    if fid is None and isinstance(props, dict):
+        fid = props.get("id")
+    return f"feature {i}" + (f" (id {fid!r})" if fid is not None else "")
+
+
+def _read_geojson(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
+    from looking_glass.datasets.errors import PrepareError
+    from looking_glass.datasets.labels import parse_geojson_crs
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise OutlinesError(f"{label}: not GeoJSON (not valid JSON: {e})") from e
+    if not isinstance(doc, dict) or "type" not in doc:
+        raise OutlinesError(f"{label}: not GeoJSON (no 'type' member)")
+    try:
+        crs = _pyproj_crs(parse_geojson_crs(doc, label))
+    except PrepareError as e:
+        raise OutlinesError(str(e)) from e
+    kind = doc["type"]
+    if kind == "FeatureCollection":
+        features = doc.get("features") or []
+    elif kind == "Feature":
+        features = [doc]
+    else:
+        features = [{"type": "Feature", "geometry": doc}]
+    out = _Collector(label, None)
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            out.add(f"feature {i}", None, "not a GeoJSON Feature")
+            continue
+        geom = feat.get("geometry")
+        if geom is None:
+            out.ignored += 1
+            continue
+        try:
+            shape = shapely.geometry.shape(geom)
+        except Exception as e:  # noqa: BLE001 - malformed coordinates of one feature
+            out.add(_feature_name(i, feat), None, f"unreadable geometry ({e})")
+            continue
+        out.add(_feature_name(i, feat), shape)
+    layer = out.layer(crs, warn)
+    return _clip(layer, bbox)
+
+
+def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
+    """Keep the features intersecting ``bbox`` (lon/lat west, south, east, north)."""
+    if bbox is None or len(layer) == 0:
+        return layer
+    hits = shapely.intersects(layer.lonlat(), shapely.box(*bbox))
+    return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits) if h],
+                        layer.crs, layer.skipped, layer.ignored)
+
+
+def _read_osm(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
+    import osmium
+    from pyproj import CRS
+
+    factory = osmium.geom.WKBFactory()
+    out = _Collector(label, bbox)
+    try:
+        proc = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.KeyFilter("building"))
+        for obj in proc:
+            if not obj.is_area() or obj.tags.get("building") == "no":
+                continue
+            name = f"{'way' if obj.from_way() else 'relation'} {obj.orig_id()}"
+            try:
+                geom = shapely.from_wkb(factory.create_multipolygon(obj))
+            except Exception as e:  # noqa: BLE001 - an area osmium cannot assemble
+                out.add(name, None, f"cannot build its geometry ({e})")
+                continue
+            if len(geom.geoms) == 1:
+                geom = geom.geoms[0]
+            out.add(name, geom)
+    except RuntimeError as e:
+        raise OutlinesError(f"{label}: not a readable OpenStreetMap file ({e})") from e
+    return out.layer(CRS.from_epsg(4326), warn)
+
+
+def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
+    import pyogrio
+    from pyogrio.errors import DataSourceError, DataLayerError
+    from pyproj import CRS
+
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+        crs = CRS.from_user_input(info["crs"]) if info.get("crs") else CRS.from_epsg(4326)
+        native_bbox = None
+        if bbox is not None:
+            box = to_crs(np.array([shapely.box(*bbox).segmentize(abs(bbox[2] - bbox[0]) / 8 or 1)]),
+                         "EPSG:4326", crs)[0]
+            native_bbox = tuple(box.bounds)
+        meta, _, wkb, fields = pyogrio.raw.read(path, layer=layer, bbox=native_bbox)
+    except (DataSourceError, DataLayerError, OSError) as e:
+        raise OutlinesError(f"{label}: cannot read it as a vector file ({e})") from e
+    ids = fields[list(meta["fields"]).index("id")] if "id" in list(meta["fields"]) else None
+    out = _Collector(label, None)
+    for i, blob in enumerate(wkb):
+        name = f"feature {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
+        if blob is None:
+            out.ignored += 1
+            continue
+        try:
+            geom = shapely.from_wkb(blob)
+        except shapely.errors.GEOSException as e:
+            out.add(name, None, f"unreadable geometry ({e})")
+            continue
+        out.add(name, geom)
+    return out.layer(crs, warn)
+
+
+def read_polygons(path, *, bbox=None, layer=None, warn: bool = True) -> PolygonLayer:
+    """The :class:`PolygonLayer` of the file at ``path`` (see the module docstring).
+
+    ``bbox`` (west, south, east, north in lon/lat degrees) keeps only features intersecting it;
+    ``layer`` picks a layer of a multi-layer file (GDAL formats). ``warn=False`` leaves the
+    skipped features in ``PolygonLayer.skipped`` without a warning.
+    """
+    p = Path(path)
+    label = str(path)
+    if not p.is_file():
+        raise OutlinesError(f"{label}: no such file")
+    name = p.name.lower()
+    if name.endswith((".geojson", ".json")):
+        return _read_geojson(p, label, bbox, warn)
+    if name.endswith(OSM_SUFFIXES):
+        return _read_osm(p, label, bbox, warn)
+    return _read_ogr(p, label, bbox, warn, layer)
