@@ -74,10 +74,16 @@ def tile_center_lat(x: int, y: int, zoom: int) -> float:
     return float(lat_of_row_edge(y + 0.5, zoom))
 
 
+def tile_resolution_m(x: int, y: int, zoom: int = ZOOM) -> float:
+    """Metres per pixel of a 256 px tile x/y/zoom at its centre latitude (the ground resolution a
+    chip or tile of it is treated as having)."""
+    return ground_resolution_m(tile_center_lat(x, y, zoom), zoom)
+
+
 # ---- areas ------------------------------------------------------------------------------------
 def pixel_area_m2(x: int, y: int, zoom: int = ZOOM) -> float:
     """Ground area of one pixel of tile x/y/zoom in square metres (at the tile's centre latitude)."""
-    res = ground_resolution_m(tile_center_lat(x, y, zoom), zoom)
+    res = tile_resolution_m(x, y, zoom)
     return res * res
 
 

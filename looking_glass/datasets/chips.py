@@ -48,6 +48,7 @@ from looking_glass.datasets.split import SPLITS
 from looking_glass.grid import TILE_SIZE
 
 __all__ = [
+    "DEFAULT_SHARD_SIZE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "Chip",
@@ -61,6 +62,7 @@ __all__ = [
 
 FORMAT_NAME = "looking-glass-chips"
 FORMAT_VERSION = 1
+DEFAULT_SHARD_SIZE = 256  # chips per .npz shard
 
 
 @dataclass
@@ -93,7 +95,7 @@ class DatasetWriter:
         out_dir: str | os.PathLike,
         *,
         chip_size: int = TILE_SIZE,
-        shard_size: int = 256,
+        shard_size: int = DEFAULT_SHARD_SIZE,
         overwrite: bool = False,
         compress: bool = True,
     ):
@@ -125,13 +127,17 @@ class DatasetWriter:
             self.abort()
 
     def abort(self) -> None:
+        """Remove the temporary directory; ``out_dir`` stays as it was."""
         shutil.rmtree(self.tmp, ignore_errors=True)
         self._done = True
 
     def drop(self, reason: str = "nodata", n: int = 1) -> None:
+        """Count ``n`` candidate chips dropped for ``reason`` (manifest ``counts.dropped_<reason>``)."""
         self.dropped[reason] = self.dropped.get(reason, 0) + n
 
     def add(self, chip: Chip) -> None:
+        """Add one chip to its split's current shard; ValueError for a wrong split, a duplicate
+        id, wrong shapes or dtypes, a mask that is not 0/1 or an sdt whose sign disagrees."""
         s = self.chip_size
         if chip.split not in SPLITS:
             raise ValueError(f"chip {chip.id}: split must be one of {SPLITS}, got {chip.split!r}")
@@ -245,7 +251,7 @@ def write_dataset(
     chips: Iterable[Chip],
     *,
     chip_size: int = TILE_SIZE,
-    shard_size: int = 256,
+    shard_size: int = DEFAULT_SHARD_SIZE,
     overwrite: bool = False,
     compress: bool = True,
     dropped: dict[str, int] | None = None,
@@ -281,6 +287,8 @@ def load_split(out_dir: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Raise PrepareError unless ``out_dir`` may receive a dataset: absent or empty, or (with
+    ``overwrite``) holding a dataset of this format."""
     if out_dir.exists() and not out_dir.is_dir():
         raise PrepareError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -293,6 +301,7 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 
 def is_dataset(path: Path) -> bool:
+    """Whether ``path`` holds a ``manifest.json`` of this format."""
     try:
         return json.loads((path / "manifest.json").read_text()).get("format") == FORMAT_NAME
     except (OSError, ValueError, AttributeError):
@@ -300,6 +309,7 @@ def is_dataset(path: Path) -> bool:
 
 
 def move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` directory to ``out_dir``, replacing an old dataset there."""
     check_out_dir(out_dir, overwrite)  # again: something may have appeared meanwhile
     old = None
     if out_dir.is_dir():

@@ -39,7 +39,14 @@ from typing import Callable, Sequence
 import numpy as np
 from affine import Affine
 
-from looking_glass.datasets.chips import Chip, DatasetWriter, check_out_dir, load_split, write_dataset
+from looking_glass.datasets.chips import (
+    DEFAULT_SHARD_SIZE,
+    Chip,
+    DatasetWriter,
+    check_out_dir,
+    load_split,
+    write_dataset,
+)
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.labels import (
     load_footprints,
@@ -51,10 +58,9 @@ from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split, split_
 from looking_glass.grid import (
     TILE_SIZE,
     ZOOM,
-    ground_resolution_m,
     pixel_row_areas_m2,
-    tile_center_lat,
     tile_mercator_bounds,
+    tile_resolution_m,
 )
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
@@ -100,7 +106,7 @@ class PrepareConfig:
     val_fraction: float = 0.2
     split_block: int = 4
     stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES
-    shard_size: int = 256
+    shard_size: int = DEFAULT_SHARD_SIZE
     seed: int = 0
     compress: bool = True
 
@@ -266,7 +272,7 @@ def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wri
     if not tiles:
         return 0
 
-    margin = max(_margin_px(cfg.sdt_clip_m, (ground_resolution_m(tile_center_lat(t.x, t.y, ZOOM)),) * 2) for t in tiles)
+    margin = max(_margin_px(cfg.sdt_clip_m, (tile_resolution_m(t.x, t.y, ZOOM),) * 2) for t in tiles)
     size = s + 2 * margin
     mb = shapely.bounds(outline)
     first = tile_mercator_bounds(tiles[0].x, tiles[0].y, ZOOM)
@@ -302,7 +308,7 @@ def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wri
                     resampling=Resampling.bilinear,
                     num_threads=1,
                 )
-        g = ground_resolution_m(tile_center_lat(t.x, t.y, ZOOM))
+        g = tile_resolution_m(t.x, t.y, ZOOM)
         fp = rasterize_footprints(geoms, tree, t_exp, (size, size))
         image, mask, sdt, nodata = _finish_chip(img, dst, fp, margin, s, (g, g), cfg.sdt_clip_m)
         if nodata >= 1.0 or nodata > cfg.max_nodata_fraction:
