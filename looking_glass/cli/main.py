@@ -23,15 +23,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ErrorExit(SystemExit):
+    """The end of a command that failed: ``code`` is the exit status, ``str()`` the
+    ``error: MESSAGE`` line (already printed to standard error)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def exit_for(error: LookingGlassError) -> SystemExit:
     """How a command ends on ``error``: ``error: MESSAGE`` on standard error, exit status
     ``error.exit_code``. For status 1 the message rides in the ``SystemExit`` itself (the
-    interpreter prints it), so callers of :func:`main` can read it."""
+    interpreter prints it); for other statuses it is printed here. Either way ``str()`` of the
+    exit is the message, so callers of :func:`main` can read it."""
     message = f"error: {error}"
     if error.exit_code == 1:
         return SystemExit(message)
     print(message, file=sys.stderr)
-    return SystemExit(error.exit_code)
+    return ErrorExit(error.exit_code, message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ def test_exit_for_keeps_status_1_messages_in_the_exit(capsys):
 
 def test_exit_for_other_statuses_print_the_message(capsys):
     exc = exit_for(BadInput("--imagery x.tif: no such file"))
-    assert exc.code == 2
+    assert exc.code == 2 and str(exc) == "error: --imagery x.tif: no such file"
     assert capsys.readouterr().err == "error: --imagery x.tif: no such file\n"
 
 
