@@ -17,9 +17,15 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-## demo: the whole pipeline on the embedded default; writes ./demo-output
+SPACENET := tests/data/spacenet_atlanta_sample
+
+## demo: the whole pipeline twice, each run printing its summary: the synthetic world (writes
+##       ./demo-output/synthetic), then the real SpaceNet Atlanta image against its footprints
+##       (writes ./demo-output/spacenet-atlanta)
 demo: $(STAMP)
-	$(VENV)/bin/looking-glass demo
+	$(VENV)/bin/looking-glass demo --workers 2 --out demo-output/synthetic
+	$(VENV)/bin/looking-glass demo --workers 2 --imagery $(SPACENET)/image.tif \
+	  --truth $(SPACENET)/buildings.geojson --out demo-output/spacenet-atlanta
 
 ## test: the whole test suite
 test: $(STAMP) $(NODE_STAMP)
