@@ -39,6 +39,8 @@ DEFAULT_TOKEN_HEADER = "Authorization"
 
 
 def validate_tile_url_template(template: str) -> str:
+    """``template`` if it is an http(s) XYZ/TMS URL with {z}, {x} and {y} (or {-y}) and no unknown
+    placeholder; else :class:`SettingsError` saying what is wrong."""
     parts = urlsplit(template)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"tile URL template {template!r} is not an http(s) URL")
@@ -75,6 +77,8 @@ def validate_geotiff_source(source: str) -> str:
 
 @dataclass(frozen=True)
 class EnumeratorSettings:
+    """The enumerator Lambda's settings (``LG_TILES_PER_MESSAGE``, ``LG_MAX_TILES_PER_JOB``, ...)."""
+
     tiles_per_message: int
     max_tiles_per_job: int
     launcher: str  # "batch" in the cloud, "local" in the embedded run
@@ -86,6 +90,7 @@ class EnumeratorSettings:
 
     @classmethod
     def from_env(cls, environ=None) -> "EnumeratorSettings":
+        """Read and check the variables of ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         var = Variables(env, SettingsError)
         launcher = var.choice("LG_WORKER_LAUNCHER", "batch", ("batch", "local"))
@@ -112,6 +117,8 @@ class EnumeratorSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
+    """The worker's settings: imagery source, model, batching, downloads, queue timing."""
+
     tile_url_template: str
     model_path: str  # "" means: the model shipped in the repo, or an untrained one
     batch_size: int
@@ -136,6 +143,7 @@ class WorkerSettings:
 
     @classmethod
     def from_env(cls, environ=None) -> "WorkerSettings":
+        """Read and check the variables of ``environ`` (default ``os.environ``), imagery cross-checked."""
         env = os.environ if environ is None else environ
         template = env.get("LG_TILE_URL_TEMPLATE", "")
         geotiff = env.get("LG_IMAGERY_GEOTIFF", "")
