@@ -1,6 +1,11 @@
 """Parameters, FLOPs per 256x256 tile and CPU inference speed of the DeepLab V3+ variants.
 
     python benchmarks/model_report.py [--batches 3] [--batch-size 8] [--no-speed] [--profiler]
+    python benchmarks/model_report.py --shipped [--batches 5]   # the shipped model only
+
+``--shipped``: the trained model the package ships (looking_glass/model/shipped/), loaded from its
+file: file size, parameters, FLOPs per tile and CPU tiles/s of ``Segmenter.predict_masks`` (what the
+worker runs: model plus threshold), nothing else.
 
 Variants: MobileNetV2 x1.0 and x0.35, Xception; output stride 16 and 8; binary head with the
 default 256-filter ASPP and decoder; plus the shipped model's config (read from
@@ -33,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-SIDECAR = REPO / "looking_glass" / "models" / "deeplabv3plus_synthetic.json"
+SIDECAR = REPO / "looking_glass" / "model" / "shipped" / "deeplabv3plus_synthetic.json"
 
 VARIANTS = [
     ("mobilenetv2 a1.0 os16", dict(backbone="mobilenetv2", alpha=1.0, output_stride=16)),
@@ -67,6 +72,38 @@ def tiles_per_second(model, size: int, batch_size: int, batches: int) -> float:
     return batch_size * batches / (time.perf_counter() - started)
 
 
+def shipped_report(batch_size: int, batches: int) -> dict:
+    """Size and CPU speed of the shipped, trained model (loaded from its file)."""
+    from looking_glass.model.deeplab import ModelConfig, count_flops
+    from looking_glass.model.segmenter import SHIPPED_MODEL, Segmenter, load_metadata
+
+    meta = load_metadata(SHIPPED_MODEL)
+    started = time.perf_counter()
+    seg = Segmenter.load()
+    load_s = time.perf_counter() - started
+    cfg = ModelConfig(**meta["config"])
+    x = np.random.default_rng(0).integers(0, 256, (batch_size, cfg.input_size, cfg.input_size, 3)).astype(np.uint8)
+    seg.predict_masks(x)  # warm-up
+    started = time.perf_counter()
+    for _ in range(batches):
+        seg.predict_masks(x)
+    speed = batch_size * batches / (time.perf_counter() - started)
+    row = {
+        "model_id": meta["model_id"], "version": meta["version"],
+        "file": str(SHIPPED_MODEL.relative_to(REPO)) if SHIPPED_MODEL.is_relative_to(REPO) else str(SHIPPED_MODEL),
+        "file_mb": SHIPPED_MODEL.stat().st_size / 1e6,
+        "params": int(seg.model.count_params()),
+        "gflops_per_tile": count_flops(seg.model) / 1e9,
+        "load_s": load_s, "tiles_per_s": speed, "batch_size": batch_size, "batches": batches,
+        "cpus": os.cpu_count(),
+    }
+    print(f"shipped model {row['model_id']} v{row['version']} ({row['file']}): {row['file_mb']:.2f} MB, "
+          f"{row['params'] / 1e6:.2f} M parameters, {row['gflops_per_tile']:.2f} GFLOPs per 256x256 tile, "
+          f"loads in {load_s:.1f} s, {speed:.1f} tiles/s on the CPU (predict_masks, batch {batch_size}, "
+          f"{batches} timed batches, {row['cpus']} CPUs visible; depends on what else runs)", flush=True)
+    return row
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=3, help="timed batches per variant (default 3)")
@@ -74,7 +111,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--no-speed", action="store_true", help="parameters and FLOPs only")
     parser.add_argument("--profiler", action="store_true", help="add TensorFlow profiler FLOPs")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--shipped", action="store_true", help="the shipped trained model only: size and tiles/s")
     args = parser.parse_args(argv)
+    if args.shipped:
+        row = shipped_report(args.batch_size, args.batches)
+        if args.json:
+            Path(args.json).write_text(json.dumps(row, indent=2) + "\n")
+        return [row]
 
     import keras
     import tensorflow as tf
