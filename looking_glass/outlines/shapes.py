@@ -6,7 +6,8 @@ Both work in pixel space, where web mercator's conformality keeps angles true to
   pixels; it removes the staircase that tracing along pixel edges leaves on slanted walls.
 - :func:`regularise`: right angles on the polygon's dominant orientation. The orientation is the
   length-weighted mean edge direction modulo 90 degrees (edges of a rectilinear building all vote
-  for the same angle). Each ring is rotated upright, every edge classed horizontal or vertical,
+  for the same angle; squared lengths, so long walls outvote the staircase left by tracing) or the
+  orientation of its minimum rotated rectangle, whichever squares up better. Each ring is rotated upright, every edge classed horizontal or vertical,
   consecutive edges of one class merged into one wall at their length-weighted mean position, and
   the walls intersected again. The result is kept only if it is a valid polygon whose IoU with the
   input is at least ``min_iou``; otherwise a nearly rectangular polygon (area >= 85% of its
@@ -38,11 +39,11 @@ def _edges(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dominant_angle(poly) -> float:
-    """The polygon's dominant orientation in radians, in [0, pi/2): the length-weighted circular
-    mean of its edge directions modulo 90 degrees (exterior and holes)."""
+    """The polygon's dominant orientation in radians, in [0, pi/2): the circular mean of its edge
+    directions modulo 90 degrees weighted by squared edge length (exterior and holes)."""
     rings = [np.asarray(poly.exterior.coords)] + [np.asarray(r.coords) for r in poly.interiors]
     d = np.concatenate([_edges(r)[0] for r in rings])
-    length = np.hypot(d[:, 0], d[:, 1])
+    length = d[:, 0] ** 2 + d[:, 1] ** 2
     theta = np.arctan2(d[:, 1], d[:, 0])
     c, s = (length * np.cos(4 * theta)).sum(), (length * np.sin(4 * theta)).sum()
     if c == 0 and s == 0:
@@ -97,12 +98,16 @@ def _iou(a, b) -> float:
     return float(shapely.area(shapely.intersection(a, b)) / union) if union > 0 else 0.0
 
 
-def regularise(poly, min_iou: float = 0.8):
-    """``poly`` (a Polygon in pixel space) with right angles on its dominant orientation (see the
-    module docstring); never worse than ``min_iou`` against the input, else the fallbacks."""
-    if poly.is_empty or poly.geom_type != "Polygon":
-        return poly
-    angle = dominant_angle(poly)
+def _envelope_angle(poly) -> float | None:
+    box = shapely.oriented_envelope(poly)
+    if box.geom_type != "Polygon":
+        return None
+    (x0, y0), (x1, y1) = np.asarray(box.exterior.coords)[:2]
+    return math.atan2(y1 - y0, x1 - x0) % (math.pi / 2)
+
+
+def _squared(poly, angle: float):
+    """``poly`` made rectilinear on ``angle``, or None when its outline cannot be."""
     about = np.asarray(poly.centroid.coords[0])
     rings = []
     for k, ring in enumerate([poly.exterior, *poly.interiors]):
@@ -110,14 +115,27 @@ def regularise(poly, min_iou: float = 0.8):
         ortho = _orthogonal_ring(upright)
         if ortho is None:
             if k == 0:
-                rings = None
-                break
+                return None
             ortho = upright  # keep a hole that cannot be squared as it is
         rings.append(_rotate(ortho, angle, about))
-    if rings is not None:
-        out = shapely.Polygon(rings[0], rings[1:])
-        if out.is_valid and not out.is_empty and _iou(out, poly) >= min_iou:
-            return out
+    out = shapely.Polygon(rings[0], rings[1:])
+    return out if out.is_valid and not out.is_empty else None
+
+
+def regularise(poly, min_iou: float = 0.8):
+    """``poly`` (a Polygon in pixel space) with right angles on its dominant orientation (see the
+    module docstring); never worse than ``min_iou`` against the input, else the fallbacks."""
+    if poly.is_empty or poly.geom_type != "Polygon":
+        return poly
+    best, best_iou = None, min_iou
+    for angle in {dominant_angle(poly), _envelope_angle(poly)}:
+        if angle is None:
+            continue
+        out = _squared(poly, angle)
+        if out is not None and (score := _iou(out, poly)) >= best_iou:
+            best, best_iou = out, score
+    if best is not None:
+        return best
     box = shapely.oriented_envelope(poly)
     if box.geom_type == "Polygon" and box.area > 0 and poly.area >= 0.85 * box.area:
         return box
