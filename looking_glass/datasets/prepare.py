@@ -179,10 +179,6 @@ def localize(path: str, tmpdir: Path) -> Path:
     return local
 
 
-# Old private name, still imported by looking_glass.results.truth; use ``localize``.
-_localize = localize
-
-
 def _margin_px(clip_m: float, px: tuple[float, float]) -> int:
     return int(math.ceil(clip_m / min(px))) + 1
 

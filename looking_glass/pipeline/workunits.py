@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, MAX_TILES_PER_MESSAGE
+from looking_glass.runtime.defaults import MAX_TILES_PER_MESSAGE
 
-__all__ = ["DEFAULT_TILES_PER_MESSAGE", "MAX_TILES_PER_MESSAGE"]  # re-exported (defined in runtime.defaults)
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
