@@ -138,8 +138,18 @@ def test_the_same_image_as_xyz_tiles_gives_the_same_tiles_areas_and_truth(geotif
     assert summary["truth_area_m2"] == geo_summary["truth_area_m2"]
 
 
-def test_without_truth_there_is_no_reference(tmp_path, tiny_model, geotiff_truth):
-    summary, tiles = demo(tmp_path, "--imagery", IMAGE, "--model", tiny_model)
+def test_a_geotiff_on_s3_without_truth_gives_the_same_areas_and_no_reference(
+    tmp_path, moto_endpoint, tiny_model, geotiff_truth
+):
+    """The image on S3 (the test's moto server plays the user's AWS): copied into the embedded
+    S3 and read there by the workers through GDAL's /vsis3/."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="lg-e2e-imagery")
+    s3.upload_file(IMAGE, "lg-e2e-imagery", "atlanta/image.tif")
+    summary, tiles = demo(tmp_path, "--imagery", "s3://lg-e2e-imagery/atlanta/image.tif", "--model", tiny_model)
+    assert summary["imagery"] == "GeoTIFF s3://lg-e2e-imagery/atlanta/image.tif"
     assert summary["tiles_done"] == TILES
     assert summary["truth_area_m2"] is None and summary["area_error_pct"] is None
     assert not any(k.startswith("pixel_") for k in summary) and "truth" not in summary
@@ -147,6 +157,45 @@ def test_without_truth_there_is_no_reference(tmp_path, tiny_model, geotiff_truth
     geo_tiles = geotiff_truth[2]
     for qk, props in tiles.items():
         assert props["building_area_m2"] == pytest.approx(geo_tiles[qk]["building_area_m2"], rel=0.002, abs=2.0)
+
+
+def test_up_serves_the_geotiff_and_gives_its_workers_the_image_and_the_model(tmp_path, tiny_model):
+    import argparse
+    import threading
+
+    import requests
+
+    from looking_glass.local.deployment import run_embedded
+    from looking_glass.local.inputs import add_run_options, validated_inputs
+    import time
+
+    from looking_glass.pipeline import launchers
+
+    parser = argparse.ArgumentParser()
+    add_run_options(parser)
+    inputs = validated_inputs(parser.parse_args(["--imagery", IMAGE, "--model", tiny_model]))
+    states, stop = [], threading.Event()
+    thread = threading.Thread(
+        target=run_embedded, args=(tmp_path / "state.json", tmp_path / "run"),
+        kwargs={"ready": states.append, "stop_event": stop, "worker_env": inputs.model_env(), "imagery": inputs.imagery},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not states and thread.is_alive() and time.monotonic() < deadline:
+            stop.wait(0.2)
+        template = states[0]["tile_url_template"]
+        inside = requests.get(template.format(z=18, x=69556, y=105034), timeout=10)
+        assert inside.status_code == 200 and inside.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert requests.get(template.format(z=18, x=1, y=1), timeout=10).status_code == 404
+        env = launchers._local_launcher.environment
+        assert env["LG_IMAGERY_GEOTIFF"] == str(SPACENET_SAMPLE.resolve() / "image.tif")
+        assert env["LG_TILE_URL_TEMPLATE"] == "" and env["LG_MODEL_PATH"] == tiny_model
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
 
 
 # ---- bad inputs: one line, exit code 2, nothing started -------------------------------------
