@@ -31,7 +31,7 @@ import aws_cdk as cdk
 
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME, STACK_SUFFIXES
 
-from .config import ConfigError, DeploymentConfig
+from .config import ConfigError, DeploymentConfig, check_context_keys
 from .inference import InferenceStack
 from .ingest import IngestStack
 from .monitoring import MonitoringStack
@@ -89,6 +89,8 @@ def build_app(
     """
     if app is None:
         app = cdk.App(context={**cdk_json_context(), **(context or {})})
+    # Every context key of ours must be known (CDK's own are left alone): a typo fails here.
+    check_context_keys(app.node.get_all_context())
     config = DeploymentConfig.from_context(app.node.try_get_context)
     names = stack_names(config.stack_name)
 

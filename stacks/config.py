@@ -12,15 +12,16 @@ a value this module lets through but the code would reject still fails ``cdk syn
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
-from looking_glass.runtime.parsing import ParseError, Parsers
 from looking_glass.runtime import resources
+from looking_glass.runtime.parsing import ParseError, Parsers
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME
 from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
 from looking_glass.runtime.defaults import (
@@ -63,7 +64,25 @@ DEFAULTS: dict[str, Any] = {
     "training_spot": True,
     "training_max_runtime_hours": 24,
     "training_max_wait_hours": 48,
+    # Encryption at rest (stacks.constructs.encryption)
+    "encryption": "aws-managed",
+    "kms_key_arn": "",
+    # Hardening
+    "worker_root_volume_gb": 100,
+    "training_vpc": False,
+    "training_network_isolation": False,
 }
+# Context keys that belong to CDK, not to this app: feature flags ("@aws-cdk/..."), keys the CLI
+# sets ("aws:cdk:..."), cached look-ups ("availability-zones:account=...") all have one of these
+# characters; cdk.context.json may also hold a few plain ones.
+_CDK_KEY = re.compile(r"[@:/]")
+CDK_PLAIN_KEYS = frozenset({"acknowledged-issue-numbers"})
+# encryption: aws-managed (AWS owned/managed keys, no key to manage) or kms (one customer-managed
+# key: created by the stacks with rotation on, or the user's own named by kms_key_arn).
+ENCRYPTION_MODES = ("aws-managed", "kms")
+_KMS_KEY_ARN = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
 
 # Retention periods CloudWatch Logs accepts, in days, with their aws_logs.RetentionDays names.
 LOG_RETENTION_DAYS = {
@@ -93,6 +112,31 @@ _IMAGE_URI = re.compile(r"^[a-z0-9][a-z0-9._\-/:@]*[a-z0-9]$")
 
 class ConfigError(ParseError):
     """A context value is invalid. The message starts with the context key."""
+
+
+def unknown_context_keys(keys: Iterable[str]) -> list[str]:
+    """The keys among ``keys`` that look like this app's (no ``@``, ``:`` or ``/``, not one of
+    ``CDK_PLAIN_KEYS``) but are not settings it knows (``DEFAULTS``), sorted."""
+    return sorted(
+        key for key in keys
+        if key not in DEFAULTS and key not in CDK_PLAIN_KEYS and not _CDK_KEY.search(key)
+    )
+
+
+def check_context_keys(keys: Iterable[str]) -> None:
+    """Refuse context keys the app does not know (a typo such as ``max_vcpu`` would otherwise be
+    ignored silently, and the default used), naming the known ones."""
+    unknown = unknown_context_keys(keys)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    raise ConfigError(
+        f"unknown context key{'s' if len(unknown) > 1 else ''} {', '.join(hints)} in cdk.json or "
+        f"-c; the known keys are: {', '.join(sorted(DEFAULTS))}"
+    )
 
 
 # The context's typed parsers (looking_glass.runtime.parsing): "KEY=VALUE is not ..." messages,
@@ -150,6 +194,17 @@ class DeploymentConfig:
     training_spot: bool
     training_max_runtime_hours: int
     training_max_wait_hours: int
+    # Encryption at rest and hardening
+    encryption: str  # see ENCRYPTION_MODES
+    kms_key_arn: str  # "" the stacks create the key (encryption=kms); else the user's own key
+    worker_root_volume_gb: int  # the Batch instances' encrypted root volume (AMI + worker image)
+    training_vpc: bool  # the training job in a VPC of its own (no internet route, S3 endpoint)
+    training_network_isolation: bool  # the training container has no network access at all
+
+    @property
+    def kms(self) -> bool:
+        """True when the stores use a customer-managed key (``encryption=kms``)."""
+        return self.encryption == "kms"
 
     @property
     def log_retention(self):
@@ -166,6 +221,8 @@ class DeploymentConfig:
     @classmethod
     def from_context(cls, get: Callable[[str], Any] | Mapping[str, Any]) -> DeploymentConfig:
         """Parse from ``node.try_get_context`` (or a plain mapping, for tests)."""
+        if isinstance(get, Mapping):
+            check_context_keys(get)
         lookup = get.get if isinstance(get, Mapping) else get
 
         def raw(key: str) -> Any:
@@ -275,6 +332,25 @@ class DeploymentConfig:
                 f"{max_runtime} (SageMaker requires wait >= runtime for spot training)"
             )
 
+        encryption = _str("encryption", raw("encryption"))
+        if encryption not in ENCRYPTION_MODES:
+            raise ConfigError(f"encryption={encryption!r} is not one of {', '.join(ENCRYPTION_MODES)}")
+        kms_key_arn = _str("kms_key_arn", raw("kms_key_arn"))
+        if kms_key_arn and not _KMS_KEY_ARN.match(kms_key_arn):
+            raise ConfigError(
+                f"kms_key_arn={kms_key_arn!r} is not a KMS key ARN "
+                "(arn:aws:kms:<region>:<account>:key/<key id>; not an alias)"
+            )
+        if kms_key_arn and encryption != "kms":
+            raise ConfigError("kms_key_arn applies to encryption=kms only (pass -c encryption=kms)")
+        if secret_name and template and urlsplit(template).scheme != "https":
+            raise ConfigError(
+                "imagery_secret_name: the imagery token is only sent over HTTPS; "
+                "tile_url_template must start with https://"
+            )
+        training_vpc = _bool("training_vpc", raw("training_vpc"))
+        training_network_isolation = _bool("training_network_isolation", raw("training_network_isolation"))
+
         return cls(
             stack_name=stack_name,
             tile_url_template=template,
@@ -308,4 +384,9 @@ class DeploymentConfig:
             training_spot=training_spot,
             training_max_runtime_hours=max_runtime,
             training_max_wait_hours=max_wait,
+            encryption=encryption,
+            kms_key_arn=kms_key_arn,
+            worker_root_volume_gb=_int("worker_root_volume_gb", raw("worker_root_volume_gb"), 30, 16_384),
+            training_vpc=training_vpc,
+            training_network_isolation=training_network_isolation,
         )

@@ -22,7 +22,7 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 from looking_glass.runtime import resources  # noqa: E402
 from looking_glass.runtime.settings import EnumeratorSettings, WorkerSettings  # noqa: E402
 from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context, stack_names  # noqa: E402
-from stacks.config import DEFAULTS  # noqa: E402
+from stacks.config import DEFAULTS, unknown_context_keys  # noqa: E402
 from stacks.environment import ENV_MODEL_S3_URI  # noqa: E402
 from stacks.ingest import HANDLER  # noqa: E402
 from conftest import REPO_ROOT  # noqa: E402
@@ -749,6 +749,39 @@ def test_command_line_context_strings_are_parsed():
     assert (config.max_vcpus, config.spot, config.instance_types, config.max_workers) == (
         128, False, ("g5.xlarge", "g6.xlarge"), 7,
     )
+
+
+def test_an_unknown_context_key_is_refused_with_the_known_keys():
+    with pytest.raises(ConfigError) as raised:
+        DeploymentConfig.from_context({**cdk_json_context(), "max_vcpu": 8, "spto": "false"})
+    message = str(raised.value)
+    assert message.startswith("unknown context keys max_vcpu (did you mean max_vcpus?), spto (did you mean spot?)")
+    assert "the known keys are: " in message and all(key in message for key in DEFAULTS)
+    with pytest.raises(ConfigError, match="unknown context key max_vcpu "):
+        build_app(context={"max_vcpu": 8}, nag=False)
+
+
+def test_cdk_own_context_keys_are_not_ours_to_check():
+    assert unknown_context_keys(cdk_json_context()) == []  # the feature flags (@aws-cdk/...)
+    cdk_keys = [
+        "aws:cdk:version-reporting",  # set by the CLI
+        "aws:cdk:bundling-stacks",
+        "availability-zones:account=123456789012:region=eu-west-1",  # cdk.context.json look-ups
+        "acknowledged-issue-numbers",
+    ]
+    assert unknown_context_keys([*cdk_keys, *DEFAULTS]) == []
+    assert unknown_context_keys(["maxVcpus", "max-vcpus"]) == ["max-vcpus", "maxVcpus"]
+
+
+def test_app_py_refuses_an_unknown_key_given_as_the_cli_gives_it():
+    # `cdk synth -c max_vcpu=8`: the CLI hands the app its context in CDK_CONTEXT_JSON.
+    env = {**os.environ, **QUIET_NODE_ENV, "CDK_CONTEXT_JSON": json.dumps({**cdk_json_context(), "max_vcpu": "8"})}
+    env.pop("CDK_OUTDIR", None)
+    out = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 1
+    assert "invalid CDK context (cdk.json or -c): unknown context key max_vcpu (did you mean max_vcpus?)" in out.stderr
 
 
 def test_building_the_app_does_not_import_tensorflow():
