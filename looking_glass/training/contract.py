@@ -111,11 +111,14 @@ def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:
 
 @dataclass(frozen=True)
 class TrainingStackOutputs:
+    """What ``train --stack`` needs of a deployed stack: the training bucket and state machine."""
+
     bucket: str
     state_machine_arn: str
 
     @classmethod
     def from_outputs(cls, outputs: dict, stack: str) -> "TrainingStackOutputs":
+        """From a stack's outputs; raises :class:`TrainingRunError` if the training ones are missing."""
         from looking_glass.runtime.resources import OUTPUT_TRAINING_BUCKET, OUTPUT_TRAINING_STATE_MACHINE
 
         missing = [k for k in (OUTPUT_TRAINING_BUCKET, OUTPUT_TRAINING_STATE_MACHINE) if not outputs.get(k)]
@@ -152,6 +155,7 @@ def upload_dataset(s3, bucket: str, data_dir, progress: Callable[[str], None] = 
 
 
 def execution_input(hyperparameters: dict[str, str]) -> str:
+    """The state machine's execution input (JSON): ``{"hyperparameters": {...}}``, or ``{}``."""
     return json.dumps({"hyperparameters": hyperparameters}) if hyperparameters else "{}"
 
 

@@ -8,16 +8,22 @@ The entry point (:mod:`looking_glass.training.entrypoint`) writes the reason to
 
 from __future__ import annotations
 
+from looking_glass.errors import LookingGlassError
+
 EXIT_FAILURE = 1
 EXIT_BAD_HYPERPARAMETERS = 2
 
 
-class HyperparameterError(ValueError):
+class HyperparameterError(LookingGlassError, ValueError):
     """A bad hyperparameter (exit code 2)."""
 
+    exit_code = EXIT_BAD_HYPERPARAMETERS
 
-class TrainingError(RuntimeError):
+
+class TrainingError(LookingGlassError, RuntimeError):
     """A problem with the inputs (channels, checkpoints) that is not a bug (exit code 1)."""
+
+    exit_code = EXIT_FAILURE
 
 
 class Interrupted(Exception):

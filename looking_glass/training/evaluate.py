@@ -37,6 +37,8 @@ def synthetic_eval_set(count: int, seed: int):
 
 
 def prepared_eval_set(data_dir, split: str = "validation"):
+    """Images (N, S, S, 3) uint8, masks (N, S, S) and signed distances (N, S, S, metres) of a
+    prepared dataset's ``split``; raises ``ValueError`` if it has no chips."""
     from looking_glass.datasets.prepare import load_split
 
     data = load_split(data_dir, split)
@@ -46,6 +48,8 @@ def prepared_eval_set(data_dir, split: str = "validation"):
 
 
 def evaluate(segmenter, images: np.ndarray, masks: np.ndarray, batch_size: int = 16) -> dict:
+    """Dataset-level IoU, F1, precision and recall of ``segmenter`` on images (N, S, S, 3) and
+    masks (N, S, S), from pixel counts over all of them; also the counts and the model's id."""
     total = Counts(0, 0, 0)
     for i in range(0, len(images), batch_size):
         predicted = segmenter.predict_masks(images[i : i + batch_size])

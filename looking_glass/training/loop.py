@@ -145,6 +145,14 @@ def make_callbacks(run: Run):
                 return  # an interrupted epoch: handled after fit
             run.finish_epoch(epoch, logs)
 
+    return [StopOnSignal(), EpochEnd(), _tensorboard_callback(run)]  # EpochEnd first: TensorBoard sees its val_* logs
+
+
+def _tensorboard_callback(run: Run):
+    """Keras' TensorBoard callback, or raw scalar events without the tensorboard package; both
+    skip an interrupted epoch."""
+    import keras
+
     def interrupted_epoch():
         return run.stop.signum and run.batches_since_epoch < run.steps
 
@@ -168,4 +176,4 @@ def make_callbacks(run: Run):
                     write_epoch_scalars(run.paths.tensorboard, epoch, logs or {})
 
         tensorboard = ScalarEvents()
-    return [StopOnSignal(), EpochEnd(), tensorboard]  # EpochEnd first: TensorBoard sees its val_* logs
+    return tensorboard
