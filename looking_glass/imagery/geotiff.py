@@ -160,6 +160,7 @@ class GeoTiffTiles:
         return reader
 
     def close(self) -> None:
+        """Close every dataset opened by any thread."""
         with self._lock:
             for src in self._open:
                 src.close()
@@ -205,6 +206,8 @@ class GeoTiffTiles:
         return data
 
     def fetch(self, x: int, y: int, z: int) -> FetchedTile:
+        """The tile as the worker sees it: no_imagery outside the image, skipped without data or
+        in one colour, else the image (the stretch applied)."""
         data = self.read(x, y, z)
         if data is None:
             return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason="outside the image")

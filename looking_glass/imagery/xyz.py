@@ -34,11 +34,15 @@ MAX_RETRY_AFTER_S = 60.0
 
 
 class TransientTileError(RuntimeError):
-    pass
+    """The tile cannot be read now (network, throttling, refused token): retry later, never a
+    final status."""
 
 
 @dataclass
 class FetchedTile:
+    """One tile from an imagery source: an image, or a final status (``imagery.status``) and
+    its reason."""
+
     x: int
     y: int
     z: int
@@ -92,6 +96,7 @@ class RedactFilter(logging.Filter):
         self.secrets = [v for v in secrets if v]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the secrets in the record's message (always keeps the record)."""
         message = record.getMessage()
         if any(v in message for v in self.secrets):
             for v in self.secrets:
@@ -139,12 +144,16 @@ class TileFetcher:
                 logging.getLogger(name).addFilter(redact)
 
     def url(self, x: int, y: int, z: int) -> str:
+        """The tile's URL (with the token where the template has ``{token}``)."""
         return expand_template(self.url_template, x, y, z, self._token)
 
     def close(self) -> None:
+        """Close the HTTP session."""
         self.session.close()
 
     def fetch(self, x: int, y: int, z: int) -> FetchedTile:
+        """The tile over HTTP with retries: an image, or no_imagery (404/204), failed (other
+        4xx, undecodable) or skipped (blank); TransientTileError when it cannot be had now."""
         url = self.url(x, y, z)
         last_error = ""
         for attempt in range(self.retries + 1):
@@ -184,6 +193,8 @@ class TileFetcher:
 
 
 def decode_tile(x: int, y: int, z: int, data: bytes) -> FetchedTile:
+    """Image bytes (PNG, JPEG, ...) to a FetchedTile: failed when undecodable or not 256x256,
+    skipped when fully transparent or one colour, else the RGB image."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()

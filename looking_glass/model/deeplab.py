@@ -89,6 +89,7 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Raise ValueError naming the first field that does not describe a buildable model."""
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose from {list(BACKBONES)}")
         if self.head not in HEADS:
@@ -120,9 +121,11 @@ class ModelConfig:
 
     @property
     def aspp_rates(self) -> tuple[int, int, int]:
+        """The ASPP atrous rates for this output stride (6, 12, 18 at 16; doubled at 8)."""
         return ASPP_RATES[self.output_stride]
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict (what model sidecars store)."""
         return asdict(self)
 
 

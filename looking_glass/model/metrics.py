@@ -165,10 +165,12 @@ dice = f1
 
 
 def precision(y_true, y_pred, threshold: float = 0.5):
+    """Pixel precision tp / (tp + fp) of probabilities ``y_pred`` at ``threshold`` (Keras metric)."""
     return _scores(*_binary_counts(y_true, y_pred, threshold))["precision"]
 
 
 def recall(y_true, y_pred, threshold: float = 0.5):
+    """Pixel recall tp / (tp + fn) of probabilities ``y_pred`` at ``threshold`` (Keras metric)."""
     return _scores(*_binary_counts(y_true, y_pred, threshold))["recall"]
 
 
@@ -254,6 +256,7 @@ class Counts(NamedTuple):
         return self.__add__(other)
 
     def scores(self) -> dict:
+        """Precision, recall, F1 and IoU of these counts (:func:`scores_from_counts`)."""
         return scores_from_counts(self.tp, self.fp, self.fn)
 
 

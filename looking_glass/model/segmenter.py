@@ -25,6 +25,9 @@ UNTRAINED_CONFIG = {"alpha": 0.35, "aspp_filters": 64, "decoder_filters": 64}
 
 @dataclass
 class ModelInfo:
+    """What the sidecar says about a model: id, version, whether it was trained, a description,
+    its head and the probability threshold of a building pixel."""
+
     model_id: str
     version: str
     trained: bool
@@ -52,6 +55,8 @@ class Segmenter:
 
     @classmethod
     def load(cls, model_path: str = "") -> "Segmenter":
+        """The Keras model at ``model_path`` with its sidecar; "" means the shipped model, or an
+        untrained DeepLab V3+ (``UNTRAINED_CONFIG``) when none is shipped."""
         import keras
 
         path = Path(model_path) if model_path else SHIPPED_MODEL

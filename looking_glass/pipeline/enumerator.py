@@ -33,6 +33,8 @@ SQS_BATCH = 10
 
 @dataclass(frozen=True)
 class AoiObject:
+    """An uploaded AOI object: where it is, its version and ETag (which name its job)."""
+
     bucket: str
     key: str
     version: str | None
@@ -67,6 +69,8 @@ def objects_from_s3_event(event: dict) -> list[AoiObject]:
 
 
 class Enumerator:
+    """Turns an uploaded AOI into a job: record, work units on the tile queue, workers."""
+
     def __init__(self, session, resources: DeployedResources, settings: EnumeratorSettings, launcher):
         self.s3 = session.client("s3")
         self.sqs = session.client(

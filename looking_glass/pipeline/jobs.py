@@ -35,10 +35,12 @@ class JobError(LookingGlassError, RuntimeError):
 
 
 def store_for(dep: Deployment) -> ResultsStore:
+    """The deployment's results table."""
     return ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
 
 
 def get_job(store: ResultsStore, job_id: str) -> dict:
+    """The job record; JobError when there is none."""
     job = store.get_job(job_id)
     if job is None:
         raise JobError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)")
@@ -74,6 +76,7 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None) -> 
 
 
 def submit(dep: Deployment, data: bytes, filename: str, label: str | None = None) -> dict:
+    """Upload an AOI (GeoJSON bytes) to the trigger bucket; returns the job id and what was sent."""
     body, name, aoi, tiles = prepare_submission(data, filename, label)
     job_id = upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
     return {
@@ -148,6 +151,7 @@ def dead_letters(sqs, dlq_url: str, job_id: str, hold_s: int = 60) -> list[dict]
 
 
 def release(sqs, dlq_url: str, messages: list[dict]) -> None:
+    """Make received dead-letter messages visible again at once (10 per request)."""
     for i in range(0, len(messages), 10):
         sqs.change_message_visibility_batch(
             QueueUrl=dlq_url,
@@ -157,6 +161,7 @@ def release(sqs, dlq_url: str, messages: list[dict]) -> None:
 
 
 def queue_depth(sqs, url: str) -> int:
+    """Messages on the queue, visible or in flight (SQS's approximate counts)."""
     attrs = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]

@@ -49,6 +49,7 @@ class UnknownJob(RuntimeError):
 
 
 def utc_now() -> str:
+    """The current UTC time as ISO 8601 to the second (the table's timestamps)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -92,6 +93,9 @@ def json_value(value):
 
 @dataclass(frozen=True)
 class TileResult:
+    """The final result of one tile: its status (``imagery.status``), building area (m2, as the
+    stored Decimal), building pixels, and a reason or mask key where there is one."""
+
     x: int
     y: int
     z: int
@@ -103,6 +107,7 @@ class TileResult:
     mask_key: str | None = None
 
     def item(self, job_id: str, provenance: dict) -> dict:
+        """The tile's table item for ``job_id`` with the model/imagery ``provenance`` fields."""
         item = {
             TABLE_PARTITION_KEY: job_id,
             TABLE_SORT_KEY: TILE_SORT_PREFIX + self.quadkey,
@@ -134,6 +139,8 @@ def unmarshal(item: dict) -> dict:
 
 
 class ResultsStore:
+    """The results table (``table``) through a boto3 DynamoDB client: job records and tile items."""
+
     def __init__(self, dynamodb_client, table: str):
         self.ddb = dynamodb_client
         self.table = table
@@ -143,6 +150,7 @@ class ResultsStore:
         return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: JOB_SORT_KEY})
 
     def get_job(self, job_id: str) -> dict | None:
+        """The job record (strongly consistent read), None when there is none."""
         resp = self.ddb.get_item(TableName=self.table, Key=self._job_key(job_id), ConsistentRead=True)
         return unmarshal(resp["Item"]) if "Item" in resp else None
 
@@ -200,6 +208,7 @@ class ResultsStore:
         return True
 
     def fail_job(self, job_id: str, reason: str, attributes: dict | None = None) -> None:
+        """Mark the job FAILED with ``reason`` (and further ``attributes``), finished now."""
         self.update_job(
             job_id,
             {"status": FAILED, "reason": reason, "finished_at": utc_now(), **(attributes or {})},

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerStats:
+    """What one worker did: messages, new and already-stored tiles, malformed and transient units."""
+
     messages: int = 0
     tiles_new: int = 0
     tiles_seen: int = 0
@@ -49,6 +51,8 @@ class WorkerStats:
 
 @dataclass
 class Prefetched:
+    """A received message with its unit and fetched tiles (prefetch stage)."""
+
     message: dict
     unit: WorkUnit
     tiles: list[FetchedTile]
@@ -57,16 +61,21 @@ class Prefetched:
 
 @dataclass
 class Inferred:
+    """A prefetched unit with its tile results and pending mask uploads (inference stage)."""
+
     item: Prefetched
     results: list[TileResult]
     uploads: list  # futures of the mask uploads, which must finish before the results are stored
 
 
 def mask_key(job_id: str, x: int, y: int, z: int) -> str:
+    """The masks bucket key of a tile's mask PNG."""
     return f"masks/{job_id}/{z}/{x}/{y}.png"
 
 
 class Worker:
+    """Takes work units off the tile queue: fetch, infer, store, in three overlapping stages."""
+
     def __init__(
         self,
         session,
@@ -111,6 +120,7 @@ class Worker:
         signal.signal(signal.SIGINT, on_term)
 
     def run(self) -> WorkerStats:
+        """Work until the queue stays empty for ``idle_exit_s`` or SIGTERM/SIGINT; the stats."""
         self.heartbeat.start()
         handoff: queue.Queue[Prefetched | None] = queue.Queue(maxsize=2)
         to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=2)

@@ -25,18 +25,23 @@ class MalformedMessage(ValueError):
 
 @dataclass(frozen=True)
 class WorkUnit:
+    """One SQS message: tiles of one job at ``zoom`` as runs ``(y, x_start, x_stop)``, half-open."""
+
     job_id: str
     zoom: int
     runs: tuple[tuple[int, int, int], ...]
 
     @property
     def tile_count(self) -> int:
+        """Number of tiles in the unit."""
         return sum(x1 - x0 for _, x0, x1 in self.runs)
 
     def tiles(self) -> list[tuple[int, int, int]]:
+        """Every tile as (x, y, zoom), run by run."""
         return [(x, y, self.zoom) for y, x0, x1 in self.runs for x in range(x0, x1)]
 
     def to_json(self) -> str:
+        """The message body (compact JSON with the schema version ``v``)."""
         return json.dumps(
             {"v": SCHEMA_VERSION, "job_id": self.job_id, "z": self.zoom, "runs": self.runs},
             separators=(",", ":"),

@@ -19,6 +19,7 @@ plain = json_value
 
 
 def tile_counts(items: list[dict]) -> dict[str, int]:
+    """Number of tile items per status, every status of ``TILE_STATUSES`` present."""
     counts = {s: 0 for s in TILE_STATUSES}
     for item in items:
         counts[item["status"]] += 1
@@ -50,10 +51,12 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
 
 
 def write_json(path: Path, doc: dict) -> None:
+    """Write ``doc`` (Decimals made plain) as indented JSON to ``path``."""
     path.write_text(json.dumps(plain(doc), indent=2) + "\n")
 
 
 def summary_table(summary: dict) -> str:
+    """The scalar entries of a summary as a boxed two-column text table."""
     rows = [(k, _fmt(v)) for k, v in summary.items() if not isinstance(v, (dict, list))]
     kw = max(len(k) for k, _ in rows)
     vw = max(len(v) for _, v in rows)

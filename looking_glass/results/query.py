@@ -130,6 +130,7 @@ def _xyz(quadkey: str) -> tuple[int, int, int]:
 
 
 def per_tile_rows(items: list[dict]) -> list[dict]:
+    """One row per tile item (sorted by quadkey) with its status counts, areas and density."""
     rows = []
     for item in sorted(items, key=lambda i: i["quadkey"]):
         x, y, z = _xyz(item["quadkey"])
@@ -301,6 +302,7 @@ def _cell(v) -> str:
 
 
 def format_table(mode: str, rows: list[dict], tot: dict) -> str:
+    """Rows of ``mode`` (``tile``, ``zoom``, ``within``) and totals as an aligned text table."""
     cols = COLUMNS[mode]
     body = [[_cell(r.get(c)) for c in cols] for r in rows]
     key = cols[0]
@@ -323,6 +325,7 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
 
 
 def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
+    """Rows of ``mode`` and a TOTAL row as CSV (numbers through :func:`json_value`)."""
     cols = COLUMNS[mode]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -334,6 +337,8 @@ def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
 
 
 def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
+    """Rows as a FeatureCollection: tile squares (:func:`looking_glass.grid.tile_polygon`) or the
+    user polygons (``within``), with the job id and totals as foreign members."""
     cols = COLUMNS[mode]
     features = []
     for r in rows:
@@ -349,6 +354,7 @@ def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
 
 
 def render(fmt: str, mode: str, rows: list[dict], tot: dict, job_id: str) -> str:
+    """Rows in one of ``FORMATS``; ResultsError for another format."""
     if fmt == "table":
         return format_table(mode, rows, tot)
     if fmt == "csv":

@@ -92,6 +92,7 @@ class ResourceNames:
 
     @classmethod
     def for_prefix(cls, prefix: str = "looking-glass") -> "ResourceNames":
+        """The embedded run's names: ``<prefix>-trigger``, ``<prefix>-masks``, ..."""
         return cls(
             trigger_bucket=f"{prefix}-trigger",
             masks_bucket=f"{prefix}-masks",
@@ -141,6 +142,7 @@ class DeployedResources:
     tile_dlq_url: str
 
     def to_env(self) -> dict[str, str]:
+        """The ``LG_*`` environment variables through which a process finds these resources."""
         return {
             ENV_TRIGGER_BUCKET: self.trigger_bucket,
             ENV_MASKS_BUCKET: self.masks_bucket,
@@ -151,6 +153,7 @@ class DeployedResources:
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "DeployedResources":
+        """The resources named by the ``LG_*`` variables of ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         keys = {
             "trigger_bucket": ENV_TRIGGER_BUCKET,

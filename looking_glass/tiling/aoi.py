@@ -36,6 +36,8 @@ class AoiError(LookingGlassError, ValueError):
 
 @dataclass
 class Aoi:
+    """A validated AOI: its (Multi)Polygon in lon/lat, a name and the warnings of its checks."""
+
     geometry: shapely.Geometry  # (Multi)Polygon in lon/lat degrees, clipped to web-mercator
     name: str
     warnings: list[str] = field(default_factory=list)

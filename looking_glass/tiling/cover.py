@@ -181,6 +181,7 @@ def tile_runs(geom: shapely.Geometry, zoom: int = ZOOM) -> np.ndarray:
 
 
 def count_tiles(runs: np.ndarray) -> int:
+    """Number of tiles in the runs ((n, 3) rows of y, x_start, x_stop, half-open)."""
     return int((runs[:, 2] - runs[:, 1]).sum()) if len(runs) else 0
 
 

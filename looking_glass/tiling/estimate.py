@@ -22,6 +22,9 @@ SQS_MESSAGES_PER_REQUEST = 10
 
 @dataclass(frozen=True)
 class Estimate:
+    """What an AOI will cost: tiles, their ground area (km2), SQS messages and send requests,
+    worker hours and USD at the given throughput (tiles/s) and price (USD per instance-hour)."""
+
     tiles: int
     tiles_area_km2: float
     sqs_messages: int
@@ -32,6 +35,7 @@ class Estimate:
     price_per_hour: float
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-able dict (``looking-glass estimate --json``)."""
         return asdict(self)
 
 
@@ -50,6 +54,8 @@ def estimate(
     tiles_per_second: float = DEFAULT_TILES_PER_SECOND,
     price_per_hour: float = DEFAULT_PRICE_PER_HOUR,
 ) -> Estimate:
+    """The cost of the tile cover ``runs`` ((n, 3) int64 rows of y, x_start, x_stop) at
+    ``zoom``; ValueError for a non-positive throughput or message size or a negative price."""
     if tiles_per_second <= 0 or price_per_hour < 0 or tiles_per_message < 1:
         raise ValueError("tiles_per_second must be > 0, price_per_hour >= 0, tiles_per_message >= 1")
     # Messages as the enumerator packs them: runs are split, never merged across a message.
