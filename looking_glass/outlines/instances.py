@@ -56,7 +56,7 @@ def sdt_instances(sdt_m, threshold_m: float = 0.0, split_depth_m: float = 1.0) -
     ``split_depth_m`` is the least depth (metres) of the saddle between two peaks for them to be
     two buildings; larger values split less. Every building region gets at least one instance.
     """
-    from skimage.morphology import h_maxima
+    from skimage.morphology import local_maxima, reconstruction
     from skimage.segmentation import watershed
 
     d = _check_2d(sdt_m, "the signed-distance head").astype(np.float64, copy=False)
@@ -65,10 +65,15 @@ def sdt_instances(sdt_m, threshold_m: float = 0.0, split_depth_m: float = 1.0) -
     mask = d > threshold_m
     if not mask.any():
         return np.zeros(d.shape, np.int32), 0
-    # Background is flattened to the threshold so its noise makes no peaks; h-maxima of the rest.
+    # Background is flattened to the threshold so its noise makes no peaks. The h-maxima: the
+    # regional maxima of the field reconstructed (by dilation) from itself lowered by h. Each peak
+    # deeper than h becomes one plateau there, the whole ridge of a slanted or pixelated building
+    # included (its small ups and downs are below h), so a building gets one marker, not one per
+    # ridge pixel.
     field = np.where(mask, d, threshold_m)
-    peaks = h_maxima(field, split_depth_m).astype(bool) & mask
-    markers, n = ndimage.label(peaks, structure=_FOUR)
+    domes = reconstruction(field - split_depth_m, field, method="dilation")
+    peaks = local_maxima(domes, connectivity=2, allow_borders=True) & mask
+    markers, n = ndimage.label(peaks, structure=np.ones((3, 3), bool))
     labels = watershed(-field, markers, mask=mask, connectivity=1)
     # A building region too shallow for any h-maximum (thinner than split_depth_m) or a marker
     # that is only diagonally connected leaves unlabelled or split pixels: give those regions
