@@ -127,3 +127,17 @@ def test_mask_png_as_the_worker_stores_it_reads_back():
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")
     assert np.array_equal(read_mask_png(buf.getvalue()), mask)
+
+
+def test_synthetic_truth_is_the_rendered_mask_area_in_parallel_too():
+    from looking_glass.datasets.synthetic import render_tile
+    from looking_glass.model.segmenter import building_area_m2
+    from looking_glass.results.truth import synthetic_truth_areas
+
+    tiles = [(150000 + i % 8, 130000 + i // 8, Z) for i in range(32)]
+    parallel = synthetic_truth_areas(tiles, processes=2)
+    assert len(parallel) == 32
+    for i in (0, 13, 31):
+        x, y, z = tiles[i]
+        assert parallel[i] == building_area_m2(render_tile(z, x, y)[1], x, y, z)
+    assert synthetic_truth_areas(tiles[:3], processes=2) == [parallel[0], parallel[1], parallel[2]]  # serial
