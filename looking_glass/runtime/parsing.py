@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from looking_glass.errors import LookingGlassError
 
@@ -79,7 +79,7 @@ class Wording:
     """
 
     #: The expected kind of value, as the messages name it.
-    what: Mapping[str, str] = {
+    what: ClassVar[Mapping[str, str]] = {
         "int": "an integer",
         "float": "a number",
         "finite": "a finite number",
@@ -115,7 +115,7 @@ class Wording:
 class _HyperparameterWording(Wording):
     """``hyperparameter 'key': expected ..., got ...`` (the training job's messages)."""
 
-    what = {**Wording.what, "bool": "true or false"}
+    what: ClassVar[Mapping[str, str]] = {**Wording.what, "bool": "true or false"}
 
     def not_a(self, key: str, raw: Any, kind: str) -> str:
         return f"hyperparameter {key!r}: expected {self.what.get(kind, kind)}, got {raw!r}"

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from looking_glass.runtime.parsing import ParseError, Variables
-from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
 from looking_glass.runtime.defaults import (
     DEFAULT_MAX_TILES_PER_JOB,
     DEFAULT_MAX_WORKERS,
@@ -20,6 +18,8 @@ from looking_glass.runtime.defaults import (
     DEFAULT_TILES_PER_WORKER,
     MAX_TILES_PER_MESSAGE,
 )
+from looking_glass.runtime.parsing import ParseError, Variables
+from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
 
 
 class SettingsError(ParseError):
@@ -89,7 +89,7 @@ class EnumeratorSettings:
     enqueue_threads: int = 16
 
     @classmethod
-    def from_env(cls, environ=None) -> "EnumeratorSettings":
+    def from_env(cls, environ=None) -> EnumeratorSettings:
         """Read and check the variables of ``environ`` (default ``os.environ``)."""
         env = os.environ if environ is None else environ
         var = Variables(env, SettingsError)
@@ -142,7 +142,7 @@ class WorkerSettings:
     mixed_precision: bool = False
 
     @classmethod
-    def from_env(cls, environ=None) -> "WorkerSettings":
+    def from_env(cls, environ=None) -> WorkerSettings:
         """Read and check the variables of ``environ`` (default ``os.environ``), imagery cross-checked."""
         env = os.environ if environ is None else environ
         template = env.get("LG_TILE_URL_TEMPLATE", "")
