@@ -18,6 +18,7 @@ from pathlib import Path
 
 import boto3
 
+from looking_glass.pipeline.enumerator import upload_aoi
 from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
 from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
 from looking_glass.local.tileserver import SyntheticTileServer
@@ -211,13 +212,3 @@ class EmbeddedStack:
     def upload_aoi(self, filename: str, data: bytes) -> str:
         """Upload an AOI to the trigger bucket; returns the id of the job it starts."""
         return upload_aoi(self.session.client("s3"), self.resources.trigger_bucket, filename, data)
-
-
-def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
-    """Upload AOI bytes under the trigger prefix; returns the job id the enumerator will use."""
-    from looking_glass.runtime.resources import TRIGGER_PREFIX
-    from looking_glass.pipeline.store import job_id_for
-
-    key = f"{TRIGGER_PREFIX}{filename}"
-    resp = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
-    return job_id_for(bucket, key, resp["ETag"])

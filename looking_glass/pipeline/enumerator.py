@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, tile_runs
 from looking_glass.grid import ZOOM
-from looking_glass.runtime.resources import DeployedResources
+from looking_glass.runtime.resources import TRIGGER_PREFIX, DeployedResources
 from looking_glass.runtime.settings import EnumeratorSettings
 from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, job_id_for
 from looking_glass.pipeline.workunits import pack_runs
@@ -66,6 +66,15 @@ def objects_from_s3_event(event: dict) -> list[AoiObject]:
         etag = obj.get("eTag") or version or "unknown"
         out.append(AoiObject(bucket, unquote_plus(obj["key"]), version, etag))
     return out
+
+
+def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
+    """Upload AOI bytes (GeoJSON) as ``<TRIGGER_PREFIX><filename>`` to the trigger ``bucket``
+    with the boto3 S3 client ``s3``; returns the id of the job the upload starts
+    (:func:`looking_glass.pipeline.store.job_id_for` of the object's ETag)."""
+    key = f"{TRIGGER_PREFIX}{filename}"
+    resp = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
+    return job_id_for(bucket, key, resp["ETag"])
 
 
 class Enumerator:

@@ -10,17 +10,16 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
-from looking_glass.local.deployment import Deployment
-from looking_glass.local.embedded import upload_aoi
-from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH
+from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH, upload_aoi
 from looking_glass.grid import ZOOM, quadkey
-from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX
+from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
 from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, ResultsStore
 from looking_glass.pipeline.workunits import pack_runs
@@ -34,7 +33,22 @@ class JobError(LookingGlassError, RuntimeError):
     """The operation cannot go ahead; the message says why."""
 
 
-def store_for(dep: Deployment) -> ResultsStore:
+class JobDeployment(Protocol):
+    """What job operations need of a deployment: its kind (``"stack"`` or ``"embedded"``), its
+    resources and boto3 clients. :class:`looking_glass.local.deployment.Deployment` is one; the
+    pipeline does not import it (``local`` builds on ``pipeline``, not the other way round)."""
+
+    kind: str
+    resources: DeployedResources
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client of ``service`` for this deployment."""
+
+    def describe(self) -> str:
+        """The deployment in words, for messages."""
+
+
+def store_for(dep: JobDeployment) -> ResultsStore:
     """The deployment's results table."""
     return ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
 
@@ -75,7 +89,7 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None) -> 
     return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
 
 
-def submit(dep: Deployment, data: bytes, filename: str, label: str | None = None) -> dict:
+def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None) -> dict:
     """Upload an AOI (GeoJSON bytes) to the trigger bucket; returns the job id and what was sent."""
     body, name, aoi, tiles = prepare_submission(data, filename, label)
     job_id = upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
@@ -169,7 +183,7 @@ def queue_depth(sqs, url: str) -> int:
 
 
 # ---- status -------------------------------------------------------------------------------------
-def status(dep: Deployment, job_id: str) -> dict:
+def status(dep: JobDeployment, job_id: str) -> dict:
     """The job record, tile failure reasons (counted) and the job's dead-letter messages."""
     store = store_for(dep)
     job = get_job(store, job_id)
@@ -195,7 +209,7 @@ def status(dep: Deployment, job_id: str) -> dict:
 
 
 # ---- retry --------------------------------------------------------------------------------------
-def _aoi_cover(dep: Deployment, job: dict):
+def _aoi_cover(dep: JobDeployment, job: dict):
     """Zoom-18 tiles of the job's AOI, re-read from the trigger bucket (None if unreadable)."""
     kwargs = {"Bucket": job.get("aoi_bucket"), "Key": job.get("aoi_key")}
     if not kwargs["Bucket"] or not kwargs["Key"]:
@@ -220,7 +234,7 @@ def runs_of(tiles: list[tuple[int, int]]) -> np.ndarray:
     return np.array(runs, dtype=np.int64).reshape(-1, 3)
 
 
-def retry(dep: Deployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False,
+def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False,
           tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE) -> dict:
     """Enqueue again every tile of the job without a final ``done`` (tiles with one of
     ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
@@ -304,7 +318,7 @@ def retry(dep: Deployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, f
     }
 
 
-def launch_workers(dep: Deployment, job: dict, tiles: int) -> str:
+def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
     """Workers for re-enqueued work: on AWS a Batch job like the job's first one; the embedded
     run (``looking-glass up``) starts local workers by itself when work is queued."""
     previous = str(job.get("worker_job") or "")
