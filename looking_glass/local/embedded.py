@@ -89,7 +89,7 @@ class EmbeddedStack:
     def start(self) -> "EmbeddedStack":
         from moto.server import ThreadedMotoServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._log_emulator_errors_to_file()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -150,6 +150,12 @@ class EmbeddedStack:
             self.geotiff.close()
         if hasattr(self, "moto"):
             self.moto.stop()
+        if getattr(self, "_moto_log", None):
+            logger = logging.getLogger("werkzeug")
+            logger.removeHandler(self._moto_log)
+            logger.propagate = self._werkzeug_propagate
+            self._moto_log.close()
+            self._moto_log = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -161,6 +167,17 @@ class EmbeddedStack:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def _log_emulator_errors_to_file(self) -> None:
+        """moto's HTTP server (werkzeug) logs a traceback for each request it fails internally
+        (e.g. a concurrent DynamoDB transaction; the client retries it): into
+        ``work_dir/logs/moto.log``, not over the demo's output."""
+        logger = logging.getLogger("werkzeug")
+        logger.setLevel(logging.ERROR)
+        (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._moto_log = logging.FileHandler(self.work_dir / "logs" / "moto.log", delay=True)
+        logger.addHandler(self._moto_log)
+        self._werkzeug_propagate, logger.propagate = logger.propagate, False
 
     def _serve_geotiff(self) -> dict[str, str]:
         """Start the tile server of the GeoTIFF source (staged into the embedded S3 first when
