@@ -128,7 +128,7 @@ def add_run_options(parser: argparse.ArgumentParser, truth: bool = False) -> Non
              "(path or s3://bucket/key.tif); default: the synthetic world",
     )
     parser.add_argument("--bands", help="GeoTIFF bands as R,G,B (e.g. 3,2,1) or one grey band (default: 1 or 1,2,3)")
-    if "--model" not in parser._option_string_actions:  # noqa: SLF001 - argparse has no public lookup
+    if "--model" not in parser._option_string_actions:
         parser.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: the shipped model)")
     if truth:
         parser.add_argument(
@@ -205,7 +205,7 @@ def _lonlat_outline(tiles):
     import shapely
     from rasterio.warp import transform
 
-    outline = tiles._outline  # noqa: SLF001 - the worker's definition of "inside the image"
+    outline = tiles._outline
     xs, ys = np.asarray(outline.exterior.coords).T
     lon, lat = transform("EPSG:3857", "EPSG:4326", list(xs), list(ys))
     return shapely.Polygon(np.column_stack([lon, lat]))

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import io
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

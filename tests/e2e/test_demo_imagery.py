@@ -11,9 +11,9 @@ import mercantile
 import numpy as np
 import pytest
 import shapely
+from conftest import SPACENET_SAMPLE, run_cli
 from pyproj import Transformer
 
-from conftest import SPACENET_SAMPLE, run_cli
 from looking_glass.cli.main import main
 from looking_glass.grid import pixel_row_areas_m2
 
@@ -162,13 +162,12 @@ def test_a_geotiff_on_s3_without_truth_gives_the_same_areas_and_no_reference(
 def test_up_serves_the_geotiff_and_gives_its_workers_the_image_and_the_model(tmp_path, tiny_model):
     import argparse
     import threading
+    import time
 
     import requests
 
     from looking_glass.local.deployment import run_embedded
     from looking_glass.local.inputs import add_run_options, validated_inputs
-    import time
-
     from looking_glass.pipeline import launchers
 
     parser = argparse.ArgumentParser()
@@ -249,7 +248,7 @@ def test_bad_inputs_are_one_line_and_exit_2_before_anything_starts(
 ):
     argv = [a(tmp_path) if callable(a) else a for a in argv]
     extra = ["--out", str(tmp_path / "out")] if command == "demo" else ["--embedded", str(tmp_path / "state.json")]
-    code, out, err = run_cli(capsys, command, *extra, *argv)
+    code, _, err = run_cli(capsys, command, *extra, *argv)
     assert code == 2
     assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "state.json").exists()

@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-
 from conftest import SPACENET_SAMPLE
+
 from looking_glass.local.inputs import (
     EXIT_BAD_INPUT,
     InputError,

@@ -8,9 +8,9 @@ import mercantile
 import numpy as np
 import pytest
 import shapely
+from conftest import SPACENET_SAMPLE
 from pyproj import Transformer
 
-from conftest import SPACENET_SAMPLE
 from looking_glass.results.truth import TruthError, accuracy, load_truth, read_mask_png, tile_truth_areas
 
 Z = 18
