@@ -104,6 +104,8 @@ def run_demo(
     aoi = parse_aoi(data, default_name=Path(aoi_filename).stem)  # refuse a bad AOI before upload
 
     worker_env = {"LG_MODEL_PATH": model_path} if model_path else {}
+    if truth is not None:
+        worker_env["LG_WRITE_MASKS"] = "true"  # the pixel scores read the stored masks back
     reference = None
     with EmbeddedStack(out_dir, workers=workers, worker_env=worker_env, imagery=imagery) as stack:
         job_id = stack.upload_aoi(aoi_filename, data)

@@ -141,3 +141,25 @@ def test_synthetic_truth_is_the_rendered_mask_area_in_parallel_too():
         x, y, z = tiles[i]
         assert parallel[i] == building_area_m2(render_tile(z, x, y)[1], x, y, z)
     assert synthetic_truth_areas(tiles[:3], processes=2) == [parallel[0], parallel[1], parallel[2]]  # serial
+
+
+def test_results_geojson_and_map_carry_the_reference_where_given(tmp_path):
+    from PIL import Image
+
+    from looking_glass.results.figures import draw_map, results_geojson
+
+    t = mercantile.tile(-84.4790, 33.6385, Z)
+    items = [
+        {"quadkey": mercantile.quadkey(t.x + i, t.y, Z), "x": t.x + i, "y": t.y, "z": Z,
+         "status": "done" if i < 2 else "failed", "building_area_m2": 100.0 * i}
+        for i in range(3)
+    ]
+    truth = {items[0]["quadkey"]: 12.3456, items[1]["quadkey"]: 0.0}
+    props = [f["properties"] for f in results_geojson(items, truth_m2=truth)["features"]]
+    assert [p.get("truth_area_m2") for p in props] == [12.346, 0.0, None]
+    assert all("truth_area_m2" not in f["properties"] for f in results_geojson(items)["features"])
+    nowhere = "http://127.0.0.1:9/{z}/{x}/{y}.png"  # no imagery: grey squares under the tiles
+    draw_map(items, nowhere, tmp_path / "one.png", "one panel")
+    draw_map(items, nowhere, tmp_path / "two.png", "two panels", truth_m2=truth)
+    with Image.open(tmp_path / "one.png") as one, Image.open(tmp_path / "two.png") as two:
+        assert two.size[0] > 1.5 * one.size[0]
