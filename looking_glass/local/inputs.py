@@ -211,6 +211,25 @@ def _lonlat_outline(tiles):
     return shapely.Polygon(np.column_stack([lon, lat]))
 
 
+def probe_template(template: str, aoi_geometry, timeout_s: float = 10.0) -> None:
+    """Ask the tile server for the AOI's first zoom-18 tile once: any answer but 401/403 will do
+    (a 404 is a tile without imagery). Raises InputError when the server cannot be reached or
+    refuses access, which the workers would otherwise retry until the demo times out."""
+    import requests
+
+    from looking_glass.imagery.xyz import expand_template, public_imagery_name
+    from looking_glass.tiling.cover import iter_tiles, tile_runs
+
+    x, y, z = next(iter(iter_tiles(tile_runs(aoi_geometry))))
+    name = public_imagery_name(template)
+    try:
+        resp = requests.get(expand_template(template, x, y, z), timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise InputError(f"--imagery {name}: cannot reach the tile server ({type(exc).__name__})") from None
+    if resp.status_code in (401, 403):
+        raise InputError(f"--imagery {name}: the tile server refused access (HTTP {resp.status_code})")
+
+
 def validate_truth(path: str | None):
     """Footprints read by prepare's reader, or None. Raises InputError."""
     if not path:
@@ -246,10 +265,12 @@ def validated_inputs(args, session=None) -> RunInputs:
             raise InputError(f"--aoi {aoi}: no such file")
         data = p.read_bytes()
         try:
-            parse_aoi(data, default_name=p.stem)
+            parsed = parse_aoi(data, default_name=p.stem)
         except AoiError as exc:
             raise InputError(f"--aoi {aoi}: {exc}") from None
         inputs.aoi_bytes, inputs.aoi_filename = data, p.name
+        if inputs.imagery is not None and inputs.imagery.kind == "xyz":
+            probe_template(inputs.imagery.source, parsed.geometry)
     elif hasattr(args, "aoi") and inputs.imagery is not None:
         if inputs.imagery.kind == "xyz":
             raise InputError("--imagery with a URL template needs --aoi (a template has no extent)")

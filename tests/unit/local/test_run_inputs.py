@@ -63,13 +63,28 @@ def test_a_geotiff_without_aoi_runs_on_its_footprint():
     assert inputs.truth.count == 43
 
 
-def test_a_template_runs_on_the_given_aoi(tmp_path):
+def small_aoi(tmp_path) -> str:
     aoi = tmp_path / "a.geojson"
     aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [0.001, 0], [0.001, 0.001], [0, 0]]]}))
-    inputs = validated_inputs(args("--imagery", TEMPLATE, "--aoi", str(aoi)))
+    return str(aoi)
+
+
+def test_a_template_runs_on_the_given_aoi(tmp_path, tile_server):
+    template = tile_server.url_template
+    inputs = validated_inputs(args("--imagery", template, "--aoi", small_aoi(tmp_path)))
     assert inputs.imagery.kind == "xyz"
-    assert inputs.worker_env() == {"LG_TILE_URL_TEMPLATE": TEMPLATE, "LG_IMAGERY_GEOTIFF": ""}
+    assert inputs.worker_env() == {"LG_TILE_URL_TEMPLATE": template, "LG_IMAGERY_GEOTIFF": ""}
     assert inputs.aoi_filename == "a.geojson"
+
+
+def test_a_tile_server_that_cannot_be_reached_or_refuses_access_is_refused(tmp_path, fault_tiles):
+    with pytest.raises(InputError, match=re.escape("--imagery http://127.0.0.1:9/{z}/{x}/{y}.png: cannot reach")):
+        validated_inputs(args("--imagery", TEMPLATE, "--aoi", small_aoi(tmp_path)))
+    fault_tiles.set_fault(18, 131072, 131071, "server_error", status=403)  # the AOI's first tile
+    with pytest.raises(InputError, match="refused access \\(HTTP 403\\)"):
+        validated_inputs(args("--imagery", fault_tiles.url_template, "--aoi", small_aoi(tmp_path)))
+    fault_tiles.set_fault(18, 131072, 131071, "not_found")  # a tile without imagery is fine
+    assert validated_inputs(args("--imagery", fault_tiles.url_template, "--aoi", small_aoi(tmp_path))).imagery
 
 
 def test_bands_and_model_reach_the_worker_settings(tmp_path):
