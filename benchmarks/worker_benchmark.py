@@ -31,7 +31,7 @@ import numpy as np
 import requests
 
 from looking_glass.local.embedded import LOCAL_AWS_ENV
-from looking_glass.imagery.xyz import decode_tile
+from looking_glass.imagery.tiles import decode_tile
 from looking_glass.model.segmenter import Segmenter, building_area_m2
 from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
 from looking_glass.runtime.settings import WorkerSettings

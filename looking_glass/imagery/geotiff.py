@@ -30,7 +30,7 @@ import numpy as np
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, tile_box
-from looking_glass.imagery.xyz import FetchedTile, TransientTileError, classify_rgb
+from looking_glass.imagery.tiles import FetchedTile, TransientTileError, classify_rgb
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,

@@ -3,7 +3,8 @@
 Two sources (README "Imagery sources"): an XYZ/TMS URL template fetched over HTTP
 (:class:`TileFetcher`, optionally with an API token from Secrets Manager), or a GeoTIFF/COG read as
 zoom-18 web-mercator tiles (:class:`looking_glass.imagery.geotiff.GeoTiffTiles`). Both hand the
-worker :class:`FetchedTile`; :func:`open_imagery` builds the one the settings name.
+worker :class:`~looking_glass.imagery.tiles.FetchedTile`; :func:`open_imagery` builds the one the
+settings name.
 
 Outcomes: an image; ``no_imagery`` (404/204); ``skipped`` (a blank, single-colour or fully
 transparent tile); ``failed`` (corrupt, not an image, wrong size: no retry can fix these);
@@ -13,42 +14,20 @@ queue for redelivery, and so reaches the dead-letter queue if it never succeeds)
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import time
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import numpy as np
 import requests
-from PIL import Image, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
 
 from looking_glass.errors import LookingGlassError
-from looking_glass.grid import TILE_SIZE
 from looking_glass.runtime.settings import DEFAULT_TOKEN_HEADER, TEMPLATE_FIELD, WorkerSettings
-from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
+from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY
+from looking_glass.imagery.tiles import FetchedTile, TransientTileError, decode_tile
 
 MAX_RETRY_AFTER_S = 60.0
-
-
-class TransientTileError(RuntimeError):
-    """The tile cannot be read now (network, throttling, refused token): retry later, never a
-    final status."""
-
-
-@dataclass
-class FetchedTile:
-    """One tile from an imagery source: an image, or a final status (``imagery.status``) and
-    its reason."""
-
-    x: int
-    y: int
-    z: int
-    image: np.ndarray | None = None  # (256, 256, 3) uint8 when the tile has imagery
-    status: str | None = None  # set when there is no image: no_imagery, skipped, failed
-    reason: str | None = None
 
 
 class ImagerySourceError(LookingGlassError, RuntimeError):
@@ -190,29 +169,6 @@ class TileFetcher:
             except ValueError:
                 pass
         time.sleep(min(8.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.0))  # full-ish jitter
-
-
-def decode_tile(x: int, y: int, z: int, data: bytes) -> FetchedTile:
-    """Image bytes (PNG, JPEG, ...) to a FetchedTile: failed when undecodable or not 256x256,
-    skipped when fully transparent or one colour, else the RGB image."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.size != (TILE_SIZE, TILE_SIZE):
-                return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"tile is {img.size[0]}x{img.size[1]}, not {TILE_SIZE}x{TILE_SIZE}")
-            rgba = np.asarray(img.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"not a decodable image: {exc}"[:300])
-    if (rgba[..., 3] == 0).all():
-        return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
-    return classify_rgb(x, y, z, rgba[..., :3])
-
-
-def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray) -> FetchedTile:
-    """A (256, 256, 3) uint8 tile with some data: an image, or ``skipped`` when it is blank."""
-    if (rgb == rgb[0, 0]).all():
-        return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="blank (single colour)")
-    return FetchedTile(x, y, z, image=np.ascontiguousarray(rgb))
 
 
 def open_imagery(settings: WorkerSettings, session=None):

@@ -25,7 +25,8 @@ from PIL import Image
 
 from looking_glass.grid import quadkey
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
-from looking_glass.imagery.xyz import FetchedTile, TransientTileError, open_imagery, public_imagery_name  # noqa: F401
+from looking_glass.imagery.tiles import FetchedTile, TransientTileError
+from looking_glass.imagery.xyz import open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
 from looking_glass.runtime.resources import DeployedResources
 from looking_glass.runtime.settings import WorkerSettings

@@ -15,10 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
+from looking_glass.imagery.tiles import TransientTileError
 from looking_glass.imagery.xyz import (
     ImagerySourceError,
     TileFetcher,
-    TransientTileError,
     expand_template,
     open_imagery,
     public_imagery_name,
