@@ -105,8 +105,13 @@ def tile_area_m2(y, zoom: int = ZOOM):
     (returns an array of the same shape)."""
     ys = np.asarray(y, dtype=np.int64)
     unique, inverse = np.unique(ys.ravel(), return_inverse=True)
-    per_row = np.array([pixel_row_areas_m2(0, int(r), zoom).sum() * TILE_SIZE for r in unique])
-    areas = per_row[inverse].reshape(ys.shape) if len(unique) else np.zeros(ys.shape)
+    per_row = np.empty(len(unique))
+    offsets = (np.arange(TILE_SIZE) + 0.5) / TILE_SIZE  # pixel-row centres, as pixel_row_areas_m2
+    for start in range(0, len(unique), 4096):  # (rows, 256) blocks: bounded memory
+        lats = lat_of_row_edge(unique[start : start + 4096, None] + offsets, zoom)
+        res = EQUATOR_M_PER_PX_Z0 * np.cos(np.radians(lats)) / 2**zoom
+        per_row[start : start + 4096] = (res * res).sum(axis=1) * TILE_SIZE
+    areas = per_row[inverse].reshape(ys.shape)
     return float(areas) if np.ndim(y) == 0 else areas
 
 
