@@ -30,6 +30,7 @@ __all__ = [
     "m_per_px",
     "px_area_m2",
     "rfc7946",
+    "rfc7946_all",
     "tile_of_world_px",
     "to_lonlat",
     "to_world_px",
@@ -61,9 +62,20 @@ def rfc7946(geom):
     return geom
 
 
+def rfc7946_all(geoms: np.ndarray) -> np.ndarray:
+    """:func:`rfc7946` of every geometry of an array (vectorised with shapely >= 2.1)."""
+    if hasattr(shapely, "orient_polygons"):
+        return shapely.orient_polygons(geoms, exterior_cw=False)
+    out = np.empty(len(geoms), dtype=object)
+    out[:] = [rfc7946(g) for g in geoms]
+    return out
+
+
 def to_lonlat(geom, zoom: int, size: int = TILE_SIZE):
-    """A shapely geometry in world pixels -> the same in lon/lat degrees, RFC 7946 oriented."""
-    return rfc7946(shapely.transform(geom, lambda xy: world_px_to_lonlat(xy, zoom, size)))
+    """A shapely geometry (or an array of them) in world pixels -> the same in lon/lat degrees,
+    RFC 7946 oriented."""
+    moved = shapely.transform(geom, lambda xy: world_px_to_lonlat(xy, zoom, size))
+    return rfc7946_all(moved) if isinstance(moved, np.ndarray) else rfc7946(moved)
 
 
 def to_world_px(geom, zoom: int, size: int = TILE_SIZE):
@@ -71,10 +83,12 @@ def to_world_px(geom, zoom: int, size: int = TILE_SIZE):
     return shapely.transform(geom, lambda xy: lonlat_to_world_px(xy, zoom, size))
 
 
-def m_per_px(world_py: float, zoom: int, size: int = TILE_SIZE) -> float:
-    """Ground metres per pixel at world pixel row ``world_py`` (a ``size`` px tile grid at ``zoom``)."""
-    lat = float(lat_of_row_edge(world_py / size, zoom))
-    return ground_resolution_m(lat, zoom) * TILE_SIZE / size
+def m_per_px(world_py, zoom: int, size: int = TILE_SIZE):
+    """Ground metres per pixel at world pixel row(s) ``world_py`` (scalar or array) of a ``size``
+    px tile grid at ``zoom``."""
+    if np.ndim(world_py) == 0:
+        return ground_resolution_m(float(lat_of_row_edge(world_py / size, zoom)), zoom) * TILE_SIZE / size
+    return np.sqrt(px_area_m2(world_py, zoom, size))
 
 
 def px_area_m2(world_py, zoom: int, size: int = TILE_SIZE):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import shapely
 
-__all__ = ["dominant_angle", "regularise", "simplify"]
+__all__ = ["dominant_angle", "regularise", "simplify", "simplify_all"]
 
 
 def simplify(poly, tolerance_px: float):
@@ -31,6 +31,17 @@ def simplify(poly, tolerance_px: float):
         return poly
     out = shapely.simplify(poly, tolerance_px, preserve_topology=True)
     return poly if out.is_empty or not out.is_valid else out
+
+
+def simplify_all(polys: np.ndarray, tolerance_px) -> np.ndarray:
+    """:func:`simplify` of every polygon of an array (``tolerance_px`` one number or one per
+    polygon), vectorised; a polygon that would come out empty or invalid is kept as it was."""
+    polys = np.asarray(polys, dtype=object)
+    tol = np.broadcast_to(np.asarray(tolerance_px, dtype=float), polys.shape)
+    out = shapely.simplify(polys, np.maximum(tol, 0.0), preserve_topology=True)
+    bad = (tol <= 0) | shapely.is_empty(out) | ~shapely.is_valid(out)
+    out[bad] = polys[bad]
+    return out
 
 
 def _edges(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,8 +39,8 @@ import numpy as np
 import shapely
 
 from looking_glass.outlines.errors import OutlinesError
-from looking_glass.outlines.georef import area_m2, m_per_px, tile_of_world_px, to_lonlat
-from looking_glass.outlines.shapes import regularise, simplify
+from looking_glass.outlines.georef import area_m2, m_per_px, to_lonlat
+from looking_glass.outlines.shapes import regularise, simplify_all
 from looking_glass.outlines.vectorize import TilePieces, tile_pieces
 
 __all__ = ["Building", "OutlineOptions", "Stitcher", "count_by_tile", "outline_tiles"]
@@ -168,11 +168,11 @@ class Stitcher:
                                 "tiles must come in row-major order (y, then x), each once")
         self._last = (y, x)
         self.tiles_added += 1
-        out: list[Building] = []
+        done: list = []  # (pieces, tiles) of the buildings finished by this tile
         touching = pieces.touching()
         for label, geom in pieces.polygons.items():
             if label not in touching:
-                out.extend(self._finalise([geom], 1))
+                done.append(([geom], 1))
                 continue
             key = (x, y, label)
             self._uf.add(key)
@@ -193,12 +193,11 @@ class Stitcher:
                            (x + dx, y + dy, other[0][theirs], (other[1] or {}).get(theirs)))
         self._edges[(x, y)] = (pieces.edges, pieces.values)
         self._forget_edges(x, y)
-        out.extend(self._pop_finished((y, x)))
-        return out
+        return self._finalise(done + self._pop_finished((y, x)))
 
     def finish(self) -> list[Building]:
         """The buildings still open (call once after the last tile)."""
-        out = self._pop_finished((float("inf"), float("inf")))
+        out = self._finalise(self._pop_finished((float("inf"), float("inf"))))
         self._edges.clear()
         return out
 
@@ -250,8 +249,8 @@ class Stitcher:
             for key in [k for k in self._edges if k[1] < y - 1]:
                 del self._edges[key]
 
-    def _pop_finished(self, now) -> list[Building]:
-        out: list[Building] = []
+    def _pop_finished(self, now) -> list:
+        out: list = []
         while self._heap and self._heap[0][0] <= now:
             due, root = heapq.heappop(self._heap)
             if self._due.get(root) != due:
@@ -262,30 +261,38 @@ class Stitcher:
             for k in keys:
                 del self._uf.parent[k]
                 self._peaks.pop(k, None)
-            out.extend(self._finalise(geoms, len({k[:2] for k in keys})))
+            out.append((geoms, len({k[:2] for k in keys})))
         return out
 
     # ---- finished buildings ---------------------------------------------------------------------
-    def _finalise(self, geoms: list, n_tiles: int) -> list[Building]:
+    def _finalise(self, groups: list) -> list[Building]:
+        """Buildings of finished groups ((pieces, tiles) pairs), shapely-vectorised over them."""
+        if not groups:
+            return []
         opts, z, size = self.options, self._zoom, self._size
-        merged = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        polys = list(merged.geoms) if merged.geom_type == "MultiPolygon" else [merged]
+        merged = np.empty(len(groups), dtype=object)
+        merged[:] = [g[0] if len(g) == 1 else shapely.union_all(g) for g, _ in groups]
+        polys, index = shapely.get_parts(merged, return_index=True)
+        n_tiles = np.array([n for _, n in groups])[index]
+        keep = ~shapely.is_empty(polys) & (area_m2(polys, z, size) >= opts.min_area_m2)
+        polys, n_tiles = polys[keep], n_tiles[keep]
+        if len(polys) == 0:
+            return []
+        tol = opts.simplify
+        if opts.simplify_unit == "m" and tol > 0:
+            tol = tol / m_per_px(shapely.get_y(shapely.centroid(polys)), z, size)
+        shapes = simplify_all(polys, tol)
+        if opts.regularise:
+            shapes[:] = [regularise(p) for p in shapes]
+        cent = shapely.centroid(shapes)
+        point = np.where(shapely.contains(shapes, cent), cent, shapely.point_on_surface(shapes))
+        tx = np.floor(shapely.get_x(point) / size).astype(np.int64)
+        ty = np.floor(shapely.get_y(point) / size).astype(np.int64)
+        areas = area_m2(shapes, z, size)
+        lonlat = to_lonlat(shapes, z, size)
         out = []
-        for poly in polys:
-            if poly.is_empty or area_m2(poly, z, size) < opts.min_area_m2:
-                continue
-            tol = opts.simplify
-            if opts.simplify_unit == "m" and tol > 0:
-                tol = tol / m_per_px(poly.centroid.y, z, size)
-            shape = simplify(poly, tol)
-            if opts.regularise:
-                shape = regularise(shape)
-            point = shape.centroid
-            if not shape.contains(point):
-                point = shape.representative_point()
-            tile = tile_of_world_px(point.x, point.y, z, size)
-            out.append(Building(self._next_id, to_lonlat(shape, z, size), float(area_m2(shape, z, size)),
-                                tile, n_tiles))
+        for i in range(len(shapes)):
+            out.append(Building(self._next_id, lonlat[i], float(areas[i]), (z, int(tx[i]), int(ty[i])), int(n_tiles[i])))
             self._next_id += 1
         return out
 
@@ -293,16 +300,19 @@ class Stitcher:
 def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[Building]:
     """Buildings of a stream of ``((z, x, y), prediction)`` pairs in row-major order (y, then x),
     or of :class:`TilePieces` already computed. Yields each building as soon as it is finished."""
+    import rasterio
+
     opts = options or OutlineOptions()
     stitcher = Stitcher(opts)
-    for item in predictions:
-        if isinstance(item, TilePieces):
-            pieces = item
-        else:
-            (z, x, y), prediction = item
-            pieces = tile_pieces(prediction, z, x, y, opts.head, threshold=opts.threshold,
-                                 split_depth_m=opts.split_depth_m)
-        yield from stitcher.add(pieces)
+    with rasterio.Env():  # one GDAL environment for all the tiles' tracing
+        for item in predictions:
+            if isinstance(item, TilePieces):
+                pieces = item
+            else:
+                (z, x, y), prediction = item
+                pieces = tile_pieces(prediction, z, x, y, opts.head, threshold=opts.threshold,
+                                     split_depth_m=opts.split_depth_m)
+            yield from stitcher.add(pieces)
     yield from stitcher.finish()
 
 

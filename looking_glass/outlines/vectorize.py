@@ -57,10 +57,10 @@ class TilePieces:
 
     def touching(self) -> set[int]:
         """Labels of the pieces that touch any tile edge (the ones stitching has to wait for)."""
-        out: set[int] = set()
-        for vec in self.edges.values():
-            out.update(int(v) for v in np.unique(vec) if v)
-        return out
+        if not self.edges:
+            return set()
+        labels = np.unique(np.concatenate(list(self.edges.values())))
+        return set(labels[labels > 0].tolist())
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: polygons as WKB hex, edges run-length encoded ``[value, count, ...]``."""
@@ -116,12 +116,17 @@ def trace_labels(labels: np.ndarray, origin: tuple[float, float] = (0.0, 0.0)) -
     from affine import Affine
     from rasterio.features import shapes
 
-    lab = np.ascontiguousarray(labels, dtype=np.int32)
-    transform = Affine(1.0, 0.0, float(origin[0]), 0.0, 1.0, float(origin[1]))
+    lab = np.asarray(labels, dtype=np.int32)
+    rows, cols = np.flatnonzero(lab.any(axis=1)), np.flatnonzero(lab.any(axis=0))
+    if len(rows) == 0:
+        return {}
+    r0, c0 = int(rows[0]), int(cols[0])  # trace only the bounding box of the buildings
+    lab = np.ascontiguousarray(lab[r0:int(rows[-1]) + 1, c0:int(cols[-1]) + 1])
+    transform = Affine(1.0, 0.0, float(origin[0]) + c0, 0.0, 1.0, float(origin[1]) + r0)
     parts: dict[int, list] = {}
     for geom, value in shapes(lab, mask=lab > 0, connectivity=4, transform=transform):
-        rings = geom["coordinates"]
-        poly = shapely.Polygon(rings[0], rings[1:])
+        rings = [np.asarray(r, dtype=float) for r in geom["coordinates"]]
+        poly = shapely.polygons(rings[0], holes=rings[1:] or None)
         parts.setdefault(int(value), []).append(poly)
     return {k: (v[0] if len(v) == 1 else shapely.MultiPolygon(v)) for k, v in parts.items()}
 
@@ -140,12 +145,12 @@ def tile_pieces(prediction, z: int, x: int, y: int, head: str = "binary", *, thr
     labels, n = instances(prediction, head, threshold=threshold, split_depth_m=split_depth_m)
     pieces = pieces_from_labels(labels, z, x, y)
     if head == "sdt":
-        from scipy import ndimage
-
         sdt = np.asarray(prediction, dtype=np.float32).reshape(labels.shape)
         pieces.values = label_edges(sdt)
-        peaks = ndimage.maximum(sdt, labels, index=np.arange(1, n + 1)) if n else []
-        pieces.peaks = {i: float(v) for i, v in enumerate(np.atleast_1d(peaks), start=1)}
+        inside = labels > 0
+        peaks = np.full(n + 1, -np.inf, np.float32)
+        np.maximum.at(peaks, labels[inside], sdt[inside])
+        pieces.peaks = {i: float(peaks[i]) for i in range(1, n + 1)}
     return pieces
 
 

@@ -1,0 +1,174 @@
+"""Building outlines for the demo's 314 synthetic tiles: tiles/s, peak memory and object F1.
+
+The tiles are the demo's: the zoom-18 cover of the sample AOI (``looking_glass/data``), in
+row-major order. Predictions are the synthetic world's exact truth masks (``--source truth``; the
+sdt head gets their signed distance in metres) or the shipped model's probabilities
+(``--source model``, needs the ``ml`` extra). They are rendered first and kept in a memory-mapped
+file, so the timed part reads them as a worker would and Python's allocation tracer
+(``tracemalloc``) sees only what outlining holds: instance labelling, tracing, stitching,
+simplification (and regularisation with ``--regularise``) and a GeoJSON export, streamed.
+
+Object F1 (SpaceNet rule, IoU >= 0.5) is against the world's buildings, the 4-connected regions
+of the truth masks stitched across tiles. Memory is also measured on the first quarter of the
+rows, to show that it does not grow with the job.
+
+    .venv/bin/python benchmarks/outlines_benchmark.py [--source truth|model] [--head binary|sdt]
+        [--regularise] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from looking_glass.datasets.labels import signed_distance_m  # noqa: E402
+from looking_glass.datasets.synthetic import render_tile  # noqa: E402
+from looking_glass.grid import ground_resolution_m, tile_center_lat  # noqa: E402
+from looking_glass.local.demo import sample_aoi_bytes  # noqa: E402
+from looking_glass.outlines.evaluate import evaluate_polygons  # noqa: E402
+from looking_glass.outlines.exports import write_geojson  # noqa: E402
+from looking_glass.outlines.stitch import OutlineOptions, Stitcher, outline_tiles  # noqa: E402
+from looking_glass.outlines.vectorize import tile_pieces  # noqa: E402
+from looking_glass.tiling.aoi import parse_aoi  # noqa: E402
+from looking_glass.tiling.cover import iter_tiles, tile_runs  # noqa: E402
+
+S = 256
+
+
+def demo_tiles() -> list[tuple[int, int, int]]:
+    aoi = parse_aoi(sample_aoi_bytes(), default_name="sample_aoi")
+    return [(z, x, y) for x, y, z in iter_tiles(tile_runs(aoi.geometry, 18))]
+
+
+def render(tiles, source: str, head: str, folder: Path):
+    """Memory-mapped (n, S, S) float32 predictions and (n, S, S) bool truth masks."""
+    pred = np.lib.format.open_memmap(folder / "pred.npy", mode="w+", dtype=np.float32, shape=(len(tiles), S, S))
+    truth = np.lib.format.open_memmap(folder / "truth.npy", mode="w+", dtype=bool, shape=(len(tiles), S, S))
+    segmenter = None
+    if source == "model":
+        from looking_glass.model.segmenter import Segmenter
+
+        segmenter = Segmenter.load()
+        head = segmenter.info.head
+    batch = []
+    for i, (z, x, y) in enumerate(tiles):
+        image, mask = render_tile(z, x, y)
+        truth[i] = mask
+        if segmenter is None:
+            pred[i] = mask if head == "binary" else signed_distance_m(mask, ground_resolution_m(tile_center_lat(x, y, z), z))
+        else:
+            batch.append((i, image))
+            if len(batch) == 16 or i == len(tiles) - 1:
+                out = np.asarray(segmenter.model.predict_on_batch(np.stack([b[1] for b in batch]).astype(np.float32)))
+                for (j, _), p in zip(batch, out[..., 0]):
+                    pred[j] = p
+                batch = []
+    pred.flush()
+    truth.flush()
+    return pred, truth, head
+
+
+def _pieces(args):
+    (z, x, y), path, i, opts = args
+    pred = np.load(path, mmap_mode="r")
+    return tile_pieces(np.asarray(pred[i]), z, x, y, opts.head, threshold=opts.threshold,
+                       split_depth_m=opts.split_depth_m)
+
+
+def run(tiles, pred_path: Path, opts: OutlineOptions, out: Path, workers: int) -> dict:
+    """Outline the tiles into ``out`` (GeoJSON), timing and tracing memory (libraries are imported
+    before, as in a running worker)."""
+    import rasterio.features  # noqa: F401
+    import skimage.segmentation  # noqa: F401
+
+    pred = np.load(pred_path, mmap_mode="r")
+    stitcher = Stitcher(opts)
+    counts: dict = {}
+
+    def buildings():
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                jobs = [(t, pred_path, i, opts) for i, t in enumerate(tiles)]
+                for pieces in pool.map(_pieces, jobs, chunksize=8):
+                    yield from stitcher.add(pieces)
+            yield from stitcher.finish()
+        else:
+            yield from outline_tiles(((t, np.asarray(pred[i])) for i, t in enumerate(tiles)), opts)
+
+    def counted(items):
+        for b in items:
+            counts[b.tile] = counts.get(b.tile, 0) + 1
+            yield b
+
+    tracemalloc.start()
+    started, cpu = time.perf_counter(), time.process_time()
+    n = write_geojson(counted(buildings()), out)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"tiles": len(tiles), "buildings": n, "seconds": seconds, "tiles_per_s": len(tiles) / seconds, "cpu_s": cpu,
+            "peak_mib": peak / 2**20, "tiles_with_buildings": len(counts)}
+
+
+def truth_buildings(tiles, truth_path: Path, out: Path) -> int:
+    """The world's buildings: regions of the truth masks, stitched, exact pixel edges."""
+    truth = np.load(truth_path, mmap_mode="r")
+    stitcher = Stitcher(OutlineOptions(simplify=0, min_area_m2=5.0))
+
+    def items():
+        for i, (z, x, y) in enumerate(tiles):
+            yield from stitcher.add(tile_pieces(np.asarray(truth[i], dtype=np.float32), z, x, y))
+        yield from stitcher.finish()
+
+    return write_geojson(items(), out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", choices=["truth", "model"], default="truth")
+    ap.add_argument("--head", choices=["binary", "sdt"], default="binary", help="for --source truth")
+    ap.add_argument("--regularise", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="processes for per-tile labelling and tracing")
+    ap.add_argument("--cache", type=Path, help="keep the rendered predictions in this folder and reuse them")
+    args = ap.parse_args(argv)
+    tiles = demo_tiles()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if args.cache is not None:
+            folder = args.cache / f"{args.source}-{args.head}"
+            folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        if (folder / "head").exists():
+            head = (folder / "head").read_text()
+            print(f"reusing the {len(tiles)} rendered tiles in {folder}")
+        else:
+            _, _, head = render(tiles, args.source, args.head, folder)
+            (folder / "head").write_text(head)
+            print(f"rendered {len(tiles)} tiles ({args.source}, {head} head) in {time.perf_counter() - t0:.1f} s "
+                  "(not timed below)")
+        opts = OutlineOptions(head=head, regularise=args.regularise)
+        quarter = [t for t in tiles if t[2] < tiles[0][2] + (tiles[-1][2] - tiles[0][2] + 1) // 4]
+        small = run(quarter, folder / "pred.npy", opts, folder / "q.geojson", args.workers)
+        full = run(tiles, folder / "pred.npy", opts, folder / "pred.geojson", args.workers)
+        truth_n = truth_buildings(tiles, folder / "truth.npy", folder / "truth.geojson")
+        score = evaluate_polygons(folder / "pred.geojson", folder / "truth.geojson", iou=0.5)
+    print(f"options: {opts}")
+    for name, r in (("first quarter", small), ("all", full)):
+        print(f"{name:>13}: {r['tiles']} tiles, {r['buildings']} buildings in {r['seconds']:.2f} s = "
+              f"{r['tiles_per_s']:.0f} tiles/s (main process CPU {r['cpu_s']:.2f} s), peak traced memory {r['peak_mib']:.1f} MiB (workers={args.workers})")
+    print(f"object scores vs {truth_n} truth buildings (IoU >= 0.5): tp {score['tp']} fp {score['fp']} fn {score['fn']} "
+          f"precision {score['precision']:.3f} recall {score['recall']:.3f} f1 {score['f1']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
