@@ -262,7 +262,7 @@ def validated_inputs(args, session=None) -> RunInputs:
     if aoi:
         p = Path(aoi)
         if not p.is_file():
-            raise InputError(f"--aoi {aoi}: no such file")
+            raise InputError(f"--aoi {aoi}: AOI file not found")
         data = p.read_bytes()
         try:
             parsed = parse_aoi(data, default_name=p.stem)
