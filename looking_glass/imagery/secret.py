@@ -57,6 +57,25 @@ def token_from_secret_string(value: str, secret_id: str) -> str:
     return text
 
 
+def header_safe(token: str) -> bool:
+    """Whether ``token`` can be an HTTP header value as sent: printable ASCII (and inner spaces)
+    only. Anything else (a newline, a non-ASCII letter) would be refused or mangled by the HTTP
+    library in the middle of a run, with the value in its error."""
+    return all(32 <= ord(c) < 127 for c in token) and token == token.strip()
+
+
+def check_header_token(token: str, secret_id: str, header: str) -> str:
+    """``token`` if it can be sent in ``header``; else ImagerySecretError, whose message shows no
+    part of the token (not even its length)."""
+    if not header_safe(token):
+        raise ImagerySecretError(
+            f"imagery secret {secret_id!r} holds a token with characters an HTTP header cannot "
+            f"carry (it is sent in the {header} header; only printable ASCII is possible): "
+            "store the token as issued, or put {token} in the URL template"
+        )
+    return token
+
+
 def read_imagery_token(session, secret_id: str) -> str:
     """The token held by ``secret_id`` (a name or ARN), or ImagerySecretError saying why not."""
     for name in _BOTOCORE_BODY_LOGGERS:

@@ -23,7 +23,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from looking_glass.errors import LookingGlassError
-from looking_glass.runtime.settings import DEFAULT_TOKEN_HEADER, TEMPLATE_FIELD, WorkerSettings
+from looking_glass.runtime.settings import (
+    DEFAULT_TOKEN_HEADER,
+    TEMPLATE_FIELD,
+    WorkerSettings,
+    token_transport_ok,
+)
+from looking_glass.imagery.secret import header_safe
 from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError, decode_tile
 
@@ -84,6 +90,27 @@ class RedactFilter(logging.Filter):
         return True
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or ""), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+class _TokenSession(requests.Session):
+    """A session that sends the token header to the template's origin only: a redirect to
+    another host, port or scheme is followed without it. (requests itself drops only an
+    ``Authorization`` header, and only when the host changes.)"""
+
+    def __init__(self, origin: tuple[str, str, int | None], token_header: str) -> None:
+        super().__init__()
+        self._origin = origin
+        self._token_header = token_header
+
+    def rebuild_auth(self, prepared_request, response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if _origin(prepared_request.url) != self._origin:
+            prepared_request.headers.pop(self._token_header, None)
+
+
 # Loggers that see request URLs or headers of the tile downloads.
 _HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests")
 
@@ -92,7 +119,9 @@ class TileFetcher:
     """Tiles of an XYZ/TMS URL template over HTTP. With ``token``, the API token goes into the
     template's ``{token}`` or, without one, into the ``token_header`` HTTP header (the
     ``Authorization`` header as ``Bearer <token>``, any other header as the token itself). The
-    token never appears in a FetchedTile, an exception message or a log line."""
+    token never appears in a FetchedTile, an exception message or a log line. It is sent over
+    HTTPS only (plain HTTP to this machine aside, see ``settings.token_transport_ok``), and the
+    header never follows a redirect to another host, port or scheme."""
 
     def __init__(
         self,
@@ -108,14 +137,22 @@ class TileFetcher:
         self.timeout_s = timeout_s
         self.retries = retries
         self._token = token
-        self.session = requests.Session()
+        in_url = "token" in TEMPLATE_FIELD.findall(url_template)
+        header = "" if token is None or in_url else (token_header or DEFAULT_TOKEN_HEADER)
+        if token is not None and not token_transport_ok(url_template):
+            raise ImagerySourceError(
+                f"the imagery token is only sent over HTTPS, and {self.public_name} is not"
+            )
+        if header and not header_safe(token):
+            raise ImagerySourceError(
+                f"the imagery token has characters the {header} HTTP header cannot carry"
+            )
+        self.session = _TokenSession(_origin(url_template), header) if header else requests.Session()
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if token is not None:
-            in_url = "token" in TEMPLATE_FIELD.findall(url_template)
-            if not in_url:
-                header = token_header or DEFAULT_TOKEN_HEADER
+            if header:
                 value = f"Bearer {token}" if header.lower() == "authorization" else token
                 self.session.headers[header] = value
             redact = RedactFilter(token, quote(token, safe=""))
@@ -186,10 +223,12 @@ def open_imagery(settings: WorkerSettings, session=None):
     if settings.imagery_secret:
         import boto3
 
-        from looking_glass.imagery.secret import ImagerySecretError, read_imagery_token
+        from looking_glass.imagery.secret import ImagerySecretError, check_header_token, read_imagery_token
 
         try:
             token = read_imagery_token(session or boto3.session.Session(), settings.imagery_secret)
+            if settings.imagery_token_header:  # else it goes URL-escaped into {token}
+                check_header_token(token, settings.imagery_secret, settings.imagery_token_header)
         except ImagerySecretError as exc:
             raise ImagerySourceError(str(exc)) from None
     return TileFetcher(

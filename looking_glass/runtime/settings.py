@@ -36,6 +36,22 @@ SECRET_ID = re.compile(r"^([A-Za-z0-9/_+=.@-]{1,512}|arn:aws[a-z-]*:secretsmanag
 HTTP_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 # Where the token goes when the template has no {token}: this header, as "Bearer <token>".
 DEFAULT_TOKEN_HEADER = "Authorization"
+# The hosts an http:// template may send the imagery token to: this machine (the local tile
+# server of the tests and the embedded run). To any other host the token goes over HTTPS only.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def token_transport_ok(url: str) -> bool:
+    """Whether the imagery token may be sent to ``url`` (a template or a URL): over HTTPS, or
+    over plain HTTP to this machine only (``LOOPBACK_HOSTS``)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    try:
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme == "http" and host in LOOPBACK_HOSTS
 
 
 def validate_tile_url_template(template: str) -> str:
@@ -204,6 +220,11 @@ def _imagery_settings(env, template: str, geotiff: str) -> dict:
             )
         if secret and not has_placeholder and not header:
             header = DEFAULT_TOKEN_HEADER  # "Authorization: Bearer <token>"
+        if secret and not token_transport_ok(template):
+            raise SettingsError(
+                f"{ENV_IMAGERY_SECRET} is set but LG_TILE_URL_TEMPLATE is not https://: the "
+                "imagery token is only sent over HTTPS"
+            )
     return dict(
         tile_url_template=template,
         imagery_geotiff=geotiff,

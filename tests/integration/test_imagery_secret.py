@@ -227,6 +227,7 @@ def test_bad_token_settings_name_the_variable(env, message):
 
 
 def test_token_settings_that_are_accepted():
+    T = "https://tiles.local/{z}/{x}/{y}.png"  # a token goes over HTTPS only (test_token_transport)
     s = WorkerSettings.from_env({"LG_TILE_URL_TEMPLATE": T, "LG_IMAGERY_SECRET": "looking-glass/imagery-token"})
     assert s.imagery_secret == "looking-glass/imagery-token" and s.imagery_token_header == "Authorization"
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lg/token-AbCdEf"
