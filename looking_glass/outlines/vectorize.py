@@ -62,6 +62,25 @@ class TilePieces:
         labels = np.unique(np.concatenate(list(self.edges.values())))
         return set(labels[labels > 0].tolist())
 
+    def local_count(self, min_area_m2: float = 5.0) -> int:
+        """This tile's ``building_count`` without its neighbours, for a worker that sees one tile:
+        the pieces that touch neither the tile's north nor its west edge (a building cut by tile
+        edges is counted once, in the tile of its north-west piece; exact for buildings that are
+        convex along the grid, off by one for e.g. an L that wraps round a tile corner), pieces
+        inside the tile only if at least ``min_area_m2``. The stitched count
+        (:func:`looking_glass.outlines.stitch.count_by_tile`) is the exact one."""
+        from looking_glass.outlines.georef import area_m2
+
+        north_west = set(np.unique(np.concatenate([self.edges["n"], self.edges["w"]])).tolist()) if self.edges else set()
+        touching = self.touching()
+        n = 0
+        for label, geom in self.polygons.items():
+            if label in north_west:
+                continue
+            if label in touching or area_m2(geom, self.z, self.size) >= min_area_m2:
+                n += 1
+        return n
+
     def to_dict(self) -> dict:
         """A JSON-ready dict: polygons as WKB hex, edges run-length encoded ``[value, count, ...]``."""
         return {

@@ -161,3 +161,14 @@ def test_truth_buildings_crossing_tile_edges_are_not_split(head):
         assert max(shapely.intersection(polys[h], truth).area for h in hits) / truth.area > 0.99
     assert split / len(crossing) < 0.01
     assert len(out) == len(boxes)
+
+
+def test_a_worker_seeing_one_tile_counts_cut_buildings_once():
+    m = np.zeros((2 * S, 2 * S), bool)
+    m[220:300, 200:320] = True  # four tiles
+    m[10:30, 240:270] = True  # two tiles, side by side
+    m[400:402, 10:12] = True  # a 4 px speck: 1.4 m2
+    m[100:120, 100:120] = True
+    local = {t: tile_pieces(a.astype(np.float32), *t).local_count(min_area_m2=5.0) for t, a in cut_tiles(m)}
+    assert sum(local.values()) == 3
+    assert sum(local.values()) == sum(count_by_tile(run(m, OutlineOptions(simplify=0, min_area_m2=5.0))).values())
