@@ -145,7 +145,8 @@ def trace_labels(labels: np.ndarray, origin: tuple[float, float] = (0.0, 0.0)) -
     parts: dict[int, list] = {}
     for geom, value in shapes(lab, mask=lab > 0, connectivity=4, transform=transform):
         rings = [np.asarray(r, dtype=float) for r in geom["coordinates"]]
-        poly = shapely.polygons(rings[0], holes=rings[1:] or None)
+        holes = [shapely.linearrings(r) for r in rings[1:]] or None
+        poly = shapely.polygons(rings[0], holes=holes)
         parts.setdefault(int(value), []).append(poly)
     return {k: (v[0] if len(v) == 1 else shapely.MultiPolygon(v)) for k, v in parts.items()}
 

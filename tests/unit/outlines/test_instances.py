@@ -78,10 +78,11 @@ def test_traced_polygons_are_exact_pixel_polygons_with_holes():
     m = np.zeros((32, 32), bool)
     m[4:20, 4:20] = True
     m[8:12, 8:12] = False  # a courtyard
+    m[14:16, 6:9] = False  # and a smaller one, of another shape
     labels, _ = binary_instances(m)
     polys = trace_labels(labels, origin=(100, 200))
     (poly,) = polys.values()
-    assert poly.geom_type == "Polygon" and len(poly.interiors) == 1
+    assert poly.geom_type == "Polygon" and len(poly.interiors) == 2
     assert poly.area == m.sum()
     assert poly.bounds == (104.0, 204.0, 120.0, 220.0)
 
