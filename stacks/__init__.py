@@ -98,12 +98,14 @@ def build_app(
         app,
         names["Storage"],
         description="Looking Glass: AOI trigger bucket, masks bucket, access logs, results table",
+        config=config,
     )
     inference = InferenceStack(
         app,
         names["Inference"],
         description="Looking Glass: tile queue, VPC and AWS Batch GPU inference workers",
         config=config,
+        key=storage.data_key,
         trigger_bucket=storage.trigger_bucket,
         masks_bucket=storage.masks_bucket,
         results_table=storage.results_table,
@@ -113,6 +115,7 @@ def build_app(
         names["Ingest"],
         description="Looking Glass: tile-enumerator Lambda on AOI uploads",
         config=config,
+        key=storage.data_key,
         trigger_bucket=storage.trigger_bucket,
         masks_bucket=storage.masks_bucket,
         results_table=storage.results_table,
@@ -126,12 +129,14 @@ def build_app(
         names["Training"],
         description="Looking Glass: training data bucket and SageMaker training state machine",
         config=config,
+        key=storage.data_key,
     )
     monitoring = MonitoringStack(
         app,
         names["Monitoring"],
         description="Looking Glass: CloudWatch dashboard and alarms",
         config=config,
+        key=storage.data_key,
         tile_queue=inference.tile_queue,
         tile_dlq=inference.tile_dlq,
         enumerator=ingest.function,
@@ -144,6 +149,9 @@ def build_app(
         cdk.Tags.of(stack).add("project", "looking-glass")
         cdk.Tags.of(stack).add("deployment", config.stack_name)
 
+    from .nag import skip_checkov_on_cdk_handlers
+
+    skip_checkov_on_cdk_handlers(app)
     if nag:
         from .nag import add_nag_checks
 

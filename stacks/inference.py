@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -29,23 +30,25 @@ class InferenceStack(Stack):
         construct_id: str,
         *,
         config: DeploymentConfig,
+        key: kms.IKey | None = None,
         trigger_bucket: s3.IBucket,
         masks_bucket: s3.IBucket,
         results_table: dynamodb.ITable,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        queues = TileQueues(self)
+        queues = TileQueues(self, key=key)
         self.tile_queue = queues.queue
         self.tile_dlq = queues.dead_letter_queue
         self.dlq_alarm = queues.dead_letter_alarm
 
-        network = WorkerNetwork(self, config=config)
+        network = WorkerNetwork(self, config=config, key=key)
         self.vpc = network.vpc
 
         workers = BatchWorkers(
             self,
             config=config,
+            key=key,
             vpc=network.vpc,
             subnets=network.worker_subnets,
             trigger_bucket=trigger_bucket,
@@ -55,6 +58,7 @@ class InferenceStack(Stack):
             tile_dlq=self.tile_dlq,
         )
         self.compute_environment = workers.compute_environment
+        self.launch_template = workers.launch_template
         self.job_queue = workers.job_queue
         self.job_role = workers.job_role
         self.log_group = workers.log_group

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -29,6 +30,7 @@ class IngestStack(Stack):
         construct_id: str,
         *,
         config: DeploymentConfig,
+        key: kms.IKey | None = None,
         trigger_bucket: s3.IBucket,
         masks_bucket: s3.IBucket,
         results_table: dynamodb.ITable,
@@ -42,6 +44,7 @@ class IngestStack(Stack):
         enumerator = TileEnumerator(
             self,
             config=config,
+            key=key,
             trigger_bucket=trigger_bucket,
             masks_bucket=masks_bucket,
             results_table=results_table,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -37,6 +38,7 @@ class MonitoringStack(Stack):
         construct_id: str,
         *,
         config: DeploymentConfig,
+        key: kms.IKey | None = None,
         tile_queue: sqs.IQueue,
         tile_dlq: sqs.IQueue,
         enumerator: lambda_.IFunction,
@@ -45,7 +47,7 @@ class MonitoringStack(Stack):
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        batch_jobs = BatchJobEvents(self, config=config, job_queue=job_queue)
+        batch_jobs = BatchJobEvents(self, config=config, job_queue=job_queue, key=key)
         self.batch_events = batch_jobs.log_group
         metrics = PipelineMetrics(
             config=config, tile_queue=tile_queue, tile_dlq=tile_dlq, enumerator=enumerator

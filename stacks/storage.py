@@ -14,7 +14,9 @@ from constructs import Construct
 
 from looking_glass.runtime import resources
 
+from .config import DeploymentConfig
 from .constructs import AccessLogBucket, SecureBucket
+from .constructs.encryption import data_key
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -55,10 +57,14 @@ def add_global_indexes(table: dynamodb.Table) -> None:
 
 
 class StorageStack(Stack):
-    """The trigger, masks and access-log buckets and the results table; outputs their names."""
+    """The trigger, masks and access-log buckets and the results table; outputs their names.
+    With ``encryption=kms``, also the deployment's key ``data_key`` (``DataKey``, see
+    ``stacks.constructs.encryption``), which encrypts the data buckets and the table here and the
+    stores of the other stacks."""
 
-    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.data_key = key = data_key(self, config)
 
         # Target of the server access logs of the data buckets of this stack.
         self.access_logs_bucket = AccessLogBucket(self, "AccessLogsBucket")
@@ -66,13 +72,14 @@ class StorageStack(Stack):
         # AOIs are uploaded here; objects under TRIGGER_PREFIX with TRIGGER_SUFFIX start a job.
         # Versioned: the job id is derived from bucket/key/version, so a re-upload is a new job.
         self.trigger_bucket = SecureBucket(
-            self, "TriggerBucket", access_logs=self.access_logs_bucket, log_prefix="trigger"
+            self, "TriggerBucket", access_logs=self.access_logs_bucket, log_prefix="trigger",
+            encryption_key=key,
         )
 
         # Per-tile building masks written by the workers.
         self.masks_bucket = SecureBucket(
             self, "MasksBucket", access_logs=self.access_logs_bucket, log_prefix="masks",
-            noncurrent_version_days=30,
+            noncurrent_version_days=30, encryption_key=key,
         )
 
         partition_key, sort_key = table_keys()
@@ -85,7 +92,11 @@ class StorageStack(Stack):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            **(
+                dict(encryption=dynamodb.TableEncryption.AWS_MANAGED)
+                if key is None
+                else dict(encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key)
+            ),
             deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
@@ -95,4 +106,7 @@ class StorageStack(Stack):
                   description=f"Upload AOIs as s3://<this>/{resources.TRIGGER_PREFIX}<name>{resources.TRIGGER_SUFFIX}")
         CfnOutput(self, resources.OUTPUT_MASKS_BUCKET, value=self.masks_bucket.bucket_name)
         CfnOutput(self, resources.OUTPUT_RESULTS_TABLE, value=self.results_table.table_name)
+        if key is not None:
+            CfnOutput(self, "DataKeyArn", value=key.key_arn,
+                      description="The key of the deployment's stores (encryption=kms)")
 

@@ -22,6 +22,7 @@ managed spot training is added to CDK's SageMaker task).
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -37,7 +38,15 @@ class TrainingStack(Stack):
     (``TrainingJobRole``) and the state machine that runs it (``TrainingStateMachine``); outputs
     the bucket's name and the state machine's ARN."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        key: kms.IKey | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
 
         # Its own access-log bucket: logging to StorageStack's would make that stack's bucket
@@ -50,11 +59,14 @@ class TrainingStack(Stack):
             access_logs=self.access_logs_bucket,
             log_prefix="training",
             lifecycle_rules=[s3.LifecycleRule(prefix=CHECKPOINTS_PREFIX, expiration=Duration.days(30))],
+            encryption_key=key,
         )
-        self.training_role = TrainingJobRole(self, bucket=self.bucket).role
-        self.state_machine = TrainingStateMachine(
-            self, config=config, bucket=self.bucket, role=self.training_role
-        ).state_machine
+        self.training_role = TrainingJobRole(self, bucket=self.bucket, key=key).role
+        training = TrainingStateMachine(
+            self, config=config, bucket=self.bucket, role=self.training_role, key=key
+        )
+        self.state_machine = training.state_machine
+        self.vpc = training.vpc  # None unless training_vpc
 
         CfnOutput(self, resources.OUTPUT_TRAINING_BUCKET, value=self.bucket.bucket_name)
         CfnOutput(self, resources.OUTPUT_TRAINING_STATE_MACHINE, value=self.state_machine.state_machine_arn)

@@ -1,5 +1,6 @@
 """The building blocks the stacks are composed of, one module per concern.
 
+    encryption     data_key, grant_key_use, grant_send...  (every stack, with encryption=kms)
     buckets        SecureBucket, AccessLogBucket           (StorageStack, TrainingStack)
     grants         grant_table_data                        (item access to the results table)
     queues         terminal_queue, TileQueues              (InferenceStack, IngestStack)

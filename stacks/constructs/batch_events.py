@@ -12,6 +12,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -50,13 +51,21 @@ class BatchJobEvents:
     and the metric filter ``BatchJobsByStatus``, added to ``scope`` (see ``stacks.constructs``).
     ``jobs(status)`` is the metric of one status."""
 
-    def __init__(self, scope: Construct, *, config: DeploymentConfig, job_queue: batch.IJobQueue) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        config: DeploymentConfig,
+        job_queue: batch.IJobQueue,
+        key: kms.IKey | None = None,
+    ) -> None:
         self.namespace = f"{resources.METRICS_NAMESPACE}/{config.stack_name}"
         self.log_group = logs.LogGroup(
             scope,
             "BatchJobEvents",
             log_group_name=f"/aws/events/{config.stack_name}-batch-jobs",
             retention=config.log_retention,
+            encryption_key=key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         logs.CfnResourcePolicy(

@@ -17,6 +17,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -27,6 +28,7 @@ from ..assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from ..config import DeploymentConfig
 from ..environment import resource_environment, worker_environment
 from ..nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
+from .encryption import grant_consume, grant_key_use, grant_send
 from .grants import grant_table_data
 
 # Batch reports this status reason when EC2 reclaims a Spot instance ("Host EC2 (instance
@@ -34,13 +36,19 @@ from .grants import grant_table_data
 # worker's own failures (bad settings = 2, model cannot be loaded = 3) do not heal by retrying,
 # and unfinished SQS messages are redelivered to the next worker anyway.
 SPOT_RECLAIMED_STATUS_REASON = "Host EC2*"
+# The root device of the ECS-optimized Amazon Linux 2023 (NVIDIA) AMI the instances boot.
+ROOT_DEVICE = "/dev/xvda"
 
 
 class BatchWorkers:
     """The GPU compute environment (``GpuComputeEnvironment``, 0 to ``max_vcpus``), its job queue
     (``JobQueue``) and the worker's job definition (``WorkerJobDefinition``: container, log group
     ``WorkerLogs``, role ``WorkerJobRole`` with only what the worker needs), added to ``scope``
-    (see ``stacks.constructs``).
+    (see ``stacks.constructs``). The instances boot from the launch template
+    ``WorkerLaunchTemplate``: IMDSv2 only, with a hop limit of 1 (a container, one hop further
+    away, cannot reach the instance metadata and so not the instance role), and an encrypted gp3
+    root volume of ``worker_root_volume_gb`` for the AMI, the worker image (CUDA and TensorFlow,
+    several GiB unpacked) and its layers while they are pulled.
 
     The worker consumes ``tile_queue``, sends malformed work units to ``tile_dlq``, reads and
     writes the results table, writes masks, and reads the model, GeoTIFF and imagery secret the
@@ -52,6 +60,7 @@ class BatchWorkers:
         scope: Construct,
         *,
         config: DeploymentConfig,
+        key: kms.IKey | None = None,
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
         trigger_bucket: s3.IBucket,
@@ -61,6 +70,25 @@ class BatchWorkers:
         tile_dlq: sqs.IQueue,
     ) -> None:
         self._scope = scope
+        self._key = key
+        self.launch_template = ec2.LaunchTemplate(
+            scope,
+            "WorkerLaunchTemplate",
+            require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_put_response_hop_limit=1,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        config.worker_root_volume_gb,
+                        encrypted=True,  # the account's EBS key (aws/ebs)
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
         self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
             scope,
             "GpuComputeEnvironment",
@@ -72,6 +100,7 @@ class BatchWorkers:
             minv_cpus=0,
             maxv_cpus=config.max_vcpus,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023_NVIDIA)],
+            launch_template=self.launch_template,
             update_to_latest_image_version=True,
             replace_compute_environment=False,
         )
@@ -89,7 +118,9 @@ class BatchWorkers:
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="Looking Glass inference worker: tile queue, results table, masks bucket",
         )
-        self.log_group = logs.LogGroup(scope, "WorkerLogs", retention=config.log_retention)
+        self.log_group = logs.LogGroup(
+            scope, "WorkerLogs", retention=config.log_retention, encryption_key=key
+        )
         self.container = batch.EcsEc2ContainerDefinition(
             scope,
             "WorkerContainer",
@@ -145,12 +176,14 @@ class BatchWorkers:
         tile_queue: sqs.IQueue,
         tile_dlq: sqs.IQueue,
     ) -> None:
+        key = self._key
         grant_table_data(results_table, self.job_role)  # batch reads for dedup, transact writes
         self.job_role.add_to_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects("*")])
         )
-        tile_queue.grant_consume_messages(self.job_role)
-        tile_dlq.grant_send_messages(self.job_role)  # malformed work units go straight there
+        grant_consume(tile_queue, self.job_role, key)
+        grant_send(tile_dlq, self.job_role, key)  # malformed work units go straight there
+        grant_key_use(key, self.job_role, ["dynamodb", "s3-put"])
         if config.model_s3_uri:
             statement = model_read_statement(config.model_s3_uri)
             self.job_role.add_to_policy(statement)
@@ -177,6 +210,8 @@ class BatchWorkers:
                 self._scope, "ImagerySecret", config.imagery_secret_name
             )
             self.imagery_secret.grant_read(self.job_role)
+            # A secret encrypted with the deployment's key (create it with --kms-key-id).
+            grant_key_use(key, self.job_role, ["secretsmanager-read"])
             acknowledge(
                 self.job_role,
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"

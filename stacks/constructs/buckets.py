@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ..nag import acknowledge
+from ..nag import CHECKOV_S3_ACCESS_LOGGING, acknowledge, skip_checkov
 
 
 class AccessLogBucket(s3.Bucket):
@@ -43,11 +44,15 @@ class AccessLogBucket(s3.Bucket):
             "AwsSolutions-S1",
             f"{construct_id} is the server access log target; logging its own access would recurse.",
         )
+        skip_checkov(
+            self,
+            {CHECKOV_S3_ACCESS_LOGGING: "The server access log target; logging its own access would recurse."},
+        )
 
 
 class SecureBucket(s3.Bucket):
-    """A data bucket as every bucket of the project must be: SSL-only, encrypted (SSE-S3), all
-    public access blocked, objects owned by the bucket owner (no ACLs), versioned, server access
+    """A data bucket as every bucket of the project must be: SSL-only, encrypted (SSE-S3, or
+    SSE-KMS with ``encryption_key`` and an S3 bucket key), all public access blocked, objects owned by the bucket owner (no ACLs), versioned, server access
     logs to ``access_logs`` under ``<log_prefix>/``, retained when the stack is deleted."""
 
     def __init__(
@@ -59,6 +64,7 @@ class SecureBucket(s3.Bucket):
         log_prefix: str,
         noncurrent_version_days: int = 90,
         lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         if not log_prefix or log_prefix.startswith("/") or log_prefix.endswith("/"):
             raise ValueError(f"log_prefix {log_prefix!r}: a name without slashes at either end")
@@ -66,7 +72,13 @@ class SecureBucket(s3.Bucket):
             scope,
             construct_id,
             versioned=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            **(
+                dict(encryption=s3.BucketEncryption.S3_MANAGED)
+                if encryption_key is None
+                else dict(
+                    encryption=s3.BucketEncryption.KMS, encryption_key=encryption_key, bucket_key_enabled=True
+                )
+            ),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

@@ -9,6 +9,7 @@ from aws_cdk import AssetHashType, Duration, Stack
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
@@ -23,6 +24,7 @@ from ..assets import LAMBDA_PYTHON_VERSION, stage_lambda_asset
 from ..config import DeploymentConfig
 from ..environment import enumerator_environment, resource_environment
 from ..nag import LAMBDA_BASIC_EXECUTION, TRIGGER_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
+from .encryption import grant_key_use, grant_send, without_key
 from .grants import grant_table_data
 from .queues import terminal_queue
 
@@ -47,6 +49,7 @@ class TileEnumerator:
         scope: Construct,
         *,
         config: DeploymentConfig,
+        key: kms.IKey | None = None,
         trigger_bucket: s3.IBucket,
         masks_bucket: s3.IBucket,
         results_table: dynamodb.ITable,
@@ -68,9 +71,18 @@ class TileEnumerator:
                 "An AOI upload could not be processed after Lambda's retries (infrastructure "
                 "error). The failed event is in the enumerator failure queue."
             ),
+            key=key,
         )
 
-        self.log_group = logs.LogGroup(scope, "EnumeratorLogs", retention=config.log_retention)
+        self.log_group = logs.LogGroup(
+            scope, "EnumeratorLogs", retention=config.log_retention, encryption_key=key
+        )
+        # CDK's SqsDestination grants on the queue itself (with kms:Encrypt and ReEncrypt on its
+        # key); given a reference that knows no key, it grants sqs:SendMessage only and the key
+        # use is granted below as a producer's.
+        failure_destination = (
+            self.failure_queue if key is None else without_key(scope, "EnumeratorFailuresRef", self.failure_queue)
+        )
 
         # Code: looking_glass/ and lambdas/ plus the core dependencies as manylinux wheels for
         # CPython 3.12 (stacks.assets), staged at synth time, no Docker. The directory name is
@@ -109,7 +121,8 @@ class TileEnumerator:
             reserved_concurrent_executions=config.enumerator_reserved_concurrency or None,
             retry_attempts=2,
             max_event_age=Duration.hours(6),
-            on_failure=destinations.SqsDestination(self.failure_queue),
+            on_failure=destinations.SqsDestination(failure_destination),
+            environment_encryption=key,
             description="Looking Glass: AOI upload -> job record, tile work units, Batch workers",
         )
 
@@ -121,7 +134,9 @@ class TileEnumerator:
             )
         )
         grant_table_data(results_table, self.function)
-        tile_queue.grant_send_messages(self.function)
+        grant_send(tile_queue, self.function, key)
+        # The AOI object, the table, the failure queue (as the on-failure destination).
+        grant_key_use(key, self.function, ["s3-read", "dynamodb", "sqs-send"])
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["batch:SubmitJob"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ..config import DeploymentConfig
@@ -50,7 +52,7 @@ class WorkerNetwork:
     AWS (isolated); VPC flow logs record rejected traffic.
     """
 
-    def __init__(self, scope: Construct, *, config: DeploymentConfig) -> None:
+    def __init__(self, scope: Construct, *, config: DeploymentConfig, key: kms.IKey | None = None) -> None:
         self.subnet_type = subnet_type = worker_subnet_type(config)
         subnets = [ec2.SubnetConfiguration(name="workers", subnet_type=subnet_type, cidr_mask=20)]
         if subnet_type == ec2.SubnetType.PRIVATE_WITH_EGRESS:
@@ -73,6 +75,10 @@ class WorkerNetwork:
                 "RejectedTraffic": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.REJECT)
             },
         )
+        if key is not None:  # the flow log's own log group (made by CDK), encrypted
+            flow_log_group = self.vpc.node.find_child("RejectedTraffic").node.find_child("LogGroup")
+            assert isinstance(flow_log_group, logs.LogGroup)
+            flow_log_group.node.default_child.kms_key_id = key.key_arn
         if subnet_type == ec2.SubnetType.PRIVATE_ISOLATED:  # otherwise an internet route
             self._add_interface_endpoints()
 

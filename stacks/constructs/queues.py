@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -17,14 +18,26 @@ from looking_glass.runtime import resources
 from ..nag import acknowledge
 
 
+def queue_encryption(key: kms.IKey | None) -> dict:
+    """The encryption properties of a queue: SQS-managed SSE, or SSE-KMS with ``key``."""
+    if key is None:
+        return dict(encryption=sqs.QueueEncryption.SQS_MANAGED)
+    return dict(encryption=sqs.QueueEncryption.KMS, encryption_master_key=key)
+
+
 def terminal_queue(
-    scope: Construct, construct_id: str, *, nag_reason: str, alarm_description: str
+    scope: Construct,
+    construct_id: str,
+    *,
+    nag_reason: str,
+    alarm_description: str,
+    key: kms.IKey | None = None,
 ) -> tuple[sqs.Queue, cloudwatch.Alarm]:
     """The queue (id ``construct_id``) and its alarm (id ``construct_id + "NotEmpty"``)."""
     queue = sqs.Queue(
         scope,
         construct_id,
-        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        **queue_encryption(key),
         enforce_ssl=True,
         retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),
     )
@@ -50,7 +63,7 @@ class TileQueues:
     dead-letter queue (``TileDeadLetterQueue``, alarm ``TileDeadLetterQueueNotEmpty``), added to
     ``scope`` (see ``stacks.constructs``: no construct level of its own)."""
 
-    def __init__(self, scope: Construct) -> None:
+    def __init__(self, scope: Construct, *, key: kms.IKey | None = None) -> None:
         self.dead_letter_queue, self.dead_letter_alarm = terminal_queue(
             scope,
             "TileDeadLetterQueue",
@@ -59,11 +72,12 @@ class TileQueues:
                 "Work units reached the tile dead-letter queue: their tiles have no result. "
                 "Inspect the messages, fix the cause and redrive them to the tile queue."
             ),
+            key=key,
         )
         self.queue = sqs.Queue(
             scope,
             "TileQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            **queue_encryption(key),
             enforce_ssl=True,
             visibility_timeout=Duration.seconds(resources.TILE_QUEUE_VISIBILITY_TIMEOUT_S),
             retention_period=Duration.seconds(resources.QUEUE_RETENTION_S),

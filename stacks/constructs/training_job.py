@@ -14,6 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
@@ -31,8 +32,13 @@ from looking_glass.training.contract import (  # one definition with the entry p
 from ..assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from ..config import DeploymentConfig
 from ..nag import acknowledge, arn_of
+from .encryption import grant_key_use
 
 SAGEMAKER_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# With encryption=kms, SageMaker uses the training role's credentials on the deployment's key to
+# encrypt the model archive it writes (OutputDataConfig.KmsKeyId: kms:Encrypt, DescribeKey) and
+# to create the grant through which the instance's storage volume is encrypted (VolumeKmsKeyId:
+# kms:CreateGrant for an AWS resource).
 
 
 class TrainingJobRole:
@@ -40,7 +46,7 @@ class TrainingJobRole:
     ``bucket`` and the job's own logs and metrics, nothing else; added to ``scope`` (see
     ``stacks.constructs``)."""
 
-    def __init__(self, scope: Construct, *, bucket: s3.IBucket) -> None:
+    def __init__(self, scope: Construct, *, bucket: s3.IBucket, key: kms.IKey | None = None) -> None:
         self.role = iam.Role(
             scope,
             "SageMakerTrainingRole",
@@ -81,6 +87,21 @@ class TrainingJobRole:
                 conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
             )
         )
+        if key is not None:
+            # Channels read, model archive and checkpoints written (multipart) through S3.
+            grant_key_use(key, self.role, ["s3-write"])
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["kms:DescribeKey", "kms:Encrypt"], resources=[key.key_arn]
+                )
+            )
+            self.role.add_to_policy(  # grants for AWS resources (the training volume) only
+                iam.PolicyStatement(
+                    actions=["kms:CreateGrant"],
+                    resources=[key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                )
+            )
 
         self._acknowledge_nag_findings(bucket)
 
@@ -121,17 +142,43 @@ class TrainingStateMachine:
     """The state machine ``TrainingStateMachine`` (logs ``StateMachineLogs``): name the job, take
     the execution's hyperparameters (or none), run the SageMaker training job ``TrainModel`` as
     ``role`` on the channels of ``bucket`` and wait for it; added to ``scope`` (see
-    ``stacks.constructs``)."""
+    ``stacks.constructs``).
+
+    With ``key`` (``encryption=kms``) the model archive, the instance's storage volume and the
+    state machine's logs are encrypted with it. ``training_vpc``: the job runs in the isolated
+    subnets of the VPC ``TrainingVpc`` (``vpc``; no internet route, S3 through a gateway
+    endpoint, rejected traffic logged) with the security group CDK makes for it.
+    ``training_network_isolation``: the training container gets no network access at all
+    (SageMaker still moves the channels, the model and the checkpoints to and from S3)."""
 
     def __init__(
-        self, scope: Construct, *, config: DeploymentConfig, bucket: s3.IBucket, role: iam.IRole
+        self,
+        scope: Construct,
+        *,
+        config: DeploymentConfig,
+        bucket: s3.IBucket,
+        role: iam.IRole,
+        key: kms.IKey | None = None,
     ) -> None:
         self._scope = scope
-        self._bucket = bucket
+        self._key = key
+        # CDK's task grants read/write on the channel and output locations of the bucket it is
+        # given, with kms:Encrypt and ReEncrypt on the bucket's key on top; given a reference that
+        # knows no key, it grants the S3 actions only (the key use: TrainingJobRole).
+        self._bucket = (
+            bucket
+            if key is None
+            else s3.Bucket.from_bucket_attributes(
+                scope, "TrainingBucketRef", bucket_arn=bucket.bucket_arn, bucket_name=bucket.bucket_name
+            )
+        )
         self._role = role
+        self.vpc = self._training_vpc(config, key) if config.training_vpc else None
         stack = Stack.of(scope)
         definition = self._definition(config)
-        state_machine_logs = logs.LogGroup(scope, "StateMachineLogs", retention=config.log_retention)
+        state_machine_logs = logs.LogGroup(
+            scope, "StateMachineLogs", retention=config.log_retention, encryption_key=key
+        )
         # The job may take its whole (spot) wait time; an hour on top for the state transitions.
         job_hours = (
             config.training_max_wait_hours if config.training_spot else config.training_max_runtime_hours
@@ -152,7 +199,62 @@ class TrainingStateMachine:
                 statement = iam.PolicyStatement(actions=["sagemaker:ListTags"], resources=[training_jobs])
             self.state_machine.add_to_role_policy(statement)
 
+        if self.vpc is not None:
+            self._grant_network_interfaces()
         self._acknowledge_nag_findings()
+
+    def _grant_network_interfaces(self) -> None:
+        """What SageMaker does as the training role to place the job in the VPC: create (and
+        delete) its network interfaces in the training subnets with the task's security group."""
+        stack = Stack.of(self._scope)
+        assert self.vpc is not None
+
+        def ec2_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+        subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+        groups = [g.security_group_id for g in self._training_task.connections.security_groups]
+        interfaces = ec2_arn("network-interface", "*")
+        self._role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ec2:CreateNetworkInterface"],
+                resources=[
+                    interfaces,
+                    *(ec2_arn("subnet", s) for s in subnets),
+                    *(ec2_arn("security-group", g) for g in groups),
+                ],
+            )
+        )
+        self._role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                ],
+                resources=[interfaces],
+                conditions={"ArnEquals": {"ec2:Vpc": ec2_arn("vpc", self.vpc.vpc_id)}},
+            )
+        )
+        self._role.add_to_principal_policy(
+            iam.PolicyStatement(  # no resource-level permissions
+                actions=[
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeVpcs",
+                ],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            self._role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:network-interface/*]",
+            "SageMaker creates the training job's network interfaces (ids unknown beforehand) in "
+            "the training subnets with the task's security group; deleting them is limited to "
+            "interfaces of the training VPC.",
+        )
 
     def _definition(self, config: DeploymentConfig) -> sfn.IChainable:
         has_hyperparameters = sfn.Choice(self._scope, "HyperparametersGiven?")
@@ -191,13 +293,19 @@ class TrainingStateMachine:
                 _channel("validation", self._bucket, VALIDATION_PREFIX),
             ],
             output_data_config=tasks.OutputDataConfig(
-                s3_output_location=tasks.S3Location.from_bucket(self._bucket, MODELS_PREFIX)
+                s3_output_location=tasks.S3Location.from_bucket(self._bucket, MODELS_PREFIX),
             ),
             resource_config=tasks.ResourceConfig(
                 instance_count=1,
                 instance_type=ec2.InstanceType(config.training_ec2_instance_type),
                 volume_size=Size.gibibytes(config.training_volume_gb),
             ),
+            vpc_config=None
+            if self.vpc is None
+            else tasks.VpcConfig(
+                vpc=self.vpc, subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+            ),
+            enable_network_isolation=config.training_network_isolation or None,
             stopping_condition=tasks.StoppingCondition(
                 max_runtime=Duration.hours(config.training_max_runtime_hours)
             ),
@@ -217,6 +325,11 @@ class TrainingStateMachine:
             **parameters["AlgorithmSpecification"],
             "MetricDefinitions": METRIC_DEFINITIONS,
         }
+        if self._key is not None:
+            # Set here rather than given to the task, which would grant kms:Encrypt,
+            # ReEncrypt* and GenerateDataKey* on the key (TrainingJobRole grants what is used).
+            parameters["OutputDataConfig"] = {**parameters["OutputDataConfig"], "KmsKeyId": self._key.key_arn}
+            parameters["ResourceConfig"] = {**parameters["ResourceConfig"], "VolumeKmsKeyId": self._key.key_arn}
         if config.training_spot:
             parameters["EnableManagedSpotTraining"] = True
             checkpoints = self._bucket.s3_url_for_object(CHECKPOINTS_PREFIX)
@@ -230,6 +343,30 @@ class TrainingStateMachine:
             }
         state["Parameters"] = parameters
         return sfn.CustomState(self._scope, "TrainModel", state_json=state)
+
+    def _training_vpc(self, config: DeploymentConfig, key: kms.IKey | None) -> ec2.Vpc:
+        vpc = ec2.Vpc(
+            self._scope,
+            "TrainingVpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="training", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
+                )
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)
+            },
+            flow_logs={
+                "RejectedTraffic": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.REJECT)
+            },
+        )
+        flow_log_group = vpc.node.find_child("RejectedTraffic").node.find_child("LogGroup")
+        flow_log_group.node.default_child.retention_in_days = config.log_retention_days
+        if key is not None:
+            flow_log_group.node.default_child.kms_key_id = key.key_arn
+        return vpc
 
     def _training_image(self, config: DeploymentConfig) -> tasks.DockerImage:
         if config.training_image:

@@ -64,6 +64,26 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "model_s3_uri": "s3://my-models/looking-glass/v3/model.tar.gz",
         "nat_gateways": 2,
     },
+    # encryption=kms with the key the stacks create, alarm topic and imagery secret (their key
+    # policy and grants), the training job in a VPC with network isolation.
+    "kms": {
+        "stack_name": "LgKms",
+        "encryption": "kms",
+        "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+        "imagery_secret_name": "looking-glass/imagery-token",
+        "training_vpc": True,
+        "training_network_isolation": True,
+    },
+    # encryption=kms with the user's own key; isolated workers, a GeoTIFF, on-demand.
+    "kms-own-key": {
+        "encryption": "kms",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "tile_url_template": "",
+        "imagery_geotiff": "s3://my-imagery/kigali/2024/ortho.tif",
+        "worker_subnets": "isolated",
+        "spot": False,
+        "worker_root_volume_gb": 200,
+    },
 }
 
 # Asset hashes (SHA-256, lowercase hex) in S3 keys and image tags; they follow the source tree.

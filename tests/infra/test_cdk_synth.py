@@ -626,6 +626,10 @@ def test_a_geotiff_on_s3_as_the_imagery_source():
         ({"imagery_bands": "3,2,1"}, "imagery_bands applies to imagery_geotiff only"),
         ({"tile_url_template": "", "imagery_geotiff": "s3://bucket/x.tif", "imagery_bands": "1,2"}, "imagery_bands=.*give 1 band"),
         ({"tile_url_template": "", "imagery_geotiff": "s3://bucket/x.tif", "imagery_secret_name": "tok"}, "imagery_secret_name applies to tile_url_template only"),
+        (
+            {"tile_url_template": "http://tiles.example.com/{z}/{x}/{y}.png", "imagery_secret_name": "tok"},
+            "imagery_secret_name: the imagery token is only sent over HTTPS",
+        ),
     ],
 )
 def test_bad_imagery_source_settings_are_refused(context, message):

@@ -44,6 +44,14 @@ CONTEXTS = {
         "model_s3_uri": "s3://my-models/looking-glass/v3/model.tar.gz",
         "nat_gateways": 2,
     },
+    "kms": {  # tests/infra/template_snapshots.py CONTEXTS["kms"]
+        "stack_name": "LgKms",
+        "encryption": "kms",
+        "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-alarms",
+        "imagery_secret_name": "looking-glass/imagery-token",
+        "training_vpc": True,
+        "training_network_isolation": True,
+    },
 }
 
 
