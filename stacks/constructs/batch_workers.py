@@ -24,6 +24,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from looking_glass.model.fetch import ARCHIVE_SUFFIXES
+
 from ..assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from ..config import DeploymentConfig
 from ..environment import resource_environment, worker_environment
@@ -36,6 +38,9 @@ from .grants import grant_table_data
 # worker's own failures (bad settings = 2, model cannot be loaded = 3) do not heal by retrying,
 # and unfinished SQS messages are redelivered to the next worker anyway.
 SPOT_RECLAIMED_STATUS_REASON = "Host EC2*"
+# Where the worker writes the tile masks in the masks bucket (looking_glass.pipeline.worker.mask_key:
+# masks/<job id>/<z>/<x>/<y>.png); its role may put objects there only.
+MASKS_PREFIX = "masks/"
 # The root device of the ECS-optimized Amazon Linux 2023 (NVIDIA) AMI the instances boot.
 ROOT_DEVICE = "/dev/xvda"
 
@@ -179,20 +184,15 @@ class BatchWorkers:
         key = self._key
         grant_table_data(results_table, self.job_role)  # batch reads for dedup, transact writes
         self.job_role.add_to_policy(
-            iam.PolicyStatement(actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects("*")])
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects(f"{MASKS_PREFIX}*")]
+            )
         )
         grant_consume(tile_queue, self.job_role, key)
         grant_send(tile_dlq, self.job_role, key)  # malformed work units go straight there
         grant_key_use(key, self.job_role, ["dynamodb", "s3-put"])
-        if config.model_s3_uri:
-            statement = model_read_statement(config.model_s3_uri)
-            self.job_role.add_to_policy(statement)
-            acknowledge(
-                self.job_role,
-                f"AwsSolutions-IAM5[Resource::{statement.resources[0].replace(Aws.PARTITION, '<AWS::Partition>')}]",
-                "The worker reads the model named by model_s3_uri and the files beside it (its "
-                "JSON sidecar), nothing else of that bucket.",
-            )
+        if config.model_s3_uri:  # that object (and its sidecar), no wildcard
+            self.job_role.add_to_policy(model_read_statement(config.model_s3_uri))
 
         if config.imagery_geotiff:
             # Read on that one object: GDAL reads it in place with ranged GETs.
@@ -252,9 +252,10 @@ class BatchWorkers:
         masks_arn = cross_stack_output(Stack.of(masks_bucket).stack_name, MASKS_BUCKET_ARN_OUTPUT)
         acknowledge(
             self.job_role,
-            f"AwsSolutions-IAM5[Resource::{masks_arn}/*]",
+            f"AwsSolutions-IAM5[Resource::{masks_arn}/{MASKS_PREFIX}*]",
             "The worker writes one mask object per tile under keys it derives from the job and "
-            "tile, so s3:PutObject (only) is granted on the objects of the masks bucket.",
+            f"tile (looking_glass.pipeline.worker.mask_key), so s3:PutObject (only) is granted "
+            f"under the {MASKS_PREFIX} prefix of the masks bucket.",
         )
         acknowledge(
             self.container,
@@ -263,13 +264,21 @@ class BatchWorkers:
         )
 
 
+def model_object_keys(key: str) -> list[str]:
+    """The keys the worker's launcher reads for a model at ``key`` (``looking_glass.model.fetch``):
+    an archive alone, or a model file and its sidecar (the key with its last suffix replaced by
+    ``.json``)."""
+    if key.endswith(ARCHIVE_SUFFIXES):
+        return [key]
+    return [key, key.rsplit(".", 1)[0] + ".json"]
+
+
 def model_read_statement(uri: str) -> iam.PolicyStatement:
-    """Read access to the model object and the files next to it (sidecar JSON or archive)."""
+    """Read access to the model object named by ``uri`` (and its sidecar), nothing else."""
     match = re.match(r"^s3://([^/]+)/(.+)$", uri)
     assert match, uri  # validated by DeploymentConfig
     bucket, key = match.groups()
-    prefix = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     return iam.PolicyStatement(
         actions=["s3:GetObject"],
-        resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{prefix}*"],
+        resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{k}" for k in model_object_keys(key)],
     )

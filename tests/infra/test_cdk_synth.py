@@ -315,7 +315,8 @@ def test_the_optional_settings_synthesize_and_pass_cdk_nag():
     assert env[ENV_MODEL_S3_URI] == "s3://my-models/looking-glass/v3/model.tar.gz"
     assert "lg-worker:1.2" in json.dumps(container["Image"])
     policies = json.dumps(tmpl.find_resources("AWS::IAM::Policy"))
-    assert ":s3:::my-models/looking-glass/v3/*" in policies  # the worker may read the model
+    assert ":s3:::my-models/looking-glass/v3/model.tar.gz" in policies  # the worker may read the model
+    assert ":s3:::my-models/looking-glass/v3/*" not in policies  # and nothing else there
     assert "repository/lg-worker" in policies  # and pull its image
 
 

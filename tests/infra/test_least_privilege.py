@@ -1,0 +1,87 @@
+"""Grants no wider than what the processes do: the worker puts masks only under the prefix its
+keys use, and reads a model given as an object URI as that object (and its sidecar) only.
+
+Checked on the committed template snapshots (``tests/infra/snapshots``, kept equal to the
+synthesized templates by ``test_template_equality.py``) and against the code that makes the calls.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
+
+from looking_glass.model.fetch import fetch_model  # noqa: E402
+from looking_glass.pipeline.worker import mask_key  # noqa: E402
+from stacks.constructs.batch_workers import MASKS_PREFIX, model_object_keys  # noqa: E402
+from template_snapshots import CONTEXTS, SNAPSHOTS  # noqa: E402
+
+
+def worker_statements(context: str) -> list[dict]:
+    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
+    (policy,) = [
+        r for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::IAM::Policy" and k.startswith("WorkerJobRoleDefaultPolicy")
+    ]
+    return policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def s3_resources(statements: list[dict], action: str) -> list[str]:
+    found = []
+    for s in statements:
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if action in actions:
+            resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+            found += [json.dumps(r) for r in resources]
+    return found
+
+
+def test_mask_keys_are_under_the_granted_prefix():
+    assert mask_key("job-1", 3, 4, 18).startswith(MASKS_PREFIX)
+    for context in CONTEXTS:
+        (put,) = s3_resources(worker_statements(context), "s3:PutObject")
+        assert put.endswith(f'/{MASKS_PREFIX}*"]]}}'), (context, put)
+
+
+class _RecordingS3:
+    """A stand-in S3 client for fetch_model: records the keys it is asked for."""
+
+    def __init__(self, archive_member: Path | None = None):
+        self.keys: list[str] = []
+        self.archive_member = archive_member
+
+    def download_file(self, bucket, key, filename):
+        self.keys.append(key)
+        if key.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(filename, "w:gz") as tar:
+                tar.add(self.archive_member, arcname="model.keras")
+        else:
+            Path(filename).write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["models/v3/model.keras", "looking-glass/v3/model.tar.gz", "m.tgz", "deep/er/seg.v2.keras"],
+)
+def test_the_model_grant_names_exactly_the_objects_the_launcher_reads(tmp_path, key):
+    member = tmp_path / "member.keras"
+    member.write_bytes(b"")
+    s3 = _RecordingS3(member)
+    fetch_model(f"s3://bucket/{key}", tmp_path / "dest", s3=s3)
+    assert sorted(s3.keys) == sorted(model_object_keys(key))
+
+
+@pytest.mark.parametrize("context", ["optional-settings", "public-on-demand-model"])
+def test_the_worker_reads_the_model_object_only(context):
+    uri = CONTEXTS[context]["model_s3_uri"]
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    reads = s3_resources(worker_statements(context), "s3:GetObject")
+    assert [r for r in reads if bucket in r] == [
+        json.dumps({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, f":s3:::{bucket}/{k}"]]})
+        for k in model_object_keys(key)
+    ]
+    assert not any("*" in r for r in reads if bucket in r)
