@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_SOURCE", "write_buildings", "write_geojson", "write_osm", "w
 DEFAULT_SOURCE = "Looking Glass building detection"
 _DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
 _FIELDS = (("id", np.int64), ("area_m2", np.float64), ("z", np.int32), ("x", np.int32), ("y", np.int32),
-           ("tiles", np.int32))
+           ("tiles", np.int32), ("complete", np.bool_))
 
 
 def _split(item) -> tuple[object, dict]:
@@ -97,7 +97,7 @@ def write_vector(buildings: Iterable, path, driver: str | None = None, batch: in
         if not geoms and not first:
             return
         wkb = shapely.to_wkb(np.array(geoms, dtype=object)) if geoms else np.array([], dtype=object)
-        data = [np.array([r.get(k, 0) for r in rows], dtype=t) for k, t in _FIELDS]
+        data = [np.array([r.get(k, t(1) if t is np.bool_ else 0) for r in rows], dtype=t) for k, t in _FIELDS]
         pyogrio.raw.write(str(p), wkb, data, fields=[k for k, _ in _FIELDS], driver=driver, crs="EPSG:4326",
                           geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
                           layer="buildings", append=not first, promote_to_multi=False)

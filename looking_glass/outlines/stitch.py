@@ -15,6 +15,11 @@ watershed's own rule across the edge: two pieces whose peaks both rise at least 
 above the highest signed distance where they meet are two buildings joined by a neck that lies on
 the tile edge, and stay apart.
 
+A group that comes to span more than ``max_tiles`` tiles is emitted at once, as it is, with
+``complete=False``; pieces that later join it start a new building. Real buildings span a few
+tiles at most (a 300 m factory hall at zoom 18 spans three); this bounds the work and memory a
+runaway prediction (a blob over a whole district) can cost.
+
 A group of joined pieces is *finished* when every neighbour tile its pieces touch has been passed
 in row-major order (seen or skipped). Then its pieces are unioned (exact: they share integer
 pixel-edge coordinates) and each resulting polygon becomes a :class:`Building`: small specks
@@ -62,6 +67,7 @@ class OutlineOptions:
     regularise: square the corners on the dominant orientation (see :mod:`.shapes`).
     min_shared: share of the shorter piece's edge length two pieces must face each other along
         to be joined across a tile edge; None = 0 for the binary head, 0.5 for the sdt head.
+    max_tiles: a building spanning more tiles is emitted in parts (see the module docstring).
     """
 
     head: str = "binary"
@@ -72,6 +78,7 @@ class OutlineOptions:
     simplify_unit: str = "px"
     regularise: bool = False
     min_shared: float | None = None
+    max_tiles: int = 16
 
     def __post_init__(self):
         if self.head not in ("binary", "sdt"):
@@ -80,6 +87,8 @@ class OutlineOptions:
             raise OutlinesError(f"simplify_unit must be 'px' or 'm', got {self.simplify_unit!r}")
         if self.min_area_m2 < 0 or self.simplify < 0:
             raise OutlinesError("min_area_m2 and simplify must not be negative")
+        if self.max_tiles < 1:
+            raise OutlinesError(f"max_tiles must be at least 1, got {self.max_tiles}")
 
     @property
     def shared_fraction(self) -> float:
@@ -95,6 +104,7 @@ class Building:
     id: sequence number in emission order (1, 2, ...). polygon: shapely Polygon in lon/lat
     degrees (EPSG:4326, RFC 7946 orientation). area_m2: its ground area (of the emitted shape).
     tile: (z, x, y) of the tile counting it. tiles: how many tiles its pixels came from.
+    complete: False for a part of a group cut at ``max_tiles`` (see the module docstring).
     """
 
     id: int
@@ -102,11 +112,13 @@ class Building:
     area_m2: float
     tile: tuple[int, int, int]
     tiles: int = 1
+    complete: bool = True
 
     def properties(self) -> dict:
-        """Flat attributes for exports: id, area_m2 (rounded to 0.01), z, x, y, tiles."""
+        """Flat attributes for exports: id, area_m2 (rounded to 0.01), z, x, y, tiles, complete."""
         z, x, y = self.tile
-        return {"id": self.id, "area_m2": round(float(self.area_m2), 2), "z": z, "x": x, "y": y, "tiles": self.tiles}
+        return {"id": self.id, "area_m2": round(float(self.area_m2), 2), "z": z, "x": x, "y": y,
+                "tiles": self.tiles, "complete": self.complete}
 
 
 class _Groups:
@@ -149,6 +161,8 @@ class Stitcher:
         self._peaks: dict = {}  # piece key -> highest signed distance (sdt head)
         self._geoms: dict = {}  # piece key -> world-pixel polygon
         self._members: dict = {}  # group root -> list of piece keys
+        self._tiles: dict = {}  # group root -> set of the (x, y) tiles of its pieces
+        self._overflow: set = set()  # roots of groups grown past max_tiles
         self._due: dict = {}  # group root -> (y, x) of the last neighbour tile it waits for
         self._heap: list = []  # (due (y, x), root)
         self._uf = _Groups()
@@ -172,7 +186,7 @@ class Stitcher:
         touching = pieces.touching()
         for label, geom in pieces.polygons.items():
             if label not in touching:
-                done.append(([geom], 1))
+                done.append(([geom], 1, True))
                 continue
             key = (x, y, label)
             self._uf.add(key)
@@ -180,6 +194,7 @@ class Stitcher:
             if pieces.peaks is not None:
                 self._peaks[key] = pieces.peaks.get(label, float("inf"))
             self._members[key] = [key]
+            self._tiles[key] = {(x, y)}
             due = (-1, -1)
             for d, (dx, dy, mine, _) in _NEIGHBOURS.items():
                 if label in pieces.edges[mine]:
@@ -193,6 +208,11 @@ class Stitcher:
                            (x + dx, y + dy, other[0][theirs], (other[1] or {}).get(theirs)))
         self._edges[(x, y)] = (pieces.edges, pieces.values)
         self._forget_edges(x, y)
+        for root in self._overflow:
+            if root in self._due:
+                del self._due[root]
+                done.append(self._take(root, complete=False))
+        self._overflow.clear()
         return self._finalise(done + self._pop_finished((y, x)))
 
     def finish(self) -> list[Building]:
@@ -224,6 +244,8 @@ class Stitcher:
             if frac > 0 and n < frac * min(len_a[la], len_b[lb]):
                 continue
             ka, kb = (x, y, int(la)), (ox, oy, int(lb))
+            if kb not in self._uf.parent or ka not in self._uf.parent:
+                continue  # a piece of a group already emitted at max_tiles
             if contact is not None:
                 lowest_peak = min(self._peaks.get(ka, np.inf), self._peaks.get(kb, np.inf))
                 if lowest_peak - contact[k] >= depth:
@@ -234,7 +256,10 @@ class Stitcher:
             root = self._uf.union(ra, rb)
             other = rb if root == ra else ra
             self._members[root].extend(self._members.pop(other))
+            self._tiles[root] |= self._tiles.pop(other)
             self._set_due(root, max(self._due.pop(other), self._due[root]))
+            if len(self._tiles[root]) > self.options.max_tiles:
+                self._overflow.add(root)
 
     def _set_due(self, root, due) -> None:
         self._due[root] = due
@@ -256,13 +281,17 @@ class Stitcher:
             if self._due.get(root) != due:
                 continue  # stale entry: merged away or re-queued with a later due tile
             del self._due[root]
-            keys = self._members.pop(root)
-            geoms = [self._geoms.pop(k) for k in keys]
-            for k in keys:
-                del self._uf.parent[k]
-                self._peaks.pop(k, None)
-            out.append((geoms, len({k[:2] for k in keys})))
+            out.append(self._take(root))
         return out
+
+    def _take(self, root, complete: bool = True) -> tuple:
+        """Remove the group of ``root``: (its piece polygons, its tile count, complete)."""
+        keys = self._members.pop(root)
+        geoms = [self._geoms.pop(k) for k in keys]
+        for k in keys:
+            del self._uf.parent[k]
+            self._peaks.pop(k, None)
+        return geoms, len(self._tiles.pop(root)), complete
 
     # ---- finished buildings ---------------------------------------------------------------------
     def _finalise(self, groups: list) -> list[Building]:
@@ -271,11 +300,12 @@ class Stitcher:
             return []
         opts, z, size = self.options, self._zoom, self._size
         merged = np.empty(len(groups), dtype=object)
-        merged[:] = [g[0] if len(g) == 1 else shapely.union_all(g) for g, _ in groups]
+        merged[:] = [g[0] if len(g) == 1 else shapely.union_all(g) for g, _, _ in groups]
         polys, index = shapely.get_parts(merged, return_index=True)
-        n_tiles = np.array([n for _, n in groups])[index]
+        n_tiles = np.array([n for _, n, _ in groups])[index]
+        complete = np.array([c for _, _, c in groups])[index]
         keep = ~shapely.is_empty(polys) & (area_m2(polys, z, size) >= opts.min_area_m2)
-        polys, n_tiles = polys[keep], n_tiles[keep]
+        polys, n_tiles, complete = polys[keep], n_tiles[keep], complete[keep]
         if len(polys) == 0:
             return []
         tol = opts.simplify
@@ -292,7 +322,8 @@ class Stitcher:
         lonlat = to_lonlat(shapes, z, size)
         out = []
         for i in range(len(shapes)):
-            out.append(Building(self._next_id, lonlat[i], float(areas[i]), (z, int(tx[i]), int(ty[i])), int(n_tiles[i])))
+            out.append(Building(self._next_id, lonlat[i], float(areas[i]), (z, int(tx[i]), int(ty[i])),
+                                int(n_tiles[i]), bool(complete[i])))
             self._next_id += 1
         return out
 

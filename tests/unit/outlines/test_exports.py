@@ -36,7 +36,7 @@ def test_geojson_is_rfc7946_and_reads_back(tmp_path, buildings):
     assert doc["type"] == "FeatureCollection" and "crs" not in doc
     feats = doc["features"]
     assert [f["id"] for f in feats] == [b.id for b in buildings]
-    assert set(feats[0]["properties"]) == {"id", "area_m2", "z", "x", "y", "tiles"}
+    assert set(feats[0]["properties"]) == {"id", "area_m2", "z", "x", "y", "tiles", "complete"}
     for f in feats:
         poly = shapely.geometry.shape(f["geometry"])
         assert poly.exterior.is_ccw and all(not r.is_ccw for r in poly.interiors)

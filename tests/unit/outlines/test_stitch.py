@@ -172,3 +172,19 @@ def test_a_worker_seeing_one_tile_counts_cut_buildings_once():
     local = {t: tile_pieces(a.astype(np.float32), *t).local_count(min_area_m2=5.0) for t, a in cut_tiles(m)}
     assert sum(local.values()) == 3
     assert sum(local.values()) == sum(count_by_tile(run(m, OutlineOptions(simplify=0, min_area_m2=5.0))).values())
+
+
+def test_a_runaway_blob_is_emitted_in_parts_of_at_most_max_tiles():
+    m = np.zeros((6 * S, 6 * S), bool)
+    m[5:-5, 5:-5] = True  # one "building" over 36 tiles
+    st = Stitcher(OutlineOptions(simplify=0, min_area_m2=0, max_tiles=4))
+    out, open_groups = [], []
+    for (z, x, y), tile in cut_tiles(m.astype(np.float32)):
+        out += st.add(tile_pieces(tile, z, x, y))
+        open_groups.append(sum(len(v) for v in st._members.values()))
+    out += st.finish()
+    assert max(open_groups) <= 6 * 2 + 4  # pieces held: about two rows, never the blob
+    assert all(b.tiles <= 5 for b in out) and any(not b.complete for b in out)
+    assert sum(as_px(b).area for b in out) == pytest.approx(m.sum())
+    with pytest.raises(OutlinesError):
+        OutlineOptions(max_tiles=0)
