@@ -3,8 +3,9 @@
 The job reads the hyperparameters and the chips, builds (or resumes from a checkpoint) the
 model, fits it epoch by epoch (validation, the metric line, prediction panels and a checkpoint
 after each), and saves ``model/model.keras`` with its sidecar ``model.json`` in the format of
-:mod:`looking_glass.model.segmenter` plus a ``training`` record, a SavedModel export and the
-progress GIF. A stop flag set by a signal ends it early with a checkpoint (see
+:mod:`looking_glass.model.segmenter` plus a ``training`` record, a SavedModel export, the
+progress GIF and ``model/model.onnx`` (checked, its record in the sidecar). A stop flag set by
+a signal ends it early with a checkpoint (see
 :mod:`looking_glass.training.entrypoint`).
 """
 
@@ -228,6 +229,7 @@ class Run:
         (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         log(f"saved {out / 'model.keras'} and {out / 'model.json'}")
         self.export(plain)
+        self.export_onnx(plain)
         targets = [out / "progress.gif", self.paths.output_data / "progress.gif"]
         gifs = write_gif(self.paths.checkpoints / "panels", targets)
         if gifs:
@@ -243,6 +245,19 @@ class Run:
             log(f"exported a TensorFlow SavedModel to {target}")
         except Exception as e:  # noqa: BLE001 -- the .keras model is the product; the export is extra
             log(f"warning: SavedModel export failed ({type(e).__name__}: {e}); continuing without {target}")
+
+    def export_onnx(self, plain) -> None:
+        """``model/model.onnx``, checked against ``plain`` (:mod:`looking_glass.model.onnx_export`;
+        a failure is only a warning: the segmenter then runs the .keras model)."""
+        try:
+            from looking_glass.model.onnx_export import export_onnx
+
+            record = export_onnx(self.paths.model / "model.keras", model=plain)
+            check = record["check"]
+            log(f"exported ONNX to {self.paths.model / record['file']} (max |diff| {check['max_abs_diff']:.2g}, "
+                f"mask agreement {check['mask_agreement']:.6f})")
+        except Exception as e:  # noqa: BLE001 -- the .keras model is the product; the export is extra
+            log(f"warning: ONNX export failed ({type(e).__name__}: {e}); the model runs with Keras")
 
     def description(self) -> str:
         """The sidecar's generated description."""
