@@ -28,12 +28,12 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from looking_glass.grid import TILE_SIZE, ZOOM, pixel_area_m2, quadkey
+from looking_glass.grid import TILE_SIZE, ZOOM, pixel_area_m2, quadkey, tile_polygon
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.georef import to_world_px
-from looking_glass.outlines.layers import PolygonLayer
+from looking_glass.outlines.layers import PolygonLayer, read_polygons
 
-__all__ = ["GAP_FIELDS", "gap_summary", "mapping_gap"]
+__all__ = ["GAP_FIELDS", "compare_files", "gap_feature_collection", "gap_summary", "mapping_gap", "write_gap_csv"]
 
 GAP_FIELDS = ("z", "x", "y", "quadkey", "predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count",
               "unmapped_area_m2", "completeness", "rank")
@@ -149,3 +149,52 @@ def gap_summary(rows: list[dict]) -> dict:
         "unmapped_area_m2": sum(r["unmapped_area_m2"] for r in rows),
         "completeness": min(1.0, ma / pa) if pa > 0 else None,
     }
+
+
+def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zoom: int = ZOOM) -> list[dict]:
+    """:func:`mapping_gap` of two files (any format :func:`~.layers.read_polygons` reads, e.g. the
+    job's buildings export and an ``.osm.pbf`` extract); the mapped file is read only within the
+    bounds of the predictions (of ``tiles`` when given). Skipped features warn (see layers)."""
+    predicted = read_polygons(predicted_path)
+    pred_ll = predicted.lonlat()
+    if tiles is not None:
+        tiles = [tuple(int(v) for v in t) for t in tiles]
+        boxes = [shapely.geometry.shape(tile_polygon(x, y, z)) for z, x, y in tiles]
+        bbox = tuple(shapely.total_bounds(np.array(boxes, dtype=object))) if boxes else None
+    else:
+        bbox = tuple(shapely.total_bounds(pred_ll)) if len(pred_ll) else None
+    if bbox is None:
+        return []
+    mapped = read_polygons(mapped_path, bbox=bbox)
+    return mapping_gap(pred_ll, mapped, tiles=tiles, zoom=zoom)
+
+
+def gap_feature_collection(rows: list[dict]) -> dict:
+    """The rows as a GeoJSON FeatureCollection of tile squares (lon/lat, RFC 7946), properties
+    the row's fields: the map layer to colour by ``completeness``."""
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": r["quadkey"], "properties": dict(r), "geometry": tile_polygon(r["x"], r["y"], r["z"])}
+        for r in rows]}
+
+
+def write_gap_csv(rows: list[dict], path) -> int:
+    """Write the rows as CSV with :data:`GAP_FIELDS` columns (areas in m2 to 0.01, completeness to
+    1e-4, empty when None); returns the row count."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(GAP_FIELDS)
+        for r in rows:
+            out = []
+            for k in GAP_FIELDS:
+                v = r[k]
+                if v is None:
+                    v = ""
+                elif k.endswith("_m2"):
+                    v = f"{v:.2f}"
+                elif k == "completeness":
+                    v = f"{v:.4f}"
+                out.append(v)
+            w.writerow(out)
+    return len(rows)

@@ -8,7 +8,9 @@ Formats (by file name):
   (the one reader of that member). FeatureCollection, Feature or bare geometry.
 - ``.osm.pbf`` / ``.pbf`` / ``.osm`` / ``.osm.bz2`` / ``.osm.gz``: an OpenStreetMap extract read
   with pyosmium: every closed way and multipolygon relation tagged ``building`` (except
-  ``building=no``) assembled into an area, EPSG:4326.
+  ``building=no``) assembled into an area, EPSG:4326. libosmium does not assemble objects with
+  negative ids (a JOSM layer never uploaded, or :func:`~.exports.write_osm`'s own output): read
+  such data from its GeoJSON instead.
 - anything else GDAL reads (GeoPackage, FlatGeobuf, Shapefile, ...): pyogrio, first layer unless
   ``layer`` is given, CRS from the file.
 

@@ -111,3 +111,21 @@ def test_reference_from_an_osm_extract(tmp_path):
     # OSM stores 1e-7 degree fixed point: areas agree to a few parts in ten thousand
     assert t[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=2e-3)
     assert t[(0, 1)]["completeness"] == 0.0
+
+
+def test_files_csv_and_the_map_layer(tmp_path):
+    from looking_glass.outlines.exports import write_geojson
+    from looking_glass.outlines.gap import compare_files, gap_feature_collection, write_gap_csv
+
+    pred, mapped = tmp_path / "pred.geojson", tmp_path / "mapped.geojson"
+    write_geojson(PRED, pred)
+    write_geojson(MAPPED, mapped)
+    rows = compare_files(pred, mapped)
+    assert by_tile(rows)[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=2e-3)  # 1e-7 degree coordinates
+    fc = gap_feature_collection(rows)
+    assert len(fc["features"]) == 3 and fc["features"][0]["properties"]["rank"] == 1
+    assert shapely.geometry.shape(fc["features"][0]["geometry"]).exterior.is_ccw
+    assert write_gap_csv(rows, tmp_path / "gap.csv") == 3
+    lines = (tmp_path / "gap.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(GAP_FIELDS) and len(lines) == 4
+    assert compare_files(pred, mapped, tiles=[(18, X0 + 1, Y0 + 1)])[0]["mapped_count"] == 1
