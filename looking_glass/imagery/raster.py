@@ -46,6 +46,8 @@ __all__ = [
     "open_geotiff",
     "pixel_size_m",
     "select_bands",
+    "stretch_limits",
+    "stretch_to_uint8",
 ]
 
 # Low and high percentile of the linear stretch of non-uint8 imagery (the 2018 original's 2-98).
@@ -179,13 +181,7 @@ class RasterImage:
         shape = (max(1, h // f), max(1, w // f))
         data = self.src.read(self.unique, out_shape=(len(self.unique), *shape), out_dtype="float32")[self.pos]
         valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape))
-        lo, hi = np.zeros(3, np.float64), np.ones(3, np.float64)
-        if valid.any():
-            for i in range(3):
-                lo[i], hi[i] = np.percentile(data[i][valid], pct)
-                if hi[i] <= lo[i]:
-                    hi[i] = lo[i] + 1.0
-        return lo, hi
+        return stretch_limits(data, valid, pct)
 
     @staticmethod
     def valid_mask(data: np.ndarray, dataset_mask: np.ndarray) -> np.ndarray:
@@ -212,12 +208,35 @@ class RasterImage:
 
     def to_uint8(self, data: np.ndarray) -> np.ndarray:
         """(3, h, w) float with NaN -> (h, w, 3) uint8 with 0 on nodata."""
-        invalid = np.isnan(data).any(0)
-        if self.stretch is None:
-            scaled = data
-        else:
-            lo, hi = self.stretch
-            scaled = (data - lo[:, None, None]) * (255.0 / (hi - lo))[:, None, None]
-        scaled = np.nan_to_num(np.clip(np.rint(scaled), 0, 255), nan=0.0)
-        scaled[:, invalid] = 0
-        return np.ascontiguousarray(np.moveaxis(scaled.astype(np.uint8), 0, -1))
+        return stretch_to_uint8(data, self.stretch)
+
+
+def stretch_limits(
+    data: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (low, high) of the linear stretch: the ``percentiles`` of each band of (3, h, w)
+    ``data`` over the (h, w) ``valid`` pixels; (0, 1) where nothing is valid, and high is at
+    least low + 1. The one rule of every non-uint8 image: GeoTIFFs (per image) and 16-bit or
+    float tiles from tile servers (per tile, :func:`looking_glass.imagery.tiles.decode_tile`)."""
+    lo, hi = np.zeros(3, np.float64), np.ones(3, np.float64)
+    if valid.any():
+        for i in range(3):
+            lo[i], hi[i] = np.percentile(data[i][valid], percentiles)
+            if hi[i] <= lo[i]:
+                hi[i] = lo[i] + 1.0
+    return lo, hi
+
+
+def stretch_to_uint8(data: np.ndarray, stretch: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """(3, h, w) float with NaN = nodata -> (h, w, 3) uint8, 0 on nodata. ``stretch`` None
+    passes values through (uint8 data), else per-band (low, high) map linearly to 0 and 255,
+    clipped (see :func:`stretch_limits`)."""
+    invalid = np.isnan(data).any(0)
+    if stretch is None:
+        scaled = data
+    else:
+        lo, hi = stretch
+        scaled = (data - lo[:, None, None]) * (255.0 / (hi - lo))[:, None, None]
+    scaled = np.nan_to_num(np.clip(np.rint(scaled), 0, 255), nan=0.0)
+    scaled[:, invalid] = 0
+    return np.ascontiguousarray(np.moveaxis(scaled.astype(np.uint8), 0, -1))

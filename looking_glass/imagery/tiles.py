@@ -9,15 +9,17 @@ The vocabulary both imagery sources (:mod:`looking_glass.imagery.xyz` over HTTP,
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from looking_glass.grid import TILE_SIZE
+from looking_glass.imagery.raster import stretch_limits, stretch_to_uint8
 from looking_glass.imagery.status import TILE_FAILED, TILE_SKIPPED
 
-__all__ = ["FetchedTile", "TransientTileError", "classify_rgb", "decode_tile"]
+__all__ = ["TILE_FORMATS", "FetchedTile", "TransientTileError", "classify_rgb", "decode_tile"]
 
 
 class TransientTileError(RuntimeError):
@@ -38,20 +40,116 @@ class FetchedTile:
     reason: str | None = None
 
 
+# What a tile server may send (Pillow format names); anything else is a failed tile.
+TILE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def decode_tile(x: int, y: int, z: int, data: bytes) -> FetchedTile:
-    """Image bytes (PNG, JPEG, ...) to a FetchedTile: failed when undecodable or not 256x256,
-    skipped when fully transparent or one colour, else the RGB image."""
+    """Image bytes from a tile server to a FetchedTile (the rules are docs/imagery.md "Tiles
+    from servers"):
+
+    * PNG, JPEG, WebP or GIF (the first frame); anything else is ``failed``.
+    * The declared size is checked from the header before anything is decoded: not 256x256 is
+      ``failed`` (so a small file declaring 20000 x 20000 px is never decompressed).
+    * 8-bit images of any mode (grey, grey+alpha, palette with or without transparency, RGB,
+      RGBA, CMYK, YCbCr) become RGB by Pillow's conversion; a JPEG's EXIF orientation is applied.
+    * 16-bit (and 32-bit integer or float) images are brought to 8 bits by the per-band linear
+      percentile stretch GeoTIFFs get (:func:`looking_glass.imagery.raster.stretch_limits`),
+      computed on the tile's valid pixels: so contrast is kept, never clipped or cut to a high
+      byte.
+    * Transparent pixels (alpha 0, or the PNG's transparent colour) are nodata: black in the
+      image; a fully transparent tile is ``skipped``; one colour is ``skipped``.
+    * Any error of the decoder (truncated data, a corrupt chunk: Pillow and GDAL raise many kinds
+      of exceptions) makes the tile ``failed`` with the reason; this function never raises.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        return _decode(x, y, z, data)
+    except Exception as exc:  # noqa: BLE001 - the decode boundary: every decoder error is the tile's
+        return _failed(x, y, z, f"not a decodable image: {type(exc).__name__}: {exc}")
+
+
+def _failed(x: int, y: int, z: int, reason: str) -> FetchedTile:
+    return FetchedTile(x, y, z, status=TILE_FAILED, reason=reason[:300])
+
+
+def _decode(x: int, y: int, z: int, data: bytes) -> FetchedTile:
+    try:
+        img = Image.open(io.BytesIO(data), formats=TILE_FORMATS)
+    except UnidentifiedImageError:
+        return _failed(x, y, z, "not a decodable image: not PNG, JPEG, WebP or GIF")
+    except Image.DecompressionBombError as exc:
+        return _failed(x, y, z, f"declared size refused before decoding: {exc}")
+    with img:
+        if img.size != (TILE_SIZE, TILE_SIZE):  # from the header: nothing decoded yet
+            return _failed(x, y, z, f"tile is {img.size[0]}x{img.size[1]}, not {TILE_SIZE}x{TILE_SIZE}")
+        if _png_bit_depth(data) == 16 and img.mode not in ("I;16", "I;16B", "I;16L", "I"):
+            # Pillow reads 16-bit colour PNGs as their high bytes only: GDAL reads all 16 bits.
+            samples, valid = _read_16bit_png(data, img.info.get("transparency"))
+        else:
             img.load()
+            img = ImageOps.exif_transpose(img)
             if img.size != (TILE_SIZE, TILE_SIZE):
-                return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"tile is {img.size[0]}x{img.size[1]}, not {TILE_SIZE}x{TILE_SIZE}")
-            rgba = np.asarray(img.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"not a decodable image: {exc}"[:300])
-    if (rgba[..., 3] == 0).all():
+                return _failed(x, y, z, f"tile is {img.size[0]}x{img.size[1]}, not {TILE_SIZE}x{TILE_SIZE}")
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                grey = np.asarray(img).astype(np.float32)
+                samples = np.stack([grey] * 3)
+                valid = np.ones(grey.shape, bool)
+                trns = img.info.get("transparency")
+                if isinstance(trns, (int, float)):
+                    valid &= grey != trns
+            else:
+                rgba = np.asarray(img.convert("RGBA"))
+                valid = rgba[..., 3] > 0
+                if not valid.any():
+                    return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
+                rgb = rgba[..., :3].copy()
+                rgb[~valid] = 0
+                return classify_rgb(x, y, z, rgb)
+    valid &= np.isfinite(samples).all(0)
+    if not valid.any():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
-    return classify_rgb(x, y, z, rgba[..., :3])
+    stretch = stretch_limits(samples, valid & (samples != 0).any(0))
+    samples[:, ~valid] = np.nan
+    return classify_rgb(x, y, z, stretch_to_uint8(samples, stretch))
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    """The bit depth in a PNG's IHDR chunk (which the PNG standard puts first), else None."""
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 25:
+        return data[24]
+    return None
+
+
+def _read_16bit_png(data: bytes, transparency) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 256, 256) float32 samples and (256, 256) validity of a 16-bit grey+alpha, RGB or RGBA
+    PNG (its size already checked), read by GDAL; ``transparency`` is the PNG's transparent
+    colour (tRNS, as Pillow read it) if any."""
+    from rasterio.enums import ColorInterp
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.io import MemoryFile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a tile has no geotransform
+        with MemoryFile(data) as mem, mem.open(driver="PNG") as src:
+            bands = src.read().astype(np.float32)
+            interp = list(src.colorinterp)
+    alpha = [i for i, c in enumerate(interp) if c == ColorInterp.alpha]
+    colour = [i for i in range(len(interp)) if i not in alpha]
+    valid = np.ones(bands.shape[1:], bool)
+    if alpha:
+        valid &= bands[alpha[0]] > 0
+    if len(colour) == 1:
+        samples = bands[[colour[0]] * 3]
+    elif len(colour) == 3:
+        samples = bands[colour]
+    else:
+        raise ValueError(f"a 16-bit PNG with {len(interp)} bands")
+    if transparency is not None:
+        key = np.atleast_1d(np.asarray(transparency, np.float32))
+        if key.size in (1, 3):
+            valid &= ~(samples == key.reshape(-1, 1, 1)).all(0)
+    return samples, valid
 
 
 def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray) -> FetchedTile:

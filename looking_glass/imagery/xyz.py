@@ -20,6 +20,7 @@ import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from looking_glass.errors import LookingGlassError
@@ -34,6 +35,55 @@ from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError, decode_tile
 
 MAX_RETRY_AFTER_S = 60.0
+# The most bytes one tile's response body may hold: a 256 x 256 16-bit RGBA PNG stored without
+# compression is about 0.5 MB; a longer body is a failed tile, read no further.
+MAX_TILE_BYTES = 4 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+class _BodyTooLarge(Exception):
+    """The response body is longer than the byte cap (a final ``failed`` tile)."""
+
+
+class _DeadlinePassed(Exception):
+    """The response did not arrive in full before the tile's deadline (retried, as a timeout)."""
+
+
+def _read_body(resp, deadline: float, max_bytes: int) -> bytes:
+    """The body of a streamed ``requests`` response, read as it arrives (each read returns what
+    one receive brought, so a server that trickles bytes is stopped at ``deadline``, a
+    ``time.monotonic()`` value); raises _BodyTooLarge past ``max_bytes``."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > max_bytes:
+        raise _BodyTooLarge(f"response body of {int(declared)} bytes (the cap is {max_bytes})")
+    raw, parts, size = resp.raw, [], 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed(f"deadline passed after {size} bytes")
+        _socket_timeout(raw, left)
+        chunk = raw.read1(_READ_CHUNK, decode_content=True)
+        if not chunk:  # the end of the body: the connection can serve the next tile
+            raw.release_conn()
+            break
+        size += len(chunk)
+        if size > max_bytes:
+            raise _BodyTooLarge(f"response body longer than {max_bytes} bytes (the cap)")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _socket_timeout(raw, seconds: float) -> None:
+    """Make the next receive of urllib3 response ``raw`` wait at most ``seconds`` (best effort:
+    without a reachable socket the request's read timeout applies)."""
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:  # after the headers urllib3 leaves the socket to http.client's reader
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.01, min(seconds, sock.gettimeout() or seconds)))
+        except OSError:
+            pass
 
 
 class ImagerySourceError(LookingGlassError, RuntimeError):
@@ -131,10 +181,17 @@ class TileFetcher:
         pool: int = 16,
         token: str | None = None,
         token_header: str = "",
+        max_bytes: int = MAX_TILE_BYTES,
+        deadline_s: float | None = None,
     ):
         self.url_template = url_template
         self.public_name = public_imagery_name(url_template)
         self.timeout_s = timeout_s
+        # Bounds on one response: its body (bytes, after any content decoding) and the total time
+        # of one attempt, connect to last byte (a per-read timeout alone lets a server that
+        # trickles bytes hold a tile for ever).
+        self.max_bytes = max_bytes
+        self.deadline_s = timeout_s if deadline_s is None else deadline_s
         self.retries = retries
         self._token = token
         in_url = "token" in TEMPLATE_FIELD.findall(url_template)
@@ -173,13 +230,27 @@ class TileFetcher:
         url = self.url(x, y, z)
         last_error = ""
         for attempt in range(self.retries + 1):
+            deadline = time.monotonic() + self.deadline_s
             try:
-                resp = self.session.get(url, timeout=self.timeout_s)
+                resp = self.session.get(url, timeout=self.timeout_s, stream=True)
             except requests.RequestException as exc:
                 last_error = f"{type(exc).__name__}"
                 if attempt < self.retries:  # no wait after the last attempt: the message goes back
                     self._backoff(attempt)
                 continue
+            try:
+                body = _read_body(resp, deadline, self.max_bytes) if resp.status_code == 200 else b""
+            except _BodyTooLarge as exc:
+                return FetchedTile(x, y, z, status=TILE_FAILED, reason=str(exc))
+            except (_DeadlinePassed, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                last_error = type(exc).__name__
+                if isinstance(exc, _DeadlinePassed) or time.monotonic() >= deadline:
+                    last_error = f"no full response within the deadline of {self.deadline_s:g} s"
+                if attempt < self.retries:
+                    self._backoff(attempt)
+                continue
+            finally:
+                resp.close()
             if resp.status_code in (404, 204):
                 return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason=f"HTTP {resp.status_code}")
             if resp.status_code in (401, 403):
@@ -194,7 +265,7 @@ class TileFetcher:
                 continue
             if resp.status_code != 200:
                 return FetchedTile(x, y, z, status=TILE_FAILED, reason=f"HTTP {resp.status_code}")
-            return decode_tile(x, y, z, resp.content)
+            return decode_tile(x, y, z, body)
         raise TransientTileError(f"tile {z}/{x}/{y}: {last_error} after {self.retries + 1} attempts")
 
     @staticmethod

@@ -9,7 +9,9 @@ then serve normally. Kinds (``FAULT_KINDS``): ``not_found`` (404), ``no_content`
 ``server_error`` (500, or ``status=``), ``rate_limited`` (429 with ``Retry-After: retry_after``),
 ``slow`` (answers only after ``delay_s``, or when ``release()`` is called), ``truncated`` (the
 connection closes half-way through the body), ``corrupt`` (a cut-off PNG), ``html`` (an HTML page
-with status 200), ``wrong_size`` (a 128x128 PNG), ``blank`` (a single-colour tile).
+with status 200), ``wrong_size`` (a 128x128 PNG), ``blank`` (a single-colour tile), ``trickle``
+(headers at once, then the tile's body one byte every ``delay_s``), ``bytes`` (the given ``body``
+with status 200, with a Content-Length header unless ``send_length=False``).
 Once ``record_requests()`` (or ``set_fault``) has been called, ``requests_for(z, x, y)`` gives the
 times (monotonic) of every image request of a tile; by default nothing is recorded.
 """
@@ -31,7 +33,7 @@ from looking_glass.datasets.synthetic import png_bytes, render_tile
 TILE_PATH = re.compile(r"^/(\d{1,2})/(\d+)/(\d+)(\.mask)?\.png$")
 FAULT_KINDS = (
     "not_found", "no_content", "server_error", "rate_limited", "slow", "truncated",
-    "corrupt", "html", "wrong_size", "blank",
+    "corrupt", "html", "wrong_size", "blank", "trickle", "bytes",
 )
 
 
@@ -43,7 +45,10 @@ class TileFault:
     times: int | None = None
     status: int = 500  # server_error
     retry_after: float = 1.0  # rate_limited
-    delay_s: float = 30.0  # slow: longer than any sane client timeout unless released
+    delay_s: float = 30.0  # slow: longer than any sane client timeout unless released; trickle
+    body: bytes = b""  # bytes
+    content_type: str = "image/png"  # bytes
+    send_length: bool = True  # bytes
 
 
 @lru_cache(maxsize=4096)
@@ -127,6 +132,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, png_bytes(half), "image/png")
         elif kind == "blank":
             self._send(200, png_bytes(np.full((256, 256, 3), 200, np.uint8)), "image/png")
+        elif kind == "trickle":
+            body = _tile_png(z, x, y, False)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            wake = self.server.wake_event()
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if wake.wait(fault.delay_s):
+                    self.wfile.write(body[i + 1 :])
+                    break
+        elif kind == "bytes":
+            if fault.send_length:
+                self._send(200, fault.body, fault.content_type)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Type", fault.content_type)
+                self.end_headers()
+                self.wfile.write(fault.body)
+                self.close_connection = True
 
     def log_message(self, *args):  # quiet: the demo shows a progress bar instead
         pass

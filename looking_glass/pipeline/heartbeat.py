@@ -51,6 +51,16 @@ class VisibilityHeartbeat:
             except Exception as exc:  # noqa: BLE001 - it then returns when its timeout ends
                 log.warning("could not hand a message back to the queue early: %s", exc)
 
+    def release_all(self, visible_in_s: int = 0) -> int:
+        """Hand back every message still held (a worker stopping: what it has not finished goes
+        back to the queue now, visible after ``visible_in_s``, not when its timeout ends); how
+        many."""
+        with self._lock:
+            held = list(self._held)
+        for handle in held:
+            self.release(handle, visible_in_s=visible_in_s)
+        return len(held)
+
     def extend_due(self) -> int:
         """Extend every message held for more than half the timeout; returns how many."""
         now = time.monotonic()

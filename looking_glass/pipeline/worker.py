@@ -151,6 +151,11 @@ class Worker:
                     continue
                 if leftover is not None:
                     self.heartbeat.release(leftover.message["ReceiptHandle"], visible_in_s=0)
+            # Whatever is still held was neither stored nor handed over (e.g. the unit being
+            # downloaded when a stage failed): back to the queue at once, for another worker.
+            handed_back = self.heartbeat.release_all(visible_in_s=0)
+            if handed_back:
+                log.warning("handed %d unfinished work unit(s) back to the queue", handed_back)
             self.heartbeat.stop()
             self.pool.shutdown()
         if self._error is not None:
@@ -213,10 +218,17 @@ class Worker:
         return Prefetched(message, unit, fetched, transient)
 
     def _fetch_safe(self, tile):
+        """One tile from the source: a FetchedTile, or a TransientTileError (the unit is kept for
+        redelivery). Never raises: one bad tile never stops the worker (decode errors are already
+        the tile's ``failed`` status; anything else unexpected is treated as transient, so the
+        unit is retried and, if it keeps failing, dead-lettered)."""
         try:
             return self.fetcher.fetch(*tile)
         except TransientTileError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - logged; the unit goes round again
+            log.exception("tile %d/%d/%d: unexpected error from the imagery source", tile[2], tile[0], tile[1])
+            return TransientTileError(f"tile {tile[2]}/{tile[0]}/{tile[1]}: {type(exc).__name__}: {exc}"[:500])
 
     def _dead_letter(self, message: dict, reason: str) -> None:
         """A message no retry can fix goes straight to the DLQ with its reason, not round again."""

@@ -177,3 +177,45 @@ def test_a_unit_kept_for_redelivery_comes_back_after_the_retry_delay(aws, tiny_s
         if got:
             break
     assert got, "the unit did not come back within 10 s"
+
+
+def visible(sqs, queue_url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_hostile_tiles_are_failed_and_the_rest_of_the_unit_is_stored(aws, fault_tiles, tiny_segmenter):
+    """tests/data/cases/tiles-hostile: a corrupt chunk (Pillow raises SyntaxError) and a 45-byte
+    decompression bomb, each the tile's ``failed`` status; the unit's other tiles are stored, the
+    worker goes on to the next unit and the job completes."""
+    from conftest import TESTS_DIR
+
+    hostile = TESTS_DIR / "data" / "cases" / "tiles-hostile"
+    session, names, resources = aws
+    fault_tiles.set_fault(18, 152950, 132486, "bytes", body=(hostile / "truncated_chunk.png.bin").read_bytes())
+    fault_tiles.set_fault(18, 152951, 132486, "bytes", body=(hostile / "bomb_20000x20000_rgba.png").read_bytes())
+    store, total = start_job(session, names, resources, [[132486, 152950, 152954]], per_message=2)
+    stats = run_worker(session, resources, settings_for(fault_tiles.url_template), tiny_segmenter)
+    items = {(int(i["x"]), int(i["y"])): i for i in store.tile_items(JOB)}
+    assert stats.messages == 2 and len(items) == total == 4
+    corrupt, bomb = items[(152950, 132486)], items[(152951, 132486)]
+    assert corrupt["status"] == "failed" and "not a decodable image" in corrupt["reason"]
+    assert bomb["status"] == "failed" and bomb["reason"]
+    assert sorted(i["status"] for i in items.values()) == ["done", "done", "failed", "failed"]
+    assert store.get_job(JOB)["status"] == COMPLETE
+
+
+def test_a_worker_stopping_on_an_error_hands_its_units_back_at_once(aws, tile_server, tiny_segmenter):
+    """The unit being downloaded when the worker fails is visible again at once, not after its
+    visibility timeout (the next worker need not wait)."""
+    from dataclasses import replace
+
+    from botocore.exceptions import ClientError
+
+    session, names, resources = aws
+    start_job(session, names, resources, [[132486, 152950, 152954]], per_message=4)
+    sqs = session.client("sqs")
+    broken = replace(resources, results_table="no-such-table")
+    with pytest.raises(ClientError):
+        run_worker(session, broken, settings_for(tile_server.url_template, visibility_timeout_s=600), tiny_segmenter)
+    assert visible(sqs, resources.tile_queue_url) == 1
