@@ -3,7 +3,9 @@
 The tiles are the demo's: the zoom-18 cover of the sample AOI (``looking_glass/data``), in
 row-major order. Predictions are the synthetic world's exact truth masks (``--source truth``; the
 sdt head gets their signed distance in metres) or the shipped model's probabilities
-(``--source model``, needs the ``ml`` extra). They are rendered first and kept in a memory-mapped
+(``--source model``, needs the ``ml`` extra), on the current synthetic world or, with
+``--world classic``, on the first one (``synthetic_classic``, what the shipped model up to
+version 2 was trained on; the demo's AOI is far from its training tiles). They are rendered first and kept in a memory-mapped
 file, so the timed part reads them as a worker would and Python's allocation tracer
 (``tracemalloc``) sees only what outlining holds: instance labelling, tracing, stitching,
 simplification (and regularisation with ``--regularise``) and a GeoJSON export, streamed.
@@ -13,7 +15,7 @@ of the truth masks stitched across tiles. Memory is also measured on the first q
 rows, to show that it does not grow with the job.
 
     .venv/bin/python benchmarks/outlines_benchmark.py [--source truth|model] [--head binary|sdt]
-        [--regularise] [--workers N]
+        [--world current|classic] [--regularise] [--workers N] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from looking_glass.datasets.labels import signed_distance_m  # noqa: E402
-from looking_glass.datasets.synthetic import render_tile  # noqa: E402
+from looking_glass.datasets import synthetic, synthetic_classic  # noqa: E402
 from looking_glass.grid import ground_resolution_m, tile_center_lat  # noqa: E402
 from looking_glass.local.demo import sample_aoi_bytes  # noqa: E402
 from looking_glass.outlines.evaluate import evaluate_polygons  # noqa: E402
@@ -49,7 +51,7 @@ def demo_tiles() -> list[tuple[int, int, int]]:
     return [(z, x, y) for x, y, z in iter_tiles(tile_runs(aoi.geometry, 18))]
 
 
-def render(tiles, source: str, head: str, folder: Path):
+def render(tiles, source: str, head: str, folder: Path, world: str = "current"):
     """Memory-mapped (n, S, S) float32 predictions and (n, S, S) bool truth masks."""
     pred = np.lib.format.open_memmap(folder / "pred.npy", mode="w+", dtype=np.float32, shape=(len(tiles), S, S))
     truth = np.lib.format.open_memmap(folder / "truth.npy", mode="w+", dtype=bool, shape=(len(tiles), S, S))
@@ -59,6 +61,7 @@ def render(tiles, source: str, head: str, folder: Path):
 
         segmenter = Segmenter.load()
         head = segmenter.info.head
+    render_tile = synthetic_classic.render_tile if world == "classic" else synthetic.render_tile
     batch = []
     for i, (z, x, y) in enumerate(tiles):
         image, mask = render_tile(z, x, y)
@@ -136,6 +139,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", choices=["truth", "model"], default="truth")
     ap.add_argument("--head", choices=["binary", "sdt"], default="binary", help="for --source truth")
+    ap.add_argument("--world", choices=["current", "classic"], default="current")
     ap.add_argument("--regularise", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="processes for per-tile labelling and tracing")
     ap.add_argument("--cache", type=Path, help="keep the rendered predictions in this folder and reuse them")
@@ -144,16 +148,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.cache is not None:
-            folder = args.cache / f"{args.source}-{args.head}"
+            folder = args.cache / f"{args.world}-{args.source}-{args.head}"
             folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         if (folder / "head").exists():
             head = (folder / "head").read_text()
             print(f"reusing the {len(tiles)} rendered tiles in {folder}")
         else:
-            _, _, head = render(tiles, args.source, args.head, folder)
+            _, _, head = render(tiles, args.source, args.head, folder, args.world)
             (folder / "head").write_text(head)
-            print(f"rendered {len(tiles)} tiles ({args.source}, {head} head) in {time.perf_counter() - t0:.1f} s "
+            print(f"rendered {len(tiles)} tiles ({args.world} world, {args.source}, {head} head) in {time.perf_counter() - t0:.1f} s "
                   "(not timed below)")
         opts = OutlineOptions(head=head, regularise=args.regularise)
         quarter = [t for t in tiles if t[2] < tiles[0][2] + (tiles[-1][2] - tiles[0][2] + 1) // 4]
