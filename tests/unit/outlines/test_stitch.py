@@ -188,3 +188,41 @@ def test_a_runaway_blob_is_emitted_in_parts_of_at_most_max_tiles():
     assert sum(as_px(b).area for b in out) == pytest.approx(m.sum())
     with pytest.raises(OutlinesError):
         OutlineOptions(max_tiles=0)
+
+
+def test_pieces_stored_as_json_by_a_worker_stitch_the_same():
+    import json
+
+    m = np.zeros((2 * S, 2 * S), bool)
+    m[100:140, 200:250] = True
+    m[100:140, 262:320] = True
+    m[115:119, 250:262] = True  # the dumbbell over the edge (sdt: two buildings)
+    m[220:300, 200:320] = True  # four tiles
+    sdt = signed_distance_m(m, 0.6)
+    opts = OutlineOptions(head="sdt", simplify=0, min_area_m2=0)
+    direct = list(outline_tiles(cut_tiles(sdt), opts))
+    stored = [json.dumps(tile_pieces(a, *t, head="sdt").to_dict()) for t, a in cut_tiles(sdt)]
+    from looking_glass.outlines.vectorize import TilePieces
+
+    again = list(outline_tiles((TilePieces.from_dict(json.loads(d)) for d in stored), opts))
+    assert len(direct) == len(again) == 3
+    assert all(a.polygon.equals(b.polygon) and a.tile == b.tile for a, b in zip(direct, again))
+
+
+def test_simplification_tolerance_in_metres_follows_latitude():
+    from looking_glass.outlines.georef import m_per_px
+
+    m = np.zeros((S, S), bool)
+    yy, xx = np.mgrid[0:S, 0:S]
+    m[(xx - 128) ** 2 + (yy - 128) ** 2 < 60**2] = True  # a round tank: many vertices to remove
+
+    def shape(y0, **kw):
+        (b,) = outline_tiles(cut_tiles(m.astype(np.float32), y0=y0), OutlineOptions(min_area_m2=0, **kw))
+        return b.polygon
+
+    for y0 in (Y0, 84_000):  # near the equator and at 54 N, where a pixel covers 0.35 m
+        px = 0.8 / m_per_px((y0 + 0.5) * S, 18)
+        assert shape(y0, simplify=0.8, simplify_unit="m").equals(shape(y0, simplify=px))
+    assert len(shape(84_000, simplify=0.8, simplify_unit="m").exterior.coords) > 8
+    with pytest.raises(OutlinesError):
+        OutlineOptions(simplify_unit="ft")
