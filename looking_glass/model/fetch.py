@@ -5,7 +5,12 @@
 ``LG_MODEL_S3_URI`` (cdk.json ``model_s3_uri``) names either a ``.keras`` file, whose JSON
 sidecar (same name, ``.json``) is fetched from beside it, or a SageMaker ``model.tar.gz`` (or
 ``.tgz``) from the training stack, which must hold exactly one ``.keras`` file (and its
-sidecar). The files go to ``LG_MODEL_DIR`` (default ``/tmp/model``); the program prints the
+sidecar, and its ONNX export ``.onnx`` if it has one). A ``.keras`` file's ONNX export
+(:func:`looking_glass.model.onnx_export.onnx_key`: same name, ``.onnx``) is fetched from beside
+it when it is there; a model without one still works (with Keras). Then, unless
+``LG_RUNTIME=keras`` or ``LG_ONNX_EXPORT_AT_START=false``, a model without a usable ONNX export
+is exported here (:func:`ensure_onnx`; a failure only means the worker runs Keras). The files
+go to ``LG_MODEL_DIR`` (default ``/tmp/model``); the program prints the
 local model path, which the worker image's launcher (``batch_jobs/Dockerfile``) exports as
 ``LG_MODEL_PATH`` before it runs the worker. Exit code 3 when the model cannot be fetched (the
 worker's code for a model that cannot be loaded), with the reason on stderr.
@@ -19,13 +24,17 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from looking_glass.errors import LookingGlassError
+from looking_glass.model.onnx_export import onnx_key, onnx_path
 
 ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
 ENV_MODEL_DIR = "LG_MODEL_DIR"
+ENV_EXPORT_AT_START = "LG_ONNX_EXPORT_AT_START"
 DEFAULT_MODEL_DIR = "/tmp/model"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 EXIT_NO_MODEL = 3
 EXIT_USAGE = 2
+# What S3 answers for an object that is not there (403 without s3:ListBucket on the bucket).
+MISSING_CODES = {"404", "403", "NoSuchKey", "NotFound", "AccessDenied"}
 
 
 class ModelFetchError(LookingGlassError, RuntimeError):
@@ -69,7 +78,51 @@ def fetch_model(uri: str, dest, s3=None) -> Path:
     s3.download_file(bucket, key, str(model))
     sidecar = key.rsplit(".", 1)[0] + ".json"
     s3.download_file(bucket, sidecar, str(model.with_suffix(".json")))
+    fetch_optional(s3, bucket, onnx_key(key), onnx_path(model))
     return model
+
+
+def fetch_optional(s3, bucket: str, key: str, target: Path) -> bool:
+    """Download ``key`` to ``target`` if the object is there; False (and no ``target``) when S3
+    says it is not (404, or 403 where the role may not list the bucket). Other errors raise."""
+    from botocore.exceptions import ClientError
+
+    target.unlink(missing_ok=True)  # never leave an older model's file in its place
+    try:
+        s3.download_file(bucket, key, str(target))
+    except ClientError as exc:
+        target.unlink(missing_ok=True)
+        if str(exc.response.get("Error", {}).get("Code")) in MISSING_CODES:
+            return False
+        raise
+    return True
+
+
+def ensure_onnx(model: Path, out=None) -> bool:
+    """Export ``model`` to ONNX here when it has no usable ONNX export
+    (:func:`looking_glass.model.inference.onnx_problem`); True when a usable one is there after.
+    A failure (tf2onnx not installed, a check that fails) is written to ``out`` (default
+    stderr), not raised."""
+    from looking_glass.model.inference import onnx_problem
+
+    out = sys.stderr if out is None else out
+    problem = onnx_problem(model)
+    if problem is None:
+        return True
+    print(f"{model.name}: {problem}; exporting it to ONNX now", file=out, flush=True)
+    try:
+        from contextlib import redirect_stdout
+
+        from looking_glass.model.onnx_export import export_onnx
+
+        with redirect_stdout(out):  # stdout carries only the model path
+            record = export_onnx(model)
+    except Exception as exc:  # noqa: BLE001 - the worker still runs the .keras model
+        print(f"ONNX export failed ({type(exc).__name__}: {exc}); the worker runs the Keras model",
+              file=out, flush=True)
+        return False
+    print(f"exported {record['file']}: mask agreement {record['check']['mask_agreement']:.6f}", file=out, flush=True)
+    return True
 
 
 def main(environ=None) -> int:
@@ -85,6 +138,9 @@ def main(environ=None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure is fatal and must say why
         print(f"cannot fetch model {uri}: {exc}", file=sys.stderr, flush=True)
         return EXIT_NO_MODEL
+    runtime = environ.get("LG_RUNTIME", "").strip().lower()
+    if runtime != "keras" and environ.get(ENV_EXPORT_AT_START, "true").strip().lower() not in ("false", "0", "no"):
+        ensure_onnx(model)
     print(model, flush=True)
     return 0
 

@@ -4,12 +4,19 @@ A model is a Keras file plus a JSON sidecar (``<name>.json``, :mod:`looking_glas
 with its id, version, config and whether it was trained. With no model path, the model shipped in
 the package is used if there is one; otherwise an untrained DeepLab V3+ with random weights, and
 the metadata says so.
+
+The model runs with ONNX Runtime when its checked ONNX export (``<name>.onnx``,
+:mod:`looking_glass.model.onnx_export`) is usable, else with Keras: ``LG_RUNTIME`` or the
+``runtime`` argument (auto|onnx|keras) chooses, see :mod:`looking_glass.model.inference`. When
+ONNX Runtime runs, the Keras model (and TensorFlow) is loaded only if something asks for
+:attr:`Segmenter.model`.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +24,8 @@ import numpy as np
 
 from looking_glass.grid import pixel_row_areas_m2
 from looking_glass.model.sidecar import sidecar_path
+
+log = logging.getLogger(__name__)
 
 SHIPPED_MODEL = Path(str(importlib.resources.files("looking_glass.model") / "shipped" / "deeplabv3plus_synthetic.keras"))
 # The untrained fallback: small, so the pipeline runs quickly until a trained model exists.
@@ -46,23 +55,80 @@ def load_metadata(model_path: Path) -> dict:
 
 
 class Segmenter:
-    """Runs the model on batches of uint8 RGB tiles."""
+    """Runs the model on batches of uint8 RGB tiles.
 
-    def __init__(self, model, info: ModelInfo, config: dict | None = None):
-        self.model = model
+    ``runner`` is what runs it (:class:`looking_glass.model.inference.OnnxRunner` or
+    ``KerasRunner``; default: Keras on ``model``); ``runtime`` and ``provider`` say which.
+    """
+
+    def __init__(self, model, info: ModelInfo, config: dict | None = None, runner=None, model_path=None):
+        self._model = model
         self.info = info
         self.config = config or {}  # the ModelConfig fields, from the sidecar
+        self._runner = runner
+        self.model_path = Path(model_path) if model_path else None
+        self.fallback_reason = ""  # why auto did not pick ONNX Runtime ("" when it did, or not asked)
+
+    @property
+    def model(self):
+        """The Keras model (loaded on first use when ONNX Runtime runs the segmenter)."""
+        if self._model is None:
+            import keras
+
+            self._model = keras.saving.load_model(self.model_path, compile=False)
+        return self._model
+
+    @property
+    def runner(self):
+        if self._runner is None:
+            from looking_glass.model.inference import KerasRunner
+
+            self._runner = KerasRunner(self.model)
+        return self._runner
+
+    @property
+    def runtime(self) -> str:
+        """``onnx`` or ``keras``."""
+        return self.runner.runtime
+
+    @property
+    def provider(self) -> str:
+        """The ONNX Runtime execution provider that runs, or TensorFlow's device (CPU/GPU)."""
+        return self.runner.provider
+
+    def describe(self) -> str:
+        """One line: the runtime, its version and provider (for logs)."""
+        return self.runner.describe()
 
     @classmethod
-    def load(cls, model_path: str = "") -> "Segmenter":
-        """The Keras model at ``model_path`` with its sidecar; "" means the shipped model, or an
-        untrained DeepLab V3+ (``UNTRAINED_CONFIG``) when none is shipped."""
-        import keras
+    def load(cls, model_path: str = "", runtime: str | None = None, threads: int | None = None,
+             providers=None) -> "Segmenter":
+        """The model at ``model_path`` with its sidecar; "" means the shipped model, or an
+        untrained DeepLab V3+ (``UNTRAINED_CONFIG``) when none is shipped.
 
+        ``runtime`` (auto|onnx|keras), ``threads`` (ONNX Runtime intra-op threads) and
+        ``providers`` (allowed execution providers) default to ``LG_RUNTIME``,
+        ``LG_INFERENCE_THREADS`` and ``LG_ONNX_PROVIDERS``
+        (:class:`looking_glass.runtime.settings.ModelRuntimeSettings`). ``auto`` falls back to
+        Keras when the ONNX export is missing or unusable (the reason is logged and kept in
+        :attr:`fallback_reason`); ``onnx`` raises
+        :class:`looking_glass.model.inference.RuntimeUnavailable` instead.
+        """
+        from looking_glass.model.inference import RUNTIMES, OnnxRunner, RuntimeUnavailable, onnx_problem
+        from looking_glass.model.onnx_export import onnx_path
+
+        if runtime is None or threads is None or providers is None:
+            from looking_glass.runtime.settings import ModelRuntimeSettings
+
+            env = ModelRuntimeSettings.from_env()
+            runtime = env.runtime if runtime is None else runtime
+            threads = env.threads if threads is None else threads
+            providers = env.providers if providers is None else providers
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
         path = Path(model_path) if model_path else SHIPPED_MODEL
         if path.exists():
             meta = load_metadata(path)
-            model = keras.saving.load_model(path, compile=False)
             info = ModelInfo(
                 model_id=meta["model_id"],
                 version=str(meta["version"]),
@@ -71,9 +137,31 @@ class Segmenter:
                 head=meta.get("config", {}).get("head", "binary"),
                 threshold=float(meta.get("threshold", 0.5)),
             )
-            return cls(model, info, meta.get("config", {}))
+            reason = ""
+            if runtime != "keras":
+                reason = onnx_problem(path, meta) or ""
+                if not reason:
+                    try:
+                        runner = OnnxRunner(onnx_path(path), threads=threads or None, allowed=providers)
+                    except RuntimeUnavailable as exc:
+                        reason = str(exc)
+                    else:
+                        return cls(None, info, meta.get("config", {}), runner=runner, model_path=path)
+                if runtime == "onnx":
+                    raise RuntimeUnavailable(f"cannot run {path} with ONNX Runtime: {reason}")
+                log.warning("running %s with Keras, not ONNX Runtime: %s", path.name, reason)
+            import keras
+
+            model = keras.saving.load_model(path, compile=False)
+            segmenter = cls(model, info, meta.get("config", {}), model_path=path)
+            segmenter.fallback_reason = reason
+            return segmenter
         if model_path:
             raise FileNotFoundError(f"model {model_path} not found")
+        if runtime == "onnx":
+            raise RuntimeUnavailable("no model is shipped: the untrained fallback model runs with Keras only")
+        import keras
+
         from looking_glass.model.deeplab import ModelConfig, build_deeplabv3plus
 
         keras.utils.set_random_seed(0)
@@ -109,15 +197,19 @@ class Segmenter:
             model.set_weights(self.model.get_weights())
         if xla:
             model.compile(jit_compile=True)
-        return Segmenter(model, self.info, self.config)
+        return Segmenter(model, self.info, self.config, model_path=self.model_path)
 
     def predict_masks(self, images: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Boolean building masks (n, H, W) for uint8 images (n, H, W, 3)."""
-        # predict_on_batch runs the compiled graph: about 1.7x faster than calling the model.
-        out = np.asarray(self.model.predict_on_batch(images.astype(np.float32)))[..., 0]
+        out = self.predict_raw(images)[..., 0]
         if self.info.head == "sdt":  # signed distance in metres, positive inside buildings
             return out > 0
         return out >= (self.info.threshold if threshold is None else threshold)
+
+    def predict_raw(self, images: np.ndarray) -> np.ndarray:
+        """The model's raw outputs (n, H, W, 1) (probability, or signed distance for ``sdt``)
+        for uint8 images (n, H, W, 3), by whichever runtime runs."""
+        return np.asarray(self.runner(np.ascontiguousarray(images, dtype=np.float32)))
 
 
 def building_area_m2(mask: np.ndarray, x: int, y: int, z: int) -> float:

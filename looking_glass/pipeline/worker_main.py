@@ -45,7 +45,8 @@ def main() -> int:
     try:
         from looking_glass.model.segmenter import Segmenter
 
-        segmenter = Segmenter.load(settings.model_path)
+        rt = settings.model_runtime
+        segmenter = Segmenter.load(settings.model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers)
         if settings.xla or settings.mixed_precision:
             segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
@@ -54,6 +55,7 @@ def main() -> int:
     from looking_glass.pipeline.worker import Worker
 
     log.info("model %s v%s (%s)", segmenter.info.model_id, segmenter.info.version, segmenter.info.description)
+    log.info("model runtime: %s", segmenter.describe())
     worker = Worker(session, resources, settings, segmenter, fetcher=fetcher)
     worker.install_signal_handlers()
     stats = worker.run()

@@ -131,6 +131,35 @@ class EnumeratorSettings:
         return max(1, min(self.max_workers, -(-tiles // self.tiles_per_worker)))
 
 
+# The model's runtime (looking_glass.model.inference): ONNX Runtime when the checked export is
+# usable (auto), forced (onnx), or Keras/TensorFlow (keras).
+MODEL_RUNTIMES = ("auto", "onnx", "keras")
+ONNX_PROVIDERS = ("tensorrt", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class ModelRuntimeSettings:
+    """``LG_RUNTIME`` (auto|onnx|keras), ``LG_INFERENCE_THREADS`` (ONNX Runtime intra-op
+    threads; 0: the CPUs less one) and ``LG_ONNX_PROVIDERS`` (e.g. ``cuda,cpu``; unset: all)."""
+
+    runtime: str = "auto"
+    threads: int = 0
+    providers: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_env(cls, environ=None) -> ModelRuntimeSettings:
+        var = Variables(os.environ if environ is None else environ, SettingsError)
+        raw = var.raw("LG_ONNX_PROVIDERS")
+        providers = None if raw is None else tuple(
+            var.parse.choice("LG_ONNX_PROVIDERS", p.lower(), ONNX_PROVIDERS) for p in var.parse.text_list("LG_ONNX_PROVIDERS", raw)
+        )
+        return cls(
+            runtime=var.choice("LG_RUNTIME", "auto", MODEL_RUNTIMES),
+            threads=var.integer("LG_INFERENCE_THREADS", 0, 0, 1024),
+            providers=providers,
+        )
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """The worker's settings: imagery source, model, batching, downloads, queue timing."""
@@ -156,6 +185,8 @@ class WorkerSettings:
     # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
     xla: bool = False
     mixed_precision: bool = False
+    # LG_RUNTIME, LG_INFERENCE_THREADS, LG_ONNX_PROVIDERS (docs/inference.md).
+    model_runtime: ModelRuntimeSettings = ModelRuntimeSettings()
 
     @classmethod
     def from_env(cls, environ=None) -> WorkerSettings:
@@ -186,6 +217,7 @@ class WorkerSettings:
             retry_delay_s=var.integer("LG_RETRY_DELAY_S", 30, 0, 43200),
             xla=var.boolean("LG_XLA", False),
             mixed_precision=var.boolean("LG_MIXED_PRECISION", False),
+            model_runtime=ModelRuntimeSettings.from_env(env),
         )
 
 
