@@ -30,18 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from looking_glass.datasets.labels import signed_distance_m  # noqa: E402
-from looking_glass.datasets import synthetic, synthetic_classic  # noqa: E402
-from looking_glass.grid import ground_resolution_m, tile_center_lat  # noqa: E402
-from looking_glass.local.demo import sample_aoi_bytes  # noqa: E402
-from looking_glass.outlines.evaluate import evaluate_polygons  # noqa: E402
-from looking_glass.outlines.exports import write_geojson  # noqa: E402
-from looking_glass.outlines.stitch import OutlineOptions, Stitcher, outline_tiles  # noqa: E402
-from looking_glass.outlines.vectorize import tile_pieces  # noqa: E402
-from looking_glass.tiling.aoi import parse_aoi  # noqa: E402
-from looking_glass.tiling.cover import iter_tiles, tile_runs  # noqa: E402
+from looking_glass.datasets import synthetic, synthetic_classic
+from looking_glass.datasets.labels import signed_distance_m
+from looking_glass.grid import ground_resolution_m, tile_center_lat
+from looking_glass.local.demo import sample_aoi_bytes
+from looking_glass.outlines.evaluate import evaluate_polygons
+from looking_glass.outlines.exports import write_geojson
+from looking_glass.outlines.stitch import OutlineOptions, Stitcher, outline_tiles
+from looking_glass.outlines.vectorize import tile_pieces
+from looking_glass.tiling.aoi import parse_aoi
+from looking_glass.tiling.cover import iter_tiles, tile_runs
 
 S = 256
 

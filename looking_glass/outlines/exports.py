@@ -17,11 +17,12 @@ buildings written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -130,23 +131,19 @@ def write_osm(buildings: Iterable, path, source: str = DEFAULT_SOURCE) -> int:
         return i
 
     n = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        parts = {k: open(Path(tmp) / k, "w+", encoding="utf-8") for k in ("node", "way", "relation")}
-        try:
-            for item in buildings:
-                geom, _ = _split(item)
-                for poly in _polygons(geom):
-                    _write_polygon(poly, parts, new, tags)
-                n += 1
-            with open(path, "w", encoding="utf-8") as out:
-                out.write("<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\" generator=\"Looking Glass\">\n")
-                for f in parts.values():
-                    f.seek(0)
-                    shutil.copyfileobj(f, out)
-                out.write("</osm>\n")
-        finally:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        parts = {k: stack.enter_context(open(Path(tmp) / k, "w+", encoding="utf-8")) for k in ("node", "way", "relation")}
+        for item in buildings:
+            geom, _ = _split(item)
+            for poly in _polygons(geom):
+                _write_polygon(poly, parts, new, tags)
+            n += 1
+        with open(path, "w", encoding="utf-8") as out:
+            out.write("<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\" generator=\"Looking Glass\">\n")
             for f in parts.values():
-                f.close()
+                f.seek(0)
+                shutil.copyfileobj(f, out)
+            out.write("</osm>\n")
     return n
 
 

@@ -23,7 +23,7 @@ with a country-sized job runs it per work unit (``tiles``) with a ``bbox``-limit
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import shapely

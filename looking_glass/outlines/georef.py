@@ -22,7 +22,15 @@ import numpy as np
 import shapely
 from shapely.geometry.polygon import orient
 
-from looking_glass.grid import EQUATOR_M_PER_PX_Z0, TILE_SIZE, col_of_lon, ground_resolution_m, lat_of_row_edge, lon_of_col, row_of_lat
+from looking_glass.grid import (
+    EQUATOR_M_PER_PX_Z0,
+    TILE_SIZE,
+    col_of_lon,
+    ground_resolution_m,
+    lat_of_row_edge,
+    lon_of_col,
+    row_of_lat,
+)
 
 __all__ = [
     "area_m2",

@@ -215,7 +215,7 @@ def _read_osm(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
 
 def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
     import pyogrio
-    from pyogrio.errors import DataSourceError, DataLayerError
+    from pyogrio.errors import DataLayerError, DataSourceError
     from pyproj import CRS
 
     try:

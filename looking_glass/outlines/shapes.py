@@ -103,7 +103,7 @@ def _orthogonal_ring(ring: np.ndarray) -> np.ndarray | None:
         return None
     pts = []
     for k, (h, pos) in enumerate(walls):
-        nh, npos = walls[(k + 1) % len(walls)]
+        _, npos = walls[(k + 1) % len(walls)]
         pts.append((npos, pos) if h else (pos, npos))  # corner where wall k meets wall k+1
     pts.append(pts[0])
     return np.asarray(pts, dtype=float)

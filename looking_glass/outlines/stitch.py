@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 import shapely
@@ -196,12 +196,12 @@ class Stitcher:
             self._members[key] = [key]
             self._tiles[key] = {(x, y)}
             due = (-1, -1)
-            for d, (dx, dy, mine, _) in _NEIGHBOURS.items():
+            for dx, dy, mine, _ in _NEIGHBOURS.values():
                 if label in pieces.edges[mine]:
                     due = max(due, (y + dy, x + dx))
             self._set_due(key, due)
         values = pieces.values or {}
-        for d, (dx, dy, mine, theirs) in _NEIGHBOURS.items():
+        for dx, dy, mine, theirs in _NEIGHBOURS.values():
             other = self._edges.get((x + dx, y + dy))
             if other is not None:
                 self._join((x, y, pieces.edges[mine], values.get(mine)),

@@ -93,7 +93,7 @@ class TilePieces:
         }
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "TilePieces":
+    def from_dict(cls, doc: dict) -> TilePieces:
         """The inverse of :meth:`to_dict`; raises OutlinesError for a malformed document."""
         try:
             z, x, y = (int(v) for v in doc["tile"])

@@ -8,13 +8,17 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import shapely
+from outlines_helpers import cut_tiles
 
 from looking_glass.outlines.errors import OutlinesError
-from looking_glass.outlines.exports import write_buildings, write_geojson, write_osm, write_vector
+from looking_glass.outlines.exports import (
+    write_buildings,
+    write_geojson,
+    write_osm,
+    write_vector,
+)
 from looking_glass.outlines.layers import read_polygons
 from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
-
-from outlines_helpers import cut_tiles
 
 S = 256
 

@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import shapely
+from outlines_helpers import X0, Y0
 
 from looking_glass.grid import pixel_area_m2, quadkey
 from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 from looking_glass.outlines.gap import GAP_FIELDS, gap_summary, mapping_gap
 from looking_glass.outlines.georef import to_lonlat
 from looking_glass.outlines.layers import read_polygons, to_crs
-
-from outlines_helpers import X0, Y0
 
 S = 256
 K = pixel_area_m2(X0, Y0)  # m2 per pixel in these tiles
@@ -115,7 +114,11 @@ def test_reference_from_an_osm_extract(tmp_path):
 
 def test_files_csv_and_the_map_layer(tmp_path):
     from looking_glass.outlines.exports import write_geojson
-    from looking_glass.outlines.gap import compare_files, gap_feature_collection, write_gap_csv
+    from looking_glass.outlines.gap import (
+        compare_files,
+        gap_feature_collection,
+        write_gap_csv,
+    )
 
     pred, mapped = tmp_path / "pred.geojson", tmp_path / "mapped.geojson"
     write_geojson(PRED, pred)

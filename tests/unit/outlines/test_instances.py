@@ -9,7 +9,12 @@ import shapely
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.instances import binary_instances, instances, sdt_instances
-from looking_glass.outlines.vectorize import TilePieces, pieces_from_labels, tile_pieces, trace_labels
+from looking_glass.outlines.vectorize import (
+    TilePieces,
+    pieces_from_labels,
+    tile_pieces,
+    trace_labels,
+)
 
 RES = 0.6  # metres per pixel of the hand-made distance fields
 

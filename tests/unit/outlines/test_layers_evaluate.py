@@ -135,7 +135,7 @@ def test_osm_pbf_extract_made_in_the_test(tmp_path):
     from osmium.osm.mutable import Node, Relation, Way
 
     path = tmp_path / "tiny.osm.pbf"
-    sq = lambda x, y, d: [(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)]  # noqa: E731
+    sq = lambda x, y, d: [(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)]
     writer = osmium.SimpleWriter(str(path))
     rings = {1: sq(30.0, -2.0, 1e-4), 2: sq(30.001, -2.0, 1e-4), 3: sq(30.002, -2.0, 1e-4),
              4: sq(30.003, -2.0, 2e-4), 5: sq(30.00305, -1.99995, 1e-4)}

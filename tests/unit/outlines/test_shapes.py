@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import shapely
-from scipy import ndimage
 
 from looking_glass.outlines.instances import binary_instances
 from looking_glass.outlines.shapes import dominant_angle, regularise, simplify

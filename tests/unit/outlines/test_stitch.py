@@ -6,16 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
+from outlines_helpers import X0, Y0, cut_tiles, random_rectangles
 from scipy import ndimage
 
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.grid import pixel_area_m2, tile_bounds
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.georef import to_world_px
-from looking_glass.outlines.stitch import OutlineOptions, Stitcher, count_by_tile, outline_tiles
+from looking_glass.outlines.stitch import (
+    OutlineOptions,
+    Stitcher,
+    count_by_tile,
+    outline_tiles,
+)
 from looking_glass.outlines.vectorize import tile_pieces
-
-from outlines_helpers import X0, Y0, cut_tiles, random_rectangles
 
 S = 256
 EXACT = OutlineOptions(simplify=0, min_area_m2=0)
@@ -62,7 +66,7 @@ def test_holes_across_edges_and_l_shapes_over_three_tiles():
     m[250:360, 150:250] = True  # ... and down into the bottom-left: three of four tiles
     (b,) = run(m)
     assert b.tiles == 3
-    z, x, y = b.tile
+    _, x, y = b.tile
     assert (x - X0, y - Y0) != (1, 1)  # counted where the building is, not in the empty tile
 
 
