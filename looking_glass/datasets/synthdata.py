@@ -1,4 +1,8 @@
-"""``looking-glass synth-data``: a training set from the synthetic world, in the prepare format.
+"""``looking-glass synth-data``: a training set from the synthetic worlds, in the prepare format.
+
+By default the set is ``mixed``: 30% of the 4x4 clusters come from the demo world (so a model
+stays good at what the demo and ``evaluate --synthetic`` show) and the rest from the randomised
+world (so that it has a chance on real imagery); see ``looking_glass.datasets.synthetic``.
 
 Tiles are drawn from a seeded random set of zoom-18 addresses in clusters of 4x4 neighbouring
 tiles (so the block split has whole neighbourhoods to keep apart), far from the demo's sample AOI
@@ -13,7 +17,7 @@ from looking_glass.grid import ZOOM, ground_resolution_m, tile_bounds, tile_cent
 from looking_glass.datasets.chips import Chip, write_dataset
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split
-from looking_glass.datasets.synthetic import render_tile
+from looking_glass.datasets.synthetic import render_world_tile
 
 CLUSTER = 4
 # Training tiles come from this window of zoom-18 columns/rows (around 43 W..2 W, 52..36 N).
@@ -37,26 +41,26 @@ def synthetic_tiles(count: int, seed: int) -> list[tuple[int, int, int]]:
     return tiles
 
 
-WORLDS = ("default", "classic")
+WORLDS = ("mixed", "randomised", "demo")
+DEMO_SHARE = 0.3  # share of 4x4 clusters from the demo world in the "mixed" training set
 
 
-def _renderer(world: str):
-    """``default``: the synthetic world of ``looking_glass.datasets.synthetic``; ``classic``: the
-    first, plainer world (``synthetic_classic``), kept for ablations."""
-    if world == "classic":
-        from looking_glass.datasets.synthetic_classic import render_tile as classic
-
-        return classic
-    if world != "default":
+def cluster_world(world: str, x: int, y: int, seed: int) -> str:
+    """The world a tile is rendered from: ``mixed`` picks per 4x4 cluster (hashed with the seed)
+    the demo world for ``DEMO_SHARE`` of them and the randomised world for the rest."""
+    if world not in WORLDS:
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
-    return render_tile
+    if world != "mixed":
+        return world
+    rng = np.random.default_rng([seed, x // CLUSTER, y // CLUSTER, 12])
+    return "demo" if rng.random() < DEMO_SHARE else "randomised"
 
 
 def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fraction: float = 0.2,
-                    world: str = "default"):
-    render = _renderer(world)
+                    world: str = "mixed"):
     for x, y, z in synthetic_tiles(count, seed):
-        image, truth = render(z, x, y)
+        tile_world = cluster_world(world, x, y, seed)
+        image, truth = render_world_tile(tile_world, z, x, y)
         mask = truth.astype(np.uint8)
         res = ground_resolution_m(tile_center_lat(x, y, z), z)
         yield Chip(
@@ -69,15 +73,15 @@ def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fractio
             crs="EPSG:4326",
             bounds=tile_bounds(x, y, z),
             pixel_size_m=(res, res),
-            meta={"tile": [z, x, y]},
+            meta={"tile": [z, x, y], "world": tile_world},
         )
 
 
 def write_synthetic_dataset(out_dir, tiles: int, seed: int = 0, overwrite: bool = False, sdt_clip_m: float = 10.0,
-                            world: str = "default") -> dict:
+                            world: str = "mixed") -> dict:
     if tiles < 1:
         raise ValueError("tiles must be at least 1")
-    _renderer(world)
+    cluster_world(world, 0, 0, seed)  # checks the name
     return write_dataset(
         out_dir,
         synthetic_chips(tiles, seed, sdt_clip_m, world=world),
@@ -85,5 +89,7 @@ def write_synthetic_dataset(out_dir, tiles: int, seed: int = 0, overwrite: bool 
         mode="synthetic",
         seed=seed,
         sdt_clip_m=sdt_clip_m,
-        split_rule=f"clusters of {CLUSTER}x{CLUSTER} tiles hashed with the seed to train/validation (20%)",
+        split_rule=f"clusters of {CLUSTER}x{CLUSTER} tiles hashed with the seed to train/validation (20%)"
+        + (f"; world {world}" if world != "mixed" else
+           f"; world mixed: {DEMO_SHARE:.0%} of the clusters from the demo world, the rest randomised"),
     )

@@ -1,7 +1,7 @@
-"""The first synthetic world ("classic", world version 1), kept for ablations and reproducibility.
+"""The demo world (the first, "classic" synthetic world): plain RGB tiles with their exact masks.
 
-The shipped model up to version 2 was trained on it; ``looking_glass.datasets.synthetic`` now
-renders the richer world. Deterministic aerial-looking RGB tiles with their exact building masks.
+What ``looking_glass.datasets.synthetic.render_tile`` renders for the tile server, the demo,
+``evaluate --synthetic`` and the tests. Model version 2 was trained on it alone.
 
 Any z/x/y renders the same way every time (everything is seeded from the tile address or from
 world-pixel coordinates), so the demo and the tests know the true building area of every tile.
@@ -86,7 +86,7 @@ def _building_polygon(rng: np.random.Generator, cx: float, cy: float, angle: flo
 
 
 def render_tile(z: int, x: int, y: int, size: int = TILE_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """RGB image (size, size, 3) uint8 and the exact building mask (size, size) bool."""
+    """Demo-world RGB image (size, size, 3) uint8 and the exact building mask (size, size) bool."""
     gx0, gy0 = x * size, y * size
     gx, gy = np.meshgrid(np.arange(gx0, gx0 + size), np.arange(gy0, gy0 + size))
     rng = np.random.default_rng(_seed(z, x, y))

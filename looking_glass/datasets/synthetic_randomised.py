@@ -1,9 +1,9 @@
-"""The synthetic world: deterministic aerial-looking tiles with their exact building masks.
+"""The randomised synthetic world (domain randomisation): deterministic aerial-looking tiles of
+varied acquisitions and landscapes, with their exact building masks; the training world of model v3.
 
 Any z/x/y renders the same way every time (everything is seeded from the tile address, the scene
-block's address or world-pixel coordinates), so the demo and the tests know the true building
-area of every tile. The world is randomised on purpose (domain randomisation), so that a model
-trained on it alone has a chance on real imagery:
+block's address or world-pixel coordinates). It is randomised on purpose, so that a model trained
+on it alone has a chance on real imagery:
 
 - ``synthetic_scene``: per block of 8x8 tiles one acquisition: RGB or panchromatic sensor, ground
   sample distance around the zoom-18 resolution, one sun, season, atmosphere, palette;
@@ -17,15 +17,12 @@ trained on it alone has a chance on real imagery:
   radiometry through a percentile stretch, JPEG artefacts.
 
 The truth mask is the building footprints, including roof parts hidden under tree crowns (as in
-SpaceNet's labels). ``synthetic_classic`` keeps the first, plainer world for ablations.
+SpaceNet's labels).
 """
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
 
 from looking_glass.datasets.synthetic_buildings import Layers, place_buildings
 from looking_glass.datasets.synthetic_ground import ground_albedo
@@ -38,7 +35,7 @@ from looking_glass.grid import TILE_SIZE, ground_resolution_m, tile_center_lat
 WORLD_VERSION = 2
 PAD = 32  # pixels rendered around the tile so that shadows and crowns enter it from outside
 
-__all__ = ["WORLD_VERSION", "Scene", "build_layers", "png_bytes", "render_tile", "scene_for_tile", "value_noise"]
+__all__ = ["WORLD_VERSION", "Scene", "build_layers", "render_tile", "scene_for_tile"]
 
 
 def metres_per_pixel(scene: Scene, z: int, x: int, y: int, size: int = TILE_SIZE) -> float:
@@ -81,9 +78,3 @@ def render_tile(z: int, x: int, y: int, size: int = TILE_SIZE) -> tuple[np.ndarr
     radiance = radiance[PAD:PAD + size, PAD:PAD + size]
     image = expose(radiance, scene, np.random.default_rng(seed("sensor", z, x, y)))
     return image, layers.truth.copy()
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
