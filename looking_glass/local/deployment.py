@@ -9,9 +9,11 @@ by default ``~/.looking-glass/embedded.json`` (``--embedded FILE`` or ``LG_EMBED
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -132,10 +134,23 @@ def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_
         "tile_url_template": tile_url_template,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(path)
+    # Private (it names the endpoint and the resources of a run that holds local credentials):
+    # the directory 0700 when created here, the file 0600. Written under an unpredictable
+    # temporary name in the same directory (mkstemp: O_EXCL, mode 0600, so no other user can
+    # plant or pre-create it), then renamed over the state file in one step.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as tmp:
+            tmp.write(json.dumps(state, indent=2) + "\n")
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o600)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
     return state
 
 
