@@ -110,8 +110,9 @@ def _orthogonal_ring(ring: np.ndarray) -> np.ndarray | None:
 
 
 def _iou(a, b) -> float:
-    union = shapely.area(shapely.union(a, b))
-    return float(shapely.area(shapely.intersection(a, b)) / union) if union > 0 else 0.0
+    inter = shapely.area(shapely.intersection(a, b))
+    union = a.area + b.area - inter
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _envelope_angle(poly) -> float | None:
@@ -144,9 +145,13 @@ def regularise(poly, min_iou: float = 0.8):
     if poly.is_empty or poly.geom_type != "Polygon":
         return poly
     best, best_iou = None, min_iou
-    for angle in {dominant_angle(poly), _envelope_angle(poly)}:
-        if angle is None:
-            continue
+    angles = [dominant_angle(poly)]
+    other = _envelope_angle(poly)
+    if other is not None:
+        gap = abs(other - angles[0]) % (math.pi / 2)
+        if min(gap, math.pi / 2 - gap) > math.radians(0.5):  # the same orientation is tried once
+            angles.append(other)
+    for angle in angles:
         out = _squared(poly, angle)
         if out is not None and (score := _iou(out, poly)) >= best_iou:
             best, best_iou = out, score
