@@ -6,6 +6,9 @@ Rules
 * **Reading.** Footprints (Polygon / MultiPolygon; other geometry types are ignored) are read
   with their CRS: the legacy GeoJSON ``crs`` member (e.g. ``urn:ogc:def:crs:EPSG::32616``) when
   present, else EPSG:4326 (RFC 7946). All footprint files form one layer that labels every image.
+  A file with no features is "no buildings here" (negative chips), not an error. Invalid
+  polygons are repaired (``shapely.make_valid``), unreadable ones skipped; each is named in a
+  warning.
 * **Rasterizing.** They are reprojected to the chip's CRS and rasterized with
   ``rasterio.features.rasterize`` (pixel-centre rule, so areas are unbiased).
 * **Signed distance.** :func:`signed_distance_m`, in metres at the chip's real ground resolution;
@@ -88,7 +91,11 @@ def parse_geojson_crs(doc: dict, label: str):
         raise PrepareError(f"{label}: unknown CRS {text!r} in the crs member") from e
 
 
-def _collect_polygons(geom: dict | None, out: list) -> None:
+def _collect_polygons(geom, out: list, name: str, notes: list[str]) -> None:
+    """Append the polygons of GeoJSON geometry ``geom`` (of the feature called ``name``) to
+    ``out``: invalid ones repaired (``shapely.make_valid``, polygonal parts kept), unreadable ones
+    skipped; each repair or skip noted in ``notes``."""
+    import shapely
     import shapely.geometry
 
     if not isinstance(geom, dict):
@@ -96,54 +103,108 @@ def _collect_polygons(geom: dict | None, out: list) -> None:
     kind = geom.get("type")
     if kind in ("Polygon", "MultiPolygon"):
         try:
-            out.append(shapely.geometry.shape(geom))
-        except Exception:  # noqa: BLE001 - malformed coordinates: reported as no polygons below
-            pass
+            shape = shapely.geometry.shape(geom)
+            if not shape.is_empty and not np.isfinite(shapely.bounds(shape)).all():
+                raise ValueError("coordinates that are not finite numbers")
+        except Exception as exc:  # noqa: BLE001 - malformed coordinates: skipped, with a warning
+            notes.append(f"{name}: skipped, unreadable {kind} ({type(exc).__name__}: {str(exc)[:80]})")
+            return
+        if not shape.is_empty and not shape.is_valid:
+            why = shapely.is_valid_reason(shape)
+            fixed = _polygonal(shapely.make_valid(shape))
+            if fixed is None:
+                notes.append(f"{name}: skipped, invalid {kind} with no area once repaired ({why})")
+                return
+            notes.append(f"{name}: invalid {kind} repaired ({why})")
+            shape = fixed
+        out.append(shape)
     elif kind == "GeometryCollection":
         for g in geom.get("geometries") or []:
-            _collect_polygons(g, out)
+            _collect_polygons(g, out, name, notes)
+
+
+def _polygonal(geom):
+    """The polygonal part of a geometry (a make_valid result) as a Polygon or MultiPolygon, or
+    None when it has no area."""
+    import shapely
+
+    parts = [g for g in shapely.get_parts(geom) if g.geom_type in ("Polygon", "MultiPolygon") and g.area > 0]
+    if not parts:
+        return None
+    merged = shapely.union_all(parts)
+    return merged if merged.geom_type in ("Polygon", "MultiPolygon") else None
+
+
+def _feature_name(feat: dict, index: int) -> str:
+    fid = feat.get("id")
+    return f"feature {index}" + (f" (id {fid!r})" if isinstance(fid, (str, int)) and not isinstance(fid, bool) else "")
 
 
 @dataclass
 class Footprints:
-    """One footprint file: its polygons (2-D shapely array) in its own CRS, with an STRtree."""
+    """One footprint file: its polygons (2-D shapely array) in its own CRS, with an STRtree.
+    ``empty``: the file holds no feature with a geometry (labels "no buildings here": the images
+    it covers give negative chips); ``warnings``: the geometries repaired or skipped, named."""
 
     source: str
     crs: object  # rasterio CRS
     geoms: np.ndarray  # shapely polygons in crs
     tree: object  # shapely STRtree
+    empty: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 def load_footprints(local: Path, label: str) -> Footprints:
     """The Polygon/MultiPolygon footprints of the GeoJSON file ``local`` (FeatureCollection,
-    Feature or bare geometry); ``label`` names it in errors. Raises PrepareError for a file that
-    is not GeoJSON or holds no polygon."""
+    Feature or bare geometry); ``label`` names it in errors and warnings.
+
+    A FeatureCollection with no features (or only features without geometry) is an empty label
+    file: no buildings there (``empty``). Invalid polygons are repaired with
+    ``shapely.make_valid``; unreadable ones are skipped; each is named in ``warnings``. Raises
+    PrepareError for a file that is not GeoJSON, or whose features hold geometries but no polygon.
+    """
     import shapely
 
     try:
         doc = json.loads(local.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise PrepareError(f"{label}: not GeoJSON (not valid JSON: {e})") from e
     if not isinstance(doc, dict) or "type" not in doc:
         raise PrepareError(f"{label}: not GeoJSON (no 'type' member)")
     crs = parse_geojson_crs(doc, label)
     geoms: list = []
+    notes: list[str] = []
+    with_geometry = 0
     kind = doc["type"]
     if kind == "FeatureCollection":
-        for feat in doc.get("features") or []:
-            if isinstance(feat, dict):
-                _collect_polygons(feat.get("geometry"), geoms)
+        features = doc.get("features")
+        if features is not None and not isinstance(features, list):
+            raise PrepareError(f"{label}: not GeoJSON ('features' is not a list)")
+        for i, feat in enumerate(features or []):
+            if isinstance(feat, dict) and isinstance(feat.get("geometry"), dict):
+                with_geometry += 1
+                _collect_polygons(feat["geometry"], geoms, _feature_name(feat, i), notes)
     elif kind == "Feature":
-        _collect_polygons(doc.get("geometry"), geoms)
+        if isinstance(doc.get("geometry"), dict):
+            with_geometry += 1
+            _collect_polygons(doc["geometry"], geoms, _feature_name(doc, 0), notes)
     elif kind in ("Polygon", "MultiPolygon", "GeometryCollection"):
-        _collect_polygons(doc, geoms)
+        with_geometry += 1
+        _collect_polygons(doc, geoms, "the geometry", notes)
     elif kind not in ("Point", "MultiPoint", "LineString", "MultiLineString"):
         raise PrepareError(f"{label}: not GeoJSON (unknown type {kind!r})")
+    else:
+        with_geometry += 1
     geoms = [g for g in geoms if not g.is_empty]
-    if not geoms:
-        raise PrepareError(f"{label}: no Polygon or MultiPolygon footprints in the file")
+    empty = with_geometry == 0
+    if not geoms and not empty:
+        detail = f" ({'; '.join(notes[:3])})" if notes else ""
+        raise PrepareError(f"{label}: no Polygon or MultiPolygon footprints in the file{detail}")
     arr = shapely.force_2d(np.array(geoms, dtype=object))
-    return Footprints(label, crs, arr, shapely.STRtree(arr))
+    shown = [f"{label}: {n}" for n in notes[:20]]
+    if len(notes) > 20:
+        shown.append(f"{label}: {len(notes) - 20} more geometries repaired or skipped")
+    return Footprints(label, crs, arr, shapely.STRtree(arr), empty=empty, warnings=tuple(shown))
 
 
 def project_footprints(layers: list[Footprints], dst_crs, bounds_in_dst) -> tuple[np.ndarray, object]:

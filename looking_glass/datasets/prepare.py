@@ -22,6 +22,12 @@ Rules
 * **Ground resolution** of a chip: native: the GeoTIFF's pixel size, converted to metres
   (:func:`looking_glass.imagery.raster.pixel_size_m`); tiles:
   :func:`looking_glass.grid.ground_resolution_m` at the tile's latitude.
+* **Labels:** an empty label file (no features) is "no buildings here": the images give chips
+  with all-zero masks, and the manifest's footprint entry says ``"empty": true`` (with a
+  warning). Invalid polygons are repaired or skipped, each named in the manifest's warnings.
+* **Orientation:** south-up GeoTIFFs are read as the north-up images they are
+  (:class:`looking_glass.imagery.raster.RasterImage`), so both modes give the same chips, bounds
+  and masks as for the same image stored north-up; rotated or GCP-referenced files are refused.
 * **Inputs** may be local paths or ``s3://bucket/key`` (downloaded with boto3 first, which honours
   ``AWS_ENDPOINT_URL``). Everything is validated before anything is written.
 """
@@ -66,6 +72,7 @@ from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,
     RasterImage,
+    alpha_bands,
     check_bands,
     check_stretch_percentiles,
     mercator_outline,
@@ -200,16 +207,16 @@ def _native_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wr
     from rasterio.transform import array_bounds
 
     src, s = img.src, cfg.chip_size
-    b = src.bounds
+    b = img.bounds
     lat = None
     if src.crs.is_geographic:
         lat = (b.bottom + b.top) / 2
-    px = pixel_size_m(src.crs, src.transform, lat)
+    px = pixel_size_m(src.crs, img.transform, lat)
     margin = _margin_px(cfg.sdt_clip_m, px)
     rows, cols = math.ceil(src.height / s), math.ceil(src.width / s)
     # Footprints near the whole (padded) chip grid, in the image's CRS.
-    left, top = src.transform @ (-margin, -margin)
-    right, bottom = src.transform @ (cols * s + margin, rows * s + margin)
+    left, top = img.transform @ (-margin, -margin)
+    right, bottom = img.transform @ (cols * s + margin, rows * s + margin)
     near = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     geoms, tree = project_footprints(layers, src.crs, near)
     crs_text = src.crs.to_string()
@@ -220,12 +227,12 @@ def _native_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wr
             row0, col0 = r * s - margin, c * s - margin
             size = s + 2 * margin
             data = img.read(row0, col0, size, size)
-            t_exp = src.transform @ Affine.translation(col0, row0)
+            t_exp = img.transform @ Affine.translation(col0, row0)
             fp = rasterize_footprints(geoms, tree, t_exp, (size, size))
-            t_chip = src.transform @ Affine.translation(c * s, r * s)
+            t_chip = img.transform @ Affine.translation(c * s, r * s)
             chip_px = px
             if src.crs.is_geographic:  # metres per degree of longitude change with latitude
-                chip_px = pixel_size_m(src.crs, src.transform, (t_chip @ (s / 2, s / 2))[1])
+                chip_px = pixel_size_m(src.crs, img.transform, (t_chip @ (s / 2, s / 2))[1])
             image, mask, sdt, nodata = _finish_chip(img, data, fp, margin, s, chip_px, cfg.sdt_clip_m)
             if nodata >= 1.0 or nodata > cfg.max_nodata_fraction:
                 writer.drop("nodata")
@@ -262,7 +269,7 @@ def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wri
     merc = CRS.from_epsg(3857)
     # The image's outline in web mercator (densified edges), to skip tiles it does not touch.
     outline = mercator_outline(src)
-    west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
+    west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *img.bounds, densify_pts=21)
     tiles = [t for t in mercantile.tiles(west, south, east, north, ZOOM)
              if outline.intersects(shapely.box(*tile_mercator_bounds(t.x, t.y, ZOOM)))]
     if not tiles:
@@ -282,7 +289,7 @@ def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wri
         t_exp = Affine(res, 0.0, left - margin * res, 0.0, -res, top + margin * res)
         exp_bounds = (left - margin * res, bottom - margin * res, right + margin * res, top + margin * res)
         sb = transform_bounds(merc, src.crs, *exp_bounds, densify_pts=21)
-        win = from_bounds(*sb, transform=src.transform)
+        win = from_bounds(*sb, transform=img.transform)
         row0 = int(math.floor(win.row_off)) - 2
         col0 = int(math.floor(win.col_off)) - 2
         r1 = min(int(math.ceil(win.row_off + win.height)) + 2, src.height)
@@ -295,7 +302,7 @@ def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, wri
                 reproject(
                     source=data,
                     destination=dst,
-                    src_transform=src.transform @ Affine.translation(col0, row0),
+                    src_transform=img.transform @ Affine.translation(col0, row0),
                     src_crs=src.crs,
                     src_nodata=np.nan,
                     dst_transform=t_exp,
@@ -366,7 +373,7 @@ def prepare(
                 except RasterError as e:
                     raise PrepareError(str(e)) from e.__cause__
                 try:
-                    opened.append(RasterImage(src, p, select_bands(src.count, cfg.bands, p), cfg.stretch_percentiles))
+                    opened.append(RasterImage(src, p, select_bands(src.count, cfg.bands, p, alpha_bands(src)), cfg.stretch_percentiles))
                 except RasterError as e:
                     src.close()
                     raise PrepareError(str(e)) from None
@@ -390,7 +397,11 @@ def prepare(
                     dropped = sum(writer.dropped.values()) - dropped_before
                     say(f"{img.label}: {candidates} chips, {written} written, {dropped} dropped")
                     sources.append(_image_summary(img, candidates, written))
-                warnings = []
+                warnings = [w for fp in layers for w in fp.warnings]
+                warnings += [
+                    f"{fp.source}: the label file is empty: no buildings there (negative chips)"
+                    for fp in layers if fp.empty
+                ]
                 if not writer.chips:
                     warnings.append("no chips written: every chip was dropped for nodata (see max_nodata_fraction)")
                 else:
@@ -404,7 +415,14 @@ def prepare(
                     sources={
                         "images": sources,
                         "footprints": [
-                            {"path": fp.source, "crs": fp.crs.to_string(), "polygons": len(fp.geoms)} for fp in layers
+                            {
+                                "path": fp.source,
+                                "crs": fp.crs.to_string(),
+                                "polygons": len(fp.geoms),
+                                "empty": fp.empty,
+                                "repaired_or_skipped": len(fp.warnings),
+                            }
+                            for fp in layers
                         ],
                     },
                     parameters=_parameters(cfg),

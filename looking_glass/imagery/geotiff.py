@@ -35,6 +35,7 @@ from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,
     RasterImage,
+    alpha_bands,
     check_bands,
     check_stretch_percentiles,
     mercator_outline,
@@ -108,7 +109,7 @@ class GeoTiffTiles:
                 src = open_geotiff(self.source, self.source)
                 try:
                     self._image = RasterImage(
-                        src, self.source, select_bands(src.count, bands, self.source), stretch_percentiles
+                        src, self.source, select_bands(src.count, bands, self.source, alpha_bands(src)), stretch_percentiles
                     )
                     self._outline = self._mercator_outline(src)
                 except BaseException:
@@ -156,13 +157,33 @@ class GeoTiffTiles:
                 src = rasterio.open(self.source)
                 with self._lock:
                     self._open.append(src)
-            reader = self._local.reader = Reader(self.source, dataset=src)
+            reader = self._local.reader = Reader(self.source, dataset=self._north_up(src))
         return reader
+
+    def _north_up(self, src):
+        """``src``, or for a south-up file (or one stored east to west) a north-up view of it:
+        a WarpedVRT onto the flipped grid (nearest: the same pixels, reordered), so tiles match
+        those of the same image stored north-up, as prepare's reads do."""
+        if not (self._image.flip_rows or self._image.flip_cols):
+            return src
+        from rasterio.enums import MaskFlags, Resampling
+        from rasterio.vrt import WarpedVRT
+
+        masked = src.nodata is None and any(
+            MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags for flags in src.mask_flag_enums
+        )
+        vrt = WarpedVRT(
+            src, crs=src.crs, transform=self._image.transform, width=src.width, height=src.height,
+            resampling=Resampling.nearest, add_alpha=masked,
+        )
+        with self._lock:
+            self._open.append(vrt)
+        return vrt
 
     def close(self) -> None:
         """Close every dataset opened by any thread."""
         with self._lock:
-            for src in self._open:
+            for src in reversed(self._open):  # views before the datasets under them
                 src.close()
             self._open.clear()
 
@@ -190,7 +211,7 @@ class GeoTiffTiles:
             try:
                 with self._env():
                     img = self._reader(reopen=attempt > 0).tile(
-                        x, y, z, tilesize=TILE_SIZE, indexes=self._image.unique,
+                        x, y, z, tilesize=TILE_SIZE, indexes=self._image.indexes,
                         resampling_method="bilinear", reproject_method="bilinear",
                     )
                 break
@@ -200,8 +221,8 @@ class GeoTiffTiles:
                 last = exc
         else:
             raise TransientTileError(f"tile {z}/{x}/{y}: reading {self.source} failed: {type(last).__name__}")
-        data = np.asarray(img.array.data, dtype=np.float32)[self._image.pos]
-        valid = self._image.valid_mask(data, img.mask)
+        data, alpha = self._image.split(np.asarray(img.array.data, dtype=np.float32))
+        valid = self._image.valid_mask(data, img.mask, alpha)
         data[:, ~valid] = np.nan
         return data
 

@@ -6,15 +6,19 @@ inference tile of the same image get the same bands, nodata and colours.
 
 Rules
 -----
-* **Opening.** Only GDAL's ``GTiff`` driver (GeoTIFF and Cloud-Optimized GeoTIFF) with a CRS and a
-  north-up geotransform (no rotation terms) is accepted (:func:`open_geotiff`).
+* **Opening.** Only GDAL's ``GTiff`` driver (GeoTIFF and Cloud-Optimized GeoTIFF) with a CRS and an
+  axis-aligned geotransform is accepted (:func:`open_geotiff`): north-up, or south-up (positive y
+  pixel size, rows stored south first), which :class:`RasterImage` reads as the north-up image it
+  is (``transform``, ``bounds`` and every read are north-up). Rotated or sheared geotransforms and
+  GCP/RPC georeferencing are refused with one reason (warp the file first), by every command.
 * **Bands.** 1-based indices: 1 index (replicated to grey RGB) or 3 (R, G, B). With no bands given
-  a 1-band image is replicated and a 3-band image uses (1, 2, 3); images with 2 or 4+ bands must
-  name their bands (:func:`select_bands`). Band lists written as text (``"3,2,1"``: settings, CDK
+  a 1-band image is replicated and a 3-band image uses (1, 2, 3), alpha bands not counted (grey +
+  alpha and RGBA need no band list); other images must name their bands (:func:`select_bands`). Band lists written as text (``"3,2,1"``: settings, CDK
   context, command line) are parsed by :meth:`looking_glass.runtime.parsing.Parsers.bands`.
-* **Validity (nodata).** A pixel is valid where the dataset mask says so (nodata value, alpha band
-  or internal mask), all its selected bands are finite, and not all of them are 0 (black)
-  (:meth:`RasterImage.valid_mask`).
+* **Validity (nodata).** A pixel is valid where the dataset mask says so (nodata value, NaN nodata,
+  alpha band or internal mask: GDAL's dataset mask), all its selected bands are finite, and not
+  all of them are 0 (black) (:meth:`RasterImage.valid_mask`). The same rule in ``prepare``, the
+  worker's GeoTIFF source and ``serve-tiles``.
 * **Radiometry.** uint8 bands pass through. Anything else gets a per-image, per-band linear
   percentile stretch: the ``DEFAULT_STRETCH_PERCENTILES`` (2 and 98, as the 2018 original did for
   16-bit data) of the image's valid pixels map to 0 and 255, clipped. The percentiles are computed
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from affine import Affine
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import EARTH_RADIUS_M
@@ -40,6 +45,7 @@ __all__ = [
     "STRETCH_SAMPLE_PX",
     "RasterError",
     "RasterImage",
+    "alpha_bands",
     "check_bands",
     "check_stretch_percentiles",
     "mercator_outline",
@@ -97,26 +103,38 @@ def open_geotiff(path: str | Path, label: str):
     if src.driver != "GTiff":
         src.close()
         raise RasterError(f"{label}: not a GeoTIFF (GDAL reads it as {src.driver})")
+    t = src.transform
+    if t.b != 0 or t.d != 0 or t.a == 0 or t.e == 0 or t.is_identity:
+        how = "a rotated or sheared geotransform" if (t.b or t.d) else "ground control points (GCPs/RPCs), not a geotransform"
+        if t.is_identity and not (src.gcps[0] or src.rpcs):
+            how = "no geotransform"
+        src.close()
+        raise RasterError(
+            f"{label}: the GeoTIFF has {how}; only an axis-aligned geotransform (north-up or "
+            "south-up) is read: warp it first (e.g. gdalwarp -t_srs <its CRS> in.tif out.tif)"
+        )
     if src.crs is None:
         src.close()
         raise RasterError(f"{label}: the GeoTIFF has no CRS")
-    if src.transform.is_identity or src.transform.b != 0 or src.transform.d != 0:
-        src.close()
-        raise RasterError(f"{label}: the GeoTIFF needs a north-up geotransform (none or rotated found)")
     return src
 
 
-def select_bands(count: int, bands: Sequence[int] | None, label: str) -> tuple[int, int, int]:
-    """The image's (R, G, B) band indices (1-based) for an image of ``count`` bands.
+def select_bands(
+    count: int, bands: Sequence[int] | None, label: str, alpha: Sequence[int] = ()
+) -> tuple[int, int, int]:
+    """The image's (R, G, B) band indices (1-based) for an image of ``count`` bands, of which
+    ``alpha`` (1-based) are alpha bands (validity, never colour: see :func:`alpha_bands`).
 
-    ``bands`` None: grey for 1 band, (1, 2, 3) for 3 bands, else :class:`RasterError`. One band
-    given is replicated to grey; an index above ``count`` is a :class:`RasterError`.
+    ``bands`` None: grey for 1 colour band, (1, 2, 3) for 3 colour bands (so grey+alpha and RGBA
+    need no band list), else :class:`RasterError`. One band given is replicated to grey; an index
+    above ``count`` is a :class:`RasterError`.
     """
     if bands is None:
-        if count == 1:
-            return (1, 1, 1)
-        if count == 3:
-            return (1, 2, 3)
+        colour = [b for b in range(1, count + 1) if b not in set(alpha)]
+        if len(colour) == 1:
+            return (colour[0],) * 3
+        if len(colour) == 3:
+            return tuple(colour)  # type: ignore[return-value]
         raise RasterError(
             f"{label}: has {count} bands; say which to use as RGB with bands (e.g. (1, 2, 3) for the first three)"
         )
@@ -124,6 +142,13 @@ def select_bands(count: int, bands: Sequence[int] | None, label: str) -> tuple[i
         if b > count:
             raise RasterError(f"{label}: band index {b} out of range (the image has {count} band(s))")
     return tuple(bands) * 3 if len(bands) == 1 else tuple(bands)  # type: ignore[return-value]
+
+
+def alpha_bands(src) -> tuple[int, ...]:
+    """The 1-based indices of the open dataset's alpha bands (colour interpretation alpha)."""
+    from rasterio.enums import ColorInterp
+
+    return tuple(i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha)
 
 
 def pixel_size_m(crs, transform, lat: float | None) -> tuple[float, float]:
@@ -166,11 +191,29 @@ class RasterImage:
     """
 
     def __init__(self, src, label: str, bands: tuple[int, int, int], percentiles: tuple[float, float]):
+        from rasterio.coords import BoundingBox
+        from rasterio.transform import array_bounds
+
         self.src = src
         self.label = label
+        # The north-up view of the file: a south-up file (positive y pixel size) is read with its
+        # rows reversed (and a file stored east to west with its columns reversed).
+        t = src.transform
+        self.flip_rows, self.flip_cols = t.e > 0, t.a < 0
+        self.transform = t
+        if self.flip_rows:
+            self.transform = self.transform @ Affine.translation(0, src.height) @ Affine.scale(1, -1)
+        if self.flip_cols:
+            self.transform = self.transform @ Affine.translation(src.width, 0) @ Affine.scale(-1, 1)
+        west, south, east, north = array_bounds(src.height, src.width, self.transform)
+        self.bounds = BoundingBox(west, south, east, north)
         self.bands = bands
         self.unique = sorted(set(bands))
         self.pos = [self.unique.index(b) for b in bands]
+        # The alpha band (validity, read with the colour bands: ``indexes``, see ``split``).
+        alphas = [b for b in alpha_bands(src) if b not in self.unique]
+        self.alpha = alphas[0] if alphas else None
+        self.indexes = self.unique + ([self.alpha] if self.alpha is not None else [])
         self.stretch: tuple[np.ndarray, np.ndarray] | None = None
         if any(np.dtype(src.dtypes[b - 1]) != np.uint8 for b in bands):
             self.stretch = self._percentiles(percentiles)
@@ -179,19 +222,31 @@ class RasterImage:
         h, w = self.src.height, self.src.width
         f = max(1, math.ceil(max(h, w) / STRETCH_SAMPLE_PX))
         shape = (max(1, h // f), max(1, w // f))
-        data = self.src.read(self.unique, out_shape=(len(self.unique), *shape), out_dtype="float32")[self.pos]
-        valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape))
+        raw = self.src.read(self.indexes, out_shape=(len(self.indexes), *shape), out_dtype="float32")
+        data, alpha = self.split(raw)
+        valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape), alpha)
         return stretch_limits(data, valid, pct)
 
+    def split(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Bands read as ``indexes`` -> (3, h, w) R, G, B and the (h, w) alpha band (None
+        without one)."""
+        alpha = raw[len(self.unique)] if self.alpha is not None else None
+        return raw[self.pos], alpha
+
     @staticmethod
-    def valid_mask(data: np.ndarray, dataset_mask: np.ndarray) -> np.ndarray:
+    def valid_mask(data: np.ndarray, dataset_mask: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
         """(h, w) bool: pixels of (3, h, w) ``data`` that hold data (see the module's validity
-        rule); ``dataset_mask`` is GDAL's (h, w) mask, 0 where there is no data."""
-        return (dataset_mask > 0) & np.isfinite(data).all(0) & (data != 0).any(0)
+        rule); ``dataset_mask`` is GDAL's (h, w) mask, 0 where there is no data; ``alpha`` the
+        alpha band, if any (GDAL's mask honours only 8- and 16-bit unsigned alpha bands; this
+        rule honours any: 0 or less is empty)."""
+        valid = (dataset_mask > 0) & np.isfinite(data).all(0) & (data != 0).any(0)
+        if alpha is not None:
+            valid &= alpha > 0
+        return valid
 
     def read(self, row0: int, col0: int, h: int, w: int) -> np.ndarray:
-        """(3, h, w) float32 of the selected bands at pixel offset (row0, col0); NaN = nodata,
-        black or outside the image."""
+        """(3, h, w) float32 of the selected bands at pixel offset (row0, col0) of the north-up
+        view (``transform``); NaN = nodata, black or outside the image."""
         from rasterio.windows import Window
 
         out = np.full((3, h, w), np.nan, np.float32)
@@ -199,9 +254,17 @@ class RasterImage:
         r1, c1 = min(row0 + h, self.src.height), min(col0 + w, self.src.width)
         if r1 <= r0 or c1 <= c0:
             return out
-        win = Window(c0, r0, c1 - c0, r1 - r0)
-        data = self.src.read(self.unique, window=win, out_dtype="float32")[self.pos]
-        valid = self.valid_mask(data, self.src.dataset_mask(window=win))
+        fr0, fr1 = (self.src.height - r1, self.src.height - r0) if self.flip_rows else (r0, r1)
+        fc0, fc1 = (self.src.width - c1, self.src.width - c0) if self.flip_cols else (c0, c1)
+        win = Window(fc0, fr0, fc1 - fc0, fr1 - fr0)
+        raw = self.src.read(self.indexes, window=win, out_dtype="float32")
+        mask = self.src.dataset_mask(window=win)
+        if self.flip_rows:
+            raw, mask = raw[:, ::-1], mask[::-1]
+        if self.flip_cols:
+            raw, mask = raw[:, :, ::-1], mask[:, ::-1]
+        data, alpha = self.split(np.ascontiguousarray(raw))
+        valid = self.valid_mask(data, mask, alpha)
         data[:, ~valid] = np.nan
         out[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = data
         return out

@@ -54,7 +54,7 @@ def prepared(tmp_path_factory):
     return chips
 
 
-def three_tile_tiff(path, dtype="uint8", bands=3):
+def three_tile_tiff(path, dtype="uint8", bands=3, **creation):
     """An EPSG:3857 GeoTIFF on the zoom-18 grid, 3 tiles wide: tile X0 holds a pattern that
     differs per band, X0+1 is all nodata (0), X0+2 one single colour. Returns the pattern."""
     import mercantile
@@ -72,6 +72,7 @@ def three_tile_tiff(path, dtype="uint8", bands=3):
     profile = dict(
         driver="GTiff", width=768, height=256, count=bands, dtype=dtype, crs="EPSG:3857", nodata=0,
         transform=Affine(res, 0.0, left.left, 0.0, -res, left.top), tiled=True, blockxsize=256, blockysize=256,
+        **creation,
     )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -156,7 +157,7 @@ def test_16_bit_data_uses_prepares_percentile_stretch(tmp_path):
     [
         (lambda p: None, None, "no such file"),
         (lambda p: p.write_text("not an image"), None, "not a GeoTIFF"),
-        (lambda p: three_tile_tiff(p, bands=4), None, "has 4 bands; say which"),
+        (lambda p: three_tile_tiff(p, bands=4, photometric="MINISBLACK"), None, "has 4 bands; say which"),
         (lambda p: three_tile_tiff(p), (4, 2, 1), "band index 4 out of range"),
         (lambda p: three_tile_tiff(p), (1, 2), "1 band (grey) or 3 bands"),
     ],

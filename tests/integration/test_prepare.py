@@ -53,7 +53,7 @@ def chip_entries(manifest: dict) -> dict[str, dict]:
     return {c["id"]: c for c in manifest["chips"]}
 
 
-def write_tif(path: Path, data: np.ndarray, crs="EPSG:3857", transform=None, nodata=None) -> Path:
+def write_tif(path: Path, data: np.ndarray, crs="EPSG:3857", transform=None, nodata=None, **creation) -> Path:
     data = data if data.ndim == 3 else data[None]
     profile = {
         "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
@@ -63,6 +63,7 @@ def write_tif(path: Path, data: np.ndarray, crs="EPSG:3857", transform=None, nod
         profile["crs"] = crs
     if nodata is not None:
         profile["nodata"] = nodata
+    profile.update(creation)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the deliberately ungeoreferenced ones
         with rasterio.open(path, "w", **profile) as dst:
@@ -147,7 +148,9 @@ def test_native_chips_format_and_manifest(native_256):
     chips = all_chips(out)
     assert balance["all"] == pytest.approx(chips["mask"].mean())
     assert manifest["sources"]["images"][0]["path"] == str(IMAGE)
-    assert manifest["sources"]["footprints"][0] == {"path": str(BUILDINGS), "crs": "EPSG:32616", "polygons": 43}
+    assert manifest["sources"]["footprints"][0] == {
+        "path": str(BUILDINGS), "crs": "EPSG:32616", "polygons": 43, "empty": False, "repaired_or_skipped": 0,
+    }
     assert manifest["parameters"]["sdt_clip_m"] == 10.0 and manifest["parameters"]["split_block"] == 2
     assert "blocks of 2 x 2 chips" in manifest["split_rule"]
 
@@ -473,7 +476,8 @@ def inputs(tmp_path):
     d.mkdir()
     return {
         "rgb": write_tif(d / "rgb.tif", rng.integers(1, 256, (3, 64, 64), dtype=np.uint8)),
-        "four": write_tif(d / "four.tif", rng.integers(1, 256, (4, 64, 64), dtype=np.uint8)),
+        # Four colour bands (GDAL would make 4 bytes RGBA, whose alpha needs no band list).
+        "four": write_tif(d / "four.tif", rng.integers(1, 256, (4, 64, 64), dtype=np.uint8), photometric="MINISBLACK"),
         "two": write_tif(d / "two.tif", rng.integers(1, 256, (2, 64, 64), dtype=np.uint8)),
         "nocrs": write_tif(d / "nocrs.tif", rng.integers(1, 256, (3, 64, 64), dtype=np.uint8), crs=None),
         "nogeo": write_tif(d / "nogeo.tif", rng.integers(1, 256, (3, 64, 64), dtype=np.uint8), transform=Affine.identity()),
@@ -506,7 +510,7 @@ BAD_INPUTS = [
     ("text as image", lambda i: ([str(i["text"])], [str(i["fp"])], {}), "notes.tif: not a GeoTIFF"),
     ("png as image", lambda i: ([str(i["png"])], [str(i["fp"])], {}), r"img.png: not a GeoTIFF \(GDAL reads it as PNG\)"),
     ("no crs", lambda i: ([str(i["nocrs"])], [str(i["fp"])], {}), "nocrs.tif: the GeoTIFF has no CRS"),
-    ("no geotransform", lambda i: ([str(i["nogeo"])], [str(i["fp"])], {}), "nogeo.tif: the GeoTIFF needs a north-up geotransform"),
+    ("no geotransform", lambda i: ([str(i["nogeo"])], [str(i["fp"])], {}), "nogeo.tif: the GeoTIFF has no geotransform"),
     ("directory as image", lambda i: ([str(i["rgb"].parent)], [str(i["fp"])], {}), "in: not a file"),
     ("footprints not json", lambda i: ([str(i["rgb"])], [str(i["notjson"])], {}), "broken.geojson: not GeoJSON"),
     ("footprints not geojson", lambda i: ([str(i["rgb"])], [str(i["notgeojson"])], {}), "other.geojson: not GeoJSON"),
