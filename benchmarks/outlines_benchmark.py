@@ -91,8 +91,8 @@ def run(tiles, pred_path: Path, opts: OutlineOptions, out: Path, workers: int) -
     """Outline the tiles into ``out`` (GeoJSON), timing and tracing memory (libraries are imported
     before, as in a running worker)."""
     import rasterio.features  # noqa: F401
-    import skimage.measure  # noqa: F401
-    import skimage.morphology  # noqa: F401
+    import skimage.measure
+    import skimage.morphology
     import skimage.segmentation  # noqa: F401
 
     pred = np.load(pred_path, mmap_mode="r")
