@@ -39,14 +39,16 @@ from .batch_workers import BatchWorkers
 from .buckets import AccessLogBucket, SecureBucket
 from .dashboard import DeploymentDashboard
 from .enumerator import TileEnumerator
-from .grants import TABLE_DATA_ACTIONS, grant_table_data
+from .grants import ENUMERATOR_TABLE_ACTIONS, TABLE_DATA_ACTIONS, WORKER_TABLE_ACTIONS, grant_table_data
 from .metrics import PipelineMetrics
 from .network import WorkerNetwork
 from .queues import TileQueues, terminal_queue
 from .training_job import TrainingJobRole, TrainingStateMachine
 
 __all__ = [
+    "ENUMERATOR_TABLE_ACTIONS",
     "TABLE_DATA_ACTIONS",
+    "WORKER_TABLE_ACTIONS",
     "AccessLogBucket",
     "BatchJobEvents",
     "BatchWorkers",

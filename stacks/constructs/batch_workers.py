@@ -31,7 +31,7 @@ from ..config import DeploymentConfig
 from ..environment import resource_environment, worker_environment
 from ..nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
 from .encryption import grant_consume, grant_key_use, grant_send
-from .grants import grant_table_data
+from .grants import WORKER_TABLE_ACTIONS, grant_table_data
 
 # Batch reports this status reason when EC2 reclaims a Spot instance ("Host EC2 (instance
 # i-...) terminated."): the job did nothing wrong, so it is retried. Anything else exits: the
@@ -182,7 +182,7 @@ class BatchWorkers:
         tile_dlq: sqs.IQueue,
     ) -> None:
         key = self._key
-        grant_table_data(results_table, self.job_role)  # batch reads for dedup, transact writes
+        grant_table_data(results_table, self.job_role, WORKER_TABLE_ACTIONS)  # dedup reads, transact writes
         self.job_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject"], resources=[masks_bucket.arn_for_objects(f"{MASKS_PREFIX}*")]
@@ -266,11 +266,12 @@ class BatchWorkers:
 
 def model_object_keys(key: str) -> list[str]:
     """The keys the worker's launcher reads for a model at ``key`` (``looking_glass.model.fetch``):
-    an archive alone, or a model file and its sidecar (the key with its last suffix replaced by
-    ``.json``)."""
+    an archive alone, or a model file, its sidecar and its ONNX export (the key with its last
+    suffix replaced by ``.json``, ``.onnx``)."""
     if key.endswith(ARCHIVE_SUFFIXES):
         return [key]
-    return [key, key.rsplit(".", 1)[0] + ".json"]
+    base = key.rsplit(".", 1)[0]
+    return [key, base + ".json", base + ".onnx"]
 
 
 def model_read_statement(uri: str) -> iam.PolicyStatement:

@@ -12,7 +12,8 @@ adds a resource or a statement. With ``encryption=kms`` there is one key for the
 Roles get the ``kms:`` actions the services they call need, and only through those services
 (condition ``kms:ViaService``), granted by ``grant_key_use`` with one of the ``KEY_USE`` sets.
 CDK's own grants (``queue.grant_send_messages``, ``bucket.grant_read_write``...) would add
-``kms:Encrypt`` and ``kms:ReEncrypt*`` as well; the stacks call the helpers below instead.
+``kms:Encrypt`` and ``kms:ReEncrypt*`` as well; the stacks call the helpers below instead
+(``grant_send``/``grant_consume`` also leave out the queue actions the processes never call).
 """
 
 from __future__ import annotations
@@ -50,16 +51,13 @@ _SERVICE = {
     "dynamodb": "dynamodb",
     "secretsmanager-read": "secretsmanager",
 }
-# CDK's action sets for queue grants (aws_sqs.Queue.grant_send_messages / grant_consume_messages),
-# granted here without the key actions CDK adds to them.
-SQS_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
-SQS_CONSUME_ACTIONS = (
-    "sqs:ReceiveMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueUrl",
-    "sqs:DeleteMessage",
-    "sqs:GetQueueAttributes",
-)
+# What the processes call on a queue (looking_glass.pipeline): a producer sends (SendMessage,
+# SendMessageBatch); a consumer receives, deletes and changes the visibility of what it holds
+# (the heartbeat, units kept for redelivery). Not CDK's grant sets, which add GetQueueAttributes
+# and GetQueueUrl: the processes have the queue URLs from their environment and call neither
+# (tests/infra/test_recorded_calls.py).
+SQS_SEND_ACTIONS = ("sqs:SendMessage",)
+SQS_CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage")
 
 
 def data_key(scope: Construct, config: DeploymentConfig) -> kms.IKey | None:
@@ -137,19 +135,13 @@ def grant_key_use(key: kms.IKey | None, grantee: iam.IGrantable, uses: Iterable[
 
 
 def grant_send(queue: sqs.IQueue, grantee: iam.IGrantable, key: kms.IKey | None) -> None:
-    """``queue.grant_send_messages``, with only the key actions a producer needs."""
-    if key is None:
-        queue.grant_send_messages(grantee)
-        return
+    """Sending to ``queue`` (``SQS_SEND_ACTIONS``), with only the key actions a producer needs."""
     iam.Grant.add_to_principal(grantee=grantee, actions=list(SQS_SEND_ACTIONS), resource_arns=[queue.queue_arn])
     grant_key_use(key, grantee, ["sqs-send"])
 
 
 def grant_consume(queue: sqs.IQueue, grantee: iam.IGrantable, key: kms.IKey | None) -> None:
-    """``queue.grant_consume_messages``, with only the key actions a consumer needs."""
-    if key is None:
-        queue.grant_consume_messages(grantee)
-        return
+    """Consuming ``queue`` (``SQS_CONSUME_ACTIONS``), with only the key actions a consumer needs."""
     iam.Grant.add_to_principal(
         grantee=grantee, actions=list(SQS_CONSUME_ACTIONS), resource_arns=[queue.queue_arn]
     )

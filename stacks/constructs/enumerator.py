@@ -25,7 +25,7 @@ from ..config import DeploymentConfig
 from ..environment import enumerator_environment, resource_environment
 from ..nag import LAMBDA_BASIC_EXECUTION, TRIGGER_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
 from .encryption import grant_key_use, grant_send, without_key
-from .grants import grant_table_data
+from .grants import ENUMERATOR_TABLE_ACTIONS, grant_table_data
 from .queues import terminal_queue
 
 HANDLER = "lambdas.tile_enumerator.handler.handler"
@@ -133,7 +133,7 @@ class TileEnumerator:
                 resources=[trigger_bucket.arn_for_objects(f"{resources.TRIGGER_PREFIX}*")],
             )
         )
-        grant_table_data(results_table, self.function)
+        grant_table_data(results_table, self.function, ENUMERATOR_TABLE_ACTIONS)
         grant_send(tile_queue, self.function, key)
         # The AOI object, the table, the failure queue (as the on-failure destination).
         grant_key_use(key, self.function, ["s3-read", "dynamodb", "sqs-send"])

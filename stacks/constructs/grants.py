@@ -1,27 +1,29 @@
-"""Grants the stacks repeat: item-level access to the results table."""
+"""Grants the stacks repeat: item-level access to the results table, per process."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 
-# Item-level access to the results table: what looking_glass.pipeline.store calls (GetItem, BatchGetItem,
-# Query, PutItem, UpdateItem and TransactWriteItems, which IAM authorizes as the PutItem,
-# UpdateItem and ConditionCheckItem it contains). No Scan, DeleteItem or BatchWriteItem, and no
-# index: the processes never list jobs (the CLI does, with the operator's own credentials).
-TABLE_DATA_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:ConditionCheckItem",
-    "dynamodb:DescribeTable",
-)
+# Item-level access to the results table: what each process calls through
+# looking_glass.pipeline.store. TransactWriteItems is authorized by IAM as the PutItem and
+# UpdateItem it contains (the store writes no ConditionCheck or Delete item). No Scan, Query,
+# DeleteItem or BatchWriteItem, no DescribeTable and no index: the processes never list jobs or
+# tiles (the CLI does, with the operator's own credentials). tests/infra/test_recorded_calls.py
+# checks the calls of an end-to-end run against these grants.
+#   enumerator: get_job (GetItem), create_job (PutItem), update_job / fail_job (UpdateItem)
+ENUMERATOR_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+#   worker: final_quadkeys (BatchGetItem), record_tiles (TransactWriteItems: PutItem,
+#   UpdateItem), try_complete (UpdateItem)
+WORKER_TABLE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# Everything either process may do (kept for callers that grant both).
+TABLE_DATA_ACTIONS = tuple(sorted(set(ENUMERATOR_TABLE_ACTIONS) | set(WORKER_TABLE_ACTIONS)))
 
 
-def grant_table_data(table: dynamodb.ITable, grantee: iam.IGrantable) -> iam.Grant:
-    """Item reads and writes on the table itself (not its indexes), see TABLE_DATA_ACTIONS."""
-    return iam.Grant.add_to_principal(
-        grantee=grantee, actions=list(TABLE_DATA_ACTIONS), resource_arns=[table.table_arn]
-    )
+def grant_table_data(
+    table: dynamodb.ITable, grantee: iam.IGrantable, actions: Sequence[str] = TABLE_DATA_ACTIONS
+) -> iam.Grant:
+    """Item ``actions`` on the table itself (not its indexes)."""
+    return iam.Grant.add_to_principal(grantee=grantee, actions=list(actions), resource_arns=[table.table_arn])
