@@ -56,7 +56,7 @@ def ground_albedo(scene: Scene, gx0: float, gy0: float, size: int, m_per_px: flo
     soil = SOILS[scene.soil]
     soil_share = np.clip((0.36 - cover) * 6.0, 0, 1)[..., None]  # bare patches where cover is low
     albedo = grass * (1 - soil_share) + soil * soil_share
-    albedo = albedo * (0.8 + 0.25 * mid + 0.2 * fine)[..., None]
+    albedo = np.minimum(albedo * (scene.ground_gain * (0.8 + 0.25 * mid + 0.2 * fine))[..., None], 0.9)
 
     road, sidewalk = road_mask(scene, gx0, gy0, size, m_per_px)
     asphalt = ASPHALT * scene.asphalt

@@ -83,6 +83,7 @@ class Scene:
     gain: float  # digital numbers per unit radiance (16-bit-like radiometry)
     stretch: tuple  # low/high percentiles of the per-tile linear stretch
     jpeg: int  # JPEG quality, 0 = not compressed
+    ground_gain: float = 1.0  # lawns and soil brighter or darker (dormant grass is bright, often saturated)
 
 
 def scene_key(z: int, x: int, y: int) -> tuple:
@@ -124,6 +125,7 @@ def scene_for_tile(z: int, x: int, y: int) -> Scene:
         blur=float(rng.uniform(0.3, 1.4)),
         noise=float(rng.uniform(0.3, 2.0)),
         gain=float(rng.uniform(900, 6000)),
-        stretch=(float(rng.uniform(0.3, 3.0)), float(rng.uniform(97.0, 99.8))),
+        stretch=(float(rng.uniform(0.3, 3.0)), float(rng.uniform(93.0, 99.8))),
         jpeg=jpeg,
+        ground_gain=float(np.exp(rng.uniform(np.log(0.8), np.log(2.4)))),
     )

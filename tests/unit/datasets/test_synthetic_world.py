@@ -238,7 +238,7 @@ def test_render_is_fast_enough_for_the_demo():
 
 
 def test_worlds_of_the_facade():
-    assert synthetic_randomised.WORLD_VERSION == 2
+    assert synthetic_randomised.WORLD_VERSION == 3
     a = synthetic.render_world_tile("randomised", Z, X, Y)
     assert np.array_equal(a[0], render_tile(Z, X, Y)[0])
     demo = synthetic.render_world_tile("demo", Z, X, Y)
