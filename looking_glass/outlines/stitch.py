@@ -44,7 +44,7 @@ import numpy as np
 import shapely
 
 from looking_glass.outlines.errors import OutlinesError
-from looking_glass.outlines.georef import area_m2, m_per_px, to_lonlat
+from looking_glass.outlines.georef import m_per_px, px_area_m2, to_lonlat
 from looking_glass.outlines.shapes import regularise, simplify_all
 from looking_glass.outlines.vectorize import TilePieces, tile_pieces
 
@@ -295,37 +295,60 @@ class Stitcher:
 
     # ---- finished buildings ---------------------------------------------------------------------
     def _finalise(self, groups: list) -> list[Building]:
-        """Buildings of finished groups ((pieces, tiles) pairs), shapely-vectorised over them."""
+        """Buildings of finished groups ((pieces, tiles, complete) triples), shapely-vectorised.
+
+        Geometry work happens in coordinates local to each group (shifted by a whole number of
+        pixels, which is exact): world pixel coordinates reach 6.7e7 at zoom 18, and GEOS
+        overlays are many times slower and less robust that far from the origin."""
         if not groups:
             return []
         opts, z, size = self.options, self._zoom, self._size
+        pieces = np.empty(sum(len(g) for g, _, _ in groups), dtype=object)
+        pieces[:] = [p for g, _, _ in groups for p in g]
+        owner = np.repeat(np.arange(len(groups)), [len(g) for g, _, _ in groups])
+        first = np.r_[0, np.cumsum([len(g) for g, _, _ in groups])[:-1]]
+        origin = np.floor(shapely.bounds(pieces[first])[:, :2])  # (groups, 2) whole pixels
+        pieces = _shifted(pieces, -origin[owner])
         merged = np.empty(len(groups), dtype=object)
-        merged[:] = [g[0] if len(g) == 1 else shapely.union_all(g) for g, _, _ in groups]
+        merged[:] = [pieces[i] if n == 1 else shapely.union_all(pieces[i:i + n])
+                     for i, n in zip(first, (len(g) for g, _, _ in groups))]
         polys, index = shapely.get_parts(merged, return_index=True)
+        origin = origin[index]
         n_tiles = np.array([n for _, n, _ in groups])[index]
         complete = np.array([c for _, _, c in groups])[index]
-        keep = ~shapely.is_empty(polys) & (area_m2(polys, z, size) >= opts.min_area_m2)
-        polys, n_tiles, complete = polys[keep], n_tiles[keep], complete[keep]
+
+        def ground_area(geoms):
+            return shapely.area(geoms) * px_area_m2(shapely.get_y(shapely.centroid(geoms)) + origin[:, 1], z, size)
+
+        keep = ~shapely.is_empty(polys)
+        keep[keep] = ground_area(polys)[keep] >= opts.min_area_m2
+        polys, origin, n_tiles, complete = polys[keep], origin[keep], n_tiles[keep], complete[keep]
         if len(polys) == 0:
             return []
         tol = opts.simplify
         if opts.simplify_unit == "m" and tol > 0:
-            tol = tol / m_per_px(shapely.get_y(shapely.centroid(polys)), z, size)
+            tol = tol / m_per_px(shapely.get_y(shapely.centroid(polys)) + origin[:, 1], z, size)
         shapes = simplify_all(polys, tol)
         if opts.regularise:
             shapes[:] = [regularise(p) for p in shapes]
         cent = shapely.centroid(shapes)
         point = np.where(shapely.contains(shapes, cent), cent, shapely.point_on_surface(shapes))
-        tx = np.floor(shapely.get_x(point) / size).astype(np.int64)
-        ty = np.floor(shapely.get_y(point) / size).astype(np.int64)
-        areas = area_m2(shapes, z, size)
-        lonlat = to_lonlat(shapes, z, size)
+        tx = np.floor((shapely.get_x(point) + origin[:, 0]) / size).astype(np.int64)
+        ty = np.floor((shapely.get_y(point) + origin[:, 1]) / size).astype(np.int64)
+        areas = ground_area(shapes)
+        lonlat = to_lonlat(_shifted(shapes, origin), z, size)
         out = []
         for i in range(len(shapes)):
             out.append(Building(self._next_id, lonlat[i], float(areas[i]), (z, int(tx[i]), int(ty[i])),
                                 int(n_tiles[i]), bool(complete[i])))
             self._next_id += 1
         return out
+
+
+def _shifted(geoms: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each geometry of ``geoms`` moved by its row of ``offsets`` ((N, 2), x and y)."""
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    return shapely.set_coordinates(geoms.copy(), coords + offsets[index])
 
 
 def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[Building]:
