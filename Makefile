@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: demo test synth bench clean chromium
+.PHONY: demo test lint synth bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ demo: $(STAMP)
 ## test: the whole test suite
 test: $(STAMP) $(NODE_STAMP)
 	@command -v chromium >/dev/null 2>&1 || $(MAKE) --no-print-directory chromium
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest
+
+## lint: ruff (pyflakes, imports, bugbear, public docstrings, complexity) and the import-linter layer contracts
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## chromium: the headless browser of the map page test (Debian's package; nothing downloads a browser)
 chromium:
