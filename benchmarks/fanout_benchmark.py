@@ -16,22 +16,19 @@ In one run:
 from __future__ import annotations
 
 import gc
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import boto3
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cover_benchmark import load_aoi  # noqa: E402
 
-from looking_glass.tiling.cover import count_tiles, tile_runs  # noqa: E402
 from looking_glass.local.embedded import EmbeddedStack  # noqa: E402
 from looking_glass.pipeline.enumerator import Enumerator  # noqa: E402
-from looking_glass.runtime.settings import EnumeratorSettings  # noqa: E402
 from looking_glass.pipeline.workunits import pack_runs  # noqa: E402
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE  # noqa: E402
+from looking_glass.runtime.settings import EnumeratorSettings  # noqa: E402
+from looking_glass.tiling.cover import count_tiles, tile_runs  # noqa: E402
 
 JOB = "0" * 24
 

@@ -18,17 +18,14 @@ import sys
 import time
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3  # noqa: E402
 
-from looking_glass.local.embedded import LOCAL_AWS_ENV  # noqa: E402
-from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
-from looking_glass.results.query import query, render  # noqa: E402
-from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, marshal  # noqa: E402
 from looking_glass.grid import quadkey  # noqa: E402
+from looking_glass.local.embedded import LOCAL_AWS_ENV  # noqa: E402
+from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, marshal  # noqa: E402
+from looking_glass.results.query import query, render  # noqa: E402
+from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
 
 X0, Y0 = 151_900, 131_400  # Kigali
 
@@ -69,9 +66,9 @@ def main() -> int:
                         help="parallel key ranges to try (the CLI uses 1 on the embedded run, 4 on a stack)")
     args = parser.parse_args()
 
-    from moto.server import ThreadedMotoServer
-
     import logging
+
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
