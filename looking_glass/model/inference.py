@@ -16,7 +16,8 @@ Execution providers (:func:`choose_providers`): TensorRT, then CUDA, then CPU, a
 installed ONNX Runtime has (``onnxruntime-gpu`` has all three, ``onnxruntime`` CPU only);
 ``LG_ONNX_PROVIDERS`` can narrow the list. Threads: ONNX Runtime's intra-op pool gets
 ``LG_INFERENCE_THREADS`` threads, by default one fewer than the CPUs this process may use
-(:func:`default_threads`), leaving a core to the worker's download and store threads.
+(:func:`default_threads`), leaving a core to the worker's download and store threads, and its
+idle threads sleep rather than spin.
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ class OnnxRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle pool threads sleep instead of spinning: the CPU goes to the worker's download and
+        # store threads (and, on a shared machine, measured faster: 68 vs 58 tiles/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wanted = providers if providers is not None else choose_providers(ort.get_available_providers(), allowed)
         if any(p != "CPUExecutionProvider" for p in wanted) and hasattr(ort, "preload_dlls"):
             try:  # CUDA/cuDNN from the nvidia-* wheels (TensorFlow's and-cuda), not the system's
