@@ -159,7 +159,7 @@ def _write_polygon(poly, parts, new, tags: str) -> None:
         ways.append(ids + ids[:1])
     single = len(ways) == 1
     way_ids = []
-    for k, nds in enumerate(ways):
+    for nds in ways:
         w = new("way")
         way_ids.append(w)
         body = "".join(f'    <nd ref="{i}"/>\n' for i in nds)

@@ -132,7 +132,7 @@ def _tile_counts(points: np.ndarray, size: int) -> dict:
     if len(points) == 0:
         return {}
     keys, counts = np.unique(np.floor(points / size).astype(np.int64), axis=0, return_counts=True)
-    return {(int(a), int(b)): int(c) for (a, b), c in zip(keys, counts)}
+    return {(int(a), int(b)): int(c) for (a, b), c in zip(keys, counts, strict=True)}
 
 
 def gap_summary(rows: list[dict]) -> dict:

@@ -184,7 +184,7 @@ def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
     if bbox is None or len(layer) == 0:
         return layer
     hits = shapely.intersects(layer.lonlat(), shapely.box(*bbox))
-    return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits) if h],
+    return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits, strict=True) if h],
                         layer.crs, layer.skipped, layer.ignored)
 
 

@@ -92,6 +92,7 @@ class OutlineOptions:
 
     @property
     def shared_fraction(self) -> float:
+        """The ``min_shared`` in force: as given, else 0 (binary head) or 0.5 (sdt head)."""
         if self.min_shared is not None:
             return float(self.min_shared)
         return 0.0 if self.head == "binary" else 0.5
@@ -172,6 +173,7 @@ class Stitcher:
 
     # ---- intake -----------------------------------------------------------------------------------
     def add(self, pieces: TilePieces) -> list[Building]:
+        """Add one tile's pieces (the next in row-major order); returns the buildings it finished."""
         z, x, y, size = pieces.z, pieces.x, pieces.y, pieces.size
         if self._zoom is None:
             self._zoom, self._size = z, size
@@ -238,9 +240,9 @@ class Stitcher:
             meet = (np.asarray(v_mine)[both] + np.asarray(v_theirs)[both]) / 2
             contact = np.full(len(shared), -np.inf)
             np.maximum.at(contact, inverse.reshape(-1), meet)
-        len_a = dict(zip(*np.unique(mine[mine > 0], return_counts=True)))
-        len_b = dict(zip(*np.unique(theirs[theirs > 0], return_counts=True)))
-        for k, ((la, lb), n) in enumerate(zip(pairs.T, shared)):
+        len_a = dict(zip(*np.unique(mine[mine > 0], return_counts=True), strict=True))
+        len_b = dict(zip(*np.unique(theirs[theirs > 0], return_counts=True), strict=True))
+        for k, ((la, lb), n) in enumerate(zip(pairs.T, shared, strict=True)):
             if frac > 0 and n < frac * min(len_a[la], len_b[lb]):
                 continue
             ka, kb = (x, y, int(la)), (ox, oy, int(lb))
@@ -311,7 +313,7 @@ class Stitcher:
         pieces = _shifted(pieces, -origin[owner])
         merged = np.empty(len(groups), dtype=object)
         merged[:] = [pieces[i] if n == 1 else shapely.union_all(pieces[i:i + n])
-                     for i, n in zip(first, (len(g) for g, _, _ in groups))]
+                     for i, n in zip(first, (len(g) for g, _, _ in groups), strict=True)]
         polys, index = shapely.get_parts(merged, return_index=True)
         origin = origin[index]
         n_tiles = np.array([n for _, n, _ in groups])[index]

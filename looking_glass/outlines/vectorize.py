@@ -53,6 +53,7 @@ class TilePieces:
 
     @property
     def tile(self) -> tuple[int, int, int]:
+        """(z, x, y)."""
         return self.z, self.x, self.y
 
     def touching(self) -> set[int]:
@@ -117,7 +118,7 @@ def _rle(vec: np.ndarray) -> list[int]:
         return []
     starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
     counts = np.diff(np.r_[starts, v.size])
-    return [int(a) for pair in zip(v[starts], counts) for a in pair]
+    return [int(a) for pair in zip(v[starts], counts, strict=True) for a in pair]
 
 
 def _unrle(runs: list, size: int) -> np.ndarray:

@@ -130,12 +130,16 @@ def test_empty_and_unreadable_files(tmp_path):
         evaluate_polygons(pred, empty, iou=1.5)
 
 
+def sq(x, y, d):
+    """A closed square ring of side ``d`` degrees from (x, y)."""
+    return [(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)]
+
+
 def test_osm_pbf_extract_made_in_the_test(tmp_path):
     import osmium
     from osmium.osm.mutable import Node, Relation, Way
 
     path = tmp_path / "tiny.osm.pbf"
-    sq = lambda x, y, d: [(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)]
     writer = osmium.SimpleWriter(str(path))
     rings = {1: sq(30.0, -2.0, 1e-4), 2: sq(30.001, -2.0, 1e-4), 3: sq(30.002, -2.0, 1e-4),
              4: sq(30.003, -2.0, 2e-4), 5: sq(30.00305, -1.99995, 1e-4)}
@@ -156,7 +160,7 @@ def test_osm_pbf_extract_made_in_the_test(tmp_path):
     writer.close()
     layer = read_polygons(path)
     assert layer.crs.to_epsg() == 4326 and sorted(layer.names) == ["relation 1", "way 1"]
-    by_name = dict(zip(layer.names, layer.geoms))
+    by_name = dict(zip(layer.names, layer.geoms, strict=True))
     assert len(by_name["relation 1"].interiors) == 1
     assert by_name["relation 1"].area == pytest.approx(4e-8 - 1e-8)
     assert len(read_polygons(path, bbox=(29.9, -2.1, 30.0015, -1.9))) == 1

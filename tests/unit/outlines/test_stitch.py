@@ -210,7 +210,7 @@ def test_pieces_stored_as_json_by_a_worker_stitch_the_same():
 
     again = list(outline_tiles((TilePieces.from_dict(json.loads(d)) for d in stored), opts))
     assert len(direct) == len(again) == 3
-    assert all(a.polygon.equals(b.polygon) and a.tile == b.tile for a, b in zip(direct, again))
+    assert all(a.polygon.equals(b.polygon) and a.tile == b.tile for a, b in zip(direct, again, strict=True))
 
 
 def test_simplification_tolerance_in_metres_follows_latitude():

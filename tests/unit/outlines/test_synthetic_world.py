@@ -78,7 +78,7 @@ def test_partially_mapped_world_gap_matches_the_removed_share(world):
     masks, truth_px, truth_ll = world
     rng = np.random.default_rng(1015)
     removed = rng.random(len(truth_ll)) < 0.3  # "OpenStreetMap" misses about 30% of the buildings
-    osm = [g for g, r in zip(truth_ll, removed) if not r]
+    osm = [g for g, r in zip(truth_ll, removed, strict=True) if not r]
     predicted = list(outline_tiles(stream(masks, "binary"), OutlineOptions(min_area_m2=MIN_AREA)))
     tiles = [(Z, x, y) for (x, y) in masks]
     rows = mapping_gap(predicted, osm, tiles=tiles)
