@@ -9,7 +9,9 @@ For each zoom-``zoom`` tile (default zoom 18):
   stitcher's ``building_count``: the tile holding the polygon's centroid (its representative
   point when the centroid falls outside it);
 - ``unmapped_area_m2``: predicted building area inside the tile not covered by any mapped
-  building;
+  building grown by ``tolerance_m`` (default 1 m: outlines traced from different imagery never
+  coincide, and the slivers between a predicted and a mapped outline of one building are not a
+  gap);
 - ``completeness``: ``mapped_area_m2 / predicted_area_m2`` capped at 1.0; None when nothing is
   predicted in the tile;
 - ``rank``: priority, 1 = the most unmapped area (ties: more predicted area, then quadkey).
@@ -83,13 +85,17 @@ def _union_area(geoms: np.ndarray, box) -> tuple[float, object]:
     return float(merged.area), merged
 
 
-def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZOOM) -> list[dict]:
+def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZOOM,
+                tolerance_m: float = 1.0) -> list[dict]:
     """Per-tile rows (dicts with :data:`GAP_FIELDS`, sorted by ``rank``) of the mapping gap of
     ``predicted`` against ``mapped`` (see the module docstring).
 
     ``tiles``: the (z, x, y) tiles to report, all at ``zoom`` (e.g. the job's tiles); by default
-    every tile a predicted building touches. Raises OutlinesError for a tile of another zoom.
+    every tile a predicted building touches. ``tolerance_m``: see ``unmapped_area_m2`` in the
+    module docstring. Raises OutlinesError for a tile of another zoom or a negative tolerance.
     """
+    if tolerance_m < 0:
+        raise OutlinesError(f"tolerance_m must not be negative, got {tolerance_m}")
     size = TILE_SIZE
     pred = to_world_px(_lonlat_array(predicted), zoom, size)
     ref = to_world_px(_lonlat_array(mapped), zoom, size)
@@ -113,7 +119,9 @@ def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZO
         elif r_union is None:
             gap = p_area
         else:
-            gap = float(shapely.difference(p_union, r_union).area)
+            k = pixel_area_m2(x, y, z)
+            grown = shapely.buffer(r_union, tolerance_m / k**0.5, quad_segs=2) if tolerance_m > 0 else r_union
+            gap = float(shapely.difference(p_union, grown).area)
         k = pixel_area_m2(x, y, z)
         rows.append({
             "z": z, "x": x, "y": y, "quadkey": quadkey(x, y, z),
@@ -151,7 +159,8 @@ def gap_summary(rows: list[dict]) -> dict:
     }
 
 
-def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zoom: int = ZOOM) -> list[dict]:
+def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zoom: int = ZOOM,
+                  tolerance_m: float = 1.0) -> list[dict]:
     """:func:`mapping_gap` of two files (any format :func:`~.layers.read_polygons` reads, e.g. the
     job's buildings export and an ``.osm.pbf`` extract); the mapped file is read only within the
     bounds of the predictions (of ``tiles`` when given). Skipped features warn (see layers)."""
@@ -166,7 +175,7 @@ def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zo
     if bbox is None:
         return []
     mapped = read_polygons(mapped_path, bbox=bbox)
-    return mapping_gap(pred_ll, mapped, tiles=tiles, zoom=zoom)
+    return mapping_gap(pred_ll, mapped, tiles=tiles, zoom=zoom, tolerance_m=tolerance_m)
 
 
 def gap_feature_collection(rows: list[dict]) -> dict:

@@ -35,7 +35,7 @@ def by_tile(rows):
 
 
 def test_per_tile_areas_counts_completeness_and_rank():
-    rows = mapping_gap(PRED, MAPPED)
+    rows = mapping_gap(PRED, MAPPED, tolerance_m=0)
     assert all(set(r) == set(GAP_FIELDS) for r in rows)
     t = by_tile(rows)
     assert set(t) == {(0, 0), (1, 0), (0, 1)}  # tiles the predictions touch
@@ -53,10 +53,10 @@ def test_per_tile_areas_counts_completeness_and_rank():
     s = gap_summary(rows)
     assert s["predicted_count"] == 4 and s["unmapped_area_m2"] == pytest.approx(2000 * K, rel=1e-5)
     # the mapped building in the unrequested tile (X0+1, Y0+1) shows when that tile is asked for
-    rows = mapping_gap(PRED, MAPPED, tiles=[(18, X0 + 1, Y0 + 1)])
+    rows = mapping_gap(PRED, MAPPED, tiles=[(18, X0 + 1, Y0 + 1)], tolerance_m=0)
     assert rows[0]["mapped_count"] == 1 and rows[0]["completeness"] is None
     with pytest.raises(OutlinesError, match="zoom"):
-        mapping_gap(PRED, MAPPED, tiles=[(17, 1, 1)])
+        mapping_gap(PRED, MAPPED, tiles=[(17, 1, 1)], tolerance_m=0)
 
 
 def test_reference_in_another_crs_from_a_file(tmp_path):
@@ -66,7 +66,7 @@ def test_reference_in_another_crs_from_a_file(tmp_path):
     path = tmp_path / "mapped_utm.geojson"
     path.write_text(json.dumps(doc))
     layer = read_polygons(path)
-    t = by_tile(mapping_gap(PRED, layer))
+    t = by_tile(mapping_gap(PRED, layer, tolerance_m=0))
     assert t[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=1e-3)
     assert t[(0, 0)]["completeness"] == pytest.approx(960 / 1360, rel=1e-3)
 
@@ -88,7 +88,7 @@ def test_reference_with_invalid_geometries_warns_and_uses_the_rest(tmp_path):
     with pytest.warns(InvalidGeometryWarning, match=r"mapped.geojson: 1 feature\(s\) skipped.*feature 1 \(id 77\)"):
         layer = read_polygons(path)
     assert len(layer) == 4
-    assert by_tile(mapping_gap(PRED, layer))[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=1e-6)
+    assert by_tile(mapping_gap(PRED, layer, tolerance_m=0))[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=1e-6)
 
 
 def test_reference_from_an_osm_extract(tmp_path):
@@ -106,7 +106,7 @@ def test_reference_from_an_osm_extract(tmp_path):
             nid += 1
         writer.add_way(Way(id=w, nodes=ids + ids[:1], tags={"building": "yes"}))
     writer.close()
-    t = by_tile(mapping_gap(PRED, read_polygons(path)))
+    t = by_tile(mapping_gap(PRED, read_polygons(path), tolerance_m=0))
     # OSM stores 1e-7 degree fixed point: areas agree to a few parts in ten thousand
     assert t[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=2e-3)
     assert t[(0, 1)]["completeness"] == 0.0
@@ -123,7 +123,7 @@ def test_files_csv_and_the_map_layer(tmp_path):
     pred, mapped = tmp_path / "pred.geojson", tmp_path / "mapped.geojson"
     write_geojson(PRED, pred)
     write_geojson(MAPPED, mapped)
-    rows = compare_files(pred, mapped)
+    rows = compare_files(pred, mapped, tolerance_m=0)
     assert by_tile(rows)[(0, 0)]["unmapped_area_m2"] == pytest.approx(400 * K, rel=2e-3)  # 1e-7 degree coordinates
     fc = gap_feature_collection(rows)
     assert len(fc["features"]) == 3 and fc["features"][0]["properties"]["rank"] == 1
@@ -131,4 +131,13 @@ def test_files_csv_and_the_map_layer(tmp_path):
     assert write_gap_csv(rows, tmp_path / "gap.csv") == 3
     lines = (tmp_path / "gap.csv").read_text().splitlines()
     assert lines[0].split(",") == list(GAP_FIELDS) and len(lines) == 4
-    assert compare_files(pred, mapped, tiles=[(18, X0 + 1, Y0 + 1)])[0]["mapped_count"] == 1
+    assert compare_files(pred, mapped, tiles=[(18, X0 + 1, Y0 + 1)], tolerance_m=0)[0]["mapped_count"] == 1
+
+
+def test_slivers_between_two_tracings_of_one_building_are_not_a_gap():
+    shifted = [ll(11, 10, 31, 30)]  # the first building mapped one pixel (0.6 m) east
+    exact = by_tile(mapping_gap(PRED[:1], shifted, tolerance_m=0))[(0, 0)]
+    assert exact["unmapped_area_m2"] == pytest.approx(20 * K, rel=1e-6)  # a 1 x 20 px sliver
+    assert by_tile(mapping_gap(PRED[:1], shifted))[(0, 0)]["unmapped_area_m2"] < 1e-6  # within 1 m
+    with pytest.raises(OutlinesError):
+        mapping_gap(PRED, MAPPED, tolerance_m=-1)
