@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from looking_glass.display import shown
 from looking_glass.cli.common import CommandError, positive_float, positive_int, zoom
 from looking_glass.local.inputs import add_run_options
 
@@ -95,8 +96,8 @@ def cmd_submit(args) -> int:
     dep = _deployment(args)
     sub = submit(dep, path.read_bytes(), path.name, args.name)
     for warning in sub["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"submitted {args.aoi} as '{sub['name']}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} on {dep.describe()}",
+        print(f"warning: {shown(warning)}", file=sys.stderr)
+    print(f"submitted {shown(args.aoi)} as '{shown(sub['name'])}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} on {dep.describe()}",
           file=sys.stderr)
     print(sub["job_id"], flush=True)
     if not args.wait:
@@ -105,7 +106,7 @@ def cmd_submit(args) -> int:
     print(f"job {sub['job_id']} {job['status']}: {int(job.get('tiles_done', 0)):,} done, "
           f"{int(job.get('tiles_failed', 0)):,} failed, {int(job.get('tiles_no_imagery', 0)):,} no imagery, "
           f"{int(job.get('tiles_skipped', 0)):,} skipped"
-          + (f"; reason: {job['reason']}" if job.get("reason") else ""), file=sys.stderr)
+          + (f"; reason: {shown(job['reason'])}" if job.get("reason") else ""), file=sys.stderr)
     return 0 if job["status"] == "COMPLETE" else 1
 
 
@@ -127,8 +128,8 @@ def cmd_jobs(args) -> int:
         return 0
     header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name")
     rows = [
-        (j["job_id"], j.get("status", ""), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
-         j.get("created_at", ""), j.get("finished_at", "") or "-", j.get("name", ""))
+        (shown(j["job_id"]), shown(j.get("status", "")), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
+         shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80))
         for j in jobs
     ]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -156,11 +157,11 @@ def cmd_status(args) -> int:
              "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "deployment")
     for key in order:
         if key in info and info[key] not in (None, ""):
-            print(f"{key:18} {info[key]}")
+            print(f"{key:18} {shown(info[key])}")
     for warning in info.get("warnings") or []:
-        print(f"{'warning':18} {warning}")
+        print(f"{'warning':18} {shown(warning)}")
     for reason, count in info["tile_failure_reasons"].items():
-        print(f"{'tile failures':18} {count:>6} x {reason}")
+        print(f"{'tile failures':18} {count:>6} x {shown(reason)}")
     return 0
 
 

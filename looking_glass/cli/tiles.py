@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from looking_glass.display import shown
 from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
 from looking_glass.grid import ZOOM
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
@@ -18,9 +19,10 @@ def cmd_cover(args) -> int:
     from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
 
     _, aoi = read_aoi(args.aoi)
+    _check_work(args.aoi, aoi, args.zoom)
     runs = tile_runs(aoi.geometry, args.zoom)
     for warning in aoi.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {shown(warning)}", file=sys.stderr)
     out = sys.stdout
     if args.format == "count":
         print(count_tiles(runs), file=out)
@@ -43,6 +45,7 @@ def cmd_estimate(args) -> int:
     from looking_glass.tiling.estimate import estimate
 
     _, aoi = read_aoi(args.aoi)
+    _check_work(args.aoi, aoi, args.zoom)
     result = estimate(
         tile_runs(aoi.geometry, args.zoom),
         args.zoom,
@@ -62,14 +65,36 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    """Check the AOI with the enumerator's rules and print its zoom-18 tile count."""
-    from looking_glass.tiling.cover import count_tiles, tile_runs
+    """Check the AOI with the enumerator's rules (the same reading, limits and reasons:
+    :func:`looking_glass.tiling.plan.cover_within_limits` with the tile cap of
+    ``LG_MAX_TILES_PER_JOB``) and print its zoom-18 tile count."""
+    from looking_glass.tiling.aoi import AoiError
+    from looking_glass.tiling.cover import count_tiles
+    from looking_glass.tiling.plan import cover_within_limits, job_tile_cap
 
     _, aoi = read_aoi(args.aoi)
     for warning in aoi.warnings:
-        print(f"warning: {warning}")
-    print(f"{args.aoi}: valid AOI '{aoi.name}', {count_tiles(tile_runs(aoi.geometry, ZOOM)):,} zoom-{ZOOM} tiles")
+        print(f"warning: {shown(warning)}")
+    try:
+        runs = cover_within_limits(aoi.geometry, ZOOM, job_tile_cap())
+    except AoiError as exc:
+        raise AoiError(f"{args.aoi}: {exc}") from None
+    print(f"{shown(args.aoi)}: valid AOI '{shown(aoi.name)}', {count_tiles(runs):,} zoom-{ZOOM} tiles")
     return 0
+
+
+def _check_work(path: str, aoi, zoom_level: int) -> None:
+    """Refuse (AoiError) an AOI whose cover at ``zoom_level`` would take more work than the
+    enumerator allows (see :mod:`looking_glass.tiling.plan`), before it runs."""
+    from looking_glass.tiling.aoi import AoiError
+    from looking_glass.tiling.plan import MAX_EDGE_ROWS, edge_rows
+
+    crossed = edge_rows(aoi.geometry, zoom_level)
+    if crossed > MAX_EDGE_ROWS:
+        raise AoiError(
+            f"{path}: the AOI's edges cross {crossed:,} zoom-{zoom_level} tile rows in all, above the "
+            f"{MAX_EDGE_ROWS:,} a cover may take: simplify its outline or split it"
+        )
 
 
 def add_commands(sub) -> None:

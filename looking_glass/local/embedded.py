@@ -215,12 +215,17 @@ class EmbeddedStack:
         while not self._stop.is_set():
             resp = sqs.receive_message(QueueUrl=self.events_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
             for message in resp.get("Messages", []):
-                event = json.loads(message["Body"])
-                if "Records" in event:
+                try:
+                    event = json.loads(message["Body"])
+                except ValueError:
+                    event = {}  # not an S3 event: dropped below, as Lambda's event source would
+                if isinstance(event, dict) and "Records" in event:
                     try:
                         handler(event, LocalLambdaContext(aws_request_id=str(uuid.uuid4())))
                     except Exception as exc:  # noqa: BLE001 - Lambda would retry; so do we
-                        log.exception("tile enumerator failed; the event will be redelivered")
+                        # ... a few times: the events queue's redrive policy then moves it to
+                        # its dead-letter queue (runtime.resources.AOI_EVENTS_MAX_RECEIVE_COUNT).
+                        log.exception("tile enumerator failed; the event will be redelivered (a few times at most)")
                         self.handler_errors.append(repr(exc))
                         continue
                 sqs.delete_message(QueueUrl=self.events_url, ReceiptHandle=message["ReceiptHandle"])

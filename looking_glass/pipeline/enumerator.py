@@ -17,8 +17,9 @@ from urllib.parse import unquote_plus
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from looking_glass.tiling.aoi import AoiError, parse_aoi
-from looking_glass.tiling.cover import count_tiles, tile_runs
+from looking_glass.tiling.aoi import MAX_NAME_CHARS, AoiError, cap_list, parse_aoi
+from looking_glass.tiling.cover import count_tiles
+from looking_glass.tiling.plan import TileCapError, cover_within_limits
 from looking_glass.grid import ZOOM
 from looking_glass.runtime.resources import TRIGGER_PREFIX, DeployedResources
 from looking_glass.runtime.settings import EnumeratorSettings
@@ -27,7 +28,9 @@ from looking_glass.pipeline.workunits import pack_runs
 
 log = logging.getLogger(__name__)
 
-MAX_AOI_BYTES = 50 * 1024 * 1024
+# The largest AOI file read (about a million vertices of GeoJSON, the vertex cap of tiling.aoi):
+# reading it as JSON stays near 300 MB of the Lambda's 1024 MB.
+MAX_AOI_BYTES = 20 * 1024 * 1024
 SQS_BATCH = 10
 
 
@@ -77,6 +80,10 @@ def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
     return job_id_for(bucket, key, resp["ETag"])
 
 
+class _Replaced(Exception):
+    """The object under the key is no longer the one the event announced (ETag differs)."""
+
+
 class Enumerator:
     """Turns an uploaded AOI into a job: record, work units on the tile queue, workers."""
 
@@ -106,19 +113,14 @@ class Enumerator:
         except AoiError as exc:
             return self._reject(job_id, job, str(exc), {**source, "name": default_name})
 
-        runs = tile_runs(aoi.geometry, ZOOM)
-        total = count_tiles(runs)
         attrs = {**source, "name": aoi.name, "warnings": aoi.warnings, "zoom": ZOOM}
-        if total == 0:
-            return self._reject(job_id, job, "AOI covers no tiles", attrs)
-        if total > self.settings.max_tiles_per_job:
-            return self._reject(
-                job_id,
-                job,
-                f"AOI covers {total} tiles, above the cap of "
-                f"{self.settings.max_tiles_per_job} tiles per job (LG_MAX_TILES_PER_JOB)",
-                {**attrs, "tiles_total": total},
-            )
+        try:
+            runs = cover_within_limits(aoi.geometry, ZOOM, self.settings.max_tiles_per_job)
+        except TileCapError as exc:
+            return self._reject(job_id, job, str(exc), {**attrs, "tiles_total": exc.tiles})
+        except AoiError as exc:
+            return self._reject(job_id, job, str(exc), attrs)
+        total = count_tiles(runs)
 
         if job is None:
             attrs.update(status=ENQUEUEING, tiles_total=total)
@@ -137,24 +139,67 @@ class Enumerator:
         return self.store.get_job(job_id)
 
     def _read(self, obj: AoiObject) -> bytes:
+        """The bytes of the object the event announced: its version when the event names one,
+        else only while its ETag is still the event's (``IfMatch``), else (replaced since) the
+        version of a versioned bucket that has the event's ETag: an AOI uploaded again under the
+        same key is the next job's, never read by this one."""
+        try:
+            return self._read_pinned(obj)
+        except _Replaced:
+            version = self._version_with_etag(obj)
+            if version is None:
+                raise AoiError(
+                    f"AOI object s3://{obj.bucket}/{obj.key} was replaced after this upload "
+                    "(its ETag changed); the new upload is its own job"
+                ) from None
+            return self._read_pinned(AoiObject(obj.bucket, obj.key, version, obj.etag))
+
+    def _version_with_etag(self, obj: AoiObject) -> str | None:
+        """The id of the version of ``obj.key`` whose ETag is the event's, if the bucket keeps
+        versions (S3 events on versioned buckets normally name it; some emulators do not)."""
+        want = obj.etag.strip('"')
+        try:
+            pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=obj.bucket, Prefix=obj.key)
+            for page in pages:
+                for v in page.get("Versions", []):
+                    if v.get("Key") == obj.key and v.get("ETag", "").strip('"') == want and v.get("VersionId") not in (None, "null"):
+                        return v["VersionId"]
+        except ClientError:
+            return None
+        return None
+
+    def _read_pinned(self, obj: AoiObject) -> bytes:
         kwargs = {"Bucket": obj.bucket, "Key": obj.key}
         if obj.version:
             kwargs["VersionId"] = obj.version
+        elif obj.etag and obj.etag != "unknown":
+            kwargs["IfMatch"] = obj.etag if obj.etag.startswith('"') else f'"{obj.etag}"'
         try:
             head = self.s3.head_object(**kwargs)
+            if head["ContentLength"] > MAX_AOI_BYTES:
+                raise AoiError(
+                    f"AOI file is {head['ContentLength']} bytes, above the {MAX_AOI_BYTES} byte limit"
+                )
+            body = self.s3.get_object(**kwargs)["Body"]
+            data = body.read(MAX_AOI_BYTES + 1)  # the object cannot have grown, but never more
         except ClientError as exc:
-            code = exc.response["Error"]["Code"]
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("412", "PreconditionFailed"):
+                raise _Replaced() from None
             if code in ("404", "NoSuchKey", "NoSuchVersion", "403", "AccessDenied"):
                 raise AoiError(f"AOI object s3://{obj.bucket}/{obj.key} cannot be read ({code})") from None
             raise  # throttling and the like: let Lambda retry
-        if head["ContentLength"] > MAX_AOI_BYTES:
-            raise AoiError(
-                f"AOI file is {head['ContentLength']} bytes, above the {MAX_AOI_BYTES} byte limit"
-            )
-        return self.s3.get_object(**kwargs)["Body"].read()
+        if len(data) > MAX_AOI_BYTES:
+            raise AoiError(f"AOI file is above the {MAX_AOI_BYTES} byte limit")
+        return data
 
     def _reject(self, job_id: str, job: dict | None, reason: str, attrs: dict) -> dict:
-        log.warning("job %s rejected: %s", job_id, reason)
+        # Everything user-given is bounded, so the record always fits in one DynamoDB item.
+        reason = reason if len(reason) <= 1000 else reason[:999] + "\u2026"
+        attrs = {**attrs, "name": str(attrs.get("name", ""))[:MAX_NAME_CHARS]}
+        if "warnings" in attrs:
+            attrs["warnings"] = cap_list(list(attrs["warnings"]))
+        log.warning("job %s rejected: %r", job_id, reason)
         if job is None:
             self.store.create_job(job_id, {**attrs, "status": FAILED, "reason": reason})
         else:

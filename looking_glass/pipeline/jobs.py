@@ -82,9 +82,12 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None) -> 
         doc["name"] = label
         data = json.dumps(doc).encode()
         aoi.name = label
-    tiles = count_tiles(tile_runs(aoi.geometry, ZOOM))
-    if tiles == 0:
-        raise JobError("AOI refused: it covers no zoom-18 tiles")
+    from looking_glass.tiling.plan import cover_within_limits, job_tile_cap
+
+    try:  # the enumerator's limits and reasons (tile cap, cover work, zero tiles)
+        tiles = count_tiles(cover_within_limits(aoi.geometry, ZOOM, job_tile_cap()))
+    except AoiError as exc:
+        raise JobError(f"AOI refused: {exc}") from None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label or stem).strip("-.") or "aoi"
     return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from looking_glass.display import shown
 from looking_glass.grid import TILE_SIZE, col_of_lon, ground_resolution_m, lat_of_row_edge, row_of_lat, tile_polygon
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import json_value
@@ -143,7 +144,7 @@ def draw_map(
     fig.colorbar(sm, ax=axes[0][0] if cols == 1 else list(axes[0]), fraction=0.035, pad=0.02,
                  label="building area per tile (m²)")
     if cols > 1:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(shown(title), fontsize=11, parse_math=False)  # a name is drawn as written
         for ax in axes[0]:
             ax.set_xlim(0, w)
             ax.set_ylim(h, 0)
@@ -188,7 +189,7 @@ def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:
     """Finish a figure drawn in tile units (x right, y down, no ticks) and write it."""
     import matplotlib.pyplot as plt
 
-    ax.set_title(title, fontsize=10)
+    ax.set_title(shown(title), fontsize=10, parse_math=False)  # user text: no mathtext, escaped
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_xticks([])

@@ -31,6 +31,7 @@ import numpy as np
 import shapely
 import shapely.geometry
 
+from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_area_m2, tile_from_quadkey, tile_polygon
@@ -302,9 +303,10 @@ def _cell(v) -> str:
 
 
 def format_table(mode: str, rows: list[dict], tot: dict) -> str:
-    """Rows of ``mode`` (``tile``, ``zoom``, ``within``) and totals as an aligned text table."""
+    """Rows of ``mode`` (``tile``, ``zoom``, ``within``) and totals as an aligned text table
+    (names and reasons shown escaped: :func:`looking_glass.display.shown`)."""
     cols = COLUMNS[mode]
-    body = [[_cell(r.get(c)) for c in cols] for r in rows]
+    body = [[shown(_cell(r.get(c))) for c in cols] for r in rows]
     key = cols[0]
     total_row = [("TOTAL" if c == key else _cell(tot.get(c)) if c in tot else "") for c in cols]
     widths = [max(len(c), *(len(r[i]) for r in [*body, total_row])) for i, c in enumerate(cols)]
@@ -318,7 +320,7 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     rule = "  ".join("-" * w for w in widths)
     out = [line(list(cols)), rule, *(line(r) for r in body), rule, line(total_row)]
     out.append(
-        f"job {tot['job_status']}: {tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} "
+        f"job {shown(tot['job_status'])}: {tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} "
         f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'])} m2"
     )
     return "\n".join(out) + "\n"

@@ -18,6 +18,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
 from looking_glass.results.figures import save_tile_figure
@@ -241,7 +242,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, u
         "summary": summary,
     }
     page = PAGE.format(
-        title=html.escape(title),
+        title=html.escape(shown(title)),
         leaflet_css=css,
         leaflet_js=js,
         results=_script_json(json.loads(json.dumps(doc, default=float))),

@@ -168,6 +168,12 @@ class DeployedResources:
         return cls(**{field: env[var] for field, var in keys.items()})
 
 
+# Deliveries of one S3 event to the embedded run's enumerator before it goes to the events DLQ,
+# and how long a failed delivery waits before the next.
+AOI_EVENTS_MAX_RECEIVE_COUNT = 3
+AOI_EVENTS_VISIBILITY_TIMEOUT_S = 10
+
+
 def create_embedded_resources(session, names: ResourceNames) -> DeployedResources:
     """Create every resource on an (embedded) AWS endpoint. Idempotent."""
     s3 = session.client("s3")
@@ -198,7 +204,25 @@ def create_embedded_resources(session, names: ResourceNames) -> DeployedResource
         },
     )["QueueUrl"]
 
-    events_url = sqs.create_queue(QueueName=names.aoi_events_queue)["QueueUrl"]
+    # The embedded run's "Lambda" event source: an event whose handler keeps failing moves to its
+    # dead-letter queue after AOI_EVENTS_MAX_RECEIVE_COUNT deliveries, never redelivered forever
+    # (the deployed Lambda's retries and on-failure destination do the same).
+    events_dlq_url = sqs.create_queue(
+        QueueName=f"{names.aoi_events_queue}-dlq",
+        Attributes={"MessageRetentionPeriod": str(QUEUE_RETENTION_S)},
+    )["QueueUrl"]
+    events_dlq_arn = sqs.get_queue_attributes(QueueUrl=events_dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events_url = sqs.create_queue(
+        QueueName=names.aoi_events_queue,
+        Attributes={
+            "VisibilityTimeout": str(AOI_EVENTS_VISIBILITY_TIMEOUT_S),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": events_dlq_arn, "maxReceiveCount": AOI_EVENTS_MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
     events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]

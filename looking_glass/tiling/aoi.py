@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import shapely
 import shapely.affinity
+import shapely.errors
 from shapely.geometry import MultiPolygon, Polygon
 
 from looking_glass.errors import LookingGlassError
@@ -28,6 +29,31 @@ GEOMETRY_TYPES = POLYGONAL | {
 }
 # Web-mercator clipping leaves slivers of a polar AOI; below this (square degrees) nothing is left.
 MIN_AREA_DEG2 = 1e-14
+# Bounds on the work one AOI may ask for, checked while reading it (before any geometry is built),
+# sized so that reading and covering stay well inside the enumerator Lambda's 1024 MB:
+MAX_AOI_VERTICES = 1_000_000  # positions in all rings
+MAX_AOI_PARTS = 10_000  # polygons (each Polygon, each part of a MultiPolygon)
+MAX_NESTING = 32  # FeatureCollection / Feature / GeometryCollection levels
+# What of the AOI is stored in the job record (a DynamoDB item holds at most 400 KB).
+MAX_NAME_CHARS = 200
+MAX_WARNINGS = 20
+MAX_WARNING_CHARS = 300
+
+
+@dataclass
+class _Budget:
+    """Vertices and parts read so far (see MAX_AOI_VERTICES, MAX_AOI_PARTS)."""
+
+    vertices: int = 0
+    parts: int = 0
+
+    def take(self, vertices: int, parts: int = 0) -> None:
+        self.vertices += vertices
+        self.parts += parts
+        if self.vertices > MAX_AOI_VERTICES:
+            raise AoiError(f"AOI has more than {MAX_AOI_VERTICES:,} vertices (the limit); simplify it or split it into several AOIs")
+        if self.parts > MAX_AOI_PARTS:
+            raise AoiError(f"AOI has more than {MAX_AOI_PARTS:,} polygons (the limit); merge them or split the AOI into several")
 
 
 class AoiError(LookingGlassError, ValueError):
@@ -57,12 +83,25 @@ def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
         raise AoiError(
             f"AOI is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise AoiError("AOI is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise AoiError(f"AOI is not usable JSON: {str(exc)[:120]}") from None
     if not isinstance(doc, dict) or "type" not in doc:
         raise AoiError("AOI is not a GeoJSON object (expected an object with a 'type' member)")
+    try:
+        return _parse_document(doc, default_name)
+    except AoiError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError, IndexError, KeyError, shapely.errors.ShapelyError) as exc:
+        # A shape of document no rule above foresaw: still the AOI's fault, never a traceback.
+        raise AoiError(f"AOI could not be read as GeoJSON ({type(exc).__name__}: {str(exc)[:120]})") from None
 
+
+def _parse_document(doc: dict, default_name: str) -> Aoi:
     warnings: list[str] = []
     polygons: list[Polygon] = []
-    _collect(doc, "$", polygons, warnings)
+    _collect(doc, "$", polygons, warnings, _Budget())
     if not polygons:
         raise AoiError("AOI has no polygonal geometry (Polygon or MultiPolygon)")
 
@@ -74,7 +113,16 @@ def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
     if clipped.area < geometry.area:
         warnings.append("AOI was clipped to the web-mercator latitude limit +-85.0511")
     clipped = _polygonal_part(clipped)
-    return Aoi(geometry=clipped, name=_name_of(doc) or default_name, warnings=warnings)
+    return Aoi(geometry=clipped, name=(_name_of(doc) or default_name)[:MAX_NAME_CHARS], warnings=cap_list(warnings))
+
+
+def cap_list(items: list[str], most: int = MAX_WARNINGS, chars: int = MAX_WARNING_CHARS) -> list[str]:
+    """At most ``most`` items of at most ``chars`` characters each, and then one saying how many
+    were cut (so a job record always fits in a DynamoDB item)."""
+    out = [w if len(w) <= chars else w[: chars - 1] + "\u2026" for w in items[:most]]
+    if len(items) > most:
+        out.append(f"... and {len(items) - most} more warning(s) not shown")
+    return out
 
 
 def _wrap_antimeridian(geometry: shapely.Geometry, warnings: list[str]) -> shapely.Geometry:
@@ -112,37 +160,74 @@ def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry:
     return MultiPolygon(flat)
 
 
-def _collect(obj, where: str, polygons: list, warnings: list) -> None:
+def _label(obj: dict, where: str) -> str:
+    """``where`` with the feature's id or name, if it has one (for warnings)."""
+    props = obj.get("properties") if isinstance(obj.get("properties"), dict) else {}
+    for value in (obj.get("id"), props.get("id"), props.get("name")):
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return f"{where} ({str(value)[:60]!r})"
+    return where
+
+
+def _collect(obj, where: str, polygons: list, warnings: list, budget: _Budget, depth: int = 0) -> None:
+    if depth > MAX_NESTING:
+        raise AoiError(f"{where} is nested more than {MAX_NESTING} levels deep")
     if not isinstance(obj, dict):
         raise AoiError(f"{where} is not a GeoJSON object")
     kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise AoiError(f"{where}.type must be a string, not {type(kind).__name__}")
     if kind == "FeatureCollection":
         features = obj.get("features")
         if not isinstance(features, list):
             raise AoiError(f"{where}.features must be a list")
         for i, feature in enumerate(features):
-            _collect(feature, f"{where}.features[{i}]", polygons, warnings)
+            _collect(feature, f"{where}.features[{i}]", polygons, warnings, budget, depth + 1)
     elif kind == "Feature":
         geometry = obj.get("geometry")
         if geometry is None:
-            warnings.append(f"{where} has no geometry and was ignored")
+            warnings.append(f"{_label(obj, where)} has no geometry and was ignored")
             return
-        _collect(geometry, f"{where}.geometry", polygons, warnings)
+        if isinstance(geometry, dict) and _is_empty_geometry(geometry):
+            warnings.append(f"{_label(obj, where)} has an empty geometry (no coordinates) and was ignored")
+            return
+        _collect(geometry, f"{where}.geometry", polygons, warnings, budget, depth + 1)
     elif kind == "GeometryCollection":
         geometries = obj.get("geometries")
         if not isinstance(geometries, list):
             raise AoiError(f"{where}.geometries must be a list")
         for i, geometry in enumerate(geometries):
-            _collect(geometry, f"{where}.geometries[{i}]", polygons, warnings)
+            _collect(geometry, f"{where}.geometries[{i}]", polygons, warnings, budget, depth + 1)
     elif kind in POLYGONAL:
-        polygons.extend(_polygons_from(obj, where))
+        if _is_empty_geometry(obj):
+            warnings.append(f"{where} is an empty {kind} (no coordinates) and was ignored")
+            return
+        polygons.extend(_polygons_from(obj, where, budget))
     elif kind in GEOMETRY_TYPES:
         warnings.append(f"{where} is a {kind}, not polygonal, and was ignored")
     else:
-        raise AoiError(f"{where} has unknown GeoJSON type {kind!r}")
+        raise AoiError(f"{where} has unknown GeoJSON type {kind[:60]!r}")
 
 
-def _polygons_from(obj: dict, where: str) -> list[Polygon]:
+def _is_empty_geometry(obj: dict) -> bool:
+    """A Polygon or MultiPolygon whose coordinates hold no position at all (``[]``, ``[[]]``,
+    ``[[[]]]``): an empty geometry, which RFC 7946 allows and which is read like a null one."""
+    if not isinstance(obj.get("type"), str) or obj["type"] not in POLYGONAL:
+        return False
+    coords = obj.get("coordinates")
+    levels = 2 if obj["type"] == "Polygon" else 3  # lists above the position lists
+
+    def empty(value, level: int) -> bool:
+        if not isinstance(value, list):
+            return False
+        if not value:
+            return True
+        return level > 0 and all(empty(v, level - 1) for v in value)
+
+    return empty(coords, levels - 1)
+
+
+def _polygons_from(obj: dict, where: str, budget: _Budget) -> list[Polygon]:
     coords = obj.get("coordinates")
     if obj["type"] == "Polygon":
         rings_list = [coords]
@@ -150,6 +235,10 @@ def _polygons_from(obj: dict, where: str) -> list[Polygon]:
         if not isinstance(coords, list):
             raise AoiError(f"{where}.coordinates must be a list of polygons")
         rings_list = coords
+    budget.take(0, len(rings_list))
+    for rings in rings_list:  # count every position before building anything
+        if isinstance(rings, list):
+            budget.take(sum(len(r) for r in rings if isinstance(r, list)))
     polygons = []
     for i, rings in enumerate(rings_list):
         here = f"{where}.coordinates" + (f"[{i}]" if obj["type"] == "MultiPolygon" else "")
@@ -181,13 +270,17 @@ def _ring(ring, where: str) -> list[tuple[float, float]]:
             raise AoiError(f"{where}[{k}] must be a position [longitude, latitude]")
         lon, lat = position[0], position[1]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lon, lat)):
-            raise AoiError(f"{where}[{k}] has non-numeric coordinates {position[:2]!r}")
+            raise AoiError(f"{where}[{k}] has non-numeric coordinates {repr(position[:2])[:80]}")
+        try:
+            lon, lat = float(lon), float(lat)
+        except OverflowError:
+            raise AoiError(f"{where}[{k}] has a coordinate too large to be a number of degrees") from None
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise AoiError(f"{where}[{k}] has non-finite coordinates")
         if not -360 <= lon <= 360:
-            raise AoiError(f"{where}[{k}] longitude {lon} is out of range [-180, 180]")
+            raise AoiError(f"{where}[{k}] longitude {lon:g} is out of range [-180, 180]")
         if not -90 <= lat <= 90:
-            raise AoiError(f"{where}[{k}] latitude {lat} is out of range [-90, 90]")
+            raise AoiError(f"{where}[{k}] latitude {lat:g} is out of range [-90, 90]")
         points.append((float(lon), float(lat)))
     if points[0] != points[-1]:
         raise AoiError(f"{where} is not closed (first and last positions differ)")

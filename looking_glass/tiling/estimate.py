@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from looking_glass.grid import tile_area_m2
+from looking_glass.grid import EARTH_RADIUS_M, lat_of_row_edge
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
 
 DEFAULT_TILES_PER_SECOND = 40.0
@@ -40,11 +40,15 @@ class Estimate:
 
 
 def tiles_area_km2(runs: np.ndarray, zoom: int) -> float:
-    """Ground area of the covered tiles in km2 (each row at its own latitude,
-    :func:`looking_glass.grid.tile_area_m2`)."""
+    """Ground area of the covered tiles in km2: each tile of row y is the exact spherical area
+    of its latitude band, 2 pi R^2 / 2^zoom * (sin(north) - sin(south)) (R: the web-mercator
+    sphere's radius), right at every zoom, including 0-2 where a tile spans tens of degrees."""
     if len(runs) == 0:
         return 0.0
-    return float(((runs[:, 2] - runs[:, 1]) * tile_area_m2(runs[:, 0], zoom)).sum() / 1e6)
+    rows = runs[:, 0].astype(np.float64)
+    north, south = np.radians(lat_of_row_edge(rows, zoom)), np.radians(lat_of_row_edge(rows + 1, zoom))
+    per_tile = 2 * math.pi * EARTH_RADIUS_M**2 / 2**zoom * (np.sin(north) - np.sin(south))
+    return float(((runs[:, 2] - runs[:, 1]) * per_tile).sum() / 1e6)
 
 
 def estimate(

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from decimal import Decimal
 
 import boto3
@@ -425,3 +426,27 @@ def test_access_denied_and_the_like_are_one_clear_line(env, capsys):
     create_stack(f"{name}Inference", inference)
     code, _, err = run_cli(capsys, "jobs", "--stack", name)
     assert code != 0 and "AWS refused Query: ResourceNotFoundException" in err
+
+
+# ---- issue 16: names shown escaped wherever printed or drawn ------------------------------------
+ESCAPE_NAME = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "cases" / "aoi-control-characters" / "escape_name.geojson").read_text()
+)["properties"]["name"]
+
+
+def test_names_with_control_characters_are_printed_escaped(env, capsys):
+    """tests/data/cases/aoi-control-characters: `jobs`, `status` and `results` never pass the
+    name's escape sequences or newline to the terminal, so it cannot forge a line."""
+    job = add_job(env, FULL, name="escape")
+    env["store"].update_job(job, {"name": ESCAPE_NAME, "warnings": ["feature 'x\x1b[31mred'"]})
+    outputs = []
+    for argv in (("jobs",), ("status", job), ("results", job, "--format", "table")):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 0, (argv, err)
+        outputs.append(out + err)
+    for text in outputs[:2]:
+        assert "\x1b" not in text and "\x07" not in text
+        assert "legit\\x1b[2J" in text
+    jobs_lines = [line for line in outputs[0].splitlines() if "pwned" in line or "COMPLETE  1/1" in line]
+    assert len(jobs_lines) == 1 and jobs_lines[0].startswith(job)  # no forged row of its own
+    assert "\x1b" not in outputs[2]

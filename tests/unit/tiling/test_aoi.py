@@ -69,7 +69,7 @@ def test_latitudes_beyond_web_mercator_are_clipped_with_a_warning():
         (dump({"type": "Polygon", "coordinates": [[[200, 0], [201, 0], [201, 1], [200, 0]]]}), "longitude 200 is out of range"),
         (dump({"type": "Polygon", "coordinates": [[[0, 95], [1, 95], [1, 96], [0, 95]]]}), "latitude 95 is out of range"),
         (dump({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [2, 0], [0, 0]]]}), "zero area"),
-        (dump({"type": "Polygon", "coordinates": []}), "non-empty list of linear rings"),
+        (dump({"type": "Polygon", "coordinates": []}), "no polygonal geometry"),
         (dump({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}), "at least 4 positions"),
         (dump({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}), "not closed"),
         (dump({"type": "Polygon", "coordinates": [[[0, 0], ["a", 0], [1, 1], [0, 0]]]}), "non-numeric"),
