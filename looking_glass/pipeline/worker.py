@@ -105,6 +105,8 @@ class Worker:
         self.provenance = {
             "model_id": segmenter.info.model_id,
             "model_version": segmenter.info.version,
+            # what ran the model: "onnx/CUDAExecutionProvider", "keras/CPU" (docs/inference.md)
+            "model_runtime": f"{getattr(segmenter, 'runtime', 'keras')}/{getattr(segmenter, 'provider', '?')}",
             "imagery": self.fetcher.public_name,  # never a token (imagery.public_imagery_name)
             "threshold": area_decimal(segmenter.info.threshold),
         }
