@@ -68,7 +68,7 @@ def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4) -> 
 
     n = min(count, len(images))
     predicted = segmenter.predict_masks(images[:n])
-    raw = np.asarray(segmenter.model(images[:n].astype(np.float32), training=False))[..., 0]
+    raw = segmenter.predict_raw(images[:n])[..., 0]  # whichever runtime runs (docs/inference.md)
     fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
     sdt_is_prediction = segmenter.info.head == "sdt"
     titles = ["image", "truth", "predicted mask", "predicted SDT (m)" if sdt_is_prediction else "truth SDT (m)"]
