@@ -32,7 +32,7 @@ def cmd_train(args) -> int:
     from looking_glass.training.local import run_local
 
     try:
-        return run_local(args.data, args.root, hyperparameters)
+        return run_local(args.data, args.root, hyperparameters, init=args.init)
     except ValueError as exc:  # bad hyperparameters or dataset: exit code 1, as always
         raise CommandError(str(exc)) from None
 
@@ -135,6 +135,11 @@ def add_commands(sub) -> None:
                                       "uploaded to the training bucket first, without it the bucket's data is used")
     train.add_argument("--root", help="--local: the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
     train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
+    train.add_argument("--init", metavar="MODEL",
+                       help="fine-tune: start from this model's architecture and weights (shipped, a .keras file "
+                            "with its sidecar, a folder such as RUN/model, a model.tar.gz, or an s3:// URI); "
+                            "small-data defaults (frozen warm-up, cosine decay, augmentation, early stopping, "
+                            "best epoch kept)")
     train.add_argument("--name", help="--stack: the execution name (default: Step Functions picks one)")
     train.add_argument("--wait", action="store_true", help="--stack: follow the execution until it is final")
     train.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)

@@ -5,15 +5,22 @@ shard folders, see :mod:`looking_glass.datasets.prepare`), of which the ``train`
 the ``train`` split and the ``validation`` channel the ``validation`` split, or a folder holding
 ``shard-*.npz`` files directly. Chips are held in memory (image uint8 and the head's target only).
 
-Each epoch is ``floor(train chips / batch_size)`` batches (at least 1) of a fresh permutation;
-the order and the augmentation (:func:`looking_glass.training.augment.augment_batch`) are
-functions of (seed, epoch, batch), so a resumed run sees the batches an uninterrupted one would
-have seen.
+Each epoch is ``floor(samples / batch_size)`` batches (at least 1) of a fresh permutation, where
+``samples`` is ``samples_per_epoch`` or the number of train chips (a permutation repeated as
+often as needed); the order, the crops and the augmentation
+(:func:`looking_glass.training.augment.augment_batch`) are functions of (seed, epoch, batch), so
+a resumed run sees the batches an uninterrupted one would have seen.
+
+With ``random_crops`` a sample is a window of the chip size at a random offset over the mosaic
+of a chip and its right, lower and lower-right neighbours (chips are neighbours by their ids:
+``<image>_<zoom>_<x>_<y>`` tiles or ``<image>_rRRR_cCCC`` native chips); offsets that would need
+a missing neighbour are not drawn, so a chip without neighbours is sampled whole.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +92,14 @@ class Chips:
     ids: np.ndarray
     source: Source
     total: int = 0  # chips in the source before max_train_chips
+    _neighbours: np.ndarray | None = None
+
+    @property
+    def neighbours(self) -> np.ndarray:
+        """(N, 3) indices of each chip's right, lower and lower-right neighbour (-1: none)."""
+        if self._neighbours is None:
+            self._neighbours = chip_neighbours(self.ids)
+        return self._neighbours
 
     @property
     def size(self) -> int:
@@ -161,6 +176,69 @@ def load_data(paths: Paths, hp: dict) -> tuple[Chips, Chips | None]:
     return train, val
 
 
+TILE_ID = re.compile(r"^(?P<image>.*)_(?P<zoom>\d+)_(?P<x>\d+)_(?P<y>\d+)$")
+NATIVE_ID = re.compile(r"^(?P<image>.*)_r(?P<row>\d+)_c(?P<col>\d+)$")
+
+
+def chip_position(chip_id: str) -> tuple[str, int, int] | None:
+    """(image key, row, column) of a chip on its image's grid, from its id; ``None`` if unknown."""
+    m = TILE_ID.match(chip_id)
+    if m:
+        return f"{m['image']}/{m['zoom']}", int(m["y"]), int(m["x"])
+    m = NATIVE_ID.match(chip_id)
+    if m:
+        return m["image"], int(m["row"]), int(m["col"])
+    return None
+
+
+def chip_neighbours(ids) -> np.ndarray:
+    """(N, 3) indices of the right, lower and lower-right neighbour of each chip (-1: none)."""
+    where = {}
+    positions = [chip_position(str(i)) for i in ids]
+    for n, pos in enumerate(positions):
+        if pos is not None:
+            where.setdefault(pos, n)
+    out = np.full((len(positions), 3), -1, np.int64)
+    for n, pos in enumerate(positions):
+        if pos is None:
+            continue
+        key, r, c = pos
+        for k, (dr, dc) in enumerate(((0, 1), (1, 0), (1, 1))):
+            out[n, k] = where.get((key, r + dr, c + dc), -1)
+    return out
+
+
+def random_crop(chips: Chips, n: int, rng: np.random.Generator):
+    """(image, target) of one random chip-sized window whose top-left lies in chip ``n``."""
+    s = chips.size
+    right, down, diag = (int(v) for v in chips.neighbours[n])
+    dy = int(rng.integers(s)) if down >= 0 else 0
+    dx = int(rng.integers(s)) if right >= 0 else 0
+    if dy and dx and diag < 0:  # the lower-right quarter is missing: keep one offset
+        if rng.random() < 0.5:
+            dy = 0
+        else:
+            dx = 0
+    if not dy and not dx:
+        return chips.images[n], chips.targets[n]
+    parts = [[n, right if dx else -1], [down if dy else -1, diag if dx and dy else -1]]
+
+    def mosaic(arrays):
+        rows = []
+        for row in parts[: 2 if dy else 1]:
+            cols = [arrays[i] for i in row[: 2 if dx else 1]]
+            rows.append(np.concatenate(cols, axis=1))
+        big = np.concatenate(rows, axis=0)
+        return big[dy:dy + s, dx:dx + s]
+
+    return mosaic(chips.images), mosaic(chips.targets)
+
+
+def samples_per_epoch(chips: Chips, hp: dict) -> int:
+    """Samples drawn per epoch: ``samples_per_epoch`` or the number of train chips."""
+    return hp.get("samples_per_epoch") or len(chips.images)
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Batches per epoch: ``n // batch_size``, at least 1."""
     return max(1, n // batch_size)
@@ -172,12 +250,28 @@ def epoch_batch(chips: Chips, hp: dict, epoch: int, batch: int):
     Returns float32 images (B, S, S, 3) in 0..255 and targets (B, S, S, 1) in the head's units,
     B = min(batch_size, chips).
     """
-    n, bs = len(chips.images), min(hp["batch_size"], len(chips.images))
-    order = np.random.default_rng([hp["seed"], epoch]).permutation(n)
-    idx = np.sort(order[batch * bs:(batch + 1) * bs])
-    images, targets = chips.images[idx], chips.targets[idx]
+    n = len(chips.images)
+    samples = samples_per_epoch(chips, hp)
+    if samples == n and not hp.get("random_crops"):  # the original order (runs before samples_per_epoch)
+        bs = min(hp["batch_size"], n)
+        order = np.random.default_rng([hp["seed"], epoch]).permutation(n)
+        idx = np.sort(order[batch * bs:(batch + 1) * bs])
+        images, targets = chips.images[idx], chips.targets[idx]
+    else:
+        bs = min(hp["batch_size"], samples)
+        rng = np.random.default_rng([hp["seed"], epoch])
+        repeats = -(-samples // n)
+        order = np.concatenate([rng.permutation(n) for _ in range(repeats)])
+        idx = order[batch * bs:(batch + 1) * bs]
+        if hp.get("random_crops"):
+            crop_rng = np.random.default_rng([hp["seed"], epoch, batch, 11])
+            pairs = [random_crop(chips, int(i), crop_rng) for i in idx]
+            images, targets = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        else:
+            images, targets = chips.images[idx], chips.targets[idx]
     if hp["augment"]:
-        images, targets = augment_batch(images, targets, np.random.default_rng([hp["seed"], epoch, batch, 7]))
+        images, targets = augment_batch(images, targets, np.random.default_rng([hp["seed"], epoch, batch, 7]),
+                                        mode=hp.get("augment_mode"))
     return images.astype(np.float32), targets.astype(np.float32)[..., None]
 
 
@@ -186,7 +280,7 @@ def make_dataset(chips: Chips, hp: dict, initial_epoch: int):
     initial_epoch + i // steps (Keras draws items in order when steps_per_epoch is given)."""
     import keras
 
-    steps = steps_per_epoch(len(chips.images), hp["batch_size"])
+    steps = steps_per_epoch(samples_per_epoch(chips, hp), hp["batch_size"])
 
     class ChipBatches(keras.utils.PyDataset):
         def __init__(self):

@@ -30,6 +30,14 @@ Contract (the SageMaker training container layout, under the root)
     a folder holding ``shard-*.npz`` files directly. Both channels may point at the same dataset.
     Without a validation channel training still runs, with no validation metrics (it says so).
     Chips are held in memory (image uint8 and the head's target only).
+``input/data/init`` (optional: fine-tuning)
+    A starting model: one ``.keras`` file with its ``.json`` sidecar, or one SageMaker
+    ``model.tar.gz`` holding them (:mod:`looking_glass.training.init`). The job then starts from
+    its architecture and weights: the sidecar's ``config`` sets the model hyperparameters (a
+    ``head`` or ``input_size`` given that differs is an error), the fine-tuning defaults replace
+    the table's (``--help-hyperparameters``), and the saved sidecar names it as ``parent``. A
+    missing, corrupt or incompatible model (another head, another input size than its sidecar's
+    or the chips') fails the job with one clear reason.
 ``model/``
     ``model.keras`` (uncompiled) and its sidecar ``model.json`` in the format of
     :mod:`looking_glass.model.segmenter` (model_id, version, trained, description, threshold, config)
@@ -64,9 +72,14 @@ the default root the ``SM_*`` variables the Dockerfile sets (``SM_MODEL_DIR``,
 
 Training
 --------
-Adam at a constant ``learning_rate``; loss: weighted binary cross-entropy (``pos_weight``) for
-the ``binary`` head, Huber (``huber_delta`` metres) on the signed distance for the ``sdt`` head.
-Each epoch is ``floor(train chips / batch_size)`` batches (at least 1) of a fresh permutation;
+Adam at ``learning_rate`` (``lr_schedule``: constant, or a cosine or linear decay after the
+``freeze_epochs`` epochs in which the encoder is frozen); loss for the ``binary`` head: weighted
+binary cross-entropy (``pos_weight``), plus soft Dice, or the Lovasz hinge (``loss``); Huber
+(``huber_delta`` metres) on the signed distance for the ``sdt`` head. With ``patience`` the job
+stops after that many epochs without a better ``val_iou``; with ``restore_best`` the model
+written holds the best epoch's weights. With ``random_crops`` samples are windows at random
+offsets over neighbouring chips; ``samples_per_epoch`` sets the epoch's length.
+Each epoch is ``floor(samples / batch_size)`` batches (at least 1) of a fresh permutation;
 the order and the augmentation (random 90-degree rotation and horizontal flip, the same for
 image and target) are functions of (seed, epoch, batch), so a resumed run sees the batches an
 uninterrupted one would have seen.

@@ -20,6 +20,7 @@ from pathlib import Path
 from looking_glass.training.errors import HyperparameterError
 
 __all__ = [
+    "FINETUNE_DEFAULTS",
     "HYPERPARAMETERS",
     "MODEL_KEYS",
     "HyperparameterError",
@@ -144,12 +145,40 @@ def _float(lo=None, hi=None, lo_open=False, hi_open=False):
     return lambda k, v: _as_float(k, v, lo, hi, lo_open, hi_open)
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+LOSSES = ("bce", "bce_dice", "lovasz")
+AUGMENT_MODES = ("full", "photometric", "geometric", "none")
+
 # The keys the job accepts. Model fields are passed to looking_glass.model.deeplab.ModelConfig, which
 # validates their combination (e.g. alpha for Xception, input_size for the backbone).
 HYPERPARAMETERS: dict[str, Spec] = {
     "epochs": Spec(_int(1), 10, "int >= 1", "epochs to train (in total, counting resumed ones)"),
     "batch_size": Spec(_int(1, 512), 16, "int 1..512", "chips per batch; an epoch is floor(chips / batch_size) batches"),
-    "learning_rate": Spec(_float(0, lo_open=True), 1e-3, "float > 0", "Adam learning rate (constant)"),
+    "learning_rate": Spec(_float(0, lo_open=True), 1e-3, "float > 0", "Adam (peak) learning rate"),
+    "lr_schedule": Spec(_as_choice(LR_SCHEDULES), "constant", "|".join(LR_SCHEDULES),
+                        "learning rate per epoch after the frozen epochs: constant, cosine or linear decay to "
+                        "min_lr_ratio x learning_rate at the last epoch"),
+    "min_lr_ratio": Spec(_float(0, 1), 0.05, "float 0..1", "cosine/linear: the last epoch's fraction of learning_rate"),
+    "loss": Spec(_as_choice(LOSSES), "bce", "|".join(LOSSES),
+                 "binary head: weighted BCE, BCE + soft Dice, or the Lovasz hinge (the SDT head always uses Huber)"),
+    "freeze_epochs": Spec(_int(0), 0, "int >= 0",
+                          "first epochs with the encoder (backbone) frozen, at learning_rate: a warm-up of the "
+                          "decoder and head, for fine-tuning"),
+    "patience": Spec(_int(0), 0, "int >= 0",
+                     "early stopping: stop after this many epochs without a better val_iou (0: never; needs "
+                     "validation chips)"),
+    "restore_best": Spec(_as_bool, False, "bool",
+                         "write the weights of the epoch with the best val_iou as the model, not the last ones"),
+    "random_crops": Spec(_as_bool, False, "bool",
+                         "sample chips as random windows over the mosaic of neighbouring chips (tile or row/column "
+                         "ids), so that few chips yield many different samples"),
+    "samples_per_epoch": Spec(_int(1), None, "int >= 1, optional",
+                              "chips drawn per epoch (default: the number of train chips)"),
+    "augment_mode": Spec(_as_choice(AUGMENT_MODES), None, "|".join(AUGMENT_MODES) + ", optional",
+                         "with augment: full (also zoom and no-data wedges), photometric, geometric (rotation and "
+                         "flip); default: $LOOKING_GLASS_AUGMENT or photometric"),
+    "init_source": Spec(_as_str, None, "string, optional",
+                        "where the init channel's model came from (recorded in the sidecar's parent)"),
     "backbone": Spec(_as_choice(("mobilenetv2", "xception")), "mobilenetv2", "mobilenetv2|xception", "encoder backbone"),
     "alpha": Spec(_float(0, lo_open=True), 1.0, "float", "MobileNetV2 width (0.35, 0.5, 0.75, 1.0, 1.3, 1.4; 1.0 for Xception)"),
     "output_stride": Spec(_as_choice((8, 16), int), 16, "8|16", "encoder output stride (8: dilated backbone)"),
@@ -175,16 +204,46 @@ MODEL_KEYS = ("backbone", "alpha", "aspp_filters", "decoder_filters", "head", "i
               "output_stride", "low_level_filters")
 
 
+# Defaults that replace the table's when the job fine-tunes (an ``init`` channel holds a model):
+# small data wants a short warm-up of the decoder with the encoder frozen, then everything at a
+# decaying learning rate, strong augmentation and random crops, early stopping on val_iou and the
+# best epoch's weights. Keys given explicitly always win.
+FINETUNE_DEFAULTS = {
+    "epochs": 24,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "lr_schedule": "cosine",
+    "loss": "bce_dice",
+    "freeze_epochs": 3,
+    "patience": 8,
+    "restore_best": True,
+    "random_crops": True,
+    "samples_per_epoch": 64,
+    "augment": True,
+    "augment_mode": "full",
+    "bn_momentum": 0.9,
+}
+
+
 def hyperparameter_table() -> str:
     """The hyperparameter table as aligned text (name, type, default, meaning), one key a line."""
     rows = [("name", "type", "default", "meaning")]
     rows += [(k, s.kind, "-" if s.default is None else str(s.default), s.meaning) for k, s in HYPERPARAMETERS.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows)
+    table = "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows)
+    tuned = ", ".join(f"{k}={v}" for k, v in FINETUNE_DEFAULTS.items())
+    return (f"{table}\n\nFine-tuning (an init channel holds the starting model): its sidecar's config sets the "
+            f"model keys, and these defaults replace the table's: {tuned}")
 
 
-def parse_hyperparameters(raw: dict) -> dict:
+def parse_hyperparameters(raw: dict, init_config: dict | None = None) -> dict:
     """Validated hyperparameters (defaults filled in) from SageMaker's string-valued dict.
+
+    ``init_config``: the ``config`` of the model the job fine-tunes (its sidecar's), or ``None``
+    for training from scratch. When given, :data:`FINETUNE_DEFAULTS` replace the table's defaults
+    and the model keys come from it: a ``head`` or ``input_size`` given that differs from it is
+    an error (the model cannot become another one); other model keys given are overridden (the
+    returned ``overridden`` lists them).
 
     Raises :class:`HyperparameterError` naming the key (unknown keys, bad values, and
     ``ModelConfig``'s own checks of the model fields). Also returns ``config``, the
@@ -199,14 +258,43 @@ def parse_hyperparameters(raw: dict) -> dict:
         raise HyperparameterError(
             f"unknown hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}"
         )
+    defaults = {k: s.default for k, s in HYPERPARAMETERS.items()}
+    if init_config is not None:
+        defaults.update(FINETUNE_DEFAULTS)
     hp = {}
+    given = {k for k in HYPERPARAMETERS if k in raw and raw[k] is not None}
     for key, spec in HYPERPARAMETERS.items():
-        hp[key] = spec.parse(key, raw[key]) if key in raw and raw[key] is not None else spec.default
+        hp[key] = spec.parse(key, raw[key]) if key in given else defaults[key]
+    overridden = []
+    if init_config is not None:
+        try:
+            init = ModelConfig(**{k: v for k, v in init_config.items() if k in MODEL_KEYS})
+        except (TypeError, ValueError) as e:
+            raise HyperparameterError(f"the init model's config is not a valid model config: {e}") from None
+        for key in ("head", "input_size"):
+            if key in given and hp[key] != getattr(init, key):
+                raise HyperparameterError(
+                    f"hyperparameter {key!r} is {hp[key]!r} but the init model's is {getattr(init, key)!r}: a "
+                    f"fine-tuned model keeps its starting model's {key} (train from scratch for another)"
+                )
+        for key in MODEL_KEYS:
+            if key in given and key != "imagenet" and hp[key] != getattr(init, key):
+                overridden.append(key)
+            hp[key] = getattr(init, key)
     try:
         config = ModelConfig(**{k: hp[k] for k in MODEL_KEYS})
     except ValueError as e:
         raise HyperparameterError(f"model hyperparameters: {e}") from None
+    if "freeze_epochs" not in given:  # a default warm-up never takes every epoch
+        hp["freeze_epochs"] = min(hp["freeze_epochs"], hp["epochs"] - 1)
+    if hp["freeze_epochs"] >= hp["epochs"] and hp["freeze_epochs"]:
+        raise HyperparameterError(
+            f"hyperparameter 'freeze_epochs' ({hp['freeze_epochs']}) must be below 'epochs' ({hp['epochs']}): "
+            "the encoder would never be trained"
+        )
     hp["config"] = config
+    if overridden:
+        hp["overridden"] = overridden
     if hp["model_id"] is None:
         hp["model_id"] = default_model_id(config)
     return hp
@@ -221,7 +309,7 @@ def default_model_id(cfg) -> str:
 
 def public_hyperparameters(hp: dict) -> dict:
     """The hyperparameters as JSON-able values (for the sidecar and checkpoints)."""
-    return {k: v for k, v in hp.items() if k != "config"}
+    return {k: v for k, v in hp.items() if k not in ("config", "overridden")}
 
 
 def read_hyperparameters(path: Path) -> dict:

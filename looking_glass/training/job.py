@@ -7,6 +7,12 @@ after each), and saves ``model/model.keras`` with its sidecar ``model.json`` in 
 progress GIF and ``model/model.onnx`` (checked, its record in the sidecar). A stop flag set by
 a signal ends it early with a checkpoint (see
 :mod:`looking_glass.training.entrypoint`).
+
+Fine-tuning (:mod:`looking_glass.training.init`): with a model in the ``init`` channel the job
+starts from its architecture and weights, the encoder frozen for ``freeze_epochs``; with
+validation chips it keeps the weights of the best ``val_iou`` epoch (``restore_best``) and stops
+after ``patience`` epochs without a better one. The sidecar records the starting model as
+``parent``.
 """
 
 from __future__ import annotations
@@ -24,13 +30,22 @@ import numpy as np
 from looking_glass.training.checkpoints import read_state, restore_optimizer, save_checkpoint
 from looking_glass.training.data import Chips, load_data, make_dataset
 from looking_glass.training.errors import HyperparameterError, Interrupted, TrainingError, log
+from looking_glass.training.init import InitModel, load_init_model, read_init
 from looking_glass.training.hyperparameters import (
     parse_hyperparameters,
     public_hyperparameters,
     read_hyperparameters,
 )
 from looking_glass.training.layout import Paths
-from looking_glass.training.loop import StopFlag, compile_model, make_callbacks, metric_line, predict, validate
+from looking_glass.training.loop import (
+    StopFlag,
+    compile_model,
+    make_callbacks,
+    metric_line,
+    predict,
+    set_encoder_frozen,
+    validate,
+)
 from looking_glass.training.panels import PANEL_CHIPS, panel_frame, panel_rows, write_gif
 from looking_glass.training.tensorboard import write_image_summary
 
@@ -61,6 +76,14 @@ class Run:
     epoch_started: float = 0.0
     batches_since_epoch: int = 0
     panel_chips: tuple | None = None
+    init: InitModel | None = None
+    best: dict | None = None  # {"epoch", "val_iou"} of the best epoch so far
+    best_weights: list | None = None
+    stopped_early: int = 0  # the epoch after which early stopping ended the run (0: it did not)
+
+    @property
+    def best_weights_path(self):
+        return self.paths.checkpoints / "best.weights.h5"
 
     # -- per epoch ----------------------------------------------------------------------------
 
@@ -80,8 +103,21 @@ class Run:
             record.update(val)
         self.history.append(record)
         self.completed = epoch + 1
+        if val and (self.best is None or val["val_iou"] > self.best["val_iou"]):
+            self.best = {"epoch": self.completed, "val_iou": float(val["val_iou"])}
+            if self.hp["restore_best"]:
+                self.best_weights = self.model.get_weights()
+                self.paths.checkpoints.mkdir(parents=True, exist_ok=True)
+                self.model.save_weights(self.best_weights_path)
         if not self.stop.signum:
             self.write_panels(epoch)
+        patience = self.hp["patience"]
+        if (patience and self.best is not None and self.completed - self.best["epoch"] >= patience
+                and self.completed < self.hp["epochs"]):
+            self.stopped_early = self.completed
+            log(f"early stopping after epoch {self.completed}: no better val_iou than {self.best['val_iou']:.6f} "
+                f"(epoch {self.best['epoch']}) for {patience} epochs")
+            self.model.stop_training = True
         self.checkpoint(f"epoch-{self.completed:04d}")
         if self.stop.signum:
             self.model.stop_training = True
@@ -95,6 +131,8 @@ class Run:
             "hyperparameters": public_hyperparameters(self.hp),
             "train_seconds": round(self.previous_seconds + time.time() - self.started, 1),
             "resumes": self.resumes,
+            "best": self.best,
+            "stopped_early": self.stopped_early,
         }
 
     def checkpoint(self, name: str) -> None:
@@ -126,8 +164,14 @@ class Run:
         keras.utils.set_random_seed(hp["seed"])
         state = read_state(self.paths)
         if state is None:
+            if self.init is not None:
+                self.model = load_init_model(self.init, cfg)
+                compile_model(self.model, hp, frozen=hp["freeze_epochs"] > 0)
+                log(f"model {self.model.name}: {self.model.count_params():,} parameters, fine-tuning "
+                    f"{self.init.sidecar.get('model_id')} version {self.init.sidecar.get('version')} ({self.init.path})")
+                return
             self.model = build_deeplabv3plus(cfg)
-            compile_model(self.model, hp)
+            compile_model(self.model, hp, frozen=hp["freeze_epochs"] > 0)
             log(f"model {self.model.name}: {self.model.count_params():,} parameters, new")
             return
         saved, wanted = state.get("config") or {}, cfg.to_dict()
@@ -139,9 +183,16 @@ class Run:
                 "hyperparameters or remove the checkpoints"
             )
         self.model = keras.saving.load_model(self.paths.checkpoints / state["model"], compile=False)
-        compile_model(self.model, hp)
-        note = restore_optimizer(self.model, self.paths.checkpoints / state["optimizer"])
         self.completed = int(state["completed_epochs"])
+        compile_model(self.model, hp, frozen=self.completed < hp["freeze_epochs"])
+        note = restore_optimizer(self.model, self.paths.checkpoints / state["optimizer"])
+        self.best = state.get("best")
+        self.stopped_early = int(state.get("stopped_early") or 0)
+        if self.best is not None and hp["restore_best"] and self.best_weights_path.exists():
+            current = self.model.get_weights()
+            self.model.load_weights(self.best_weights_path)
+            self.best_weights = self.model.get_weights()
+            self.model.set_weights(current)
         self.history = list(state.get("history", []))
         self.previous_seconds = float(state.get("train_seconds", 0.0))
         self.resumes = [*state.get("resumes", []), self.completed]
@@ -161,15 +212,30 @@ class Run:
 
     def train_epochs(self) -> None:
         """Fit the remaining epochs (none if the checkpoint has them all)."""
-        epochs = self.hp["epochs"]
-        if self.completed >= epochs:
-            log(f"the checkpoint has {self.completed} epochs (epochs={epochs}): nothing left to train")
+        hp = self.hp
+        epochs, freeze = hp["epochs"], hp["freeze_epochs"]
+        if self.completed >= epochs or self.stopped_early:
+            log(f"the checkpoint has {self.completed} epochs (epochs={epochs}"
+                f"{', stopped early' if self.stopped_early else ''}): nothing left to train")
             return
+        if self.val is None and (hp["patience"] or hp["restore_best"]):
+            log("no validation chips: no early stopping, and the last epoch's weights are the model")
+        if self.completed < freeze:
+            self.fit(freeze, f"encoder frozen, learning rate {hp['learning_rate']:g}")
+            if self.stop.signum or self.stopped_early:
+                return
+            set_encoder_frozen(self.model, False)
+            compile_model(self.model, hp)
+        self.fit(epochs, f"learning rate {hp['learning_rate']:g}, {hp['lr_schedule']}")
+
+    def fit(self, until: int, what: str) -> None:
+        """Fit epochs ``completed + 1 .. until`` (1-based)."""
         dataset, self.steps = make_dataset(self.train, self.hp, self.completed)
         callbacks = make_callbacks(self)
-        log(f"training started: epochs {self.completed + 1}..{epochs}, {self.steps} batches of "
-            f"{min(self.hp['batch_size'], len(self.train.images))} per epoch")
-        self.model.fit(dataset, epochs=epochs, initial_epoch=self.completed, steps_per_epoch=self.steps, shuffle=False,
+        batch = min(self.hp["batch_size"], self.hp.get("samples_per_epoch") or len(self.train.images))
+        log(f"training started: epochs {self.completed + 1}..{until} ({what}), {self.steps} batches of "
+            f"{batch} per epoch")
+        self.model.fit(dataset, epochs=until, initial_epoch=self.completed, steps_per_epoch=self.steps, shuffle=False,
                        callbacks=callbacks, verbose=0)
 
     def save_interrupted(self) -> None:
@@ -193,9 +259,16 @@ class Run:
         hp, cfg = self.hp, self.hp["config"]
         out = self.paths.model
         out.mkdir(parents=True, exist_ok=True)
+        kept = None
+        if hp["restore_best"] and self.best is not None and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            kept = self.best["epoch"]
+            log(f"the model is epoch {kept}'s (best val_iou {self.best['val_iou']:.6f}), not the last epoch's")
+        set_encoder_frozen(self.model, False)
         plain = keras.Model(self.model.input, self.model.output, name=self.model.name)
         plain.save(out / "model.keras")
-        last_val = next((h for h in reversed(self.history) if "val_iou" in h), None)
+        last_val = next((h for h in reversed(self.history) if "val_iou" in h and (kept is None or h["epoch"] == kept)),
+                        None)
         meta = {
             "model_id": hp["model_id"],
             "version": hp["version"] or os.environ.get("TRAINING_JOB_NAME")
@@ -208,10 +281,16 @@ class Run:
                 "entry_point": "python -m training.train",
                 "job": os.environ.get("TRAINING_JOB_NAME"),
                 "hyperparameters": public_hyperparameters(hp),
-                "optimizer": f"Adam, learning rate {hp['learning_rate']}",
-                "loss": f"weighted BCE (pos_weight {hp['pos_weight']})" if cfg.head == "binary"
+                "optimizer": f"Adam, learning rate {hp['learning_rate']}"
+                + ("" if hp["lr_schedule"] == "constant" else f", {hp['lr_schedule']} decay to x{hp['min_lr_ratio']}")
+                + (f", encoder frozen for {hp['freeze_epochs']} epochs" if hp["freeze_epochs"] else ""),
+                "loss": ({"bce": "weighted BCE", "bce_dice": "weighted BCE + soft Dice", "lovasz": "Lovasz hinge"}[hp["loss"]]
+                         + (f" (pos_weight {hp['pos_weight']})" if hp["loss"] != "lovasz" else "")) if cfg.head == "binary"
                 else f"Huber on the signed distance (delta {hp['huber_delta']} m)",
-                "augmentation": "random 90-degree rotations and horizontal flips" if hp["augment"] else "none",
+                "augmentation": self.augmentation(),
+                "best_epoch": None if self.best is None else self.best["epoch"],
+                "model_epoch": kept or self.completed,
+                "stopped_early_after_epoch": self.stopped_early or None,
                 "data": {"train": self.train.summary(), "validation": self.val.summary() if self.val is not None else None},
                 "epochs_completed": self.completed,
                 "resumed_at_epochs": self.resumes,
@@ -226,6 +305,8 @@ class Run:
                 if k in last_val
             },
         }
+        if self.init is not None:
+            meta["parent"] = self.init.parent(hp["init_source"])
         (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
         log(f"saved {out / 'model.keras'} and {out / 'model.json'}")
         self.export(plain)
@@ -259,12 +340,27 @@ class Run:
         except Exception as e:  # noqa: BLE001 -- the .keras model is the product; the export is extra
             log(f"warning: ONNX export failed ({type(e).__name__}: {e}); the model runs with Keras")
 
+    def augmentation(self) -> str:
+        """The sidecar's account of the augmentation."""
+        if not self.hp["augment"]:
+            what = "none"
+        else:
+            from looking_glass.training.augment import augment_mode
+
+            what = {"full": "rotations, flips, zoom, photometric changes and no-data wedges",
+                    "photometric": "rotations, flips and photometric changes",
+                    "geometric": "random 90-degree rotations and horizontal flips",
+                    "none": "none"}[augment_mode(self.hp["augment_mode"])]
+        return what + ("; random crops over neighbouring chips" if self.hp["random_crops"] else "")
+
     def description(self) -> str:
         """The sidecar's generated description."""
         cfg = self.hp["config"]
         width = f" x{cfg.alpha:g}" if cfg.backbone == "mobilenetv2" else ""
         head = "building probability" if cfg.head == "binary" else "signed distance"
-        return (f"DeepLab V3+ ({cfg.backbone}{width}, OS {cfg.output_stride}, {head} head) trained "
+        how = "trained" if self.init is None else (f"fine-tuned from {self.init.sidecar.get('model_id')} "
+                                                   f"version {self.init.sidecar.get('version')}")
+        return (f"DeepLab V3+ ({cfg.backbone}{width}, OS {cfg.output_stride}, {head} head) {how} "
                 f"{self.completed} epochs on {len(self.train.images)} chips from {self.train.source.path}")
 
 
@@ -276,11 +372,27 @@ def run(paths: Paths, stop: StopFlag) -> int:
     :class:`TrainingError` (bad channels or checkpoints), :class:`Interrupted` (a signal before
     training started) and whatever else fails.
     """
-    hp = parse_hyperparameters(read_hyperparameters(paths.hyperparameters))
+    init = read_init(paths.init) if paths.init is not None else None
+    raw = read_hyperparameters(paths.hyperparameters)
+    hp = parse_hyperparameters(raw, init_config=None if init is None else init.config)
+    if init is not None:
+        log(f"fine-tuning {init.path}: {init.sidecar.get('model_id')} version {init.sidecar.get('version')}; its "
+            "config sets the model hyperparameters")
+        if hp.get("overridden"):
+            log(f"hyperparameters {hp['overridden']} are the init model's, not the values given")
+        if "model_id" not in raw:
+            parent_id = str(init.sidecar.get("model_id") or hp["model_id"])
+            hp["model_id"] = parent_id if parent_id.endswith("-finetuned") else f"{parent_id}-finetuned"
     log("hyperparameters: " + json.dumps(public_hyperparameters(hp), sort_keys=True))
-    train, val = load_data(paths, hp)
+    try:
+        train, val = load_data(paths, hp)
+    except HyperparameterError as e:
+        if init is None or "input_size" not in str(e):
+            raise
+        raise TrainingError(f"the init model {init.path} takes {hp['config'].input_size} px chips, but the data's "
+                            f"differ ({e}): prepare chips of its size") from None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    job = Run(paths=paths, hp=hp, stop=stop, train=train, val=val)
+    job = Run(paths=paths, hp=hp, stop=stop, train=train, val=val, init=init)
     if stop.signum:
         raise Interrupted
     job.setup_model()

@@ -1,6 +1,6 @@
 """Where a training job reads and writes: the SageMaker container layout under one root.
 
-``input/config/hyperparameters.json``, ``input/data/{train,validation}``, ``model/``,
+``input/config/hyperparameters.json``, ``input/data/{train,validation,init}``, ``model/``,
 ``checkpoints/``, ``output/tensorboard``, ``output/data`` and ``output/failure``; see
 :mod:`looking_glass.training.entrypoint` for what each holds.
 """
@@ -27,6 +27,7 @@ class Paths:
     tensorboard: Path
     output_data: Path
     failure: Path
+    init: Path = None  # the fine-tuning channel (a starting model), see looking_glass.training.init
 
     @classmethod
     def resolve(cls, root: str | None, environ=os.environ) -> "Paths":
@@ -50,4 +51,5 @@ class Paths:
             tensorboard=base / "output" / "tensorboard",
             output_data=pick("SM_OUTPUT_DATA_DIR", base / "output" / "data"),
             failure=base / "output" / "failure",
+            init=pick("SM_CHANNEL_INIT", base / "input" / "data" / "init"),
         )

@@ -5,6 +5,8 @@
     <root>/input/config/hyperparameters.json   every value a string, as SageMaker writes them
     <root>/input/data/train       -> data_dir   (symlinks; copies where symlinks fail)
     <root>/input/data/validation  -> data_dir
+    <root>/input/data/init        the starting model to fine-tune (``init``: shipped, a path or
+                                  an s3:// URI; see looking_glass.training.init), if given
 
 and runs ``python -m looking_glass.training.entrypoint --root <root>`` in a subprocess (the
 program ``training/train.py`` runs in the training image), streaming its output, so the local run
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from looking_glass.training.contract import hyperparameter_strings
+from looking_glass.training.init import stage_init
 
 CHANNELS = ("train", "validation")
 # The entry point's module: what ``training/train.py`` (the training image's ``train``) runs.
@@ -58,11 +61,22 @@ def _link_or_copy(target: Path, link: Path) -> str:
         return "copy"
 
 
-def prepare_root(data_dir, root, hyperparameters: dict | None = None) -> Path:
-    """Lay out ``root`` for the entry point (see the module docstring); returns the root."""
+def prepare_root(data_dir, root, hyperparameters: dict | None = None, init: str | None = None) -> Path:
+    """Lay out ``root`` for the entry point (see the module docstring); returns the root.
+
+    ``init`` names the model to fine-tune (staged into the ``init`` channel, its source recorded
+    as the ``init_source`` hyperparameter); without it the root has no ``init`` channel. Raises
+    ``ValueError`` (:class:`~looking_glass.training.init.InitModelError` included) for bad inputs.
+    """
     data = _check_data_dir(data_dir)
     values = hyperparameter_strings(hyperparameters)
     root = Path(root).expanduser().resolve()
+    init_dir = root / "input" / "data" / "init"
+    if init:
+        _, source = stage_init(init, init_dir)
+        values.setdefault("init_source", source)
+    elif init_dir.exists():
+        shutil.rmtree(init_dir)
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(values, indent=1) + "\n")
@@ -78,18 +92,19 @@ def run_local(
     root=None,
     hyperparameters: dict | None = None,
     *,
+    init: str | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> int:
     """Train on ``data_dir`` (a prepared dataset or a folder of shards) with the SageMaker entry
     point in a subprocess; returns its exit code (0 ok, 1 failed, 2 bad hyperparameters, 143
-    stopped by SIGTERM). ``root`` defaults to a new temporary folder (printed first); each
+    stopped by SIGTERM); ``init``: the model to fine-tune (see :func:`prepare_root`). ``root`` defaults to a new temporary folder (printed first); each
     output line goes to ``echo`` (default: stdout). Raises ``ValueError`` for bad inputs."""
     say = echo or (lambda line: print(line, flush=True))
     if root is None:
         _check_data_dir(data_dir)
         hyperparameter_strings(hyperparameters)
         root = tempfile.mkdtemp(prefix="looking-glass-train-")
-    root = prepare_root(data_dir, root, hyperparameters)
+    root = prepare_root(data_dir, root, hyperparameters, init)
     say(f"training root: {root}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "LG_SM_ROOT"}
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,7 +1,11 @@
 """The training loop's parts: compiling, validating, the per-epoch line and Keras callbacks.
 
-Adam at a constant ``learning_rate``; loss: weighted binary cross-entropy (``pos_weight``) for
-the ``binary`` head, Huber (``huber_delta`` metres) on the signed distance for the ``sdt`` head.
+Adam at ``learning_rate`` (constant, or per epoch after the frozen ones a cosine or linear decay,
+``lr_schedule``); loss for the ``binary`` head: weighted binary cross-entropy (``pos_weight``),
+plus soft Dice, or the Lovasz hinge (``loss``, :mod:`looking_glass.training.losses`); Huber
+(``huber_delta`` metres) on the signed distance for the ``sdt`` head. During the first
+``freeze_epochs`` epochs the encoder's layers are frozen (not trainable, their batch norms in
+inference mode): only the ASPP, decoder and head learn.
 
 After each epoch the model is run over the whole validation set and the scores are computed
 once from the pixel counts accumulated over all of it (``confusion_counts`` /
@@ -13,6 +17,7 @@ per-batch values. A building is ``probability >= threshold`` (binary head) or ``
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -28,22 +33,61 @@ from looking_glass.training.tensorboard import tensorboard_installed, write_epoc
 if TYPE_CHECKING:
     from looking_glass.training.job import Run
 
-__all__ = ["METRIC_DEFINITIONS", "StopFlag", "compile_model", "make_callbacks", "metric_line", "predict", "validate"]
+__all__ = ["METRIC_DEFINITIONS", "StopFlag", "compile_model", "epoch_learning_rate", "make_callbacks", "metric_line",
+           "predict", "set_encoder_frozen", "validate"]
+
+# Layers of the DeepLab V3+ head (looking_glass.model.deeplab): everything else is the encoder.
+DECODER_PREFIXES = ("image", "scale", "aspp", "decoder", "low_level_align", "output_up", "building_prob",
+                    "signed_distance_m")
 
 
-def compile_model(model, hp: dict):
+def compile_model(model, hp: dict, frozen: bool = False):
     """Compile ``model`` with Adam (``learning_rate``) and the head's loss; sets every batch
-    norm's momentum to ``bn_momentum`` if given."""
+    norm's momentum to ``bn_momentum`` if given; ``frozen``: the encoder is frozen first (else
+    every layer is trainable)."""
     import keras
 
     from looking_glass.model.metrics import sdt_huber, weighted_bce
+    from looking_glass.training.losses import binary_loss
 
     if hp["bn_momentum"] is not None:
         for layer in _flat_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = hp["bn_momentum"]
-    loss = weighted_bce(hp["pos_weight"]) if hp["config"].head == "binary" else sdt_huber(hp["huber_delta"])
+    set_encoder_frozen(model, frozen)
+    if hp["config"].head == "binary":
+        loss = weighted_bce(hp["pos_weight"]) if hp["loss"] == "bce" else binary_loss(hp["loss"], hp["pos_weight"])
+    else:
+        loss = sdt_huber(hp["huber_delta"])
     model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]), loss=loss)  # XLA: GPU only ("auto")
+
+
+def encoder_layers(model) -> list:
+    """The encoder's (backbone's) layers of a DeepLab V3+ model: all but the ASPP, decoder and head."""
+    return [layer for layer in _flat_layers(model) if not layer.name.startswith(DECODER_PREFIXES)]
+
+
+def set_encoder_frozen(model, frozen: bool) -> None:
+    """Freeze (``trainable = False``) the encoder's layers, or make every layer trainable.
+    The model must be compiled afterwards."""
+    model.trainable = True
+    if frozen:
+        for layer in encoder_layers(model):
+            layer.trainable = False
+
+
+def epoch_learning_rate(hp: dict, epoch: int) -> float:
+    """The learning rate of 0-based ``epoch``: ``learning_rate`` during the frozen epochs and with
+    the constant schedule; else decaying from it (first unfrozen epoch) to ``min_lr_ratio`` of it
+    (last epoch), along a half cosine or a line."""
+    lr, schedule = hp["learning_rate"], hp["lr_schedule"]
+    first, last = hp["freeze_epochs"], hp["epochs"] - 1
+    if schedule == "constant" or epoch < first or last <= first:
+        return lr
+    t = min(1.0, (epoch - first) / (last - first))
+    floor = hp["min_lr_ratio"]
+    shape = 0.5 * (1.0 + math.cos(math.pi * t)) if schedule == "cosine" else 1.0 - t
+    return lr * (floor + (1.0 - floor) * shape)
 
 
 def _flat_layers(model):
@@ -139,6 +183,8 @@ def make_callbacks(run: Run):
         def on_epoch_begin(self, epoch, logs=None):
             run.batches_since_epoch = 0
             run.epoch_started = time.time()
+            if run.hp["lr_schedule"] != "constant":
+                self.model.optimizer.learning_rate.assign(epoch_learning_rate(run.hp, epoch))
 
         def on_epoch_end(self, epoch, logs=None):
             if run.stop.signum and run.batches_since_epoch < run.steps:
