@@ -116,6 +116,14 @@ def _progress(job: dict) -> str:
     return f"{final:,}/{total:,} ({100 * final / total:.0f}%)" if total else "-"
 
 
+def _status_cell(job: dict) -> str:
+    """The job's status, marked when its workers are failing (``worker_error``, see ``status``)."""
+    status = shown(job.get("status", ""))
+    if job.get("worker_error") and job.get("status") in ("RUNNING", "ENQUEUEING"):
+        return f"{status} (workers failing)"
+    return status
+
+
 def cmd_jobs(args) -> int:
     """List jobs, newest first (a table, or JSON)."""
     from looking_glass.pipeline.jobs import store_for
@@ -128,7 +136,7 @@ def cmd_jobs(args) -> int:
         return 0
     header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name")
     rows = [
-        (shown(j["job_id"]), shown(j.get("status", "")), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
+        (shown(j["job_id"]), _status_cell(j), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
          shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80))
         for j in jobs
     ]
@@ -152,7 +160,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(info, default=str))
         return 0
-    order = ("job_id", "name", "status", "reason", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
+    order = ("job_id", "name", "status", "reason", "worker_error", "worker_failures", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
              "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2", "created_at", "retried_at",
              "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "deployment")
     for key in order:

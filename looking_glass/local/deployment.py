@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import os
 import signal
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
 from looking_glass.runtime import resources
 from looking_glass.runtime.resources import DeployedResources
@@ -238,10 +240,20 @@ def run_embedded(
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")
+        said = False
         while not stop.wait(poll_s):
             attrs = sqs.get_queue_attributes(
                 QueueUrl=stack.resources.tile_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
             )["Attributes"]
+            if stack.launcher.gave_up:
+                # A crash loop: no more relaunching (the jobs waiting were failed with the reason;
+                # a new upload or `retry` tries again once).
+                if not said:
+                    print(f"workers failed {stack.launcher.failures_in_a_row} times in a row; not starting more: "
+                          f"{shown(stack.launcher.last_failure)}", file=sys.stderr, flush=True)
+                    said = True
+                continue
+            said = False
             if int(attrs["ApproximateNumberOfMessages"]) > 0 and stack.launcher.running() == 0:
                 stack.launcher.launch("queue", workers)
     finally:

@@ -120,6 +120,7 @@ class EmbeddedStack:
             **self.worker_env,
         }
         self.launcher = LocalProcessLauncher(worker_env, self.work_dir / "logs", self.workers)
+        self.launcher.on_failure = self._worker_failed
         register_local_launcher(self.launcher)
         self._set_env(
             {
@@ -206,6 +207,29 @@ class EmbeddedStack:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
+
+    def _worker_failed(self, job_id: str, reason: str, in_a_row: int) -> None:
+        """A local worker exited with an error: the job it was started for (for a worker started
+        for the queue, every running job) shows the reason (``worker_error``, ``worker_failures``);
+        after MAX_FAILURES_IN_A_ROW in a row those jobs are FAILED with it, so ``status`` shows
+        it, ``submit --wait`` stops and ``jobs`` marks them."""
+        from looking_glass.pipeline.launchers import MAX_FAILURES_IN_A_ROW
+        from looking_glass.pipeline.store import ENQUEUEING, FAILED, RUNNING, ResultsStore, utc_now
+
+        store = ResultsStore(self.session.client("dynamodb"), self.resources.results_table)
+        if job_id == "queue":
+            jobs = [j["job_id"] for j in store.list_jobs(limit=100) if j.get("status") == RUNNING]
+        else:
+            jobs = [job_id]
+        log.warning("worker failed (%d in a row): %s", in_a_row, reason)
+        for job in jobs:
+            values = {"worker_error": reason[:1000], "worker_failures": in_a_row}
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                values.update(
+                    status=FAILED, finished_at=utc_now(),
+                    reason=f"workers failed {in_a_row} times in a row: {reason}"[:1000],
+                )
+            store.update_job(job, values, only_if_status=(RUNNING, ENQUEUEING))
 
     # ---- the local Lambda runtime --------------------------------------------------------
     def _lambda_poller(self) -> None:

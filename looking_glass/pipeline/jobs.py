@@ -21,7 +21,7 @@ from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH, upload_a
 from looking_glass.grid import ZOOM, quadkey
 from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
-from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, ResultsStore
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
 
@@ -201,14 +201,49 @@ def status(dep: JobDeployment, job_id: str) -> dict:
         dlq_reasons[(m.get("MessageAttributes") or {}).get("reason", {}).get("StringValue", "")] += 1
     release(sqs, dep.resources.tile_dlq_url, held)
     total, final = int(job.get("tiles_total", 0)), int(job.get("tiles_final", 0))
+    batch_error = None
+    if dep.kind == "stack" and job.get("status") in (RUNNING, ENQUEUEING) and job.get("worker_job"):
+        batch_error = batch_failure(dep.client("batch"), str(job["worker_job"]))
     return {
         **job,
+        **({"worker_error": batch_error} if batch_error else {}),
         "progress_pct": round(100 * final / total, 1) if total else None,
         "tiles_pending": max(total - final, 0),
         "tile_failure_reasons": dict(reasons.most_common()),
         "dlq_messages": len(held),
         "deployment": dep.describe(),
     }
+
+
+def batch_failure(batch, worker_job: str) -> str | None:
+    """Why the job's AWS Batch workers failed, when they did: the Batch job's (or, for an array
+    job, a failed child's) status reason and exit code; None while they run or succeeded, or
+    when Batch cannot be asked."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        found = batch.describe_jobs(jobs=[worker_job]).get("jobs", [])
+        if not found:
+            return None
+        parent = found[0]
+        summary = (parent.get("arrayProperties") or {}).get("statusSummary") or {}
+        failed_children = int(summary.get("FAILED", 0))
+        if parent.get("status") != "FAILED" and not failed_children:
+            return None
+        detail = parent
+        if failed_children and parent.get("arrayProperties", {}).get("size"):
+            children = batch.list_jobs(arrayJobId=worker_job, jobStatus="FAILED").get("jobSummaryList", [])
+            if children:
+                detail = batch.describe_jobs(jobs=[children[0]["jobId"]]).get("jobs", [detail])[0]
+        container = detail.get("container") or {}
+        parts = [detail.get("statusReason") or "", container.get("reason") or ""]
+        if container.get("exitCode") is not None:
+            parts.append(f"exit status {container['exitCode']}")
+        what = "; ".join(p for p in parts if p) or "no reason given"
+        count = f"{failed_children} worker(s)" if failed_children else "the workers"
+        return f"AWS Batch job {worker_job}: {count} failed ({what})"[:1000]
+    except (ClientError, BotoCoreError):
+        return None
 
 
 # ---- retry --------------------------------------------------------------------------------------

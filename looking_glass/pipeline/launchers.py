@@ -42,9 +42,37 @@ class BatchLauncher:
         return self.batch.submit_job(**kwargs)["jobId"]
 
 
+# Worker processes that exit with an error one after another before the embedded run stops
+# starting new ones for the queue (and fails the jobs waiting on them with the reason).
+MAX_FAILURES_IN_A_ROW = 3
+
+
+def failure_reason(code: int, log_path: Path) -> str:
+    """Why a worker process ended with exit status ``code``: the status and its log's last error
+    line (the worker logs one line saying why before it exits 2 or 3)."""
+    meaning = {2: "bad settings or imagery source", 3: "the model cannot be loaded"}.get(code, "it crashed")
+    line = ""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 16384))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+        errors = [t for t in tail if " ERROR " in t or "Error" in t or "error:" in t]
+        line = (errors or tail or [""])[-1].strip()
+    except OSError:
+        pass
+    reason = f"worker exited with status {code} ({meaning})"
+    return f"{reason}: {line[:500]}" if line else reason
+
+
 class LocalProcessLauncher:
     """Runs the Batch worker's own entry point as local processes, one per array child (at most
-    ``max_local_workers``), logging to ``log_dir/worker-<job>-<index>.log``."""
+    ``max_local_workers``), logging to ``log_dir/worker-<job>-<index>.log``.
+
+    Every process is watched: one that exits with an error calls ``on_failure(job_id, reason,
+    failures_in_a_row)`` (a worker that exits 0 resets the count); after
+    :data:`MAX_FAILURES_IN_A_ROW` failures in a row ``gave_up`` is true, and the embedded run stops
+    starting workers for the queue."""
 
     def __init__(self, environment: dict[str, str], log_dir: Path, max_local_workers: int = 2):
         self.environment = environment
@@ -52,6 +80,35 @@ class LocalProcessLauncher:
         self.max_local_workers = max_local_workers
         self.processes: list[subprocess.Popen] = []
         self._lock = threading.Lock()
+        self.on_failure = None  # callable (job_id, reason, failures_in_a_row), or None
+        self.failures_in_a_row = 0
+        self.last_failure: str | None = None
+        self._stopping = False
+
+    @property
+    def gave_up(self) -> bool:
+        """Whether the last :data:`MAX_FAILURES_IN_A_ROW` workers all failed."""
+        return self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW
+
+    def _watch(self, proc: subprocess.Popen, job_id: str, log_path: Path) -> None:
+        code = proc.wait()
+        if self._stopping and code != 0:
+            return  # stopped by us (SIGTERM/SIGKILL): not the worker's failure
+        with self._lock:
+            if code == 0:
+                self.failures_in_a_row = 0
+                return
+            self.failures_in_a_row += 1
+            in_a_row = self.failures_in_a_row
+            self.last_failure = reason = failure_reason(code, log_path)
+        callback = self.on_failure
+        if callback is not None:
+            try:
+                callback(job_id, reason, in_a_row)
+            except Exception:  # noqa: BLE001 - reporting must not take the watcher down
+                import logging
+
+                logging.getLogger(__name__).exception("could not record a worker failure")
 
     def launch(self, job_id: str, workers: int) -> str:
         """Start ``min(workers, max_local_workers)`` worker processes for ``job_id``; returns a
@@ -65,13 +122,15 @@ class LocalProcessLauncher:
                 "LG_JOB_ID": job_id,
                 "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
             }
-            log = open(self.log_dir / f"worker-{job_id[:8]}-{index}.log", "ab")
+            log_path = self.log_dir / f"worker-{job_id[:8]}-{index}.log"
+            log = open(log_path, "ab")
             proc = subprocess.Popen(
                 worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT
             )
             log.close()
             with self._lock:
                 self.processes.append(proc)
+            threading.Thread(target=self._watch, args=(proc, job_id, log_path), daemon=True).start()
         return f"local-{job_id[:8]}-x{count}"
 
     def running(self) -> int:
@@ -83,6 +142,7 @@ class LocalProcessLauncher:
         """SIGTERM every running worker, then SIGKILL those still running after ``timeout`` s each."""
         with self._lock:
             procs = list(self.processes)
+            self._stopping = True
         for p in procs:
             if p.poll() is None:
                 p.terminate()

@@ -1,0 +1,110 @@
+"""Worker start-up failures and crash loops reach the job (issue 16): the local launcher sees
+each failed worker with its reason, the embedded run records it on the job, fails the job after a
+few failures in a row and stops relaunching; `status` shows the reason, `jobs` marks the job;
+on a stack, a failed AWS Batch job of the job is shown the same way."""
+
+import sys
+import time
+
+import pytest
+
+from looking_glass.pipeline import launchers
+from looking_glass.pipeline.jobs import batch_failure
+from looking_glass.pipeline.launchers import MAX_FAILURES_IN_A_ROW, LocalProcessLauncher
+from looking_glass.pipeline.store import FAILED, RUNNING, ResultsStore
+
+JOB = "feedfacefeedfacefeedface"
+
+
+def wait_until(check, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def failing_worker(monkeypatch):
+    """The worker's command replaced by one that logs like a worker and exits 2 at start-up."""
+    script = "import sys; print('2026-01-01 ERROR worker: bad imagery source: /no/such.tif: no such file'); sys.exit(2)"
+    monkeypatch.setattr(launchers, "worker_command", lambda: [sys.executable, "-c", script])
+
+
+def test_the_local_launcher_reports_each_failure_with_its_reason(tmp_path, failing_worker):
+    launcher = LocalProcessLauncher({}, tmp_path, max_local_workers=1)
+    seen = []
+    launcher.on_failure = lambda job, reason, n: seen.append((job, reason, n))
+    for i in range(MAX_FAILURES_IN_A_ROW):
+        launcher.launch(JOB if i == 0 else "queue", 1)
+        assert wait_until(lambda: len(seen) == i + 1)
+    assert [n for _, _, n in seen] == list(range(1, MAX_FAILURES_IN_A_ROW + 1))
+    assert seen[0][0] == JOB and "status 2" in seen[0][1] and "bad imagery source: /no/such.tif" in seen[0][1]
+    assert launcher.gave_up and "no such file" in launcher.last_failure
+
+
+def test_a_worker_that_succeeds_resets_the_count(tmp_path, monkeypatch):
+    launcher = LocalProcessLauncher({}, tmp_path, max_local_workers=1)
+    launcher.failures_in_a_row = MAX_FAILURES_IN_A_ROW - 1
+    monkeypatch.setattr(launchers, "worker_command", lambda: [sys.executable, "-c", "pass"])
+    launcher.launch("queue", 1)
+    assert wait_until(lambda: launcher.failures_in_a_row == 0) and not launcher.gave_up
+
+
+def test_the_embedded_run_records_failures_and_fails_the_job_after_a_few(aws, tmp_path, failing_worker, capsys, monkeypatch):
+    """As `LG_IMAGERY_GEOTIFF=... looking-glass up` once did: every worker exits at start-up."""
+    from conftest import run_cli
+    from looking_glass.local.deployment import write_state
+    from looking_glass.local.embedded import EmbeddedStack
+
+    session, names, resources = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 4, "name": "loop"})
+    stack = EmbeddedStack.__new__(EmbeddedStack)  # only what _worker_failed needs
+    stack.session, stack.resources = session, resources
+    launcher = LocalProcessLauncher({}, tmp_path, max_local_workers=1)
+    launcher.on_failure = stack._worker_failed
+    state = tmp_path / "embedded.json"
+    write_state(state, session.client("s3").meta.endpoint_url, resources, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+
+    launcher.launch(JOB, 1)
+    assert wait_until(lambda: (store.get_job(JOB) or {}).get("worker_error"))
+    job = store.get_job(JOB)
+    assert job["status"] == RUNNING and "bad imagery source" in job["worker_error"]
+    code, out, _ = run_cli(capsys, "jobs")
+    assert code == 0 and "RUNNING (workers failing)" in out
+    code, out, _ = run_cli(capsys, "status", JOB)
+    assert code == 0 and "worker_error" in out and "bad imagery source" in out
+
+    for _ in range(MAX_FAILURES_IN_A_ROW - 1):  # the embedded run's relaunches for the queue
+        n = launcher.failures_in_a_row
+        launcher.launch("queue", 1)
+        assert wait_until(lambda: launcher.failures_in_a_row == n + 1)
+    assert wait_until(lambda: store.get_job(JOB)["status"] == FAILED)
+    job = store.get_job(JOB)
+    assert f"workers failed {MAX_FAILURES_IN_A_ROW} times in a row" in job["reason"] and "bad imagery source" in job["reason"]
+    assert launcher.gave_up
+
+
+class FakeBatch:
+    def __init__(self, parent, children=()):
+        self.parent, self.children = parent, {c["jobId"]: c for c in children}
+
+    def describe_jobs(self, jobs):
+        return {"jobs": [self.parent if j == self.parent["jobId"] else self.children[j] for j in jobs]}
+
+    def list_jobs(self, arrayJobId, jobStatus):  # noqa: N803 - boto3's names
+        return {"jobSummaryList": [{"jobId": j} for j, c in self.children.items() if c["status"] == jobStatus]}
+
+
+def test_failed_batch_workers_are_shown_with_their_reason():
+    child = {"jobId": "p:1", "status": "FAILED", "statusReason": "Essential container in task exited",
+             "container": {"exitCode": 2, "reason": ""}}
+    parent = {"jobId": "p", "status": "RUNNING", "arrayProperties": {"size": 2, "statusSummary": {"FAILED": 1, "RUNNING": 1}}}
+    text = batch_failure(FakeBatch(parent, [child]), "p")
+    assert "1 worker(s) failed" in text and "exit status 2" in text and "Essential container" in text
+    assert batch_failure(FakeBatch({"jobId": "q", "status": "RUNNING"}), "q") is None
+    single = {"jobId": "s", "status": "FAILED", "statusReason": "CannotPullContainerError", "container": {}}
+    assert "CannotPullContainerError" in batch_failure(FakeBatch(single), "s")
