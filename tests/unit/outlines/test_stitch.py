@@ -230,3 +230,15 @@ def test_simplification_tolerance_in_metres_follows_latitude():
     assert len(shape(84_000, simplify=0.8, simplify_unit="m").exterior.coords) > 8
     with pytest.raises(OutlinesError):
         OutlineOptions(simplify_unit="ft")
+
+
+def test_a_group_of_many_ragged_pieces_is_unioned_exactly():
+    m = np.zeros((3 * S, 3 * S), bool)
+    m[100:700, 100:700] = True
+    m[300:330, 300:330] = False  # a courtyard away from every edge
+    m[::16, :] = False  # stripes cut the blob into ragged pieces per tile, joined across edges
+    m[:, 200] = True
+    m[:, 500] = True
+    (b,) = run(m, OutlineOptions(simplify=0, min_area_m2=0, max_tiles=9))
+    assert as_px(b).area == pytest.approx(m.sum())
+    assert len(b.polygon.interiors) > 1
