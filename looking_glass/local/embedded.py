@@ -18,6 +18,7 @@ from pathlib import Path
 
 import boto3
 
+from looking_glass.model.registry import parameter_name
 from looking_glass.pipeline.enumerator import upload_aoi
 from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
 from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
@@ -116,6 +117,8 @@ class EmbeddedStack:
             "LG_TILE_URL_TEMPLATE": self.tile_url_template,
             "LG_IDLE_EXIT_S": "3",
             "LG_POLL_WAIT_S": "1",
+            # The active model of `looking-glass models use` (none: the shipped model).
+            "LG_MODEL_PARAMETER": parameter_name(self.resources.masks_bucket),
             **imagery_env,
             **self.worker_env,
         }

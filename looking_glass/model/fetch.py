@@ -1,6 +1,6 @@
 """Fetch a model from S3 for the inference worker's container.
 
-    python -m looking_glass.model.fetch        (reads LG_MODEL_S3_URI and LG_MODEL_DIR)
+    python -m looking_glass.model.fetch        (reads LG_MODEL_S3_URI or LG_MODEL_PARAMETER, and LG_MODEL_DIR)
 
 ``LG_MODEL_S3_URI`` (cdk.json ``model_s3_uri``) names either a ``.keras`` file, whose JSON
 sidecar (same name, ``.json``) is fetched from beside it, or a SageMaker ``model.tar.gz`` (or
@@ -28,6 +28,9 @@ from looking_glass.model.onnx_export import onnx_key, onnx_path
 
 ENV_MODEL_S3_URI = "LG_MODEL_S3_URI"
 ENV_MODEL_DIR = "LG_MODEL_DIR"
+# The SSM parameter holding the active model's URI (looking_glass.model.registry), read when
+# LG_MODEL_S3_URI is not set.
+ENV_MODEL_PARAMETER = "LG_MODEL_PARAMETER"
 ENV_EXPORT_AT_START = "LG_ONNX_EXPORT_AT_START"
 DEFAULT_MODEL_DIR = "/tmp/model"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
@@ -130,6 +133,20 @@ def main(environ=None) -> int:
     (0; 3 the model cannot be fetched; 2 ``LG_MODEL_S3_URI`` is not set)."""
     environ = os.environ if environ is None else environ
     uri = environ.get(ENV_MODEL_S3_URI, "")
+    parameter = environ.get(ENV_MODEL_PARAMETER, "")
+    if not uri and parameter:  # the deployment's active model (looking-glass models use)
+        try:
+            import boto3
+
+            from looking_glass.model.registry import active_uri
+
+            uri = active_uri(boto3.client("ssm"), parameter) or ""
+        except Exception as exc:  # noqa: BLE001 - any failure is fatal and must say why
+            print(f"cannot read the active model parameter {parameter}: {exc}", file=sys.stderr, flush=True)
+            return EXIT_NO_MODEL
+        if not uri:
+            print(f"{parameter} names no active model: the image's shipped model runs", file=sys.stderr, flush=True)
+            return EXIT_USAGE
     if not uri:
         print(f"{ENV_MODEL_S3_URI} is not set: no model to fetch", file=sys.stderr, flush=True)
         return EXIT_USAGE

@@ -43,14 +43,17 @@ def main() -> int:
         return 2
     log.info("imagery: %s", fetcher.public_name)
     try:
+        from looking_glass.model.registry import resolve_worker_model
         from looking_glass.model.segmenter import Segmenter
 
         rt = settings.model_runtime
-        segmenter = Segmenter.load(settings.model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers)
+        # LG_MODEL_PATH, else the active model of LG_MODEL_PARAMETER (models use), else the shipped one.
+        model_path = settings.model_path or resolve_worker_model(ssm=session.client("ssm"), s3=session.client("s3"))
+        segmenter = Segmenter.load(model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers)
         if settings.xla or settings.mixed_precision:
             segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
-        log.error("cannot load model %r: %s", settings.model_path or "(shipped)", exc)
+        log.error("cannot load model %r: %s", settings.model_path or "(shipped or active)", exc)
         return 3
     from looking_glass.pipeline.worker import Worker
 

@@ -1,0 +1,119 @@
+"""``models``: the registered model versions of a deployment, and which one its workers run.
+
+    looking-glass models [--stack NAME | --embedded STATE] [--json]
+    looking-glass models register MODEL.keras [--version V] [--model-id ID] [--stack NAME | --embedded STATE]
+    looking-glass models use VERSION [--stack NAME | --embedded STATE]
+
+The registry (:mod:`looking_glass.model.registry`) is ``registry/<model_id>/<version>/`` in the
+stack's training bucket (the embedded run: its masks bucket); the active model is an SSM
+parameter that workers read when they start, so ``models use`` takes effect for the next
+workers without a redeploy (``models use`` of the previous version goes back).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from looking_glass.cli.common import CommandError
+
+# The stack output naming the active-model parameter (when the stack creates one).
+OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
+
+
+def registry_location(deployment) -> tuple[str, str]:
+    """(registry bucket, active-model SSM parameter) of a resolved deployment."""
+    from looking_glass.model.registry import parameter_name
+    from looking_glass.runtime.resources import OUTPUT_TRAINING_BUCKET
+
+    if deployment.kind == "embedded":
+        bucket = deployment.resources.masks_bucket
+        return bucket, parameter_name(bucket)
+    outputs = deployment.outputs or {}
+    bucket = outputs.get(OUTPUT_TRAINING_BUCKET)
+    if not bucket:
+        raise CommandError(f"{deployment.describe()} has no training bucket (is its Training stack deployed?): "
+                           "the model registry lives there")
+    return bucket, outputs.get(OUTPUT_ACTIVE_MODEL_PARAMETER) or parameter_name(deployment.name)
+
+
+def _deployment(args):
+    from looking_glass.local.deployment import resolve
+
+    return resolve(args.stack, args.embedded)
+
+
+def cmd_models(args) -> int:
+    """List the registered versions (validation metrics, parent, which one is active)."""
+    from looking_glass.model.registry import active_uri, list_models
+
+    dep = _deployment(args)
+    bucket, parameter = registry_location(dep)
+    active = active_uri(dep.client("ssm"), parameter)
+    rows = [r.summary(active) for r in list_models(dep.client("s3"), bucket)]
+    if args.json:
+        print(json.dumps({"active": active, "parameter": parameter, "models": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"no registered models in s3://{bucket}/registry/ (register one: looking-glass models register MODEL)")
+    else:
+        header = ("", "MODEL_ID/VERSION", "VAL_IOU", "VAL_F1", "PARENT", "REGISTERED")
+        table = [header] + [("*" if r["active"] else "", f"{r['model_id']}/{r['version']}",
+                             "-" if r["val_iou"] is None else f"{r['val_iou']:.4f}",
+                             "-" if r["val_f1"] is None else f"{r['val_f1']:.4f}",
+                             r["parent"] or "-", r["registered"] or "-") for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"active ({parameter}): {active or 'none: the workers run the model shipped in their image'}")
+    return 0
+
+
+def cmd_register(args) -> int:
+    """Upload a model (and its sidecar) as a new registered version."""
+    from looking_glass.model.registry import register
+
+    dep = _deployment(args)
+    bucket, _ = registry_location(dep)
+    record = register(dep.client("s3"), bucket, args.model, version=args.version, model_id=args.model_id)
+    print(f"registered {record.name}: {record.uri}")
+    return 0
+
+
+def cmd_use(args) -> int:
+    """Make a registered version the active model (workers starting from now on load it)."""
+    from looking_glass.model.registry import use
+
+    dep = _deployment(args)
+    bucket, parameter = registry_location(dep)
+    record, previous = use(dep.client("s3"), dep.client("ssm"), bucket, parameter, args.version)
+    print(f"active model: {record.name} ({record.uri})")
+    print(f"previously: {previous or 'none (the shipped model)'}", file=sys.stderr)
+    return 0
+
+
+def _add_target(p) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--stack", nargs="?", const="", metavar="NAME",
+                       help="a deployed stack (NAME defaults to LookingGlass): its training bucket's registry")
+    group.add_argument("--embedded", metavar="STATE",
+                       help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json)")
+
+
+def add_commands(sub) -> None:
+    """Add ``models`` (list), ``models register`` and ``models use``."""
+    models = sub.add_parser("models", help="registered model versions and the active one; register, use")
+    _add_target(models)
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=cmd_models)
+    actions = models.add_subparsers(dest="action")
+    use = actions.add_parser("use", help="make a registered version the active model (no redeploy)")
+    use.add_argument("version", help="VERSION or MODEL_ID/VERSION")
+    _add_target(use)
+    use.set_defaults(func=cmd_use)
+    reg = actions.add_parser("register", help="upload a model (.keras with its sidecar) as a new version")
+    reg.add_argument("model", help="the .keras file (e.g. RUN/model/model.keras)")
+    reg.add_argument("--version", help="version (default: the sidecar's)")
+    reg.add_argument("--model-id", help="model id (default: the sidecar's)")
+    _add_target(reg)
+    reg.set_defaults(func=cmd_register)

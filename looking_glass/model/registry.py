@@ -1,0 +1,214 @@
+"""Models as versioned, promotable things: a registry in S3 and the active model in SSM.
+
+Layout: every model version lands under one prefix of the registry bucket (a deployment's
+training bucket, or the embedded run's masks bucket)::
+
+    registry/<model_id>/<version>/model.keras     the model
+    registry/<model_id>/<version>/model.json      its sidecar (metrics, data, hyperparameters,
+                                                  ``parent`` for fine-tunes, ``registered``)
+    registry/<model_id>/<version>/model.onnx      its ONNX export, when the sidecar names one
+
+A version, once registered, is never overwritten. The deployment's **active model** is the
+``s3://`` URI of a registered ``model.keras`` held in one SSM parameter
+(:func:`parameter_name`); workers read it when they start (``LG_MODEL_PARAMETER``, see
+:func:`resolve_worker_model` and :mod:`looking_glass.model.fetch`), so making another version
+active needs no redeploy, and going back is the same operation. :func:`use` refuses a version
+that is not registered and then changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from looking_glass.errors import LookingGlassError
+
+REGISTRY_PREFIX = "registry/"
+MODEL_FILE = "model.keras"
+SIDECAR_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+# The worker setting that names the SSM parameter holding the active model's URI.
+ENV_MODEL_PARAMETER = "LG_MODEL_PARAMETER"
+PARAMETER_PREFIX = "/looking-glass/"
+VERSION_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+class RegistryError(LookingGlassError, ValueError):
+    """A model that cannot be registered or made active; the message is the user's to see."""
+
+    exit_code = 2
+
+
+def parameter_name(deployment_name: str) -> str:
+    """The SSM parameter of a deployment's active model, e.g. ``/looking-glass/LookingGlass/active-model``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in deployment_name).strip("-") or "default"
+    return f"{PARAMETER_PREFIX}{safe}/active-model"
+
+
+def model_prefix(model_id: str, version: str) -> str:
+    """``registry/<model_id>/<version>/``; raises :class:`RegistryError` for unusable names."""
+    for what, value in (("model_id", model_id), ("version", version)):
+        if not value or not set(str(value)) <= VERSION_CHARS:
+            raise RegistryError(f"{what} {value!r} cannot name a registry folder (letters, digits, . _ - only)")
+    return f"{REGISTRY_PREFIX}{model_id}/{version}/"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One registered model version."""
+
+    model_id: str
+    version: str
+    uri: str  # s3://bucket/registry/<id>/<version>/model.keras
+    sidecar: dict
+
+    @property
+    def name(self) -> str:
+        return f"{self.model_id}/{self.version}"
+
+    def summary(self, active_uri: str | None = None) -> dict:
+        """What ``looking-glass models`` prints of it."""
+        val = self.sidecar.get("validation") or {}
+        parent = self.sidecar.get("parent") or None
+        return {
+            "model_id": self.model_id,
+            "version": self.version,
+            "active": self.uri == active_uri,
+            "val_iou": val.get("val_iou"),
+            "val_f1": val.get("val_f1"),
+            "registered": self.sidecar.get("registered"),
+            "parent": None if parent is None else f"{parent.get('model_id')}/{parent.get('version')}",
+            "uri": self.uri,
+        }
+
+
+def _bucket_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise RegistryError(f"not an s3://bucket/key URI: {uri!r}")
+    return bucket, key
+
+
+def _exists(s3, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def register(s3, bucket: str, model_path, version: str | None = None, model_id: str | None = None) -> ModelRecord:
+    """Upload a local model (``.keras`` + sidecar, and its ONNX export if the sidecar names one)
+    as ``registry/<model_id>/<version>/``; ids default to the sidecar's. The sidecar uploaded
+    gains ``registered`` (UTC time) and ``registry_uri``. Raises :class:`RegistryError` if the
+    model or its sidecar is missing, or that version is already registered.
+    """
+    from looking_glass.model.sidecar import sidecar_path
+
+    model = Path(model_path)
+    side = sidecar_path(model)
+    if not model.is_file() or not side.is_file():
+        raise RegistryError(f"{model} and its sidecar {side} are needed to register a model")
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError as e:
+        raise RegistryError(f"{side}: not valid JSON: {e}") from None
+    model_id = model_id or meta.get("model_id")
+    version = str(version or meta.get("version") or "")
+    prefix = model_prefix(str(model_id or ""), version)
+    if _exists(s3, bucket, prefix + SIDECAR_FILE):
+        raise RegistryError(f"{model_id} version {version} is already registered (s3://{bucket}/{prefix}); "
+                            "a version is never overwritten: give another --version")
+    uri = f"s3://{bucket}/{prefix}{MODEL_FILE}"
+    meta = {**meta, "model_id": model_id, "version": version,
+            "registered": datetime.now(timezone.utc).isoformat(timespec="seconds"), "registry_uri": uri}
+    onnx = (meta.get("onnx") or {}).get("file")
+    if onnx and (model.parent / onnx).is_file():
+        s3.upload_file(str(model.parent / onnx), bucket, prefix + ONNX_FILE)
+        meta["onnx"] = {**meta["onnx"], "file": ONNX_FILE}
+    s3.upload_file(str(model), bucket, prefix + MODEL_FILE)
+    s3.put_object(Bucket=bucket, Key=prefix + SIDECAR_FILE, Body=(json.dumps(meta, indent=2) + "\n").encode(),
+                  ContentType="application/json")
+    return ModelRecord(str(model_id), version, uri, meta)
+
+
+def list_models(s3, bucket: str) -> list[ModelRecord]:
+    """Every registered version (sidecars read), oldest registration first."""
+    records = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=REGISTRY_PREFIX):
+        for obj in page.get("Contents", []):
+            parts = obj["Key"][len(REGISTRY_PREFIX):].split("/")
+            if len(parts) != 3 or parts[2] != SIDECAR_FILE:
+                continue
+            try:
+                meta = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            except ValueError:
+                meta = {"unreadable": True}
+            uri = f"s3://{bucket}/{REGISTRY_PREFIX}{parts[0]}/{parts[1]}/{MODEL_FILE}"
+            records.append(ModelRecord(parts[0], parts[1], uri, meta if isinstance(meta, dict) else {}))
+    return sorted(records, key=lambda r: (str(r.sidecar.get("registered") or ""), r.name))
+
+
+def active_uri(ssm, parameter: str) -> str | None:
+    """The active model's URI, or ``None`` if none was made active (the shipped model runs)."""
+    try:
+        return ssm.get_parameter(Name=parameter)["Parameter"]["Value"] or None
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def find(records: list[ModelRecord], version: str) -> ModelRecord:
+    """The record named ``version`` (``<version>`` or ``<model_id>/<version>``); raises
+    :class:`RegistryError` for an unknown or ambiguous name, listing the known ones."""
+    known = [r.name for r in records]
+    matches = [r for r in records if version in (r.name, r.version)]
+    if not matches:
+        raise RegistryError(f"no registered model version {version!r}; known: {known or 'none'}")
+    if len(matches) > 1:
+        raise RegistryError(f"{version!r} names {len(matches)} models ({[r.name for r in matches]}): "
+                            "give <model_id>/<version>")
+    return matches[0]
+
+
+def use(s3, ssm, bucket: str, parameter: str, version: str) -> tuple[ModelRecord, str | None]:
+    """Make ``version`` the active model: (its record, the previously active URI). The model and
+    its sidecar must be registered; otherwise :class:`RegistryError` and nothing changes."""
+    record = find(list_models(s3, bucket), version)
+    bucket_name, key = _bucket_key(record.uri)
+    if not _exists(s3, bucket_name, key):
+        raise RegistryError(f"{record.name} has a sidecar but no {MODEL_FILE} ({record.uri}): not made active")
+    previous = active_uri(ssm, parameter)
+    ssm.put_parameter(Name=parameter, Value=record.uri, Type="String", Overwrite=True,
+                      Description="looking-glass: the active model (s3:// URI of a registered model.keras)")
+    return record, previous
+
+
+def resolve_worker_model(environ=None, ssm=None, s3=None, dest=None) -> str:
+    """The model a worker starting now loads: ``LG_MODEL_PATH`` if set; else, with
+    ``LG_MODEL_PARAMETER`` set and the parameter holding a URI, that model fetched into ``dest``
+    (default ``$LG_MODEL_DIR`` or a temporary folder); else "" (the shipped model)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("LG_MODEL_PATH"):
+        return environ["LG_MODEL_PATH"]
+    parameter = environ.get(ENV_MODEL_PARAMETER, "")
+    if not parameter:
+        return ""
+    import boto3
+
+    uri = active_uri(ssm or boto3.client("ssm"), parameter)
+    if not uri:
+        return ""
+    from looking_glass.model.fetch import fetch_model
+
+    if dest is None:
+        import tempfile
+
+        dest = environ.get("LG_MODEL_DIR") or tempfile.mkdtemp(prefix="lg-model-")
+    return str(fetch_model(uri, dest, s3=s3))

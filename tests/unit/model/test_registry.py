@@ -1,0 +1,118 @@
+"""The model registry and the active model (``looking-glass models``), on the embedded run's moto:
+register versions, list them, ``models use`` one (an SSM parameter), go back, refuse unknown
+versions without changing anything, and what a starting worker loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from looking_glass.local.deployment import write_state
+from looking_glass.model import registry
+
+
+def _model(folder: Path, version: str, val_iou: float, parent: dict | None = None) -> Path:
+    """A model file (the registry never loads it) with its sidecar."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.keras"
+    path.write_bytes(b"PK-model-" + version.encode())
+    meta = {"model_id": "tiny", "version": version, "config": {"head": "binary", "input_size": 64},
+            "validation": {"epoch": 3, "val_iou": val_iou, "val_f1": val_iou + 0.1}}
+    if parent:
+        meta["parent"] = parent
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture
+def embedded(aws, tmp_path, moto_endpoint):
+    session, names, resources = aws
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, resources, "http://127.0.0.1:1/{z}/{x}/{y}.png")
+    return session, resources, str(state)
+
+
+def test_register_list_use_and_go_back(embedded, tmp_path, capsys):
+    session, resources, state = embedded
+    ssm = session.client("ssm")
+    parameter = registry.parameter_name(resources.masks_bucket)
+    code, out, _ = run_cli(capsys, "models", "--embedded", state)
+    assert code == 0 and "no registered models" in out and "none" in out
+
+    first = _model(tmp_path / "a", "v1", 0.5)
+    second = _model(tmp_path / "b", "v2", 0.7, parent={"model_id": "tiny", "version": "v1"})
+    assert run_cli(capsys, "models", "register", str(first), "--embedded", state)[0] == 0
+    code, out, _ = run_cli(capsys, "models", "register", str(second), "--embedded", state)
+    assert code == 0 and f"s3://{resources.masks_bucket}/registry/tiny/v2/model.keras" in out
+    code, _, err = run_cli(capsys, "models", "register", str(second), "--embedded", state)
+    assert code == 2 and "already registered" in err
+
+    code, out, _ = run_cli(capsys, "models", "use", "v2", "--embedded", state)
+    assert code == 0 and "tiny/v2" in out
+    assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"].endswith("registry/tiny/v2/model.keras")
+    code, out, _ = run_cli(capsys, "models", "--embedded", state, "--json")
+    listing = json.loads(out)
+    rows = {r["version"]: r for r in listing["models"]}
+    assert rows["v2"]["active"] and not rows["v1"]["active"]
+    assert rows["v2"]["val_iou"] == 0.7 and rows["v2"]["parent"] == "tiny/v1" and rows["v1"]["registered"]
+    code, out, _ = run_cli(capsys, "models", "--embedded", state)
+    assert any(line.startswith("*") and "tiny/v2" in line for line in out.splitlines())
+
+    assert run_cli(capsys, "models", "use", "tiny/v1", "--embedded", state)[0] == 0  # going back
+    assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"].endswith("registry/tiny/v1/model.keras")
+
+
+def test_unknown_version_is_refused_and_changes_nothing(embedded, tmp_path, capsys):
+    session, resources, state = embedded
+    ssm = session.client("ssm")
+    parameter = registry.parameter_name(resources.masks_bucket)
+    run_cli(capsys, "models", "register", str(_model(tmp_path / "a", "v1", 0.5)), "--embedded", state)
+    code, _, err = run_cli(capsys, "models", "use", "v9", "--embedded", state)
+    assert code == 2 and "no registered model version 'v9'" in err and "tiny/v1" in err
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=parameter)
+    run_cli(capsys, "models", "use", "v1", "--embedded", state)
+    before = ssm.get_parameter(Name=parameter)["Parameter"]
+    assert run_cli(capsys, "models", "use", "nope", "--embedded", state)[0] == 2
+    after = ssm.get_parameter(Name=parameter)["Parameter"]
+    assert (after["Value"], after["Version"]) == (before["Value"], before["Version"])
+
+
+def test_a_starting_worker_loads_the_active_model(embedded, tmp_path):
+    session, resources, _ = embedded
+    s3, ssm = session.client("s3"), session.client("ssm")
+    parameter = registry.parameter_name(resources.masks_bucket)
+    env = {registry.ENV_MODEL_PARAMETER: parameter}
+    assert registry.resolve_worker_model(env, ssm=ssm, s3=s3) == ""  # nothing active: the shipped model
+    registry.register(s3, resources.masks_bucket, _model(tmp_path / "a", "v1", 0.5))
+    registry.register(s3, resources.masks_bucket, _model(tmp_path / "b", "v2", 0.6))
+    registry.use(s3, ssm, resources.masks_bucket, parameter, "v2")
+    path = Path(registry.resolve_worker_model(env, ssm=ssm, s3=s3, dest=tmp_path / "w"))
+    assert path.read_bytes() == b"PK-model-v2"
+    assert json.loads(path.with_suffix(".json").read_text())["version"] == "v2"
+    explicit = {**env, "LG_MODEL_PATH": "/models/pinned.keras"}  # --model wins over the parameter
+    assert registry.resolve_worker_model(explicit, ssm=ssm, s3=s3) == "/models/pinned.keras"
+
+
+def test_fetch_main_reads_the_parameter(embedded, tmp_path, capsys, monkeypatch):
+    from looking_glass.model import fetch
+
+    session, resources, _ = embedded
+    s3, ssm = session.client("s3"), session.client("ssm")
+    parameter = registry.parameter_name(resources.masks_bucket)
+    env = {fetch.ENV_MODEL_PARAMETER: parameter, fetch.ENV_MODEL_DIR: str(tmp_path / "m")}
+    assert fetch.main(env) == fetch.EXIT_USAGE  # nothing active yet
+    registry.register(s3, resources.masks_bucket, _model(tmp_path / "a", "v1", 0.5))
+    registry.use(s3, ssm, resources.masks_bucket, parameter, "v1")
+    capsys.readouterr()
+    assert fetch.main(env) == 0
+    assert Path(capsys.readouterr().out.strip()).read_bytes() == b"PK-model-v1"
+
+
+def test_names_are_checked():
+    with pytest.raises(registry.RegistryError, match="version"):
+        registry.model_prefix("tiny", "v1/../x")
+    assert registry.parameter_name("LookingGlass") == "/looking-glass/LookingGlass/active-model"
