@@ -80,6 +80,7 @@ class Segmenter:
 
     @property
     def runner(self):
+        """What runs the model (an ONNX Runtime session, or Keras, created on first use)."""
         if self._runner is None:
             from looking_glass.model.inference import KerasRunner
 

@@ -148,6 +148,7 @@ class ModelRuntimeSettings:
 
     @classmethod
     def from_env(cls, environ=None) -> ModelRuntimeSettings:
+        """Read and check the variables of ``environ`` (default ``os.environ``)."""
         var = Variables(os.environ if environ is None else environ, SettingsError)
         raw = var.raw("LG_ONNX_PROVIDERS")
         providers = None if raw is None else tuple(
