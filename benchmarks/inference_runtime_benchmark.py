@@ -1,6 +1,6 @@
 """Keras (TensorFlow) against ONNX Runtime on the same model, the same batches, in one run.
 
-    .venv/bin/python benchmarks/runtime_benchmark.py [--configs shipped,mobilenetv2,xception]
+    .venv/bin/python benchmarks/inference_runtime_benchmark.py [--configs shipped,mobilenetv2,xception]
         [--threads N] [--rounds 5] [--json]
 
 For each configuration: the Keras model (the shipped one; the full-size ones with random
