@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from looking_glass.model.segmenter import Segmenter
 from looking_glass.datasets.synthetic import render_tile
+from looking_glass.model.segmenter import Segmenter
 
 
 def main() -> None:

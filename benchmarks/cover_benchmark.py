@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from looking_glass.local.demo import sample_aoi_bytes
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import count_tiles, iter_tiles, reference_cover, tile_runs
-from looking_glass.local.demo import sample_aoi_bytes
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERENCE_MAX_TILES = 4_000_000  # beyond this the reference checks a sample of rows

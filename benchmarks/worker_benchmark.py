@@ -24,20 +24,19 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import numpy as np
 import requests
 
-from looking_glass.local.embedded import LOCAL_AWS_ENV
+from looking_glass.grid import quadkey
 from looking_glass.imagery.tiles import decode_tile
+from looking_glass.local.embedded import LOCAL_AWS_ENV
 from looking_glass.model.segmenter import Segmenter, building_area_m2
+from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult, area_decimal
+from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
 from looking_glass.runtime.settings import WorkerSettings
-from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult, area_decimal
-from looking_glass.grid import quadkey
-from looking_glass.pipeline.workunits import pack_runs
 
 
 def free_port() -> int:

@@ -21,15 +21,15 @@ from urllib.parse import urlsplit
 
 from looking_glass.grid import ZOOM
 from looking_glass.runtime import resources
-from looking_glass.runtime.parsing import ParseError, Parsers
-from looking_glass.runtime.resources import DEFAULT_STACK_NAME
-from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
 from looking_glass.runtime.defaults import (
     DEFAULT_MAX_TILES_PER_JOB,
     DEFAULT_TILES_PER_MESSAGE,
     DEFAULT_TILES_PER_WORKER,
     MAX_TILES_PER_MESSAGE,
 )
+from looking_glass.runtime.parsing import ParseError, Parsers
+from looking_glass.runtime.resources import DEFAULT_STACK_NAME
+from looking_glass.runtime.settings import SettingsError, validate_geotiff_source, validate_tile_url_template
 
 # Fallbacks for keys missing from the context. cdk.json lists every key with its value so the
 # knobs are discoverable there; these only matter when the app is built without cdk.json.

@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from looking_glass.local.embedded import LOCAL_AWS_ENV
-from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
 from looking_glass.local.tileserver import SyntheticTileServer
+from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
 
 # Paths every test layer uses (tests/unit/..., tests/integration, tests/e2e, tests/infra).
 TESTS_DIR = Path(__file__).resolve().parent

@@ -8,9 +8,9 @@ import boto3
 from botocore.stub import Stubber
 
 from looking_glass.pipeline.launchers import BatchLauncher
+from looking_glass.pipeline.store import TileResult
 from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
 from looking_glass.runtime.settings import EnumeratorSettings
-from looking_glass.pipeline.store import TileResult
 
 
 def test_lambda_handler_imports_without_tensorflow():

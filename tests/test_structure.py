@@ -4,10 +4,8 @@ no module over 500 lines, no ``sys.path`` edits outside the tests, thin runners.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import grimp
-
 from conftest import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "looking_glass"

@@ -10,8 +10,8 @@ import re
 import sys
 from pathlib import Path
 
-from looking_glass.display import shown
 from looking_glass.cli.common import CommandError, positive_float, positive_int, zoom
+from looking_glass.display import shown
 from looking_glass.local.inputs import add_run_options
 
 JOB_ID_RE = r"^[0-9a-f]{6,64}$"

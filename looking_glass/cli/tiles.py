@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from looking_glass.display import shown
 from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
+from looking_glass.display import shown
 from looking_glass.grid import ZOOM
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
 from looking_glass.tiling.estimate import DEFAULT_PRICE_PER_HOUR, DEFAULT_TILES_PER_SECOND

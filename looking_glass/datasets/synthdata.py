@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from looking_glass.grid import ZOOM, ground_resolution_m, tile_bounds, tile_center_lat
 from looking_glass.datasets.chips import Chip, write_dataset
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split
 from looking_glass.datasets.synthetic import render_world_tile
+from looking_glass.grid import ZOOM, ground_resolution_m, tile_bounds, tile_center_lat
 
 CLUSTER = 4
 # Training tiles come from this window of zoom-18 columns/rows (around 43 W..2 W, 52..36 N).

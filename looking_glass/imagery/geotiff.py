@@ -30,7 +30,6 @@ import numpy as np
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, tile_box
-from looking_glass.imagery.tiles import FetchedTile, TransientTileError, classify_rgb
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,
@@ -43,6 +42,7 @@ from looking_glass.imagery.raster import (
     select_bands,
 )
 from looking_glass.imagery.status import TILE_NO_IMAGERY, TILE_SKIPPED
+from looking_glass.imagery.tiles import FetchedTile, TransientTileError, classify_rgb
 
 
 class GeoTiffError(LookingGlassError, ValueError):

@@ -24,15 +24,15 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from looking_glass.errors import LookingGlassError
+from looking_glass.imagery.secret import header_safe
+from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY
+from looking_glass.imagery.tiles import FetchedTile, TransientTileError, decode_tile
 from looking_glass.runtime.settings import (
     DEFAULT_TOKEN_HEADER,
     TEMPLATE_FIELD,
     WorkerSettings,
     token_transport_ok,
 )
-from looking_glass.imagery.secret import header_safe
-from looking_glass.imagery.status import TILE_FAILED, TILE_NO_IMAGERY
-from looking_glass.imagery.tiles import FetchedTile, TransientTileError, decode_tile
 
 MAX_RETRY_AFTER_S = 60.0
 # The most bytes one tile's response body may hold: a 256 x 256 16-bit RGBA PNG stored without

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
-from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.local.embedded import EmbeddedStack
-from looking_glass.results.figures import draw_map, results_geojson, summary_table, tile_counts, write_json
 from looking_glass.pipeline.store import COMPLETE, FAILED, ResultsStore
+from looking_glass.results.figures import draw_map, results_geojson, summary_table, tile_counts, write_json
+from looking_glass.tiling.aoi import parse_aoi
 
 SAMPLE_AOI = "sample_aoi.geojson"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time

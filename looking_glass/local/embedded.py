@@ -18,11 +18,11 @@ from pathlib import Path
 
 import boto3
 
+from looking_glass.local.tileserver import SyntheticTileServer
 from looking_glass.model.registry import parameter_name
 from looking_glass.pipeline.enumerator import upload_aoi
 from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
 from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
-from looking_glass.local.tileserver import SyntheticTileServer
 
 log = logging.getLogger(__name__)
 

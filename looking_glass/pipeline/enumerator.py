@@ -17,14 +17,14 @@ from urllib.parse import unquote_plus
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from looking_glass.grid import ZOOM
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, job_id_for
+from looking_glass.pipeline.workunits import pack_runs
+from looking_glass.runtime.resources import TRIGGER_PREFIX, DeployedResources
+from looking_glass.runtime.settings import EnumeratorSettings
 from looking_glass.tiling.aoi import MAX_NAME_CHARS, AoiError, cap_list, parse_aoi
 from looking_glass.tiling.cover import count_tiles
 from looking_glass.tiling.plan import TileCapError, cover_within_limits
-from looking_glass.grid import ZOOM
-from looking_glass.runtime.resources import TRIGGER_PREFIX, DeployedResources
-from looking_glass.runtime.settings import EnumeratorSettings
-from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, job_id_for
-from looking_glass.pipeline.workunits import pack_runs
 
 log = logging.getLogger(__name__)
 

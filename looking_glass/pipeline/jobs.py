@@ -15,15 +15,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from looking_glass.errors import LookingGlassError
-from looking_glass.tiling.aoi import AoiError, parse_aoi
-from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
-from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH, upload_aoi
 from looking_glass.grid import ZOOM, quadkey
-from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
+from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH, upload_aoi
 from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
+from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
+from looking_glass.tiling.aoi import AoiError, parse_aoi
+from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RETRYABLE = tuple(s for s in TILE_STATUSES if s != TILE_DONE)

@@ -24,16 +24,16 @@ from botocore.config import Config
 from PIL import Image
 
 from looking_glass.grid import quadkey
-from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
+from looking_glass.imagery.status import TILE_DONE
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError
 from looking_glass.imagery.xyz import open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
-from looking_glass.runtime.resources import DeployedResources
-from looking_glass.runtime.settings import WorkerSettings
-from looking_glass.imagery.status import TILE_DONE
+from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
 from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
 from looking_glass.pipeline.workunits import MalformedMessage, WorkUnit, parse_work_unit
+from looking_glass.runtime.resources import DeployedResources
+from looking_glass.runtime.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from looking_glass.runtime.defaults import MAX_TILES_PER_MESSAGE
 
-
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
 

@@ -14,7 +14,6 @@ from looking_glass.grid import TILE_SIZE, col_of_lon, ground_resolution_m, lat_o
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import json_value
 
-
 # DynamoDB Decimals (and NumPy scalars) to int/float for JSON: the one rule, in the store module.
 plain = json_value
 

@@ -33,10 +33,10 @@ import shapely.geometry
 
 from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
-from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_area_m2, tile_from_quadkey, tile_polygon
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
 from looking_glass.pipeline.store import ResultsStore, json_value
+from looking_glass.tiling.aoi import AoiError, parse_aoi
 
 QUADKEY_DIGITS = "0123"
 TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason")

@@ -21,9 +21,9 @@ from pathlib import Path
 from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
+from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.figures import save_tile_figure
 from looking_glass.results.query import ResultsError, geojson_doc, query
-from looking_glass.pipeline.store import ResultsStore
 
 # Leaflet's dist files (leaflet.js, leaflet.css, images/), package data of this package.
 LEAFLET_DIR = resources.files("looking_glass.results") / "static" / "leaflet"

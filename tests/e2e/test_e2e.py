@@ -4,12 +4,12 @@ HTTP tiles, real model. Every tile of the cover gets exactly one result; totals 
 import json
 
 import pytest
-
 from conftest import SAMPLE_POLYGON, geojson_bytes
+
+from looking_glass.grid import quadkey
+from looking_glass.local.demo import run_demo
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import iter_tiles, tile_runs
-from looking_glass.local.demo import run_demo
-from looking_glass.grid import quadkey
 
 pytestmark = pytest.mark.e2e
 

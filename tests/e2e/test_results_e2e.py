@@ -10,10 +10,9 @@ import os
 import threading
 
 import pytest
+from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
 
-from conftest import SAMPLE_POLYGON, geojson_bytes
 from looking_glass.local.deployment import resolve_embedded, run_embedded
-from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -25,14 +25,14 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
-
 from conftest import REPO_ROOT, queued
+
 from looking_glass.grid import quadkey
-from looking_glass.pipeline.launchers import WORKER_MODULE
-from looking_glass.runtime.resources import TILE_QUEUE_MAX_RECEIVE_COUNT
 from looking_glass.imagery.status import TILE_STATUSES
+from looking_glass.pipeline.launchers import WORKER_MODULE
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import WorkUnit
+from looking_glass.runtime.resources import TILE_QUEUE_MAX_RECEIVE_COUNT
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from looking_glass.pipeline.store import RUNNING, ResultsStore
 from looking_glass.local.tileserver import SyntheticTileServer
+from looking_glass.pipeline.store import RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import pack_runs, parse_work_unit
 
 JOB = "5157e4a15157e4a15157e4a1"

@@ -11,13 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 aws_cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
+from conftest import REPO_ROOT  # noqa: E402
 
 from looking_glass.runtime import resources  # noqa: E402
 from looking_glass.runtime.settings import EnumeratorSettings, WorkerSettings  # noqa: E402
@@ -25,7 +25,6 @@ from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context, s
 from stacks.config import DEFAULTS, unknown_context_keys  # noqa: E402
 from stacks.environment import ENV_MODEL_S3_URI  # noqa: E402
 from stacks.ingest import HANDLER  # noqa: E402
-from conftest import REPO_ROOT  # noqa: E402
 
 REPO = REPO_ROOT
 CDK_CLI = REPO / "node_modules" / ".bin" / "cdk"

@@ -26,8 +26,9 @@ import pytest
 
 aws_cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
-from stacks import build_app, cdk_json_context  # noqa: E402
 from template_snapshots import CONTEXTS, QUIET_NODE_ENV, REPO_ROOT  # noqa: E402
+
+from stacks import build_app, cdk_json_context  # noqa: E402
 
 # Findings the design accepts, by check id, with the resources they may concern.
 ACCEPTED = {

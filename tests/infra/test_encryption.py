@@ -16,10 +16,10 @@ import pytest
 aws_cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
 from aws_cdk.assertions import Template  # noqa: E402
+from template_snapshots import CONTEXTS, QUIET_NODE_ENV  # noqa: E402
 
 from stacks import ConfigError, DeploymentConfig, build_app, cdk_json_context  # noqa: E402
 from stacks.constructs.encryption import KEY_USE  # noqa: E402
-from template_snapshots import CONTEXTS, QUIET_NODE_ENV  # noqa: E402
 
 STACKS = ("storage", "inference", "ingest", "training", "monitoring")
 OWN_KEY_ARN = CONTEXTS["kms-own-key"]["kms_key_arn"]

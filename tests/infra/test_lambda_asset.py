@@ -14,9 +14,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from stacks import assets
-from conftest import REPO_ROOT
 from stacks.assets import (
     LAMBDA_PLATFORMS,
     LAMBDA_PYTHON_VERSION,

@@ -15,10 +15,11 @@ import pytest
 
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
+from template_snapshots import CONTEXTS, SNAPSHOTS  # noqa: E402
+
 from looking_glass.model.fetch import fetch_model  # noqa: E402
 from looking_glass.pipeline.worker import mask_key  # noqa: E402
 from stacks.constructs.batch_workers import MASKS_PREFIX, model_object_keys  # noqa: E402
-from template_snapshots import CONTEXTS, SNAPSHOTS  # noqa: E402
 
 
 def worker_statements(context: str) -> list[dict]:

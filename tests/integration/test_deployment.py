@@ -13,7 +13,6 @@ import uuid
 import boto3
 import pytest
 
-from looking_glass.runtime import resources
 from looking_glass.local.deployment import (
     DeploymentError,
     resolve,
@@ -22,6 +21,7 @@ from looking_glass.local.deployment import (
     run_embedded,
     write_state,
 )
+from looking_glass.runtime import resources
 
 
 def create_stack(name: str, outputs: dict[str, str]) -> None:

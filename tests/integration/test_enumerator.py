@@ -3,15 +3,15 @@
 import json
 
 import pytest
-
 from conftest import SAMPLE_POLYGON, drain, geojson_bytes, queued
-from looking_glass.tiling.cover import count_tiles, tile_runs
+
 from looking_glass.local.embedded import LocalLambdaContext, load_enumerator_handler
 from looking_glass.pipeline.enumerator import upload_aoi
 from looking_glass.pipeline.launchers import register_local_launcher
-from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.pipeline.store import FAILED, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import parse_work_unit
+from looking_glass.tiling.aoi import parse_aoi
+from looking_glass.tiling.cover import count_tiles, tile_runs
 
 
 class RecordingLauncher:

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import TESTS_DIR
 from PIL import Image
 from rasterio.control import GroundControlPoint
 
-from conftest import TESTS_DIR
 from looking_glass.datasets.chips import load_split
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.prepare import PrepareConfig, prepare

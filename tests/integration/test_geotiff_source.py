@@ -14,13 +14,13 @@ import boto3
 import numpy as np
 import pytest
 import requests
+from test_worker import JOB, settings_for, start_job, tiny_segmenter  # noqa: F401 - a fixture
 
 from looking_glass.grid import pixel_row_areas_m2
 from looking_glass.imagery.tiles import decode_tile
 from looking_glass.imagery.xyz import ImagerySourceError, TileFetcher, open_imagery
-from looking_glass.runtime.settings import SettingsError, WorkerSettings
 from looking_glass.pipeline.store import COMPLETE
-from test_worker import JOB, settings_for, start_job, tiny_segmenter  # noqa: F401 - a fixture
+from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
 rasterio = pytest.importorskip("rasterio")
 from looking_glass.imagery.geotiff import GeoTiffError, GeoTiffTiles  # noqa: E402

@@ -14,7 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from test_worker import JOB, settings_for, start_job, tiny_segmenter  # noqa: F401 - a fixture
 
+from looking_glass.datasets.synthetic import png_bytes, render_tile
+from looking_glass.imagery.secret import ImagerySecretError, read_imagery_token
 from looking_glass.imagery.tiles import TransientTileError
 from looking_glass.imagery.xyz import (
     ImagerySourceError,
@@ -23,11 +26,8 @@ from looking_glass.imagery.xyz import (
     open_imagery,
     public_imagery_name,
 )
-from looking_glass.imagery.secret import ImagerySecretError, read_imagery_token
-from looking_glass.runtime.settings import SettingsError, WorkerSettings
 from looking_glass.pipeline.store import COMPLETE
-from looking_glass.datasets.synthetic import png_bytes, render_tile
-from test_worker import JOB, settings_for, start_job, tiny_segmenter  # noqa: F401 - a fixture
+from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
 TOKEN = "s3cr3t-T0ken/with+odd&chars"
 TILE = (152950, 132486, 18)  # x, y, z

@@ -14,8 +14,8 @@ import uuid
 
 import boto3
 import pytest
-
 from conftest import REPO_ROOT
+
 from looking_glass.model import fetch
 from looking_glass.model.fetch import ModelFetchError, fetch_model, parse_s3_uri
 

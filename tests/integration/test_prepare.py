@@ -14,19 +14,19 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from rasterio.errors import NotGeoreferencedWarning
 from affine import Affine
+from conftest import SPACENET_SAMPLE  # noqa: E402
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform as warp_transform
 from shapely.geometry import box, shape
 
-from looking_glass.grid import ZOOM, ground_resolution_m, pixel_row_areas_m2, tile_center_lat
 from looking_glass.datasets.chips import FORMAT_NAME, Chip, DatasetWriter, load_split, write_dataset
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.datasets.prepare import PrepareConfig, prepare
 from looking_glass.datasets.split import SPLITS, block_split
 from looking_glass.datasets.synthetic import render_tile
-from conftest import SPACENET_SAMPLE  # noqa: E402
+from looking_glass.grid import ZOOM, ground_resolution_m, pixel_row_areas_m2, tile_center_lat
 
 SAMPLE = SPACENET_SAMPLE
 IMAGE = SAMPLE / "image.tif"

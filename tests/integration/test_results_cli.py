@@ -11,24 +11,24 @@ import json
 import threading
 import time
 import uuid
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
-import boto3
 import pytest
+from conftest import (
+    drain,
+    queued,
+    run_cli,  # noqa: F401 - re-exported for test_webmap
+)
+from test_deployment import create_stack, stack_outputs
 
-from conftest import drain, queued
-from looking_glass.runtime import resources
-from looking_glass.cli.main import main
-from looking_glass.tiling.cover import iter_tiles, tile_runs
-from looking_glass.tiling.aoi import parse_aoi
-from looking_glass.local.deployment import write_state
 from looking_glass.grid import quadkey, tile_bounds
-from looking_glass.results.query import fetch_tiles
+from looking_glass.local.deployment import write_state
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore, TileResult, job_id_for
 from looking_glass.pipeline.workunits import WorkUnit, parse_work_unit
-from conftest import run_cli  # noqa: F401 - re-exported for test_webmap
-from test_deployment import create_stack, stack_outputs
+from looking_glass.results.query import fetch_tiles
+from looking_glass.runtime import resources
+from looking_glass.tiling.aoi import parse_aoi
 
 X0, Y0 = 152_024, 131_478  # near Kigali
 

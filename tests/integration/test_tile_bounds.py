@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import TESTS_DIR
+
 from looking_glass.imagery.tiles import TransientTileError
 from looking_glass.imagery.xyz import TileFetcher
 

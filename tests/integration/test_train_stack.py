@@ -13,8 +13,8 @@ import boto3
 import numpy as np
 import pytest
 
-from looking_glass.runtime import resources
 from looking_glass.cli.main import main
+from looking_glass.runtime import resources
 from looking_glass.training.contract import METRIC_DEFINITIONS, TRAIN_PREFIX, VALIDATION_PREFIX
 
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})

@@ -11,13 +11,13 @@ import shutil
 
 import pytest
 from PIL import Image
-
-from looking_glass.results import webmap
-from looking_glass.local.deployment import write_state
-from looking_glass.grid import quadkey
-from looking_glass.results.webmap import MapError, make_map
 from test_results_cli import FULL, X0, Y0, add_job, run_cli
 from test_results_cli import env as env  # noqa: F401 - the fixture
+
+from looking_glass.grid import quadkey
+from looking_glass.local.deployment import write_state
+from looking_glass.results import webmap
+from looking_glass.results.webmap import MapError, make_map
 
 CHROMIUM = os.environ.get("LG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 

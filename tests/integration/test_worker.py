@@ -4,11 +4,11 @@ import socket
 
 import numpy as np
 import pytest
-
 from conftest import queued
+
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore
-from looking_glass.runtime.settings import WorkerSettings
 from looking_glass.pipeline.workunits import pack_runs
+from looking_glass.runtime.settings import WorkerSettings
 
 JOB = "abcabcabcabcabcabcabcabc"
 
@@ -17,8 +17,8 @@ JOB = "abcabcabcabcabcabcabcabc"
 def tiny_segmenter():
     import keras
 
-    from looking_glass.model.segmenter import ModelInfo, Segmenter
     from looking_glass.model.deeplab import ModelConfig, build_deeplabv3plus
+    from looking_glass.model.segmenter import ModelInfo, Segmenter
 
     keras.utils.set_random_seed(1)
     model = build_deeplabv3plus(ModelConfig(alpha=0.35, aspp_filters=8, decoder_filters=8))

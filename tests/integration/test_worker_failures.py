@@ -55,6 +55,7 @@ def test_a_worker_that_succeeds_resets_the_count(tmp_path, monkeypatch):
 def test_the_embedded_run_records_failures_and_fails_the_job_after_a_few(aws, tmp_path, failing_worker, capsys, monkeypatch):
     """As `LG_IMAGERY_GEOTIFF=... looking-glass up` once did: every worker exits at start-up."""
     from conftest import run_cli
+
     from looking_glass.local.deployment import write_state
     from looking_glass.local.embedded import EmbeddedStack
 

@@ -13,6 +13,7 @@ from looking_glass.grid import (
 )
 from looking_glass.model.segmenter import building_area_m2
 
+
 # Hand-computed: 156543.03392 * cos(lat) / 2**18 metres per pixel.
 #   equator: 156543.03392 / 262144 = 0.597164283...
 #   60 deg:  half of that = 0.298582141...

@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import (
+    SAMPLE_POLYGON,
+    SPACENET_SAMPLE,  # noqa: E402
+)
 
-from conftest import SAMPLE_POLYGON
 from looking_glass.cli.main import main
-from conftest import SPACENET_SAMPLE  # noqa: E402
 
 
 @pytest.fixture
@@ -96,7 +98,6 @@ def test_synth_data_writes_the_prepare_format(tmp_path, capsys):
 
 
 def test_prepare_command_on_the_spacenet_sample(tmp_path, capsys):
-    from pathlib import Path
 
     data = SPACENET_SAMPLE
     out = tmp_path / "prepared"

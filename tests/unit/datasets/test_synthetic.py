@@ -1,6 +1,7 @@
+import io
+
 import numpy as np
 from PIL import Image
-import io
 
 from looking_glass.datasets.synthetic import png_bytes, render_tile
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from looking_glass.datasets import synthetic, synthetic_randomised
-from looking_glass.datasets.synthetic_randomised import PAD, build_layers, metres_per_pixel, render_tile
 from looking_glass.datasets.synthetic_buildings import Layers, place_buildings
 from looking_glass.datasets.synthetic_ground import ground_albedo, road_mask
 from looking_glass.datasets.synthetic_noise import noise_grid, value_noise
+from looking_glass.datasets.synthetic_randomised import PAD, build_layers, metres_per_pixel, render_tile
 from looking_glass.datasets.synthetic_scene import SCENE_TILES, scene_for_tile
 from looking_glass.datasets.synthetic_sensor import cast_shadows, expose, illuminate
 from looking_glass.datasets.synthetic_trees import add_trees

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from looking_glass.datasets.synthetic import png_bytes, render_tile
 from looking_glass.imagery.tiles import TransientTileError, decode_tile
 from looking_glass.imagery.xyz import TileFetcher
-from looking_glass.datasets.synthetic import png_bytes, render_tile
 
 
 def png(arr, mode=None):

@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import TESTS_DIR
 from PIL import Image
 
-from conftest import TESTS_DIR
 from looking_glass.imagery.raster import stretch_limits, stretch_to_uint8
 from looking_glass.imagery.tiles import decode_tile
 

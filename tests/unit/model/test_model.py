@@ -14,7 +14,6 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from looking_glass.model.segmenter import SHIPPED_MODEL, UNTRAINED_CONFIG  # noqa: E402
 from looking_glass.model.deeplab import (  # noqa: E402
     BACKBONE_LAYERS,
     ModelConfig,
@@ -23,6 +22,7 @@ from looking_glass.model.deeplab import (  # noqa: E402
     model_report,
     profiled_flops,
 )
+from looking_glass.model.segmenter import SHIPPED_MODEL, UNTRAINED_CONFIG  # noqa: E402
 
 TINY = dict(aspp_filters=8, decoder_filters=8, low_level_filters=8)
 MOBILE = dict(backbone="mobilenetv2", alpha=0.35, input_size=64, **TINY)
@@ -273,8 +273,8 @@ def test_accelerated_segmenter_keeps_the_weights_and_the_masks():
     import keras
     import numpy as np
 
-    from looking_glass.model.segmenter import ModelInfo, Segmenter
     from looking_glass.model.deeplab import ModelConfig, build_deeplabv3plus
+    from looking_glass.model.segmenter import ModelInfo, Segmenter
 
     keras.utils.set_random_seed(3)
     config = dict(alpha=0.35, aspp_filters=8, decoder_filters=8, input_size=64)

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from looking_glass.local.deployment import write_state
 from looking_glass.model import registry
 

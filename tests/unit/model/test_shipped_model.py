@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("keras")
 
-from looking_glass.model.segmenter import SHIPPED_MODEL, Segmenter, building_area_m2, load_metadata  # noqa: E402
 from looking_glass.datasets.synthetic import render_tile  # noqa: E402
+from looking_glass.model.segmenter import SHIPPED_MODEL, Segmenter, building_area_m2, load_metadata  # noqa: E402
 
 Z = 18
 DEMO_TILES = [(x, y) for x in range(152950, 152954) for y in range(132480, 132484)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO_ROOT
+
 from looking_glass.pipeline import launchers
 
 

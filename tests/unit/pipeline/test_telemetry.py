@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from looking_glass.runtime import resources
-
 from looking_glass.pipeline import telemetry
+from looking_glass.runtime import resources
 
 
 def emf_lines(text: str) -> list[dict]:

@@ -7,8 +7,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
-
 from conftest import TESTS_DIR  # noqa: E402
+
 from looking_glass.display import shown  # noqa: E402
 from looking_glass.results.figures import save_tile_figure  # noqa: E402
 from looking_glass.results.query import format_table  # noqa: E402

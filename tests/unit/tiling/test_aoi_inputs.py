@@ -9,14 +9,20 @@ import tracemalloc
 
 import pytest
 import shapely
-
 from conftest import TESTS_DIR, run_cli
+
 from looking_glass.grid import EARTH_RADIUS_M, MAX_LATITUDE
 from looking_glass.tiling import aoi as aoi_module
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, tile_runs
 from looking_glass.tiling.estimate import tiles_area_km2
-from looking_glass.tiling.plan import MAX_EDGE_ROWS, TileCapError, cover_within_limits, edge_rows, tile_count_lower_bound
+from looking_glass.tiling.plan import (
+    MAX_EDGE_ROWS,
+    TileCapError,
+    cover_within_limits,
+    edge_rows,
+    tile_count_lower_bound,
+)
 
 CASES = TESTS_DIR / "data" / "cases"
 

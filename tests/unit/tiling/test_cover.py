@@ -2,7 +2,6 @@
 
 import mercantile
 import numpy as np
-import pytest
 import shapely
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -137,8 +136,9 @@ def test_grid_aligned_polygon_snaps_to_edges():
 
 
 def test_antimeridian_as_split_multipolygon_and_as_ring_beyond_180_agree():
-    from looking_glass.tiling.aoi import parse_aoi
     import json
+
+    from looking_glass.tiling.aoi import parse_aoi
 
     ring = [[179.995, -16.8], [180.004, -16.8], [180.004, -16.79], [179.995, -16.79], [179.995, -16.8]]
     east = [[179.995, -16.8], [180, -16.8], [180, -16.79], [179.995, -16.79], [179.995, -16.8]]

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT
+
 from looking_glass.datasets.prepare import load_split, signed_distance_m, write_dataset
 from looking_glass.datasets.synthdata import synthetic_chips
-from looking_glass.training.local import prepare_root, run_local
 from looking_glass.training import data, entrypoint, errors, hyperparameters, loop
+from looking_glass.training.local import prepare_root, run_local
 
 SIZE = 64
 TINY = {"alpha": 0.35, "aspp_filters": 8, "decoder_filters": 8, "low_level_filters": 8, "input_size": SIZE,
@@ -235,8 +235,8 @@ def test_one_epoch_produces_model_checkpoint_logs_and_gif(trained, dataset):
     assert record["metrics"][0]["val_iou"] == pytest.approx(values["validation:iou"], abs=1e-6)
 
     # Validation scores are dataset-level: counts over all 4 validation chips, scored once.
-    from looking_glass.model.segmenter import Segmenter
     from looking_glass.model.metrics import confusion_counts
+    from looking_glass.model.segmenter import Segmenter
 
     val = load_split(dataset, "validation")
     counts = record["metrics"][0]["val_counts"]
