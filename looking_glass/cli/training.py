@@ -51,9 +51,20 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
 
     if args.root:
         raise CommandError("--root is for --local runs (the training job's root is SageMaker's /opt/ml)")
+    import tempfile
+
+    from looking_glass.training.init import stage_init
+
+    staging = tempfile.TemporaryDirectory(prefix="lg-init-")
     try:
         values = hyperparameter_strings(hyperparameters)
-        check_hyperparameters(values)
+        init_dir, init_config = None, None
+        if args.init:  # staged and checked before anything is uploaded
+            init_dir = Path(staging.name) / "init"
+            staged, source = stage_init(args.init, init_dir)
+            init_config = staged.config
+            values.setdefault("init_source", source)
+        check_hyperparameters(values, init_config)
         deployment = resolve_stack(args.stack or None)
         outputs = TrainingStackOutputs.from_outputs(deployment.outputs or {}, deployment.name)
         execution = start_on_stack(
@@ -64,9 +75,12 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
             data_dir=args.data,
             run_name=args.name,
             progress=lambda uri: print(f"uploaded {uri}", file=sys.stderr),
+            init_dir=init_dir,
         )
-    except TrainingRunError as exc:  # until it derives from LookingGlassError
+    except (TrainingRunError, ValueError) as exc:  # until it derives from LookingGlassError
         raise CommandError(str(exc)) from None
+    finally:
+        staging.cleanup()
     print(execution)
     if not args.wait:
         return 0

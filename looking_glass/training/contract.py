@@ -25,6 +25,7 @@ from looking_glass.training.hyperparameters import HyperparameterError, parse_hy
 # Where the training job's channels and outputs live in the training bucket.
 TRAIN_PREFIX = "data/train/"
 VALIDATION_PREFIX = "data/validation/"
+INIT_PREFIX = "data/init/"  # the init channel: the model a fine-tuning job starts from
 MODELS_PREFIX = "models/"
 CHECKPOINTS_PREFIX = "checkpoints/"
 CHANNEL_PREFIXES = {"train": TRAIN_PREFIX, "validation": VALIDATION_PREFIX}
@@ -73,7 +74,7 @@ def hyperparameter_strings(hyperparameters) -> dict[str, str]:
     return out
 
 
-def check_hyperparameters(values: dict[str, str]) -> None:
+def check_hyperparameters(values: dict[str, str], init_config: dict | None = None) -> None:
     """Validate hyperparameters with the entry point's own rules before a cloud run starts.
 
     Raises :class:`TrainingRunError` with the entry point's message. The model fields need Keras
@@ -81,7 +82,7 @@ def check_hyperparameters(values: dict[str, str]) -> None:
     reason to its failure file.
     """
     try:
-        parse_hyperparameters(values)
+        parse_hyperparameters(values, init_config=init_config)
     except HyperparameterError as exc:
         raise TrainingRunError(str(exc)) from None
     except ImportError:
@@ -154,9 +155,28 @@ def upload_dataset(s3, bucket: str, data_dir, progress: Callable[[str], None] = 
     return written
 
 
-def execution_input(hyperparameters: dict[str, str]) -> str:
-    """The state machine's execution input (JSON): ``{"hyperparameters": {...}}``, or ``{}``."""
-    return json.dumps({"hyperparameters": hyperparameters}) if hyperparameters else "{}"
+def execution_input(hyperparameters: dict[str, str], init: bool = False) -> str:
+    """The state machine's execution input (JSON): ``{"hyperparameters": {...}}``, or ``{}``;
+    with ``init`` also ``"init": true`` (the job gets the ``init`` channel, ``INIT_PREFIX``)."""
+    doc = {"hyperparameters": hyperparameters} if hyperparameters else {}
+    if init:
+        doc["init"] = True
+    return json.dumps(doc)
+
+
+def upload_init(s3, bucket: str, init_dir, progress: Callable[[str], None] = lambda _: None) -> int:
+    """Upload a staged starting model (:func:`looking_glass.training.init.stage_init`'s folder)
+    to ``INIT_PREFIX``, clearing what was there; returns the number of objects written."""
+    files = sorted(p for p in Path(init_dir).iterdir() if p.is_file())
+    stale = [{"Key": obj["Key"]}
+             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INIT_PREFIX)
+             for obj in page.get("Contents", [])]
+    for i in range(0, len(stale), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": stale[i: i + 1000], "Quiet": True})
+    for f in files:
+        s3.upload_file(str(f), bucket, INIT_PREFIX + f.name)
+        progress(f"s3://{bucket}/{INIT_PREFIX}{f.name}")
+    return len(files)
 
 
 def start_on_stack(
@@ -167,8 +187,10 @@ def start_on_stack(
     data_dir=None,
     run_name: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    init_dir=None,
 ) -> str:
-    """Upload the dataset (if given) and start the training state machine; its execution ARN."""
+    """Upload the dataset (if given) and the staged starting model (``init_dir``, if given) and
+    start the training state machine; its execution ARN."""
     if run_name is not None and not EXECUTION_NAME.match(run_name):
         raise TrainingRunError(
             f"invalid run name {run_name!r}: 1-80 letters, digits, hyphens or underscores"
@@ -176,7 +198,10 @@ def start_on_stack(
     if data_dir is not None:
         dataset_files(data_dir)  # fail on a bad dataset before anything is written
         upload_dataset(s3, outputs.bucket, data_dir, progress)
-    kwargs = {"stateMachineArn": outputs.state_machine_arn, "input": execution_input(hyperparameters)}
+    if init_dir is not None:
+        upload_init(s3, outputs.bucket, init_dir, progress)
+    kwargs = {"stateMachineArn": outputs.state_machine_arn,
+              "input": execution_input(hyperparameters, init=init_dir is not None)}
     if run_name:
         kwargs["name"] = run_name
     return sfn.start_execution(**kwargs)["executionArn"]

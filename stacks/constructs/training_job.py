@@ -23,6 +23,7 @@ from constructs import Construct
 
 from looking_glass.training.contract import (  # one definition with the entry point and the CLI
     CHECKPOINTS_PREFIX,
+    INIT_PREFIX,
     METRIC_DEFINITIONS,
     MODELS_PREFIX,
     TRAIN_PREFIX,
@@ -118,6 +119,7 @@ class TrainingJobRole:
                 "AwsSolutions-IAM5[Action::s3:DeleteObject*]",
                 f"AwsSolutions-IAM5[Resource::{bucket_arn}/{TRAIN_PREFIX}*]",
                 f"AwsSolutions-IAM5[Resource::{bucket_arn}/{VALIDATION_PREFIX}*]",
+                f"AwsSolutions-IAM5[Resource::{bucket_arn}/{INIT_PREFIX}*]",
                 f"AwsSolutions-IAM5[Resource::{bucket_arn}/{MODELS_PREFIX}*]",
                 f"AwsSolutions-IAM5[Resource::{bucket_arn}/{CHECKPOINTS_PREFIX}*]",
             ],
@@ -272,12 +274,18 @@ class TrainingStateMachine:
             parameters={"name.$": "States.Format('looking-glass-{}', States.UUID())"},
             result_path="$.job",
         )
-        name_job.next(self._train_state(config))
+        train, train_from_init = self._train_states(config)
+        # Fine-tuning (train --stack --init): the starting model in the init channel.
+        name_job.next(
+            sfn.Choice(self._scope, "InitModelGiven?")
+            .when(sfn.Condition.is_present("$.init"), train_from_init)
+            .otherwise(train)
+        )
         return has_hyperparameters.when(
             sfn.Condition.is_present("$.hyperparameters"), name_job
         ).otherwise(no_hyperparameters.next(name_job))
 
-    def _train_state(self, config: DeploymentConfig) -> sfn.CustomState:
+    def _train_states(self, config: DeploymentConfig) -> tuple[sfn.CustomState, sfn.CustomState]:
         task = tasks.SageMakerCreateTrainingJob(
             self._scope,
             "TrainModelTask",
@@ -342,7 +350,20 @@ class TrainingStateMachine:
                 "MaxWaitTimeInSeconds": int(Duration.hours(config.training_max_wait_hours).to_seconds()),
             }
         state["Parameters"] = parameters
-        return sfn.CustomState(self._scope, "TrainModel", state_json=state)
+        # The same job with a third channel, init (data/init/: the model to fine-tune).
+        self._bucket.grant_read(self._role, f"{INIT_PREFIX}*")
+        init_channel = {
+            "ChannelName": "init",
+            "DataSource": {"S3DataSource": {
+                "S3Uri": self._bucket.s3_url_for_object(INIT_PREFIX),
+                "S3DataType": "S3Prefix",
+                "S3DataDistributionType": "FullyReplicated",
+            }},
+        }
+        from_init = {**state, "Parameters": {**parameters,
+                                             "InputDataConfig": [*parameters["InputDataConfig"], init_channel]}}
+        return (sfn.CustomState(self._scope, "TrainModel", state_json=state),
+                sfn.CustomState(self._scope, "TrainModelFromInit", state_json=from_init))
 
     def _training_vpc(self, config: DeploymentConfig, key: kms.IKey | None) -> ec2.Vpc:
         vpc = ec2.Vpc(

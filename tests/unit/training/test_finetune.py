@@ -278,3 +278,25 @@ def test_prepare_root_stages_and_removes_the_init_channel(tmp_path, dataset, sta
     assert not (root / "input" / "data" / "init").exists()
     with pytest.raises(ValueError, match="does not exist"):
         prepare_root(dataset, root, {}, init=str(tmp_path / "missing.keras"))
+
+
+# --- train --stack --init: the contract ------------------------------------------------------------
+
+
+def test_stack_contract_uploads_the_init_model_and_asks_for_the_channel(tmp_path, start_model, moto_endpoint):
+    import boto3
+
+    from looking_glass.training import contract
+
+    assert json.loads(contract.execution_input({"epochs": "2"}, init=True)) == {"hyperparameters": {"epochs": "2"},
+                                                                               "init": True}
+    assert contract.execution_input({}) == "{}"
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="training-init")
+    s3.put_object(Bucket="training-init", Key=contract.INIT_PREFIX + "old.keras", Body=b"old")
+    staged, _ = stage_init(str(start_model), tmp_path / "init")
+    assert contract.upload_init(s3, "training-init", tmp_path / "init") == 2
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="training-init", Prefix=contract.INIT_PREFIX)["Contents"])
+    assert keys == [contract.INIT_PREFIX + "start.json", contract.INIT_PREFIX + "start.keras"]
+    with pytest.raises(contract.TrainingRunError, match="init model"):
+        contract.check_hyperparameters({"head": "sdt"}, staged.config)
