@@ -26,6 +26,8 @@ Y_RANGE = (85_000, 100_000)
 
 
 def synthetic_tiles(count: int, seed: int) -> list[tuple[int, int, int]]:
+    """``count`` distinct zoom-18 tiles (x, y, z) in whole 4x4 clusters (the last one cut short),
+    drawn with ``seed`` from the window ``X_RANGE`` x ``Y_RANGE``; the same seed gives the same tiles."""
     rng = np.random.default_rng(seed)
     tiles: list[tuple[int, int, int]] = []
     seen = set()
@@ -58,6 +60,10 @@ def cluster_world(world: str, x: int, y: int, seed: int) -> str:
 
 def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fraction: float = 0.2,
                     world: str = "mixed"):
+    """Yield a :class:`Chip` for each of :func:`synthetic_tiles`: the rendered image (256, 256, 3)
+    uint8, its building mask (0/1 uint8), the signed distance to the outlines in metres (clipped to
+    ``sdt_clip_m``), the tile's EPSG:4326 bounds and ground resolution, and its train/val split
+    (per 4x4 cluster, ``val_fraction`` of them to validation). ``world``: one of :data:`WORLDS`."""
     for x, y, z in synthetic_tiles(count, seed):
         tile_world = cluster_world(world, x, y, seed)
         image, truth = render_world_tile(tile_world, z, x, y)
@@ -79,6 +85,9 @@ def synthetic_chips(count: int, seed: int, sdt_clip_m: float = 10.0, val_fractio
 
 def write_synthetic_dataset(out_dir, tiles: int, seed: int = 0, overwrite: bool = False, sdt_clip_m: float = 10.0,
                             world: str = "mixed") -> dict:
+    """Write a ``synth-data`` set of ``tiles`` chips (:func:`synthetic_chips`) to ``out_dir`` in the
+    prepare format; returns its manifest. Raises ``ValueError`` for fewer than 1 tile or an unknown
+    ``world``; ``PrepareError`` for an ``out_dir`` that is not empty (without ``overwrite``, or not a dataset)."""
     if tiles < 1:
         raise ValueError("tiles must be at least 1")
     cluster_world(world, 0, 0, seed)  # checks the name

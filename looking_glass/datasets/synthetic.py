@@ -40,6 +40,7 @@ def render_world_tile(world: str, z: int, x: int, y: int) -> tuple[np.ndarray, n
 
 
 def png_bytes(image: np.ndarray) -> bytes:
+    """``image`` (H, W, 3) or (H, W) uint8 encoded as PNG."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()

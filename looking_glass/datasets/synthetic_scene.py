@@ -87,6 +87,7 @@ class Scene:
 
 
 def scene_key(z: int, x: int, y: int) -> tuple:
+    """The scene block of tile z/x/y: (z, x // SCENE_TILES, y // SCENE_TILES)."""
     return (z, x // SCENE_TILES, y // SCENE_TILES)
 
 

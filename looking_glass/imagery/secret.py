@@ -35,6 +35,9 @@ class ImagerySecretError(LookingGlassError, RuntimeError):
 
 
 def token_from_secret_string(value: str, secret_id: str) -> str:
+    """The imagery token in a secret's string: the text itself, or the ``token`` member of a JSON
+    object, stripped. Raises :class:`ImagerySecretError` (naming ``secret_id``, never the value)
+    for JSON that does not parse or lacks a string ``token``, an empty token, or control characters."""
     text = value.strip()
     if text.startswith("{"):
         try:

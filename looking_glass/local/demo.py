@@ -22,10 +22,11 @@ SAMPLE_AOI = "sample_aoi.geojson"
 
 
 class DemoError(LookingGlassError, RuntimeError):
-    pass
+    """The demo's job did not finish or failed (enumerator error, workers gone, timeout, totals)."""
 
 
 def sample_aoi_bytes() -> bytes:
+    """The GeoJSON of the demo's sample AOI (``looking_glass/data/sample_aoi.geojson``)."""
     return importlib.resources.files("looking_glass").joinpath("data", SAMPLE_AOI).read_bytes()
 
 
@@ -209,6 +210,7 @@ def _model_info(model_path: str) -> dict:
 
 
 def print_summary(summary: dict) -> None:
+    """Print the demo's summary table (pixel scores to 3 decimals) and a line about its model."""
     shown = {**summary, "model": summary["model"].get("model_id")}
     for key in ("pixel_iou", "pixel_precision", "pixel_recall"):
         if shown.get(key) is not None:

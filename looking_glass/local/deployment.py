@@ -48,6 +48,9 @@ class DeploymentError(LookingGlassError, RuntimeError):
 
 @dataclass
 class Deployment:
+    """A deployment the CLI talks to: the stacks in an AWS account, or an embedded run on this
+    machine (whose AWS endpoint is ``endpoint_url``), with its resources."""
+
     kind: str  # "stack" or "embedded"
     name: str  # the stack name, or the state file
     resources: DeployedResources
@@ -57,11 +60,13 @@ class Deployment:
     outputs: dict | None = None
 
     def client(self, service: str, **kwargs):
+        """A boto3 client of ``service`` for this deployment (its endpoint for an embedded run)."""
         if self.endpoint_url:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
         return self.session.client(service, **kwargs)
 
     def describe(self) -> str:
+        """The deployment in words, for messages (``stack NAME`` or ``embedded run at URL (FILE)``)."""
         if self.kind == "stack":
             return f"stack {self.name}"
         return f"embedded run at {self.endpoint_url} ({self.name})"
@@ -69,6 +74,8 @@ class Deployment:
 
 # ---- --stack NAME ------------------------------------------------------------------------------
 def stack_names(name: str | None) -> list[str]:
+    """The CloudFormation stack names of deployment ``name`` (default the default stack name), one
+    per suffix; raises :class:`DeploymentError` for a name CloudFormation would refuse."""
     base = name or resources.DEFAULT_STACK_NAME
     if not STACK_NAME_PATTERN.match(base):
         raise DeploymentError(
@@ -123,11 +130,14 @@ def resolve_stack(name: str | None, session: boto3.session.Session | None = None
 
 # ---- the embedded run --------------------------------------------------------------------------
 def default_state_path() -> Path:
+    """The embedded run's state file: ``$LG_EMBEDDED_STATE``, else ``~/.looking-glass/embedded.json``."""
     env = os.environ.get(ENV_EMBEDDED_STATE)
     return Path(env) if env else Path.home() / ".looking-glass" / "embedded.json"
 
 
 def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str) -> dict:
+    """Write the embedded run's state file at ``path`` atomically, private to this user (file 0600,
+    a directory created here 0700); returns the state written."""
     state = {
         "version": STATE_VERSION,
         "pid": os.getpid(),

@@ -54,6 +54,10 @@ def load_enumerator_handler():
 
 
 class EmbeddedStack:
+    """The pipeline's AWS resources in an in-process moto server, the enumerator Lambda fed by a
+    poller, and the workers as local processes; ``with EmbeddedStack(...) as stack`` starts and
+    stops it (this process's AWS environment variables point at it meanwhile)."""
+
     def __init__(
         self,
         work_dir: Path,
@@ -88,6 +92,8 @@ class EmbeddedStack:
 
     # ---- start / stop --------------------------------------------------------------------
     def start(self) -> "EmbeddedStack":
+        """Start moto on an ephemeral 127.0.0.1 port, create the resources, serve the imagery, set
+        this process's environment for the enumerator and start the event poller; returns the stack."""
         from moto.server import ThreadedMotoServer
 
         self._log_emulator_errors_to_file()
@@ -142,6 +148,7 @@ class EmbeddedStack:
         return self
 
     def stop(self) -> None:
+        """Stop the poller, the workers, the tile servers and moto; restore the environment."""
         self._stop.set()
         if hasattr(self, "_poller"):
             self._poller.join(timeout=10)

@@ -72,6 +72,7 @@ class Imagery:
         return env
 
     def describe(self) -> str:
+        """The source in words for messages (an XYZ template without its query string)."""
         if self.kind == "xyz":
             from looking_glass.imagery.xyz import public_imagery_name
 
@@ -116,6 +117,7 @@ class RunInputs:
         return {"LG_MODEL_PATH": self.model} if self.model else {}
 
     def describe_imagery(self) -> str:
+        """The imagery in words (``synthetic imagery`` for the default)."""
         return self.imagery.describe() if self.imagery else "synthetic imagery"
 
 

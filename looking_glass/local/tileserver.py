@@ -193,6 +193,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class SyntheticTileServer:
+    """An HTTP server of 256x256 PNG tiles in a daemon thread: the synthetic world, or the tiles of
+    ``tile_source`` (a callable (z, x, y) -> PNG bytes or None); port 0 picks a free port."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0, tile_source=None):
         self.httpd = _Server((host, port), _Handler)
         self.httpd.latency_s = latency_s
@@ -201,6 +204,7 @@ class SyntheticTileServer:
 
     @property
     def url_template(self) -> str:
+        """The XYZ template of this server: ``http://HOST:PORT/{z}/{x}/{y}.png``."""
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/{{z}}/{{x}}/{{y}}.png"
 
@@ -232,14 +236,17 @@ class SyntheticTileServer:
         waiting.set()
 
     def requests_for(self, z: int, x: int, y: int) -> list[float]:
+        """When tile z/x/y was requested since recording began (``time.monotonic()`` seconds)."""
         with self.httpd.lock:
             return list(self.httpd.requests.get((z, x, y), ()))
 
     def start(self) -> "SyntheticTileServer":
+        """Start serving; returns the server."""
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        """Answer waiting ``slow`` requests, stop serving and close the socket."""
         self.release()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class VisibilityHeartbeat:
+    """A daemon thread that extends the visibility of the held messages of ``queue_url`` (by
+    ``timeout_s`` seconds) once half of it has passed, checking every ``check_every_s`` seconds
+    (default ``timeout_s / 6``, at least 1)."""
+
     def __init__(self, sqs, queue_url: str, timeout_s: int, check_every_s: float | None = None):
         self.sqs = sqs
         self.queue_url = queue_url
@@ -26,14 +30,17 @@ class VisibilityHeartbeat:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="heartbeat")
 
     def start(self) -> "VisibilityHeartbeat":
+        """Start the thread; returns the heartbeat."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop the thread (waits up to 5 s for it); held messages are no longer extended."""
         self._stop.set()
         self._thread.join(timeout=5)
 
     def hold(self, receipt_handle: str) -> None:
+        """Start extending the message just received with ``receipt_handle``."""
         with self._lock:
             self._held[receipt_handle] = time.monotonic()
 

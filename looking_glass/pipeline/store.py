@@ -318,7 +318,7 @@ class ResultsStore:
                     raise
                 reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                 if reasons and reasons[-1] == "ConditionalCheckFailed":  # the job-record update
-                    raise UnknownJob(f"job {job_id} has no job record: results for it are refused")
+                    raise UnknownJob(f"job {job_id} has no job record: results for it are refused") from exc
                 if "ConditionalCheckFailed" in reasons:
                     return False
                 # TransactionConflict: another worker is updating the same job record.

@@ -34,7 +34,7 @@ RAMP = ["#000004", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"]
 
 
 class MapError(LookingGlassError, RuntimeError):
-    pass
+    """The map cannot be made: an unknown ``colour_by``, or a job without tile results yet."""
 
 
 def map_rows(store: ResultsStore, job_id: str, zoom: int | None = None, max_features: int = MAX_FEATURES,
@@ -260,6 +260,10 @@ def _public(template: str) -> str:
 
 def make_map(store: ResultsStore, job_id: str, out_dir: Path, url_template: str | None, zoom: int | None = None,
              colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4) -> dict:
+    """Write ``map.png`` and ``map.html`` of job ``job_id`` into ``out_dir`` (created): buildings per
+    tile, or per coarser cell when rolled up (:func:`map_rows`), coloured by ``colour_by`` (one of
+    :data:`COLOUR_BY`) over the imagery of ``url_template`` when given. Returns the two paths, the
+    number of features drawn and the zoom of the cells. Raises :class:`MapError`."""
     if colour_by not in COLOUR_BY:
         raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}")
     mode, rows, tot = map_rows(store, job_id, zoom, max_features, threads)
