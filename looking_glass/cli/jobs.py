@@ -102,12 +102,27 @@ def cmd_submit(args) -> int:
     print(sub["job_id"], flush=True)
     if not args.wait:
         return 0
-    job = wait_for(store_for(dep), sub["job_id"], timeout_s=args.timeout, progress=not args.no_progress)
+    job = wait_for(store_for(dep), sub["job_id"], timeout_s=args.timeout, progress=not args.no_progress,
+                   worker_check=_worker_check(dep))
     print(f"job {sub['job_id']} {job['status']}: {int(job.get('tiles_done', 0)):,} done, "
           f"{int(job.get('tiles_failed', 0)):,} failed, {int(job.get('tiles_no_imagery', 0)):,} no imagery, "
           f"{int(job.get('tiles_skipped', 0)):,} skipped"
           + (f"; reason: {shown(job['reason'])}" if job.get("reason") else ""), file=sys.stderr)
     return 0 if job["status"] == "COMPLETE" else 1
+
+
+def _worker_check(dep):
+    """For a stack, what tells ``submit --wait`` that the job's AWS Batch workers failed (the
+    embedded run fails the job itself after a few failed workers)."""
+    if dep.kind != "stack":
+        return None
+    from looking_glass.pipeline.jobs import batch_failure
+
+    def check(job: dict):
+        worker_job = job.get("worker_job")
+        return batch_failure(dep.client("batch"), str(worker_job)) if worker_job else None
+
+    return check
 
 
 def _progress(job: dict) -> str:

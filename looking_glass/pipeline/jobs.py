@@ -106,11 +106,17 @@ def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = N
 
 
 def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progress: bool = True,
-             poll_s: float = 1.0, start_timeout_s: float = 120.0) -> dict:
-    """Follow a job until COMPLETE or FAILED, with a bar of tiles done/failed, tiles/s and ETA."""
+             poll_s: float = 1.0, start_timeout_s: float = 120.0, worker_check=None,
+             check_every_s: float = 30.0) -> dict:
+    """Follow a job until COMPLETE or FAILED, with a bar of tiles done/failed, tiles/s and ETA.
+
+    ``worker_check`` (optional; called with the job record every ``check_every_s`` while the job
+    runs) returns why the job's workers failed, or None: e.g. :func:`batch_failure` for a stack.
+    A failure ends the wait with a JobError saying why (the job cannot finish without workers)."""
     from tqdm import tqdm
 
     started = time.monotonic()
+    checked = started
     bar = None
     try:
         while True:
@@ -125,6 +131,11 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
                 bar.update(int(job.get("tiles_final", 0)) - bar.n)
             if job is not None and job["status"] in (COMPLETE, FAILED):
                 return job
+            if worker_check is not None and job is not None and now - checked >= check_every_s:
+                checked = now
+                failure = worker_check(job)
+                if failure:
+                    raise JobError(f"job {job_id} cannot finish: {failure}")
             if now - started > timeout_s:
                 raise JobError(f"job {job_id} not final after {timeout_s:.0f} s (status {job and job['status']})")
             time.sleep(poll_s)

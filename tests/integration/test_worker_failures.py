@@ -109,3 +109,18 @@ def test_failed_batch_workers_are_shown_with_their_reason():
     assert batch_failure(FakeBatch({"jobId": "q", "status": "RUNNING"}), "q") is None
     single = {"jobId": "s", "status": "FAILED", "statusReason": "CannotPullContainerError", "container": {}}
     assert "CannotPullContainerError" in batch_failure(FakeBatch(single), "s")
+
+
+def test_waiting_stops_when_the_workers_failed(aws):
+    """`submit --wait` on a stack: a failed AWS Batch job of the job ends the wait with its reason."""
+    from looking_glass.pipeline.jobs import JobError, wait_for
+
+    session, names, _ = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 4, "name": "w", "worker_job": "b-1"})
+    single = {"jobId": "b-1", "status": "FAILED", "statusReason": "CannotPullContainerError", "container": {}}
+    t0 = time.monotonic()
+    with pytest.raises(JobError, match="cannot finish: AWS Batch job b-1.*CannotPullContainerError"):
+        wait_for(store, JOB, timeout_s=60, progress=False, poll_s=0.05, check_every_s=0.2,
+                 worker_check=lambda job: batch_failure(FakeBatch(single), job["worker_job"]))
+    assert time.monotonic() - t0 < 10
