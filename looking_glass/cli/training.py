@@ -92,7 +92,28 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
     )
     print(json.dumps({"status": answer["status"], "output": answer.get("output"), "error": answer.get("error"),
                       "cause": answer.get("cause")}, indent=2))
-    return 0 if answer["status"] == "SUCCEEDED" else 1
+    if answer["status"] != "SUCCEEDED":
+        return 1
+    _register_output(deployment, outputs.bucket, answer.get("output"))
+    return 0
+
+
+def _register_output(deployment, bucket: str, output: str | None) -> None:
+    """After a successful run: the model lands in the registry (registry/<model_id>/<version>/)."""
+    from looking_glass.model.registry import RegistryError, register_artifact
+
+    try:
+        artifact = json.loads(output or "{}")["training"]["ModelArtifacts"]["S3ModelArtifacts"]
+    except (ValueError, KeyError, TypeError):
+        print("the execution's output names no model artifact: nothing registered", file=sys.stderr)
+        return
+    try:
+        record = register_artifact(deployment.client("s3"), bucket, artifact)
+    except RegistryError as exc:
+        print(f"warning: the model was not registered: {exc}", file=sys.stderr)
+        return
+    print(f"registered {record.name}: {record.uri} (make it active: looking-glass models use {record.version} "
+          f"--stack {deployment.name})", file=sys.stderr)
 
 
 def _eval_data(args):

@@ -139,6 +139,22 @@ def register(s3, bucket: str, model_path, version: str | None = None, model_id: 
     return ModelRecord(str(model_id), version, uri, meta)
 
 
+def register_artifact(s3, bucket: str, artifact_uri: str, version: str | None = None) -> ModelRecord:
+    """Register a training job's output (``s3://.../output/model.tar.gz`` holding ``model.keras``
+    and its sidecar, or a ``.keras`` with its sidecar beside it); the version defaults to the
+    sidecar's (the training job's name). Raises :class:`RegistryError`."""
+    import tempfile
+
+    from looking_glass.model.fetch import fetch_model
+
+    with tempfile.TemporaryDirectory(prefix="lg-register-") as tmp:
+        try:
+            model = fetch_model(artifact_uri, tmp, s3=s3)
+        except Exception as e:  # noqa: BLE001 -- a missing object, an archive without one model
+            raise RegistryError(f"cannot fetch the trained model {artifact_uri}: {e}") from None
+        return register(s3, bucket, model, version=version)
+
+
 def list_models(s3, bucket: str) -> list[ModelRecord]:
     """Every registered version (sidecars read), oldest registration first."""
     records = []

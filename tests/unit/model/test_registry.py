@@ -116,3 +116,22 @@ def test_names_are_checked():
     with pytest.raises(registry.RegistryError, match="version"):
         registry.model_prefix("tiny", "v1/../x")
     assert registry.parameter_name("LookingGlass") == "/looking-glass/LookingGlass/active-model"
+
+
+def test_a_training_jobs_archive_is_registered(embedded, tmp_path):
+    import tarfile
+
+    session, resources, _ = embedded
+    s3 = session.client("s3")
+    model = _model(tmp_path / "job", "looking-glass-1234", 0.8)
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(model, arcname="model.keras")
+        tar.add(model.with_suffix(".json"), arcname="model.json")
+    s3.upload_file(str(archive), resources.masks_bucket, "models/looking-glass-1234/output/model.tar.gz")
+    uri = f"s3://{resources.masks_bucket}/models/looking-glass-1234/output/model.tar.gz"
+    record = registry.register_artifact(s3, resources.masks_bucket, uri)
+    assert record.name == "tiny/looking-glass-1234"
+    assert [r.name for r in registry.list_models(s3, resources.masks_bucket)] == ["tiny/looking-glass-1234"]
+    with pytest.raises(registry.RegistryError, match="cannot fetch"):
+        registry.register_artifact(s3, resources.masks_bucket, uri.replace("1234", "9999"))
