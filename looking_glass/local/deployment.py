@@ -218,6 +218,24 @@ def resolve(stack: str | None, embedded: str | None) -> Deployment:
 
 
 # ---- looking-glass up --------------------------------------------------------------------------
+# Worker imagery settings the embedded run chooses itself (from --imagery): set in the shell too,
+# they would reach every worker beside the run's own and make each one exit at start-up.
+SHELL_IMAGERY_VARIABLES = ("LG_IMAGERY_GEOTIFF", "LG_TILE_URL_TEMPLATE", "LG_IMAGERY_SECRET", "LG_IMAGERY_TOKEN_HEADER")
+
+
+def check_shell_imagery(environ, worker_env: dict[str, str] | None = None) -> None:
+    """Refuse (DeploymentError) to start the embedded run while the shell sets the workers'
+    imagery variables: `up` picks the imagery itself (``--imagery``), and a second source in the
+    workers' environment made every worker exit at start-up, relaunched for ever."""
+    found = [k for k in SHELL_IMAGERY_VARIABLES if environ.get(k) and k not in (worker_env or {})]
+    if found:
+        raise DeploymentError(
+            f"{', '.join(found)} set in this shell: the embedded run chooses its workers' imagery "
+            "itself; give it as `looking-glass up --imagery SOURCE` (a URL template or a GeoTIFF) "
+            f"and unset {', '.join(found)}"
+        )
+
+
 def run_embedded(
     state_path: Path,
     work_dir: Path,
@@ -239,6 +257,7 @@ def run_embedded(
     """
     from looking_glass.local.embedded import EmbeddedStack
 
+    check_shell_imagery(os.environ, worker_env)
     stop = stop_event or threading.Event()
     if stop_event is None and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

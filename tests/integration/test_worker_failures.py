@@ -124,3 +124,15 @@ def test_waiting_stops_when_the_workers_failed(aws):
         wait_for(store, JOB, timeout_s=60, progress=False, poll_s=0.05, check_every_s=0.2,
                  worker_check=lambda job: batch_failure(FakeBatch(single), job["worker_job"]))
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("variable", ["LG_IMAGERY_GEOTIFF", "LG_IMAGERY_SECRET", "LG_TILE_URL_TEMPLATE"])
+def test_up_refuses_worker_imagery_set_in_the_shell(capsys, tmp_path, monkeypatch, variable):
+    """The cause of the crash loop the issue saw: `LG_IMAGERY_GEOTIFF=... looking-glass up` put
+    a second imagery source into every worker's environment. Now `up` says what to do instead."""
+    from conftest import run_cli
+
+    monkeypatch.setenv(variable, "/data/ortho.tif")
+    code, _, err = run_cli(capsys, "up", "--embedded", str(tmp_path / "state.json"))
+    assert code == 1 and f"{variable} set in this shell" in err and "--imagery SOURCE" in err
+    assert not (tmp_path / "state.json").exists()
