@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
 from looking_glass.display import shown
@@ -72,6 +73,11 @@ def cmd_validate(args) -> int:
     from looking_glass.tiling.cover import count_tiles
     from looking_glass.tiling.plan import cover_within_limits, job_tile_cap
 
+    from looking_glass.pipeline.enumerator import MAX_AOI_BYTES
+
+    size = Path(args.aoi).stat().st_size if Path(args.aoi).is_file() else 0
+    if size > MAX_AOI_BYTES:  # the enumerator's first check, before reading
+        raise AoiError(f"{args.aoi}: AOI file is {size} bytes, above the {MAX_AOI_BYTES} byte limit")
     _, aoi = read_aoi(args.aoi)
     for warning in aoi.warnings:
         print(f"warning: {shown(warning)}")

@@ -171,3 +171,13 @@ def test_estimate_area_is_the_exact_spherical_area_at_every_zoom(zoom, capsys):
         assert count_tiles(runs) == 4**zoom and area == pytest.approx(exact, rel=1e-9)
     code, out, _ = run_cli(capsys, "estimate", str(CASES / "aoi-control-characters" / "escape_name.geojson"), "--zoom", str(zoom), "--json")
     assert code == 0 and json.loads(out)["tiles"] >= 1
+
+
+def test_validate_refuses_a_file_above_the_enumerators_size_limit(capsys, tmp_path, monkeypatch):
+    import looking_glass.pipeline.enumerator as enumerator
+
+    monkeypatch.setattr(enumerator, "MAX_AOI_BYTES", 100)
+    path = tmp_path / "big.geojson"
+    path.write_bytes((CASES / "aoi-control-characters" / "escape_name.geojson").read_bytes())
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 1 and "above the 100 byte limit" in err
