@@ -160,6 +160,9 @@ def _image(key: str, raw: Any) -> str:
 
 @dataclass(frozen=True)
 class DeploymentConfig:
+    """The validated deployment settings (one field per context key of ``DEFAULTS``); build it
+    with :meth:`from_context`, which raises :class:`ConfigError` naming the first bad key."""
+
     stack_name: str  # the stacks are <stack_name><suffix> (resources.STACK_SUFFIXES)
     tile_url_template: str  # "" when the imagery is a GeoTIFF (imagery_geotiff)
     imagery_secret_name: str  # "" none; else a Secrets Manager secret the worker may read
@@ -235,33 +238,7 @@ class DeploymentConfig:
                 f"stack_name={stack_name!r} is not a CloudFormation stack name prefix (a letter, "
                 f"then letters, digits or hyphens, at most {resources.STACK_NAME_MAX})"
             )
-        template = _str("tile_url_template", raw("tile_url_template"))
-        geotiff = _s3_uri("imagery_geotiff", raw("imagery_geotiff"))
-        if bool(template) == bool(geotiff):
-            raise ConfigError(
-                "set exactly one imagery source: tile_url_template (an XYZ/TMS URL) or "
-                "imagery_geotiff (s3://bucket/key.tif); to use a GeoTIFF pass -c tile_url_template="
-            )
-        try:
-            if template:
-                validate_tile_url_template(template)
-            else:
-                validate_geotiff_source(geotiff)
-        except SettingsError as exc:
-            raise ConfigError(f"{'tile_url_template' if template else 'imagery_geotiff'}: {exc}") from None
-        bands = _bands("imagery_bands", raw("imagery_bands"))
-        if bands is not None and not geotiff:
-            raise ConfigError("imagery_bands applies to imagery_geotiff only")
-        secret_name = _str("imagery_secret_name", raw("imagery_secret_name"))
-        if secret_name and not _SECRET_NAME.match(secret_name):
-            raise ConfigError(
-                f"imagery_secret_name={secret_name!r} is not a Secrets Manager secret name"
-            )
-        if secret_name and geotiff:
-            raise ConfigError(
-                "imagery_secret_name applies to tile_url_template only (the workers read "
-                "imagery_geotiff with their own role)"
-            )
+        template, geotiff, bands, secret_name = _imagery(raw)
         zoom = _int("zoom", raw("zoom"), 0, 24)
         if zoom != ZOOM:
             raise ConfigError(
@@ -271,78 +248,17 @@ class DeploymentConfig:
         alarm_topic_arn = _str("alarm_topic_arn", raw("alarm_topic_arn"))
         if alarm_topic_arn and not _SNS_TOPIC_ARN.match(alarm_topic_arn):
             raise ConfigError(f"alarm_topic_arn={alarm_topic_arn!r} is not an SNS topic ARN")
-
-        instance_types = _str_list("instance_types", raw("instance_types"))
-        for itype in instance_types:
-            if not _INSTANCE_TYPE.match(itype):
-                raise ConfigError(f"instance_types: {itype!r} is not an EC2 instance type")
-            if not _GPU_FAMILY.match(itype):
-                raise ConfigError(
-                    f"instance_types: {itype!r} has no NVIDIA GPU (the worker job asks for one)"
-                )
-
-        worker_vcpus = _int("worker_vcpus", raw("worker_vcpus"), 1, 192)
-        max_vcpus = _int("max_vcpus", raw("max_vcpus"), 1, 100_000)
-        if max_vcpus < worker_vcpus:
-            raise ConfigError(
-                f"max_vcpus={max_vcpus} is below worker_vcpus={worker_vcpus}: no job could run"
-            )
-        # Workers that can run at once; more only wait in the Batch queue.
-        max_workers_raw = lookup("max_workers")
-        max_workers = (
-            max(1, max_vcpus // worker_vcpus)
-            if max_workers_raw in (None, "")
-            else _int("max_workers", max_workers_raw, 1, 10_000)
-        )
-
-        worker_subnets = _str("worker_subnets", raw("worker_subnets"))
-        if worker_subnets not in WORKER_SUBNETS:
-            raise ConfigError(
-                f"worker_subnets={worker_subnets!r} is not one of {', '.join(WORKER_SUBNETS)}"
-            )
-        tile_host = urlsplit(template.replace("{", "").replace("}", "")).hostname or ""
-        # A GeoTIFF on S3 is reached through the S3 gateway endpoint, from any subnets.
-        if worker_subnets == "isolated" and template and not _AWS_HOST.search(tile_host):
-            raise ConfigError(
-                f"worker_subnets=isolated has no route to the tile server {tile_host!r} (only AWS "
-                "endpoints such as S3 are reachable): use worker_subnets=private (NAT gateway) "
-                "or public"
-            )
-        nat_gateways = _int("nat_gateways", raw("nat_gateways"), 1, 2)
-
+        instance_types = _instance_types(raw)
+        worker_vcpus, max_vcpus, max_workers = _worker_capacity(raw, lookup)
+        worker_subnets, nat_gateways = _network(raw, template)
         log_retention = _int("log_retention_days", raw("log_retention_days"), 1, 3653)
         if log_retention not in LOG_RETENTION_DAYS:
             raise ConfigError(
                 f"log_retention_days={log_retention} is not a CloudWatch Logs retention "
                 f"({', '.join(map(str, LOG_RETENTION_DAYS))})"
             )
-
-        training_instance_type = _str("training_instance_type", raw("training_instance_type"))
-        if not re.match(r"^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$", training_instance_type):
-            raise ConfigError(
-                f"training_instance_type={training_instance_type!r} is not a SageMaker "
-                "instance type (ml.<family>.<size>)"
-            )
-        max_runtime = _int("training_max_runtime_hours", raw("training_max_runtime_hours"), 1, 28 * 24)
-        max_wait = _int("training_max_wait_hours", raw("training_max_wait_hours"), 1, 28 * 24)
-        training_spot = _bool("training_spot", raw("training_spot"))
-        if training_spot and max_wait < max_runtime:
-            raise ConfigError(
-                f"training_max_wait_hours={max_wait} is below training_max_runtime_hours="
-                f"{max_runtime} (SageMaker requires wait >= runtime for spot training)"
-            )
-
-        encryption = _str("encryption", raw("encryption"))
-        if encryption not in ENCRYPTION_MODES:
-            raise ConfigError(f"encryption={encryption!r} is not one of {', '.join(ENCRYPTION_MODES)}")
-        kms_key_arn = _str("kms_key_arn", raw("kms_key_arn"))
-        if kms_key_arn and not _KMS_KEY_ARN.match(kms_key_arn):
-            raise ConfigError(
-                f"kms_key_arn={kms_key_arn!r} is not a KMS key ARN "
-                "(arn:aws:kms:<region>:<account>:key/<key id>; not an alias)"
-            )
-        if kms_key_arn and encryption != "kms":
-            raise ConfigError("kms_key_arn applies to encryption=kms only (pass -c encryption=kms)")
+        training_instance_type, max_runtime, max_wait, training_spot = _training(raw)
+        encryption, kms_key_arn = _encryption(raw)
         if secret_name and template and urlsplit(template).scheme != "https":
             raise ConfigError(
                 "imagery_secret_name: the imagery token is only sent over HTTPS; "
@@ -390,3 +306,127 @@ class DeploymentConfig:
             training_vpc=training_vpc,
             training_network_isolation=training_network_isolation,
         )
+
+
+# ---- the groups of settings from_context parses, in the order it checks them ------------------
+# ``raw(key)``: the context value of ``key``, or its default (``DEFAULTS``).
+
+
+def _imagery(raw: Callable[[str], Any]) -> tuple[str, str, tuple[int, ...] | None, str]:
+    """(tile_url_template, imagery_geotiff, imagery_bands, imagery_secret_name): exactly one
+    source, checked as the workers check it; bands only for a GeoTIFF, a secret only for tiles."""
+    template = _str("tile_url_template", raw("tile_url_template"))
+    geotiff = _s3_uri("imagery_geotiff", raw("imagery_geotiff"))
+    if bool(template) == bool(geotiff):
+        raise ConfigError(
+            "set exactly one imagery source: tile_url_template (an XYZ/TMS URL) or "
+            "imagery_geotiff (s3://bucket/key.tif); to use a GeoTIFF pass -c tile_url_template="
+        )
+    try:
+        if template:
+            validate_tile_url_template(template)
+        else:
+            validate_geotiff_source(geotiff)
+    except SettingsError as exc:
+        raise ConfigError(f"{'tile_url_template' if template else 'imagery_geotiff'}: {exc}") from None
+    bands = _bands("imagery_bands", raw("imagery_bands"))
+    if bands is not None and not geotiff:
+        raise ConfigError("imagery_bands applies to imagery_geotiff only")
+    secret_name = _str("imagery_secret_name", raw("imagery_secret_name"))
+    if secret_name and not _SECRET_NAME.match(secret_name):
+        raise ConfigError(
+            f"imagery_secret_name={secret_name!r} is not a Secrets Manager secret name"
+        )
+    if secret_name and geotiff:
+        raise ConfigError(
+            "imagery_secret_name applies to tile_url_template only (the workers read "
+            "imagery_geotiff with their own role)"
+        )
+    return template, geotiff, bands, secret_name
+
+
+def _instance_types(raw: Callable[[str], Any]) -> list[str]:
+    """``instance_types``: EC2 instance types of NVIDIA GPU families."""
+    instance_types = _str_list("instance_types", raw("instance_types"))
+    for itype in instance_types:
+        if not _INSTANCE_TYPE.match(itype):
+            raise ConfigError(f"instance_types: {itype!r} is not an EC2 instance type")
+        if not _GPU_FAMILY.match(itype):
+            raise ConfigError(
+                f"instance_types: {itype!r} has no NVIDIA GPU (the worker job asks for one)"
+            )
+    return instance_types
+
+
+def _worker_capacity(raw: Callable[[str], Any], lookup: Callable[[str], Any]) -> tuple[int, int, int]:
+    """(worker_vcpus, max_vcpus, max_workers); ``max_workers`` unset or "": as many workers as
+    ``max_vcpus`` holds (at least 1)."""
+    worker_vcpus = _int("worker_vcpus", raw("worker_vcpus"), 1, 192)
+    max_vcpus = _int("max_vcpus", raw("max_vcpus"), 1, 100_000)
+    if max_vcpus < worker_vcpus:
+        raise ConfigError(
+            f"max_vcpus={max_vcpus} is below worker_vcpus={worker_vcpus}: no job could run"
+        )
+    # Workers that can run at once; more only wait in the Batch queue.
+    max_workers_raw = lookup("max_workers")
+    max_workers = (
+        max(1, max_vcpus // worker_vcpus)
+        if max_workers_raw in (None, "")
+        else _int("max_workers", max_workers_raw, 1, 10_000)
+    )
+    return worker_vcpus, max_vcpus, max_workers
+
+
+def _network(raw: Callable[[str], Any], template: str) -> tuple[str, int]:
+    """(worker_subnets, nat_gateways); isolated subnets only with imagery on an AWS endpoint."""
+    worker_subnets = _str("worker_subnets", raw("worker_subnets"))
+    if worker_subnets not in WORKER_SUBNETS:
+        raise ConfigError(
+            f"worker_subnets={worker_subnets!r} is not one of {', '.join(WORKER_SUBNETS)}"
+        )
+    tile_host = urlsplit(template.replace("{", "").replace("}", "")).hostname or ""
+    # A GeoTIFF on S3 is reached through the S3 gateway endpoint, from any subnets.
+    if worker_subnets == "isolated" and template and not _AWS_HOST.search(tile_host):
+        raise ConfigError(
+            f"worker_subnets=isolated has no route to the tile server {tile_host!r} (only AWS "
+            "endpoints such as S3 are reachable): use worker_subnets=private (NAT gateway) "
+            "or public"
+        )
+    nat_gateways = _int("nat_gateways", raw("nat_gateways"), 1, 2)
+    return worker_subnets, nat_gateways
+
+
+def _training(raw: Callable[[str], Any]) -> tuple[str, int, int, bool]:
+    """(training_instance_type, training_max_runtime_hours, training_max_wait_hours,
+    training_spot); spot training waits at least as long as it may run."""
+    training_instance_type = _str("training_instance_type", raw("training_instance_type"))
+    if not re.match(r"^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$", training_instance_type):
+        raise ConfigError(
+            f"training_instance_type={training_instance_type!r} is not a SageMaker "
+            "instance type (ml.<family>.<size>)"
+        )
+    max_runtime = _int("training_max_runtime_hours", raw("training_max_runtime_hours"), 1, 28 * 24)
+    max_wait = _int("training_max_wait_hours", raw("training_max_wait_hours"), 1, 28 * 24)
+    training_spot = _bool("training_spot", raw("training_spot"))
+    if training_spot and max_wait < max_runtime:
+        raise ConfigError(
+            f"training_max_wait_hours={max_wait} is below training_max_runtime_hours="
+            f"{max_runtime} (SageMaker requires wait >= runtime for spot training)"
+        )
+    return training_instance_type, max_runtime, max_wait, training_spot
+
+
+def _encryption(raw: Callable[[str], Any]) -> tuple[str, str]:
+    """(encryption, kms_key_arn); a key ARN (not an alias) only with ``encryption=kms``."""
+    encryption = _str("encryption", raw("encryption"))
+    if encryption not in ENCRYPTION_MODES:
+        raise ConfigError(f"encryption={encryption!r} is not one of {', '.join(ENCRYPTION_MODES)}")
+    kms_key_arn = _str("kms_key_arn", raw("kms_key_arn"))
+    if kms_key_arn and not _KMS_KEY_ARN.match(kms_key_arn):
+        raise ConfigError(
+            f"kms_key_arn={kms_key_arn!r} is not a KMS key ARN "
+            "(arn:aws:kms:<region>:<account>:key/<key id>; not an alias)"
+        )
+    if kms_key_arn and encryption != "kms":
+        raise ConfigError("kms_key_arn applies to encryption=kms only (pass -c encryption=kms)")
+    return encryption, kms_key_arn
