@@ -22,6 +22,7 @@ equals the reference. Peers that cannot finish an AOI are skipped with the reaso
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import time
 import tracemalloc
@@ -123,7 +124,7 @@ def main() -> None:
     print(f"{'AOI':<42}{'method':<14}{'tiles':>12}{'tiles/s':>16}{'peak MiB':>10}{'ms':>11}  equals the exact reference")
     for name, geom in cases:
         label = f"{name} ({shapely.get_num_coordinates(geom):,} vertices)"
-        runs, t, mem = measure(lambda: tile_runs(geom, zoom))
+        runs, t, mem = measure(functools.partial(tile_runs, geom, zoom))
         n = count_tiles(runs)
 
         # The exact reference: whole cover, or a sample of rows spread over the AOI.
@@ -142,7 +143,7 @@ def main() -> None:
         row(label, "looking_glass", n, t, mem, f"{compare('ours', ours, ref)} ({scope})")
 
         if n <= SUPERMERCADO_MAX_TILES:
-            tiles, t2, mem2 = measure(lambda: supermercado_tiles(geom, zoom))
+            tiles, t2, mem2 = measure(functools.partial(supermercado_tiles, geom, zoom))
             theirs = {tuple(map(int, r)) for r in tiles}
             if sample is not None:
                 theirs = {t_ for t_ in theirs if t_[1] in sample}
@@ -153,7 +154,7 @@ def main() -> None:
                   f"would need {n * 24 / 2**30:.1f} GiB for its output alone")
 
         if bbox_tiles(geom, zoom) <= MERCANTILE_MAX_BBOX_TILES:
-            tiles, t4, mem4 = measure(lambda: mercantile_shapely_tiles(geom, zoom))
+            tiles, t4, mem4 = measure(functools.partial(mercantile_shapely_tiles, geom, zoom))
             theirs = {(t_.x, t_.y, t_.z) for t_ in tiles}
             if sample is not None:
                 theirs = {t_ for t_ in theirs if t_[1] in sample}

@@ -153,7 +153,7 @@ class RolePolicy:
         self._pseudo = {"AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account, "AWS::URLSuffix": "amazonaws.com"}
         template = self._template(stack)
         self.statements: list[Statement] = []
-        for logical_id, resource in template["Resources"].items():
+        for _logical_id, resource in template["Resources"].items():
             if resource["Type"] != "AWS::IAM::Policy":
                 continue
             if not any(r.get("Ref", "").startswith(role_prefix) for r in resource["Properties"]["Roles"]):

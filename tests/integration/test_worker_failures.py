@@ -38,7 +38,7 @@ def test_the_local_launcher_reports_each_failure_with_its_reason(tmp_path, faili
     launcher.on_failure = lambda job, reason, n: seen.append((job, reason, n))
     for i in range(MAX_FAILURES_IN_A_ROW):
         launcher.launch(JOB if i == 0 else "queue", 1)
-        assert wait_until(lambda: len(seen) == i + 1)
+        assert wait_until(lambda i=i: len(seen) == i + 1)
     assert [n for _, _, n in seen] == list(range(1, MAX_FAILURES_IN_A_ROW + 1))
     assert seen[0][0] == JOB and "status 2" in seen[0][1] and "bad imagery source: /no/such.tif" in seen[0][1]
     assert launcher.gave_up and "no such file" in launcher.last_failure
@@ -82,7 +82,7 @@ def test_the_embedded_run_records_failures_and_fails_the_job_after_a_few(aws, tm
     for _ in range(MAX_FAILURES_IN_A_ROW - 1):  # the embedded run's relaunches for the queue
         n = launcher.failures_in_a_row
         launcher.launch("queue", 1)
-        assert wait_until(lambda: launcher.failures_in_a_row == n + 1)
+        assert wait_until(lambda n=n: launcher.failures_in_a_row == n + 1)
     assert wait_until(lambda: store.get_job(JOB)["status"] == FAILED)
     job = store.get_job(JOB)
     assert f"workers failed {MAX_FAILURES_IN_A_ROW} times in a row" in job["reason"] and "bad imagery source" in job["reason"]

@@ -38,7 +38,7 @@ def test_runs_are_sorted_disjoint_and_count_matches():
     geom = shapely.Point(30.06, -1.95).buffer(0.01)
     runs = tile_runs(geom, 17)
     assert count_tiles(runs) == len(cover_set(geom, 17))
-    for (y0, a0, b0), (y1, a1, b1) in zip(runs[:-1], runs[1:]):
+    for (y0, a0, b0), (y1, a1, _b1) in zip(runs[:-1], runs[1:]):
         assert (y0, a0) < (y1, a1)
         assert y0 != y1 or b0 < a1  # separate runs never touch within a row
 
