@@ -39,6 +39,10 @@ P_NODATA = 0.08
 
 
 def augment_mode(mode: str | None = None) -> str:
+    """The augmentation mode: ``mode``, else ``$LOOKING_GLASS_AUGMENT``, else ``photometric``.
+
+    Raises ``ValueError`` if it is not one of :data:`MODES`.
+    """
     mode = mode or os.environ.get("LOOKING_GLASS_AUGMENT", "photometric")
     if mode not in MODES:
         raise ValueError(f"augmentation mode must be one of {MODES}, got {mode!r}")

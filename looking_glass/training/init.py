@@ -45,6 +45,7 @@ class InitModel:
 
     @property
     def config(self) -> dict:
+        """The model's build config (the sidecar's ``config``)."""
         return self.sidecar["config"]
 
     def parent(self, source: str | None = None) -> dict:
@@ -151,6 +152,7 @@ def load_init_model(init: InitModel, config):
 
 
 def shipped_model_path() -> Path:
+    """The ``.keras`` file of the model the package ships."""
     from looking_glass.model.segmenter import SHIPPED_MODEL
 
     return SHIPPED_MODEL

@@ -27,20 +27,20 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from looking_glass.training.callbacks import make_callbacks
 from looking_glass.training.checkpoints import read_state, restore_optimizer, save_checkpoint
 from looking_glass.training.data import Chips, load_data, make_dataset
 from looking_glass.training.errors import HyperparameterError, Interrupted, TrainingError, log
-from looking_glass.training.init import InitModel, load_init_model, read_init
 from looking_glass.training.hyperparameters import (
     parse_hyperparameters,
     public_hyperparameters,
     read_hyperparameters,
 )
+from looking_glass.training.init import InitModel, load_init_model, read_init
 from looking_glass.training.layout import Paths
 from looking_glass.training.loop import (
     StopFlag,
     compile_model,
-    make_callbacks,
     metric_line,
     predict,
     set_encoder_frozen,
@@ -83,6 +83,7 @@ class Run:
 
     @property
     def best_weights_path(self):
+        """Where the best epoch's weights are saved (``restore_best``): ``checkpoints/best.weights.h5``."""
         return self.paths.checkpoints / "best.weights.h5"
 
     # -- per epoch ----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The training loop's parts: compiling, validating, the per-epoch line and Keras callbacks.
+"""The training loop's parts: compiling, validating and the per-epoch line.
+
+The Keras callbacks that drive a run are in :mod:`looking_glass.training.callbacks`.
 
 Adam at ``learning_rate`` (constant, or per epoch after the frozen ones a cosine or linear decay,
 ``lr_schedule``); loss for the ``binary`` head: weighted binary cross-entropy (``pos_weight``),
@@ -18,8 +20,6 @@ per-batch values. A building is ``probability >= threshold`` (binary head) or ``
 from __future__ import annotations
 
 import math
-import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,13 +27,8 @@ import numpy as np
 # training job uses too (re-exported here beside metric_line, which prints what they parse).
 from looking_glass.training.contract import METRIC_DEFINITIONS
 from looking_glass.training.data import Chips
-from looking_glass.training.errors import log
-from looking_glass.training.tensorboard import tensorboard_installed, write_epoch_scalars
 
-if TYPE_CHECKING:
-    from looking_glass.training.job import Run
-
-__all__ = ["METRIC_DEFINITIONS", "StopFlag", "compile_model", "epoch_learning_rate", "make_callbacks", "metric_line",
+__all__ = ["METRIC_DEFINITIONS", "StopFlag", "compile_model", "epoch_learning_rate", "metric_line",
            "predict", "set_encoder_frozen", "validate"]
 
 # Layers of the DeepLab V3+ head (looking_glass.model.deeplab): everything else is the encoder.
@@ -164,62 +159,3 @@ class StopFlag:
     def handler(self, signum, _frame):
         """A ``signal.signal`` handler: only records ``signum``."""
         self.signum = signum
-
-
-def make_callbacks(run: Run):
-    """The Keras callbacks of ``run``: stop on a signal at a batch end, finish each epoch
-    (:meth:`Run.finish_epoch`), and TensorBoard's epoch scalars (skipping an interrupted epoch)."""
-    import keras
-
-    class StopOnSignal(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            run.batches_since_epoch += 1
-            if run.stop.signum:
-                self.model.stop_training = True
-
-    class EpochEnd(keras.callbacks.Callback):
-        """Validation, the metric line, prediction panels and the checkpoint of each epoch."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            run.batches_since_epoch = 0
-            run.epoch_started = time.time()
-            if run.hp["lr_schedule"] != "constant":
-                self.model.optimizer.learning_rate.assign(epoch_learning_rate(run.hp, epoch))
-
-        def on_epoch_end(self, epoch, logs=None):
-            if run.stop.signum and run.batches_since_epoch < run.steps:
-                return  # an interrupted epoch: handled after fit
-            run.finish_epoch(epoch, logs)
-
-    return [StopOnSignal(), EpochEnd(), _tensorboard_callback(run)]  # EpochEnd first: TensorBoard sees its val_* logs
-
-
-def _tensorboard_callback(run: Run):
-    """Keras' TensorBoard callback, or raw scalar events without the tensorboard package; both
-    skip an interrupted epoch."""
-    import keras
-
-    def interrupted_epoch():
-        return run.stop.signum and run.batches_since_epoch < run.steps
-
-    if tensorboard_installed():
-
-        class TensorBoard(keras.callbacks.TensorBoard):
-            def on_epoch_end(self, epoch, logs=None):
-                if not interrupted_epoch():
-                    super().on_epoch_end(epoch, logs)
-
-        tensorboard = TensorBoard(
-            log_dir=str(run.paths.tensorboard), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0
-        )
-    else:
-        log("the tensorboard package is not installed: epoch scalars are written with TensorFlow's raw summary ops "
-            "(the layout of keras.callbacks.TensorBoard: train/ and validation/, epoch_<metric>)")
-
-        class ScalarEvents(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if not interrupted_epoch():
-                    write_epoch_scalars(run.paths.tensorboard, epoch, logs or {})
-
-        tensorboard = ScalarEvents()
-    return tensorboard
