@@ -69,11 +69,10 @@ def cmd_validate(args) -> int:
     """Check the AOI with the enumerator's rules (the same reading, limits and reasons:
     :func:`looking_glass.tiling.plan.cover_within_limits` with the tile cap of
     ``LG_MAX_TILES_PER_JOB``) and print its zoom-18 tile count."""
+    from looking_glass.pipeline.enumerator import MAX_AOI_BYTES
     from looking_glass.tiling.aoi import AoiError
     from looking_glass.tiling.cover import count_tiles
     from looking_glass.tiling.plan import cover_within_limits, job_tile_cap
-
-    from looking_glass.pipeline.enumerator import MAX_AOI_BYTES
 
     size = Path(args.aoi).stat().st_size if Path(args.aoi).is_file() else 0
     if size > MAX_AOI_BYTES:  # the enumerator's first check, before reading

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_train_stack import executions, keys, make_dataset, training_stack  # noqa: F401 -- the fixture
 
 from looking_glass.cli.main import main
 from looking_glass.training.contract import INIT_PREFIX
-from test_train_stack import executions, keys, make_dataset, training_stack  # noqa: F401 -- the fixture
 
 
 def _model(folder, head="binary"):

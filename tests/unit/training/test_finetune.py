@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train import SIZE, TINY, dataset  # noqa: F401 -- the module's tiny dataset fixture
 
-from looking_glass.training import data, hyperparameters, init, loop
+from looking_glass.training import data, hyperparameters, loop
 from looking_glass.training.errors import HyperparameterError
 from looking_glass.training.init import InitModelError, load_init_model, load_sidecar, read_init, stage_init
 from looking_glass.training.local import prepare_root, run_local
-
-from test_train import SIZE, TINY, dataset  # noqa: F401 -- the module's tiny dataset fixture
 
 MODEL_KEYS = {k: TINY[k] for k in ("alpha", "aspp_filters", "decoder_filters", "low_level_filters", "input_size")}
 
