@@ -52,6 +52,14 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def active_uri(ssm, parameter: str) -> str | None:
+    """The active model's URI, or ``None`` if none was made active (the shipped model runs)."""
+    try:
+        return ssm.get_parameter(Name=parameter)["Parameter"]["Value"] or None
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
 def fetch_model(uri: str, dest, s3=None) -> Path:
     """Download the model named by ``uri`` into ``dest`` (created); returns the ``.keras`` path.
 
@@ -137,8 +145,6 @@ def main(environ=None) -> int:
     if not uri and parameter:  # the deployment's active model (looking-glass models use)
         try:
             import boto3
-
-            from looking_glass.model.registry import active_uri
 
             uri = active_uri(boto3.client("ssm"), parameter) or ""
         except Exception as exc:  # noqa: BLE001 - any failure is fatal and must say why

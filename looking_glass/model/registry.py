@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
+from looking_glass.model.fetch import active_uri
 
 REGISTRY_PREFIX = "registry/"
 MODEL_FILE = "model.keras"
@@ -67,6 +68,7 @@ class ModelRecord:
 
     @property
     def name(self) -> str:
+        """``<model_id>/<version>``, how commands name it."""
         return f"{self.model_id}/{self.version}"
 
     def summary(self, active_uri: str | None = None) -> dict:
@@ -170,14 +172,6 @@ def list_models(s3, bucket: str) -> list[ModelRecord]:
             uri = f"s3://{bucket}/{REGISTRY_PREFIX}{parts[0]}/{parts[1]}/{MODEL_FILE}"
             records.append(ModelRecord(parts[0], parts[1], uri, meta if isinstance(meta, dict) else {}))
     return sorted(records, key=lambda r: (str(r.sidecar.get("registered") or ""), r.name))
-
-
-def active_uri(ssm, parameter: str) -> str | None:
-    """The active model's URI, or ``None`` if none was made active (the shipped model runs)."""
-    try:
-        return ssm.get_parameter(Name=parameter)["Parameter"]["Value"] or None
-    except ssm.exceptions.ParameterNotFound:
-        return None
 
 
 def find(records: list[ModelRecord], version: str) -> ModelRecord:
