@@ -1,0 +1,84 @@
+"""Model promotion on a live embedded run: register two versions, `models use` the new one, submit
+and find it in every tile's provenance; `models use` the old one: the next job's workers run it
+(real enumerator, real worker processes; the two versions are copies of
+the shipped model with their own sidecars, standing in for a fine-tune)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+
+import pytest
+from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
+
+from looking_glass.local.deployment import resolve_embedded, run_embedded
+from looking_glass.model.segmenter import SHIPPED_MODEL
+from looking_glass.pipeline.store import ResultsStore
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def embedded_up(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("up")
+    state = tmp / "embedded.json"
+    stop, ready = threading.Event(), threading.Event()
+    saved = dict(os.environ)
+    thread = threading.Thread(
+        target=run_embedded, args=(state, tmp / "run"),
+        kwargs={"workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5}, daemon=True,
+    )
+    thread.start()
+    assert ready.wait(60)
+    os.environ["LG_EMBEDDED_STATE"] = str(state)
+    yield tmp, state
+    stop.set()
+    thread.join(60)
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _version(tmp, version: str):
+    folder = tmp / version
+    folder.mkdir()
+    model = folder / "model.keras"
+    shutil.copy(SHIPPED_MODEL, model)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta.pop("onnx", None)
+    meta.update({"model_id": "e2e-buildings", "version": version})
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    return model
+
+
+def _versions(store, job):
+    return {item.get("model_version") for item in store.tile_items(job) if item.get("status") == "done"}
+
+
+def test_models_use_submit_then_go_back_and_retry(embedded_up, capsys):
+    tmp, state = embedded_up
+    for version in ("v1", "v2"):
+        code, _, err = run_cli(capsys, "models", "register", str(_version(tmp, version)))
+        assert code == 0, err
+    assert run_cli(capsys, "models", "use", "v2")[0] == 0
+    code, out, _ = run_cli(capsys, "models")
+    assert any(line.startswith("*") and "e2e-buildings/v2" in line for line in out.splitlines())
+
+    aoi = tmp / "kigali-tiny.geojson"
+    aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--wait", "--timeout", "300")
+    assert code == 0 and "COMPLETE" in err, err
+    job = out.strip()
+    dep = resolve_embedded(state)
+    store = ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
+    assert _versions(store, job) == {"v2"}
+
+    assert run_cli(capsys, "models", "use", "nope")[0] == 2  # refused, nothing changed
+    assert run_cli(capsys, "models", "use", "e2e-buildings/v1")[0] == 0
+    # Workers started from now on run v1: a new job (retry re-enqueues only unfinished tiles, and
+    # its workers start the same way).
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--name", "again", "--wait", "--timeout", "300")
+    assert code == 0 and "COMPLETE" in err, err
+    assert _versions(store, out.strip()) == {"v1"}
+    assert _versions(store, job) == {"v2"}
