@@ -138,13 +138,42 @@ def _load_model(path: str):
 
 
 def cmd_evaluate(args) -> int:
-    """Print IoU, F1, precision and recall of a model as JSON."""
+    """Print IoU, F1, precision and recall of a model as JSON (pixels), or of building polygons
+    against reference footprints (objects, the SpaceNet matching rule) with ``--polygons``."""
+    if getattr(args, "polygons", None):
+        return _evaluate_polygons(args)
+    if args.truth:
+        raise CommandError("--truth goes with --polygons (with --data the truth is in the chips)")
     from looking_glass.training.evaluate import evaluate
 
     segmenter = _load_model(args.model)
     images, masks, _ = _eval_data(args)
     print(json.dumps(evaluate(segmenter, images, masks), indent=2))
     return 0
+
+
+def _evaluate_polygons(args) -> int:
+    """``evaluate --polygons PRED --truth TRUTH [--iou T]``: object-level tp/fp/fn/precision/recall/F1."""
+    from looking_glass.outlines.evaluate import evaluate_polygons
+
+    if not args.truth:
+        raise CommandError("--polygons needs --truth FOOTPRINTS (GeoJSON, GeoPackage, FlatGeobuf or .osm.pbf)")
+    for flag, path in (("--polygons", args.polygons), ("--truth", args.truth)):
+        if not Path(path).is_file():
+            raise CommandError(f"{flag} {path}: no such file")
+    print(json.dumps(evaluate_polygons(args.polygons, args.truth, iou=args.iou), indent=2))
+    return 0
+
+
+def _iou_threshold(text: str) -> float:
+    """An IoU threshold in (0, 1] (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
 
 
 def cmd_plot(args) -> int:
@@ -190,6 +219,13 @@ def add_commands(sub) -> None:
         source.add_argument("--synthetic", type=positive_int, help="N freshly generated synthetic tiles")
         source.add_argument("--data", help="a prepared dataset: its validation chips")
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tiles")
+        if name == "evaluate":
+            source.add_argument("--polygons", metavar="PRED",
+                                help="building polygons (GeoJSON, GeoPackage, FlatGeobuf, any CRS) scored "
+                                     "against --truth by the SpaceNet rule")
+            p.add_argument("--truth", metavar="FOOTPRINTS", help="reference footprints for --polygons (any CRS)")
+            p.add_argument("--iou", type=_iou_threshold, default=0.5,
+                           help="IoU a matched pair needs to count as a true positive (default 0.5)")
         if name == "plot":
             p.add_argument("--out", required=True, help="PNG file to write")
             p.add_argument("--count", type=positive_int, default=4, help="examples (rows)")
