@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import threading
 import time
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from looking_glass.errors import LookingGlassError
@@ -71,6 +74,43 @@ def _read_body(resp, deadline: float, max_bytes: int) -> bytes:
             raise _BodyTooLarge(f"response body longer than {max_bytes} bytes (the cap)")
         parts.append(chunk)
     return b"".join(parts)
+
+
+# The connection each fetching thread is sending on, so that a watchdog can cut a response whose
+# status line and headers trickle in past the deadline (each read would wait only its timeout).
+_SENDING = threading.local()
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, *args, **kwargs):
+        holder = getattr(_SENDING, "holder", None)
+        if holder is not None:
+            holder["conn"] = self
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    request = _WatchedHTTPConnection.request
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+def _cut(holder: dict) -> None:
+    """The deadline passed before the headers came: shut the connection's socket, so the read
+    waiting on it ends now."""
+    holder["cut"] = True
+    sock = getattr(holder.get("conn"), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _socket_timeout(raw, seconds: float) -> None:
@@ -206,6 +246,8 @@ class TileFetcher:
             )
         self.session = _TokenSession(_origin(url_template), header) if header else requests.Session()
         adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+        # Connections a per-tile deadline can cut while headers trickle in (see _cut).
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         if token is not None:
@@ -231,13 +273,22 @@ class TileFetcher:
         last_error = ""
         for attempt in range(self.retries + 1):
             deadline = time.monotonic() + self.deadline_s
+            _SENDING.holder = holder = {}
+            watchdog = threading.Timer(self.deadline_s, _cut, (holder,))
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 resp = self.session.get(url, timeout=self.timeout_s, stream=True)
             except requests.RequestException as exc:
                 last_error = f"{type(exc).__name__}"
+                if holder.get("cut"):
+                    last_error = f"no full response within the deadline of {self.deadline_s:g} s"
                 if attempt < self.retries:  # no wait after the last attempt: the message goes back
                     self._backoff(attempt)
                 continue
+            finally:
+                watchdog.cancel()
+                _SENDING.holder = None
             try:
                 body = _read_body(resp, deadline, self.max_bytes) if resp.status_code == 200 else b""
             except _BodyTooLarge as exc:

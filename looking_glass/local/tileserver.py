@@ -10,7 +10,8 @@ then serve normally. Kinds (``FAULT_KINDS``): ``not_found`` (404), ``no_content`
 ``slow`` (answers only after ``delay_s``, or when ``release()`` is called), ``truncated`` (the
 connection closes half-way through the body), ``corrupt`` (a cut-off PNG), ``html`` (an HTML page
 with status 200), ``wrong_size`` (a 128x128 PNG), ``blank`` (a single-colour tile), ``trickle``
-(headers at once, then the tile's body one byte every ``delay_s``), ``bytes`` (the given ``body``
+(headers at once, then the tile's body one byte every ``delay_s``), ``trickle_headers`` (the
+status line and headers one byte every ``delay_s``), ``bytes`` (the given ``body``
 with status 200, with a Content-Length header unless ``send_length=False``).
 Once ``record_requests()`` (or ``set_fault``) has been called, ``requests_for(z, x, y)`` gives the
 times (monotonic) of every image request of a tile; by default nothing is recorded.
@@ -33,7 +34,7 @@ from looking_glass.datasets.synthetic import png_bytes, render_tile
 TILE_PATH = re.compile(r"^/(\d{1,2})/(\d+)/(\d+)(\.mask)?\.png$")
 FAULT_KINDS = (
     "not_found", "no_content", "server_error", "rate_limited", "slow", "truncated",
-    "corrupt", "html", "wrong_size", "blank", "trickle", "bytes",
+    "corrupt", "html", "wrong_size", "blank", "trickle", "trickle_headers", "bytes",
 )
 
 
@@ -145,6 +146,18 @@ class _Handler(BaseHTTPRequestHandler):
                 if wake.wait(fault.delay_s):
                     self.wfile.write(body[i + 1 :])
                     break
+        elif kind == "trickle_headers":
+            body = _tile_png(z, x, y, False)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            wake = self.server.wake_event()
+            for i in range(len(head)):
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+                if wake.wait(fault.delay_s):
+                    self.wfile.write(head[i + 1 :])
+                    break
+            self.wfile.write(body)
+            self.close_connection = True
         elif kind == "bytes":
             if fault.send_length:
                 self._send(200, fault.body, fault.content_type)

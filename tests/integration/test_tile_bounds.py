@@ -72,3 +72,17 @@ def test_hostile_images_from_a_server_are_failed_tiles(fault_tiles, name, reason
     ok = fetcher.fetch(X + 1, Y, Z)
     assert ok.image is not None and ok.image.dtype == np.uint8
     fetcher.close()
+
+
+def test_trickling_headers_are_cut_at_the_deadline_too(fault_tiles):
+    """The status line and headers one byte every 0.3 s: each read returns in time, so only the
+    watchdog of the deadline ends the attempt."""
+    fault_tiles.set_fault(Z, X, Y, "trickle_headers", delay_s=0.3)
+    fetcher = TileFetcher(fault_tiles.url_template, timeout_s=1.0, retries=0)
+    t0 = time.monotonic()
+    with pytest.raises(TransientTileError, match="deadline"):
+        fetcher.fetch(X, Y, Z)
+    assert time.monotonic() - t0 < 1.0 + 0.5
+    ok = fetcher.fetch(X + 1, Y, Z)  # the fetcher still works after a cut
+    assert ok.image is not None
+    fetcher.close()
