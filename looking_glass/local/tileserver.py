@@ -92,7 +92,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         else:
             body = _tile_png(z, x, y, bool(match.group(4)))
-        self._send(200, body, "image/png")
+        try:
+            self._send(200, body, "image/png")
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its deadline): not our error
+            pass
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None):
         self.send_response(status)
