@@ -331,7 +331,9 @@ def test_http_faults_duplicates_and_poison_units_are_each_accounted_for(pipeline
     assert all(items[k]["mask_key"] for k in items if items[k]["status"] == "done")
 
     limited = tiles.requests_for(Z, X0, Y0 + 1)
-    assert len(limited) == 2 and limited[1] - limited[0] >= 1.0  # Retry-After: 1 was honoured
+    # Retry-After: 1 was honoured: nothing asked again within the second. Under heavy load a unit can
+    # also come back after its 3 s visibility (at-least-once), which may add a later fetch.
+    assert len(limited) >= 2 and limited[1] - limited[0] >= 1.0
     assert len(tiles.requests_for(Z, X0, Y0 + 2)) == 3  # 2 failed attempts, then the redelivery
 
     # The poison unit: its good tile stored once, the others nowhere but in the dead letter,
