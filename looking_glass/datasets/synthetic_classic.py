@@ -17,6 +17,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from looking_glass.datasets.synthetic_noise import value_noise
 from looking_glass.grid import TILE_SIZE
 
 BLOCK_PX = 384  # road spacing in world pixels
@@ -29,31 +30,6 @@ ROOF_COLOURS = [
 def _seed(*parts: int) -> int:
     digest = hashlib.blake2b(",".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
-
-
-def _lattice(ix: np.ndarray, iy: np.ndarray, salt: int) -> np.ndarray:
-    """Hash integer lattice points to [0, 1) (vectorised splitmix-style mixing)."""
-    h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (
-        iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
-    )
-    h ^= np.uint64(salt & 0xFFFFFFFFFFFFFFFF)
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(29)
-    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def value_noise(gx: np.ndarray, gy: np.ndarray, cell: float, salt: int) -> np.ndarray:
-    """Smooth noise in [0, 1) over world-pixel coordinates (continuous across tiles)."""
-    fx, fy = gx / cell, gy / cell
-    ix, iy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
-    tx, ty = fx - ix, fy - iy
-    tx, ty = tx * tx * (3 - 2 * tx), ty * ty * (3 - 2 * ty)
-    v00 = _lattice(ix, iy, salt)
-    v10 = _lattice(ix + 1, iy, salt)
-    v01 = _lattice(ix, iy + 1, salt)
-    v11 = _lattice(ix + 1, iy + 1, salt)
-    return (v00 * (1 - tx) + v10 * tx) * (1 - ty) + (v01 * (1 - tx) + v11 * tx) * ty
 
 
 def _roads_1d(start: int, length: int, z: int, axis: int) -> np.ndarray:
