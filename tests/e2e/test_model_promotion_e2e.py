@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
@@ -56,6 +58,24 @@ def _versions(store, job):
     return {item.get("model_version") for item in store.tile_items(job) if item.get("status") == "done"}
 
 
+def _wait_for_workers_to_exit(timeout_s: float = 120.0) -> None:
+    """``models use`` applies to workers started after it: wait until the embedded run's earlier
+    workers (they exit 3 s after their queue is empty) are gone, read from /proc."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if b"looking_glass.pipeline.worker_main" in cmdline.read_bytes():
+                    alive.append(cmdline)
+            except OSError:
+                continue
+        if not alive:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the embedded run's workers did not exit")
+
+
 def test_models_use_submit_then_go_back_and_retry(embedded_up, capsys):
     tmp, state = embedded_up
     for version in ("v1", "v2"):
@@ -76,6 +96,7 @@ def test_models_use_submit_then_go_back_and_retry(embedded_up, capsys):
 
     assert run_cli(capsys, "models", "use", "nope")[0] == 2  # refused, nothing changed
     assert run_cli(capsys, "models", "use", "e2e-buildings/v1")[0] == 0
+    _wait_for_workers_to_exit()
     # Workers started from now on run v1: a new job (retry re-enqueues only unfinished tiles, and
     # its workers start the same way).
     code, out, err = run_cli(capsys, "submit", str(aoi), "--name", "again", "--wait", "--timeout", "300")
