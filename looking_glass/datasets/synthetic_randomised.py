@@ -32,7 +32,8 @@ from looking_glass.datasets.synthetic_sensor import expose, illuminate
 from looking_glass.datasets.synthetic_trees import add_trees
 from looking_glass.grid import TILE_SIZE, ground_resolution_m, tile_center_lat
 
-WORLD_VERSION = 3  # 3: brighter, often saturated lawns (scene ground_gain), stretch up to 93-99.8%
+WORLD_VERSION = 4  # 4: bigger, overlapping crowns, twig texture on leaf-off trees, suns down to 15 deg
+# 3: brighter, often saturated lawns (scene ground_gain), stretch up to 93-99.8%
 PAD = 32  # pixels rendered around the tile so that shadows and crowns enter it from outside
 
 __all__ = ["WORLD_VERSION", "Scene", "build_layers", "render_tile", "scene_for_tile"]

@@ -98,7 +98,7 @@ def scene_for_tile(z: int, x: int, y: int) -> Scene:
     pan = bool(rng.random() < 0.5)
     w = rng.dirichlet([3.0, 4.0, 2.0, 5.0])
     season = float(np.clip(rng.beta(0.7, 0.9), 0, 1))
-    elevation = math.radians(rng.uniform(22, 70))
+    elevation = math.radians(rng.uniform(15, 70))  # winter scenes: long shadows
     jpeg = int(rng.integers(35, 95)) if rng.random() < 0.5 else 0
     return Scene(
         key=key,
@@ -112,7 +112,7 @@ def scene_for_tile(z: int, x: int, y: int) -> Scene:
         dryness=float(np.clip(season * 0.7 + rng.uniform(-0.2, 0.5), 0, 1)),
         soil=int(rng.integers(len(SOILS))),
         tree_cover=float(rng.choice([rng.uniform(0.0, 0.25), rng.uniform(0.25, 0.65), rng.uniform(0.6, 0.9)])),
-        tree_cell_m=float(rng.uniform(4.5, 8.5)),
+        tree_cell_m=float(rng.uniform(4.5, 12.0)),
         tree_height_m=float(rng.uniform(8, 22)),
         conifer_share=float(rng.uniform(0, 0.6) ** 1.5),
         building_density=float(rng.uniform(0.3, 1.6)),

@@ -51,13 +51,16 @@ def add_trees(scene: Scene, layers: Layers, gx0: int, gy0: int) -> np.ndarray:
     inside = (wx >= 0) & (wx < size) & (wy >= 0) & (wy < size)
     alive[inside] &= ~layers.clear[wy[inside], wx[inside]]
     conifer = lattice(KX, KY, salt + 6) < scene.conifer_share
-    radius = (0.45 + 0.3 * lattice(KX, KY, salt + 7)) * cell * np.where(conifer, 0.8, 1.0)
+    radius = (0.4 + 0.55 * lattice(KX, KY, salt + 7)) * cell  # big crowns overlap: closed canopy * np.where(conifer, 0.8, 1.0)
     height = scene.tree_height_m * (0.6 + 0.7 * lattice(KX, KY, salt + 8)) * np.where(conifer, 1.2, 1.0)
     shade = 0.75 + 0.55 * lattice(KX, KY, salt + 9)
     attrs = np.stack([X - gx0, Y - gy0, radius, height * alive, conifer, shade]).astype(np.float32)  # (6, ny, nx)
 
     ragged = noise_grid(gx0, gy0, size, size, max(cell * 0.35, 1.5), salt + 10)
     bumps = noise_grid(gx0, gy0, size, size, max(cell * 0.15, 1.2), salt + 11)
+    # twigs and branches at about 0.7 m: leaf-off crowns are a fine, high-contrast texture, which is
+    # what separates real winter forest from smooth bright roofs
+    twigs = noise_grid(gx0, gy0, size, size, max(0.7 / layers.m_per_px, 1.0), salt + 12)
     px = (np.arange(size, dtype=np.float32) + 0.5)[None, :]
     py = (np.arange(size, dtype=np.float32) + 0.5)[:, None]
     top = np.zeros((size, size), np.float32)
@@ -83,7 +86,9 @@ def add_trees(scene: Scene, layers: Layers, gx0: int, gy0: int) -> np.ndarray:
         canopy &= ~holes
     over = canopy & (top > layers.height)
     colours = _tree_colours(scene)
-    tree_albedo = colours[kind.astype(np.int64)] * (bright * (0.7 + 0.6 * bumps))[..., None]
+    leafless = (kind < 0.5) * max(scene.season - 0.4, 0.0) / 0.6  # 0 in leaf, 1 fully bare
+    texture = (0.7 + 0.6 * bumps) * (1 + (0.25 + 0.75 * leafless) * (twigs - 0.5) * 1.6)
+    tree_albedo = colours[kind.astype(np.int64)] * (bright * texture)[..., None]
     layers.albedo[over] = tree_albedo[over]
     layers.height[over] = top[over]
     layers.base[over] = 0.45 * top[over]  # crowns stand on trunks: their shadows are blobs, not bars

@@ -168,6 +168,19 @@ def test_crowns_overhang_roofs_but_truth_keeps_the_whole_footprint():
     assert hidden > 0
 
 
+def test_leaf_off_crowns_carry_a_fine_twig_texture_that_leaf_on_crowns_lack():
+    _, _, scene = _find_scene(tree_cover=lambda v: v > 0.5)
+
+    def fine_contrast(season):
+        layers = _empty_layers(size=256, pad=0, m=0.5)
+        canopy = add_trees(dataclasses.replace(scene, season=season, conifer_share=0.0), layers, 0, 0)
+        grey = layers.albedo[..., 3] / layers.albedo[..., 3][canopy].mean()
+        step = np.abs(np.diff(grey, axis=1))[canopy[:, 1:] & canopy[:, :-1]]  # neighbour-to-neighbour change
+        return float(step.mean())
+
+    assert fine_contrast(1.0) > 1.5 * fine_contrast(0.0)
+
+
 # --- light and sensor ---------------------------------------------------------------------------
 
 def test_shadows_fall_away_from_the_sun():
@@ -238,7 +251,7 @@ def test_render_is_fast_enough_for_the_demo():
 
 
 def test_worlds_of_the_facade():
-    assert synthetic_randomised.WORLD_VERSION == 3
+    assert synthetic_randomised.WORLD_VERSION == 4
     a = synthetic.render_world_tile("randomised", Z, X, Y)
     assert np.array_equal(a[0], render_tile(Z, X, Y)[0])
     demo = synthetic.render_world_tile("demo", Z, X, Y)
