@@ -6,12 +6,15 @@ import argparse
 import sys
 
 from looking_glass.cli import data, demo, jobs, models, serve, tiles, training
+from looking_glass.cli.quiet import quiet_start_up
 from looking_glass.errors import LookingGlassError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each command module adds its own subcommands."""
     parser = argparse.ArgumentParser(prog="looking-glass", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the libraries' start-up messages (TensorFlow, absl, oneDNN), hidden by default")
     sub = parser.add_subparsers(dest="command", required=True)
     demo.add_commands(sub)
     tiles.add_commands(sub)
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``looking-glass ARGV``; returns the exit status. Every :class:`LookingGlassError` a
     command raises ends here, as one line for the user (see :func:`exit_for`)."""
     args = build_parser().parse_args(argv)
+    quiet_start_up(verbose=args.verbose)
     try:
         return args.func(args)
     except LookingGlassError as exc:
