@@ -117,7 +117,7 @@ def _register_output(deployment, bucket: str, output: str | None) -> None:
 
 
 def _eval_data(args):
-    """(images, masks, sdts) of ``--data``'s validation chips or of ``--synthetic`` N tiles."""
+    """(images, masks, sdts, tiles) of ``--data``'s validation chips or of ``--synthetic`` N tiles."""
     from looking_glass.training.evaluate import prepared_eval_set, synthetic_eval_set
 
     if args.data:
@@ -147,8 +147,8 @@ def cmd_evaluate(args) -> int:
     from looking_glass.training.evaluate import evaluate
 
     segmenter = _load_model(args.model)
-    images, masks, _ = _eval_data(args)
-    print(json.dumps(evaluate(segmenter, images, masks), indent=2))
+    images, masks, _, tiles = _eval_data(args)
+    print(json.dumps(evaluate(segmenter, images, masks, tiles=tiles), indent=2))
     return 0
 
 
@@ -181,7 +181,7 @@ def cmd_plot(args) -> int:
     from looking_glass.training.evaluate import plot_examples
 
     segmenter = _load_model(args.model)
-    images, masks, sdts = _eval_data(args)
+    images, masks, sdts, _ = _eval_data(args)
     plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count)
     print(f"wrote {args.out}")
     return 0
@@ -210,7 +210,7 @@ def add_commands(sub) -> None:
     train.set_defaults(func=cmd_train)
 
     for name, func, helptext in (
-        ("evaluate", cmd_evaluate, "IoU, F1, precision, recall of a model (JSON)"),
+        ("evaluate", cmd_evaluate, "pixel and object (building) IoU, F1, precision, recall of a model (JSON)"),
         ("plot", cmd_plot, "image, truth, predicted mask and SDT side by side (PNG)"),
     ):
         p = sub.add_parser(name, help=helptext)

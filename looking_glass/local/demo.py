@@ -96,7 +96,9 @@ def run_demo(
     (:class:`looking_glass.results.truth.TruthFootprints`) each tile gets ``truth_area_m2`` in
     results.geojson, the map a reference panel, and the summary ``truth_area_m2``,
     ``area_error_pct`` and ``pixel_iou``/``pixel_precision``/``pixel_recall`` over the done tiles
-    (the model's stored masks against the rasterised footprints). ``model_path`` "" is the
+    (the model's stored masks against the rasterised footprints), and
+    ``object_precision``/``object_recall``/``object_f1`` with ``object_counts`` (buildings
+    outlined from both and matched by the SpaceNet rule at IoU >= 0.5). ``model_path`` "" is the
     shipped model. Raises DemoError when the job does not finish or fails."""
     started = time.monotonic()
     out_dir = Path(out_dir)
@@ -162,6 +164,9 @@ def run_demo(
             scores = reference["scores"]
             summary.update({f"pixel_{k}": round(scores[k], 4) for k in ("iou", "precision", "recall")})
             summary["pixel_counts"] = {k: scores[k] for k in ("tp", "fp", "fn")}
+            objects = reference["objects"]
+            summary.update({f"object_{k}": round(objects[k], 4) for k in ("precision", "recall", "f1")})
+            summary["object_counts"] = {k: objects[k] for k in ("tp", "fp", "fn", "predicted", "truth")}
     summary.update(
         {
             "elapsed_s": round(time.monotonic() - started, 1),
@@ -177,8 +182,10 @@ def run_demo(
 
 
 def _compare_with_truth(stack: EmbeddedStack, items: list[dict], truth) -> dict:
-    """Reference areas of every tile (quadkey -> m2), their sum over the done tiles, and pixel
-    scores of the stored masks of the done tiles against the rasterised footprints."""
+    """Reference areas of every tile (quadkey -> m2), their sum over the done tiles, pixel scores
+    of the stored masks of the done tiles against the rasterised footprints, and object scores
+    (SpaceNet rule, IoU >= 0.5) of the buildings outlined from both."""
+    from looking_glass.outlines.evaluate import evaluate_tiles
     from looking_glass.results.truth import TruthError, accuracy, fetch_predicted_masks, tile_truth_areas
 
     keys = {(int(i["x"]), int(i["y"]), int(i["z"])): i["quadkey"] for i in items}
@@ -192,6 +199,8 @@ def _compare_with_truth(stack: EmbeddedStack, items: list[dict], truth) -> dict:
         "areas": areas,
         "done_area_m2": sum(areas[keys[t]] for t in predicted),
         "scores": accuracy(predicted, masks),
+        # Buildings, outlined and stitched as the export does, matched by the SpaceNet rule.
+        "objects": evaluate_tiles(((z, x, y), mask, masks[(x, y, z)]) for (x, y, z), mask in predicted.items()),
     }
 
 
@@ -212,7 +221,7 @@ def _model_info(model_path: str) -> dict:
 def print_summary(summary: dict) -> None:
     """Print the demo's summary table (pixel scores to 3 decimals) and a line about its model."""
     shown = {**summary, "model": summary["model"].get("model_id")}
-    for key in ("pixel_iou", "pixel_precision", "pixel_recall"):
+    for key in ("pixel_iou", "pixel_precision", "pixel_recall", "object_precision", "object_recall", "object_f1"):
         if shown.get(key) is not None:
             shown[key] = f"{shown[key]:.3f}"  # the table's one decimal would hide them
     print(summary_table(shown))

@@ -202,10 +202,14 @@ class Segmenter:
 
     def predict_masks(self, images: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Boolean building masks (n, H, W) for uint8 images (n, H, W, 3)."""
-        out = self.predict_raw(images)[..., 0]
+        return self.masks_of(self.predict_raw(images)[..., 0], threshold)
+
+    def masks_of(self, raw: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Boolean building masks of raw outputs (``predict_raw(...)[..., 0]``, any shape): the
+        head's rule (sdt: positive distance; binary: probability >= the threshold)."""
         if self.info.head == "sdt":  # signed distance in metres, positive inside buildings
-            return out > 0
-        return out >= (self.info.threshold if threshold is None else threshold)
+            return raw > 0
+        return raw >= (self.info.threshold if threshold is None else threshold)
 
     def predict_raw(self, images: np.ndarray) -> np.ndarray:
         """The model's raw outputs (n, H, W, 1) (probability, or signed distance for ``sdt``)

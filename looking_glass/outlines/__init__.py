@@ -20,11 +20,11 @@ One job per module; everything works on the zoom-18 web-mercator XYZ grid of
 - :mod:`.evaluate`: object-level evaluation with the SpaceNet matching rule in a metric CRS;
 - :mod:`.gap`: the mapping gap per tile (predicted vs mapped buildings, completeness, priority).
 
-Typical flow: a worker turns each tile's prediction into ``pieces = tile_pieces(pred, z, x, y,
-head)`` (small, JSON-ready with ``pieces.to_dict()``; ``pieces.local_count()`` is a one-tile
-``building_count``); a later step streams the job's pieces in row-major order through
-``outline_tiles`` (or a :class:`~.stitch.Stitcher`) into ``write_buildings`` and ``count_by_tile``;
-``evaluate_polygons`` and ``compare_files`` / ``mapping_gap`` work on files or polygons.
+Typical flow: a worker stores each tile's mask and its ``building_count(pred, z, x, y, head)``
+(:mod:`.vectorize`; summed over the job it is the number of buildings exported); ``looking-glass
+export`` streams the job's masks in row-major order through ``outline_tiles`` (or a
+:class:`~.stitch.Stitcher`) into ``write_buildings``; ``evaluate_tiles`` scores tiles against truth
+masks, ``evaluate_polygons`` and ``compare_files`` / ``mapping_gap`` work on files or polygons.
 
 Errors meant for the user are :class:`~.errors.OutlinesError` (a ``LookingGlassError``).
 """

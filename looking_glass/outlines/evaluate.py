@@ -8,6 +8,13 @@ left unmatched are false negatives. precision = tp / (tp + fp), recall = tp / (t
 f1 = 2 tp / (2 tp + fp + fn); with nothing to divide by (no predictions, or no truth) the value
 is 1.0 when there is also nothing wrong (no fn, resp. no fp) and 0.0 otherwise.
 
+Tiles (:func:`evaluate_tiles`): predictions and truth masks of the same zoom-18 tiles are both
+outlined and stitched across tile edges the way the export does it (:func:`~.stitch.outline_tiles`):
+the predictions with the export's :class:`~.stitch.OutlineOptions` (instances of the model's head,
+specks under ``min_area_m2`` dropped, simplified), the truth masks as their 4-connected regions
+with the same ``min_area_m2`` and no simplification (so truth buildings that touch in the mask are
+one truth building). Then the SpaceNet rule above, in one equal-area CRS.
+
 Both files are reprojected from the CRS each declares (see :mod:`.layers`; the legacy GeoJSON
 ``crs`` member included) to one Lambert azimuthal equal-area projection centred on the data, so
 areas, and hence IoU, are true ground ratios wherever the data are.
@@ -15,13 +22,18 @@ areas, and hence IoU, are true ground ratios wherever the data are.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import shapely
 
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.layers import read_polygons, to_crs
+from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
 
-__all__ = ["evaluate_polygons", "local_equal_area_crs", "match_spacenet", "scores"]
+__all__ = ["OBJECT_RULE", "evaluate_polygons", "evaluate_tiles", "local_equal_area_crs", "match_spacenet", "scores"]
+
+OBJECT_RULE = "SpaceNet: each prediction in order matched to the unmatched truth building of highest IoU"
 
 
 def scores(tp: int, fp: int, fn: int) -> dict:
@@ -98,3 +110,47 @@ def evaluate_polygons(pred_path, truth_path, iou: float = 0.5) -> dict:
                    "skipped": [f"{pred.source}: {s}" for s in pred.skipped]
                    + [f"{truth.source}: {s}" for s in truth.skipped]})
     return result
+
+
+def _lonlat_polygons(buildings: list) -> np.ndarray:
+    arr = np.empty(len(buildings), dtype=object)
+    arr[:] = [b.polygon for b in buildings]
+    return arr
+
+
+def evaluate_tiles(tiles, *, options=None, iou: float = 0.5) -> dict:
+    """Object scores of predicted against true buildings on whole tiles (see the module docstring).
+
+    ``tiles``: an iterable of ``((z, x, y), prediction, truth_mask)``: the model's (S, S) output for
+    ``options.head`` (probability or bool mask for "binary", signed distance in metres for "sdt")
+    and the (S, S) truth mask of that tile, all at one zoom, any order. A tile given twice (chips
+    of two overlapping images) is scored in a separate pass, so each pass stitches each tile once.
+    Returns :func:`scores` (tp, fp, fn, precision, recall, f1) plus ``iou`` (the threshold),
+    ``predicted`` and ``truth`` (building counts) and ``tiles``. Raises OutlinesError for a
+    threshold outside (0, 1] or tiles of mixed zooms or sizes.
+    """
+    if not 0 < iou <= 1:
+        raise OutlinesError(f"the IoU threshold must be in (0, 1], got {iou}")
+    opts = options or OutlineOptions()
+    truth_opts = replace(opts, head="binary", threshold=0.5, simplify=0.0, regularise=False, min_shared=None)
+    passes: list[dict] = []
+    for tile, prediction, truth in tiles:
+        key = tuple(int(v) for v in tile)
+        free = next((p for p in passes if key not in p), None)
+        if free is None:
+            free = {}
+            passes.append(free)
+        free[key] = (prediction, np.asarray(truth, dtype=bool))
+    tp = fp = fn = n_pred = n_truth = 0
+    for group in passes:
+        order = sorted(group, key=lambda t: (t[2], t[1]))  # row-major: y, then x
+        pred = list(outline_tiles(((t, group[t][0]) for t in order), opts))
+        ref = list(outline_tiles(((t, group[t][1]) for t in order), truth_opts))
+        pred_ll, ref_ll = _lonlat_polygons(pred), _lonlat_polygons(ref)
+        metric = local_equal_area_crs(np.concatenate([pred_ll, ref_ll]))
+        m = match_spacenet(to_crs(pred_ll, "EPSG:4326", metric), to_crs(ref_ll, "EPSG:4326", metric), iou)
+        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        n_pred, n_truth = n_pred + len(pred), n_truth + len(ref)
+    out = scores(tp, fp, fn)
+    out.update({"iou": iou, "predicted": n_pred, "truth": n_truth, "tiles": sum(len(p) for p in passes)})
+    return out

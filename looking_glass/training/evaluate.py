@@ -3,6 +3,12 @@ pictures, on freshly generated synthetic tiles or on prepared chips.
 
 Scores are dataset-level: pixel counts (tp, fp, fn) are summed over every tile first, then
 IoU, F1, precision and recall are computed once (``looking_glass.model.metrics``).
+
+Object scores (``object_*``) sit next to them when the tiles' places on the zoom-18 grid are
+known (``--synthetic`` tiles, and chips of ``prepare --mode tiles``): the model's outputs and the
+truth masks are outlined and stitched across tiles as the export does it, and buildings matched
+by the SpaceNet rule at IoU >= 0.5 (:func:`looking_glass.outlines.evaluate.evaluate_tiles`).
+Native-mode chips have no place on the grid; their result says so in ``object_scores``.
 """
 
 from __future__ import annotations
@@ -21,42 +27,74 @@ EVAL_Y_RANGE = (110_000, 125_000)
 
 
 def synthetic_eval_set(count: int, seed: int):
-    """(images, masks, sdt) for ``count`` seeded random synthetic zoom-18 tiles."""
+    """(images, masks, sdt, tiles) for ``count`` seeded random synthetic zoom-18 tiles; ``tiles``
+    lists each tile's (z, x, y)."""
     from looking_glass.datasets.prepare import signed_distance_m
     from looking_glass.datasets.synthetic import render_tile
 
     rng = np.random.default_rng(seed)
-    images, masks, sdts = [], [], []
+    images, masks, sdts, tiles = [], [], [], []
     for _ in range(count):
         x, y = int(rng.integers(*EVAL_X_RANGE)), int(rng.integers(*EVAL_Y_RANGE))
+        tiles.append((18, x, y))
         image, truth = render_tile(18, x, y)
         images.append(image)
         masks.append(truth.astype(np.uint8))
         sdts.append(signed_distance_m(truth.astype(np.uint8), ground_resolution_m(tile_center_lat(x, y, 18)), 10.0))
-    return np.stack(images), np.stack(masks), np.stack(sdts)
+    return np.stack(images), np.stack(masks), np.stack(sdts), tiles
 
 
 def prepared_eval_set(data_dir, split: str = "validation"):
-    """Images (N, S, S, 3) uint8, masks (N, S, S) and signed distances (N, S, S, metres) of a
-    prepared dataset's ``split``; raises ``ValueError`` if it has no chips."""
+    """Images (N, S, S, 3) uint8, masks (N, S, S), signed distances (N, S, S, metres) and tiles
+    of a prepared dataset's ``split``: ``tiles`` lists each chip's (z, x, y) from the manifest
+    (tiles mode), or is None when some chip has no tile (native mode). Raises ``ValueError`` if
+    the split has no chips."""
+    import json
+    from pathlib import Path
+
     from looking_glass.datasets.prepare import load_split
 
     data = load_split(data_dir, split)
     if len(data["image"]) == 0:
         raise ValueError(f"{data_dir} has no {split} chips")
-    return data["image"], data["mask"], data["sdt"]
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    tile_of = {c["id"]: c.get("tile") for c in manifest.get("chips", [])}
+    tiles = [tile_of.get(str(i)) for i in data["chip_ids"]]
+    tiles = None if any(t is None for t in tiles) else [tuple(int(v) for v in t) for t in tiles]
+    return data["image"], data["mask"], data["sdt"], tiles
 
 
-def evaluate(segmenter, images: np.ndarray, masks: np.ndarray, batch_size: int = 16) -> dict:
+def evaluate(segmenter, images: np.ndarray, masks: np.ndarray, batch_size: int = 16, tiles=None) -> dict:
     """Dataset-level IoU, F1, precision and recall of ``segmenter`` on images (N, S, S, 3) and
-    masks (N, S, S), from pixel counts over all of them; also the counts and the model's id."""
+    masks (N, S, S), from pixel counts over all of them; also the counts and the model's id.
+
+    With ``tiles`` (each image's (z, x, y) on the zoom-18 grid) also the object scores
+    ``object_tp``, ``object_fp``, ``object_fn``, ``object_precision``, ``object_recall``,
+    ``object_f1``, ``object_iou_threshold`` and the building counts ``predicted_buildings`` /
+    ``truth_buildings`` (see the module docstring); without, ``object_scores`` says why not."""
+    from looking_glass.outlines.evaluate import OBJECT_RULE, evaluate_tiles
+    from looking_glass.outlines.stitch import OutlineOptions
+
     total = Counts(0, 0, 0)
+    outputs = []
     for i in range(0, len(images), batch_size):
-        predicted = segmenter.predict_masks(images[i : i + batch_size])
+        raw = segmenter.predict_raw(images[i : i + batch_size])[..., 0]
+        predicted = segmenter.masks_of(raw)
         total = total + confusion_counts(predicted, masks[i : i + batch_size].astype(bool))
+        if tiles is not None:
+            outputs.extend(raw)
     scores = {k: float(v) for k, v in scores_from_counts(*total).items()}
-    return {**scores, "tiles": int(len(images)), "tp": int(total.tp), "fp": int(total.fp), "fn": int(total.fn),
-            "model_id": segmenter.info.model_id, "model_version": segmenter.info.version}
+    out = {**scores, "tiles": int(len(images)), "tp": int(total.tp), "fp": int(total.fp), "fn": int(total.fn)}
+    if tiles is None:
+        out["object_scores"] = "not computed: the chips have no zoom-18 tile (prepare --mode tiles gives them one)"
+    else:
+        options = OutlineOptions(head=segmenter.info.head, threshold=segmenter.info.threshold
+                                 if segmenter.info.head == "binary" else None)
+        objects = evaluate_tiles(zip(tiles, outputs, masks), options=options)
+        out.update({f"object_{k}": objects[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")})
+        out.update({"object_iou_threshold": objects["iou"], "object_rule": OBJECT_RULE,
+                    "predicted_buildings": objects["predicted"], "truth_buildings": objects["truth"]})
+    return {**out, "model_id": segmenter.info.model_id, "model_version": segmenter.info.version}
 
 
 def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4) -> None:

@@ -125,6 +125,16 @@ def test_pixel_scores_come_from_the_stored_masks_and_the_rasterised_footprints(g
     assert summary["pixel_recall"] == pytest.approx(tp / (tp + fn), abs=1e-4)
 
 
+def test_object_scores_count_the_buildings_outlined_from_both(geotiff_truth):
+    _, summary, _ = geotiff_truth
+    c = summary["object_counts"]
+    assert c["tp"] + c["fp"] == c["predicted"] and c["tp"] + c["fn"] == c["truth"]
+    # The 43 footprints, rasterised: a few touch (one building in the mask) or are under 5 m2.
+    assert 35 <= c["truth"] <= 43
+    if c["predicted"] + c["truth"]:
+        assert summary["object_f1"] == pytest.approx(2 * c["tp"] / (c["predicted"] + c["truth"]), abs=1e-4)
+
+
 def test_the_same_image_as_xyz_tiles_gives_the_same_tiles_areas_and_truth(geotiff_truth, xyz_truth):
     _, geo_summary, geo_tiles = geotiff_truth
     _, summary, tiles = xyz_truth

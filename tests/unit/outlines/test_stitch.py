@@ -19,7 +19,7 @@ from looking_glass.outlines.stitch import (
     count_by_tile,
     outline_tiles,
 )
-from looking_glass.outlines.vectorize import tile_pieces
+from looking_glass.outlines.vectorize import building_count, tile_pieces
 
 S = 256
 EXACT = OutlineOptions(simplify=0, min_area_m2=0)
@@ -173,8 +173,9 @@ def test_a_worker_seeing_one_tile_counts_cut_buildings_once():
     m[10:30, 240:270] = True  # two tiles, side by side
     m[400:402, 10:12] = True  # a 4 px speck: 1.4 m2
     m[100:120, 100:120] = True
-    local = {t: tile_pieces(a.astype(np.float32), *t).local_count(min_area_m2=5.0) for t, a in cut_tiles(m)}
+    local = {t: building_count(a.astype(np.float32), *t, min_area_m2=5.0) for t, a in cut_tiles(m)}
     assert sum(local.values()) == 3
+    assert local[(18, X0, Y0)] == 3 and local[(18, X0 + 1, Y0)] == 0  # in the tiles of their north-west pieces
     assert sum(local.values()) == sum(count_by_tile(run(m, OutlineOptions(simplify=0, min_area_m2=5.0))).values())
 
 
@@ -242,3 +243,28 @@ def test_a_group_of_many_ragged_pieces_is_unioned_exactly():
     (b,) = run(m, OutlineOptions(simplify=0, min_area_m2=0, max_tiles=9))
     assert as_px(b).area == pytest.approx(m.sum())
     assert len(b.polygon.interiors) > 1
+
+
+def test_the_one_tile_count_by_hand_specks_and_edges():
+    from looking_glass.outlines.vectorize import count_in_tile
+
+    lab = np.zeros((S, S), np.int32)
+    lab[0:10, 100:120] = 1  # on the north edge: counted in the tile to the north
+    lab[100:120, 0:10] = 2  # on the west edge: counted in the tile to the west
+    lab[250:256, 50:52] = 3  # a 12 px speck cut by the south edge: may be more below, counted
+    lab[60:62, 60:62] = 4  # a 4 px speck inside (about 1.4 m2 here): dropped
+    lab[150:190, 150:190] = 5  # a building inside: counted
+    lab[0:4, 252:256] = 6  # the north-east corner: counted to the north
+    assert count_in_tile(lab, 18, X0, Y0, min_area_m2=5.0) == 2
+    assert count_in_tile(lab, 18, X0, Y0, min_area_m2=0.0) == 3
+    assert count_in_tile(np.zeros((S, S), np.int32), 18, X0, Y0) == 0
+
+
+def test_the_sdt_head_counts_two_touching_buildings_as_two():
+    two = np.zeros((S, S), bool)
+    two[60:120, 40:100] = True
+    two[60:120, 104:164] = True
+    two[85:95, 100:104] = True  # a 10 px neck: narrower than either building
+    sdt = signed_distance_m(two.astype(np.uint8), 0.6, 10.0)
+    assert building_count(sdt, 18, X0, Y0, "sdt") == 2
+    assert building_count(two, 18, X0, Y0, "binary") == 1  # one connected region
