@@ -28,15 +28,18 @@ def cmd_serve_synthetic(args) -> int:
 
 
 def cmd_serve_tiles(args) -> int:
-    """Serve a GeoTIFF/COG as web-mercator XYZ tiles until Ctrl-C."""
-    from looking_glass.imagery.geotiff import GeoTiffError, GeoTiffTiles
+    """Serve a GeoTIFF/COG, or a mosaic of them, as web-mercator XYZ tiles until Ctrl-C."""
+    from looking_glass.imagery.geotiff import GeoTiffError
+    from looking_glass.imagery.mosaic import open_geotiff_source
     from looking_glass.local.tileserver import SyntheticTileServer
-    from looking_glass.runtime.settings import GEOTIFF_SUFFIXES, SettingsError
+    from looking_glass.runtime.settings import SettingsError, validate_geotiff_source
 
     bands = Parsers(SettingsError, KEY_EQUALS).bands("--bands", args.bands)
-    if not args.image.lower().endswith(GEOTIFF_SUFFIXES):
-        raise GeoTiffError(f"{args.image}: not a .tif/.tiff file")
-    image = GeoTiffTiles(args.image, bands=bands)
+    try:
+        validate_geotiff_source(args.image)
+    except SettingsError as exc:
+        raise GeoTiffError(str(exc).replace("LG_IMAGERY_GEOTIFF=", "")) from None
+    image = open_geotiff_source(args.image, bands=bands)
     server = SyntheticTileServer(
         port=args.port, latency_s=args.latency_ms / 1000, tile_source=lambda z, x, y: image.png(x, y, z)
     ).start()
@@ -52,8 +55,9 @@ def add_commands(sub) -> None:
     serve.add_argument("--port", type=int, default=8618)
     serve.add_argument("--latency-ms", type=float, default=0.0)
     serve.set_defaults(func=cmd_serve_synthetic)
-    tiles = sub.add_parser("serve-tiles", help="serve a GeoTIFF/COG as XYZ tiles (web mercator, 256 px)")
-    tiles.add_argument("image", help="GeoTIFF or COG, local or s3://bucket/key.tif")
+    tiles = sub.add_parser("serve-tiles", help="serve a GeoTIFF/COG or a mosaic as XYZ tiles (web mercator, 256 px)")
+    tiles.add_argument("image", help="GeoTIFF or COG, local or s3://bucket/key.tif; or a mosaic: a.tif,b.tif, a .vrt, "
+                       "or a MosaicJSON / STAC item collection (.json/.geojson); see docs/imagery.md")
     tiles.add_argument("--port", type=int, default=8619, help="port on 127.0.0.1 (0: any free port)")
     tiles.add_argument("--bands", help="1-based bands for R,G,B (e.g. 3,2,1; one band is grey)")
     tiles.add_argument("--latency-ms", type=float, default=0.0)

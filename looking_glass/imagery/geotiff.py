@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, tile_box
+from looking_glass.imagery.capture import CaptureDateError, iso_day, parse_capture_date, tiff_capture_date
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,
@@ -82,7 +84,13 @@ def _check_s3_object(session, uri: str) -> None:
 
 
 class GeoTiffTiles:
-    """Web-mercator XYZ tiles (256 px) of one GeoTIFF/COG; ``fetch`` gives FetchedTile."""
+    """Web-mercator XYZ tiles (256 px) of one GeoTIFF/COG; ``fetch`` gives FetchedTile.
+
+    ``capture_date`` (a datetime or text :func:`~looking_glass.imagery.capture.parse_capture_date`
+    reads) overrides the file's TIFF DateTime tag; ``captured`` is the date used (None when
+    neither says), ``band_count`` the bands other than alpha, ``outline`` the footprint in web
+    mercator. Raises :class:`GeoTiffError` for a file or date that cannot be used.
+    """
 
     def __init__(
         self,
@@ -90,6 +98,7 @@ class GeoTiffTiles:
         bands: tuple[int, ...] | None = None,
         stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES,
         session=None,
+        capture_date: datetime | str | None = None,
     ):
         self.source = str(source)
         self.public_name = self.source
@@ -112,10 +121,15 @@ class GeoTiffTiles:
                         src, self.source, select_bands(src.count, bands, self.source, alpha_bands(src)), stretch_percentiles
                     )
                     self._outline = self._mercator_outline(src)
+                    # Bands other than alpha: what a mosaic's images must agree on.
+                    self.band_count = src.count - len(alpha_bands(src))
+                    if isinstance(capture_date, str):
+                        capture_date = parse_capture_date(capture_date, self.source)
+                    self.captured = capture_date or tiff_capture_date(src, self.source)
                 except BaseException:
                     src.close()
                     raise
-        except RasterError as exc:
+        except (RasterError, CaptureDateError) as exc:
             raise GeoTiffError(str(exc)) from None
         self.bands = self._image.bands
         # rio-tiler warns on every reader of an image without overviews; fine at zoom 18.
@@ -226,29 +240,69 @@ class GeoTiffTiles:
         data[:, ~valid] = np.nan
         return data
 
-    def fetch(self, x: int, y: int, z: int) -> FetchedTile:
-        """The tile as the worker sees it: no_imagery outside the image, skipped without data or
-        in one colour, else the image (the stretch applied)."""
+    @property
+    def outline(self):
+        """The image's footprint: a shapely polygon in web mercator (EPSG:3857 metres)."""
+        return self._outline
+
+    def rgb(self, x: int, y: int, z: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(256, 256, 3) uint8 (the stretch applied, 0 on nodata) and the (256, 256) bool mask of
+        valid pixels of tile z/x/y; None outside the image."""
         data = self.read(x, y, z)
         if data is None:
-            return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason="outside the image")
-        if np.isnan(data).any(0).all():
-            return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="no data in the image (nodata)")
-        return classify_rgb(x, y, z, self._image.to_uint8(data))
+            return None
+        return self._image.to_uint8(data), ~np.isnan(data).any(0)
+
+    def fetch(self, x: int, y: int, z: int) -> FetchedTile:
+        """The tile as the worker sees it: no_imagery outside the image, skipped without data or
+        in one colour, else the image (the stretch applied) with its valid fraction and the
+        image's capture date."""
+        return fetched_from_rgb(x, y, z, self.rgb(x, y, z), iso_day(self.captured))
 
     def png(self, x: int, y: int, z: int) -> bytes | None:
         """The tile as an RGBA PNG (transparent where there is no data), None outside the image:
         what ``serve-tiles`` answers."""
-        import io
+        return rgba_png(self.rgb(x, y, z))
 
-        from PIL import Image
 
-        data = self.read(x, y, z)
-        if data is None:
-            return None
-        rgba = np.empty((TILE_SIZE, TILE_SIZE, 4), np.uint8)
-        rgba[..., :3] = self._image.to_uint8(data)
-        rgba[..., 3] = np.where(np.isnan(data).any(0), 0, 255)
-        buf = io.BytesIO()
-        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-        return buf.getvalue()
+def lonlat_footprint(outline):
+    """A web-mercator footprint (``GeoTiffTiles.outline``, a mosaic's union) in lon/lat degrees
+    (EPSG:4326), as a shapely geometry: the AOI that covers the tiles holding imagery."""
+    import shapely
+    from rasterio.warp import transform
+
+    def to_lonlat(coords: np.ndarray) -> np.ndarray:
+        lon, lat = transform("EPSG:3857", "EPSG:4326", list(coords[:, 0]), list(coords[:, 1]))
+        return np.column_stack([lon, lat])
+
+    return shapely.transform(outline, to_lonlat)
+
+
+def fetched_from_rgb(x: int, y: int, z: int, tile, capture_date: str | None) -> FetchedTile:
+    """A FetchedTile from ``(rgb, valid)`` of a GeoTIFF or mosaic read (None: outside the
+    imagery -> ``no_imagery``; no valid pixel -> ``skipped``); ``capture_date`` as stored."""
+    if tile is None:
+        return FetchedTile(x, y, z, status=TILE_NO_IMAGERY, reason="outside the image")
+    rgb, valid = tile
+    if not valid.any():
+        return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="no data in the image (nodata)")
+    out = classify_rgb(x, y, z, rgb, valid)
+    out.capture_date = capture_date
+    return out
+
+
+def rgba_png(tile) -> bytes | None:
+    """``(rgb, valid)`` as an RGBA PNG, transparent where not valid; None for None."""
+    import io
+
+    from PIL import Image
+
+    if tile is None:
+        return None
+    rgb, valid = tile
+    rgba = np.empty((TILE_SIZE, TILE_SIZE, 4), np.uint8)
+    rgba[..., :3] = rgb
+    rgba[..., 3] = np.where(valid, 255, 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()

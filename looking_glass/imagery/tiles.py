@@ -38,6 +38,11 @@ class FetchedTile:
     image: np.ndarray | None = None  # (256, 256, 3) uint8 when the tile has imagery
     status: str | None = None  # set when there is no image: no_imagery, skipped, failed
     reason: str | None = None
+    # Share of the tile's pixels holding imagery (0-1), set with an image: what densities divide by.
+    valid_fraction: float | None = None
+    # When the imagery was captured (YYYY-MM-DD; a mosaic's images used, newest first, joined
+    # by ","), where the source knows it.
+    capture_date: str | None = None
 
 
 # What a tile server may send (Pillow format names); anything else is a failed tile.
@@ -105,13 +110,13 @@ def _decode(x: int, y: int, z: int, data: bytes) -> FetchedTile:
                     return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
                 rgb = rgba[..., :3].copy()
                 rgb[~valid] = 0
-                return classify_rgb(x, y, z, rgb)
+                return classify_rgb(x, y, z, rgb, valid)
     valid &= np.isfinite(samples).all(0)
     if not valid.any():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="fully transparent (nodata)")
     stretch = stretch_limits(samples, valid & (samples != 0).any(0))
     samples[:, ~valid] = np.nan
-    return classify_rgb(x, y, z, stretch_to_uint8(samples, stretch))
+    return classify_rgb(x, y, z, stretch_to_uint8(samples, stretch), valid)
 
 
 def _png_bit_depth(data: bytes) -> int | None:
@@ -152,8 +157,11 @@ def _read_16bit_png(data: bytes, transparency) -> tuple[np.ndarray, np.ndarray]:
     return samples, valid
 
 
-def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray) -> FetchedTile:
-    """A (256, 256, 3) uint8 tile with some data: an image, or ``skipped`` when it is blank."""
+def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray, valid: np.ndarray | None = None) -> FetchedTile:
+    """A (256, 256, 3) uint8 tile with some data: an image, or ``skipped`` when it is blank.
+    ``valid`` is the (256, 256) bool mask of pixels holding imagery (None: all of them); its
+    mean is the tile's ``valid_fraction``."""
     if (rgb == rgb[0, 0]).all():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="blank (single colour)")
-    return FetchedTile(x, y, z, image=np.ascontiguousarray(rgb))
+    fraction = 1.0 if valid is None else float(np.count_nonzero(valid)) / valid.size
+    return FetchedTile(x, y, z, image=np.ascontiguousarray(rgb), valid_fraction=fraction)

@@ -332,13 +332,15 @@ class TileFetcher:
 
 def open_imagery(settings: WorkerSettings, session=None):
     """The tile source the settings name: a :class:`TileFetcher` (reading its API token from
-    Secrets Manager first when ``imagery_secret`` is set) or a GeoTIFF source. Raises
+    Secrets Manager first when ``imagery_secret`` is set) or a GeoTIFF source (one GeoTIFF, or a
+    mosaic: :func:`looking_glass.imagery.mosaic.open_geotiff_source`). Raises
     ImagerySourceError (the secret or the GeoTIFF cannot be used) with a message fit to log."""
     if settings.imagery_geotiff:
-        from looking_glass.imagery.geotiff import GeoTiffError, GeoTiffTiles
+        from looking_glass.imagery.geotiff import GeoTiffError
+        from looking_glass.imagery.mosaic import open_geotiff_source
 
         try:
-            return GeoTiffTiles(settings.imagery_geotiff, bands=settings.imagery_bands, session=session)
+            return open_geotiff_source(settings.imagery_geotiff, bands=settings.imagery_bands, session=session)
         except GeoTiffError as exc:
             raise ImagerySourceError(str(exc)) from None
     token = None

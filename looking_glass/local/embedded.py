@@ -195,7 +195,7 @@ class EmbeddedStack:
         it is on S3); the workers' imagery settings."""
         from dataclasses import replace
 
-        from looking_glass.imagery.geotiff import GeoTiffTiles
+        from looking_glass.imagery.mosaic import open_geotiff_source
 
         source, session = self.imagery.source, None
         if source.startswith("s3://"):
@@ -206,7 +206,7 @@ class EmbeddedStack:
             body = self._source_s3.get_object(Bucket=bucket, Key=key)["Body"]
             s3.upload_fileobj(body, local_bucket, key)
             source, session = f"s3://{local_bucket}/{key}", self.session
-        self.geotiff = GeoTiffTiles(source, bands=self.imagery.bands, session=session)
+        self.geotiff = open_geotiff_source(source, bands=self.imagery.bands, session=session)
         image = self.geotiff
         self.tiles = SyntheticTileServer(
             latency_s=self.tile_latency_s, tile_source=lambda z, x, y: image.png(x, y, z)

@@ -175,6 +175,11 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
     from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
     is_url = "://" in source and not source.startswith("s3://")
+    from looking_glass.imagery.mosaic import is_mosaic_spec
+
+    if "s3://" in source and is_mosaic_spec(source):
+        # The embedded run stages one S3 object into its own S3; a mosaic's images are not staged.
+        raise InputError(f"--imagery {source}: a mosaic on S3 cannot be used by the embedded run (use local files)")
     env = {"LG_TILE_URL_TEMPLATE": source} if is_url else {"LG_IMAGERY_GEOTIFF": source}
     if bands:
         env["LG_IMAGERY_BANDS"] = bands
@@ -192,25 +197,16 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
     try:
         if is_url:
             return Imagery("xyz", source)
-        footprint = _lonlat_outline(opened)
-        if not source.startswith("s3://"):
+        from looking_glass.imagery.geotiff import lonlat_footprint
+
+        footprint = lonlat_footprint(opened.outline)
+        if not source.startswith("s3://") and "," not in source:
             source = str(Path(source).resolve())  # the workers may run elsewhere than here
+        elif "," in source:
+            source = ",".join(p if p.startswith("s3://") else str(Path(p.strip()).resolve()) for p in source.split(","))
         return Imagery("geotiff", source, tuple(opened.bands) if bands else None, footprint)
     finally:
         opened.close()
-
-
-def _lonlat_outline(tiles):
-    """The GeoTIFF source's own outline (web mercator, densified edges) in lon/lat degrees: the
-    AOI of its footprint covers the tiles the worker finds imagery in."""
-    import numpy as np
-    import shapely
-    from rasterio.warp import transform
-
-    outline = tiles._outline
-    xs, ys = np.asarray(outline.exterior.coords).T
-    lon, lat = transform("EPSG:3857", "EPSG:4326", list(xs), list(ys))
-    return shapely.Polygon(np.column_stack([lon, lat]))
 
 
 def probe_template(template: str, aoi_geometry, timeout_s: float = 10.0) -> None:

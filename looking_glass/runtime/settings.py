@@ -31,6 +31,8 @@ class SettingsError(ParseError):
 TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
 TEMPLATE_FIELDS = ("x", "y", "-y", "z", "token")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
+# A mosaic document: a GDAL VRT, MosaicJSON or a STAC item collection (looking_glass.imagery.mosaic).
+MOSAIC_DOCUMENT_SUFFIXES = (".vrt", ".json", ".geojson")
 # Secrets Manager: a name (letters, digits, /_+=.@-) or a secret's ARN.
 SECRET_ID = re.compile(r"^([A-Za-z0-9/_+=.@-]{1,512}|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512})$")
 HTTP_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -78,16 +80,29 @@ def validate_tile_url_template(template: str) -> str:
 
 
 def validate_geotiff_source(source: str) -> str:
-    """A GeoTIFF/COG for LG_IMAGERY_GEOTIFF: a local path or s3://bucket/key, ending .tif/.tiff.
-    (Whether it exists and reads as a GeoTIFF is checked when the worker opens it.)"""
-    if "://" in source:
-        if not source.startswith("s3://"):
-            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r}: only local paths and s3:// URIs are supported")
-        bucket, _, key = source[5:].partition("/")
-        if not bucket or not key:
-            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} is not an s3://bucket/key address")
-    if not source.lower().endswith(GEOTIFF_SUFFIXES):
-        raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} does not end in .tif or .tiff")
+    """A GeoTIFF/COG or a mosaic for LG_IMAGERY_GEOTIFF: a local path or s3://bucket/key ending
+    .tif/.tiff, several of them separated by commas, or one mosaic document (.vrt, MosaicJSON or
+    a STAC item collection: .json/.geojson). (Whether they exist and read as GeoTIFFs is checked
+    when the worker opens them: looking_glass.imagery.mosaic.)"""
+    parts = [p.strip() for p in source.split(",")]
+    if len(parts) == 1 and parts[0].lower().endswith(MOSAIC_DOCUMENT_SUFFIXES):
+        suffixes = MOSAIC_DOCUMENT_SUFFIXES
+    else:
+        suffixes = GEOTIFF_SUFFIXES
+    for part in parts:
+        if not part:
+            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} has an empty entry in its list")
+        if "://" in part:
+            if not part.startswith("s3://"):
+                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r}: only local paths and s3:// URIs are supported")
+            bucket, _, key = part[5:].partition("/")
+            if not bucket or not key:
+                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r} is not an s3://bucket/key address")
+        if not part.lower().endswith(suffixes):
+            raise SettingsError(
+                f"LG_IMAGERY_GEOTIFF={part!r} does not end in .tif or .tiff (a list of GeoTIFFs), "
+                "or .vrt/.json/.geojson (one mosaic document)"
+            )
     return source
 
 

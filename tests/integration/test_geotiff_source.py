@@ -174,6 +174,9 @@ def test_unusable_geotiffs_are_refused_with_the_reason(tmp_path, make, bands, me
     "env, message",
     [
         ({"LG_IMAGERY_GEOTIFF": "ortho.png"}, "does not end in .tif or .tiff"),
+        ({"LG_IMAGERY_GEOTIFF": "a.tif,,b.tif"}, "has an empty entry in its list"),
+        ({"LG_IMAGERY_GEOTIFF": "a.tif,m.vrt"}, "'m.vrt' does not end in .tif or .tiff (a list of GeoTIFFs)"),
+        ({"LG_IMAGERY_GEOTIFF": "a.tif,https://x/b.tif"}, "only local paths and s3:// URIs"),
         ({"LG_IMAGERY_GEOTIFF": "https://x/ortho.tif"}, "only local paths and s3:// URIs"),
         ({"LG_IMAGERY_GEOTIFF": "s3://bucket-only.tif"}, "not an s3://bucket/key address"),
         ({"LG_IMAGERY_GEOTIFF": "a.tif", "LG_TILE_URL_TEMPLATE": "http://t/{z}/{x}/{y}.png"}, "not both"),
@@ -195,6 +198,8 @@ def test_geotiff_settings_that_are_accepted():
     s = WorkerSettings.from_env({"LG_IMAGERY_GEOTIFF": "s3://imagery/city/ortho.TIFF", "LG_IMAGERY_BANDS": "3,2,1"})
     assert s.imagery_geotiff == "s3://imagery/city/ortho.TIFF" and s.imagery_bands == (3, 2, 1)
     assert s.tile_url_template == ""
+    for mosaic in ("a.tif, s3://b/c.tif", "scenes.vrt", "s3://b/mosaic.json", "items.geojson"):
+        assert WorkerSettings.from_env({"LG_IMAGERY_GEOTIFF": mosaic}).imagery_geotiff == mosaic
 
 
 # ---- S3 through GDAL (/vsis3/) against moto ------------------------------------------------
