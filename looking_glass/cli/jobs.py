@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from looking_glass.cli.common import CommandError, positive_float, positive_int,
 from looking_glass.display import shown
 from looking_glass.local.inputs import add_run_options
 
-JOB_ID_RE = r"^[0-9a-f]{6,64}$"
-
+JOB_HELP = "job id, the start of one, or the job's name (as `jobs` lists them)"
 
 def _deployment(args):
     """The deployment that ``--stack``/``--embedded`` name (the embedded run by default)."""
@@ -25,17 +23,11 @@ def _deployment(args):
 
 
 def _job_id(store, text: str) -> str:
-    """A job id, or an unambiguous prefix of one (at least 6 hex digits)."""
-    if not re.match(JOB_ID_RE, text):
-        raise CommandError(f"{text!r} is not a job id (hex digits, as printed by submit and jobs)")
-    if store.get_job(text) is not None:
-        return text
-    matches = [j["job_id"] for j in store.list_jobs() if j["job_id"].startswith(text)]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise CommandError(f"job id prefix {text!r} is ambiguous: {', '.join(matches[:5])}")
-    raise CommandError(f"no job {text!r} (see `looking-glass jobs`)")
+    """The job ``text`` means: its id, the start of its id, or its name (one rule for
+    ``status``, ``results``, ``retry`` and ``map``: :func:`looking_glass.pipeline.jobref.resolve_job`)."""
+    from looking_glass.pipeline.jobref import resolve_job
+
+    return resolve_job(store, text)
 
 
 def _aws_guard(func):
@@ -296,13 +288,13 @@ def add_commands(sub) -> None:
     jobs.set_defaults(func=_aws_guard(cmd_jobs))
 
     st = sub.add_parser("status", help="one job in detail: counters, failure reasons, dead-letter messages")
-    st.add_argument("job", help="job id (or an unambiguous prefix)")
+    st.add_argument("job", help=JOB_HELP)
     _add_target(st)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_aws_guard(cmd_status))
 
     res = sub.add_parser("results", help="per tile, per coarser tile (--zoom) or per polygon (--within)")
-    res.add_argument("job", help="job id (or an unambiguous prefix)")
+    res.add_argument("job", help=JOB_HELP)
     _add_target(res)
     how = res.add_mutually_exclusive_group()
     how.add_argument("--zoom", type=zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
@@ -312,7 +304,7 @@ def add_commands(sub) -> None:
     res.set_defaults(func=_aws_guard(cmd_results))
 
     rt = sub.add_parser("retry", help="re-enqueue the tiles without a done result; move dead letters back")
-    rt.add_argument("job", help="job id (or an unambiguous prefix)")
+    rt.add_argument("job", help=JOB_HELP)
     _add_target(rt)
     rt.add_argument("--statuses", type=_statuses, default=None,
                     help="which stored outcomes to redo (default failed,no_imagery,skipped); tiles with no result are always redone")
@@ -320,7 +312,7 @@ def add_commands(sub) -> None:
     rt.set_defaults(func=_aws_guard(cmd_retry))
 
     mp = sub.add_parser("map", help="map.png and a self-contained map.html of a job")
-    mp.add_argument("job", help="job id (or an unambiguous prefix)")
+    mp.add_argument("job", help=JOB_HELP)
     _add_target(mp)
     mp.add_argument("--out", required=True, help="output folder")
     mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")

@@ -1,0 +1,66 @@
+"""Which job a user means: ``results``, ``status``, ``map`` and ``retry`` take a job id, the start
+of one, or the job's name (as ``submit --name`` or the AOI gave it, shown by ``jobs``).
+
+:func:`resolve_job` is the one rule for all of them: an exact id wins; otherwise every job whose
+id starts with the text (hex digits, any case) or whose name is exactly the text is a candidate.
+One candidate is the job; several, or none, end the command with exit status 2 and a message
+that lists the candidates (newest first) or says where to look.
+"""
+
+from __future__ import annotations
+
+import re
+
+from looking_glass.display import shown
+from looking_glass.errors import LookingGlassError
+from looking_glass.pipeline.store import ResultsStore
+
+__all__ = ["MAX_LISTED", "JobRefError", "candidates", "resolve_job"]
+
+HEX = re.compile(r"^[0-9a-fA-F]+$")
+MAX_LISTED = 10  # candidates named in the "ambiguous" message
+
+
+class JobRefError(LookingGlassError, ValueError):
+    """The text names no job, or more than one; the message says which and lists candidates."""
+
+    exit_code = 2
+
+
+def candidates(jobs: list[dict], ref: str) -> list[dict]:
+    """The jobs of ``jobs`` (as ``store.list_jobs`` returns them) that ``ref`` may mean: id
+    starting with ``ref`` (when it is hex) or name equal to ``ref``; in the order given."""
+    prefix = ref.lower() if HEX.match(ref) else None
+    return [
+        j for j in jobs
+        if (prefix is not None and str(j["job_id"]).startswith(prefix)) or j.get("name") == ref
+    ]
+
+
+def _line(job: dict) -> str:
+    return (f"  {shown(job['job_id'])}  {shown(job.get('status', '?'))}  {shown(job.get('created_at', '-'))}  "
+            f"{shown(job.get('name', ''), 80)}")
+
+
+def resolve_job(store: ResultsStore, ref: str) -> str:
+    """The id of the one job ``ref`` means in ``store`` (see the module docstring).
+
+    Reads the job record for an exact id, else the jobs index (one query, never a scan; jobs
+    written before the index existed are found by their full id only). Raises
+    :class:`JobRefError` (exit status 2) for an empty ``ref``, for no match, and for several
+    matches (listing up to :data:`MAX_LISTED` of them: id, status, created, name).
+    """
+    ref = ref.strip()
+    if not ref:
+        raise JobRefError("give a job id, the start of one, or a job's name (see `looking-glass jobs`)")
+    if HEX.match(ref) and store.get_job(ref.lower()) is not None:
+        return ref.lower()
+    found = candidates(store.list_jobs(), ref)
+    if len(found) == 1:
+        return str(found[0]["job_id"])
+    if not found:
+        raise JobRefError(f"no job with the name or an id starting with {shown(ref)!r} in table {store.table} "
+                          "(see `looking-glass jobs`)")
+    listed = "\n".join(_line(j) for j in found[:MAX_LISTED])
+    more = f"\n  ... and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+    raise JobRefError(f"{shown(ref)!r} matches {len(found)} jobs; give more of the job id:\n{listed}{more}")
