@@ -16,7 +16,7 @@ from looking_glass.errors import LookingGlassError
 from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
 from looking_glass.tiling.aoi import Aoi, AoiError, parse_aoi
 
-__all__ = ["CommandError", "positive_float", "positive_int", "read_aoi", "zoom"]
+__all__ = ["CommandError", "non_negative_float", "positive_float", "positive_int", "read_aoi", "zoom"]
 
 MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
 
@@ -43,6 +43,11 @@ def positive_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """Option type: a number greater than 0 (``inf`` included)."""
     return _option(_OPTION.number, "", text, 0, None, True, finite=False)
+
+
+def non_negative_float(text: str) -> float:
+    """Option type: a finite number of at least 0."""
+    return _option(_OPTION.number, "", text, 0, None)
 
 
 def zoom(text: str) -> int:

@@ -6,11 +6,17 @@ import json
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import positive_float, positive_int, read_aoi, zoom
+from looking_glass.cli.common import non_negative_float, positive_float, positive_int, read_aoi, zoom
 from looking_glass.display import shown
 from looking_glass.grid import ZOOM
+from looking_glass.pricing import (
+    ASSUMED_G4DN_XLARGE_SPOT_USD_PER_HOUR,
+    ASSUMED_GPU_TILES_PER_SECOND,
+    ASSUMED_IMAGERY_BYTES_PER_TILE,
+    G4DN_XLARGE_ON_DEMAND_USD_PER_HOUR,
+    MEASURED_CPU_TILES_PER_SECOND,
+)
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
-from looking_glass.tiling.estimate import DEFAULT_PRICE_PER_HOUR, DEFAULT_TILES_PER_SECOND
 
 
 def cmd_cover(args) -> int:
@@ -41,7 +47,8 @@ def cmd_cover(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    """Print the AOI's tiles, their area, SQS traffic, worker time and cost."""
+    """Print the AOI's tiles, their area, SQS traffic, workers and cost: compute, requests, NAT
+    traffic and storage each on its own line."""
     from looking_glass.tiling.cover import tile_runs
     from looking_glass.tiling.estimate import estimate
 
@@ -53,15 +60,24 @@ def cmd_estimate(args) -> int:
         tiles_per_message=args.tiles_per_message,
         tiles_per_second=args.tiles_per_second,
         price_per_hour=args.price_per_hour,
+        nat_bytes_per_tile=args.nat_bytes_per_tile,
     )
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
-    print(f"tiles (zoom {args.zoom}):     {result.tiles:,}")
-    print(f"area of those tiles:   {result.tiles_area_km2:,.3f} km2")
-    print(f"SQS messages:          {result.sqs_messages:,} ({result.sqs_send_requests:,} send requests)")
-    print(f"worker time:           {result.worker_hours:,.2f} h at {result.tiles_per_second:g} tiles/s")
-    print(f"worker cost:           USD {result.cost_usd:,.2f} at USD {result.price_per_hour:g}/instance-hour")
+    r = result
+    print(f"{f'tiles (zoom {args.zoom}):':<23}{r.tiles:,}")
+    print(f"area of those tiles:   {r.tiles_area_km2:,.3f} km2")
+    print(f"SQS messages:          {r.sqs_messages:,} ({r.sqs_send_requests:,} send requests)")
+    print(f"workers:               {r.workers:,}")
+    print(f"worker time:           {r.worker_hours:,.2f} instance-hours at {r.tiles_per_second:g} tiles/s, "
+          f"with {r.worker_start_hours * 60:g} min of start-up per worker")
+    print(f"compute:               USD {r.compute_usd:,.4f} at USD {r.price_per_hour:g}/instance-hour")
+    print(f"requests:              USD {r.requests_usd:,.4f} (S3 {r.s3_usd:,.4f}, DynamoDB {r.dynamodb_usd:,.4f}, "
+          f"SQS {r.sqs_usd:,.4f})")
+    print(f"NAT gateway:           USD {r.nat_usd:,.4f} ({r.nat_bytes_per_tile:,.0f} bytes of imagery per tile)")
+    print(f"total:                 USD {r.total_usd:,.4f} (compute + requests + NAT)")
+    print(f"storage:               USD {r.storage_usd_per_month:,.4f} per month (results in S3 and DynamoDB)")
     return 0
 
 
@@ -110,14 +126,19 @@ def add_commands(sub) -> None:
     cover.add_argument("--format", choices=("xyz", "quadkey", "geojson", "count"), default="xyz")
     cover.set_defaults(func=cmd_cover)
 
-    est = sub.add_parser("estimate", help="tiles, area, SQS traffic, worker time and cost of an AOI")
+    est = sub.add_parser("estimate", help="tiles, area, SQS traffic, workers and cost (compute, requests, storage) of an AOI")
     est.add_argument("aoi", help="AOI GeoJSON file")
     est.add_argument("--zoom", type=zoom, default=ZOOM)
     est.add_argument("--tiles-per-message", type=positive_int, default=DEFAULT_TILES_PER_MESSAGE)
-    est.add_argument("--tiles-per-second", type=positive_float, default=DEFAULT_TILES_PER_SECOND,
-                     help=f"worker throughput (default {DEFAULT_TILES_PER_SECOND:g}: DeepLab V3+ on 2 CPU cores)")
-    est.add_argument("--price-per-hour", type=positive_float, default=DEFAULT_PRICE_PER_HOUR,
-                     help="USD per worker instance-hour (default: g4dn.xlarge on-demand, us-east-1)")
+    est.add_argument("--tiles-per-second", type=positive_float, default=ASSUMED_GPU_TILES_PER_SECOND,
+                     help=f"one worker's throughput (default {ASSUMED_GPU_TILES_PER_SECOND:g}: g4dn.xlarge, "
+                          f"assumed; {MEASURED_CPU_TILES_PER_SECOND:g} was measured on 2 CPU cores)")
+    est.add_argument("--price-per-hour", type=non_negative_float, default=G4DN_XLARGE_ON_DEMAND_USD_PER_HOUR,
+                     help=f"USD per worker instance-hour (default {G4DN_XLARGE_ON_DEMAND_USD_PER_HOUR:g}: g4dn.xlarge "
+                          f"on-demand, us-east-1; spot is about {ASSUMED_G4DN_XLARGE_SPOT_USD_PER_HOUR:g})")
+    est.add_argument("--nat-bytes-per-tile", type=non_negative_float, default=ASSUMED_IMAGERY_BYTES_PER_TILE,
+                     help=f"imagery bytes per tile through the NAT gateway (default {ASSUMED_IMAGERY_BYTES_PER_TILE:,}; "
+                          "0 for worker_subnets=public)")
     est.add_argument("--json", action="store_true", help="print JSON")
     est.set_defaults(func=cmd_estimate)
 

@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_TILES_PER_MESSAGE",
     "DEFAULT_TILES_PER_WORKER",
     "MAX_TILES_PER_MESSAGE",
+    "workers_for",
 ]
 
 # Tiles in one SQS work unit: about one inference batch, so a million tiles are ~16,000
@@ -27,3 +28,9 @@ DEFAULT_MAX_TILES_PER_JOB = 5_000_000
 # One worker per this many tiles, up to the worker cap (LG_TILES_PER_WORKER, LG_MAX_WORKERS).
 DEFAULT_TILES_PER_WORKER = 20_000
 DEFAULT_MAX_WORKERS = 50
+
+
+def workers_for(tiles: int, tiles_per_worker: int = DEFAULT_TILES_PER_WORKER, max_workers: int = DEFAULT_MAX_WORKERS) -> int:
+    """Workers for ``tiles`` tiles, as the enumerator launches them: one per ``tiles_per_worker``
+    tiles, at least 1 and at most ``max_workers``."""
+    return max(1, min(max_workers, -(-tiles // tiles_per_worker)))

@@ -17,6 +17,7 @@ from looking_glass.runtime.defaults import (
     DEFAULT_TILES_PER_MESSAGE,
     DEFAULT_TILES_PER_WORKER,
     MAX_TILES_PER_MESSAGE,
+    workers_for,
 )
 from looking_glass.runtime.parsing import ParseError, Variables
 from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
@@ -143,7 +144,7 @@ class EnumeratorSettings:
 
     def workers_for(self, tiles: int) -> int:
         """Worker count sized to the work: one per ``tiles_per_worker`` tiles, capped."""
-        return max(1, min(self.max_workers, -(-tiles // self.tiles_per_worker)))
+        return workers_for(tiles, self.tiles_per_worker, self.max_workers)
 
 
 # The model's runtime (looking_glass.model.inference): ONNX Runtime when the checked export is

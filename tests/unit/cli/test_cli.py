@@ -61,18 +61,30 @@ def test_estimate_counts_tiles_messages_time_and_cost(aoi_file, capsys):
     est = json.loads(capsys.readouterr().out)
     assert est["tiles"] == tiles
     assert est["sqs_messages"] == -(-tiles // 10) and est["sqs_send_requests"] == -(-est["sqs_messages"] // 10)
-    assert est["worker_hours"] == pytest.approx(tiles / 2 / 3600, abs=1e-3)
-    assert est["cost_usd"] == pytest.approx(tiles / 2 / 3600 * 3.6, abs=0.01)
+    # One worker (under 20,000 tiles), 9 minutes of start-up (0.15 h) on top of the tiles' time.
+    assert est["workers"] == 1
+    assert est["worker_hours"] == pytest.approx(tiles / 2 / 3600 + 0.15, abs=1e-3)
+    assert est["compute_usd"] == pytest.approx((tiles / 2 / 3600 + 0.15) * 3.6, abs=1e-4)
+    assert est["total_usd"] == pytest.approx(est["compute_usd"] + est["requests_usd"] + est["nat_usd"], abs=2e-4)
     # Each zoom-18 tile near the equator is about 153 m on a side: 0.0234 km2.
     assert est["tiles_area_km2"] == pytest.approx(tiles * 0.0234, rel=0.01)
+    main(["estimate", str(aoi_file)])
+    lines = capsys.readouterr().out
+    assert all(f"{part}:" in lines for part in ("compute", "requests", "NAT gateway", "total", "storage"))
 
 
-def test_estimate_rejects_nonpositive_throughput(aoi_file):
+@pytest.mark.parametrize("option, value, message", [
+    ("--tiles-per-second", "0", "must be greater than 0"),
+    ("--price-per-hour", "-1", "must be at least 0"),
+    ("--price-per-hour", "inf", "not a finite number"),
+    ("--nat-bytes-per-tile", "-5", "must be at least 0"),
+])
+def test_estimate_rejects_bad_numbers(aoi_file, option, value, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "looking_glass.cli.main", "estimate", str(aoi_file), "--tiles-per-second", "0"],
+        [sys.executable, "-m", "looking_glass.cli.main", "estimate", str(aoi_file), option, value],
         capture_output=True, text=True,
     )
-    assert proc.returncode == 2 and "must be greater than 0" in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr and option in proc.stderr
 
 
 def test_synth_data_writes_the_prepare_format(tmp_path, capsys):
