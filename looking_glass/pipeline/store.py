@@ -62,6 +62,11 @@ def job_id_for(bucket: str, key: str, etag: str) -> str:
     return hashlib.sha256(f"s3://{bucket}/{key}#{etag.strip(chr(34))}".encode()).hexdigest()[:24]
 
 
+def fraction_decimal(value: float | None) -> Decimal | None:
+    """A fraction (0-1) as the Decimal the table stores, to 4 decimals; None stays None."""
+    return None if value is None else Decimal(repr(float(value))).quantize(Decimal("0.0001"))
+
+
 def area_decimal(value: float) -> Decimal:
     """An area in m2 as the Decimal the table stores: the float's shortest repr, quantized to
     ``AREA_QUANTUM`` (1e-3 m2), so sums of areas are exact."""
@@ -105,6 +110,10 @@ class TileResult:
     building_pixels: int = 0
     reason: str | None = None
     mask_key: str | None = None
+    # Share of the tile holding imagery (0-1, 4 decimals) and the imagery's capture date(s)
+    # (YYYY-MM-DD, a mosaic's newest first, comma-joined), where known (docs/imagery.md).
+    valid_fraction: Decimal | None = None
+    capture_date: str | None = None
 
     def item(self, job_id: str, provenance: dict) -> dict:
         """The tile's table item for ``job_id`` with the model/imagery ``provenance`` fields."""
@@ -124,6 +133,10 @@ class TileResult:
             item["reason"] = self.reason[:1000]
         if self.mask_key:
             item["mask_key"] = self.mask_key
+        if self.valid_fraction is not None:
+            item["valid_fraction"] = self.valid_fraction
+        if self.capture_date:
+            item["capture_date"] = self.capture_date[:200]
         return item
 
 

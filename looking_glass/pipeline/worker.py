@@ -29,7 +29,7 @@ from looking_glass.imagery.tiles import FetchedTile, TransientTileError
 from looking_glass.imagery.xyz import open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
-from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, utc_now
+from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, fraction_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
 from looking_glass.pipeline.workunits import MalformedMessage, WorkUnit, parse_work_unit
 from looking_glass.runtime.resources import DeployedResources
@@ -254,7 +254,8 @@ class Worker:
         with_image = [t for t in item.tiles if t.image is not None]
         for t in item.tiles:
             if t.image is None:
-                results.append(TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason))
+                results.append(TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason,
+                                          capture_date=t.capture_date))
         bs = self.settings.batch_size
         for i in range(0, len(with_image), bs):
             batch = with_image[i : i + bs]
@@ -317,6 +318,8 @@ class Worker:
                     building_area_m2=area_decimal(building_area_m2(mask, t.x, t.y, t.z)),
                     building_pixels=int(mask.sum()),
                     mask_key=key,
+                    valid_fraction=fraction_decimal(t.valid_fraction),
+                    capture_date=t.capture_date,
                 )
             )
         return out

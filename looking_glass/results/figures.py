@@ -44,6 +44,10 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
         }
         if truth_m2 is not None and item["quadkey"] in truth_m2:
             props["truth_area_m2"] = round(float(truth_m2[item["quadkey"]]), 3)
+        if item.get("valid_fraction") is not None:
+            props["valid_fraction"] = plain(item["valid_fraction"])
+        if item.get("capture_date"):
+            props["capture_date"] = item["capture_date"]
         if item.get("reason"):
             props["reason"] = item["reason"]
         features.append({"type": "Feature", "geometry": tile_polygon(x, y, z), "properties": props})

@@ -6,8 +6,9 @@ zoom Z is a grouping of one ordered read by the first Z quadkey digits. Large jo
 few parallel key ranges.
 
 Every row carries how complete it is: tiles with a result by status (done, failed, no imagery,
-skipped). ``building_density`` is building area over the ground area of the row's *done* tiles,
-so a row with failed tiles is not diluted by them.
+skipped). ``building_density`` is building area over the ground area of the row's *done* tiles
+that holds imagery (each tile's area times its ``valid_fraction``; 1 when a result has none), so
+a row with failed tiles, or edge tiles half outside an image, is not diluted by them.
 
 Polygons (``--within``) get each tile's building area times the fraction of the tile inside.
 That fraction is measured on the web-mercator tile grid (tile x/y coordinates at zoom 18), the
@@ -39,7 +40,7 @@ from looking_glass.pipeline.store import ResultsStore, json_value
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 
 QUADKEY_DIGITS = "0123"
-TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason")
+TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason", "valid_fraction", "capture_date")
 STATUS_COLUMNS = tuple(f"tiles_{s}" for s in TILE_STATUSES)
 FORMATS = ("table", "csv", "geojson")
 
@@ -113,7 +114,10 @@ def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
         row["building_area_m2"] += area * Decimal(repr(weight))
         w = weight
     if item["status"] == TILE_DONE:
-        row["done_area_m2"] += w * tile_ground_area_m2(y)
+        covered = item.get("valid_fraction")
+        row["done_area_m2"] += w * (1.0 if covered is None else float(covered)) * tile_ground_area_m2(y)
+    if item.get("capture_date"):
+        row.setdefault("dates", set()).update(item["capture_date"].split(","))
 
 
 def _finish(row: dict) -> dict:
@@ -121,6 +125,8 @@ def _finish(row: dict) -> dict:
     done = row["done_area_m2"]
     row["building_density"] = round(float(row["building_area_m2"]) / done, 9) if done > 0 else None
     row["done_area_m2"] = round(done, 3)
+    # The capture dates of the row's imagery, newest first ("" where the source gives none).
+    row["capture_date"] = ",".join(sorted(row.pop("dates", ()), reverse=True))
     return row
 
 
@@ -139,6 +145,7 @@ def per_tile_rows(items: list[dict]) -> list[dict]:
         _add(row, item, y)
         row = _finish(row)
         row["reason"] = item.get("reason") or ""
+        row["valid_fraction"] = item.get("valid_fraction")
         rows.append(row)
     return rows
 
@@ -285,9 +292,9 @@ def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: l
 # ---- formats ------------------------------------------------------------------------------------
 COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "done_area_m2", "building_density")
 COLUMNS = {
-    "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "reason"),
-    "zoom": ("quadkey", "z", "x", "y", *COMMON),
-    "within": ("name", *COMMON, "tiles_partial", "tile_fraction"),
+    "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "valid_fraction", "capture_date", "reason"),
+    "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date"),
+    "within": ("name", *COMMON, "tiles_partial", "tile_fraction", "capture_date"),
 }
 
 
