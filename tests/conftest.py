@@ -60,6 +60,31 @@ def tile_server():
     with SyntheticTileServer() as server:
         yield server
 
+@pytest.fixture(scope="module")
+def embedded_up(tmp_path_factory):
+    """A live embedded run (``looking-glass up`` in a thread, one worker) for one test module:
+    yields (its temporary folder, its state file); LG_EMBEDDED_STATE points at it meanwhile."""
+    import threading
+
+    from looking_glass.local.deployment import run_embedded
+
+    tmp = tmp_path_factory.mktemp("up")
+    state = tmp / "embedded.json"
+    stop, ready = threading.Event(), threading.Event()
+    saved = dict(os.environ)
+    thread = threading.Thread(
+        target=run_embedded, args=(state, tmp / "run"),
+        kwargs={"workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5}, daemon=True,
+    )
+    thread.start()
+    assert ready.wait(60)
+    os.environ["LG_EMBEDDED_STATE"] = str(state)
+    yield tmp, state
+    stop.set()
+    thread.join(60)
+    os.environ.clear()
+    os.environ.update(saved)
+
 
 def geojson_bytes(doc) -> bytes:
     return json.dumps(doc).encode()

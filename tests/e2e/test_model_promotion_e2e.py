@@ -6,40 +6,18 @@ the shipped model with their own sidecars, standing in for a fine-tune)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
 
-from looking_glass.local.deployment import resolve_embedded, run_embedded
+from looking_glass.local.deployment import resolve_embedded
 from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.store import ResultsStore
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def embedded_up(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("up")
-    state = tmp / "embedded.json"
-    stop, ready = threading.Event(), threading.Event()
-    saved = dict(os.environ)
-    thread = threading.Thread(
-        target=run_embedded, args=(state, tmp / "run"),
-        kwargs={"workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5}, daemon=True,
-    )
-    thread.start()
-    assert ready.wait(60)
-    os.environ["LG_EMBEDDED_STATE"] = str(state)
-    yield tmp, state
-    stop.set()
-    thread.join(60)
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _version(tmp, version: str):
