@@ -99,7 +99,8 @@ def json_value(value):
 @dataclass(frozen=True)
 class TileResult:
     """The final result of one tile: its status (``imagery.status``), building area (m2, as the
-    stored Decimal), building pixels, and a reason or mask key where there is one."""
+    stored Decimal), building pixels, building count (``outlines.vectorize.building_count``; None
+    for a tile without a prediction), and a reason or mask key where there is one."""
 
     x: int
     y: int
@@ -114,6 +115,7 @@ class TileResult:
     # (YYYY-MM-DD, a mosaic's newest first, comma-joined), where known (docs/imagery.md).
     valid_fraction: Decimal | None = None
     capture_date: str | None = None
+    building_count: int | None = None
 
     def item(self, job_id: str, provenance: dict) -> dict:
         """The tile's table item for ``job_id`` with the model/imagery ``provenance`` fields."""
@@ -137,6 +139,8 @@ class TileResult:
             item["valid_fraction"] = self.valid_fraction
         if self.capture_date:
             item["capture_date"] = self.capture_date[:200]
+        if self.building_count is not None:
+            item["building_count"] = self.building_count
         return item
 
 

@@ -28,6 +28,7 @@ from looking_glass.imagery.status import TILE_DONE
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError
 from looking_glass.imagery.xyz import open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
+from looking_glass.outlines.vectorize import building_count
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
 from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, fraction_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
@@ -320,6 +321,7 @@ class Worker:
                     mask_key=key,
                     valid_fraction=fraction_decimal(t.valid_fraction),
                     capture_date=t.capture_date,
+                    building_count=building_count(mask, t.z, t.x, t.y),  # the export's instance rule
                 )
             )
         return out

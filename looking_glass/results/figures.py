@@ -41,6 +41,7 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
             "y": y,
             "status": item["status"],
             "building_area_m2": plain(item.get("building_area_m2", 0)),
+            "building_count": plain(item.get("building_count")),
         }
         if truth_m2 is not None and item["quadkey"] in truth_m2:
             props["truth_area_m2"] = round(float(truth_m2[item["quadkey"]]), 3)

@@ -9,6 +9,10 @@ Every row carries how complete it is: tiles with a result by status (done, faile
 skipped). ``building_density`` is building area over the ground area of the row's *done* tiles
 that holds imagery (each tile's area times its ``valid_fraction``; 1 when a result has none), so
 a row with failed tiles, or edge tiles half outside an image, is not diluted by them.
+``building_count`` is the sum of the workers' per-tile counts (a building cut by tile edges counted once, in the tile of its north-west piece:
+``outlines.vectorize.building_count``), so a job's total is the number of buildings
+``looking-glass export`` writes; None where a done tile has no count (a job run before counts
+were stored).
 
 Polygons (``--within``) get each tile's building area times the fraction of the tile inside.
 That fraction is measured on the web-mercator tile grid (tile x/y coordinates at zoom 18), the
@@ -40,7 +44,7 @@ from looking_glass.pipeline.store import ResultsStore, json_value
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 
 QUADKEY_DIGITS = "0123"
-TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "reason", "valid_fraction", "capture_date")
+TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "building_count", "reason", "valid_fraction", "capture_date")
 STATUS_COLUMNS = tuple(f"tiles_{s}" for s in TILE_STATUSES)
 FORMATS = ("table", "csv", "geojson")
 
@@ -100,7 +104,8 @@ def tile_ground_area_m2(y: int, zoom: int = ZOOM) -> float:
 
 
 def _new_row() -> dict:
-    return {"tiles": 0, **{c: 0 for c in STATUS_COLUMNS}, "building_area_m2": Decimal(0), "done_area_m2": 0.0}
+    return {"tiles": 0, **{c: 0 for c in STATUS_COLUMNS}, "building_area_m2": Decimal(0), "building_count": 0,
+            "done_area_m2": 0.0}
 
 
 def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
@@ -113,6 +118,15 @@ def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
     else:
         row["building_area_m2"] += area * Decimal(repr(weight))
         w = weight
+    # building_count: the worker's count of the tile (a done tile of a job run before counts
+    # existed has none: the row's count is then unknown, None, rather than too low). Per polygon
+    # a cut tile's count is weighted like its area.
+    count = item.get("building_count")
+    if row["building_count"] is not None:
+        if count is None:
+            row["building_count"] = None if item["status"] == TILE_DONE else row["building_count"]
+        else:
+            row["building_count"] += int(count) if weight is None else int(count) * weight
     if item["status"] == TILE_DONE:
         covered = item.get("valid_fraction")
         row["done_area_m2"] += w * (1.0 if covered is None else float(covered)) * tile_ground_area_m2(y)
@@ -122,6 +136,8 @@ def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
 
 def _finish(row: dict) -> dict:
     row["building_area_m2"] = row["building_area_m2"].quantize(Decimal("0.001"))
+    if isinstance(row["building_count"], float):
+        row["building_count"] = round(row["building_count"], 2)
     done = row["done_area_m2"]
     row["building_density"] = round(float(row["building_area_m2"]) / done, 9) if done > 0 else None
     row["done_area_m2"] = round(done, 3)
@@ -258,6 +274,8 @@ def totals(rows: list[dict], job: dict) -> dict:
     """Sums of the rows, and the job's own counters (kept as running totals in its record)."""
     out = {c: sum(r[c] for r in rows) for c in ("tiles", *STATUS_COLUMNS)}
     out["building_area_m2"] = sum((Decimal(r["building_area_m2"]) for r in rows), Decimal(0)).quantize(Decimal("0.001"))
+    counts = [r.get("building_count") for r in rows]
+    out["building_count"] = None if None in counts else round(sum(counts), 2)
     done = sum(r["done_area_m2"] for r in rows)
     out["done_area_m2"] = round(done, 3)
     out["building_density"] = round(float(out["building_area_m2"]) / done, 9) if done > 0 else None
@@ -290,7 +308,7 @@ def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: l
 
 
 # ---- formats ------------------------------------------------------------------------------------
-COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "done_area_m2", "building_density")
+COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "building_count", "done_area_m2", "building_density")
 COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "valid_fraction", "capture_date", "reason"),
     "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date"),

@@ -11,14 +11,13 @@ truth of a tile is computed the way the worker computes the model's area, so the
 * the truth area is :func:`looking_glass.model.segmenter.building_area_m2` of that mask: the sum
   of the latitude-correct ground area of each building pixel (one area per pixel row).
 
-Pixel accuracy compares that mask with the model's mask of the tile (the PNG the worker stores in
-the masks bucket) and pools the counts over all tiles, with the definitions of
+Pixel accuracy compares that mask with the model's mask of the tile (as the worker stores it, read
+by :mod:`looking_glass.results.masks`) and pools the counts over all tiles, with the definitions of
 :mod:`looking_glass.model.metrics` (the ``evaluate`` command's).
 """
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -135,37 +134,18 @@ def synthetic_truth_areas(tiles: list[tuple[int, int, int]], processes: int | No
         return list(pool.map(synthetic_truth_m2, tiles, chunksize=max(1, len(tiles) // (4 * processes))))
 
 
-def read_mask_png(data: bytes) -> np.ndarray:
-    """A mask PNG as the worker stores it (0 / 255, 8-bit) to a (H, W) bool array."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("L")) >= 128
-
-
 def fetch_predicted_masks(s3, bucket: str, items: list[dict], threads: int = 8) -> dict[tuple[int, int, int], np.ndarray]:
-    """The model's masks of the ``done`` tile items (each with ``mask_key``), read from the masks
-    bucket: {(x, y, z): (256, 256) bool}. Raises TruthError when a done tile has no stored mask
-    (the worker ran with LG_WRITE_MASKS=false) or it cannot be read."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from botocore.exceptions import BotoCoreError, ClientError
+    """The model's masks of the ``done`` tile items, read with
+    :func:`looking_glass.results.masks.read_tile_masks`: {(x, y, z): (256, 256) bool}. Raises
+    TruthError when a done tile has no stored mask (the worker ran with LG_WRITE_MASKS=false) or
+    it cannot be read."""
+    from looking_glass.results.masks import MaskError, read_tile_masks
 
     done = [i for i in items if i["status"] == "done"]
-
-    def one(item):
-        key = item.get("mask_key")
-        tile = (int(item["x"]), int(item["y"]), int(item["z"]))
-        if not key:
-            raise TruthError(f"tile {tile[2]}/{tile[0]}/{tile[1]} has no stored mask (masks are needed for IoU)")
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise TruthError(f"cannot read the mask s3://{bucket}/{key}: {exc}") from None
-        return tile, read_mask_png(body)
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        return dict(pool.map(one, done))
+    try:
+        return {(int(i["x"]), int(i["y"]), int(i["z"])): m for i, m in read_tile_masks(s3, bucket, done, threads)}
+    except MaskError as exc:
+        raise TruthError(f"{exc} (masks are needed for IoU)") from None
 
 
 def accuracy(predicted: dict, truth: dict) -> dict:

@@ -219,3 +219,16 @@ def test_a_worker_stopping_on_an_error_hands_its_units_back_at_once(aws, tile_se
     with pytest.raises(ClientError):
         run_worker(session, broken, settings_for(tile_server.url_template, visibility_timeout_s=600), tiny_segmenter)
     assert visible(sqs, resources.tile_queue_url) == 1
+
+
+def test_each_done_tile_stores_its_building_count_from_its_mask(aws, tile_server, tiny_segmenter):
+    from looking_glass.outlines.vectorize import building_count
+    from looking_glass.results.masks import read_tile_mask
+
+    session, names, resources = aws
+    store, _ = start_job(session, names, resources, [[132486, 152950, 152954]])
+    run_worker(session, resources, settings_for(tile_server.url_template), tiny_segmenter)
+    s3 = session.client("s3")
+    for item in store.tile_items(JOB):
+        mask = read_tile_mask(s3, resources.masks_bucket, item)
+        assert item["building_count"] == building_count(mask, 18, int(item["x"]), int(item["y"]))

@@ -11,7 +11,8 @@ import shapely
 from conftest import SPACENET_SAMPLE
 from pyproj import Transformer
 
-from looking_glass.results.truth import TruthError, accuracy, load_truth, read_mask_png, tile_truth_areas
+from looking_glass.results.masks import read_mask_png
+from looking_glass.results.truth import TruthError, accuracy, load_truth, tile_truth_areas
 
 Z = 18
 
