@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
 from looking_glass.errors import LookingGlassError
+from looking_glass.model.registry import ENV_MODEL_PARAMETER, parameter_name
 from looking_glass.runtime import resources
 from looking_glass.runtime.settings import EnumeratorSettings, SettingsError, WorkerSettings
 
@@ -75,12 +76,20 @@ def worker_environment(config: DeploymentConfig) -> dict[str, str]:
             env["LG_IMAGERY_BANDS"] = ",".join(map(str, config.imagery_bands))
     else:
         env["LG_TILE_URL_TEMPLATE"] = config.tile_url_template
-    if config.model_s3_uri:
+    if config.model_s3_uri:  # a pinned model: the registry's active model is not read
         env[ENV_MODEL_S3_URI] = config.model_s3_uri
+    else:  # the active model (looking-glass models use), read at start: no redeploy to change it
+        env[ENV_MODEL_PARAMETER] = active_model_parameter(config)
     if config.imagery_secret_name:  # the secret's name; its value is read at run time
         env[resources.ENV_IMAGERY_SECRET] = config.imagery_secret_name
     _check(WorkerSettings.from_env, env)
     return env
+
+
+def active_model_parameter(config: DeploymentConfig) -> str:
+    """The SSM parameter naming the deployment's active model, ``/looking-glass/<stack_name>/active-model``
+    (``looking_glass.model.registry.parameter_name``); the job definition names it, not the model."""
+    return parameter_name(config.stack_name)
 
 
 def _check(parse, env: dict[str, str]) -> None:

@@ -5,9 +5,11 @@
     looking-glass models use VERSION [--stack NAME | --embedded STATE]
 
 The registry (:mod:`looking_glass.model.registry`) is ``registry/<model_id>/<version>/`` in the
-stack's training bucket (the embedded run: its masks bucket); the active model is an SSM
-parameter that workers read when they start, so ``models use`` takes effect for the next
-workers without a redeploy (``models use`` of the previous version goes back).
+deployment's masks bucket (on a stack, the workers' role may read ``registry/*`` there and
+nothing else of it); the active model is an SSM parameter (the stack output
+``ActiveModelParameterName``, which the worker job definition names) that workers read when
+they start, so ``models use`` takes effect for the next workers without a redeploy (``models
+use`` of the previous version goes back).
 """
 
 from __future__ import annotations
@@ -15,26 +17,25 @@ from __future__ import annotations
 import json
 import sys
 
-from looking_glass.cli.common import CommandError
 
-# The stack output naming the active-model parameter (when the stack creates one).
-OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
+def registry_location(deployment, *, need_parameter: bool = False) -> tuple[str, str | None]:
+    """(registry bucket, active-model SSM parameter) of a resolved deployment: the masks bucket
+    (``registry/*``, which the workers may read) and the parameter its workers read. A stack
+    whose workers run a pinned ``model_s3_uri`` has no parameter (None); with ``need_parameter``
+    that is a :class:`~looking_glass.model.registry.RegistryError` (exit 2: there is nothing
+    ``models use`` could change)."""
+    from looking_glass.model.registry import RegistryError, parameter_name
+    from looking_glass.runtime.resources import OUTPUT_ACTIVE_MODEL_PARAMETER
 
-
-def registry_location(deployment) -> tuple[str, str]:
-    """(registry bucket, active-model SSM parameter) of a resolved deployment."""
-    from looking_glass.model.registry import parameter_name
-    from looking_glass.runtime.resources import OUTPUT_TRAINING_BUCKET
-
+    bucket = deployment.resources.masks_bucket
     if deployment.kind == "embedded":
-        bucket = deployment.resources.masks_bucket
         return bucket, parameter_name(bucket)
-    outputs = deployment.outputs or {}
-    bucket = outputs.get(OUTPUT_TRAINING_BUCKET)
-    if not bucket:
-        raise CommandError(f"{deployment.describe()} has no training bucket (is its Training stack deployed?): "
-                           "the model registry lives there")
-    return bucket, outputs.get(OUTPUT_ACTIVE_MODEL_PARAMETER) or parameter_name(deployment.name)
+    parameter = (deployment.outputs or {}).get(OUTPUT_ACTIVE_MODEL_PARAMETER)
+    if not parameter and need_parameter:
+        raise RegistryError(f"{deployment.describe()} has no {OUTPUT_ACTIVE_MODEL_PARAMETER} output: its workers run "
+                           "the model pinned by the model_s3_uri setting; deploy without model_s3_uri to "
+                           "choose the model with `looking-glass models use`")
+    return bucket, parameter or None
 
 
 def _deployment(args):
@@ -49,7 +50,7 @@ def cmd_models(args) -> int:
 
     dep = _deployment(args)
     bucket, parameter = registry_location(dep)
-    active = active_uri(dep.client("ssm"), parameter)
+    active = active_uri(dep.client("ssm"), parameter) if parameter else None
     rows = [r.summary(active) for r in list_models(dep.client("s3"), bucket)]
     if args.json:
         print(json.dumps({"active": active, "parameter": parameter, "models": rows}, indent=2))
@@ -65,7 +66,10 @@ def cmd_models(args) -> int:
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         for row in table:
             print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    print(f"active ({parameter}): {active or 'none: the workers run the model shipped in their image'}")
+    if parameter is None:
+        print("active: the model pinned by the stack's model_s3_uri setting (no active-model parameter)")
+    else:
+        print(f"active ({parameter}): {active or 'none: the workers run the model shipped in their image'}")
     return 0
 
 
@@ -85,7 +89,7 @@ def cmd_use(args) -> int:
     from looking_glass.model.registry import use
 
     dep = _deployment(args)
-    bucket, parameter = registry_location(dep)
+    bucket, parameter = registry_location(dep, need_parameter=True)
     record, previous = use(dep.client("s3"), dep.client("ssm"), bucket, parameter, args.version)
     print(f"active model: {record.name} ({record.uri})")
     print(f"previously: {previous or 'none (the shipped model)'}", file=sys.stderr)
@@ -95,7 +99,7 @@ def cmd_use(args) -> int:
 def _add_target(p) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--stack", nargs="?", const="", metavar="NAME",
-                       help="a deployed stack (NAME defaults to LookingGlass): its training bucket's registry")
+                       help="a deployed stack (NAME defaults to LookingGlass): the registry in its masks bucket")
     group.add_argument("--embedded", metavar="STATE",
                        help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json)")
 

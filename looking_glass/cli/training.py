@@ -94,13 +94,17 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
                       "cause": answer.get("cause")}, indent=2))
     if answer["status"] != "SUCCEEDED":
         return 1
-    _register_output(deployment, outputs.bucket, answer.get("output"))
+    _register_output(deployment, answer.get("output"))
     return 0
 
 
-def _register_output(deployment, bucket: str, output: str | None) -> None:
-    """After a successful run: the model lands in the registry (registry/<model_id>/<version>/)."""
+def _register_output(deployment, output: str | None) -> None:
+    """After a successful run: the model lands in the registry (registry/<model_id>/<version>/ of
+    the masks bucket, where the workers may read it)."""
+    from looking_glass.cli.models import registry_location
     from looking_glass.model.registry import RegistryError, register_artifact
+
+    bucket, _ = registry_location(deployment)
 
     try:
         artifact = json.loads(output or "{}")["training"]["ModelArtifacts"]["S3ModelArtifacts"]

@@ -76,6 +76,8 @@ OUTPUT_TILE_DLQ_URL = "TileDeadLetterQueueUrl"
 OUTPUT_TRAINING_BUCKET = "TrainingBucketName"
 OUTPUT_TRAINING_STATE_MACHINE = "TrainingStateMachineArn"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
+# The SSM parameter of the active model the workers read (absent when model_s3_uri pins one).
+OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from looking_glass.model.fetch import ARCHIVE_SUFFIXES
+from looking_glass.model.registry import REGISTRY_PREFIX
 
 from ..assets import DOCKER_CONTEXT_EXCLUDES, REPO_ROOT, parse_ecr_image
 from ..config import DeploymentConfig
-from ..environment import resource_environment, worker_environment
+from ..environment import active_model_parameter, resource_environment, worker_environment
 from ..nag import MASKS_BUCKET_ARN_OUTPUT, acknowledge, cross_stack_output
 from .encryption import grant_consume, grant_key_use, grant_send
 from .grants import WORKER_TABLE_ACTIONS, grant_table_data
@@ -170,7 +171,7 @@ class BatchWorkers:
             tile_queue=tile_queue,
             tile_dlq=tile_dlq,
         )
-        self._acknowledge_nag_findings(masks_bucket)
+        self._acknowledge_nag_findings(config, masks_bucket)
 
     def _grant_worker_access(
         self,
@@ -190,9 +191,18 @@ class BatchWorkers:
         )
         grant_consume(tile_queue, self.job_role, key)
         grant_send(tile_dlq, self.job_role, key)  # malformed work units go straight there
-        grant_key_use(key, self.job_role, ["dynamodb", "s3-put"])
+        # Reading the registry's model (no model_s3_uri) decrypts objects of the masks bucket.
+        grant_key_use(key, self.job_role, ["dynamodb", "s3-put"] + ([] if config.model_s3_uri else ["s3-read"]))
         if config.model_s3_uri:  # that object (and its sidecar), no wildcard
             self.job_role.add_to_policy(model_read_statement(config.model_s3_uri))
+        else:  # the active model: its parameter, then the registered version it names
+            self.job_role.add_to_policy(active_model_read_statement(config))
+            self.job_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[masks_bucket.arn_for_objects(f"{REGISTRY_PREFIX}*")],
+                )
+            )
 
         if config.imagery_geotiff:
             # Read on that one object: GDAL reads it in place with ranged GETs.
@@ -242,7 +252,7 @@ class BatchWorkers:
             display_name="looking-glass-worker",
         )
 
-    def _acknowledge_nag_findings(self, masks_bucket: s3.IBucket) -> None:
+    def _acknowledge_nag_findings(self, config: DeploymentConfig, masks_bucket: s3.IBucket) -> None:
         acknowledge(
             self.compute_environment,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
@@ -257,6 +267,15 @@ class BatchWorkers:
             f"tile (looking_glass.pipeline.worker.mask_key), so s3:PutObject (only) is granted "
             f"under the {MASKS_PREFIX} prefix of the masks bucket.",
         )
+        if not config.model_s3_uri:
+            acknowledge(
+                self.job_role,
+                f"AwsSolutions-IAM5[Resource::{masks_arn}/{REGISTRY_PREFIX}*]",
+                "The worker loads the active model, a registered version whose key "
+                f"({REGISTRY_PREFIX}<model_id>/<version>/model.keras, .json, .onnx) changes with "
+                "`looking-glass models use` without a redeploy, so s3:GetObject (only) is granted "
+                f"under the {REGISTRY_PREFIX} prefix of the masks bucket.",
+            )
         acknowledge(
             self.container,
             "AwsSolutions-IAM5[Resource::*]",
@@ -272,6 +291,16 @@ def model_object_keys(key: str) -> list[str]:
         return [key]
     base = key.rsplit(".", 1)[0]
     return [key, base + ".json", base + ".onnx"]
+
+
+def active_model_read_statement(config: DeploymentConfig) -> iam.PolicyStatement:
+    """``ssm:GetParameter`` on exactly the deployment's active-model parameter (its ARN has no
+    second slash: ``parameter/looking-glass/<name>/active-model``)."""
+    name = active_model_parameter(config).lstrip("/")
+    return iam.PolicyStatement(
+        actions=["ssm:GetParameter"],
+        resources=[f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{name}"],
+    )
 
 
 def model_read_statement(uri: str) -> iam.PolicyStatement:

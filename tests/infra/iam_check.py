@@ -109,6 +109,9 @@ def iam_requests(call: Call, account: str, region: str) -> list[tuple[str, str]]
         return [(f"dynamodb:{call.operation}", resource)]
     if call.service == "batch" and call.operation == "SubmitJob":
         return [("batch:SubmitJob", p["jobQueue"]), ("batch:SubmitJob", p["jobDefinition"])]
+    if call.service == "ssm" and call.operation in ("GetParameter", "PutParameter"):
+        name = p["Name"].lstrip("/")  # a parameter's ARN has one slash before its path
+        return [(f"ssm:{call.operation}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]
     if call.service == "secretsmanager" and call.operation == "GetSecretValue":
         return [("secretsmanager:GetSecretValue", p["SecretId"])]
     raise KeyError(f"no IAM mapping for {call.service}:{call.operation}; add it to iam_requests")

@@ -177,11 +177,11 @@ def test_kms_each_role_gets_exactly_the_key_actions_it_needs(kms_app):
             "sqs": set(KEY_USE["sqs-send"]),
         },
         # Consumes work units, dead-letters malformed ones, writes masks (one PUT each) and
-        # results, reads the imagery secret.
+        # results, reads the active model from the registry and the imagery secret.
         "WorkerJobRole": {
             "sqs": sqs_producer,
             "dynamodb": set(KEY_USE["dynamodb"]),
-            "s3": {"kms:GenerateDataKey"},
+            "s3": {"kms:Decrypt", "kms:GenerateDataKey"},
             "secretsmanager": {"kms:Decrypt"},
         },
         # Channels, model archive and checkpoints through S3; SageMaker itself encrypts the

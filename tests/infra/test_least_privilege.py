@@ -1,5 +1,7 @@
 """Grants no wider than what the processes do: the worker puts masks only under the prefix its
-keys use, and reads a model given as an object URI as that object (and its sidecar) only.
+keys use, reads a model given as an object URI as that object (and its sidecar) only, and
+otherwise reads the active model through the one SSM parameter its job definition names and the
+registry prefix of the masks bucket.
 
 Checked on the committed template snapshots (``tests/infra/snapshots``, kept equal to the
 synthesized templates by ``test_template_equality.py``) and against the code that makes the calls.
@@ -18,7 +20,9 @@ pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install
 from template_snapshots import CONTEXTS, SNAPSHOTS  # noqa: E402
 
 from looking_glass.model.fetch import fetch_model  # noqa: E402
+from looking_glass.model.registry import ENV_MODEL_PARAMETER, REGISTRY_PREFIX, parameter_name  # noqa: E402
 from looking_glass.pipeline.worker import mask_key  # noqa: E402
+from looking_glass.runtime.resources import OUTPUT_ACTIVE_MODEL_PARAMETER  # noqa: E402
 from stacks.constructs.batch_workers import MASKS_PREFIX, model_object_keys  # noqa: E402
 
 
@@ -86,3 +90,60 @@ def test_the_worker_reads_the_model_object_only(context):
         for k in model_object_keys(key)
     ]
     assert not any("*" in r for r in reads if bucket in r)
+
+
+def _job_environment(context: str) -> dict:
+    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
+    (definition,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Batch::JobDefinition"]
+    return {e["Name"]: e["Value"] for e in definition["Properties"]["ContainerProperties"]["Environment"]}
+
+
+def _statements_with(statements: list[dict], prefix: str) -> list[dict]:
+    return [s for s in statements
+            if any(a.startswith(prefix) for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+
+
+REGISTRY_CONTEXTS = [c for c in CONTEXTS if not CONTEXTS[c].get("model_s3_uri")]
+PINNED_CONTEXTS = [c for c in CONTEXTS if CONTEXTS[c].get("model_s3_uri")]
+
+
+@pytest.mark.parametrize("context", REGISTRY_CONTEXTS)
+def test_workers_read_the_active_model_through_the_parameter_the_job_definition_names(context):
+    name = CONTEXTS[context].get("stack_name", "LookingGlass")
+    parameter = parameter_name(name)
+    env = _job_environment(context)
+    assert env[ENV_MODEL_PARAMETER] == parameter and "LG_MODEL_S3_URI" not in env
+    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
+    assert template["Outputs"][OUTPUT_ACTIVE_MODEL_PARAMETER]["Value"] == parameter
+    statements = worker_statements(context)
+    # ssm:GetParameter on exactly that parameter, nothing else of SSM.
+    (ssm,) = _statements_with(statements, "ssm:")
+    assert ssm["Action"] == "ssm:GetParameter" and "Condition" not in ssm
+    arn = ssm["Resource"]["Fn::Join"][1]
+    assert arn[-1] == f":parameter{parameter}" and "*" not in json.dumps(ssm["Resource"])
+    # s3:GetObject on the masks bucket's registry/ only (the masks themselves stay unreadable).
+    masks_reads = [r for r in s3_resources(statements, "s3:GetObject") if "MasksBucket" in r]
+    assert masks_reads and all(r.endswith(f'/{REGISTRY_PREFIX}*"]]}}') for r in masks_reads), masks_reads
+
+
+@pytest.mark.parametrize("context", PINNED_CONTEXTS)
+def test_a_pinned_model_leaves_out_the_registry_and_the_parameter(context):
+    env = _job_environment(context)
+    assert ENV_MODEL_PARAMETER not in env and env["LG_MODEL_S3_URI"] == CONTEXTS[context]["model_s3_uri"]
+    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
+    assert OUTPUT_ACTIVE_MODEL_PARAMETER not in template["Outputs"]
+    statements = worker_statements(context)
+    assert _statements_with(statements, "ssm:") == []
+    assert not any(REGISTRY_PREFIX in r for r in s3_resources(statements, "s3:GetObject"))
+
+
+@pytest.mark.parametrize("context", list(CONTEXTS))
+def test_no_other_role_of_the_stacks_reaches_the_registry(context):
+    """The registry is written by the operator's `models register` / `train --stack --wait`
+    (docs/deploy.md, operator policy); the SageMaker role writes its archive to the training
+    bucket only, and no other role of the stacks names registry/."""
+    for stack in ("Storage", "Ingest", "Training", "Monitoring"):
+        template = json.loads((SNAPSHOTS / context / f"{stack}.json").read_text())
+        policies = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+        assert REGISTRY_PREFIX not in json.dumps(policies), (context, stack)
+        assert "ssm:" not in json.dumps(policies), (context, stack)

@@ -93,7 +93,29 @@ def tiny_segmenter():
     return Segmenter(model, ModelInfo("tiny-test", "0", False, "random tiny model for tests"))
 
 
-def test_every_recorded_call_is_allowed_by_its_role(aws, tile_server, tiny_segmenter, monkeypatch):
+def job_definition_environment(context: str = "default") -> dict[str, str]:
+    """The literal variables of the worker job definition in a snapshot (what Batch gives the
+    container; values that reference other resources are left out)."""
+    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
+    (definition,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Batch::JobDefinition"]
+    return {e["Name"]: e["Value"] for e in definition["Properties"]["ContainerProperties"]["Environment"]
+            if isinstance(e["Value"], str)}
+
+
+def register_active_model(session, bucket: str, parameter: str, folder) -> str:
+    """The operator's side of promotion: one registered version, made active; its URI."""
+    from looking_glass.model import registry
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "model.keras"
+    model.write_bytes(b"PK-recorded-model")  # fetched, never loaded, by the calls recorded here
+    model.with_suffix(".json").write_text(json.dumps({"model_id": "recorded", "version": "v1"}))
+    record = registry.register(session.client("s3"), bucket, model)
+    registry.use(session.client("s3"), session.client("ssm"), bucket, parameter, "v1")
+    return record.uri
+
+
+def test_every_recorded_call_is_allowed_by_its_role(aws, tile_server, tiny_segmenter, monkeypatch, tmp_path):
     session, names, resources = aws
     for key, value in resources.to_env().items():
         monkeypatch.setenv(key, value)
@@ -124,8 +146,17 @@ def test_every_recorded_call_is_allowed_by_its_role(aws, tile_server, tiny_segme
         download_concurrency=4, download_timeout_s=2.0, download_retries=0, write_masks=True,
         idle_exit_s=0.5, poll_wait_s=0,
     )
+    # The worker resolves the active model at start as worker_main does, from the variable the
+    # job definition sets (LG_MODEL_PARAMETER) through the parameter to the registered version.
+    from looking_glass.model.registry import ENV_MODEL_PARAMETER, resolve_worker_model
+
+    job_env = job_definition_environment()
+    uri = register_active_model(session, resources.masks_bucket, job_env[ENV_MODEL_PARAMETER], tmp_path / "m")
     with record_calls() as worker_calls:
+        fetched = resolve_worker_model(environ=job_env, ssm=session.client("ssm"), s3=session.client("s3"),
+                                       dest=tmp_path / "fetched")
         Worker(session, resources, settings, tiny_segmenter).run()
+    assert fetched.endswith("model.keras") and uri.endswith("registry/recorded/v1/model.keras")
     job = ResultsStore(session.client("dynamodb"), names.results_table).get_job(job_id)
     assert job["status"] == COMPLETE
 
@@ -184,6 +215,12 @@ def test_the_policy_check_refuses_what_a_role_does_not_grant():
     assert not worker.allows("dynamodb:Query", table) and not worker.allows("dynamodb:GetItem", table)
     assert enumerator.allows("s3:GetObject", "arn:aws:s3:::tb/aoi/a.geojson")
     assert not enumerator.allows("s3:GetObject", "arn:aws:s3:::tb/other/a.geojson")
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/looking-glass/LookingGlass/active-model"
+    assert worker.allows("ssm:GetParameter", parameter) and worker.allows("s3:GetObject", "arn:aws:s3:::mb/registry/m/v1/model.keras")
+    assert not worker.allows("ssm:GetParameter", parameter.replace("LookingGlass", "Other"))
+    assert not worker.allows("ssm:PutParameter", parameter) and not enumerator.allows("ssm:GetParameter", parameter)
+    assert not worker.allows("s3:GetObject", "arn:aws:s3:::mb/masks/j/18/1/2.png")
+    assert not worker.allows("s3:PutObject", "arn:aws:s3:::mb/registry/m/v9/model.keras")
     assert not enumerator.allows("dynamodb:BatchGetItem", table)
     assert enumerator.allows("batch:SubmitJob", JOB_QUEUE_ARN) and enumerator.allows("batch:SubmitJob", JOB_DEFINITION_ARN)
     assert not enumerator.allows("batch:SubmitJob", f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/other")
