@@ -191,16 +191,20 @@ def cmd_results(args) -> int:
         if not p.is_file():
             raise CommandError(f"polygons file {args.within} not found")
         polygons = parse_polygons(p.read_bytes())
+    if args.totals and args.format == "geojson":
+        raise CommandError("--totals goes with --format table or csv (GeoJSON output has a 'totals' member)",
+                           exit_code=2)
     if args.out and not Path(args.out).parent.is_dir():
         raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     dep = _deployment(args)
     store = store_for(dep)
     job_id = _job_id(store, args.job)
     mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
-    text = render(args.format, mode, rows, tot, job_id)
+    text = render(args.format, mode, rows, tot, job_id, totals_only=args.totals)
     if args.out:
         Path(args.out).write_text(text)
-        print(f"wrote {args.out}: {len(rows):,} rows ({args.format})", file=sys.stderr)
+        what = f"the totals of {len(rows):,} rows" if args.totals else f"{len(rows):,} rows"
+        print(f"wrote {args.out}: {what} ({args.format})", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -300,6 +304,8 @@ def add_commands(sub) -> None:
     how.add_argument("--zoom", type=zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
     how.add_argument("--within", metavar="POLYGONS", help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside")
     res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
+    res.add_argument("--totals", action="store_true",
+                     help="print the totals (the rows' sums and the job's own counters) instead of the rows; table or csv")
     res.add_argument("--out", help="write to this file instead of standard output")
     res.set_defaults(func=_aws_guard(cmd_results))
 

@@ -38,7 +38,17 @@ import shapely.geometry
 
 from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
-from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_area_m2, tile_from_quadkey, tile_polygon
+from looking_glass.grid import (
+    ZOOM,
+    col_of_lon,
+    row_of_lat,
+    tile_area_m2,
+    tile_bounds,
+    tile_box,
+    tile_center_lat,
+    tile_from_quadkey,
+    tile_polygon,
+)
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
 from looking_glass.pipeline.store import ResultsStore, json_value
 from looking_glass.tiling.aoi import AoiError, parse_aoi
@@ -314,6 +324,8 @@ COLUMNS = {
     "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date"),
     "within": ("name", *COMMON, "tiles_partial", "tile_fraction", "capture_date"),
 }
+CSV_PLACE = ("lon", "lat", "geometry")  # after every CSV row's data: where the row is
+TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", "job_building_area_m2")
 
 
 def _cell(v) -> str:
@@ -351,16 +363,56 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def row_geometry(mode: str, row: dict):
+    """The shapely geometry of a row in lon/lat degrees: the tile's (or zoom-Z cell's) square, or
+    the user polygon of a ``within`` row."""
+    return row["geometry"] if mode == "within" else tile_box(row["x"], row["y"], row["z"])
+
+
+def row_centre(mode: str, row: dict) -> tuple[float, float]:
+    """(lon, lat) of a row: the centre of its tile (the mercator centre: the middle pixel's
+    corner, as the tile is drawn), or the centroid of a ``within`` row's polygon."""
+    if mode == "within":
+        point = row["geometry"].centroid
+        return point.x, point.y
+    w, _, e, _ = tile_bounds(row["x"], row["y"], row["z"])
+    return (w + e) / 2, tile_center_lat(row["x"], row["y"], row["z"])
+
+
+def _csv_value(v):
+    v = json_value(v)
+    return "" if v is None else v
+
+
 def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
-    """Rows of ``mode`` and a TOTAL row as CSV (numbers through :func:`json_value`)."""
+    """Rows of ``mode`` as CSV, one line per tile, cell or polygon and nothing else (totals:
+    :func:`format_totals`), with :data:`CSV_PLACE` columns after the data: ``lon``/``lat`` of
+    :func:`row_centre` (7 decimals, about 1 cm) and ``geometry``, the row's polygon as WKT
+    (EPSG:4326, 9 decimals). Numbers through :func:`json_value`, at full precision."""
     cols = COLUMNS[mode]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols)
+    writer.writerow((*cols, *CSV_PLACE))
     for r in rows:
-        writer.writerow([json_value(r.get(c)) if r.get(c) is not None else "" for c in cols])
-    writer.writerow([("TOTAL" if c == cols[0] else json_value(tot[c]) if tot.get(c) is not None else "") for c in cols])
+        lon, lat = row_centre(mode, r)
+        wkt = shapely.to_wkt(row_geometry(mode, r), rounding_precision=9, trim=True)
+        writer.writerow([*(_csv_value(r.get(c)) for c in cols), round(lon, 7), round(lat, 7), wkt])
     return buf.getvalue()
+
+
+def format_totals(fmt: str, tot: dict) -> str:
+    """The totals of a query (:func:`totals`) on their own: ``csv`` is a header and one line of
+    :data:`TOTAL_COLUMNS`, ``table`` one ``name value`` line each. ResultsError for another
+    format (GeoJSON output carries them as its ``totals`` member)."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(TOTAL_COLUMNS)
+        writer.writerow([_csv_value(tot.get(c)) for c in TOTAL_COLUMNS])
+        return buf.getvalue()
+    if fmt == "table":
+        return "".join(f"{c:22} {shown(_cell(tot.get(c))) or '-'}\n" for c in TOTAL_COLUMNS)
+    raise ResultsError(f"--totals with --format {fmt}: give table or csv (GeoJSON output has a 'totals' member)")
 
 
 def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
@@ -380,8 +432,11 @@ def geojson_doc(mode: str, rows: list[dict], tot: dict, job_id: str) -> dict:
     }
 
 
-def render(fmt: str, mode: str, rows: list[dict], tot: dict, job_id: str) -> str:
-    """Rows in one of ``FORMATS``; ResultsError for another format."""
+def render(fmt: str, mode: str, rows: list[dict], tot: dict, job_id: str, totals_only: bool = False) -> str:
+    """Rows in one of ``FORMATS`` (or, with ``totals_only``, :func:`format_totals`); ResultsError
+    for another format."""
+    if totals_only:
+        return format_totals(fmt, tot)
     if fmt == "table":
         return format_table(mode, rows, tot)
     if fmt == "csv":

@@ -273,18 +273,18 @@ def test_results_per_tile_rollup_and_within_agree_with_the_store(env, capsys, tm
     job = add_job(env, FULL)
     code, out, _ = run_cli(capsys, "results", job, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 7 and rows[-1]["quadkey"] == "TOTAL"
-    assert float(rows[-1]["building_area_m2"]) == 35.75
-    assert {r["status"] for r in rows[:-1]} == {"done", "failed", "no_imagery"}
-    assert {r["reason"] for r in rows[:-1] if r["status"] == "failed"} == {"HTTP 500 after 3 tries", "corrupt PNG"}
+    assert len(rows) == 6 and "TOTAL" not in out  # the rows only; totals are asked for with --totals
+    assert sum(float(r["building_area_m2"]) for r in rows) == 35.75
+    assert {r["status"] for r in rows} == {"done", "failed", "no_imagery"}
+    assert {r["reason"] for r in rows if r["status"] == "failed"} == {"HTTP 500 after 3 tries", "corrupt PNG"}
 
     code, out, _ = run_cli(capsys, "results", job, "--zoom", "16", "--format", "csv", "--stack", env["stack"])
     rows = list(csv.DictReader(io.StringIO(out)))
     by_cell = {}
     for dx, dy in FULL:
         by_cell.setdefault(quadkey(X0 + dx, Y0 + dy, 18)[:16], []).append(FULL[(dx, dy)])
-    assert {r["quadkey"] for r in rows[:-1]} == set(by_cell)
-    for r in rows[:-1]:
+    assert {r["quadkey"] for r in rows} == set(by_cell)
+    for r in rows:
         cell = by_cell[r["quadkey"]]
         assert int(r["tiles"]) == len(cell)
         assert int(r["tiles_done"]) == sum(s == "done" for s, _, _ in cell)
@@ -330,6 +330,19 @@ def test_results_bad_inputs(env, capsys, extra, message):
     job = add_job(env, FULL)
     code, _, err = run_cli(capsys, "results", job, *extra)
     assert code != 0 and message in err
+
+
+def test_results_totals_on_request_in_their_own_output(env, capsys, tmp_path):
+    job = add_job(env, FULL)
+    out_file = tmp_path / "totals.csv"
+    code, _, err = run_cli(capsys, "results", job, "--zoom", "16", "--format", "csv", "--totals", "--out", str(out_file))
+    assert code == 0 and "the totals of" in err
+    (line,) = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    assert float(line["building_area_m2"]) == 35.75 and int(line["tiles"]) == 6 and line["job_status"] == "COMPLETE"
+    code, out, _ = run_cli(capsys, "results", job, "--totals")
+    assert code == 0 and out.splitlines()[0].split() == ["tiles", "6"]
+    code, out, err = run_cli(capsys, "results", job, "--format", "geojson", "--totals")
+    assert code == 2 and out == "" and "--totals goes with --format table or csv" in err
 
 
 def test_results_zoom_and_within_together_is_a_usage_error(env, capsys, tmp_path):

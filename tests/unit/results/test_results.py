@@ -3,8 +3,6 @@ polygons that cut tiles), totals, and the three output formats. No AWS here."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from decimal import Decimal
 
@@ -202,16 +200,6 @@ def test_bad_polygon_files_are_refused_with_the_reason(data, message):
 
 
 # ---- formats -------------------------------------------------------------------------------------
-def test_csv_has_a_header_every_row_and_a_total_row():
-    rows = rollup_rows(ITEMS, 17)
-    text = render("csv", "zoom", rows, totals(rows, JOB), "ab" * 12)
-    table = list(csv.DictReader(io.StringIO(text)))
-    assert len(table) == 3 and table[-1]["quadkey"] == "TOTAL"
-    assert {"tiles_done", "tiles_failed", "tiles_no_imagery", "tiles_skipped", "building_area_m2"} <= set(table[0])
-    assert float(table[-1]["building_area_m2"]) == 340.75
-    assert sum(int(r["tiles_failed"]) for r in table[:-1]) == int(table[-1]["tiles_failed"]) == 1
-
-
 def test_geojson_is_a_feature_collection_of_cells_with_totals():
     rows = rollup_rows(ITEMS, 17)
     doc = json.loads(render("geojson", "zoom", rows, totals(rows, JOB), "ab" * 12))
