@@ -70,7 +70,7 @@ def test_csv_numbers_equal_the_tables(mode):
     compared = 0
     for shown, full in zip(table, data):
         for col, cell in shown.items():
-            if col in ("quadkey", "name", "status", "reason") or cell == "":
+            if col in ("quadkey", "name", "status", "reason", "capture_date") or cell == "":
                 continue
             if not full[col]:
                 pytest.fail(f"{col}: the table shows {cell}, the CSV is empty")
