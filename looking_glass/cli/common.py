@@ -8,6 +8,7 @@ names the value and the accepted range), so a bad value ends the command with ex
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from looking_glass.errors import LookingGlassError
 from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
 from looking_glass.tiling.aoi import Aoi, AoiError, parse_aoi
 
-__all__ = ["CommandError", "non_negative_float", "positive_float", "positive_int", "read_aoi", "zoom"]
+__all__ = ["CommandError", "add_target", "aws_guard", "non_negative_float", "positive_float", "positive_int", "read_aoi", "zoom"]
 
 MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
 
@@ -68,3 +69,33 @@ def read_aoi(path: str) -> tuple[bytes, Aoi]:
         return p.read_bytes(), parse_aoi(p.read_bytes(), default_name=p.stem)
     except AoiError as exc:
         raise AoiError(f"{path}: {exc}") from None
+
+
+def aws_guard(func):
+    """A command decorator: AWS failures (endpoint down, access denied, throttling past
+    retries) end it as one clear line."""
+
+    @functools.wraps(func)
+    def run(args) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return func(args)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise CommandError(f"AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise CommandError(f"cannot reach AWS: {exc}") from None
+
+    return run
+
+
+def add_target(p) -> None:
+    """Add ``--stack [NAME]`` / ``--embedded STATE`` (which deployment a job command reads) to ``p``."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--stack", nargs="?", const="", metavar="NAME",
+                       help="a deployed stack: reads the outputs of NAMEStorage, NAMEInference, ... "
+                            "(NAME defaults to LookingGlass)")
+    group.add_argument("--embedded", metavar="STATE",
+                       help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json); "
+                            "the default target when --stack is not given")

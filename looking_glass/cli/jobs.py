@@ -4,12 +4,13 @@ either a stack by name (``--stack NAME``) or the embedded run of ``looking-glass
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
 
 from looking_glass.cli.common import CommandError, positive_float, positive_int, zoom
+from looking_glass.cli.common import add_target as _add_target
+from looking_glass.cli.common import aws_guard as _aws_guard
 from looking_glass.display import shown
 from looking_glass.local.inputs import add_run_options
 
@@ -28,24 +29,6 @@ def _job_id(store, text: str) -> str:
     from looking_glass.pipeline.jobref import resolve_job
 
     return resolve_job(store, text)
-
-
-def _aws_guard(func):
-    """AWS failures (endpoint down, access denied, throttling past retries) as one clear line."""
-
-    @functools.wraps(func)
-    def run(args) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return func(args)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise CommandError(f"AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
-        except BotoCoreError as exc:
-            raise CommandError(f"cannot reach AWS: {exc}") from None
-
-    return run
 
 
 def _key_ranges(dep) -> int:
@@ -255,16 +238,6 @@ def cmd_map(args) -> int:
                    threads=_key_ranges(dep))
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features)")
     return 0
-
-
-def _add_target(p) -> None:
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--stack", nargs="?", const="", metavar="NAME",
-                       help="a deployed stack: reads the outputs of NAMEStorage, NAMEInference, ... "
-                            "(NAME defaults to LookingGlass)")
-    group.add_argument("--embedded", metavar="STATE",
-                       help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json); "
-                            "the default target when --stack is not given")
 
 
 def add_commands(sub) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from looking_glass.cli import data, demo, jobs, models, serve, tiles, training
+from looking_glass.cli import data, demo, jobs, models, outlines, serve, tiles, training
 from looking_glass.cli.quiet import quiet_start_up
 from looking_glass.errors import LookingGlassError
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiles.add_validate(sub)
     serve.add_commands(sub)
     jobs.add_commands(sub)
+    outlines.add_commands(sub)
     models.add_commands(sub)
     return parser
 

@@ -1,0 +1,171 @@
+"""A job's buildings: outlines stitched across tiles from the job's stored masks, written as
+GeoJSON, GeoPackage, FlatGeobuf or JOSM-ready ``.osm`` (``looking-glass export``), and the mapping
+gap of those buildings against already-mapped ones (``results --compare``).
+
+How: the job's ``done`` tile items are put in row-major order (y, then x), their masks read
+through :func:`looking_glass.results.masks.read_tile_masks` (a few dozen at a time) and streamed
+through :func:`looking_glass.outlines.stitch.outline_tiles` (binary head: the stored masks are the
+model's decision; the rule the worker's ``building_count`` uses) into the writer of
+:mod:`looking_glass.outlines.exports`. Masks and open buildings stay bounded (about two tile rows
+of pieces); the list of the job's tile items (a few hundred bytes per tile) is held to sort it.
+
+Tiles that are not ``done`` (failed, no imagery, skipped, or not processed yet) have no mask:
+:class:`ExportReport` says how many, and the export holds the done tiles' buildings only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from looking_glass.errors import LookingGlassError
+from looking_glass.imagery.status import TILE_DONE
+from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
+from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
+from looking_glass.pipeline.store import ResultsStore
+from looking_glass.results.masks import read_tile_masks
+
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "export_buildings", "export_format", "job_buildings",
+           "job_tiles"]
+
+# --format -> (file suffixes it writes, writer)
+EXPORT_FORMATS = {
+    "geojson": (".geojson", ".json"),
+    "gpkg": (".gpkg",),
+    "fgb": (".fgb",),
+    "osm": (".osm",),
+}
+
+
+class ExportError(LookingGlassError, ValueError):
+    """The export cannot be made (unknown job, output not writable, format and file name
+    disagree: exit status 2; a done tile without a readable mask: 1); the message says which."""
+
+    exit_code = 2
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote: ``buildings`` features from ``tiles_done`` tiles; ``tiles_total``
+    of the job, of which ``tiles_not_done`` have a final status without a mask (failed, no
+    imagery, skipped) and ``tiles_pending`` no result yet; ``building_count`` is the sum of the
+    done tiles' stored counts (None when some done tile has none)."""
+
+    job_id: str
+    status: str
+    buildings: int
+    tiles_total: int
+    tiles_done: int
+    tiles_not_done: int
+    tiles_pending: int
+    building_count: int | None
+
+    @property
+    def tiles_missing(self) -> int:
+        """Tiles of the job whose buildings are not in the export."""
+        return self.tiles_not_done + self.tiles_pending
+
+
+def export_format(path: str, fmt: str | None) -> str:
+    """The format of ``--format``/``--out``: ``fmt`` if given (it must agree with a known
+    suffix of ``path``), else the one ``path``'s suffix names. Raises ExportError otherwise."""
+    name = str(path).lower()
+    by_suffix = next((f for f, suffixes in EXPORT_FORMATS.items() if name.endswith(suffixes)), None)
+    if fmt is None:
+        if by_suffix is None:
+            raise ExportError(f"--out {path}: cannot tell the format from the name; give --format "
+                              f"({', '.join(EXPORT_FORMATS)}) or end it in .geojson, .gpkg, .fgb or .osm")
+        return by_suffix
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    if by_suffix is not None and by_suffix != fmt:
+        raise ExportError(f"--out {path} names a {by_suffix} file but --format is {fmt}")
+    return fmt
+
+
+def job_tiles(store: ResultsStore, job_id: str) -> tuple[dict, list[dict]]:
+    """(job record, its tile items in row-major order). Raises ExportError for an unknown job."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise ExportError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)")
+    items = store.tile_items(job_id)
+    items.sort(key=lambda i: (int(i["y"]), int(i["x"])))
+    return job, items
+
+
+def job_buildings(s3, bucket: str, items: list[dict], options: OutlineOptions | None = None,
+                  progress: Callable[[int], None] | None = None, threads: int = 8):
+    """The buildings (:class:`~looking_glass.outlines.stitch.Building`, lon/lat) of the ``done``
+    items among ``items`` (row-major order), streamed; ``progress(n)`` is called after each
+    tile read. Raises :class:`~looking_glass.results.masks.MaskError` for a done tile without a
+    readable mask."""
+    done = [i for i in items if i["status"] == TILE_DONE]
+
+    def predictions():
+        for item, mask in read_tile_masks(s3, bucket, done, threads):
+            yield (int(item["z"]), int(item["x"]), int(item["y"])), mask
+            if progress is not None:
+                progress(1)
+
+    return outline_tiles(predictions(), options or OutlineOptions())
+
+
+def _writer(fmt: str):
+    if fmt == "geojson":
+        return write_geojson
+    if fmt == "osm":
+        return lambda buildings, path: write_osm(buildings, path, DEFAULT_SOURCE)
+    driver = {"gpkg": "GPKG", "fgb": "FlatGeobuf"}[fmt]
+    return lambda buildings, path: write_vector(buildings, path, driver=driver)
+
+
+def check_out_path(path: str) -> Path:
+    """``--out`` as a Path whose folder exists and is writable (checked before any work);
+    ExportError otherwise."""
+    out = Path(path)
+    if out.is_dir():
+        raise ExportError(f"--out {path} is a folder; give a file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ExportError(f"--out {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"--out {path}: folder {folder} is not writable")
+    return out
+
+
+def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str, fmt: str,
+                     options: OutlineOptions | None = None, progress=None) -> ExportReport:
+    """Write the buildings of job ``job_id`` to ``out`` in ``fmt`` (one of :data:`EXPORT_FORMATS`).
+
+    The file is written under a temporary name beside ``out`` and renamed at the end, so an error
+    leaves no partial file (and an existing ``out`` untouched). ``progress``: an object with
+    ``total`` (set to the number of done tiles) and ``update(n)``, e.g. a tqdm bar. Raises
+    ExportError (unknown job, unusable ``out``, a done tile's mask missing or unreadable)."""
+    from looking_glass.results.masks import MaskError
+
+    target = check_out_path(out)
+    job, items = job_tiles(store, job_id)
+    done = [i for i in items if i["status"] == TILE_DONE]
+    if progress is not None:
+        progress.total = len(done)
+    counts = [i.get("building_count") for i in done]
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
+        written = _writer(fmt)(buildings, tmp)
+        os.replace(tmp, target)
+    except MaskError as exc:
+        raise ExportError(f"job {job_id}: {exc}; nothing written", exit_code=1) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    total = int(job.get("tiles_total", len(items)))
+    return ExportReport(
+        job_id=job_id, status=str(job.get("status")), buildings=written, tiles_total=total, tiles_done=len(done),
+        tiles_not_done=len(items) - len(done), tiles_pending=max(total - len(items), 0),
+        building_count=None if None in counts else int(sum(counts)),
+    )

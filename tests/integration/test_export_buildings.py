@@ -1,0 +1,135 @@
+"""looking_glass.results.buildings: a job's buildings from its stored masks (moto S3 + DynamoDB),
+stitched across tiles, in every export format; incomplete jobs, missing masks, bad outputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from looking_glass.grid import quadkey
+from looking_glass.outlines.layers import read_polygons
+from looking_glass.outlines.vectorize import building_count
+from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult
+from looking_glass.pipeline.worker import mask_key
+from looking_glass.results.buildings import ExportError, export_buildings, export_format
+
+X0, Y0, S = 152_024, 131_478, 256
+JOB = "feedfeedfeedfeedfeedfeed"
+
+
+def mosaic() -> np.ndarray:
+    """3 x 2 tiles: five buildings, two of them cut by tile edges (one across four tiles)."""
+    m = np.zeros((2 * S, 3 * S), bool)
+    m[20:60, 20:80] = True
+    m[230:290, 230:290] = True  # across four tiles
+    m[100:140, 490:540] = True  # across tiles (1, 0) and (2, 0)
+    m[300:360, 300:380] = True
+    m[400:450, 600:700] = True
+    return m
+
+
+def put_job(aws, tiles, total=None, masks=True):
+    """A job whose workers stored ``tiles`` ({(dx, dy): status}) of :func:`mosaic`, with each done
+    tile's mask PNG (as the worker writes it) and building_count."""
+    session, names, resources = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    s3 = session.client("s3")
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": total or len(tiles)})
+    m = mosaic()
+    results = []
+    for (dx, dy), status in tiles.items():
+        x, y = X0 + dx, Y0 + dy
+        key = None
+        count = None
+        if status == "done":
+            tile = m[dy * S:(dy + 1) * S, dx * S:(dx + 1) * S]
+            count = building_count(tile, 18, x, y)
+            if masks:
+                key = mask_key(JOB, x, y, 18)
+                buf = io.BytesIO()
+                Image.fromarray(tile.astype(np.uint8) * 255).save(buf, format="PNG")
+                s3.put_object(Bucket=resources.masks_bucket, Key=key, Body=buf.getvalue())
+        results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, Decimal(0), 0, mask_key=key,
+                                  building_count=count))
+    store.record_tiles(JOB, results, {"model_id": "m"})
+    store.try_complete(JOB)
+    return store, s3, resources.masks_bucket
+
+
+ALL = {(dx, dy): "done" for dx in range(3) for dy in range(2)}
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "gpkg", "fgb"])
+def test_a_complete_job_exports_each_building_once_and_matches_its_building_count(aws, tmp_path, fmt):
+    store, s3, bucket = put_job(aws, ALL)
+    out = tmp_path / f"b.{fmt}"
+    report = export_buildings(store, s3, bucket, JOB, str(out), fmt)
+    assert report.buildings == 5 == report.building_count
+    assert report.tiles_done == 6 and report.tiles_missing == 0
+    layer = read_polygons(out)
+    assert len(layer) == 5
+    # Pixel sizes 40x50, 40x60, 60x60 (four tiles), 60x80, 50x100: the same shapes (lon/lat areas
+    # at one latitude are proportional to pixel areas), the cut ones whole.
+    areas = np.sort([g.area for g in layer.lonlat()])
+    assert areas / areas[0] == pytest.approx([1, 1.2, 1.8, 2.4, 2.5], rel=0.01)
+    assert not list(tmp_path.glob(".b.*"))  # no temporary file left
+
+
+def test_osm_export_is_josm_xml_with_new_objects(aws, tmp_path):
+    store, s3, bucket = put_job(aws, ALL)
+    out = tmp_path / "b.osm"
+    assert export_buildings(store, s3, bucket, JOB, str(out), "osm").buildings == 5
+    root = ET.parse(out).getroot()
+    ways = root.findall("way")
+    assert len(ways) == 5 and all(int(w.get("id")) < 0 for w in ways)
+    assert all({t.get("k"): t.get("v") for t in w.findall("tag")}["building"] == "yes" for w in ways)
+
+
+def test_an_incomplete_job_exports_what_is_done_and_says_what_is_missing(aws, tmp_path):
+    tiles = {(0, 0): "done", (1, 0): "done", (0, 1): "failed", (1, 1): "no_imagery"}
+    store, s3, bucket = put_job(aws, tiles, total=6)
+    report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "b.geojson"), "geojson")
+    assert report.tiles_done == 2 and report.tiles_not_done == 2 and report.tiles_pending == 2
+    assert report.tiles_missing == 4 and report.status == RUNNING
+    doc = json.loads((tmp_path / "b.geojson").read_text())
+    # Tiles (0, 0) and (1, 0): the building inside (0, 0), the north half of the four-tile one,
+    # and the west part of the one cut at x = 512 (its east part is in tile (2, 0), not done).
+    assert len(doc["features"]) == report.buildings == 3 == report.building_count
+
+
+def test_unknown_job_missing_masks_and_bad_outputs_are_clear_errors(aws, tmp_path):
+    store, s3, bucket = put_job(aws, ALL, masks=False)
+    with pytest.raises(ExportError, match="no job 'nope'"):
+        export_buildings(store, s3, bucket, "nope", str(tmp_path / "b.geojson"), "geojson")
+    old = tmp_path / "keep.geojson"
+    old.write_text("previous export")
+    with pytest.raises(ExportError, match="has no stored mask.*nothing written"):
+        export_buildings(store, s3, bucket, JOB, str(old), "geojson")
+    assert old.read_text() == "previous export" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(ExportError, match="does not exist"):
+        export_buildings(store, s3, bucket, JOB, str(tmp_path / "no" / "b.geojson"), "geojson")
+    with pytest.raises(ExportError, match="is a folder"):
+        export_buildings(store, s3, bucket, JOB, str(tmp_path), "geojson")
+
+
+@pytest.mark.parametrize(("path", "fmt", "expected"), [
+    ("a.geojson", None, "geojson"), ("a.GPKG", None, "gpkg"), ("a.fgb", None, "fgb"), ("a.osm", None, "osm"),
+    ("a.json", "geojson", "geojson"), ("buildings", "gpkg", "gpkg"),
+])
+def test_format_from_the_name_or_the_option(path, fmt, expected):
+    assert export_format(path, fmt) == expected
+
+
+@pytest.mark.parametrize(("path", "fmt", "message"), [
+    ("a.txt", None, "cannot tell the format"), ("a.gpkg", "geojson", "names a gpkg file but --format is geojson"),
+    ("a.geojson", "shp", "unknown format"),
+])
+def test_bad_format_choices(path, fmt, message):
+    with pytest.raises(ExportError, match=message):
+        export_format(path, fmt)

@@ -1,0 +1,25 @@
+"""``looking-glass export``: bad arguments end with one error line and exit status 2 before any
+AWS call (the export itself: tests/integration/test_export_buildings.py, tests/e2e/test_outlines_e2e.py)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--out", "{tmp}/none/b.geojson"], "folder {tmp}/none does not exist"),
+    (["--out", "{tmp}/b.txt"], "cannot tell the format from the name"),
+    (["--out", "{tmp}/b.geojson", "--format", "gpkg"], "names a geojson file but --format is gpkg"),
+    (["--out", "{tmp}"], "is a folder"),
+])
+def test_bad_outputs_are_refused_before_anything_is_read(tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code, out, err = run_cli(capsys, "export", "somejob", "--embedded", str(tmp_path / "no-state.json"), *argv)
+    assert code == 2 and message.format(tmp=tmp_path) in err and out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_format_is_an_argument_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "export", "somejob", "--out", str(tmp_path / "b.shp"), "--format", "shp")
+    assert code == 2 and "invalid choice: 'shp'" in err
