@@ -3,12 +3,22 @@ every output format; unknown (None) where a done tile has no count (a job run be
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from decimal import Decimal
 
 from looking_glass.grid import quadkey, tile_bounds
 from looking_glass.results.figures import results_geojson
-from looking_glass.results.query import parse_polygons, per_tile_rows, render, rollup_rows, totals, within_rows
+from looking_glass.results.query import (
+    format_totals,
+    parse_polygons,
+    per_tile_rows,
+    render,
+    rollup_rows,
+    totals,
+    within_rows,
+)
 
 X0, Y0 = 152_024, 131_478  # a 2x2 block with one zoom-17 parent (X0, Y0 even)
 JOB = {"status": "COMPLETE", "tiles_total": 5, "tiles_final": 5, "building_area_m2": Decimal("60")}
@@ -53,10 +63,9 @@ def test_a_polygon_over_half_a_tile_gets_half_its_count():
 def test_counts_in_csv_table_geojson_and_results_geojson():
     rows = per_tile_rows(ITEMS)
     tot = totals(rows, JOB)
-    csv_text = render("csv", "tile", rows, tot, "job")
-    header, *lines = csv_text.splitlines()
-    col = header.split(",").index("building_count")
-    assert [ln.split(",")[col] for ln in lines][-1] == "10"
+    lines = list(csv.DictReader(io.StringIO(render("csv", "tile", rows, tot, "job"))))
+    assert sum(int(r["building_count"] or 0) for r in lines) == 10
+    assert list(csv.DictReader(io.StringIO(format_totals("csv", tot))))[0]["building_count"] == "10"
     assert "building_count" in render("table", "tile", rows, tot, "job").splitlines()[0]
     doc = json.loads(render("geojson", "tile", rows, tot, "job"))
     assert sum(f["properties"]["building_count"] for f in doc["features"]) == 10
