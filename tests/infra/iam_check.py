@@ -109,6 +109,10 @@ def iam_requests(call: Call, account: str, region: str) -> list[tuple[str, str]]
         return [(f"dynamodb:{call.operation}", resource)]
     if call.service == "batch" and call.operation == "SubmitJob":
         return [("batch:SubmitJob", p["jobQueue"]), ("batch:SubmitJob", p["jobDefinition"])]
+    if call.service == "cloudformation" and call.operation == "DescribeStacks":
+        return [("cloudformation:DescribeStacks", f"arn:aws:cloudformation:{region}:{account}:stack/{p['StackName']}/*")]
+    if call.service == "batch" and call.operation in ("DescribeJobs", "ListJobs"):
+        return [(f"batch:{call.operation}", "*")]  # no resource-level permissions
     if call.service == "ssm" and call.operation in ("GetParameter", "PutParameter"):
         name = p["Name"].lstrip("/")  # a parameter's ARN has one slash before its path
         return [(f"ssm:{call.operation}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]

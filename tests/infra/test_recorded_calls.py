@@ -7,7 +7,8 @@ listed in ``UNEXERCISED`` with the reason each is kept; one missing there, or li
 exercised, fails too.
 
 The CLI's operator commands run with the operator's own credentials (no role of the stacks);
-what they need is documented in docs/deploy.md.
+what they need is generated from their recorded calls into docs/deploy.md and kept equal to it
+by test_operator_policy.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,185 @@
+"""The operator's policy in docs/deploy.md is the one the CLI's operator commands need: their AWS
+calls against a deployment in moto (stacks with the outputs the CDK stacks declare) are recorded,
+generalised into a policy document (``operator_policy``) and compared with the documented block.
+A command that starts making another call, or a documented grant no command uses, fails here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+from conftest import SAMPLE_POLYGON, drain, geojson_bytes, run_cli
+from iam_check import Statement, iam_requests, record_calls
+from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render
+from test_recorded_calls import ACCOUNT, REGION, tiny_segmenter  # noqa: F401 -- the fixture
+
+from looking_glass.model.registry import parameter_name
+from looking_glass.runtime import resources as res
+
+
+class _LocalLauncher:
+    def launch(self, job_id, workers):
+        return "local"
+
+
+def _create_stack(name: str, outputs: dict[str, str]) -> None:
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"m-{uuid.uuid4().hex[:12]}"}}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+@pytest.fixture
+def deployment(aws):
+    """A deployment ``Op<hex>`` whose stacks' outputs name the fixture's resources."""
+    session, names, resources = aws
+    name = f"Op{uuid.uuid4().hex[:8]}"
+    _create_stack(f"{name}Storage", {res.OUTPUT_TRIGGER_BUCKET: resources.trigger_bucket,
+                                     res.OUTPUT_MASKS_BUCKET: resources.masks_bucket,
+                                     res.OUTPUT_RESULTS_TABLE: resources.results_table})
+    _create_stack(f"{name}Inference", {res.OUTPUT_TILE_QUEUE_URL: resources.tile_queue_url,
+                                       res.OUTPUT_TILE_DLQ_URL: resources.tile_dlq_url,
+                                       res.OUTPUT_ACTIVE_MODEL_PARAMETER: parameter_name(name)})
+    placeholders = {
+        "Region": REGION, "Account": ACCOUNT, "Deployment": name,
+        "TriggerBucketName": resources.trigger_bucket, "MasksBucketName": resources.masks_bucket,
+        "ResultsTableName": resources.results_table,
+        "TileQueueName": resources.tile_queue_url.rsplit("/", 1)[-1],
+        "TileDeadLetterQueueName": resources.tile_dlq_url.rsplit("/", 1)[-1],
+        "ActiveModelParameterName": parameter_name(name),
+    }
+    return session, names, resources, name, placeholders
+
+
+def _run_the_pipeline(session, names, resources, segmenter, tile_server, monkeypatch) -> None:
+    """What the stack's Lambda and workers do between the operator's commands (not recorded)."""
+    from looking_glass.local.embedded import LocalLambdaContext, load_enumerator_handler
+    from looking_glass.pipeline.launchers import register_local_launcher
+    from looking_glass.pipeline.worker import Worker
+    from looking_glass.runtime.settings import WorkerSettings
+
+    for key, value in resources.to_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
+    sqs = session.client("sqs")
+    events_url = sqs.get_queue_url(QueueName=names.aoi_events_queue)["QueueUrl"]
+    register_local_launcher(_LocalLauncher())
+    try:
+        handler = load_enumerator_handler()
+        for event in (json.loads(m["Body"]) for m in drain(sqs, events_url, wait=1)):
+            if "Records" in event:
+                handler(event, LocalLambdaContext(aws_request_id="operator"))
+    finally:
+        register_local_launcher(None)
+    settings = WorkerSettings(
+        tile_url_template=tile_server.url_template, model_path="", batch_size=8, threshold=0.5,
+        download_concurrency=4, download_timeout_s=2.0, download_retries=0, write_masks=True,
+        idle_exit_s=0.5, poll_wait_s=0,
+    )
+    Worker(session, resources, settings, segmenter).run()
+
+
+def test_the_documented_operator_policy_is_what_the_commands_call(
+    deployment, tile_server, tiny_segmenter, monkeypatch, tmp_path, capsys  # noqa: F811
+):
+    session, names, resources, name, placeholders = deployment
+    aoi = tmp_path / "area.geojson"
+    aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"PK-operator")
+    model.with_suffix(".json").write_text(json.dumps({"model_id": "op", "version": "v1"}))
+    calls: dict[str, list] = {}
+
+    def operator(command: str, *argv: str) -> str:
+        with record_calls() as recorded:
+            code, out, err = run_cli(capsys, *argv, "--stack", name)
+        assert code == 0, (argv, err)
+        calls.setdefault(command, []).extend(recorded)
+        return out
+
+    job_id = operator("submit", "submit", str(aoi)).strip()
+    _run_the_pipeline(session, names, resources, tiny_segmenter, tile_server, monkeypatch)
+    # One tile result lost, its work unit in the dead-letter queue next to a stranger's message:
+    # status holds and releases both, retry moves the unit back to the tile queue.
+    from looking_glass.grid import ZOOM, tile_from_quadkey
+    from looking_glass.pipeline.jobs import runs_of
+    from looking_glass.pipeline.store import JOB_SORT_KEY, TILE_SORT_PREFIX, ResultsStore
+    from looking_glass.pipeline.workunits import pack_runs
+
+    store = ResultsStore(session.client("dynamodb"), resources.results_table)
+    tile, failed = [t["quadkey"] for t in store.query_tiles(job_id, attributes=("quadkey",))][:2]
+    ddb = session.client("dynamodb")
+    ddb.delete_item(TableName=resources.results_table, Key={
+        res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": TILE_SORT_PREFIX + tile}})
+    # ... and one tile failed (item and job counters as the worker would have left them).
+    ddb.update_item(TableName=resources.results_table, Key={
+        res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": TILE_SORT_PREFIX + failed}},
+        UpdateExpression="SET #s = :f, building_area_m2 = :zero", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":f": {"S": "failed"}, ":zero": {"N": "0"}})
+    ddb.update_item(TableName=resources.results_table, Key={
+        res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": JOB_SORT_KEY}},
+        UpdateExpression="ADD tiles_done :minus, tiles_failed :one",
+        ExpressionAttributeValues={":minus": {"N": "-1"}, ":one": {"N": "1"}})
+    (unit,) = pack_runs(job_id, ZOOM, runs_of([tile_from_quadkey(tile)[:2]]), 10)
+    sqs = session.client("sqs")
+    sqs.send_message(QueueUrl=resources.tile_dlq_url, MessageBody=unit.to_json())
+    sqs.send_message(QueueUrl=resources.tile_dlq_url, MessageBody="not a work unit")
+
+    assert "dlq_messages       1" in operator("status", "status", job_id)
+    assert operator("results", "results", job_id, "--format", "csv").startswith("quadkey")
+    operator("models register", "models", "register", str(model))
+    operator("models use", "models", "use", "v1")
+    assert "op/v1" in operator("models", "models")
+    retried = operator("retry", "retry", job_id)
+    assert "1 tiles reset" in retried and "1 dead-letter messages moved back" in retried, retried
+
+    recorded = {
+        command: {(action, generalise(arn, placeholders)) for c in made for action, arn in iam_requests(c, ACCOUNT, REGION)}
+        for command, made in calls.items()
+    }
+    document, commands = policy(recorded)
+
+    # The document allows every recorded call (placeholders filled in) and nothing wildcarded
+    # beyond the deployment's own prefixes; only Batch's Describe/List (no resource ARNs) is "*".
+    def concrete(resource: str) -> str:
+        for placeholder, value in placeholders.items():
+            resource = resource.replace(f"${{{placeholder}}}", value)
+        return resource
+
+    statements = [Statement(s["Action"], [concrete(r) for r in s["Resource"]], False) for s in document["Statement"]]
+    for command, made in calls.items():
+        for c in made:
+            for action, arn in iam_requests(c, ACCOUNT, REGION):
+                assert any(s.allows(action, arn) for s in statements), (command, action, arn)
+    for s in document["Statement"]:
+        assert "*" not in s["Resource"] or s["Action"] == ["batch:DescribeJobs"], s
+    assert not any(s.allows("s3:PutObject", f"arn:aws:s3:::{resources.masks_bucket}/masks/x.png") for s in statements)
+    assert {"submit", "status", "results", "models use", "retry"} <= set(commands)
+
+    block = render(document, commands)
+    if block != documented():
+        GENERATED.write_text(block)
+        pytest.fail(f"docs/deploy.md's operator policy differs from the recorded calls; the new block is in "
+                    f"{GENERATED}: review it, then `.venv/bin/python tests/infra/operator_policy.py write`")
+
+
+def test_generalise_names_only_the_deployment():
+    names = {"Region": REGION, "Account": ACCOUNT, "Deployment": "Op1", "MasksBucketName": "mb",
+             "TileQueueName": "q-tiles", "TileDeadLetterQueueName": "q-tiles-dlq",
+             "ActiveModelParameterName": "/looking-glass/Op1/active-model"}
+    assert generalise("arn:aws:s3:::mb/registry/m/v1/model.keras", names) == "arn:aws:s3:::${MasksBucketName}/registry/*"
+    assert generalise("arn:aws:s3:::mb", names) == "arn:aws:s3:::${MasksBucketName}"
+    assert generalise(f"arn:aws:sqs:{REGION}:{ACCOUNT}:q-tiles-dlq", names) == \
+        "arn:aws:sqs:${Region}:${Account}:${TileDeadLetterQueueName}"
+    assert generalise(f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/looking-glass/Op1/active-model", names) == \
+        "arn:aws:ssm:${Region}:${Account}:parameter${ActiveModelParameterName}"
+    assert generalise(f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/Op1Storage/*", names) == \
+        "arn:aws:cloudformation:${Region}:${Account}:stack/${Deployment}Storage/*"
+    for foreign in ("arn:aws:s3:::someone-elses/x", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/Other/*",
+                    "arn:aws:sqs:eu-west-1:999999999999:other"):
+        with pytest.raises(ValueError):
+            generalise(foreign, names)
+    assert all(reason for *_, reason in NOT_RECORDED)
