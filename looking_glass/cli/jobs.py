@@ -168,6 +168,10 @@ def cmd_results(args) -> int:
     from looking_glass.pipeline.jobs import store_for
     from looking_glass.results.query import parse_polygons, query, render
 
+    if args.compare:  # the mapping gap: looking_glass/cli/outlines.py
+        from looking_glass.cli.outlines import cmd_compare_results
+
+        return cmd_compare_results(args)
     polygons = None
     if args.within:
         p = Path(args.within)
@@ -225,6 +229,10 @@ def cmd_map(args) -> int:
     from looking_glass.pipeline.jobs import store_for
     from looking_glass.results.webmap import make_map
 
+    if args.compare:
+        from looking_glass.cli.outlines import mapped_path
+
+        mapped_path(args.compare)  # before anything is drawn
     dep = _deployment(args)
     store = store_for(dep)
     job_id = _job_id(store, args.job)
@@ -237,6 +245,10 @@ def cmd_map(args) -> int:
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
                    threads=_key_ranges(dep))
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features)")
+    if args.compare:  # the mapping gap layer: looking_glass/cli/outlines.py
+        from looking_glass.cli.outlines import cmd_compare_map
+
+        return cmd_compare_map(args, template)
     return 0
 
 
@@ -280,6 +292,10 @@ def add_commands(sub) -> None:
     res.add_argument("--totals", action="store_true",
                      help="print the totals (the rows' sums and the job's own counters) instead of the rows; table or csv")
     res.add_argument("--out", help="write to this file instead of standard output")
+    res.add_argument("--compare", metavar="MAPPED",
+                     help="the mapping gap against buildings already mapped (GeoJSON, GeoPackage, FlatGeobuf, "
+                          ".osm.pbf; any CRS): predicted vs mapped area and count, unmapped area, completeness, rank")
+    res.add_argument("--no-progress", action="store_true", help="with --compare: no progress bar")
     res.set_defaults(func=_aws_guard(cmd_results))
 
     rt = sub.add_parser("retry", help="re-enqueue the tiles without a done result; move dead letters back")
@@ -297,4 +313,6 @@ def add_commands(sub) -> None:
     mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
     mp.add_argument("--imagery", help="XYZ URL template under the tiles (default: the job's imagery)")
+    mp.add_argument("--compare", metavar="MAPPED",
+                    help="also gap.html: completeness against these mapped buildings and the buildings not yet mapped")
     mp.set_defaults(func=_aws_guard(cmd_map))

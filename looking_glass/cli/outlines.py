@@ -4,8 +4,9 @@ the mapping gap of ``results --compare`` / ``map --compare`` (buildings not yet 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from looking_glass.cli.common import add_target, aws_guard
+from looking_glass.cli.common import CommandError, add_target, aws_guard
 
 
 def _job(args):
@@ -45,6 +46,83 @@ def cmd_export(args) -> int:
         print(f"warning: job {job_id} is {report.status}: {report.tiles_missing:,} of {report.tiles_total:,} tiles "
               f"are not in the export ({report.tiles_pending:,} without a result yet, {report.tiles_not_done:,} "
               "failed, without imagery or skipped); export again when the job is complete", file=sys.stderr)
+    return 0
+
+
+def mapped_path(text: str) -> str:
+    """``--compare MAPPED``: an existing file (GeoJSON, GeoPackage, FlatGeobuf, .osm.pbf, ...)."""
+    if not Path(text).is_file():
+        raise CommandError(f"--compare {text}: no such file (give the mapped buildings: GeoJSON, GeoPackage, "
+                           "FlatGeobuf or an OpenStreetMap .osm.pbf extract)", exit_code=2)
+    return text
+
+
+def _gap(args, dep, store, job_id, zoom=None, polygons=None):
+    """The job's mapping gap, with a progress bar over the masks read and each warning about
+    the mapped file (skipped features) printed as one ``warning:`` line."""
+    import warnings
+
+    from looking_glass.results.gap import job_gap
+
+    bar = None
+    if not getattr(args, "no_progress", False):
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="tile", desc="compare", file=sys.stderr, mininterval=1.0)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gap = job_gap(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
+                          polygons=polygons, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return gap
+
+
+def cmd_compare_results(args) -> int:
+    """``results JOB --compare MAPPED [--zoom Z | --within POLYGONS]``: the mapping gap as a
+    table, CSV or GeoJSON."""
+    from looking_glass.results.gap import render_gap
+    from looking_glass.results.query import parse_polygons
+
+    mapped = mapped_path(args.compare)
+    if args.totals:
+        raise CommandError("--totals does not go with --compare (the table ends with the totals; GeoJSON has a "
+                           "'summary' member)", exit_code=2)
+    polygons = None
+    if args.within:
+        if not Path(args.within).is_file():
+            raise CommandError(f"polygons file {args.within} not found")
+        polygons = parse_polygons(Path(args.within).read_bytes())
+    if args.out and not Path(args.out).parent.is_dir():
+        raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+    args.compare = mapped
+    dep, store, job_id = _job(args)
+    gap = _gap(args, dep, store, job_id, zoom=args.zoom, polygons=polygons)
+    text = render_gap(args.format, gap)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}: {len(gap.rows):,} rows ({args.format})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_compare_map(args, url_template: str | None) -> int:
+    """``map JOB --compare MAPPED --out DIR``: gap.html, gap.geojson and gap-buildings.geojson
+    (``cmd_map`` has checked ``--compare`` with :func:`mapped_path` before drawing anything)."""
+    from looking_glass.results.gapmap import write_gap_map
+
+    dep, store, job_id = _job(args)
+    gap = _gap(args, dep, store, job_id, zoom=args.zoom)
+    job = store.get_job(job_id) or {}
+    title = f"{job.get('name', job_id)} ({job_id[:8]}): buildings not yet mapped"
+    out = write_gap_map(gap, Path(args.out), url_template, title)
+    print(f"wrote {out['html']}, {out['geojson']} ({out['features']:,} cells) and {out['buildings']} "
+          f"({len(gap.unmapped):,} buildings not yet mapped)")
     return 0
 
 

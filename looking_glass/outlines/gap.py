@@ -16,6 +16,10 @@ For each zoom-``zoom`` tile (default zoom 18):
   predicted in the tile;
 - ``rank``: priority, 1 = the most unmapped area (ties: more predicted area, then quadkey).
 
+Coarser tiles (:func:`gap_rollup`) sum the zoom-18 rows; user polygons (:func:`gap_within`, e.g.
+Tasking Manager task squares) clip the buildings to each polygon (in the same world pixels, with
+the same areas) and count each building in the polygon that holds its counting point.
+
 Geometry is handled in world pixels (:mod:`.georef`), where a tile is an exact square; areas are
 pixel areas times :func:`looking_glass.grid.pixel_area_m2` of the tile (relative error < 1e-5 at
 zoom 18). Inputs are lon/lat (EPSG:4326) polygons, :class:`~.stitch.Building` records or
@@ -30,15 +34,17 @@ from collections.abc import Iterable
 import numpy as np
 import shapely
 
-from looking_glass.grid import TILE_SIZE, ZOOM, pixel_area_m2, quadkey, tile_polygon
+from looking_glass.grid import TILE_SIZE, ZOOM, pixel_area_m2, quadkey, tile_from_quadkey, tile_polygon
 from looking_glass.outlines.errors import OutlinesError
-from looking_glass.outlines.georef import to_world_px
+from looking_glass.outlines.georef import area_m2, m_per_px, to_world_px
 from looking_glass.outlines.layers import PolygonLayer, read_polygons
 
-__all__ = ["GAP_FIELDS", "compare_files", "gap_feature_collection", "gap_summary", "mapping_gap", "write_gap_csv"]
+__all__ = ["GAP_FIELDS", "GAP_VALUES", "compare_files", "gap_feature_collection", "gap_rollup", "gap_summary",
+           "gap_within", "mapping_gap", "unmapped_buildings", "write_gap_csv"]
 
-GAP_FIELDS = ("z", "x", "y", "quadkey", "predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count",
-              "unmapped_area_m2", "completeness", "rank")
+GAP_VALUES = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2",
+              "completeness", "rank")
+GAP_FIELDS = ("z", "x", "y", "quadkey", *GAP_VALUES)
 
 
 def _lonlat_array(items) -> np.ndarray:
@@ -130,10 +136,91 @@ def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZO
             "unmapped_area_m2": gap * k,
             "completeness": min(1.0, r_area / p_area) if p_area > 0 else None,
         })
-    rows.sort(key=lambda r: (-r["unmapped_area_m2"], -r["predicted_area_m2"], r["quadkey"]))
+    return _ranked(rows, "quadkey")
+
+
+def _ranked(rows: list[dict], key: str) -> list[dict]:
+    """``rows`` sorted by priority (most unmapped area first; ties: more predicted area, then
+    ``key``) with ``rank`` 1, 2, ..."""
+    rows.sort(key=lambda r: (-r["unmapped_area_m2"], -r["predicted_area_m2"], r[key]))
     for i, row in enumerate(rows, start=1):
         row["rank"] = i
     return rows
+
+
+def _completeness(predicted: float, mapped: float):
+    return min(1.0, mapped / predicted) if predicted > 0 else None
+
+
+def gap_rollup(rows: list[dict], zoom: int) -> list[dict]:
+    """Per-tile rows (:func:`mapping_gap`) summed per zoom-``zoom`` tile (quadkey prefix):
+    areas and counts add up (each building is counted in one tile), completeness is recomputed
+    from the sums and rows are ranked again. Raises OutlinesError for a zoom finer than the rows'."""
+    if rows and not 0 <= zoom <= min(len(r["quadkey"]) for r in rows):
+        raise OutlinesError(f"zoom {zoom}: roll up to a zoom between 0 and {len(rows[0]['quadkey'])}")
+    groups: dict[str, dict] = {}
+    for r in rows:
+        g = groups.setdefault(r["quadkey"][:zoom], {k: 0 for k in GAP_VALUES if k not in ("completeness", "rank")})
+        for k in g:
+            g[k] += r[k]
+    out = []
+    for qk, g in groups.items():
+        x, y, z = tile_from_quadkey(qk) if qk else (0, 0, 0)
+        out.append({"z": z, "x": x, "y": y, "quadkey": qk, **g,
+                    "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
+    return _ranked(out, "quadkey")
+
+
+def gap_within(predicted, mapped, polygons: list[dict], tolerance_m: float = 1.0) -> list[dict]:
+    """The mapping gap per user polygon: ``polygons`` are ``{"name", "geometry"}`` (lon/lat shapely
+    polygons, e.g. Tasking Manager task squares, edges straight in lon/lat); each row has
+    ``name``, ``geometry`` and :data:`GAP_VALUES`. Buildings are clipped to the polygon for areas
+    and counted in the polygon holding their counting point (as per tile). Areas are those of the
+    per-tile rows (zoom-18 world pixels times the pixel area at each part's latitude), so a polygon
+    that is exactly a tile gets that tile's numbers."""
+    if tolerance_m < 0:
+        raise OutlinesError(f"tolerance_m must not be negative, got {tolerance_m}")
+    size = TILE_SIZE
+    pred = to_world_px(_lonlat_array(predicted), ZOOM, size)
+    ref = to_world_px(_lonlat_array(mapped), ZOOM, size)
+    regions = np.empty(len(polygons), dtype=object)
+    regions[:] = [shapely.segmentize(p["geometry"], 360.0 / 2**ZOOM) for p in polygons]
+    regions = to_world_px(regions, ZOOM, size)
+    pred_pts, ref_pts = shapely.points(_count_points(pred)), shapely.points(_count_points(ref))
+    pred_tree, ref_tree = shapely.STRtree(pred), shapely.STRtree(ref)
+
+    def ground(geom) -> float:
+        return 0.0 if geom is None or geom.is_empty else float(np.sum(area_m2(shapely.get_parts(geom), ZOOM, size)))
+
+    rows = []
+    for poly, region in zip(polygons, regions, strict=True):
+        shapely.prepare(region)
+        _, p_union = _union_area(pred[pred_tree.query(region, predicate="intersects")], region)
+        _, r_union = _union_area(ref[ref_tree.query(region, predicate="intersects")], region)
+        p_area, r_area = ground(p_union), ground(r_union)
+        if p_union is None or r_union is None:
+            gap = p_area
+        else:
+            grow = tolerance_m / float(m_per_px(shapely.centroid(region).y, ZOOM, size))
+            gap = ground(shapely.difference(p_union, shapely.buffer(r_union, grow, quad_segs=2) if grow else r_union))
+        rows.append({"name": poly["name"], "geometry": poly["geometry"],
+                     "predicted_area_m2": p_area, "predicted_count": int(shapely.contains(region, pred_pts).sum()),
+                     "mapped_area_m2": r_area, "mapped_count": int(shapely.contains(region, ref_pts).sum()),
+                     "unmapped_area_m2": gap, "completeness": _completeness(p_area, r_area)})
+    return _ranked(rows, "name")
+
+
+def unmapped_buildings(predicted, mapped) -> list:
+    """The predicted buildings (items of ``predicted``, as given) that no mapped building
+    touches: the map's "not yet mapped" layer."""
+    pred_ll, ref_ll = _lonlat_array(predicted), _lonlat_array(mapped)
+    items = list(predicted) if not isinstance(predicted, PolygonLayer) else list(pred_ll)
+    if len(ref_ll) == 0:
+        return items
+    hit = shapely.STRtree(ref_ll).query(pred_ll, predicate="intersects")[0]
+    touched = np.zeros(len(pred_ll), bool)
+    touched[hit] = True
+    return [b for b, t in zip(items, touched, strict=True) if not t]
 
 
 def _tile_counts(points: np.ndarray, size: int) -> dict:

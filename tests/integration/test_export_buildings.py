@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+import shapely
 from PIL import Image
 
 from looking_glass.grid import quadkey
@@ -133,3 +134,73 @@ def test_format_from_the_name_or_the_option(path, fmt, expected):
 def test_bad_format_choices(path, fmt, message):
     with pytest.raises(ExportError, match=message):
         export_format(path, fmt)
+
+
+# ---- the mapping gap of a job (results --compare) --------------------------------------------------
+def _mapped_file(path, polygons, crs=None, extra=()):
+    """A GeoJSON of ``polygons`` (lon/lat), in EPSG:3857 with the legacy ``crs`` member when
+    ``crs`` is given; ``extra`` are raw features appended."""
+    from looking_glass.outlines.layers import to_crs
+
+    geoms = to_crs(np.array(polygons, dtype=object), "EPSG:4326", crs) if crs else polygons
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": json.loads(shapely.to_geojson(g))} for g in geoms] + list(extra)}
+    if crs:
+        doc["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_the_gap_of_a_job_against_a_partly_mapped_layer_in_another_crs(aws, tmp_path):
+    from looking_glass.results.buildings import job_buildings, job_tiles
+    from looking_glass.results.gap import job_gap, render_gap
+    from looking_glass.results.gapmap import write_gap_map
+
+    store, s3, bucket = put_job(aws, ALL)
+    _, items = job_tiles(store, JOB)
+    predicted = list(job_buildings(s3, bucket, items))
+    by_size = sorted(predicted, key=lambda b: b.area_m2)
+    mapped = [by_size[0].polygon, by_size[2].polygon]  # the 40x50 px and the four-tile 60x60 px buildings
+    bowtie = {"type": "Feature", "properties": {"id": "bad"}, "geometry": {"type": "Polygon", "coordinates": [[
+        [0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}
+    path = _mapped_file(tmp_path / "osm.geojson", mapped, crs="EPSG:3857", extra=[bowtie])
+    with pytest.warns(UserWarning, match="Self-intersection"):
+        gap = job_gap(store, s3, bucket, JOB, path)
+    s = gap.summary
+    assert (s["predicted_count"], s["mapped_count"], s["tiles_compared"]) == (5, 2, 6)
+    total = sum(b.area_m2 for b in predicted)
+    assert s["completeness"] == pytest.approx((2000 + 3600) / (2000 + 2400 + 3600 + 4800 + 5000), rel=0.01)
+    assert s["unmapped_area_m2"] == pytest.approx(total * (2400 + 4800 + 5000) / 17800, rel=0.01)
+    assert len(gap.unmapped) == 3 and len(gap.skipped) == 1
+    assert gap.mode == "tile" and len(gap.rows) == 6 and [r["rank"] for r in gap.rows] == [1, 2, 3, 4, 5, 6]
+
+    (z17,) = job_gap(store, s3, bucket, JOB, path, zoom=16).rows  # all six tiles in one zoom-16 tile
+    assert z17["predicted_count"] == 5 and z17["completeness"] == pytest.approx(s["completeness"])
+
+    csv_text = render_gap("csv", gap)
+    assert csv_text.splitlines()[0].startswith("quadkey,z,x,y,predicted_area_m2") and len(csv_text.splitlines()) == 7
+    doc = json.loads(render_gap("geojson", gap))
+    assert len(doc["features"]) == 6 and doc["summary"]["mapped_count"] == 2
+    assert "completeness" in render_gap("table", gap).splitlines()[0]
+
+    out = write_gap_map(gap, tmp_path / "map", None, "test <job>")
+    page = (tmp_path / "map" / "gap.html").read_text()
+    assert out["features"] == 6 and out["unmapped"] == 3 and "test &lt;job&gt;" in page
+    assert len(json.loads((tmp_path / "map" / "gap-buildings.geojson").read_text())["features"]) == 3
+
+
+def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, tmp_path):
+    from looking_glass.grid import tile_bounds
+    from looking_glass.results.gap import job_gap
+
+    store, s3, bucket = put_job(aws, ALL)
+    path = _mapped_file(tmp_path / "empty.geojson", [])
+    w, s, e, n = tile_bounds(X0, Y0, 18)
+    task = {"name": "task-7", "geometry": shapely.box(w, s, e, n)}
+    gap = job_gap(store, s3, bucket, JOB, path, polygons=[task])
+    assert gap.summary["completeness"] == 0.0 and gap.summary["mapped_count"] == 0
+    (row,) = gap.rows
+    assert row["name"] == "task-7" and row["completeness"] == 0.0
+    assert row["unmapped_area_m2"] == pytest.approx(row["predicted_area_m2"])
+    # Its own building and a quarter of the four-tile one, whose centre (and count) is in tile (1, 1).
+    assert row["predicted_count"] == 1

@@ -23,3 +23,20 @@ def test_bad_outputs_are_refused_before_anything_is_read(tmp_path, capsys, argv,
 def test_an_unknown_format_is_an_argument_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", "somejob", "--out", str(tmp_path / "b.shp"), "--format", "shp")
     assert code == 2 and "invalid choice: 'shp'" in err
+
+
+@pytest.mark.parametrize("command", [["results", "somejob"], ["map", "somejob", "--out", "{tmp}/map"]])
+def test_a_missing_mapped_file_is_refused_before_anything_is_read(tmp_path, capsys, command):
+    argv = [a.format(tmp=tmp_path) for a in command]
+    code, out, err = run_cli(capsys, *argv, "--compare", str(tmp_path / "osm.pbf"),
+                             "--embedded", str(tmp_path / "no-state.json"))
+    assert code == 2 and f"--compare {tmp_path / 'osm.pbf'}: no such file" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_takes_no_totals_option(tmp_path, capsys):
+    mapped = tmp_path / "mapped.geojson"
+    mapped.write_text('{"type": "FeatureCollection", "features": []}')
+    code, _, err = run_cli(capsys, "results", "somejob", "--compare", str(mapped), "--totals",
+                           "--embedded", str(tmp_path / "no-state.json"))
+    assert code == 2 and "--totals does not go with --compare" in err

@@ -1,0 +1,119 @@
+"""``map JOB --compare MAPPED``: the mapping gap as a map layer, ``gap.html`` (self-contained
+Leaflet, like ``map.html``) and ``gap.geojson``.
+
+Tiles (or cells, or the ``--within`` polygons) are coloured by completeness (mapped building area
+over predicted building area): red where nothing predicted is mapped, green where all of it is,
+grey outline where nothing was predicted. On top, in red, the predicted buildings that no mapped
+building touches: where to map next. A click shows a row's numbers.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import shapely
+
+from looking_glass.display import shown
+from looking_glass.outlines.exports import write_geojson
+from looking_glass.results.gap import JobGap, render_gap
+from looking_glass.results.webmap import leaflet_assets
+
+__all__ = ["MAX_BUILDINGS", "write_gap_map"]
+
+MAX_BUILDINGS = 50_000  # unmapped buildings drawn on the page (all of them are in gap-buildings.geojson)
+# completeness 0 -> 1: red -> amber -> green
+RAMP = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{leaflet_css}</style>
+<style>
+html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
+#map {{ position: absolute; top: 0; bottom: 0; left: 0; right: 0; }}
+.lg-legend {{ background: rgba(255,255,255,0.9); padding: 6px 8px; border-radius: 4px; }}
+.lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
+</style>
+</head>
+<body>
+<div id="map"></div>
+<script>{leaflet_js}</script>
+<script>
+"use strict";
+const cells = {cells};
+const buildings = {buildings};
+const options = {options};
+function colourOf(c) {{
+  if (c === null || c === undefined) return null;
+  return options.ramp[Math.min(options.ramp.length - 1, Math.floor(c * options.ramp.length))];
+}}
+function escaped(v) {{ return String(v).replace(/[&<>]/g, function (c) {{ return {{ "&": "&amp;", "<": "&lt;", ">": "&gt;" }}[c]; }}); }}
+const map = L.map("map", {{ maxZoom: 21, fadeAnimation: false }});
+if (options.imagery) {{ L.tileLayer(options.imagery, {{ maxNativeZoom: 18, maxZoom: 21 }}).addTo(map); }}
+const layer = L.geoJSON(cells, {{
+  style: function (f) {{
+    const c = colourOf(f.properties.completeness);
+    return c ? {{ color: c, weight: 0.5, fillColor: c, fillOpacity: 0.45 }} : {{ color: "#888", weight: 1, fillOpacity: 0 }};
+  }},
+  onEachFeature: function (f, l) {{
+    l.bindPopup("<table>" + Object.entries(f.properties).map(function (kv) {{
+      return "<tr><td>" + escaped(kv[0]) + "</td><td>" + escaped(kv[1] === null ? "" : kv[1]) + "</td></tr>"; }}).join("") + "</table>");
+  }}
+}}).addTo(map);
+const unmapped = L.geoJSON(buildings, {{ style: {{ color: "#ff0000", weight: 2, fillOpacity: 0.2 }} }}).addTo(map);
+L.control.layers(null, {{ "completeness": layer, "not yet mapped": unmapped }}).addTo(map);
+map.fitBounds(layer.getBounds(), {{ padding: [20, 20] }});
+L.control.scale({{ metric: true, imperial: false }}).addTo(map);
+const legend = L.control({{ position: "bottomright" }});
+legend.onAdd = function () {{
+  const div = L.DomUtil.create("div", "lg-legend");
+  let h = "<b>completeness (mapped / predicted area)</b><br>";
+  for (let i = 0; i < options.ramp.length; i++) {{
+    h += "<i style='background:" + options.ramp[i] + "'></i>" + (100 * i / options.ramp.length).toFixed(0) + " - "
+      + (100 * (i + 1) / options.ramp.length).toFixed(0) + " %<br>";
+  }}
+  h += "<i style='border:2px solid #f00'></i>predicted, not yet mapped<br>" + options.summary;
+  div.innerHTML = h;
+  return div;
+}};
+legend.addTo(map);
+window.lookingGlass = {{ features: layer.getLayers().length, buildings: unmapped.getLayers().length, ready: true }};
+</script>
+</body>
+</html>
+"""
+
+
+def _script_json(doc) -> str:
+    return json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
+
+
+def write_gap_map(gap: JobGap, out_dir: Path, url_template: str | None, title: str) -> dict:
+    """Write ``gap.html``, ``gap.geojson`` (the rows) and ``gap-buildings.geojson`` (every
+    predicted building not yet mapped) into ``out_dir`` (created); returns their paths and the
+    numbers of rows and buildings drawn."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cells = json.loads(render_gap("geojson", gap))
+    (out_dir / "gap.geojson").write_text(json.dumps(cells) + "\n")
+    write_geojson(gap.unmapped, out_dir / "gap-buildings.geojson")
+    shown_buildings = gap.unmapped[:MAX_BUILDINGS]
+    buildings = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": b.properties(), "geometry": shapely.geometry.mapping(b.polygon)}
+        for b in shown_buildings]}
+    s = gap.summary
+    done = "n/a" if s["completeness"] is None else f"{100 * s['completeness']:.1f} %"
+    summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
+               f"{len(gap.unmapped):,} not yet mapped; completeness {done}")
+    js, css = leaflet_assets()
+    page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=_script_json(cells),
+                       buildings=_script_json(buildings),
+                       options=_script_json({"ramp": RAMP, "imagery": url_template or "", "summary": html.escape(summary)}))
+    (out_dir / "gap.html").write_text(page, encoding="utf-8")
+    return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
+            "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),
+            "unmapped": len(shown_buildings)}

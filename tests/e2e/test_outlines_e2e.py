@@ -1,0 +1,66 @@
+"""Building outlines end to end on a live embedded run, as a user drives them: `submit --wait`,
+then `export` (its buildings against the tiles' building_count), then `results --compare` and
+`map --compare` against a partially mapped layer (the exported buildings with a known share
+removed play "OpenStreetMap"): real enumerator handler, real worker processes, shipped model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_export_then_compare_with_a_partly_mapped_layer(embedded_up, capsys):
+    tmp, _ = embedded_up
+    aoi = tmp / "kigali-outlines.geojson"
+    aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--wait", "--timeout", "240")
+    assert code == 0, err
+    job = out.strip()
+
+    # export: every format; the GeoJSON's buildings are the tiles' building_count
+    code, out, err = run_cli(capsys, "export", job, "--out", str(tmp / "b.geojson"), "--no-progress")
+    assert code == 0, err
+    features = json.loads((tmp / "b.geojson").read_text())["features"]
+    code, table, _ = run_cli(capsys, "results", job, "--format", "csv")
+    counted = sum(int(r["building_count"]) for r in csv.DictReader(io.StringIO(table)))
+    assert len(features) > 10
+    assert abs(len(features) - counted) <= max(1, len(features) // 50)  # equal but for L-shapes round tile corners
+    assert f"{len(features):,} buildings" in out and "building_count adds up to" in out and "warning" not in err
+    for fmt in ("gpkg", "osm"):
+        code, out, err = run_cli(capsys, "export", job, "--out", str(tmp / f"b.{fmt}"), "--regularise", "--no-progress")
+        assert code == 0, err
+        assert f"{len(features):,} buildings" in out  # regularising changes shapes, never the count
+
+    # a reference with every third building removed: the gap found is the removed share
+    kept = [f for i, f in enumerate(features) if i % 3]
+    removed = sum(f["properties"]["area_m2"] for i, f in enumerate(features) if i % 3 == 0)
+    total = sum(f["properties"]["area_m2"] for f in features)
+    mapped = tmp / "mapped.geojson"
+    mapped.write_text(json.dumps({"type": "FeatureCollection", "features": kept}))
+    code, out, err = run_cli(capsys, "results", job, "--compare", str(mapped), "--format", "geojson", "--no-progress")
+    assert code == 0, err
+    doc = json.loads(out)
+    s = doc["summary"]
+    assert s["predicted_count"] == len(features) and s["mapped_count"] == len(kept)
+    assert s["completeness"] == pytest.approx(1 - removed / total, abs=0.02)
+    assert s["unmapped_area_m2"] == pytest.approx(removed, rel=0.05)
+    ranks = [f["properties"]["rank"] for f in doc["features"]]
+    assert sorted(ranks) == list(range(1, len(ranks) + 1))
+
+    code, out, err = run_cli(capsys, "results", job, "--compare", str(mapped), "--zoom", "16", "--no-progress")
+    assert code == 0, err and "completeness" in out.splitlines()[0]
+
+    code, out, err = run_cli(capsys, "map", job, "--out", str(tmp / "map"), "--compare", str(mapped))
+    assert code == 0, err
+    unmapped = json.loads((tmp / "map" / "gap-buildings.geojson").read_text())["features"]
+    assert len(unmapped) == len(features) - len(kept)
+    assert (tmp / "map" / "gap.html").stat().st_size > 100_000 and (tmp / "map" / "map.html").is_file()
+
+    code, _, err = run_cli(capsys, "export", "ffffffffffff", "--out", str(tmp / "x.geojson"))
+    assert code == 2 and "error:" in err and not (tmp / "x.geojson").exists()
