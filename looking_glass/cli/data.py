@@ -15,17 +15,56 @@ def cmd_prepare(args) -> int:
     except ValueError:
         raise CommandError(f"--bands {args.bands!r} must be comma-separated band numbers, e.g. 1,2,3") from None
     config = PrepareConfig(
-        chip_size=args.chip_size, mode=args.mode, bands=bands, sdt_clip_m=args.sdt_clip,
+        chip_size=args.chip_size, mode=args.mode, stride=args.stride, bands=bands, sdt_clip_m=args.sdt_clip,
         max_nodata_fraction=args.max_nodata, val_fraction=args.val_fraction,
         split_block=args.split_block, seed=args.seed,
     )
-    manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite, log=print)
+    with _ProgressBar() as bar:
+        manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite,
+                           log=bar.write, jobs=args.jobs, progress=bar.update)
     counts = manifest["counts"]
     print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
           f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
     for warning in manifest.get("warnings", []):
         print(f"warning: {warning}")
     return 0
+
+
+class _ProgressBar:
+    """``chips N/TOTAL`` on stderr: a tqdm bar on a terminal, else a line every 10 percent."""
+
+    def __init__(self):
+        import sys
+
+        self.stream, self.bar, self.shown = sys.stderr, None, -1
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def write(self, message: str) -> None:
+        """Print a log line without breaking the bar."""
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message)
+
+    def update(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` candidate chips."""
+        if self.stream.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="chip", desc="chips", mininterval=0.5, file=self.stream)
+            self.bar.update(done - self.bar.n)
+            return
+        tenth = done * 10 // max(total, 1)
+        if tenth > self.shown:
+            self.shown = tenth
+            print(f"chips {done}/{total}", file=self.stream, flush=True)
 
 
 def cmd_synth_data(args) -> int:
@@ -41,13 +80,18 @@ def cmd_synth_data(args) -> int:
 def add_commands(sub) -> None:
     """Add ``prepare`` and ``synth-data`` to the subcommand parsers ``sub``."""
     prep = sub.add_parser("prepare", help="GeoTIFFs + GeoJSON footprints to training chips")
-    prep.add_argument("--images", nargs="+", required=True, help="GeoTIFFs (local or s3://)")
-    prep.add_argument("--footprints", nargs="+", required=True, help="GeoJSON footprints (local or s3://)")
+    prep.add_argument("--images", nargs="+", required=True,
+                      help="GeoTIFFs: paths, globs, s3://bucket/key or s3://bucket/prefix/ (read in place)")
+    prep.add_argument("--footprints", nargs="+", required=True,
+                      help="GeoJSON footprints, the same kinds; one file labels every image, several pair with the images by id")
     prep.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
     prep.add_argument("--mode", choices=("native", "tiles"), default="native",
                       help="native-resolution chips, or chips on the zoom-18 tile grid (reprojected)")
     prep.add_argument("--bands", help="1-based bands for R,G,B (e.g. 1,2,3; one band is replicated)")
     prep.add_argument("--chip-size", type=positive_int, default=256)
+    prep.add_argument("--stride", type=positive_int, default=None,
+                      help="native mode: px between chips (overlapping when below --chip-size; default: the chip size)")
+    prep.add_argument("--jobs", type=positive_int, default=1, help="images cut at the same time, in worker processes")
     prep.add_argument("--sdt-clip", type=positive_float, default=10.0, help="clip SDT to +-N metres")
     prep.add_argument("--max-nodata", type=float, default=0.2, help="drop chips with more black/nodata")
     prep.add_argument("--val-fraction", type=float, default=0.2)

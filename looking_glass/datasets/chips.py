@@ -203,6 +203,32 @@ class DatasetWriter:
             save(f, image=buf["image"][:n], mask=buf["mask"][:n], sdt=buf["sdt"][:n], chip_ids=np.array(buf["ids"], dtype=str))
         self.shards[split].append({"file": name, "chips": n})
 
+    def adopt(self, part: Path, manifest: dict) -> None:
+        """Move the shards of the finished dataset ``part`` (with its ``manifest``) into this one,
+        after the shards already here, renumbered in order; its chips and drop counts are added.
+        ValueError for a chip size that differs or a chip id already here (nothing moved)."""
+        if manifest["chip_size"] != self.chip_size:
+            raise ValueError(f"{part}: chip size {manifest['chip_size']} is not {self.chip_size}")
+        clash = self._ids.intersection(c["id"] for c in manifest["chips"])
+        if clash:
+            raise ValueError(f"duplicate chip id {sorted(clash)[0]!r}")
+        renamed = {}
+        for split in SPLITS:
+            self._flush(split)
+            for shard in manifest["shards"][split]:
+                name = f"{split}/shard-{len(self.shards[split]):05d}.npz"
+                os.rename(part / shard["file"], self.tmp / name)
+                self.shards[split].append({"file": name, "chips": shard["chips"]})
+                renamed[shard["file"]] = name
+        for chip in manifest["chips"]:
+            self._ids.add(chip["id"])
+            self._count[chip["split"]] += 1
+            self._building_px[chip["split"]] += chip["building_pixels"]
+            self.chips.append({**chip, "shard": renamed[chip["shard"]]})
+        for key, n in manifest["counts"].items():
+            if key.startswith("dropped_"):
+                self.drop(key[len("dropped_"):], n)
+
     def commit(self, **extra) -> dict:
         """Flush, write manifest.json and move the dataset into place; returns the manifest."""
         for split in SPLITS:

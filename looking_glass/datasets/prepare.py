@@ -4,6 +4,9 @@
 DeepLab V3+ model trains on, in the chip format of :mod:`looking_glass.datasets.chips`. This
 module is the orchestration; the pieces it uses each have one module:
 
+* where the inputs come from and how images pair with labels: :mod:`looking_glass.datasets.inputs`;
+* cutting one image into chips: :mod:`looking_glass.datasets.cut`;
+
 * reading the imagery (bands, nodata, the percentile stretch): :mod:`looking_glass.imagery.raster`;
 * reading and rasterizing the footprints, the signed distance: :mod:`looking_glass.datasets.labels`;
 * the train/validation split: :mod:`looking_glass.datasets.split`;
@@ -28,22 +31,29 @@ Rules
 * **Orientation:** south-up GeoTIFFs are read as the north-up images they are
   (:class:`looking_glass.imagery.raster.RasterImage`), so both modes give the same chips, bounds
   and masks as for the same image stored north-up; rotated or GCP-referenced files are refused.
-* **Inputs** may be local paths or ``s3://bucket/key`` (downloaded with boto3 first, which honours
-  ``AWS_ENDPOINT_URL``). Everything is validated before anything is written.
+* **Inputs** may be local paths, globs, ``s3://bucket/key`` objects and ``s3://`` prefixes, and
+  images pair with label files by id (:mod:`looking_glass.datasets.inputs`). Images are read in
+  place (S3 through GDAL's ``/vsis3/``), window by window, with GDAL's block cache capped: memory
+  stays bounded whatever the image's size. Everything is validated before anything is written
+  (a header read per image: bands, CRS; a mix of band counts, or of CRSs in native mode, is
+  refused).
+* **Parallel** (``jobs``): each image is cut in a worker process into a part dataset; the parts
+  are joined in input order, so the output (chip ids, shards, manifest) does not depend on
+  ``jobs`` or on which image finishes first. An image that fails while being cut is skipped and
+  named in the manifest's warnings; if every image fails, nothing is written.
+* **Overlap** (``stride``, native mode): chips every ``stride`` px (:mod:`looking_glass.datasets.cut`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
-
-import numpy as np
-from affine import Affine
 
 from looking_glass.datasets.chips import (
     DEFAULT_SHARD_SIZE,
@@ -53,21 +63,13 @@ from looking_glass.datasets.chips import (
     load_split,
     write_dataset,
 )
+from looking_glass.datasets.cut import chip_steps, cut_native, cut_tiles, image_tiles
 from looking_glass.datasets.errors import PrepareError
-from looking_glass.datasets.labels import (
-    load_footprints,
-    project_footprints,
-    rasterize_footprints,
-    signed_distance_m,
-)
-from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split, split_rule
-from looking_glass.grid import (
-    TILE_SIZE,
-    ZOOM,
-    pixel_row_areas_m2,
-    tile_mercator_bounds,
-    tile_resolution_m,
-)
+from looking_glass.datasets.inputs import expand_inputs, file_id, image_env, localize, pair_inputs, raster_path
+from looking_glass.datasets.labels import load_footprints, signed_distance_m
+from looking_glass.datasets.split import split_rule
+from looking_glass.errors import LookingGlassError
+from looking_glass.grid import TILE_SIZE, ZOOM
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
     RasterError,
@@ -75,9 +77,7 @@ from looking_glass.imagery.raster import (
     alpha_bands,
     check_bands,
     check_stretch_percentiles,
-    mercator_outline,
     open_geotiff,
-    pixel_size_m,
     select_bands,
 )
 
@@ -93,8 +93,8 @@ __all__ = [
     "signed_distance_m",
     "write_dataset",
 ]
-# Chip, PrepareError, load_split, signed_distance_m and write_dataset are defined in chips,
-# errors and labels; they are re-exported here for callers that still import them from prepare.
+# Chip, PrepareError, load_split, localize, signed_distance_m and write_dataset are defined in
+# chips, errors, inputs and labels; they are re-exported here for callers that still import them from prepare.
 
 MODES = ("native", "tiles")
 MIN_CHIP_SIZE = 32
@@ -107,6 +107,7 @@ class PrepareConfig:
 
     chip_size: int = TILE_SIZE
     mode: str = "native"  # "native" | "tiles"
+    stride: int | None = None  # native mode: px between chip origins; None = chip_size
     bands: tuple[int, ...] | None = None  # 1-based; 1 index (grey) or 3 (R, G, B)
     sdt_clip_m: float = 10.0
     max_nodata_fraction: float = 0.2
@@ -128,6 +129,13 @@ class PrepareConfig:
                 f"tiles mode chips are the {TILE_SIZE} px zoom-{ZOOM} tiles: chip_size must be "
                 f"{TILE_SIZE}, got {self.chip_size}"
             )
+        if self.stride is not None:
+            if not isinstance(self.stride, int) or isinstance(self.stride, bool) or not 0 < self.stride <= self.chip_size:
+                raise PrepareError(
+                    f"stride must be an integer from 1 to the chip size ({self.chip_size}) px, got {self.stride!r}"
+                )
+            if self.mode == "tiles" and self.stride != self.chip_size:
+                raise PrepareError("stride applies to native mode only: tiles mode chips are the zoom-18 tiles")
         try:
             check_bands(self.bands)
         except RasterError as e:
@@ -155,188 +163,109 @@ class PrepareConfig:
 
 
 
-def localize(path: str, tmpdir: Path) -> Path:
-    """A local file for ``path``: s3://bucket/key objects are downloaded into tmpdir (boto3,
-    which honours ``AWS_ENDPOINT_URL``); raises PrepareError for a missing file or object."""
-    path = str(path)
-    if path.startswith("s3://"):
-        bucket, _, key = path[5:].partition("/")
-        if not bucket or not key or key.endswith("/"):
-            raise PrepareError(f"{path}: not an s3://bucket/key object address")
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        local = tmpdir / uuid.uuid4().hex[:8] / Path(key).name
-        local.parent.mkdir(parents=True)
-        try:
-            boto3.client("s3").download_file(bucket, key, str(local))
-        except ClientError as e:
-            code = str(e.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
-                raise PrepareError(f"{path}: no such S3 object") from e
-            raise PrepareError(f"{path}: could not download: {e}") from e
-        except BotoCoreError as e:
-            raise PrepareError(f"{path}: could not download: {e}") from e
-        return local
-    local = Path(path)
-    if not local.exists():
-        raise PrepareError(f"{path}: no such file")
-    if not local.is_file():
-        raise PrepareError(f"{path}: not a file")
-    return local
-
-
-def _margin_px(clip_m: float, px: tuple[float, float]) -> int:
-    return int(math.ceil(clip_m / min(px))) + 1
+def _check_images(paths: Sequence[str], cfg: PrepareConfig) -> list[int]:
+    """Open each image's header (no pixels read) to validate it; returns the candidate chips of
+    each. Raises PrepareError for an unreadable image, bands that do not fit, or a mix the
+    dataset cannot hold (band counts; CRSs in native mode)."""
+    counts, kinds = [], {}
+    for p in paths:
+        with image_env(p):
+            try:
+                src = open_geotiff(raster_path(p), p)
+            except RasterError as e:
+                raise PrepareError(str(e)) from e.__cause__
+            try:
+                select_bands(src.count, cfg.bands, p, alpha_bands(src))
+                kinds.setdefault(("bands", src.count), p)
+                kinds.setdefault(("crs", src.crs.to_string()), p)
+                if cfg.mode == "native":
+                    step = cfg.stride or cfg.chip_size
+                    counts.append(chip_steps(src.height, cfg.chip_size, step) * chip_steps(src.width, cfg.chip_size, step))
+                else:
+                    counts.append(len(image_tiles(src)[0]))
+            except RasterError as e:
+                raise PrepareError(str(e)) from None
+            finally:
+                src.close()
+    for what, why in (("bands", "one dataset holds one kind of imagery: prepare each kind separately"),
+                      ("crs", "native chips keep each image's own grid: use --mode tiles, which puts every image on the zoom-18 grid")):
+        seen = {k[1]: p for k, p in kinds.items() if k[0] == what}
+        if len(seen) > 1 and (what == "bands" or cfg.mode == "native"):
+            listed = "; ".join(f"{v} ({p})" for v, p in seen.items())
+            raise PrepareError(f"the images mix {'band counts' if what == 'bands' else 'CRSs'}: {listed}; {why}")
+    return counts
 
 
-def _finish_chip(
-    img: RasterImage, data: np.ndarray, footprint_mask: np.ndarray, margin: int, size: int, px: tuple[float, float], clip_m: float
-):
-    """Expanded (3, S+2m, S+2m) data and footprint raster -> image, mask, sdt, nodata fraction."""
-    valid = ~np.isnan(data).any(0)
-    mask_full = (footprint_mask > 0) & valid
-    sdt = signed_distance_m(mask_full, px, clip_m)
-    crop = (slice(margin, margin + size), slice(margin, margin + size))
-    nodata_fraction = 1.0 - float(valid[crop].mean())
-    image = img.to_uint8(data[:, crop[0], crop[1]])
-    return image, mask_full[crop].astype(np.uint8), sdt[crop], nodata_fraction
+@dataclass(frozen=True)
+class _Task:
+    """One image to cut (in a worker process with jobs > 1): its chips go to ``part``."""
+
+    index: int
+    image: str
+    prefix: str
+    labels: tuple[tuple[str, str], ...]  # (local path, label) of its footprint files
+    config: PrepareConfig
+    part: str
 
 
-def _native_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, writer: DatasetWriter) -> int:
-    from rasterio.transform import array_bounds
-
-    src, s = img.src, cfg.chip_size
-    b = img.bounds
-    lat = None
-    if src.crs.is_geographic:
-        lat = (b.bottom + b.top) / 2
-    px = pixel_size_m(src.crs, img.transform, lat)
-    margin = _margin_px(cfg.sdt_clip_m, px)
-    rows, cols = math.ceil(src.height / s), math.ceil(src.width / s)
-    # Footprints near the whole (padded) chip grid, in the image's CRS.
-    left, top = img.transform @ (-margin, -margin)
-    right, bottom = img.transform @ (cols * s + margin, rows * s + margin)
-    near = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-    geoms, tree = project_footprints(layers, src.crs, near)
-    crs_text = src.crs.to_string()
-    n = 0
-    for r in range(rows):
-        for c in range(cols):
-            n += 1
-            row0, col0 = r * s - margin, c * s - margin
-            size = s + 2 * margin
-            data = img.read(row0, col0, size, size)
-            t_exp = img.transform @ Affine.translation(col0, row0)
-            fp = rasterize_footprints(geoms, tree, t_exp, (size, size))
-            t_chip = img.transform @ Affine.translation(c * s, r * s)
-            chip_px = px
-            if src.crs.is_geographic:  # metres per degree of longitude change with latitude
-                chip_px = pixel_size_m(src.crs, img.transform, (t_chip @ (s / 2, s / 2))[1])
-            image, mask, sdt, nodata = _finish_chip(img, data, fp, margin, s, chip_px, cfg.sdt_clip_m)
-            if nodata >= 1.0 or nodata > cfg.max_nodata_fraction:
-                writer.drop("nodata")
-                continue
-            west, south, east, north = array_bounds(s, s, t_chip)
-            split = block_split(
-                Path(img.label).name, r, c, split_block=cfg.split_block, val_fraction=cfg.val_fraction, seed=cfg.seed
-            )
-            writer.add(
-                Chip(
-                    id=f"{chip_id}_r{r:03d}_c{c:03d}",
-                    split=split,
-                    image=image,
-                    mask=mask,
-                    sdt=sdt,
-                    source=img.label,
-                    crs=crs_text,
-                    bounds=(west, south, east, north),
-                    pixel_size_m=chip_px,
-                    meta={"row": r, "col": c, "nodata_fraction": round(nodata, 6)},
-                )
-            )
-    return n
+_PROGRESS = None  # the worker process's progress queue (set by _init_worker)
+_LAYERS: dict = {}  # footprint files already read in this process (one OSM extract, many images)
 
 
-def _tiles_chips(img: RasterImage, chip_id: str, layers, cfg: PrepareConfig, writer: DatasetWriter) -> int:
-    import mercantile
-    import shapely
-    from rasterio.crs import CRS
-    from rasterio.warp import Resampling, reproject, transform_bounds
-    from rasterio.windows import from_bounds
+def _init_worker(queue) -> None:
+    global _PROGRESS
+    _PROGRESS = queue
 
-    src, s = img.src, cfg.chip_size
-    merc = CRS.from_epsg(3857)
-    # The image's outline in web mercator (densified edges), to skip tiles it does not touch.
-    outline = mercator_outline(src)
-    west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *img.bounds, densify_pts=21)
-    tiles = [t for t in mercantile.tiles(west, south, east, north, ZOOM)
-             if outline.intersects(shapely.box(*tile_mercator_bounds(t.x, t.y, ZOOM)))]
-    if not tiles:
-        return 0
 
-    margin = max(_margin_px(cfg.sdt_clip_m, (tile_resolution_m(t.x, t.y, ZOOM),) * 2) for t in tiles)
-    size = s + 2 * margin
-    mb = shapely.bounds(outline)
-    first = tile_mercator_bounds(tiles[0].x, tiles[0].y, ZOOM)
-    pad = (margin + 1) * (first[2] - first[0]) / s
-    geoms, tree = project_footprints(layers, merc, (mb[0] - pad, mb[1] - pad, mb[2] + pad, mb[3] + pad))
-    n = 0
-    for t in tiles:
-        n += 1
-        left, bottom, right, top = tile_mercator_bounds(t.x, t.y, ZOOM)
-        res = (right - left) / s
-        t_exp = Affine(res, 0.0, left - margin * res, 0.0, -res, top + margin * res)
-        exp_bounds = (left - margin * res, bottom - margin * res, right + margin * res, top + margin * res)
-        sb = transform_bounds(merc, src.crs, *exp_bounds, densify_pts=21)
-        win = from_bounds(*sb, transform=img.transform)
-        row0 = int(math.floor(win.row_off)) - 2
-        col0 = int(math.floor(win.col_off)) - 2
-        r1 = min(int(math.ceil(win.row_off + win.height)) + 2, src.height)
-        c1 = min(int(math.ceil(win.col_off + win.width)) + 2, src.width)
-        row0, col0 = max(row0, 0), max(col0, 0)
-        dst = np.full((3, size, size), np.nan, np.float32)
-        if r1 > row0 and c1 > col0:
-            data = img.read(row0, col0, r1 - row0, c1 - col0)
-            if not np.isnan(data).all():
-                reproject(
-                    source=data,
-                    destination=dst,
-                    src_transform=img.transform @ Affine.translation(col0, row0),
-                    src_crs=src.crs,
-                    src_nodata=np.nan,
-                    dst_transform=t_exp,
-                    dst_crs=merc,
-                    dst_nodata=np.nan,
-                    resampling=Resampling.bilinear,
-                    num_threads=1,
-                )
-        g = tile_resolution_m(t.x, t.y, ZOOM)
-        fp = rasterize_footprints(geoms, tree, t_exp, (size, size))
-        image, mask, sdt, nodata = _finish_chip(img, dst, fp, margin, s, (g, g), cfg.sdt_clip_m)
-        if nodata >= 1.0 or nodata > cfg.max_nodata_fraction:
-            writer.drop("nodata")
-            continue
-        area = float(mask.sum(axis=1, dtype=np.float64) @ pixel_row_areas_m2(t.x, t.y, ZOOM, s))
-        split = block_split(
-            TILES_SPLIT_SOURCE, t.y, t.x, split_block=cfg.split_block, val_fraction=cfg.val_fraction, seed=cfg.seed
-        )
-        writer.add(
-            Chip(
-                id=f"{chip_id}_{ZOOM}_{t.x}_{t.y}",
-                split=split,
-                image=image,
-                mask=mask,
-                sdt=sdt,
-                source=img.label,
-                crs="EPSG:3857",
-                bounds=(left, bottom, right, top),
-                pixel_size_m=(g, g),
-                building_area_m2=area,
-                meta={"tile": [ZOOM, t.x, t.y], "nodata_fraction": round(nodata, 6)},
-            )
-        )
-    return n
+def _cut_image(task: _Task, tick=None) -> dict:
+    """Cut one image into the dataset ``task.part``; returns its summary, or an ``error``."""
+    cfg = task.config
+    tick = tick or (_PROGRESS.put if _PROGRESS is not None else (lambda n: None))
+    try:
+        layers = []
+        for local, label in task.labels:
+            if (local, label) not in _LAYERS:
+                _LAYERS[(local, label)] = load_footprints(Path(local), label)
+            layers.append(_LAYERS[(local, label)])
+        with image_env(task.image):
+            src = open_geotiff(raster_path(task.image), task.image)
+            try:
+                img = RasterImage(src, task.image, select_bands(src.count, cfg.bands, task.image, alpha_bands(src)), cfg.stretch_percentiles)
+                with DatasetWriter(task.part, chip_size=cfg.chip_size, shard_size=cfg.shard_size, compress=cfg.compress) as writer:
+                    cut = cut_native if cfg.mode == "native" else cut_tiles
+                    candidates = cut(img, task.prefix, layers, cfg, writer, tick)
+                    manifest = writer.commit(sources={"image": _image_summary(img, candidates, len(writer.chips))})
+            finally:
+                src.close()
+        summary = manifest["sources"]["image"]
+        summary["labels"] = [label for _, label in task.labels]
+        return {"index": task.index, "summary": summary, "part": task.part}
+    except (LookingGlassError, ValueError, OSError) as e:  # one bad image is skipped, not the run
+        return {"index": task.index, "error": f"{task.image}: {e}", "part": None}
+
+
+def _run_tasks(tasks: list[_Task], jobs: int, tick) -> list[dict]:
+    """Run the tasks (in ``jobs`` spawned processes when > 1); results in task order."""
+    if jobs <= 1 or len(tasks) <= 1:
+        return [_cut_image(t, tick) for t in tasks]
+    import multiprocessing
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding GDAL/boto3 threads
+    progress = ctx.Queue()
+    results: dict[int, dict] = {}
+    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(progress,)) as pool:
+        pending = {pool.submit(_cut_image, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                r = fut.result()
+                results[r["index"]] = r
+            with contextlib.suppress(queue_mod.Empty):
+                while True:
+                    tick(progress.get_nowait())
+    return [results[t.index] for t in tasks]
 
 
 def prepare(
@@ -347,96 +276,102 @@ def prepare(
     *,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Chip ``images`` (GeoTIFF paths or s3:// URIs) labelled by ``footprints`` (GeoJSON) into
-    ``out_dir`` (see the module docstring); returns the manifest that is also written."""
+    """Chip ``images`` (GeoTIFF paths, globs, s3:// objects or prefixes) labelled by
+    ``footprints`` (GeoJSON, the same kinds; paired as :mod:`looking_glass.datasets.inputs` says)
+    into ``out_dir`` (see the module docstring), ``jobs`` images at a time in worker processes;
+    ``progress(done, total)`` is called as candidate chips are cut. Returns the manifest that is
+    also written. Raises PrepareError for bad inputs before anything is written; an image that
+    fails while it is cut is skipped and named in the manifest's warnings."""
     cfg = config or PrepareConfig()
     cfg.validate()
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise PrepareError(f"jobs must be an integer >= 1, got {jobs!r}")
     say = log or (lambda _msg: None)
     out = Path(out_dir)
     check_out_dir(out, overwrite)
-    images, footprints = [str(p) for p in images], [str(p) for p in footprints]
     if not images:
         raise PrepareError("no images given")
     if not footprints:
         raise PrepareError("no footprint files given")
+    images = expand_inputs([str(p) for p in images], "images")
+    footprints = expand_inputs([str(p) for p in footprints], "footprints")
+    pairs = pair_inputs(images, footprints)
 
     with tempfile.TemporaryDirectory(prefix="lg-prepare-") as tmp:
         tmpdir = Path(tmp)
         # Validate everything before writing anything.
-        layers = [load_footprints(localize(p, tmpdir), p) for p in footprints]
-        opened: list[RasterImage] = []
-        try:
-            for p in images:
-                try:
-                    src = open_geotiff(localize(p, tmpdir), p)
-                except RasterError as e:
-                    raise PrepareError(str(e)) from e.__cause__
-                try:
-                    opened.append(RasterImage(src, p, select_bands(src.count, cfg.bands, p, alpha_bands(src)), cfg.stretch_percentiles))
-                except RasterError as e:
-                    src.close()
-                    raise PrepareError(str(e)) from None
-                except BaseException:
-                    src.close()
-                    raise
-            ids = _chip_prefixes(images)
-            sources = []
-            writer = DatasetWriter(
-                out, chip_size=cfg.chip_size, shard_size=cfg.shard_size, overwrite=overwrite, compress=cfg.compress
+        local = {p: localize(p, tmpdir) for p in footprints}
+        layers = {p: load_footprints(local[p], p) for p in footprints}
+        totals = _check_images(images, cfg)
+        total, done = sum(totals), 0
+
+        def tick(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        prefixes = _chip_prefixes(images)
+        tasks = [
+            _Task(i, img, prefixes[i], tuple((str(local[f]), f) for f in fps), cfg, str(tmpdir / "parts" / f"{i:06d}"))
+            for i, (img, fps) in enumerate(pairs)
+        ]
+        results = _run_tasks(tasks, jobs, tick)
+        with DatasetWriter(out, chip_size=cfg.chip_size, shard_size=cfg.shard_size, overwrite=overwrite, compress=cfg.compress) as writer:
+            sources, warnings = [], []
+            for r in results:
+                if "error" in r:
+                    warnings.append(f"skipped: {r['error']}")
+                    continue
+                part = Path(r["part"])
+                writer.adopt(part, json.loads((part / "manifest.json").read_text()))
+                s = r["summary"]
+                say(f"{s['path']}: {s['candidate_chips']} chips, {s['written_chips']} written, "
+                    f"{s['candidate_chips'] - s['written_chips']} dropped")
+                sources.append(s)
+            warnings += [w for fp in layers.values() for w in fp.warnings]
+            warnings += [
+                f"{fp.source}: the label file is empty: no buildings there (negative chips)"
+                for fp in layers.values() if fp.empty
+            ]
+            if not sources:
+                raise PrepareError("every image failed: " + "; ".join(warnings[:5]))
+            if not writer.chips:
+                warnings.append("no chips written: every chip was dropped for nodata (see max_nodata_fraction)")
+            else:
+                for split, wanted in (("train", cfg.val_fraction < 1), ("validation", cfg.val_fraction > 0)):
+                    if wanted and not any(c["split"] == split for c in writer.chips):
+                        warnings.append(f"no {split} chips: too few split blocks; try a smaller split_block")
+            for w in warnings:
+                say(f"warning: {w}")
+            return writer.commit(
+                mode=cfg.mode,
+                sources={
+                    "images": sources,
+                    "footprints": [
+                        {
+                            "path": fp.source,
+                            "crs": fp.crs.to_string(),
+                            "polygons": len(fp.geoms),
+                            "empty": fp.empty,
+                            "repaired_or_skipped": len(fp.warnings),
+                        }
+                        for fp in layers.values()
+                    ],
+                    "pairing": "per image" if len(images) > 1 and len(footprints) > 1 else "shared",
+                },
+                parameters=_parameters(cfg),
+                split_rule=cfg.split_rule(),
+                warnings=warnings,
             )
-            with writer:
-                for img, prefix in zip(opened, ids):
-                    before = len(writer.chips)
-                    dropped_before = sum(writer.dropped.values())
-                    if cfg.mode == "native":
-                        candidates = _native_chips(img, prefix, layers, cfg, writer)
-                    else:
-                        candidates = _tiles_chips(img, prefix, layers, cfg, writer)
-                    written = len(writer.chips) - before
-                    dropped = sum(writer.dropped.values()) - dropped_before
-                    say(f"{img.label}: {candidates} chips, {written} written, {dropped} dropped")
-                    sources.append(_image_summary(img, candidates, written))
-                warnings = [w for fp in layers for w in fp.warnings]
-                warnings += [
-                    f"{fp.source}: the label file is empty: no buildings there (negative chips)"
-                    for fp in layers if fp.empty
-                ]
-                if not writer.chips:
-                    warnings.append("no chips written: every chip was dropped for nodata (see max_nodata_fraction)")
-                else:
-                    for split, wanted in (("train", cfg.val_fraction < 1), ("validation", cfg.val_fraction > 0)):
-                        if wanted and not any(c["split"] == split for c in writer.chips):
-                            warnings.append(f"no {split} chips: too few split blocks; try a smaller split_block")
-                for w in warnings:
-                    say(f"warning: {w}")
-                return writer.commit(
-                    mode=cfg.mode,
-                    sources={
-                        "images": sources,
-                        "footprints": [
-                            {
-                                "path": fp.source,
-                                "crs": fp.crs.to_string(),
-                                "polygons": len(fp.geoms),
-                                "empty": fp.empty,
-                                "repaired_or_skipped": len(fp.warnings),
-                            }
-                            for fp in layers
-                        ],
-                    },
-                    parameters=_parameters(cfg),
-                    split_rule=cfg.split_rule(),
-                    warnings=warnings,
-                )
-        finally:
-            for img in opened:
-                img.src.close()
 
 
 def _chip_prefixes(images: Sequence[str]) -> list[str]:
     """Chip id prefixes: the image file stems, numbered when two images share a stem."""
-    stems = [Path(p.rstrip("/")).stem or "image" for p in images]
+    stems = [file_id(p) or "image" for p in images]
     seen: dict[str, int] = {}
     out = []
     for stem in stems:

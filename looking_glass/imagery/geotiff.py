@@ -34,6 +34,7 @@ from looking_glass.grid import TILE_SIZE, tile_box
 from looking_glass.imagery.capture import CaptureDateError, iso_day, parse_capture_date, tiff_capture_date
 from looking_glass.imagery.raster import (
     DEFAULT_STRETCH_PERCENTILES,
+    READ_OPTIONS,
     RasterError,
     RasterImage,
     alpha_bands,
@@ -57,7 +58,7 @@ def gdal_s3_env(session):
     import rasterio
     from rasterio.session import AWSSession
 
-    opts = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    opts = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **READ_OPTIONS}
     endpoint = None
     parts = urlsplit(session.client("s3").meta.endpoint_url)
     if parts.hostname and not parts.hostname.endswith(".amazonaws.com"):
@@ -146,7 +147,7 @@ class GeoTiffTiles:
         import rasterio
 
         if not self.is_s3:
-            return rasterio.Env()
+            return rasterio.Env(**READ_OPTIONS)
         return gdal_s3_env(self._session)
 
     @staticmethod

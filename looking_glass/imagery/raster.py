@@ -22,7 +22,11 @@ Rules
 * **Radiometry.** uint8 bands pass through. Anything else gets a per-image, per-band linear
   percentile stretch: the ``DEFAULT_STRETCH_PERCENTILES`` (2 and 98, as the 2018 original did for
   16-bit data) of the image's valid pixels map to 0 and 255, clipped. The percentiles are computed
-  once per image, on a read decimated to at most ``STRETCH_SAMPLE_PX`` pixels per side.
+  once per image, on a read decimated to at most ``STRETCH_SAMPLE_PX`` pixels per side: from an
+  overview when the file has one (a COG: one small read), else every n-th pixel of every n-th row,
+  read strip by strip, so a very large file costs one pass over its blocks and a bounded amount of
+  memory (about ``STRIP_PX`` pixels at a time), never the whole raster. Reads run with GDAL's
+  block cache capped (``READ_OPTIONS``).
 
 Errors are :class:`RasterError` (a ``ValueError``) with a message naming the image and the problem.
 """
@@ -42,6 +46,7 @@ from looking_glass.grid import EARTH_RADIUS_M
 
 __all__ = [
     "DEFAULT_STRETCH_PERCENTILES",
+    "READ_OPTIONS",
     "STRETCH_SAMPLE_PX",
     "RasterError",
     "RasterImage",
@@ -60,6 +65,11 @@ __all__ = [
 DEFAULT_STRETCH_PERCENTILES = (2.0, 98.0)
 # Percentiles are computed on a read decimated to at most this many pixels per side.
 STRETCH_SAMPLE_PX = 2048
+# Pixels per strip when a large image without overviews is sampled strip by strip (bounds memory).
+STRIP_PX = 4_000_000
+# GDAL configuration of every read of imagery: a capped block cache (MB). GDAL's default (5% of
+# the machine's memory) fills with the blocks of a large file as it is read window by window.
+READ_OPTIONS = {"GDAL_CACHEMAX": 128}
 
 
 class RasterError(LookingGlassError, ValueError):
@@ -221,11 +231,39 @@ class RasterImage:
     def _percentiles(self, pct: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.src.height, self.src.width
         f = max(1, math.ceil(max(h, w) / STRETCH_SAMPLE_PX))
-        shape = (max(1, h // f), max(1, w // f))
-        raw = self.src.read(self.indexes, out_shape=(len(self.indexes), *shape), out_dtype="float32")
-        data, alpha = self.split(raw)
-        valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape), alpha)
+        if f == 1 or self.src.overviews(self.indexes[0]):
+            # Small, or GDAL answers the decimated read from an overview: one bounded read.
+            shape = (max(1, h // f), max(1, w // f))
+            raw = self.src.read(self.indexes, out_shape=(len(self.indexes), *shape), out_dtype="float32")
+            data, alpha = self.split(raw)
+            valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape), alpha)
+        else:
+            data, valid = self._strided_sample(f)
         return stretch_limits(data, valid, pct)
+
+    def _strided_sample(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every ``f``-th pixel of every ``f``-th row, read in full-width strips of whole blocks
+        (at most about ``STRIP_PX`` pixels each): memory stays bounded by the strip, whatever the
+        image's size, where GDAL's own decimated read would fill its block cache with the file."""
+        from rasterio.windows import Window
+
+        h, w = self.src.height, self.src.width
+        block_h = self.src.block_shapes[0][0]
+        rows = max(block_h, (STRIP_PX // w) // block_h * block_h)
+        data = np.empty((3, math.ceil(h / f), math.ceil(w / f)), np.float32)
+        valid = np.empty(data.shape[1:], bool)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            first = -r0 % f  # first sampled row (a multiple of f) within the strip
+            if first >= r1 - r0:
+                continue
+            win = Window(0, r0, w, r1 - r0)
+            raw = self.src.read(self.indexes, window=win, out_dtype="float32")[:, first::f, ::f]
+            part, alpha = self.split(raw)
+            out = slice((r0 + first) // f, (r0 + first) // f + part.shape[1])
+            data[:, out] = part
+            valid[out] = self.valid_mask(part, self.src.dataset_mask(window=win)[first::f, ::f], alpha)
+        return data, valid
 
     def split(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Bands read as ``indexes`` -> (3, h, w) R, G, B and the (h, w) alpha band (None
@@ -257,6 +295,8 @@ class RasterImage:
         fr0, fr1 = (self.src.height - r1, self.src.height - r0) if self.flip_rows else (r0, r1)
         fc0, fc1 = (self.src.width - c1, self.src.width - c0) if self.flip_cols else (c0, c1)
         win = Window(fc0, fr0, fc1 - fc0, fr1 - fr0)
+        if self._blocks_absent(fr0, fc0, fr1, fc1):
+            return out
         raw = self.src.read(self.indexes, window=win, out_dtype="float32")
         mask = self.src.dataset_mask(window=win)
         if self.flip_rows:
@@ -268,6 +308,18 @@ class RasterImage:
         data[:, ~valid] = np.nan
         out[:, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = data
         return out
+
+    def _blocks_absent(self, r0: int, c0: int, r1: int, c1: int) -> bool:
+        """Whether no block under rows r0:r1, columns c0:c1 of the file is stored, in any band
+        read (a sparse GeoTIFF: GDAL reads such blocks as nodata, or 0 = black, both empty), so
+        the empty parts of a large sparse file are not read pixel by pixel."""
+        bh, bw = self.src.block_shapes[0]
+        for band in self.indexes:
+            for by in range(r0 // bh, (r1 - 1) // bh + 1):
+                for bx in range(c0 // bw, (c1 - 1) // bw + 1):
+                    if self.src.get_tag_item(f"BLOCK_OFFSET_{bx}_{by}", "TIFF", bidx=band) is not None:
+                        return False
+        return True
 
     def to_uint8(self, data: np.ndarray) -> np.ndarray:
         """(3, h, w) float with NaN -> (h, w, 3) uint8 with 0 on nodata."""

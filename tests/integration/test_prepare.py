@@ -511,7 +511,7 @@ BAD_INPUTS = [
     ("png as image", lambda i: ([str(i["png"])], [str(i["fp"])], {}), r"img.png: not a GeoTIFF \(GDAL reads it as PNG\)"),
     ("no crs", lambda i: ([str(i["nocrs"])], [str(i["fp"])], {}), "nocrs.tif: the GeoTIFF has no CRS"),
     ("no geotransform", lambda i: ([str(i["nogeo"])], [str(i["fp"])], {}), "nogeo.tif: the GeoTIFF has no geotransform"),
-    ("directory as image", lambda i: ([str(i["rgb"].parent)], [str(i["fp"])], {}), "in: not a file"),
+    ("directory as image", lambda i: ([str(i["rgb"].parent)], [str(i["fp"])], {}), "in: is a directory; name its files with a glob"),
     ("footprints not json", lambda i: ([str(i["rgb"])], [str(i["notjson"])], {}), "broken.geojson: not GeoJSON"),
     ("footprints not geojson", lambda i: ([str(i["rgb"])], [str(i["notgeojson"])], {}), "other.geojson: not GeoJSON"),
     ("no polygons", lambda i: ([str(i["rgb"])], [str(i["points"])], {}), "points.geojson: no Polygon or MultiPolygon"),
@@ -532,7 +532,7 @@ BAD_INPUTS = [
     ("shard size", lambda i: ([str(i["rgb"])], [str(i["fp"])], {"shard_size": 0}), "shard_size must be"),
     ("no images", lambda i: ([], [str(i["fp"])], {}), "no images given"),
     ("no footprints", lambda i: ([str(i["rgb"])], [], {}), "no footprint files given"),
-    ("bad s3 address", lambda i: (["s3://bucket-only"], [str(i["fp"])], {}), "not an s3://bucket/key"),
+    ("bad s3 address", lambda i: (["s3:///image.tif"], [str(i["fp"])], {}), "not an s3://bucket/key"),
 ]
 
 
@@ -572,7 +572,7 @@ def test_refuses_to_overwrite_unless_asked(tmp_path, inputs):
 
 
 def test_failure_midway_leaves_nothing(tmp_path, inputs, monkeypatch):
-    import looking_glass.datasets.prepare as prep
+    import looking_glass.datasets.cut as prep
 
     real = prep._finish_chip
     calls = {"n": 0}
