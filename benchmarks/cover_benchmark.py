@@ -16,7 +16,16 @@ AOIs (benchmarks/data/, see convert_boundaries.py for their sources):
 Prints tiles/s (best of 3), peak traced memory (a separate traced run) and whether each tile set
 equals the reference. Peers that cannot finish an AOI are skipped with the reason.
 
+``--whole-process`` measures instead what a user waits for: ``looking-glass cover
+new_york_city.geojson --zoom Z --format count`` as a fresh process (interpreter start, imports,
+reading and validating the AOI, the cover), best of ``--repeat``, against supermercado's ``burn``
+in process (its imports and set-up excluded), with the start-up alone (``python -c "import
+looking_glass.cli.main"``) and the bare interpreter for scale. ``--baseline DIR`` times the same
+command with another checkout of the package first on the path (``git worktree add DIR COMMIT``),
+runs interleaved, so before and after share the machine's load.
+
     .venv/bin/python benchmarks/cover_benchmark.py [--skip-country] [--zoom 18]
+    .venv/bin/python benchmarks/cover_benchmark.py --whole-process --zoom 22 [--repeat 10] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import os
+import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -103,12 +116,72 @@ def row(aoi, method, tiles, seconds, mib, note=""):
     print(f"{aoi:<42}{method:<14}{tiles:>12,}{rate:>16}{mib:>10.1f}{seconds * 1000:>11.1f}  {note}")
 
 
+def process_seconds(argv: list[str], source: Path) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one fresh run of ``python ARGV`` with the
+    package at ``source`` first on the path (run in ``source``: ``-c`` and ``-m`` put the working
+    directory before PYTHONPATH); a run that fails stops the benchmark with its error."""
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, *argv], env=env, cwd=source, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} (source {source}) failed: {proc.stderr.strip()[-500:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(zoom: int, repeat: int, baseline: Path | None) -> None:
+    """``looking-glass cover`` on New York City as a whole process, against supermercado's burn
+    in process, for this checkout and the ``baseline`` one; best of ``repeat`` runs each, wall
+    clock and CPU time (on a shared machine CPU time is the steadier of the two)."""
+    here = Path(__file__).resolve().parent.parent
+    sources = {"new": here, **({"baseline": baseline.resolve()} if baseline else {})}
+    aoi = str(DATA / "new_york_city.geojson")
+    commands = {
+        "python -c pass": ["-c", "pass"],
+        "import looking_glass.cli.main": ["-c", "import looking_glass.cli.main"],
+        f"cover --zoom {zoom} --format count": ["-m", "looking_glass.cli.main", "cover", aoi,
+                                                "--zoom", str(zoom), "--format", "count"],
+    }
+    geom = load_aoi("new_york_city")
+    supermercado_tiles(geom, 18)  # its imports and first-call set-up out of the timing
+    burn_wall, burn_cpu = [], []
+    for _ in range(3):
+        gc.collect()
+        wall, cpu = time.perf_counter(), time.process_time()
+        tiles = supermercado_tiles(geom, zoom)
+        burn_wall.append(time.perf_counter() - wall)
+        burn_cpu.append(time.process_time() - cpu)
+        del tiles
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(repeat):  # interleaved: each round runs every command from every checkout once
+        for label, source in sources.items():
+            for name, argv in commands.items():
+                times.setdefault((label, name), []).append(process_seconds(argv, source))
+    print(f"New York City at zoom {zoom}: {count_tiles(tile_runs(geom, zoom)):,} tiles; best of {repeat} "
+          f"fresh processes each, interleaved (supermercado: best of 3 in process)\n")
+    print(f"{'what':<46}{'wall s':>8}{'CPU s':>8}   supermercado / this (wall, CPU)")
+    print(f"{'supermercado burn, in process, no imports':<46}{min(burn_wall):>8.3f}{min(burn_cpu):>8.3f}")
+    for (label, name), runs in times.items():
+        wall, cpu = min(w for w, _ in runs), min(c for _, c in runs)
+        ratio = f"{min(burn_wall) / wall:.1f}x, {min(burn_cpu) / cpu:.1f}x" if name.startswith("cover") else ""
+        print(f"{label + ': ' + name:<46}{wall:>8.3f}{cpu:>8.3f}   {ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-country", action="store_true")
     parser.add_argument("--zoom", type=int, default=18)
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time looking-glass cover on New York City as a fresh process instead of the table")
+    parser.add_argument("--repeat", type=int, default=10, help="runs per command with --whole-process")
+    parser.add_argument("--baseline", type=Path, help="with --whole-process: another checkout to time too")
     args = parser.parse_args()
     zoom = args.zoom
+    if args.whole_process:
+        whole_process(zoom, args.repeat, args.baseline)
+        return
 
     cases = [
         ("sample AOI (Kigali)", parse_aoi(sample_aoi_bytes()).geometry),

@@ -11,11 +11,13 @@ import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
-from looking_glass.tiling.aoi import Aoi, AoiError, parse_aoi
+
+if TYPE_CHECKING:
+    from looking_glass.tiling.aoi import Aoi
 
 __all__ = ["CommandError", "add_target", "aws_guard", "non_negative_float", "positive_float", "positive_int", "read_aoi", "zoom"]
 
@@ -62,11 +64,16 @@ def read_aoi(path: str) -> tuple[bytes, Aoi]:
     Raises :class:`CommandError` if the file is missing, :class:`AoiError` (naming the file) if
     the AOI cannot be used.
     """
+    # Imported here, not at the top: shapely and numpy are a third of a command's start-up, and
+    # only the commands that read an AOI need them (tests/unit/cli/test_cli_start_up.py).
+    from looking_glass.tiling.aoi import AoiError, parse_aoi
+
     p = Path(path)
     if not p.is_file():
         raise CommandError(f"AOI file {path} not found")
+    data = p.read_bytes()
     try:
-        return p.read_bytes(), parse_aoi(p.read_bytes(), default_name=p.stem)
+        return data, parse_aoi(data, default_name=p.stem)
     except AoiError as exc:
         raise AoiError(f"{path}: {exc}") from None
 

@@ -82,3 +82,72 @@ def test_bad_aoi_gets_a_specific_reason(data, reason):
     with pytest.raises(AoiError, match=None) as err:
         parse_aoi(data)
     assert reason in str(err.value)
+
+
+# ---- reading large AOIs fast (issue 14): the same answers as the plain way --------------------------
+def _squares(*corners, side=1.0):
+    return [[[[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]] for x, y in corners]
+
+
+@pytest.mark.parametrize(
+    "rings",
+    [
+        _squares((0, 0), (0.5, 0.5), (10, 10)),  # two overlap, one stands apart
+        _squares((0, 0), (1, 0), (5, 5)),  # two share a whole edge (a coverage)
+        [*_squares((0, 0), side=2), [[[2, 0], [3, 0], [3, 1], [2, 1], [2, 0]]]],  # an edge met half-way
+        _squares((0, 0), (1, 1)),  # touch at one point
+        _squares((0, 0), (0, 0)),  # the same part twice
+        [[[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], [[1, 1], [1, 2], [2, 2], [2, 1], [1, 1]]], _squares((1, 1))[0]],  # a hole filled
+        _squares((0, 0), (3, 0), (6, 0)),  # all apart
+    ],
+)
+def test_parts_are_merged_into_exactly_the_union(rings):
+    import shapely
+    from shapely.geometry import Polygon
+
+    aoi = parse_aoi(dump({"type": "MultiPolygon", "coordinates": rings}))
+    expected = shapely.union_all([Polygon(r[0], r[1:]) for r in rings])
+    assert aoi.geometry.is_valid and aoi.geometry.area == pytest.approx(expected.area)
+    assert aoi.geometry.symmetric_difference(expected).area == pytest.approx(0, abs=1e-12)
+
+
+def test_a_city_boundary_reads_as_its_union_without_a_false_clip_warning():
+    # New York City: 106 polygons, 75,500 vertices, boroughs sharing edges; far from +-85 degrees.
+    import shapely
+    from conftest import REPO_ROOT
+    from shapely.geometry import Polygon
+
+    doc = json.loads((REPO_ROOT / "benchmarks" / "data" / "new_york_city.geojson").read_bytes())
+    aoi = parse_aoi(dump(doc))
+    assert aoi.warnings == []
+    polygons = [Polygon(p[0], p[1:]) for f in doc["features"] for p in
+                (f["geometry"]["coordinates"] if f["geometry"]["type"] == "MultiPolygon" else [f["geometry"]["coordinates"]])]
+    expected = shapely.union_all(polygons)
+    assert aoi.geometry.is_valid and aoi.geometry.symmetric_difference(expected).area == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "position, reason",
+    [
+        ([30.005, True], "non-numeric"),
+        (["30.005", -1.995], "non-numeric"),
+        ([30.005, 10**400], "too large"),
+        ([30.005, float("nan")], "non-finite"),
+        ([400, -1.995], "longitude 400 is out of range"),
+        ([30.005, -91], "latitude -91 is out of range"),
+        ([30.005], "must be a position"),
+    ],
+)
+def test_a_bad_position_among_many_good_ones_is_named(position, reason):
+    ring = [[30 + i * 1e-5, -2.0] for i in range(500)] + [[30.005, -1.99], position, [30.0, -1.99], [30.0, -2.0]]
+    with pytest.raises(AoiError, match=reason) as err:
+        parse_aoi(dump({"type": "Polygon", "coordinates": [ring]}))
+    assert "coordinates[0][501]" in str(err.value)
+
+
+def test_positions_with_altitude_or_integers_read_like_plain_ones():
+    plain = parse_aoi(dump({"type": "Polygon", "coordinates": [[[30, -2], [31, -2], [31, -1], [30, -1], [30, -2]]]}))
+    with_z = parse_aoi(dump({"type": "Polygon", "coordinates": [[[30.0, -2.0, 5], [31.0, -2.0, 5], [31.0, -1.0, 5], [30.0, -1.0, 5], [30.0, -2.0, 5]]]}))
+    mixed = parse_aoi(dump({"type": "Polygon", "coordinates": [[[30, -2], [31.0, -2, 1], [31, -1], [30, -1.0], [30, -2]]]}))
+    assert plain.geometry.equals(with_z.geometry) and plain.geometry.equals(mixed.geometry)
+    assert plain.geometry.area == 1.0

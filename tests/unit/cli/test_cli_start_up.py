@@ -1,0 +1,45 @@
+"""Start-up of the command line: what ``import looking_glass.cli.main`` and ``cover`` load.
+
+Most of what ``looking-glass cover`` takes on a city is start-up and reading the AOI (issue 14;
+``benchmarks/cover_benchmark.py --whole-process``). The heavy libraries are imported inside the
+commands that need them; these tests keep it so, in a fresh interpreter each.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO_ROOT, SAMPLE_POLYGON
+
+# Libraries no command's start-up needs: each is loaded by the commands that use it.
+HEAVY = ("tensorflow", "keras", "rasterio", "rio_tiler", "boto3", "botocore", "moto", "PIL", "matplotlib",
+         "scipy", "skimage", "pyproj", "pyogrio", "onnxruntime", "requests")
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The top-level modules of HEAVY (and shapely) loaded after running ``code`` in a fresh
+    interpreter that imports this checkout's package."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'shapely'}!r})))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_command_line_loads_no_heavy_library():
+    # Not even shapely: only commands that read an AOI need it (cli.common.read_aoi imports it).
+    assert _loaded_after("import looking_glass.cli.main") == []
+
+
+def test_cover_loads_shapely_and_nothing_heavier(tmp_path):
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(SAMPLE_POLYGON))
+    code = (
+        "from looking_glass.cli.main import main\n"
+        f"assert main(['cover', {str(aoi)!r}, '--format', 'count']) == 0"
+    )
+    assert _loaded_after(code) == ["shapely"]
