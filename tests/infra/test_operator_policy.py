@@ -76,10 +76,14 @@ def _run_the_pipeline(session, names, resources, segmenter, tile_server, monkeyp
         register_local_launcher(None)
     settings = WorkerSettings(
         tile_url_template=tile_server.url_template, model_path="", batch_size=8, threshold=0.5,
-        download_concurrency=4, download_timeout_s=2.0, download_retries=0, write_masks=True,
+        download_concurrency=4, download_timeout_s=30.0, download_retries=2, write_masks=True,
         idle_exit_s=0.5, poll_wait_s=0,
     )
+    from looking_glass.pipeline.jobs import queue_depth
+
     Worker(session, resources, settings, segmenter).run()
+    # A unit kept for redelivery (a tile fetch that timed out) would hold the queue: retry refuses.
+    assert queue_depth(sqs, resources.tile_queue_url) == 0, "the workers left work in the tile queue"
 
 
 def test_the_documented_operator_policy_is_what_the_commands_call(
