@@ -126,15 +126,18 @@ def cmd_compare_map(args, url_template: str | None) -> int:
     return 0
 
 
+# The keys of looking_glass.results.buildings.EXPORT_FORMATS, written out: every command builds
+# this parser, and importing that module loads boto3 and scipy (a test keeps the two equal).
+EXPORT_FORMAT_NAMES = ("geojson", "gpkg", "fgb", "osm")
+
+
 def add_commands(sub) -> None:
     """Add ``export`` to the subcommand parsers ``sub``."""
-    from looking_glass.results.buildings import EXPORT_FORMATS
-
     ex = sub.add_parser("export", help="a job's building outlines (GeoJSON, GeoPackage, FlatGeobuf, JOSM .osm)")
     ex.add_argument("job", help="job id, the start of one, or the job's name (as `jobs` lists them)")
     add_target(ex)
     ex.add_argument("--out", required=True, help="file to write (replaced if it exists)")
-    ex.add_argument("--format", choices=tuple(EXPORT_FORMATS),
+    ex.add_argument("--format", choices=EXPORT_FORMAT_NAMES,
                     help="geojson, gpkg (GeoPackage), fgb (FlatGeobuf) or osm (JOSM XML); default: from --out's suffix")
     ex.add_argument("--regularise", action="store_true",
                     help="square the corners on each building's dominant orientation (editor-ready shapes)")

@@ -43,3 +43,10 @@ def test_cover_loads_shapely_and_nothing_heavier(tmp_path):
         f"assert main(['cover', {str(aoi)!r}, '--format', 'count']) == 0"
     )
     assert _loaded_after(code) == ["shapely"]
+
+
+def test_the_export_parser_offers_exactly_the_export_formats():
+    from looking_glass.cli.outlines import EXPORT_FORMAT_NAMES
+    from looking_glass.results.buildings import EXPORT_FORMATS
+
+    assert EXPORT_FORMAT_NAMES == tuple(EXPORT_FORMATS)
