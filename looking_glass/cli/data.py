@@ -7,27 +7,68 @@ from looking_glass.cli.common import CommandError, positive_float, positive_int
 
 
 def cmd_prepare(args) -> int:
-    """Cut GeoTIFFs and GeoJSON footprints into training chips (shards + manifest.json)."""
+    """Cut GeoTIFFs (or an imagery source's tiles over an AOI) and GeoJSON footprints into
+    training chips (shards + manifest.json)."""
     from looking_glass.datasets.prepare import PrepareConfig, prepare
 
+    if bool(args.images) == bool(args.imagery):
+        raise CommandError("give either --images (GeoTIFFs) or --imagery SOURCE with --aoi, not both or neither")
+    if args.imagery and not args.aoi:
+        raise CommandError("--imagery needs --aoi AOI.geojson: a tile source has no extent of its own")
+    if args.aoi and not args.imagery:
+        raise CommandError("--aoi applies to --imagery only (GeoTIFFs are chipped wherever they have data)")
+    if args.imagery and args.mode == "native":
+        raise CommandError("chips from --imagery are the zoom-18 tiles: leave --mode out or give --mode tiles")
     try:
         bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else None
     except ValueError:
         raise CommandError(f"--bands {args.bands!r} must be comma-separated band numbers, e.g. 1,2,3") from None
     config = PrepareConfig(
-        chip_size=args.chip_size, mode=args.mode, stride=args.stride, bands=bands, sdt_clip_m=args.sdt_clip,
+        chip_size=args.chip_size, mode=args.mode or ("tiles" if args.imagery else "native"), stride=args.stride,
+        bands=None if args.imagery else bands, sdt_clip_m=args.sdt_clip,
         max_nodata_fraction=args.max_nodata, val_fraction=args.val_fraction,
         split_block=args.split_block, seed=args.seed,
     )
     with _ProgressBar() as bar:
-        manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite,
-                           log=bar.write, jobs=args.jobs, progress=bar.update)
+        if args.imagery:
+            manifest = _prepare_from_imagery(args, config, bar)
+        else:
+            manifest = prepare(args.images, args.footprints, args.out, config, overwrite=args.overwrite,
+                               log=bar.write, jobs=args.jobs, progress=bar.update)
     counts = manifest["counts"]
     print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
           f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
     for warning in manifest.get("warnings", []):
         print(f"warning: {warning}")
     return 0
+
+
+def _prepare_from_imagery(args, config, bar) -> dict:
+    """``prepare --imagery SOURCE --aoi AOI``: the source opened as the workers open it (XYZ
+    template with the token settings of this environment, or a GeoTIFF/mosaic), probed once."""
+    import os
+
+    from looking_glass.cli.common import read_aoi
+    from looking_glass.datasets.from_tiles import prepare_from_source
+    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
+    from looking_glass.local.inputs import probe_template, validate_imagery
+    from looking_glass.runtime.settings import WorkerSettings
+
+    config.validate()  # option errors before any request
+    _, aoi = read_aoi(args.aoi)
+    imagery = validate_imagery(args.imagery, args.bands)
+    if imagery.kind == "xyz":
+        probe_template(imagery.source, aoi.geometry)
+    token_env = {k: v for k, v in os.environ.items() if k in ("LG_IMAGERY_SECRET", "LG_IMAGERY_TOKEN_HEADER")}
+    try:
+        source = open_imagery(WorkerSettings.from_env({**token_env, **imagery.worker_env()}))
+    except ImagerySourceError as exc:
+        raise CommandError(f"--imagery {exc}") from None
+    try:
+        return prepare_from_source(source, aoi.geometry, args.footprints, args.out, config, overwrite=args.overwrite,
+                                   log=bar.write, jobs=args.jobs * 4, progress=bar.update)
+    finally:
+        source.close()
 
 
 class _ProgressBar:
@@ -80,18 +121,24 @@ def cmd_synth_data(args) -> int:
 def add_commands(sub) -> None:
     """Add ``prepare`` and ``synth-data`` to the subcommand parsers ``sub``."""
     prep = sub.add_parser("prepare", help="GeoTIFFs + GeoJSON footprints to training chips")
-    prep.add_argument("--images", nargs="+", required=True,
+    prep.add_argument("--images", nargs="+",
                       help="GeoTIFFs: paths, globs, s3://bucket/key or s3://bucket/prefix/ (read in place)")
+    prep.add_argument("--imagery", metavar="SOURCE",
+                      help="instead of --images: the zoom-18 tiles of --aoi from an XYZ/TMS template or GeoTIFF/mosaic, "
+                           "fetched as the workers fetch them")
+    prep.add_argument("--aoi", help="with --imagery: the area (GeoJSON polygons, lon/lat) whose tiles become chips")
     prep.add_argument("--footprints", nargs="+", required=True,
                       help="GeoJSON footprints, the same kinds; one file labels every image, several pair with the images by id")
     prep.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
-    prep.add_argument("--mode", choices=("native", "tiles"), default="native",
-                      help="native-resolution chips, or chips on the zoom-18 tile grid (reprojected)")
+    prep.add_argument("--mode", choices=("native", "tiles"), default=None,
+                      help="native-resolution chips (default for --images), or chips on the zoom-18 tile grid "
+                           "(reprojected; always for --imagery)")
     prep.add_argument("--bands", help="1-based bands for R,G,B (e.g. 1,2,3; one band is replicated)")
     prep.add_argument("--chip-size", type=positive_int, default=256)
     prep.add_argument("--stride", type=positive_int, default=None,
                       help="native mode: px between chips (overlapping when below --chip-size; default: the chip size)")
-    prep.add_argument("--jobs", type=positive_int, default=1, help="images cut at the same time, in worker processes")
+    prep.add_argument("--jobs", type=positive_int, default=1,
+                      help="images cut at the same time, in worker processes (--imagery: 4 x N tiles fetched at a time)")
     prep.add_argument("--sdt-clip", type=positive_float, default=10.0, help="clip SDT to +-N metres")
     prep.add_argument("--max-nodata", type=float, default=0.2, help="drop chips with more black/nodata")
     prep.add_argument("--val-fraction", type=float, default=0.2)

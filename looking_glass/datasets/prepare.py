@@ -157,6 +157,15 @@ class PrepareConfig:
         if not isinstance(self.seed, int):
             raise PrepareError(f"seed must be an integer, got {self.seed!r}")
 
+    def parameters(self) -> dict:
+        """Every field, plus the zoom and resampling, as the manifest's ``parameters`` record them."""
+        params = asdict(self)
+        params["bands"] = list(self.bands) if self.bands is not None else None
+        params["stretch_percentiles"] = list(self.stretch_percentiles)
+        params["zoom"] = ZOOM
+        params["resampling"] = "bilinear" if self.mode == "tiles" else None
+        return params
+
     def split_rule(self) -> str:
         """The split rule in words with this configuration's parameters (for the manifest)."""
         return split_rule(self.split_block, self.val_fraction, self.seed)
@@ -363,7 +372,7 @@ def prepare(
                     ],
                     "pairing": "per image" if len(images) > 1 and len(footprints) > 1 else "shared",
                 },
-                parameters=_parameters(cfg),
+                parameters=cfg.parameters(),
                 split_rule=cfg.split_rule(),
                 warnings=warnings,
             )
@@ -400,12 +409,3 @@ def _image_summary(img: RasterImage, candidates: int, written: int) -> dict:
         "candidate_chips": candidates,
         "written_chips": written,
     }
-
-
-def _parameters(cfg: PrepareConfig) -> dict:
-    params = asdict(cfg)
-    params["bands"] = list(cfg.bands) if cfg.bands is not None else None
-    params["stretch_percentiles"] = list(cfg.stretch_percentiles)
-    params["zoom"] = ZOOM
-    params["resampling"] = "bilinear" if cfg.mode == "tiles" else None
-    return params
