@@ -243,8 +243,9 @@ def cmd_map(args) -> int:
             first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
             template = (first or {}).get("imagery")
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
-                   threads=_key_ranges(dep))
-    print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features)")
+                   threads=_key_ranges(dep), session=dep.session)
+    imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
+    print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
     if args.compare:  # the mapping gap layer: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_map
 
@@ -312,7 +313,8 @@ def add_commands(sub) -> None:
     mp.add_argument("--out", required=True, help="output folder")
     mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
-    mp.add_argument("--imagery", help="XYZ URL template under the tiles (default: the job's imagery)")
+    mp.add_argument("--imagery", help="imagery under the tiles: an XYZ URL template or a GeoTIFF/COG (local or s3://); "
+                                      "default: the embedded run's tile server, else the job's own imagery")
     mp.add_argument("--compare", metavar="MAPPED",
                     help="also gap.html: completeness against these mapped buildings and the buildings not yet mapped")
     mp.set_defaults(func=_aws_guard(cmd_map))

@@ -14,6 +14,8 @@ from looking_glass.grid import TILE_SIZE, col_of_lon, ground_resolution_m, lat_o
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import json_value
 
+TILE_CMAP = "YlOrRd"  # pale yellow to dark red: every step stands out on green, grey and brown imagery
+
 # DynamoDB Decimals (and NumPy scalars) to int/float for JSON: the one rule, in the store module.
 plain = json_value
 
@@ -78,28 +80,32 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def fetch_mosaic(items: list[dict], url_template: str, thumb: int):
+def fetch_mosaic(items: list[dict], source, thumb: int):
     """The imagery under the tiles of ``items`` (dicts with ``x``, ``y``, ``z``) as one RGB
-    mosaic of ``thumb`` px per tile, fetched from the XYZ ``url_template``; returns
-    ``(mosaic, x0, y0, w, h)``: the (h*thumb, w*thumb, 3) uint8 image and its tile extent."""
-    import requests
+    mosaic of ``thumb`` px per tile; ``source`` is an XYZ URL template or a fetcher
+    ``(z, x, y) -> image bytes | None`` (:mod:`looking_glass.results.basemap`). Returns
+    ``(mosaic, x0, y0, w, h)``: the (h*thumb, w*thumb, 3) uint8 image and its tile extent; a
+    tile without imagery stays light grey."""
     from PIL import Image
 
+    from looking_glass.results.basemap import http_fetcher
+
+    fetch_tile = http_fetcher(source) if isinstance(source, str) else source
     xs = [int(i["x"]) for i in items]
     ys = [int(i["y"]) for i in items]
     x0, y0 = min(xs), min(ys)
     w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
     mosaic = np.full((h * thumb, w * thumb, 3), 235, np.uint8)
-    session = requests.Session()
 
     def fetch(item):
         x, y, z = int(item["x"]), int(item["y"]), int(item["z"])
         try:
-            resp = session.get(url_template.format(x=x, y=y, z=z), timeout=10)
-            if resp.status_code != 200:
+            data = fetch_tile(z, x, y)
+            if not data:
                 return None
-            img = Image.open(io.BytesIO(resp.content)).convert("RGB").resize((thumb, thumb), Image.BILINEAR)
-            return x, y, np.asarray(img)
+            img = Image.open(io.BytesIO(data)).convert("RGBA").resize((thumb, thumb), Image.BILINEAR)
+            grey = Image.new("RGBA", img.size, (235, 235, 235, 255))
+            return x, y, np.asarray(Image.alpha_composite(grey, img).convert("RGB"))
         except Exception:  # noqa: BLE001 - a missing background tile only leaves a grey square
             return None
 
@@ -109,6 +115,31 @@ def fetch_mosaic(items: list[dict], url_template: str, thumb: int):
                 x, y, img = got
                 mosaic[(y - y0) * thumb : (y - y0 + 1) * thumb, (x - x0) * thumb : (x - x0 + 1) * thumb] = img
     return mosaic, x0, y0, w, h
+
+
+def tile_patch(x: float, y: float, colour, size: float = 1.0):
+    """A coloured tile drawn over imagery without hiding it: an outline in ``colour`` and a
+    fill of the same colour at 20% opacity (the map page draws tiles the same way)."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), size, size, facecolor=to_rgba(colour, 0.2), edgecolor=to_rgba(colour, 0.95), lw=1.2)
+
+
+def scale_bar(ax, width: float, height: float, cell_m: float) -> None:
+    """A scale bar in the lower left of a map drawn in tile units (``cell_m`` metres per unit),
+    about a third of ``width`` long: a white bar outlined in black and white text outlined in
+    black, so it reads on dark and on light imagery alike."""
+    from matplotlib import patheffects
+
+    bar_m = next((m for m in (100_000, 50_000, 20_000, 10_000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10)
+                  if m <= width * cell_m / 3), 10)
+    x0, y = 0.3 * min(1.0, width / 3), height - 0.3 * min(1.0, height / 3)
+    ax.plot([x0, x0 + bar_m / cell_m], [y, y], color="white", lw=4, solid_capstyle="butt",
+            path_effects=[patheffects.withStroke(linewidth=6, foreground="black")])
+    label = f"{bar_m:,} m" if bar_m < 1000 else f"{bar_m // 1000:,} km"
+    ax.text(x0, y - 0.2 * min(1.0, height / 3), label, color="white", fontsize=9, fontweight="bold",
+            path_effects=[patheffects.withStroke(linewidth=3, foreground="black")])
 
 
 def draw_map(
@@ -138,7 +169,7 @@ def draw_map(
         )
     values = [v for _, panel in panels for v in panel.values()]
     norm = Normalize(0, max(values) if values else 1)
-    cmap = plt.get_cmap("magma")
+    cmap = plt.get_cmap(TILE_CMAP)
     for ax, (name, areas) in zip(axes[0], panels):
         _area_panel(ax, mosaic, items, areas, norm, cmap, x0, y0, w, h, aoi)
         if cols > 1:
@@ -169,8 +200,7 @@ def _area_panel(ax, mosaic, items, areas: dict, norm, cmap, x0: int, y0: int, w:
     for item in items:
         x, y = int(item["x"]) - x0, int(item["y"]) - y0
         if item["status"] == "done" and item["quadkey"] in areas:
-            colour = cmap(norm(areas[item["quadkey"]]))
-            ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, alpha=0.55, edgecolor="none"))
+            ax.add_patch(tile_patch(x, y, cmap(norm(areas[item["quadkey"]]))))
         else:
             ax.add_patch(Rectangle((x, y), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
     if aoi is not None:
@@ -181,12 +211,8 @@ def _area_panel(ax, mosaic, items, areas: dict, norm, cmap, x0: int, y0: int, w:
             ty = row_of_lat(lat, z) - y0
             ax.plot(tx, ty, color="white", lw=1.5)
     # Scale bar: metres per tile at the map's centre latitude.
-    centre_lat = lat_of_row_edge(y0 + h // 2, int(items[0]["z"]))
-    tile_m = ground_resolution_m(centre_lat, int(items[0]["z"])) * TILE_SIZE
-    bar_m = next((m for m in (5000, 2000, 1000, 500, 200, 100, 50, 20, 10) if m <= w * tile_m / 3), 10)
-    bar_tiles = bar_m / tile_m
-    ax.plot([0.5, 0.5 + bar_tiles], [h - 0.5, h - 0.5], color="white", lw=4)
-    ax.text(0.5, h - 0.8, f"{bar_m:,} m", color="white", fontsize=9)
+    centre_lat = lat_of_row_edge(y0 + h / 2, int(items[0]["z"]))
+    scale_bar(ax, w, h, ground_resolution_m(centre_lat, int(items[0]["z"])) * TILE_SIZE)
 
 
 def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:

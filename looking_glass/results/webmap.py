@@ -1,12 +1,15 @@
 """``looking-glass map``: a PNG figure and a self-contained HTML map of a job's results.
 
 The HTML page inlines Leaflet (1.9.4, BSD-2-Clause: its ``dist`` files and LICENSE ship as
-package data in ``looking_glass/results/static/leaflet``, read with ``importlib.resources``) with
-its stylesheet and images, and the results as GeoJSON: it needs nothing at view time but the
-imagery tile server, which it shows under the tiles. Tiles
-are coloured by building density (building area over the ground area of the done tiles) or area,
-and a click shows a tile's numbers. Large jobs are rolled up to a coarser zoom so that the page
-holds at most ``MAX_FEATURES`` features.
+package data in ``looking_glass/results/static/leaflet``, read with ``importlib.resources``, so
+no ``npm ci`` is needed) with its stylesheet and images, and the results as GeoJSON. The imagery
+under the tiles (:mod:`looking_glass.results.basemap`) is either written beside the page
+(``map_tiles/``, for GeoTIFF/COG sources and the embedded run's local tile server: the page then
+works from ``file://``, offline) or, for a provider's server elsewhere, asked of it at view
+time. Tiles are outlined in a colour for their building density (building area over the ground
+area of the done tiles) or area, with a faint fill, so the imagery stays visible; a click shows
+a tile's numbers. Large jobs are rolled up to a coarser zoom so that the page holds at most
+``MAX_FEATURES`` features.
 """
 
 from __future__ import annotations
@@ -20,17 +23,19 @@ from pathlib import Path
 
 from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
-from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge
+from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge, tile_from_quadkey
 from looking_glass.pipeline.store import ResultsStore
-from looking_glass.results.figures import save_tile_figure
+from looking_glass.results.basemap import TILES_DIR, source_fetcher, wants_files, write_basemap
+from looking_glass.results.figures import TILE_CMAP, save_tile_figure, scale_bar, tile_patch
 from looking_glass.results.query import ResultsError, geojson_doc, query
 
 # Leaflet's dist files (leaflet.js, leaflet.css, images/), package data of this package.
 LEAFLET_DIR = resources.files("looking_glass.results") / "static" / "leaflet"
 MAX_FEATURES = 20_000
 COLOUR_BY = ("density", "area")
-# A magma-like ramp (low to high); the PNG uses matplotlib's magma itself.
-RAMP = ["#000004", "#3b0f70", "#8c2981", "#de4968", "#fe9f6d", "#fcfdbf"]
+# The page's steps of the PNG's colour map (figures.TILE_CMAP, YlOrRd), low to high.
+RAMP = ["#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"]
+ROLLUP_FIELDS = ("quadkey", "status", "building_area_m2", "building_count", "valid_fraction", "capture_date")
 
 
 class MapError(LookingGlassError, RuntimeError):
@@ -59,10 +64,8 @@ def map_rows(store: ResultsStore, job_id: str, zoom: int | None = None, max_feat
 
 
 def _as_items(tile_rows: list[dict]) -> list[dict]:
-    return [
-        {"quadkey": r["quadkey"], "status": r["status"], "building_area_m2": r["building_area_m2"]}
-        for r in tile_rows
-    ]
+    """Per-tile rows as the tile items a rollup sums (count, coverage and dates included)."""
+    return [{k: r.get(k) for k in ROLLUP_FIELDS} for r in tile_rows]
 
 
 def _value(row: dict, colour_by: str) -> float | None:
@@ -72,10 +75,12 @@ def _value(row: dict, colour_by: str) -> float | None:
 
 
 # ---- PNG ----------------------------------------------------------------------------------------
-def write_png(rows: list[dict], out: Path, url_template: str | None, title: str, colour_by: str = "density",
+def write_png(rows: list[dict], out: Path, imagery, title: str, colour_by: str = "density",
               max_imagery_tiles: int = 1024) -> None:
-    """Tiles (or rolled-up cells) coloured by density or area over the imagery, with a colour bar,
-    a legend for tiles without a done result, and a scale bar."""
+    """Tiles (or rolled-up cells) outlined by density or area over the imagery, with a colour
+    bar, a legend for tiles without a done result, and a scale bar. ``imagery``: an XYZ
+    template, a fetcher ``(z, x, y) -> bytes | None`` (:mod:`looking_glass.results.basemap`), or
+    None for a grey background."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,30 +96,24 @@ def write_png(rows: list[dict], out: Path, url_template: str | None, title: str,
     x0, y0 = min(xs), min(ys)
     w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
     fig, ax = plt.subplots(figsize=(9, min(9 * h / max(w, 1), 14) + 0.8), dpi=110)
-    if url_template and len(rows) <= max_imagery_tiles:
+    if imagery and len(rows) <= max_imagery_tiles:
         from looking_glass.results.figures import fetch_mosaic
 
         cells = [{"x": r["x"], "y": r["y"], "z": z} for r in rows]
-        mosaic, mx0, my0, mw, mh = fetch_mosaic(cells, url_template, 64)
+        mosaic, mx0, my0, mw, mh = fetch_mosaic(cells, imagery, 64)
         ax.imshow(mosaic, extent=(mx0 - x0, mx0 - x0 + mw, my0 - y0 + mh, my0 - y0))
     else:
         ax.set_facecolor("#e8e8e8")
     values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
     norm = Normalize(0, max(values) if values and max(values) > 0 else 1)
-    cmap = plt.get_cmap("magma")
+    cmap = plt.get_cmap(TILE_CMAP)
     for r, x, y in zip(rows, xs, ys):
         v = _value(r, colour_by)
         if v is None:
             ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
         else:
-            ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor=cmap(norm(v)), alpha=0.6, edgecolor="none"))
-    cell_m = ground_resolution_m(lat_of_row_edge(y0 + h / 2, z), z) * TILE_SIZE
-    bar_m = next((m for m in (100_000, 50_000, 20_000, 10_000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10)
-                  if m <= w * cell_m / 3), 10)
-    ax.plot([0.3, 0.3 + bar_m / cell_m], [h - 0.3, h - 0.3], color="white", lw=4, solid_capstyle="butt")
-    ax.plot([0.3, 0.3 + bar_m / cell_m], [h - 0.3, h - 0.3], color="black", lw=1)
-    ax.text(0.3, h - 0.5, f"{bar_m:,} m" if bar_m < 1000 else f"{bar_m // 1000:,} km", color="white",
-            fontsize=9, fontweight="bold")
+            ax.add_patch(tile_patch(x - x0, y - y0, cmap(norm(v))))
+    scale_bar(ax, w, h, ground_resolution_m(lat_of_row_edge(y0 + h / 2, z), z) * TILE_SIZE)
     label = "building density (building area / ground area of done tiles)" if colour_by == "density" \
         else "building area per cell (m²)"
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.035, pad=0.02, label=label)
@@ -158,6 +157,7 @@ html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
 .lg-legend {{ background: rgba(255,255,255,0.9); padding: 6px 8px; border-radius: 4px; }}
 .lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
 .lg-popup td {{ padding: 0 6px 0 0; }}
+.leaflet-control-scale-line {{ background: rgba(255,255,255,0.9); color: #111; border-color: #111; font-weight: 600; }}
 </style>
 </head>
 <body>
@@ -179,13 +179,31 @@ function colourOf(v) {{
 }}
 const map = L.map("map", {{ preferCanvas: false, maxZoom: 21, fadeAnimation: false }});
 if (options.imagery) {{
-  L.tileLayer(options.imagery, {{ maxNativeZoom: 18, maxZoom: 21, attribution: options.attribution }}).addTo(map);
+  const im = options.imagery;
+  let Layer = L.TileLayer;
+  if (im.available) {{
+    // Files beside the page: ask only for the tiles that were written (no failed requests).
+    const available = new Set(im.available);
+    Layer = L.TileLayer.extend({{
+      createTile: function (coords, done) {{
+        if (available.has(coords.z + "/" + coords.x + "/" + coords.y)) {{
+          return L.TileLayer.prototype.createTile.call(this, coords, done);
+        }}
+        const empty = document.createElement("div");
+        setTimeout(function () {{ done(null, empty); }}, 0);
+        return empty;
+      }}
+    }});
+  }}
+  new Layer(im.template, {{ minNativeZoom: im.minNativeZoom, maxNativeZoom: im.maxNativeZoom, maxZoom: 21,
+                            attribution: im.attribution }}).addTo(map);
 }}
 const layer = L.geoJSON(results, {{
   style: function (f) {{
     const c = colourOf(valueOf(f.properties));
-    return c ? {{ color: c, weight: 0.5, fillColor: c, fillOpacity: 0.55, className: "lg-tile" }}
-             : {{ color: "#00e5ff", weight: 1, dashArray: "3", fillOpacity: 0.05, className: "lg-tile" }};
+    // An outline in the row's colour and a faint fill: the imagery stays visible under it.
+    return c ? {{ color: c, weight: 1.5, opacity: 0.95, fillColor: c, fillOpacity: 0.15, className: "lg-tile" }}
+             : {{ color: "#00e5ff", weight: 1, dashArray: "3", fillOpacity: 0.03, className: "lg-tile" }};
   }},
   onEachFeature: function (f, l) {{
     const rows = Object.entries(f.properties)
@@ -205,7 +223,7 @@ legend.onAdd = function () {{
   let h = "<b>" + options.legendTitle + "</b><br>";
   for (let i = 0; i < ramp.length; i++) {{
     const lo = options.max * i / ramp.length, hi = options.max * (i + 1) / ramp.length;
-    h += "<i style='background:" + ramp[i] + "'></i>" + options.fmt(lo) + " - " + options.fmt(hi) + "<br>";
+    h += "<i style='border:2px solid " + ramp[i] + ";background:" + ramp[i] + "40'></i>" + options.fmt(lo) + " - " + options.fmt(hi) + "<br>";
   }}
   h += "<i style='border:1px dashed #00e5ff'></i>no done tile<br>";
   h += options.summary;
@@ -222,9 +240,10 @@ document.body.setAttribute("data-features", String(layer.getLayers().length));
 """
 
 
-def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, url_template: str | None,
+def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, imagery: dict | None,
                title: str, colour_by: str = "density") -> int:
-    """The self-contained page; returns the number of features on it."""
+    """The self-contained page; returns the number of features on it. ``imagery`` is the page's
+    background (:func:`page_imagery`), or None for none."""
     js, css = leaflet_assets()
     doc = geojson_doc(mode, rows, tot, job_id)
     values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
@@ -236,8 +255,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, u
     options = {
         "colourBy": colour_by,
         "max": max(values) if values else 1,
-        "imagery": url_template or "",
-        "attribution": html.escape(_public(url_template or "")),
+        "imagery": imagery,
         "legendTitle": "building density" if colour_by == "density" else "building area",
         "summary": summary,
     }
@@ -253,17 +271,57 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, u
     return len(doc["features"])
 
 
-def _public(template: str) -> str:
-    """Imagery source for the attribution: no query string (it may hold a key)."""
-    return template.split("?", 1)[0]
+def _public(source: str) -> str:
+    """Imagery source for the attribution: no query string (it may hold a key); a local file by
+    its name only (the page may be shared)."""
+    if "://" not in source:
+        return Path(source).name
+    return source.split("?", 1)[0]
 
 
-def make_map(store: ResultsStore, job_id: str, out_dir: Path, url_template: str | None, zoom: int | None = None,
-             colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4) -> dict:
+def page_imagery(source: str | None, basemap: dict | None) -> dict | None:
+    """The page's imagery layer: the tiles written beside it (``basemap``, from
+    :func:`looking_glass.results.basemap.write_basemap`), else the template ``source`` asked at view
+    time (zoom 18 scaled above it), else None (a file source whose tiles were not written)."""
+    if basemap is not None:
+        return {"template": basemap["template"], "available": basemap["available"],
+                "minNativeZoom": basemap["min_zoom"], "maxNativeZoom": basemap["max_zoom"],
+                "attribution": html.escape(_public(source or ""))}
+    if source and not wants_files(source):
+        return {"template": source, "available": None, "minNativeZoom": 0, "maxNativeZoom": ZOOM,
+                "attribution": html.escape(_public(source))}
+    return None
+
+
+def _zoom18_tiles(store: ResultsStore, job_id: str, mode: str, rows: list[dict], threads: int) -> list[tuple[int, int]]:
+    """The job's zoom-18 tiles (x, y): the rows themselves per tile, else read again."""
+    if mode == "tile":
+        return [(int(r["x"]), int(r["y"])) for r in rows]
+    from looking_glass.results.query import fetch_tiles
+
+    return [tile_from_quadkey(i["quadkey"])[:2] for i in fetch_tiles(store, job_id, threads=threads)]
+
+
+def _files_fetcher(out_dir: Path, fetch):
+    """Read zoom-18 tiles back from the written basemap (the PNG's imagery), else from ``fetch``."""
+    def read(z: int, x: int, y: int):
+        path = out_dir / TILES_DIR / str(z) / str(x) / f"{y}.webp"
+        return path.read_bytes() if path.is_file() else fetch(z, x, y)
+
+    return read
+
+
+def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | None, zoom: int | None = None,
+             colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4,
+             session=None) -> dict:
     """Write ``map.png`` and ``map.html`` of job ``job_id`` into ``out_dir`` (created): buildings per
     tile, or per coarser cell when rolled up (:func:`map_rows`), coloured by ``colour_by`` (one of
-    :data:`COLOUR_BY`) over the imagery of ``url_template`` when given. Returns the two paths, the
-    number of features drawn and the zoom of the cells. Raises :class:`MapError`."""
+    :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
+    (``s3://`` read with the boto3 ``session``), drawn as :mod:`looking_glass.results.basemap`
+    says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
+    paths, the number of features drawn, the zoom of the cells and the imagery tiles written.
+    Raises :class:`MapError`, and :class:`~looking_glass.results.basemap.BasemapError` for an
+    imagery source that cannot be opened."""
     if colour_by not in COLOUR_BY:
         raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}")
     mode, rows, tot = map_rows(store, job_id, zoom, max_features, threads)
@@ -274,6 +332,12 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, url_template: str 
     z = int(rows[0]["z"])
     title = f"{job.get('name', job_id)} ({job_id[:8]}): building {colour_by} per zoom-{z} {'tile' if z == ZOOM else 'cell'}"
     png, page = out_dir / "map.png", out_dir / "map.html"
-    write_png(rows, png, url_template, title, colour_by)
-    features = write_html(mode, rows, tot, job_id, page, url_template, title, colour_by)
-    return {"png": str(png), "html": str(page), "features": features, "zoom": z}
+    fetch, basemap = (source_fetcher(imagery, session) if imagery else None), None
+    if fetch is not None and wants_files(imagery):
+        basemap = write_basemap(out_dir, _zoom18_tiles(store, job_id, mode, rows, threads), fetch)
+        if basemap is not None:
+            fetch = _files_fetcher(out_dir, fetch)
+    write_png(rows, png, fetch, title, colour_by)
+    features = write_html(mode, rows, tot, job_id, page, page_imagery(imagery, basemap), title, colour_by)
+    return {"png": str(png), "html": str(page), "features": features, "zoom": z,
+            "imagery_tiles": basemap["written"] if basemap else 0}

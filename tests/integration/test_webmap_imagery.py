@@ -1,0 +1,92 @@
+"""The map over GeoTIFF imagery, from ``file://``, in headless Chromium: the imagery is written
+beside the page (no ``s3://``/``.tif`` URL asked of the browser), the same tiles scaled at every
+zoom, tiles outlined with a faint fill, and a scale bar on a solid background."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from decimal import Decimal
+
+from conftest import SPACENET_SAMPLE, run_cli
+from test_results_cli import env as env  # noqa: F401 - the fixture
+from test_webmap import CHROMIUM, browser_or_skip
+
+from looking_glass.grid import quadkey
+from looking_glass.local.deployment import write_state
+from looking_glass.pipeline.store import RUNNING, TileResult
+
+IMAGE = str(SPACENET_SAMPLE / "image.tif")
+X0, Y0 = 69_555, 105_034  # a 2x2 block inside the SpaceNet Atlanta sample image
+
+
+def geotiff_job(env) -> str:
+    """A job over the image whose tiles the workers read from the GeoTIFF (their ``imagery``)."""
+    store = env["store"]
+    job_id = uuid.uuid4().hex[:24]
+    store.create_job(job_id, {"status": RUNNING, "name": "atlanta", "tiles_total": 4, "zoom": 18, "warnings": []})
+    results = [
+        TileResult(x=X0 + dx, y=Y0 + dy, z=18, quadkey=quadkey(X0 + dx, Y0 + dy, 18), status="done",
+                   building_area_m2=Decimal(100 * (dx + 2 * dy)), building_pixels=0)
+        for dx in range(2) for dy in range(2)
+    ]
+    store.record_tiles(job_id, results, {"imagery": IMAGE, "model_id": "m"})
+    store.try_complete(job_id)
+    return job_id
+
+
+def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, capsys, tmp_path):
+    sync_playwright = browser_or_skip()
+    write_state(env["state"], os.environ["AWS_ENDPOINT_URL"], env["res"], None)  # no tile server: a GeoTIFF job
+    geotiff_job(env)
+    out = tmp_path / "map"
+    code, stdout, err = run_cli(capsys, "map", "atlanta", "--out", str(out))
+    assert code == 0, err
+    assert "4 zoom-18 features" in stdout and "imagery tiles in" in stdout
+    page = (out / "map.html").read_text()
+    assert '"template":"map_tiles/{z}/{x}/{y}.webp"' in page and IMAGE not in page  # attribution: the file's name
+    assert all((out / "map_tiles" / "18" / str(X0 + dx) / f"{Y0 + dy}.webp").is_file() for dx in range(2) for dy in range(2))
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            pg = browser.new_page(viewport={"width": 800, "height": 600})
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("request", lambda r: requests.append(r.url))
+            pg.goto((out / "map.html").as_uri())
+            pg.wait_for_function("window.lookingGlass && window.lookingGlass.ready", timeout=20_000)
+            shown = {}
+            for zoom in (18, 17, 16, 14):
+                pg.evaluate(f"map.setZoom({zoom}, {{animate: false}})")
+                pg.wait_for_timeout(300)
+                pg.wait_for_load_state("networkidle")
+                shown[zoom] = pg.evaluate(
+                    "Array.from(document.querySelectorAll('img.leaflet-tile-loaded')).map(i => i.src)")
+            paths = pg.evaluate("Array.from(document.querySelectorAll('path.lg-tile'))"
+                                ".map(p => [p.getAttribute('fill-opacity'), p.getAttribute('stroke-width')])")
+            scale_bg = pg.evaluate("getComputedStyle(document.querySelector('.leaflet-control-scale-line')).backgroundColor")
+            pg.screenshot(path=str(tmp_path / "geotiff.png"))
+        finally:
+            browser.close()
+    assert errors == []
+    assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
+    min_zoom = min(int(d.name) for d in (out / "map_tiles").iterdir())
+    assert min_zoom <= 17
+    for zoom, srcs in shown.items():
+        # the written tiles of that zoom (or of the coarsest level written, scaled): never a gap
+        assert srcs and all("/map_tiles/" in s for s in srcs), (zoom, srcs)
+        assert {int(re.search(r"/map_tiles/(\d+)/", s).group(1)) for s in srcs} == {max(zoom, min_zoom)}
+    assert len(paths) == 4 and all(float(f) <= 0.2 and float(w) >= 1 for f, w in paths)
+    alpha = re.match(r"rgba?\((\d+), (\d+), (\d+)(?:, ([\d.]+))?\)", scale_bg)
+    assert alpha and float(alpha.group(4) or 1) >= 0.85 and min(int(alpha.group(i)) for i in (1, 2, 3)) >= 240
+
+
+def test_a_missing_geotiff_is_one_clear_error(env, capsys, tmp_path):
+    write_state(env["state"], os.environ["AWS_ENDPOINT_URL"], env["res"], None)
+    job = geotiff_job(env)
+    code, _, err = run_cli(capsys, "map", job, "--out", str(tmp_path / "m"), "--imagery", str(tmp_path / "gone.tif"))
+    assert code == 1 and "error: imagery" in err and "gone.tif" in err
