@@ -168,6 +168,8 @@ def cmd_results(args) -> int:
     from looking_glass.pipeline.jobs import store_for
     from looking_glass.results.query import parse_polygons, query, render
 
+    if args.compare and args.totals:
+        raise CommandError("--totals goes with the results rows, not with --compare", exit_code=2)
     if args.compare:  # the mapping gap: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_results
 

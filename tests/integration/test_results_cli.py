@@ -343,6 +343,8 @@ def test_results_totals_on_request_in_their_own_output(env, capsys, tmp_path):
     assert code == 0 and out.splitlines()[0].split() == ["tiles", "6"]
     code, out, err = run_cli(capsys, "results", job, "--format", "geojson", "--totals")
     assert code == 2 and out == "" and "--totals goes with --format table or csv" in err
+    code, out, err = run_cli(capsys, "results", job, "--totals", "--compare", str(tmp_path / "mapped.geojson"))
+    assert code == 2 and out == "" and "not with --compare" in err
 
 
 def test_results_zoom_and_within_together_is_a_usage_error(env, capsys, tmp_path):
