@@ -64,8 +64,8 @@ def read_aoi(path: str) -> tuple[bytes, Aoi]:
     Raises :class:`CommandError` if the file is missing, :class:`AoiError` (naming the file) if
     the AOI cannot be used.
     """
-    # Imported here, not at the top: shapely and numpy are a third of a command's start-up, and
-    # only the commands that read an AOI need them (tests/unit/cli/test_cli_start_up.py).
+    # Imported here, not at the top: it loads shapely, which only the commands that read an AOI
+    # need, and every command imports this module (tests/unit/cli/test_cli_start_up.py).
     from looking_glass.tiling.aoi import AoiError, parse_aoi
 
     p = Path(path)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from looking_glass.cli import data, demo, jobs, models, outlines, serve, tiles, training
 from looking_glass.cli.quiet import quiet_start_up
 from looking_glass.errors import LookingGlassError
+
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except LookingGlassError as exc:
         raise exit_for(exc) from None
+    except BrokenPipeError:
+        # The reader went away (`cover ... | head`): end quietly, as a process that SIGPIPE
+        # stops, not with a traceback; stdout goes to /dev/null so the exit's flush is silent too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
 
 
 if __name__ == "__main__":

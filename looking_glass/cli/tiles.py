@@ -54,7 +54,7 @@ def cmd_estimate(args) -> int:
 
     _, aoi = read_aoi(args.aoi)
     _check_work(args.aoi, aoi, args.zoom)
-    result = estimate(
+    r = estimate(
         tile_runs(aoi.geometry, args.zoom),
         args.zoom,
         tiles_per_message=args.tiles_per_message,
@@ -63,9 +63,8 @@ def cmd_estimate(args) -> int:
         nat_bytes_per_tile=args.nat_bytes_per_tile,
     )
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps(r.to_dict()))
         return 0
-    r = result
     print(f"{f'tiles (zoom {args.zoom}):':<23}{r.tiles:,}")
     print(f"area of those tiles:   {r.tiles_area_km2:,.3f} km2")
     print(f"SQS messages:          {r.sqs_messages:,} ({r.sqs_send_requests:,} send requests)")

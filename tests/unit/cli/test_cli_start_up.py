@@ -50,3 +50,18 @@ def test_the_export_parser_offers_exactly_the_export_formats():
     from looking_glass.results.buildings import EXPORT_FORMATS
 
     assert EXPORT_FORMAT_NAMES == tuple(EXPORT_FORMATS)
+
+
+def test_a_reader_that_stops_early_ends_cover_quietly(tmp_path):
+    # `looking-glass cover AOI | head -1`: the sample AOI at zoom 22 is ~80,000 lines, more than
+    # a pipe holds, so cover is still writing when the reader goes away.
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(SAMPLE_POLYGON))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli.main", "cover", str(aoi), "--zoom", "22"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=env)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert first.decode().endswith(" 22\n") and err == b""
