@@ -1,8 +1,8 @@
 """AWS list prices and the compute assumptions of the cost arithmetic, as named constants.
 
-The one address of these numbers: ``looking-glass estimate`` (:mod:`looking_glass.tiling.estimate`),
-the worker benchmark's ``aws_usd_per_million_tiles`` and the cost table of docs/deploy.md all
-price requests, storage and compute from here.
+The one address of these numbers: ``looking-glass estimate`` (:mod:`looking_glass.tiling.estimate`)
+and the cost table of docs/deploy.md price requests, storage and compute from here, and so should
+anything else that prices AWS usage (the worker benchmark's ``aws_usd_per_million_tiles``).
 
 **Prices** are list prices, us-east-1 (``REGION``), as published on the AWS pricing page named in
 ``PRICE_SOURCES`` in 2025 (``PRICES_AS_OF``). They were written down from those pages as the author

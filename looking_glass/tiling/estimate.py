@@ -8,8 +8,8 @@ on-demand list price (USD 0.526/h); 25 KB of imagery per tile through the NAT ga
 
 The requests per tile are those of the results store (one result object and one conditional
 ledger transaction per work unit, tile items in ``BatchWriteItem``, SQS receive and delete per
-unit): counted from the design here (:func:`design_requests_per_tile`), measured by
-``benchmarks/worker_benchmark.py --json``.
+unit): counted from the design here (:func:`design_requests_per_tile`), not measured; measured
+counts (``benchmarks/worker_benchmark.py --json``) can be priced instead (``requests_per_tile``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, workers_fo
 
 SQS_MESSAGES_PER_REQUEST = 10  # SendMessageBatch takes at most 10 messages
 
-# ---- the requests of one work unit, by design (benchmarks/worker_benchmark.py measures them) -----
+# ---- the requests of one work unit, counted from the design (not measured) ----------------------
 # One S3 PUT: the unit's masks in one result object.
 RESULT_OBJECT_PUTS_PER_UNIT = 1
 # Each tile's item, written by BatchWriteItem (a plain write: no transaction), under 1 KB.
