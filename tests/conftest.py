@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -132,3 +133,20 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
             print(exc.code, file=__import__("sys").stderr)
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+CHROMIUM = os.environ.get("LG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_or_skip():
+    """Headless Chromium, or a skip outside CI (in CI a missing browser fails the test)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if CHROMIUM is None or sync_playwright is None:
+        why = "Chromium (apt-get install chromium) and playwright (pip install -e '.[dev]') are needed"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return sync_playwright

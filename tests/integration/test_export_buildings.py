@@ -204,3 +204,27 @@ def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, t
     assert row["unmapped_area_m2"] == pytest.approx(row["predicted_area_m2"])
     # Its own building and a quarter of the four-tile one, whose centre (and count) is in tile (1, 1).
     assert row["predicted_count"] == 1
+
+
+def test_the_gap_page_draws_its_cells_and_the_buildings_not_yet_mapped_in_a_browser(aws, tmp_path):
+    from conftest import CHROMIUM, browser_or_skip
+
+    from looking_glass.results.gap import job_gap
+    from looking_glass.results.gapmap import write_gap_map
+
+    sync_playwright = browser_or_skip()
+    store, s3, bucket = put_job(aws, ALL)
+    gap = job_gap(store, s3, bucket, JOB, _mapped_file(tmp_path / "empty.geojson", []))
+    write_gap_map(gap, tmp_path / "map", None, "gap")
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--allow-file-access-from-files"])
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((tmp_path / "map" / "gap.html").as_uri())
+            page.wait_for_function("window.lookingGlass && window.lookingGlass.ready", timeout=20_000)
+            state = page.evaluate("window.lookingGlass")
+        finally:
+            browser.close()
+    assert errors == [] and state["features"] == 6 and state["buildings"] == 5

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 import pytest
+from conftest import CHROMIUM, browser_or_skip
 from PIL import Image
 from test_results_cli import FULL, X0, Y0, add_job, run_cli
 from test_results_cli import env as env  # noqa: F401 - the fixture
@@ -18,22 +18,6 @@ from looking_glass.grid import quadkey
 from looking_glass.local.deployment import write_state
 from looking_glass.results import webmap
 from looking_glass.results.webmap import MapError, make_map
-
-CHROMIUM = os.environ.get("LG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def browser_or_skip():
-    """Headless Chromium, or a skip outside CI (in CI a missing browser fails the test)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if CHROMIUM is None or sync_playwright is None:
-        why = "Chromium (apt-get install chromium) and playwright (pip install -e '.[dev]') are needed"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return sync_playwright
 
 
 @pytest.fixture
