@@ -91,11 +91,14 @@ def _worker_check(dep):
     embedded run fails the job itself after a few failed workers)."""
     if dep.kind != "stack":
         return None
-    from looking_glass.pipeline.jobs import batch_failure
+    from looking_glass.pipeline.jobs import batch_failure, record_worker_error, store_for
 
     def check(job: dict):
         worker_job = job.get("worker_job")
-        return batch_failure(dep.client("batch"), str(worker_job)) if worker_job else None
+        reason = batch_failure(dep.client("batch"), str(worker_job)) if worker_job else None
+        if reason:
+            record_worker_error(store_for(dep), job, reason)
+        return reason
 
     return check
 
@@ -116,11 +119,11 @@ def _status_cell(job: dict) -> str:
 
 def cmd_jobs(args) -> int:
     """List jobs, newest first (a table, or JSON)."""
-    from looking_glass.pipeline.jobs import store_for
+    from looking_glass.pipeline.jobs import mark_batch_failures, store_for
     from looking_glass.results.figures import plain
 
     dep = _deployment(args)
-    jobs = store_for(dep).list_jobs(limit=args.limit)
+    jobs = mark_batch_failures(dep, store_for(dep).list_jobs(limit=args.limit))
     if args.json:
         print(json.dumps([plain(j) for j in jobs], default=str))
         return 0

@@ -215,6 +215,8 @@ def status(dep: JobDeployment, job_id: str) -> dict:
     batch_error = None
     if dep.kind == "stack" and job.get("status") in (RUNNING, ENQUEUEING) and job.get("worker_job"):
         batch_error = batch_failure(dep.client("batch"), str(job["worker_job"]))
+        if batch_error:
+            record_worker_error(store, job, batch_error)
     return {
         **job,
         **({"worker_error": batch_error} if batch_error else {}),
@@ -234,27 +236,70 @@ def batch_failure(batch, worker_job: str) -> str | None:
 
     try:
         found = batch.describe_jobs(jobs=[worker_job]).get("jobs", [])
-        if not found:
-            return None
-        parent = found[0]
-        summary = (parent.get("arrayProperties") or {}).get("statusSummary") or {}
-        failed_children = int(summary.get("FAILED", 0))
-        if parent.get("status") != "FAILED" and not failed_children:
-            return None
-        detail = parent
-        if failed_children and parent.get("arrayProperties", {}).get("size"):
-            children = batch.list_jobs(arrayJobId=worker_job, jobStatus="FAILED").get("jobSummaryList", [])
-            if children:
-                detail = batch.describe_jobs(jobs=[children[0]["jobId"]]).get("jobs", [detail])[0]
-        container = detail.get("container") or {}
-        parts = [detail.get("statusReason") or "", container.get("reason") or ""]
-        if container.get("exitCode") is not None:
-            parts.append(f"exit status {container['exitCode']}")
-        what = "; ".join(p for p in parts if p) or "no reason given"
-        count = f"{failed_children} worker(s)" if failed_children else "the workers"
-        return f"AWS Batch job {worker_job}: {count} failed ({what})"[:1000]
+        return _described_failure(batch, found[0]) if found else None
     except (ClientError, BotoCoreError):
         return None
+
+
+def _described_failure(batch, parent: dict) -> str | None:
+    """:func:`batch_failure` for a Batch job already described (``describe_jobs``)."""
+    worker_job = parent["jobId"]
+    summary = (parent.get("arrayProperties") or {}).get("statusSummary") or {}
+    failed_children = int(summary.get("FAILED", 0))
+    if parent.get("status") != "FAILED" and not failed_children:
+        return None
+    detail = parent
+    if failed_children and parent.get("arrayProperties", {}).get("size"):
+        children = batch.list_jobs(arrayJobId=worker_job, jobStatus="FAILED").get("jobSummaryList", [])
+        if children:
+            detail = batch.describe_jobs(jobs=[children[0]["jobId"]]).get("jobs", [detail])[0]
+    count = f"{failed_children} worker(s)" if failed_children else "the workers"
+    return f"AWS Batch job {worker_job}: {count} failed ({failure_detail(detail)})"[:1000]
+
+
+def failure_detail(detail: dict) -> str:
+    """A failed Batch job's reason in words: its status reason, the container's reason and exit
+    status (``describe_jobs`` entries and the ``detail`` of EventBridge "Batch Job State Change"
+    events have the same shape)."""
+    container = detail.get("container") or {}
+    parts = [detail.get("statusReason") or "", container.get("reason") or ""]
+    if container.get("exitCode") is not None:
+        parts.append(f"exit status {container['exitCode']}")
+    return "; ".join(p for p in parts if p) or "no reason given"
+
+
+def record_worker_error(store: ResultsStore, job: dict, reason: str) -> dict:
+    """Write ``reason`` into the job record as ``worker_error`` (while the job is RUNNING or
+    ENQUEUEING, and only when it says something new), so ``jobs`` marks the job and the record
+    keeps why; returns the job with it."""
+    reason = reason[:1000]
+    if job.get("worker_error") != reason:
+        store.update_job(str(job["job_id"]), {"worker_error": reason}, only_if_status=(RUNNING, ENQUEUEING))
+    return {**job, "worker_error": reason}
+
+
+def mark_batch_failures(dep: JobDeployment, jobs: list[dict]) -> list[dict]:
+    """``jobs`` (records, e.g. from ``list_jobs``) with the failures of their AWS Batch workers
+    recorded (:func:`record_worker_error`): on a stack, the Batch jobs of every RUNNING or
+    ENQUEUEING job are described in calls of up to 100 (a failed array job costs two more calls);
+    elsewhere, or when Batch cannot be asked, the jobs as they are."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    live = {str(j["worker_job"]): j for j in jobs if j.get("status") in (RUNNING, ENQUEUEING) and j.get("worker_job")}
+    if dep.kind != "stack" or not live:
+        return jobs
+    batch, store, marked = dep.client("batch"), store_for(dep), {}
+    ids = list(live)
+    try:
+        for i in range(0, len(ids), 100):
+            for described in batch.describe_jobs(jobs=ids[i : i + 100]).get("jobs", []):
+                reason = _described_failure(batch, described)
+                job = live.get(described.get("jobId"))
+                if reason and job is not None:
+                    marked[job["job_id"]] = record_worker_error(store, job, reason)
+    except (ClientError, BotoCoreError):
+        pass  # Batch cannot be asked: the records as they are
+    return [marked.get(j["job_id"], j) for j in jobs]
 
 
 # ---- retry --------------------------------------------------------------------------------------
