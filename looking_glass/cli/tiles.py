@@ -16,7 +16,7 @@ from looking_glass.pricing import (
     G4DN_XLARGE_ON_DEMAND_USD_PER_HOUR,
     MEASURED_CPU_TILES_PER_SECOND,
 )
-from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
 
 
 def cmd_cover(args) -> int:
@@ -61,6 +61,7 @@ def cmd_estimate(args) -> int:
         tiles_per_second=args.tiles_per_second,
         price_per_hour=args.price_per_hour,
         nat_bytes_per_tile=args.nat_bytes_per_tile,
+        tiles_per_worker=args.tiles_per_worker,
     )
     if args.json:
         print(json.dumps(r.to_dict()))
@@ -138,6 +139,8 @@ def add_commands(sub) -> None:
     est.add_argument("--nat-bytes-per-tile", type=non_negative_float, default=ASSUMED_IMAGERY_BYTES_PER_TILE,
                      help=f"imagery bytes per tile through the NAT gateway (default {ASSUMED_IMAGERY_BYTES_PER_TILE:,}; "
                           "0 for worker_subnets=public)")
+    est.add_argument("--tiles-per-worker", type=positive_int, default=DEFAULT_TILES_PER_WORKER,
+                     help=f"one worker per this many tiles, as the stack's tiles_per_worker (default {DEFAULT_TILES_PER_WORKER:,})")
     est.add_argument("--json", action="store_true", help="print JSON")
     est.set_defaults(func=cmd_estimate)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from looking_glass import pricing
 from looking_glass.grid import EARTH_RADIUS_M, lat_of_row_edge
-from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, workers_for
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER, workers_for
 
 SQS_MESSAGES_PER_REQUEST = 10  # SendMessageBatch takes at most 10 messages
 
@@ -123,22 +123,26 @@ def estimate(
     price_per_hour: float = pricing.G4DN_XLARGE_ON_DEMAND_USD_PER_HOUR,
     nat_bytes_per_tile: float = pricing.ASSUMED_IMAGERY_BYTES_PER_TILE,
     requests_per_tile: RequestsPerTile | None = None,
+    tiles_per_worker: int = DEFAULT_TILES_PER_WORKER,
 ) -> Estimate:
     """The cost of the tile cover ``runs`` ((n, 3) int64 rows of y, x_start, x_stop) at ``zoom``.
 
     ``requests_per_tile`` defaults to :func:`design_requests_per_tile` of ``tiles_per_message``
-    (give measured counts to price those instead). ValueError for a non-positive throughput or
-    message size, or a negative price or byte count.
+    (give measured counts to price those instead); workers are one per ``tiles_per_worker`` tiles,
+    at most ``DEFAULT_MAX_WORKERS``, as the enumerator launches them. ValueError for a non-positive
+    throughput, message size or tiles per worker, or a negative price or byte count.
     """
-    if tiles_per_second <= 0 or price_per_hour < 0 or tiles_per_message < 1 or nat_bytes_per_tile < 0:
+    if (tiles_per_second <= 0 or price_per_hour < 0 or tiles_per_message < 1 or nat_bytes_per_tile < 0
+            or tiles_per_worker < 1):
         raise ValueError(
-            "tiles_per_second must be > 0, price_per_hour >= 0, tiles_per_message >= 1, nat_bytes_per_tile >= 0"
+            "tiles_per_second must be > 0, price_per_hour >= 0, tiles_per_message >= 1, nat_bytes_per_tile >= 0, "
+            "tiles_per_worker >= 1"
         )
     requests = requests_per_tile or design_requests_per_tile(tiles_per_message)
     # Messages as the enumerator packs them: runs are split, never merged across a message.
     tiles = int((runs[:, 2] - runs[:, 1]).sum()) if len(runs) else 0
     messages = math.ceil(tiles / tiles_per_message)
-    workers = workers_for(tiles)
+    workers = workers_for(tiles, tiles_per_worker)
     hours = tiles / tiles_per_second / 3600 + workers * pricing.ASSUMED_WORKER_START_HOURS
     per_million = {k: v * tiles / 1e6 for k, v in requests.usd_per_million_tiles().items()}
     compute, requests_usd = hours * price_per_hour, sum(per_million.values())

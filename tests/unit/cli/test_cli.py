@@ -78,6 +78,7 @@ def test_estimate_counts_tiles_messages_time_and_cost(aoi_file, capsys):
     ("--price-per-hour", "-1", "must be at least 0"),
     ("--price-per-hour", "inf", "not a finite number"),
     ("--nat-bytes-per-tile", "-5", "must be at least 0"),
+    ("--tiles-per-worker", "0", "must be at least 1"),
 ])
 def test_estimate_rejects_bad_numbers(aoi_file, option, value, message):
     proc = subprocess.run(

@@ -43,6 +43,13 @@ def test_a_million_and_a_quarter_tiles_priced_part_by_part():
     assert e.storage_usd_per_month == 0.4012
 
 
+def test_fewer_larger_workers_start_fewer_times():
+    runs = np.array([[EQUATOR_ROW + i, 0, 256_000] for i in range(5)], dtype=np.int64)
+    # 1,280,000 / 100,000 = 12.8: 13 workers; 1.777778 h + 13 x 0.15 h = 3.727778 h x USD 0.526 = 1.960811
+    e = estimate(runs, 18, tiles_per_worker=100_000)
+    assert (e.workers, e.worker_hours, e.compute_usd) == (13, 3.728, 1.9608)
+
+
 def test_measured_requests_and_own_prices_replace_the_defaults():
     runs = np.array([[EQUATOR_ROW, 0, 100_000], [EQUATOR_ROW + 1, 0, 100_000]], dtype=np.int64)
     # 200,000 tiles at 1 PUT, 2 WRU, 0.5 SQS each: 0.2 x (5.00 + 1.25 + 0.20) = USD 1.29
@@ -54,7 +61,8 @@ def test_measured_requests_and_own_prices_replace_the_defaults():
     assert e.requests_per_tile == {"s3_requests": 1, "dynamodb_wru": 2, "sqs_requests": 0.5}
 
 
-@pytest.mark.parametrize("kwargs", [{"tiles_per_second": 0}, {"price_per_hour": -1}, {"tiles_per_message": 0}, {"nat_bytes_per_tile": -1}])
+@pytest.mark.parametrize("kwargs", [{"tiles_per_second": 0}, {"price_per_hour": -1}, {"tiles_per_message": 0},
+                                    {"nat_bytes_per_tile": -1}, {"tiles_per_worker": 0}])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match="must be"):
         estimate(np.array([[EQUATOR_ROW, 0, 10]], dtype=np.int64), 18, **kwargs)
