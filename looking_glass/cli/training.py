@@ -120,16 +120,20 @@ def _register_output(deployment, output: str | None) -> None:
           f"--stack {deployment.name})", file=sys.stderr)
 
 
-def _eval_data(args):
-    """(images, masks, sdts, tiles) of ``--data``'s validation chips or of ``--synthetic`` N tiles."""
+def _eval_data(args, with_ids: bool = False):
+    """(images, masks, sdts, tiles) of ``--data``'s validation chips or of ``--synthetic`` N tiles;
+    ``with_ids`` adds each chip's id (the manifest's, or ``z/x/y`` of a synthetic tile)."""
     from looking_glass.training.evaluate import prepared_eval_set, synthetic_eval_set
 
     if args.data:
         try:
-            return prepared_eval_set(args.data)
+            return prepared_eval_set(args.data, with_ids=with_ids)
         except (OSError, ValueError, KeyError) as exc:
             raise CommandError(f"cannot read prepared chips from {args.data}: {exc}") from None
-    return synthetic_eval_set(args.synthetic, args.seed)
+    images, masks, sdts, tiles = synthetic_eval_set(args.synthetic, args.seed)
+    if with_ids:
+        return images, masks, sdts, tiles, ["/".join(map(str, t)) for t in tiles]
+    return images, masks, sdts, tiles
 
 
 def _load_model(path: str):
@@ -185,8 +189,8 @@ def cmd_plot(args) -> int:
     from looking_glass.training.evaluate import plot_examples
 
     segmenter = _load_model(args.model)
-    images, masks, sdts, _ = _eval_data(args)
-    plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count)
+    images, masks, sdts, tiles, ids = _eval_data(args, with_ids=True)
+    plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count, ids=ids)
     print(f"wrote {args.out}")
     return 0
 

@@ -31,22 +31,19 @@ def sample_aoi_bytes() -> bytes:
 
 
 def wait_for_job(stack: EmbeddedStack, store: ResultsStore, job_id: str, timeout_s: float, progress=True) -> dict:
-    """Follow a job until it is final, with a progress bar of tiles with a final status."""
-    from tqdm import tqdm
+    """Follow a job until it is final, with a progress bar of tiles with a final status whose
+    figures (done, failed, ...) add up to its count, and which says that workers are starting
+    before the first tile is final (:class:`looking_glass.pipeline.progress.JobProgress`)."""
+    from looking_glass.pipeline.progress import JobProgress
 
     deadline = time.monotonic() + timeout_s
-    bar = None
+    bar = JobProgress("tiles", enabled=progress)
     last_final, last_change = -1, time.monotonic()
     try:
         while True:
             job = store.get_job(job_id)
             now = time.monotonic()
-            if job and "tiles_total" in job and bar is None and progress:
-                bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc="tiles", mininterval=1.0)
-            if job and bar is not None:
-                final = int(job.get("tiles_final", 0))
-                bar.update(final - bar.n)
-                bar.set_postfix(done=int(job["tiles_done"]), failed=int(job["tiles_failed"]), refresh=False)
+            bar.update(job, workers=stack.launcher.running())
             if job and job["status"] in (COMPLETE, FAILED):
                 return job
             final = int(job.get("tiles_final", 0)) if job else 0
@@ -63,8 +60,7 @@ def wait_for_job(stack: EmbeddedStack, store: ResultsStore, job_id: str, timeout
                 raise DemoError(f"job {job_id} not finished after {timeout_s:.0f} s")
             time.sleep(0.5)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def truth_area_m2(items: list[dict]) -> float:

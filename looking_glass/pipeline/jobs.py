@@ -108,27 +108,24 @@ def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = N
 def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progress: bool = True,
              poll_s: float = 1.0, start_timeout_s: float = 120.0, worker_check=None,
              check_every_s: float = 30.0) -> dict:
-    """Follow a job until COMPLETE or FAILED, with a bar of tiles done/failed, tiles/s and ETA.
+    """Follow a job until COMPLETE or FAILED, with a bar of final tiles by outcome, tiles/s and ETA
+    (:class:`looking_glass.pipeline.progress.JobProgress`).
 
     ``worker_check`` (optional; called with the job record every ``check_every_s`` while the job
     runs) returns why the job's workers failed, or None: e.g. :func:`batch_failure` for a stack.
     A failure ends the wait with a JobError saying why (the job cannot finish without workers)."""
-    from tqdm import tqdm
+    from looking_glass.pipeline.progress import JobProgress
 
     started = time.monotonic()
     checked = started
-    bar = None
+    bar = JobProgress(f"job {job_id[:8]}", enabled=progress)
     try:
         while True:
             job = store.get_job(job_id)
             now = time.monotonic()
             if job is None and now - started > start_timeout_s:
                 raise JobError(f"job {job_id} did not appear within {start_timeout_s:.0f} s: is the enumerator running?")
-            if job is not None and bar is None and progress and job.get("tiles_total"):
-                bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=f"job {job_id[:8]}", mininterval=0.5)
-            if job is not None and bar is not None:
-                bar.set_postfix(done=int(job.get("tiles_done", 0)), failed=int(job.get("tiles_failed", 0)), refresh=False)
-                bar.update(int(job.get("tiles_final", 0)) - bar.n)
+            bar.update(job)
             if job is not None and job["status"] in (COMPLETE, FAILED):
                 return job
             if worker_check is not None and job is not None and now - checked >= check_every_s:
@@ -140,8 +137,7 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
                 raise JobError(f"job {job_id} not final after {timeout_s:.0f} s (status {job and job['status']})")
             time.sleep(poll_s)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 # ---- dead-letter queue --------------------------------------------------------------------------

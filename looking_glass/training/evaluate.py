@@ -44,11 +44,11 @@ def synthetic_eval_set(count: int, seed: int):
     return np.stack(images), np.stack(masks), np.stack(sdts), tiles
 
 
-def prepared_eval_set(data_dir, split: str = "validation"):
+def prepared_eval_set(data_dir, split: str = "validation", with_ids: bool = False):
     """Images (N, S, S, 3) uint8, masks (N, S, S), signed distances (N, S, S, metres) and tiles
     of a prepared dataset's ``split``: ``tiles`` lists each chip's (z, x, y) from the manifest
-    (tiles mode), or is None when some chip has no tile (native mode). Raises ``ValueError`` if
-    the split has no chips."""
+    (tiles mode), or is None when some chip has no tile (native mode). With ``with_ids`` a fifth
+    item: each chip's id (as in the manifest). Raises ``ValueError`` if the split has no chips."""
     import json
     from pathlib import Path
 
@@ -61,6 +61,8 @@ def prepared_eval_set(data_dir, split: str = "validation"):
     tile_of = {c["id"]: c.get("tile") for c in manifest.get("chips", [])}
     tiles = [tile_of.get(str(i)) for i in data["chip_ids"]]
     tiles = None if any(t is None for t in tiles) else [tuple(int(v) for v in t) for t in tiles]
+    if with_ids:
+        return data["image"], data["mask"], data["sdt"], tiles, [str(i) for i in data["chip_ids"]]
     return data["image"], data["mask"], data["sdt"], tiles
 
 
@@ -97,8 +99,18 @@ def evaluate(segmenter, images: np.ndarray, masks: np.ndarray, batch_size: int =
     return {**out, "model_id": segmenter.info.model_id, "model_version": segmenter.info.version}
 
 
-def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4) -> None:
-    """Image | truth | predicted mask | signed distance (red inside, blue outside), per row."""
+def chip_label(chip_id: str, predicted: np.ndarray, truth: np.ndarray) -> str:
+    """``ID`` and ``IoU 0.853`` on two lines: the pixel IoU of one chip's predicted mask against
+    its truth (both (S, S), nonzero = building)."""
+    counts = confusion_counts(np.asarray(predicted) > 0, np.asarray(truth) > 0)
+    return f"{chip_id}\nIoU {scores_from_counts(*counts)['iou']:.3f}"
+
+
+def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4, ids=None) -> None:
+    """Image | truth | predicted mask | signed distance (red inside, blue outside), per row; each
+    row is labelled with its chip's id (``ids``, else its index) and the pixel IoU of the
+    predicted mask against the truth (an empty truth predicted empty is 1, by
+    :func:`looking_glass.model.metrics.scores_from_counts`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,6 +126,8 @@ def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4) -> 
         sdt = raw[row] if sdt_is_prediction else sdts[row]
         limit = float(np.abs(sdt).max()) or 1.0
         panels = [images[row], masks[row], predicted[row], sdt]
+        label = chip_label(ids[row] if ids is not None else f"#{row}", predicted[row], masks[row])
+        axes[row][0].set_ylabel(label, fontsize=10, rotation=0, ha="right", va="center")
         for col, panel in enumerate(panels):
             ax = axes[row][col]
             if col == 3:

@@ -1,0 +1,65 @@
+"""The progress bar of a job being followed (``submit --wait`` and the demo).
+
+The bar counts tiles with a final result, and its text names the same tiles by outcome (done,
+failed, and no imagery / skipped when there are any), so the figures beside the bar always add
+up to its count. Before the first tile is final it says what is happening instead of sitting at
+0: the enumerator still enqueueing, or workers starting (a worker loads TensorFlow and the model
+before its first tile, tens of seconds on a small machine); the bar is redrawn on every poll, so
+its clock keeps running.
+"""
+
+from __future__ import annotations
+
+from looking_glass.imagery.status import TILE_STATUSES
+from looking_glass.pipeline.store import ENQUEUEING
+
+__all__ = ["JobProgress", "outcome_counts", "progress_text"]
+
+
+def outcome_counts(job: dict) -> dict[str, int]:
+    """Tiles of ``job`` (its record) with each final outcome, in :data:`TILE_STATUSES` order,
+    named as people read them (``no imagery``); they add up to its ``tiles_final``."""
+    return {status.replace("_", " "): int(job.get(f"tiles_{status}", 0)) for status in TILE_STATUSES}
+
+
+def progress_text(job: dict, workers: int | None = None) -> str:
+    """What the bar says beside its count: the outcomes (done and failed always, the others when
+    there are any), or, while no tile is final yet, what the job is waiting for. ``workers``:
+    how many worker processes are running, when the caller knows (the demo does)."""
+    counts = outcome_counts(job)
+    if sum(counts.values()) == 0:
+        if job.get("status") == ENQUEUEING:
+            return "enqueueing work units"
+        if workers == 0:
+            return "waiting for a worker to start"
+        started = f"{workers} worker{'s' if workers != 1 else ''}" if workers else "workers"
+        return f"{started} starting (loading the model)"
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items() if n or name in ("done", "failed"))
+
+
+class JobProgress:
+    """A tqdm bar of one job's final tiles (created once the job knows its tile count), or
+    nothing when ``enabled`` is false. ``file``: where tqdm writes (standard error by default)."""
+
+    def __init__(self, desc: str, enabled: bool = True, file=None, mininterval: float = 0.5) -> None:
+        self.desc, self.enabled, self.file, self.mininterval = desc, enabled, file, mininterval
+        self.bar = None
+
+    def update(self, job: dict | None, workers: int | None = None) -> None:
+        """Show ``job`` (its record; None or without ``tiles_total`` yet: nothing to show)."""
+        if not self.enabled or not job or not job.get("tiles_total"):
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=self.desc, file=self.file,
+                            mininterval=self.mininterval)
+        self.bar.set_postfix_str(progress_text(job, workers), refresh=False)
+        self.bar.update(int(job.get("tiles_final", 0)) - self.bar.n)
+        self.bar.refresh()  # also when nothing moved: the elapsed time and the text stay current
+
+    def close(self) -> None:
+        """Close the bar (leaving its last line on screen)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
