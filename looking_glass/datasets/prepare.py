@@ -248,6 +248,11 @@ def _cut_image(task: _Task, tick=None) -> dict:
                 src.close()
         summary = manifest["sources"]["image"]
         summary["labels"] = [label for _, label in task.labels]
+        if manifest["chips"] and not any(c["building_pixels"] for c in manifest["chips"]) and any(not fp.empty for fp in layers):
+            summary["warning"] = (
+                f"{task.image}: no building of {', '.join(summary['labels'])} falls on its chips "
+                "(labels of another place, or in another CRS than the file declares?)"
+            )
         return {"index": task.index, "summary": summary, "part": task.part}
     except (LookingGlassError, ValueError, OSError) as e:  # one bad image is skipped, not the run
         return {"index": task.index, "error": f"{task.image}: {e}", "part": None}
@@ -341,6 +346,8 @@ def prepare(
                 say(f"{s['path']}: {s['candidate_chips']} chips, {s['written_chips']} written, "
                     f"{s['candidate_chips'] - s['written_chips']} dropped")
                 sources.append(s)
+                if "warning" in s:
+                    warnings.append(s.pop("warning"))
             warnings += [w for fp in layers.values() for w in fp.warnings]
             warnings += [
                 f"{fp.source}: the label file is empty: no buildings there (negative chips)"

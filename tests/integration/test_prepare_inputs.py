@@ -144,6 +144,18 @@ def test_an_image_failing_midway_is_skipped_and_named(spacenet_layout, tmp_path)
     assert {c["id"] for c in manifest["chips"]} == {"RGB-PanSharpen_AOI_9_Test_img1_r000_c000"}
 
 
+def test_labels_that_miss_their_image_are_named_in_a_warning(tmp_path):
+    image = write_image(tmp_path / "here.tif", seed=5)
+    elsewhere = write_labels(tmp_path / "here.geojson", ORIGIN[0] + 5000.0, ORIGIN[1])  # 5 km east
+    manifest = prepare([str(image)], [str(elsewhere)], tmp_path / "out", PrepareConfig(chip_size=128, max_nodata_fraction=1.0))
+    assert manifest["counts"]["written"] == 1
+    assert any("here.tif: no building of" in w and "here.geojson" in w for w in manifest["warnings"])
+    # Labels on the image: no such warning.
+    on = write_labels(tmp_path / "on.geojson", ORIGIN[0] + 5.0, ORIGIN[1] - 5.0)
+    manifest = prepare([str(image)], [str(on)], tmp_path / "out2", PrepareConfig(chip_size=128, max_nodata_fraction=1.0))
+    assert not any("no building of" in w for w in manifest["warnings"])
+
+
 def test_pairing_rule():
     assert pair_inputs(["a/img_7.tif", "a/img_10.tif"], ["l/img_10.geojson", "l/img_7.geojson"]) == [
         ("a/img_7.tif", ("l/img_7.geojson",)), ("a/img_10.tif", ("l/img_10.geojson",))]
