@@ -12,12 +12,13 @@ Rules
 * **Pairing** (:func:`pair_inputs`). One image: every label file labels it. One label file (e.g. an
   OSM extract): it labels every image. Several of both: each image is paired with one label file
   by **id**: the label file of the same stem, else the one that shares the most id words with
-  it, when each is the other's only best match. Id words are the words of a stem (split at
-  ``_``, ``-``, ``.``; case ignored) that not every file of its kind has (SpaceNet:
-  ``RGB-PanSharpen_AOI_2_Vegas_img1.tif`` pairs with ``buildings_AOI_2_Vegas_img1.geojson`` by
-  ``img1``, not with ``..._img10.geojson``; ``img2_no_buildings.tif`` with ``buildings_img2.geojson``). Every
-  image must find its label file and every label file its image; the unpaired are listed in one
-  error.
+  it (a tie is no match). Id words are the words of a stem (split at ``_``, ``-``, ``.``; case
+  ignored) that not every file of its kind has. SpaceNet 2: ``..._PS-RGB_img1.tif`` pairs with
+  ``..._geojson_buildings_img1.geojson`` by ``img1``, not with ``..._img10.geojson``; SpaceNet 4:
+  the 27 looks at one tile, ``Pan-Sharpen_Atlanta_nadir7_catid_..._732701_3720689.tif``, all pair
+  with ``spacenet-buildings_732701_3720689.geojson``. Several images may share a label file;
+  every image must find its label file and every label file an image: the unpaired are listed
+  in one error.
 * **Reading.** Images are read in place: local files by path, S3 objects through GDAL's
   ``/vsis3/`` (range requests: only the blocks a chip needs travel) with the boto3 session's
   credentials, region and endpoint (:func:`looking_glass.imagery.geotiff.gdal_s3_env`, so the
@@ -139,20 +140,13 @@ def _id_words(paths: Sequence[str]) -> dict[str, set[str]]:
 
 
 def _best_matches(images: Sequence[str], footprints: Sequence[str], iw: dict, fw: dict) -> dict[str, str]:
-    """Image -> label file for the pairs that are each other's only best match by the id words
-    ``iw``/``fw`` (of all images and all label files, :func:`_id_words`)."""
-    if not images or not footprints:
-        return {}
-    score = {(i, f): len(iw[i] & fw[f]) for i in images for f in footprints}
+    """Image -> the label file sharing the most id words with it (``iw``/``fw``: the id words of
+    all images and all label files, :func:`_id_words`), for images with one such file."""
     out = {}
     for img in images:
-        row = sorted(((score[img, f], f) for f in footprints), reverse=True)
-        if row[0][0] == 0 or (len(row) > 1 and row[1][0] == row[0][0]):
-            continue
-        fp = row[0][1]
-        col = sorted((score[i, fp] for i in images), reverse=True)
-        if len(col) == 1 or col[1] < col[0]:
-            out[img] = fp
+        row = sorted(((len(iw[img] & fw[f]), f) for f in footprints), reverse=True)
+        if row and row[0][0] > 0 and (len(row) == 1 or row[1][0] < row[0][0]):
+            out[img] = row[0][1]
     return out
 
 
@@ -165,13 +159,10 @@ def pair_inputs(images: Sequence[str], footprints: Sequence[str]) -> list[tuple[
     by_stem = {file_id(fp): fp for fp in footprints}
     pairs: dict[str, str] = {img: by_stem[file_id(img)] for img in images if file_id(img) in by_stem}
     left = [i for i in images if i not in pairs]
-    free = [f for f in footprints if f not in set(pairs.values())]
-    pairs.update(_best_matches(left, free, _id_words(images), _id_words(footprints)))
+    pairs.update(_best_matches(left, footprints, _id_words(images), _id_words(footprints)))
     used = set(pairs.values())
     problems = [f"{img}: no label file with its id" for img in images if img not in pairs]
     problems += [f"{fp}: a label file without its image" for fp in footprints if fp not in used]
-    if len(used) < len(pairs):
-        problems.append("two images name the same label file")
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise PrepareError(

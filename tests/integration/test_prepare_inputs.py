@@ -157,6 +157,16 @@ def test_labels_that_miss_their_image_are_named_in_a_warning(tmp_path):
 
 
 def test_pairing_rule():
+    # SpaceNet 2 as published (s3://spacenet-dataset/spacenet/SN2_buildings/train/AOI_2_Vegas/).
+    sn2 = [f"PS-RGB/SN2_buildings_train_AOI_2_Vegas_PS-RGB_img{i}.tif" for i in (1, 10, 100)]
+    sn2_labels = [f"geojson_buildings/SN2_buildings_train_AOI_2_Vegas_geojson_buildings_img{i}.geojson" for i in (100, 1, 10)]
+    assert [(i, f[0].rsplit("_", 1)[1]) for i, f in pair_inputs(sn2, sn2_labels)] == [
+        (sn2[0], "img1.geojson"), (sn2[1], "img10.geojson"), (sn2[2], "img100.geojson")]
+    # SpaceNet 4: several looks (nadir angles) at one tile share its label file.
+    sn4 = [f"Pan-Sharpen_Atlanta_nadir{n}_catid_{c}_{x}_3720689.tif"
+           for n, c in ((7, "1030010003D22F00"), (10, "10300100023BC100")) for x in (732701, 733601)]
+    sn4_labels = ["spacenet-buildings_732701_3720689.geojson", "spacenet-buildings_733601_3720689.geojson"]
+    assert [f[0] for _, f in pair_inputs(sn4, sn4_labels)] == [sn4_labels[0], sn4_labels[1], sn4_labels[0], sn4_labels[1]]
     assert pair_inputs(["a/img_7.tif", "a/img_10.tif"], ["l/img_10.geojson", "l/img_7.geojson"]) == [
         ("a/img_7.tif", ("l/img_7.geojson",)), ("a/img_10.tif", ("l/img_10.geojson",))]
     assert pair_inputs(["x/one.tif", "x/two.tif"], ["osm.geojson"]) == [
