@@ -89,9 +89,6 @@ def cmd_compare_results(args) -> int:
     from looking_glass.results.query import parse_polygons
 
     mapped = mapped_path(args.compare)
-    if args.totals:
-        raise CommandError("--totals does not go with --compare (the table ends with the totals; GeoJSON has a "
-                           "'summary' member)", exit_code=2)
     polygons = None
     if args.within:
         if not Path(args.within).is_file():
