@@ -251,6 +251,12 @@ def cmd_map(args) -> int:
                    threads=_key_ranges(dep), session=dep.session)
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
+    if template and not out["imagery_shown"]:
+        from looking_glass.results.basemap import MAX_BASEMAP_TILES
+
+        print(f"warning: no imagery under map.html: {shown(template)} gave no tiles, or the job has more than "
+              f"{MAX_BASEMAP_TILES:,} tiles (too many to write beside the page; pass an XYZ template with --imagery)",
+              file=sys.stderr)
     if args.compare:  # the mapping gap layer: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_map
 

@@ -25,7 +25,7 @@ from looking_glass.display import shown
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge, tile_from_quadkey
 from looking_glass.pipeline.store import ResultsStore
-from looking_glass.results.basemap import TILES_DIR, source_fetcher, wants_files, write_basemap
+from looking_glass.results.basemap import MAX_BASEMAP_TILES, TILES_DIR, source_fetcher, wants_files, write_basemap
 from looking_glass.results.figures import TILE_CMAP, save_tile_figure, scale_bar, tile_patch
 from looking_glass.results.query import ResultsError, geojson_doc, query
 
@@ -319,7 +319,8 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
     (``s3://`` read with the boto3 ``session``), drawn as :mod:`looking_glass.results.basemap`
     says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
-    paths, the number of features drawn, the zoom of the cells and the imagery tiles written.
+    paths, the number of features drawn, the zoom of the cells, the imagery tiles written and
+    whether the page shows imagery (false for a file source over the cap or without imagery).
     Raises :class:`MapError`, and :class:`~looking_glass.results.basemap.BasemapError` for an
     imagery source that cannot be opened."""
     if colour_by not in COLOUR_BY:
@@ -333,11 +334,14 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     title = f"{job.get('name', job_id)} ({job_id[:8]}): building {colour_by} per zoom-{z} {'tile' if z == ZOOM else 'cell'}"
     png, page = out_dir / "map.png", out_dir / "map.html"
     fetch, basemap = (source_fetcher(imagery, session) if imagery else None), None
-    if fetch is not None and wants_files(imagery):
+    # Files for GeoTIFF and local sources, within the cap (the job's tile count: no second read of
+    # a large job's tiles only to find it is over).
+    if fetch is not None and wants_files(imagery) and int(tot.get("job_tiles_total") or 0) <= MAX_BASEMAP_TILES:
         basemap = write_basemap(out_dir, _zoom18_tiles(store, job_id, mode, rows, threads), fetch)
         if basemap is not None:
             fetch = _files_fetcher(out_dir, fetch)
     write_png(rows, png, fetch, title, colour_by)
     features = write_html(mode, rows, tot, job_id, page, page_imagery(imagery, basemap), title, colour_by)
     return {"png": str(png), "html": str(page), "features": features, "zoom": z,
-            "imagery_tiles": basemap["written"] if basemap else 0}
+            "imagery_tiles": basemap["written"] if basemap else 0,
+            "imagery_shown": basemap is not None or bool(imagery and not wants_files(imagery))}

@@ -10,6 +10,7 @@ import uuid
 from decimal import Decimal
 
 from conftest import SPACENET_SAMPLE, run_cli
+from test_results_cli import FULL, add_job
 from test_results_cli import env as env  # noqa: F401 - the fixture
 from test_webmap import CHROMIUM, browser_or_skip
 
@@ -90,3 +91,17 @@ def test_a_missing_geotiff_is_one_clear_error(env, capsys, tmp_path):
     job = geotiff_job(env)
     code, _, err = run_cli(capsys, "map", job, "--out", str(tmp_path / "m"), "--imagery", str(tmp_path / "gone.tif"))
     assert code == 1 and "error: imagery" in err and "gone.tif" in err
+
+
+def test_no_imagery_under_the_map_is_said(env, capsys, tmp_path, monkeypatch):
+    from looking_glass.results import webmap
+
+    write_state(env["state"], os.environ["AWS_ENDPOINT_URL"], env["res"], None)
+    geotiff_job(env)
+    kigali = add_job(env, FULL, name="kigali")  # tiles far from the Atlanta image
+    code, out, err = run_cli(capsys, "map", kigali, "--out", str(tmp_path / "k"), "--imagery", IMAGE)
+    assert code == 0 and "imagery tiles" not in out
+    assert "warning: no imagery under map.html" in err and not (tmp_path / "k" / "map_tiles").exists()
+    monkeypatch.setattr(webmap, "MAX_BASEMAP_TILES", 3)  # the Atlanta job has 4 tiles
+    code, out, err = run_cli(capsys, "map", "atlanta", "--out", str(tmp_path / "a"))
+    assert code == 0 and "more than" in err and not (tmp_path / "a" / "map_tiles").exists()
