@@ -20,6 +20,9 @@ needed only because moto is not CloudFormation:
   compares it case-sensitively);
 - ``Fn::GetAtt`` of a Batch compute environment's or job queue's ARN becomes ``Ref`` (the same
   value in CloudFormation; moto's models lack the attribute);
+- the customer-managed key (context ``kms``): tags as ``TagKey``/``TagValue`` and the key policy
+  as a JSON string (its intrinsics left unresolved: moto enforces no key policy), the shapes
+  moto's KMS model passes on to its API unchanged;
 - the Lambda functions' code: the asset bucket of ``cdk bootstrap`` is replaced by a rehearsal
   bucket holding a small placeholder zip (moto stores the function, it never runs it here; the
   enumerator runs in-process with the environment moto stored for the function).
@@ -152,6 +155,13 @@ def prepare(
         if resource["Type"] == "AWS::Batch::ComputeEnvironment" and "ServiceRole" not in resource["Properties"]:
             # Without one AWS uses Batch's service-linked role; moto's model requires it named.
             resource["Properties"]["ServiceRole"] = batch_service_role
+        if resource["Type"] == "AWS::KMS::Key":
+            # moto's KMS model hands CloudFormation's Key/Value tags to an API that wants
+            # TagKey/TagValue, and keeps the key policy as given where its API reads a JSON string.
+            props = resource["Properties"]
+            props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props.get("Tags", [])]
+            if isinstance(props.get("KeyPolicy"), dict):
+                props["KeyPolicy"] = json.dumps(props["KeyPolicy"])
         if resource["Type"] == "AWS::Batch::ComputeEnvironment":
             # CloudFormation takes "managed"; moto's API check wants the upper-case enum.
             resource["Properties"]["Type"] = resource["Properties"]["Type"].upper()

@@ -133,3 +133,23 @@ def test_an_aoi_runs_through_the_rehearsed_stacks(rehearsal, tile_server, tiny_s
     assert job["status"] == COMPLETE and int(job["tiles_done"]) == int(job["tiles_total"]) > 0, job
     code, out, _ = run_cli(capsys, "status", job_id, "--stack", name)
     assert code == 0 and "COMPLETE" in out
+
+
+def test_the_kms_context_creates_with_its_key_on_the_stores(moto_endpoint):
+    """``encryption=kms`` (the ``kms`` snapshots, with a training VPC too): the stacks create, and
+    the buckets and the queues name the deployment's key, which rotates."""
+    name = f"RehearsalKms{uuid.uuid4().hex[:6]}"
+    result = deploy(boto3.client("cloudformation"), boto3.client("s3"), boto3.client("iam"), name, context="kms")
+    key_arn = result["outputs"]["Storage"]["DataKeyArn"]
+    kms = boto3.client("kms")
+    assert kms.describe_key(KeyId=key_arn)["KeyMetadata"]["Enabled"]
+    assert kms.get_key_rotation_status(KeyId=key_arn)["KeyRotationEnabled"]
+    outputs = result["outputs"]
+    rule = boto3.client("s3").get_bucket_encryption(Bucket=outputs["Storage"]["MasksBucketName"])[
+        "ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+    assert rule["SSEAlgorithm"] == "aws:kms" and rule["KMSMasterKeyID"] == key_arn
+    # (moto's DynamoDB model drops a table's SSESpecification: the table's key is checked on
+    # the template, tests/infra/test_encryption.py.)
+    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=outputs["Inference"]["TileQueueUrl"],
+                                                     AttributeNames=["KmsMasterKeyId"])["Attributes"]
+    assert attrs["KmsMasterKeyId"] == key_arn
