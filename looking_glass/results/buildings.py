@@ -28,10 +28,10 @@ from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.masks import read_tile_masks
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "export_buildings", "export_format", "job_buildings",
-           "job_tiles"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "check_out_path", "export_buildings", "export_format",
+           "job_buildings", "job_tiles"]
 
-# --format -> (file suffixes it writes, writer)
+# --format -> the file-name suffixes that name it
 EXPORT_FORMATS = {
     "geojson": (".geojson", ".json"),
     "gpkg": (".gpkg",),
