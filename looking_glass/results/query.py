@@ -151,6 +151,7 @@ def _finish(row: dict) -> dict:
     done = row["done_area_m2"]
     row["building_density"] = round(float(row["building_area_m2"]) / done, 9) if done > 0 else None
     row["done_area_m2"] = round(done, 3)
+    row["_done_area_m2"] = done  # unrounded, for totals: every mode's totals then agree to the last digit
     # The capture dates of the row's imagery, newest first ("" where the source gives none).
     row["capture_date"] = ",".join(sorted(row.pop("dates", ()), reverse=True))
     return row
@@ -286,7 +287,7 @@ def totals(rows: list[dict], job: dict) -> dict:
     out["building_area_m2"] = sum((Decimal(r["building_area_m2"]) for r in rows), Decimal(0)).quantize(Decimal("0.001"))
     counts = [r.get("building_count") for r in rows]
     out["building_count"] = None if None in counts else round(sum(counts), 2)
-    done = sum(r["done_area_m2"] for r in rows)
+    done = sum(r.get("_done_area_m2", r["done_area_m2"]) for r in rows)
     out["done_area_m2"] = round(done, 3)
     out["building_density"] = round(float(out["building_area_m2"]) / done, 9) if done > 0 else None
     total = int(job.get("tiles_total", 0))
