@@ -187,10 +187,9 @@ def deploy(cfn, s3, iam, deployment: str, context: str = "default") -> dict[str,
     asset_bucket = f"rehearsal-assets-{deployment.lower()}"
     s3.create_bucket(Bucket=asset_bucket)
     s3.put_object(Bucket=asset_bucket, Key="placeholder.zip", Body=placeholder_zip())
-    try:
-        role = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"]
-    except iam.exceptions.InvalidInputException:  # created by an earlier rehearsal on this server
-        role = iam.get_role(RoleName="AWSServiceRoleForBatch")["Role"]["Arn"]
+    linked = iam.list_roles(PathPrefix="/aws-service-role/batch.amazonaws.com/")["Roles"]
+    role = (linked[0] if linked else  # created by an earlier rehearsal on this server
+            iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"])["Arn"]
     outputs: dict[str, dict[str, str]] = {}
     removed: dict[str, list] = {}
     summaries: dict[str, list] = {}
