@@ -35,8 +35,9 @@ Rules
   images pair with label files by id (:mod:`looking_glass.datasets.inputs`). Images are read in
   place (S3 through GDAL's ``/vsis3/``), window by window, with GDAL's block cache capped: memory
   stays bounded whatever the image's size. Everything is validated before anything is written
-  (a header read per image: bands, CRS; a mix of band counts, or of CRSs in native mode, is
-  refused).
+  (a header read per image, several at a time: bands, CRS; a mix of band counts, or of CRSs in
+  native mode, is refused). Of several images, one that cannot be read is skipped and named in
+  the manifest's warnings; a single image, or none readable, is an error.
 * **Parallel** (``jobs``): each image is cut in a worker process into a part dataset; the parts
   are joined in input order, so the output (chip ids, shards, manifest) does not depend on
   ``jobs`` or on which image finishes first. An image that fails while being cut is skipped and
@@ -172,37 +173,59 @@ class PrepareConfig:
 
 
 
-def _check_images(paths: Sequence[str], cfg: PrepareConfig) -> list[int]:
-    """Open each image's header (no pixels read) to validate it; returns the candidate chips of
-    each. Raises PrepareError for an unreadable image, bands that do not fit, or a mix the
-    dataset cannot hold (band counts; CRSs in native mode)."""
-    counts, kinds = [], {}
-    for p in paths:
-        with image_env(p):
-            try:
-                src = open_geotiff(raster_path(p), p)
-            except RasterError as e:
-                raise PrepareError(str(e)) from e.__cause__
-            try:
-                select_bands(src.count, cfg.bands, p, alpha_bands(src))
-                kinds.setdefault(("bands", src.count), p)
-                kinds.setdefault(("crs", src.crs.to_string()), p)
-                if cfg.mode == "native":
-                    step = cfg.stride or cfg.chip_size
-                    counts.append(chip_steps(src.height, cfg.chip_size, step) * chip_steps(src.width, cfg.chip_size, step))
-                else:
-                    counts.append(len(image_tiles(src)[0]))
-            except RasterError as e:
-                raise PrepareError(str(e)) from None
-            finally:
-                src.close()
-    for what, why in (("bands", "one dataset holds one kind of imagery: prepare each kind separately"),
-                      ("crs", "native chips keep each image's own grid: use --mode tiles, which puts every image on the zoom-18 grid")):
-        seen = {k[1]: p for k, p in kinds.items() if k[0] == what}
-        if len(seen) > 1 and (what == "bands" or cfg.mode == "native"):
+def _read_header(path: str, cfg: PrepareConfig) -> tuple[int, int, str]:
+    """Open one image's header (no pixels read): (candidate chips, band count, CRS); raises
+    PrepareError for an unreadable image or bands that do not fit."""
+    with image_env(path):
+        try:
+            src = open_geotiff(raster_path(path), path)
+        except RasterError as e:
+            raise PrepareError(str(e)) from e.__cause__
+        try:
+            select_bands(src.count, cfg.bands, path, alpha_bands(src))
+            if cfg.mode == "native":
+                step = cfg.stride or cfg.chip_size
+                count = chip_steps(src.height, cfg.chip_size, step) * chip_steps(src.width, cfg.chip_size, step)
+            else:
+                count = len(image_tiles(src)[0])
+            return count, src.count, src.crs.to_string()
+        except RasterError as e:
+            raise PrepareError(str(e)) from None
+        finally:
+            src.close()
+
+
+def _check_images(paths: Sequence[str], cfg: PrepareConfig, threads: int) -> tuple[dict[str, int], list[str]]:
+    """Read every image's header (``threads`` at a time): the candidate chips of each readable
+    image, and why the others are skipped. One image that cannot be read, or none readable of
+    several, is a PrepareError; so is a mix the dataset cannot hold (band counts; CRSs in native
+    mode)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(path: str):
+        try:
+            return _read_header(path, cfg)
+        except PrepareError as e:
+            return e
+
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as pool:
+        headers = dict(zip(paths, pool.map(check, paths)))
+    bad = [str(h) for h in headers.values() if isinstance(h, PrepareError)]
+    good = {p: h for p, h in headers.items() if not isinstance(h, PrepareError)}
+    if bad and (len(paths) == 1 or not good):
+        first = next(h for h in headers.values() if isinstance(h, PrepareError))
+        if len(paths) == 1:
+            raise first
+        raise PrepareError(f"none of the {len(paths)} images can be read; the first: {first}")
+    for what, index, why in (("band counts", 1, "one dataset holds one kind of imagery: prepare each kind separately"),
+                             ("CRSs", 2, "native chips keep each image's own grid: use --mode tiles, which puts every image on the zoom-18 grid")):
+        seen: dict = {}
+        for p, h in good.items():
+            seen.setdefault(h[index], p)
+        if len(seen) > 1 and (index == 1 or cfg.mode == "native"):
             listed = "; ".join(f"{v} ({p})" for v, p in seen.items())
-            raise PrepareError(f"the images mix {'band counts' if what == 'bands' else 'CRSs'}: {listed}; {why}")
-    return counts
+            raise PrepareError(f"the images mix {what}: {listed}; {why}")
+    return {p: h[0] for p, h in good.items()}, bad
 
 
 @dataclass(frozen=True)
@@ -319,8 +342,8 @@ def prepare(
         # Validate everything before writing anything.
         local = {p: localize(p, tmpdir) for p in footprints}
         layers = {p: load_footprints(local[p], p) for p in footprints}
-        totals = _check_images(images, cfg)
-        total, done = sum(totals), 0
+        totals, unreadable = _check_images(images, cfg, threads=4 * jobs)
+        total, done = sum(totals.values()), 0
 
         def tick(n: int) -> None:
             nonlocal done
@@ -331,11 +354,11 @@ def prepare(
         prefixes = _chip_prefixes(images)
         tasks = [
             _Task(i, img, prefixes[i], tuple((str(local[f]), f) for f in fps), cfg, str(tmpdir / "parts" / f"{i:06d}"))
-            for i, (img, fps) in enumerate(pairs)
+            for i, (img, fps) in enumerate(pairs) if img in totals
         ]
         results = _run_tasks(tasks, jobs, tick)
         with DatasetWriter(out, chip_size=cfg.chip_size, shard_size=cfg.shard_size, overwrite=overwrite, compress=cfg.compress) as writer:
-            sources, warnings = [], []
+            sources, warnings = [], [f"skipped: {reason}" for reason in unreadable]
             for r in results:
                 if "error" in r:
                     warnings.append(f"skipped: {r['error']}")

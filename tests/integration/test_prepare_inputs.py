@@ -156,6 +156,21 @@ def test_labels_that_miss_their_image_are_named_in_a_warning(tmp_path):
     assert not any("no building of" in w for w in manifest["warnings"])
 
 
+def test_an_unreadable_image_among_several_is_skipped_and_named(spacenet_layout, tmp_path):
+    (spacenet_layout / "images" / "RGB-PanSharpen_AOI_9_Test_img3.tif").write_text("not a GeoTIFF")
+    write_labels(spacenet_layout / "labels" / "buildings_AOI_9_Test_img3.geojson", ORIGIN[0] + 5.0, ORIGIN[1] - 5.0)
+    manifest = prepare([str(spacenet_layout / "images" / "*.tif")], [str(spacenet_layout / "labels" / "*.geojson")],
+                       tmp_path / "out", PrepareConfig(chip_size=128, max_nodata_fraction=1.0), jobs=2)
+    assert len(manifest["sources"]["images"]) == 2 and manifest["counts"]["written"] == 2
+    assert any(w.startswith("skipped: ") and "img3.tif: not a GeoTIFF" in w for w in manifest["warnings"])
+    for i in (1, 2):  # and none readable: one error
+        (spacenet_layout / "images" / f"RGB-PanSharpen_AOI_9_Test_img{i}.tif").write_text("not a GeoTIFF")
+    with pytest.raises(PrepareError, match="none of the 3 images can be read; the first: .*img1.tif: not a GeoTIFF"):
+        prepare([str(spacenet_layout / "images" / "*.tif")], [str(spacenet_layout / "labels" / "*.geojson")],
+                tmp_path / "out2", PrepareConfig(chip_size=128))
+    assert not (tmp_path / "out2").exists()
+
+
 def test_pairing_rule():
     # SpaceNet 2 as published (s3://spacenet-dataset/spacenet/SN2_buildings/train/AOI_2_Vegas/).
     sn2 = [f"PS-RGB/SN2_buildings_train_AOI_2_Vegas_PS-RGB_img{i}.tif" for i in (1, 10, 100)]
