@@ -117,3 +117,36 @@ def test_a_large_geotiff_is_prepared_in_bounded_memory_and_equals_the_small_file
         np.testing.assert_array_equal(image, b_image)
         np.testing.assert_array_equal(mask, b_mask)
         np.testing.assert_allclose(sdt, b_sdt, atol=1e-5)
+
+
+def test_the_stretch_comes_from_overviews_when_the_file_has_them(tmp_path, monkeypatch):
+    """A COG-like file (with overviews) and the same pixels without: one small decimated read
+    (GDAL answers it from an overview) and the strip-by-strip sample give the same stretch."""
+    from rasterio.enums import Resampling
+
+    from looking_glass.imagery.raster import RasterImage, open_geotiff
+
+    n = 6000
+    profile = dict(driver="GTiff", width=n, height=n, count=1, dtype="uint16", crs="EPSG:32616", transform=TRANSFORM,
+                   tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=0)
+    plain, with_overviews = tmp_path / "plain.tif", tmp_path / "overviews.tif"
+    for path in (plain, with_overviews):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(_cells(), 1, window=Window(1000, 2000, BLOCK, BLOCK))
+            dst.write(_cells(), 1, window=Window(4000, 3000, BLOCK, BLOCK))
+    with rasterio.open(with_overviews, "r+") as dst:
+        dst.build_overviews([2, 4, 8], Resampling.nearest)
+    stretches = []
+    for path in (plain, with_overviews):
+        if path == with_overviews:  # from here on the strip-by-strip sample must not be needed
+            monkeypatch.setattr(RasterImage, "_strided_sample", lambda *a: pytest.fail("read strip by strip"))
+        src = open_geotiff(path, path.name)
+        try:
+            assert bool(src.overviews(1)) == (path == with_overviews)
+            stretches.append(RasterImage(src, path.name, (1, 1, 1), (2.0, 98.0)).stretch)
+        finally:
+            src.close()
+    (lo_a, hi_a), (lo_b, hi_b) = stretches
+    np.testing.assert_array_equal(lo_a, lo_b)
+    np.testing.assert_array_equal(hi_a, hi_b)
+    assert lo_a[0] == 300 and hi_a[0] == 300 + 200 * 19  # the lowest and highest of the 20 levels
