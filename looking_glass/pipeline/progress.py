@@ -10,6 +10,8 @@ its clock keeps running.
 
 from __future__ import annotations
 
+import time
+
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import ENQUEUEING
 
@@ -44,6 +46,7 @@ class JobProgress:
     def __init__(self, desc: str, enabled: bool = True, file=None, mininterval: float = 0.5) -> None:
         self.desc, self.enabled, self.file, self.mininterval = desc, enabled, file, mininterval
         self.bar = None
+        self.shown_at = 0.0  # time.monotonic() of the last draw asked for (not a log line per poll)
 
     def update(self, job: dict | None, workers: int | None = None) -> None:
         """Show ``job`` (its record; None or without ``tiles_total`` yet: nothing to show)."""
@@ -55,8 +58,13 @@ class JobProgress:
             self.bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=self.desc, file=self.file,
                             mininterval=self.mininterval)
         self.bar.set_postfix_str(progress_text(job, workers), refresh=False)
-        self.bar.update(int(job.get("tiles_final", 0)) - self.bar.n)
-        self.bar.refresh()  # also when nothing moved: the elapsed time and the text stay current
+        moved, now = int(job.get("tiles_final", 0)) - self.bar.n, time.monotonic()
+        if moved:
+            self.bar.update(moved)  # redrawn by tqdm, at most every ``mininterval`` s
+            self.shown_at = now
+        elif now - self.shown_at >= self.mininterval:
+            self.bar.refresh()  # nothing moved: the elapsed time and the text stay current
+            self.shown_at = now
 
     def close(self) -> None:
         """Close the bar (leaving its last line on screen)."""

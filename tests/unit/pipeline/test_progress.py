@@ -64,3 +64,11 @@ def test_a_disabled_bar_prints_nothing():
     bar.update(job(done=3))
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_a_bar_that_does_not_move_is_redrawn_at_most_every_mininterval():
+    out = io.StringIO()  # a log file, not a terminal: one line per redraw
+    bar = JobProgress("tiles", file=out, mininterval=60)
+    for _ in range(20):
+        bar.update(job(), workers=1)
+    assert out.getvalue().count("0/314") <= 2
