@@ -299,10 +299,15 @@ def _run_tasks(tasks: list[_Task], jobs: int, tick) -> list[dict]:
             for fut in done:
                 r = fut.result()
                 results[r["index"]] = r
-            with contextlib.suppress(queue_mod.Empty):
-                while True:
-                    tick(progress.get_nowait())
+            _drain(progress, tick, queue_mod.Empty)
+    _drain(progress, tick, queue_mod.Empty)  # the workers have exited: what they sent last is here
     return [results[t.index] for t in tasks]
+
+
+def _drain(progress, tick, empty) -> None:
+    with contextlib.suppress(empty):
+        while True:
+            tick(progress.get(timeout=0.05))
 
 
 def prepare(
@@ -342,6 +347,8 @@ def prepare(
         # Validate everything before writing anything.
         local = {p: localize(p, tmpdir) for p in footprints}
         layers = {p: load_footprints(local[p], p) for p in footprints}
+        _LAYERS.clear()  # read once here; a file edited since an earlier call is read anew
+        _LAYERS.update({(str(local[p]), p): layer for p, layer in layers.items()})
         totals, unreadable = _check_images(images, cfg, threads=4 * jobs)
         total, done = sum(totals.values()), 0
 
