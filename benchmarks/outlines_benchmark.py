@@ -14,6 +14,11 @@ Object F1 (SpaceNet rule, IoU >= 0.5) is against the world's buildings, the 4-co
 of the truth masks stitched across tiles. Memory is also measured on the first quarter of the
 rows, to show that it does not grow with the job.
 
+The mapping gap, with a known answer: the world's buildings less every fourth one play
+"OpenStreetMap"; each tile's completeness found (mapped area / predicted area,
+:func:`looking_glass.outlines.gap.mapping_gap`) is compared with its true completeness (mapped
+area / the world's building area in the tile), and the per-tile errors (points) are printed.
+
     .venv/bin/python benchmarks/outlines_benchmark.py [--source truth|model] [--head binary|sdt]
         [--world current|classic] [--regularise] [--workers N] [--cache DIR]
 """
@@ -35,6 +40,8 @@ from looking_glass.grid import ground_resolution_m, tile_center_lat
 from looking_glass.local.demo import sample_aoi_bytes
 from looking_glass.outlines.evaluate import evaluate_polygons
 from looking_glass.outlines.exports import write_geojson
+from looking_glass.outlines.gap import gap_summary, mapping_gap
+from looking_glass.outlines.layers import read_polygons
 from looking_glass.outlines.stitch import OutlineOptions, Stitcher, outline_tiles
 from looking_glass.outlines.vectorize import tile_pieces
 from looking_glass.tiling.aoi import parse_aoi
@@ -137,6 +144,21 @@ def truth_buildings(tiles, truth_path: Path, out: Path) -> int:
     return write_geojson(items(), out)
 
 
+def gap_check(tiles, pred_path: Path, truth_path: Path) -> dict:
+    """The mapping gap with a known answer (see the module docstring)."""
+    pred = read_polygons(pred_path).lonlat()
+    truth = read_polygons(truth_path).lonlat()
+    mapped = truth[np.arange(len(truth)) % 4 != 0]
+    found = {(r["x"], r["y"]): r for r in mapping_gap(pred, mapped, tiles=tiles)}
+    true = {(r["x"], r["y"]): r for r in mapping_gap(truth, mapped, tiles=tiles)}
+    errors = [100 * abs(found[k]["completeness"] - true[k]["completeness"]) for k in found
+              if found[k]["completeness"] is not None and true[k]["completeness"] is not None]
+    whole_found, whole_true = gap_summary(list(found.values())), gap_summary(list(true.values()))
+    return {"tiles": len(errors), "median": float(np.median(errors)), "p90": float(np.percentile(errors, 90)),
+            "max": float(np.max(errors)), "found": whole_found["completeness"], "true": whole_true["completeness"],
+            "removed_share": 1 - whole_true["completeness"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", choices=["truth", "model"], default="truth")
@@ -167,12 +189,16 @@ def main(argv=None) -> int:
         full = run(tiles, folder / "pred.npy", opts, folder / "pred.geojson", args.workers)
         truth_n = truth_buildings(tiles, folder / "truth.npy", folder / "truth.geojson")
         score = evaluate_polygons(folder / "pred.geojson", folder / "truth.geojson", iou=0.5)
+        gap = gap_check(tiles, folder / "pred.geojson", folder / "truth.geojson")
     print(f"options: {opts}")
     for name, r in (("first quarter", small), ("all", full)):
         print(f"{name:>13}: {r['tiles']} tiles, {r['buildings']} buildings in {r['seconds']:.2f} s = "
               f"{r['tiles_per_s']:.0f} tiles/s (main process CPU {r['cpu_s']:.2f} s), peak traced memory {r['peak_mib']:.1f} MiB (workers={args.workers})")
     print(f"object scores vs {truth_n} truth buildings (IoU >= 0.5): tp {score['tp']} fp {score['fp']} fn {score['fn']} "
           f"precision {score['precision']:.3f} recall {score['recall']:.3f} f1 {score['f1']:.3f}")
+    print(f"mapping gap, every fourth world building removed ({gap['removed_share']:.3f} of the area): completeness "
+          f"found {gap['found']:.3f}, true {gap['true']:.3f}; per tile ({gap['tiles']} tiles) error median "
+          f"{gap['median']:.2f} points, 90th percentile {gap['p90']:.2f}, max {gap['max']:.2f}")
     return 0
 
 
