@@ -121,6 +121,16 @@ def fault_tiles():
         yield server.record_requests()
 
 
+def create_output_stack(name: str, outputs: dict[str, str]) -> None:
+    """A CloudFormation stack in moto with just these outputs (and one marker queue): what
+    ``--stack NAME`` reads, without the stacks' resources."""
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"m-{uuid.uuid4().hex[:12]}"}}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     """Run ``looking-glass ARGV`` in process; (exit code, stdout, stderr)."""
     try:

@@ -133,6 +133,14 @@ def write(root: Path, contexts: Mapping[str, Mapping[str, Any]] = CONTEXTS) -> N
             path.write_text(json.dumps(template, indent=1, sort_keys=True) + "\n")
 
 
+def job_definition_environment(context: str, root: Path = SNAPSHOTS) -> dict[str, Any]:
+    """The worker job definition's variables in the snapshot of ``context`` (name -> value, a
+    value that references another resource left as its intrinsic)."""
+    template = json.loads(snapshot_path(root, context, "Inference").read_text())
+    (definition,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Batch::JobDefinition"]
+    return {e["Name"]: e["Value"] for e in definition["Properties"]["ContainerProperties"]["Environment"]}
+
+
 def differences(expected: Any, actual: Any, where: str = "") -> Iterator[str]:
     """Where two parsed templates differ, as ``path: expected != actual`` lines."""
     if isinstance(expected, dict) and isinstance(actual, dict):

@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
-from template_snapshots import CONTEXTS, SNAPSHOTS  # noqa: E402
+from template_snapshots import CONTEXTS, SNAPSHOTS, job_definition_environment  # noqa: E402
 
 from looking_glass.model.fetch import fetch_model  # noqa: E402
 from looking_glass.model.registry import ENV_MODEL_PARAMETER, REGISTRY_PREFIX, parameter_name  # noqa: E402
@@ -92,12 +92,6 @@ def test_the_worker_reads_the_model_object_only(context):
     assert not any("*" in r for r in reads if bucket in r)
 
 
-def _job_environment(context: str) -> dict:
-    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
-    (definition,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Batch::JobDefinition"]
-    return {e["Name"]: e["Value"] for e in definition["Properties"]["ContainerProperties"]["Environment"]}
-
-
 def _statements_with(statements: list[dict], prefix: str) -> list[dict]:
     return [s for s in statements
             if any(a.startswith(prefix) for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
@@ -111,7 +105,7 @@ PINNED_CONTEXTS = [c for c in CONTEXTS if CONTEXTS[c].get("model_s3_uri")]
 def test_workers_read_the_active_model_through_the_parameter_the_job_definition_names(context):
     name = CONTEXTS[context].get("stack_name", "LookingGlass")
     parameter = parameter_name(name)
-    env = _job_environment(context)
+    env = job_definition_environment(context)
     assert env[ENV_MODEL_PARAMETER] == parameter and "LG_MODEL_S3_URI" not in env
     template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
     assert template["Outputs"][OUTPUT_ACTIVE_MODEL_PARAMETER]["Value"] == parameter
@@ -128,7 +122,7 @@ def test_workers_read_the_active_model_through_the_parameter_the_job_definition_
 
 @pytest.mark.parametrize("context", PINNED_CONTEXTS)
 def test_a_pinned_model_leaves_out_the_registry_and_the_parameter(context):
-    env = _job_environment(context)
+    env = job_definition_environment(context)
     assert ENV_MODEL_PARAMETER not in env and env["LG_MODEL_S3_URI"] == CONTEXTS[context]["model_s3_uri"]
     template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
     assert OUTPUT_ACTIVE_MODEL_PARAMETER not in template["Outputs"]

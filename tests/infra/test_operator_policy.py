@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import uuid
 
-import boto3
 import pytest
-from conftest import SAMPLE_POLYGON, drain, geojson_bytes, run_cli
+from conftest import SAMPLE_POLYGON, create_output_stack, drain, geojson_bytes, run_cli
 from iam_check import Statement, iam_requests, record_calls
 from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render
 from test_recorded_calls import ACCOUNT, REGION, tiny_segmenter  # noqa: F401 -- the fixture
@@ -24,23 +23,15 @@ class _LocalLauncher:
         return "local"
 
 
-def _create_stack(name: str, outputs: dict[str, str]) -> None:
-    template = {
-        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"m-{uuid.uuid4().hex[:12]}"}}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
-
-
 @pytest.fixture
 def deployment(aws):
     """A deployment ``Op<hex>`` whose stacks' outputs name the fixture's resources."""
     session, names, resources = aws
     name = f"Op{uuid.uuid4().hex[:8]}"
-    _create_stack(f"{name}Storage", {res.OUTPUT_TRIGGER_BUCKET: resources.trigger_bucket,
+    create_output_stack(f"{name}Storage", {res.OUTPUT_TRIGGER_BUCKET: resources.trigger_bucket,
                                      res.OUTPUT_MASKS_BUCKET: resources.masks_bucket,
                                      res.OUTPUT_RESULTS_TABLE: resources.results_table})
-    _create_stack(f"{name}Inference", {res.OUTPUT_TILE_QUEUE_URL: resources.tile_queue_url,
+    create_output_stack(f"{name}Inference", {res.OUTPUT_TILE_QUEUE_URL: resources.tile_queue_url,
                                        res.OUTPUT_TILE_DLQ_URL: resources.tile_dlq_url,
                                        res.OUTPUT_ACTIVE_MODEL_PARAMETER: parameter_name(name)})
     placeholders = {

@@ -21,7 +21,7 @@ pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install
 
 from conftest import SAMPLE_POLYGON, drain, geojson_bytes  # noqa: E402
 from iam_check import RolePolicy, iam_requests, record_calls  # noqa: E402
-from template_snapshots import SNAPSHOTS  # noqa: E402
+from template_snapshots import SNAPSHOTS, job_definition_environment  # noqa: E402
 
 from looking_glass.local.embedded import LocalLambdaContext, load_enumerator_handler  # noqa: E402
 from looking_glass.pipeline.enumerator import upload_aoi  # noqa: E402
@@ -94,15 +94,6 @@ def tiny_segmenter():
     return Segmenter(model, ModelInfo("tiny-test", "0", False, "random tiny model for tests"))
 
 
-def job_definition_environment(context: str = "default") -> dict[str, str]:
-    """The literal variables of the worker job definition in a snapshot (what Batch gives the
-    container; values that reference other resources are left out)."""
-    template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
-    (definition,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Batch::JobDefinition"]
-    return {e["Name"]: e["Value"] for e in definition["Properties"]["ContainerProperties"]["Environment"]
-            if isinstance(e["Value"], str)}
-
-
 def register_active_model(session, bucket: str, parameter: str, folder) -> str:
     """The operator's side of promotion: one registered version, made active; its URI."""
     from looking_glass.model import registry
@@ -144,15 +135,18 @@ def test_every_recorded_call_is_allowed_by_its_role(aws, tile_server, tiny_segme
 
     settings = WorkerSettings(
         tile_url_template=tile_server.url_template, model_path="", batch_size=8, threshold=0.5,
-        download_concurrency=4, download_timeout_s=2.0, download_retries=0, write_masks=True,
+        download_concurrency=4, download_timeout_s=30.0, download_retries=2, write_masks=True,
         idle_exit_s=0.5, poll_wait_s=0,
     )
     # The worker resolves the active model at start as worker_main does, from the variable the
     # job definition sets (LG_MODEL_PARAMETER) through the parameter to the registered version.
     from looking_glass.model.registry import ENV_MODEL_PARAMETER, resolve_worker_model
 
-    job_env = job_definition_environment()
+    # (literal values only: the others are the resources this run stands in for)
+    job_env = {k: v for k, v in job_definition_environment("default").items() if isinstance(v, str)}
     uri = register_active_model(session, resources.masks_bucket, job_env[ENV_MODEL_PARAMETER], tmp_path / "m")
+    # Slow tiles wait (30 s, 2 retries): under load a timed-out tile would keep its unit for
+    # redelivery and leave the job RUNNING.
     with record_calls() as worker_calls:
         fetched = resolve_worker_model(environ=job_env, ssm=session.client("ssm"), s3=session.client("s3"),
                                        dest=tmp_path / "fetched")

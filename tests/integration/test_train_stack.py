@@ -12,6 +12,7 @@ import uuid
 import boto3
 import numpy as np
 import pytest
+from conftest import create_output_stack
 
 from looking_glass.cli.main import main
 from looking_glass.runtime import resources
@@ -20,12 +21,7 @@ from looking_glass.training.contract import METRIC_DEFINITIONS, TRAIN_PREFIX, VA
 PASS_DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 
 
-def create_stack(name: str, outputs: dict[str, str]) -> None:
-    template = {
-        "Resources": {"Marker": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"m-{uuid.uuid4().hex[:12]}"}}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+create_stack = create_output_stack
 
 
 @pytest.fixture
