@@ -201,8 +201,11 @@ if (options.imagery) {{
 const layer = L.geoJSON(results, {{
   style: function (f) {{
     const c = colourOf(valueOf(f.properties));
-    // An outline in the row's colour and a faint fill: the imagery stays visible under it.
-    return c ? {{ color: c, weight: 1.5, opacity: 0.95, fillColor: c, fillOpacity: 0.15, className: "lg-tile" }}
+    // An outline in the row's colour and a faint fill: the imagery stays visible under it. A tile
+    // partly outside the imagery (valid_fraction < 1) is outlined in dashes.
+    const partial = typeof f.properties.valid_fraction === "number" && f.properties.valid_fraction < 0.999;
+    return c ? {{ color: c, weight: 1.5, opacity: 0.95, fillColor: c, fillOpacity: 0.15, className: "lg-tile",
+                  dashArray: partial ? "6 4" : null }}
              : {{ color: "#00e5ff", weight: 1, dashArray: "3", fillOpacity: 0.03, className: "lg-tile" }};
   }},
   onEachFeature: function (f, l) {{
@@ -226,6 +229,7 @@ legend.onAdd = function () {{
     h += "<i style='border:2px solid " + ramp[i] + ";background:" + ramp[i] + "40'></i>" + options.fmt(lo) + " - " + options.fmt(hi) + "<br>";
   }}
   h += "<i style='border:1px dashed #00e5ff'></i>no done tile<br>";
+  if (options.partial) h += "<i style='border:2px dashed #888'></i>partly without imagery (density over the part with it)<br>";
   h += options.summary;
   div.innerHTML = h;
   return div;
@@ -257,6 +261,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
         "max": max(values) if values else 1,
         "imagery": imagery,
         "legendTitle": "building density" if colour_by == "density" else "building area",
+        "partial": any(r.get("valid_fraction") is not None and float(r["valid_fraction"]) < 0.999 for r in rows),
         "summary": summary,
     }
     page = PAGE.format(

@@ -29,7 +29,8 @@ def geotiff_job(env) -> str:
     store.create_job(job_id, {"status": RUNNING, "name": "atlanta", "tiles_total": 4, "zoom": 18, "warnings": []})
     results = [
         TileResult(x=X0 + dx, y=Y0 + dy, z=18, quadkey=quadkey(X0 + dx, Y0 + dy, 18), status="done",
-                   building_area_m2=Decimal(100 * (dx + 2 * dy)), building_pixels=0)
+                   building_area_m2=Decimal(100 * (dx + 2 * dy)), building_pixels=0,
+                   valid_fraction=Decimal("0.5") if (dx, dy) == (0, 0) else Decimal("1"))
         for dx in range(2) for dy in range(2)
     ]
     store.record_tiles(job_id, results, {"imagery": IMAGE, "model_id": "m"})
@@ -69,6 +70,8 @@ def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, 
                     "Array.from(document.querySelectorAll('img.leaflet-tile-loaded')).map(i => i.src)")
             paths = pg.evaluate("Array.from(document.querySelectorAll('path.lg-tile'))"
                                 ".map(p => [p.getAttribute('fill-opacity'), p.getAttribute('stroke-width')])")
+            dashed = pg.evaluate("document.querySelectorAll('path.lg-tile[stroke-dasharray]').length")
+            legend = pg.locator(".lg-legend").inner_text()
             scale_bg = pg.evaluate("getComputedStyle(document.querySelector('.leaflet-control-scale-line')).backgroundColor")
             pg.screenshot(path=str(tmp_path / "geotiff.png"))
         finally:
@@ -82,6 +85,7 @@ def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, 
         assert srcs and all("/map_tiles/" in s for s in srcs), (zoom, srcs)
         assert {int(re.search(r"/map_tiles/(\d+)/", s).group(1)) for s in srcs} == {max(zoom, min_zoom)}
     assert len(paths) == 4 and all(float(f) <= 0.2 and float(w) >= 1 for f, w in paths)
+    assert dashed == 1 and "partly without imagery" in legend  # the one tile half outside the imagery
     alpha = re.match(r"rgba?\((\d+), (\d+), (\d+)(?:, ([\d.]+))?\)", scale_bg)
     assert alpha and float(alpha.group(4) or 1) >= 0.85 and min(int(alpha.group(i)) for i in (1, 2, 3)) >= 240
 
