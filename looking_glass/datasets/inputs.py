@@ -211,20 +211,16 @@ def raster_path(path: str) -> str:
         localize(path, Path("."))  # existence check only: local paths are not copied
         return path
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+
+    from looking_glass.imagery.geotiff import GeoTiffError, check_s3_object
 
     bucket, key = _split_s3(path)
     if not key or key.endswith("/"):
         raise PrepareError(f"{path}: not an s3://bucket/key object address")
     try:
-        boto3.client("s3").head_object(Bucket=bucket, Key=key)
-    except ClientError as e:
-        code = str(e.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
-            raise PrepareError(f"{path}: no such S3 object") from None
-        raise PrepareError(f"{path}: cannot read the S3 object ({code or e})") from None
-    except BotoCoreError as e:
-        raise PrepareError(f"{path}: cannot reach S3 ({type(e).__name__})") from None
+        check_s3_object(boto3.session.Session(), path)
+    except GeoTiffError as e:
+        raise PrepareError(str(e)) from None
     return f"/vsis3/{bucket}/{key}"
 
 

@@ -68,8 +68,9 @@ def gdal_s3_env(session):
     return rasterio.Env(session=AWSSession(session=session, endpoint_url=endpoint), **opts)
 
 
-def _check_s3_object(session, uri: str) -> None:
-    """A clear error for a missing or unreadable object (GDAL would only say 'not recognized')."""
+def check_s3_object(session, uri: str) -> None:
+    """Raise :class:`GeoTiffError` with the reason when the S3 object ``uri`` is missing or
+    cannot be read with the boto3 ``session`` (GDAL itself would only say 'not recognized')."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, key = uri[5:].partition("/")
@@ -109,7 +110,7 @@ class GeoTiffTiles:
             import boto3
 
             self._session = session or boto3.session.Session()
-            _check_s3_object(self._session, self.source)
+            check_s3_object(self._session, self.source)
         elif not Path(self.source).is_file():
             raise GeoTiffError(f"{self.source}: no such file")
         try:
