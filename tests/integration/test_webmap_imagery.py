@@ -109,3 +109,14 @@ def test_no_imagery_under_the_map_is_said(env, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(webmap, "MAX_BASEMAP_TILES", 3)  # the Atlanta job has 4 tiles
     code, out, err = run_cli(capsys, "map", "atlanta", "--out", str(tmp_path / "a"))
     assert code == 0 and "more than" in err and not (tmp_path / "a" / "map_tiles").exists()
+
+
+def test_an_s3_geotiff_is_read_with_the_deployments_session(env, tmp_path):
+    from looking_glass.results.webmap import make_map
+
+    job = geotiff_job(env)
+    s3, bucket = env["session"].client("s3"), env["res"].trigger_bucket
+    s3.upload_file(IMAGE, bucket, "imagery/atlanta.tif")
+    out = make_map(env["store"], job, tmp_path / "m", f"s3://{bucket}/imagery/atlanta.tif", session=env["session"])
+    assert out["imagery_shown"] and out["imagery_tiles"] > 4
+    assert (tmp_path / "m" / "map_tiles" / "18" / str(X0) / f"{Y0}.webp").stat().st_size > 1000
