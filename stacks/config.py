@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +26,13 @@ from looking_glass.runtime.defaults import (
     DEFAULT_TILES_PER_MESSAGE,
     DEFAULT_TILES_PER_WORKER,
     MAX_TILES_PER_MESSAGE,
+)
+from looking_glass.runtime.imagery_sources import (
+    DEFAULT_IMAGERY_NAME,
+    MOSAIC_DOCUMENT_SUFFIXES,
+    ImagerySourcesError,
+    check_source_name,
+    parse_sources,
 )
 from looking_glass.runtime.parsing import ParseError, Parsers
 from looking_glass.runtime.resources import DEFAULT_STACK_NAME
@@ -39,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "imagery_secret_name": "",
     "imagery_geotiff": "",
     "imagery_bands": "",
+    "imagery_sources": {},
+    "default_imagery": "",
     "zoom": ZOOM,
     "max_vcpus": 64,
     "instance_types": ["g4dn.xlarge", "g5.xlarge"],
@@ -203,6 +212,25 @@ class DeploymentConfig:
     worker_root_volume_gb: int  # the Batch instances' encrypted root volume (AMI + worker image)
     training_vpc: bool  # the training job in a VPC of its own (no internet route, S3 endpoint)
     training_network_isolation: bool  # the training container has no network access at all
+    # Named imagery sources jobs choose with `submit --imagery NAME` (runtime.imagery_sources),
+    # and the name of the single source above (tile_url_template / imagery_geotiff).
+    imagery_sources: dict = field(default_factory=dict)
+    default_imagery: str = DEFAULT_IMAGERY_NAME
+
+    def imagery_objects(self) -> list[str]:
+        """The S3 objects the workers read imagery from, as ``bucket/key`` (IAM resource
+        patterns): each GeoTIFF named, and for a mosaic document (.vrt/.json/.geojson)
+        everything under its folder (the images it names, relative to it)."""
+        specs = [self.imagery_geotiff] if self.imagery_geotiff else []
+        specs += [s.source for s in self.imagery_sources.values() if not s.is_template]
+        arns = []
+        for spec in specs:
+            for part in (p.strip() for p in spec.split(",")):
+                bucket, _, key = part[len("s3://"):].partition("/")
+                if key.lower().endswith(MOSAIC_DOCUMENT_SUFFIXES):
+                    key = key.rsplit("/", 1)[0] + "/*" if "/" in key else "*"
+                arns.append(f"{bucket}/{key}")
+        return list(dict.fromkeys(arns))
 
     @property
     def kms(self) -> bool:
@@ -239,6 +267,7 @@ class DeploymentConfig:
                 f"then letters, digits or hyphens, at most {resources.STACK_NAME_MAX})"
             )
         template, geotiff, bands, secret_name = _imagery(raw)
+        imagery_sources, default_imagery = _imagery_sources(raw, secret_name)
         zoom = _int("zoom", raw("zoom"), 0, 24)
         if zoom != ZOOM:
             raise ConfigError(
@@ -305,6 +334,8 @@ class DeploymentConfig:
             worker_root_volume_gb=_int("worker_root_volume_gb", raw("worker_root_volume_gb"), 30, 16_384),
             training_vpc=training_vpc,
             training_network_isolation=training_network_isolation,
+            imagery_sources=imagery_sources,
+            default_imagery=default_imagery,
         )
 
 
@@ -322,6 +353,8 @@ def _imagery(raw: Callable[[str], Any]) -> tuple[str, str, tuple[int, ...] | Non
             "set exactly one imagery source: tile_url_template (an XYZ/TMS URL) or "
             "imagery_geotiff (s3://bucket/key.tif); to use a GeoTIFF pass -c tile_url_template="
         )
+    if geotiff and any(not p.strip().startswith("s3://") for p in geotiff.split(",")):
+        raise ConfigError(f"imagery_geotiff: every image of a list must be an s3:// URI ({geotiff})")
     try:
         if template:
             validate_tile_url_template(template)
@@ -343,6 +376,35 @@ def _imagery(raw: Callable[[str], Any]) -> tuple[str, str, tuple[int, ...] | Non
             "imagery_geotiff with their own role)"
         )
     return template, geotiff, bands, secret_name
+
+
+def _imagery_sources(raw: Callable[[str], Any], secret_name: str) -> tuple[dict, str]:
+    """(``imagery_sources`` checked as the workers check them, ``default_imagery``: the name of
+    the tile_url_template/imagery_geotiff source). Registered GeoTIFFs must be on S3 (workers
+    read nothing else); a template with {token} needs imagery_secret_name."""
+    value = raw("imagery_sources")
+    try:
+        sources = parse_sources(value if value not in ("", None) else None, "imagery_sources")
+    except ImagerySourcesError as exc:
+        raise ConfigError(str(exc)) from None
+    for src in sources.values():
+        if not src.is_template and any(not p.strip().startswith("s3://") for p in src.source.split(",")):
+            raise ConfigError(f"imagery_sources: {src.name!r}: deployed workers read GeoTIFFs from s3:// only ({src.source})")
+        if src.is_template and "{token}" in src.source and not secret_name:
+            raise ConfigError(f"imagery_sources: {src.name!r} has {{token}} but imagery_secret_name is not set")
+        if src.is_template and secret_name and "{token}" in src.source and urlsplit(src.source).scheme != "https":
+            raise ConfigError(f"imagery_sources: {src.name!r}: the imagery token is only sent over HTTPS")
+    default = _str("default_imagery", raw("default_imagery")) or DEFAULT_IMAGERY_NAME
+    try:
+        check_source_name(default, "default_imagery")
+    except ImagerySourcesError as exc:
+        raise ConfigError(str(exc)) from None
+    if default in sources:
+        raise ConfigError(
+            f"default_imagery={default!r} is also a name in imagery_sources: default_imagery names the "
+            "tile_url_template / imagery_geotiff source"
+        )
+    return sources, default
 
 
 def _instance_types(raw: Callable[[str], Any]) -> list[str]:

@@ -16,6 +16,12 @@ from aws_cdk import aws_sqs as sqs
 from looking_glass.errors import LookingGlassError
 from looking_glass.model.registry import ENV_MODEL_PARAMETER, parameter_name
 from looking_glass.runtime import resources
+from looking_glass.runtime.imagery_sources import (
+    DEFAULT_IMAGERY_NAME,
+    ENV_DEFAULT_IMAGERY,
+    ENV_IMAGERY_SOURCES,
+    encode_sources,
+)
 from looking_glass.runtime.settings import EnumeratorSettings, SettingsError, WorkerSettings
 
 from .config import DeploymentConfig
@@ -57,6 +63,7 @@ def enumerator_environment(
         "LG_MAX_TILES_PER_JOB": str(config.max_tiles_per_job),
         "LG_MAX_WORKERS": str(config.max_workers),
         "LG_TILES_PER_WORKER": str(config.tiles_per_worker),
+        **imagery_registry_environment(config),  # jobs naming any other source are refused
     }
     _check(EnumeratorSettings.from_env, env)
     return env
@@ -82,6 +89,7 @@ def worker_environment(config: DeploymentConfig) -> dict[str, str]:
         env[ENV_MODEL_PARAMETER] = active_model_parameter(config)
     if config.imagery_secret_name:  # the secret's name; its value is read at run time
         env[resources.ENV_IMAGERY_SECRET] = config.imagery_secret_name
+    env.update(imagery_registry_environment(config))
     _check(WorkerSettings.from_env, env)
     return env
 
@@ -90,6 +98,18 @@ def active_model_parameter(config: DeploymentConfig) -> str:
     """The SSM parameter naming the deployment's active model, ``/looking-glass/<stack_name>/active-model``
     (``looking_glass.model.registry.parameter_name``); the job definition names it, not the model."""
     return parameter_name(config.stack_name)
+
+
+def imagery_registry_environment(config: DeploymentConfig) -> dict[str, str]:
+    """``LG_IMAGERY_SOURCES`` (the named sources, JSON) and ``LG_DEFAULT_IMAGERY``: the same for
+    the workers (which open them) and the enumerator (which refuses other names). Nothing for
+    a deployment of one source under the default name (the processes' own default)."""
+    env = {}
+    if config.default_imagery != DEFAULT_IMAGERY_NAME:
+        env[ENV_DEFAULT_IMAGERY] = config.default_imagery
+    if config.imagery_sources:
+        env[ENV_IMAGERY_SOURCES] = encode_sources(config.imagery_sources)
+    return env
 
 
 def _check(parse, env: dict[str, str]) -> None:

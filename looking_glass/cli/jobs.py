@@ -51,12 +51,15 @@ def cmd_up(args) -> int:
         print(f"embedded Looking Glass is up (pid {state['pid']}); Ctrl-C stops it and its data goes with it")
         print(f"  AWS endpoint:   {state['endpoint_url']}")
         print(f"  imagery:        {inputs.describe_imagery()} (tiles at {state['tile_url_template']})")
+        for name, src in inputs.sources.items():
+            date = f" (captured {src.date})" if src.date else ""
+            print(f"  imagery '{shown(name)}': {shown(src.source)}{date}; use: submit AOI --imagery {shown(name)}")
         print(f"  trigger bucket: {res['trigger_bucket']}   results table: {res['results_table']}")
         print(f"  state file:     {state_path}   worker logs: {work_dir / 'logs'}")
         print("in another terminal: looking-glass submit AOI.geojson --wait; looking-glass jobs", flush=True)
 
     run_embedded(state_path, work_dir, workers=args.workers, ready=ready, worker_env=inputs.model_env(),
-                 imagery=inputs.imagery)
+                 imagery=inputs.imagery, imagery_sources=inputs.sources)
     print("embedded run stopped")
     return 0
 
@@ -65,15 +68,26 @@ def cmd_submit(args) -> int:
     """Validate an AOI, upload it as a job and print the job id; ``--wait`` follows it."""
     from looking_glass.pipeline.jobs import store_for, submit, wait_for
 
-    path = Path(args.aoi)
-    if not path.is_file():
-        raise CommandError(f"AOI file {args.aoi} not found")
     dep = _deployment(args)
-    sub = submit(dep, path.read_bytes(), path.name, args.name)
+    if args.aoi is None:  # the footprint of the named source
+        data, filename = _footprint_aoi(dep, args.imagery)
+        args.aoi = f"the footprint of imagery '{args.imagery}'"
+    else:
+        path = Path(args.aoi)
+        if not path.is_file():
+            raise CommandError(f"AOI file {args.aoi} not found")
+        data, filename = path.read_bytes(), path.name
+    sub = submit(dep, data, filename, args.name, imagery=args.imagery, model=_active_model(dep), rerun=args.rerun)
     for warning in sub["warnings"]:
         print(f"warning: {shown(warning)}", file=sys.stderr)
-    print(f"submitted {shown(args.aoi)} as '{shown(sub['name'])}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} on {dep.describe()}",
-          file=sys.stderr)
+    old = sub["existing"]
+    if old is not None:
+        print(f"job {sub['job_id']} already holds the results of this AOI, imagery and model ({old['status']}, "
+              f"submitted {old.get('created_at', '?')}): `looking-glass results {sub['job_id']}`; "
+              "--rerun makes a new job", file=sys.stderr)
+    else:
+        print(f"submitted {shown(args.aoi)} as '{shown(sub['name'])}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} "
+              f"on {dep.describe()}", file=sys.stderr)
     print(sub["job_id"], flush=True)
     if not args.wait:
         return 0
@@ -84,6 +98,47 @@ def cmd_submit(args) -> int:
           f"{int(job.get('tiles_skipped', 0)):,} skipped"
           + (f"; reason: {shown(job['reason'])}" if job.get("reason") else ""), file=sys.stderr)
     return 0 if job["status"] == "COMPLETE" else 1
+
+
+def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
+    """(GeoJSON bytes, file name) of the footprint of the registered source ``name``, for
+    ``submit --imagery NAME`` without an AOI. Raises CommandError where there is none."""
+    if name is None:
+        raise CommandError("give an AOI file, or --imagery NAME to use that source's footprint")
+    registry = getattr(dep, "imagery_sources", None)
+    if registry is None:
+        raise CommandError(f"the imagery registry of {dep.describe()} is not known here: give an AOI "
+                           "(`looking-glass aoi IMAGE.tif > aoi.geojson` makes one from an image)")
+    entry = registry.get(name)
+    if entry is None:
+        from looking_glass.pipeline.enumerator import unknown_imagery_reason
+
+        raise CommandError(f"--imagery: {unknown_imagery_reason(name, registry)}")
+    source = entry["source"]
+    if source.startswith(("http://", "https://")):
+        raise CommandError(f"imagery source '{name}' is a URL template, which has no extent: give an AOI file")
+    import json
+
+    from looking_glass.cli.serve import footprint_feature
+
+    session = dep.session if dep.kind == "stack" else None
+    feature = footprint_feature(source, f"{name} footprint", session=session)
+    return json.dumps(feature).encode(), f"{name}-footprint.geojson"
+
+
+def _active_model(dep) -> str:
+    """The deployment's active model URI (`models use`), "" when none is set or it cannot be read
+    (then the job's identity holds no model: the workers' own default)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from looking_glass.cli.models import registry_location
+    from looking_glass.model.fetch import active_uri
+
+    try:
+        _, parameter = registry_location(dep)
+        return active_uri(dep.client("ssm"), parameter) or ""
+    except (CommandError, ClientError, BotoCoreError):
+        return ""
 
 
 def _worker_check(dep):
@@ -270,11 +325,16 @@ def add_commands(sub) -> None:
     up.add_argument("--workers", type=positive_int, default=2, help="local worker processes (default 2)")
     up.add_argument("--embedded", metavar="STATE", help="state file to write (default ~/.looking-glass/embedded.json)")
     up.add_argument("--dir", help="working folder for worker logs (default: next to the state file)")
-    add_run_options(up)  # --imagery, --bands, --model (looking_glass.local.inputs)
+    add_run_options(up, named=True)  # --imagery [NAME=]SOURCE (repeated), --bands, --model (looking_glass.local.inputs)
     up.set_defaults(func=cmd_up)
 
     submit = sub.add_parser("submit", help="validate an AOI and upload it: prints the job id")
-    submit.add_argument("aoi", help="AOI GeoJSON file")
+    submit.add_argument("aoi", nargs="?", help="AOI GeoJSON file (default with --imagery: the source's footprint)")
+    submit.add_argument("--imagery", metavar="NAME",
+                        help="a registered imagery source (`up --imagery NAME=SOURCE`, cdk.json imagery_sources); "
+                             "default: the deployment's default source")
+    submit.add_argument("--rerun", action="store_true",
+                        help="a new job even when one already holds the results of this AOI, imagery and model")
     _add_target(submit)
     submit.add_argument("--name", help="label of the job (default: the AOI's name or file name)")
     submit.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it is final")

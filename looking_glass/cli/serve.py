@@ -1,5 +1,5 @@
 """``serve-synthetic`` and ``serve-tiles``: XYZ tile servers on this machine, for the embedded run
-and for trying a GeoTIFF as imagery."""
+and for trying a GeoTIFF as imagery; ``aoi``: a GeoTIFF's footprint as an AOI."""
 
 from __future__ import annotations
 
@@ -49,8 +49,37 @@ def cmd_serve_tiles(args) -> int:
     return 0
 
 
+def footprint_feature(spec: str, name: str | None = None, bands=None, session=None) -> dict:
+    """The footprint of a GeoTIFF/COG or mosaic ``spec`` as a GeoJSON Feature in lon/lat (an AOI
+    covering every tile with imagery), named ``name`` (default: the file's stem). Raises
+    GeoTiffError for a source that cannot be read."""
+    import shapely.geometry
+
+    from looking_glass.imagery.geotiff import GeoTiffError, lonlat_footprint
+    from looking_glass.imagery.mosaic import open_geotiff_source
+    from looking_glass.runtime.settings import SettingsError, validate_geotiff_source
+
+    try:
+        validate_geotiff_source(spec)
+    except SettingsError as exc:
+        raise GeoTiffError(str(exc).replace("LG_IMAGERY_GEOTIFF=", "")) from None
+    with open_geotiff_source(spec, bands=bands, session=session) as image:
+        footprint = lonlat_footprint(image.outline)
+    stem = spec.split(",")[0].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
+    return {"type": "Feature", "properties": {"name": name or f"{stem} footprint"},
+            "geometry": shapely.geometry.mapping(footprint)}
+
+
+def cmd_aoi(args) -> int:
+    """Print the footprint of a GeoTIFF/COG or mosaic as AOI GeoJSON (lon/lat) on standard output."""
+    import json
+
+    print(json.dumps(footprint_feature(args.image, args.name)))
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Add ``serve-synthetic`` and ``serve-tiles`` to the subcommand parsers ``sub``."""
+    """Add ``serve-synthetic``, ``serve-tiles`` and ``aoi`` to the subcommand parsers ``sub``."""
     serve = sub.add_parser("serve-synthetic", help="serve the synthetic world as XYZ tiles")
     serve.add_argument("--port", type=int, default=8618)
     serve.add_argument("--latency-ms", type=float, default=0.0)
@@ -62,3 +91,7 @@ def add_commands(sub) -> None:
     tiles.add_argument("--bands", help="1-based bands for R,G,B (e.g. 3,2,1; one band is grey)")
     tiles.add_argument("--latency-ms", type=float, default=0.0)
     tiles.set_defaults(func=cmd_serve_tiles)
+    aoi = sub.add_parser("aoi", help="print a GeoTIFF's (or a mosaic's) footprint as AOI GeoJSON: aoi IMAGE.tif > aoi.geojson")
+    aoi.add_argument("image", help="GeoTIFF or COG (local or s3://), or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items)")
+    aoi.add_argument("--name", help="the AOI's name (default: '<file> footprint')")
+    aoi.set_defaults(func=cmd_aoi)

@@ -58,6 +58,9 @@ class Deployment:
     endpoint_url: str | None = None
     tile_url_template: str | None = None
     outputs: dict | None = None
+    # The named imagery sources (name -> registry entry JSON) where known (the embedded run's
+    # state file); None for a stack, whose registry lives in its deployment context.
+    imagery_sources: dict | None = None
 
     def client(self, service: str, **kwargs):
         """A boto3 client of ``service`` for this deployment (its endpoint for an embedded run)."""
@@ -135,7 +138,8 @@ def default_state_path() -> Path:
     return Path(env) if env else Path.home() / ".looking-glass" / "embedded.json"
 
 
-def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str) -> dict:
+def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str,
+                imagery_sources: dict | None = None) -> dict:
     """Write the embedded run's state file at ``path`` atomically, private to this user (file 0600,
     a directory created here 0700); returns the state written."""
     state = {
@@ -144,6 +148,7 @@ def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_
         "endpoint_url": endpoint_url,
         "resources": asdict(res),
         "tile_url_template": tile_url_template,
+        "imagery_sources": {name: src.to_json() for name, src in (imagery_sources or {}).items()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Private (it names the endpoint and the resources of a run that holds local credentials):
@@ -205,7 +210,8 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
         aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
         region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
     )
-    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"))
+    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"),
+                      imagery_sources=state.get("imagery_sources") or {})
 
 
 def resolve(stack: str | None, embedded: str | None) -> Deployment:
@@ -245,6 +251,7 @@ def run_embedded(
     poll_s: float = 2.0,
     worker_env: dict[str, str] | None = None,
     imagery=None,
+    imagery_sources: dict | None = None,
 ) -> None:
     """Keep an embedded run up until SIGINT/SIGTERM (or ``stop_event``), with its state file.
 
@@ -253,7 +260,7 @@ def run_embedded(
     ``imagery`` (a validated :class:`looking_glass.local.inputs.Imagery`; None: the synthetic
     world) is what the workers read; the state file's tile URL template serves it (for a
     GeoTIFF, a local tile server of the image). ``worker_env`` adds worker settings, e.g.
-    ``LG_MODEL_PATH``.
+    ``LG_MODEL_PATH``. ``imagery_sources``: the named sources of ``up --imagery NAME=SOURCE``.
     """
     from looking_glass.local.embedded import EmbeddedStack
 
@@ -262,10 +269,12 @@ def run_embedded(
     if stop_event is None and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env, imagery=imagery)
+    stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env, imagery=imagery,
+                          imagery_sources=imagery_sources)
     try:
         stack.start()
-        state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template)
+        state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template,
+                            stack.imagery_sources)
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")

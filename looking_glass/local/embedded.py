@@ -66,6 +66,7 @@ class EmbeddedStack:
         tile_latency_s: float = 0.0,
         worker_env: dict[str, str] | None = None,
         imagery=None,
+        imagery_sources: dict | None = None,
     ):
         """``imagery`` (a :class:`looking_glass.local.inputs.Imagery`, validated) replaces the
         synthetic world: the workers read that source (an XYZ template, or the GeoTIFF itself,
@@ -73,7 +74,9 @@ class EmbeddedStack:
         background, ``tile_url_template``). An ``s3://`` GeoTIFF is copied once, with the AWS
         credentials of the moment the stack is created, into the embedded S3 (bucket
         ``<prefix>-imagery``), where the workers read it in place through GDAL's /vsis3/.
-        ``worker_env`` is added last to the workers' environment."""
+        ``imagery_sources`` (name -> checked :class:`~looking_glass.runtime.imagery_sources.ImagerySource`)
+        are the named sources jobs may choose (``submit --imagery NAME``), given to the workers and
+        the enumerator as ``LG_IMAGERY_SOURCES``. ``worker_env`` is added last to the workers' environment."""
         self.work_dir = Path(work_dir)
         self.workers = workers
         self.imagery = imagery
@@ -82,6 +85,7 @@ class EmbeddedStack:
         self.external_tiles = tile_url_template
         self.tile_latency_s = tile_latency_s
         self.worker_env = worker_env or {}
+        self.imagery_sources = dict(imagery_sources or {})
         self._source_s3 = None
         if imagery is not None and imagery.kind == "geotiff" and imagery.source.startswith("s3://"):
             self._source_s3 = boto3.session.Session().client("s3")  # the user's AWS, before moto's
@@ -115,6 +119,9 @@ class EmbeddedStack:
         elif self.external_tiles is None:
             self.tiles = SyntheticTileServer(latency_s=self.tile_latency_s).start()
         self.tile_url_template = self.external_tiles or self.tiles.url_template
+        from looking_glass.runtime.imagery_sources import ENV_IMAGERY_SOURCES, encode_sources
+
+        registry_env = {ENV_IMAGERY_SOURCES: encode_sources(self.imagery_sources)} if self.imagery_sources else {}
 
         worker_env = {
             **LOCAL_AWS_ENV,
@@ -126,6 +133,7 @@ class EmbeddedStack:
             # The active model of `looking-glass models use` (none: the shipped model).
             "LG_MODEL_PARAMETER": parameter_name(self.resources.masks_bucket),
             **imagery_env,
+            **registry_env,
             **self.worker_env,
         }
         self.launcher = LocalProcessLauncher(worker_env, self.work_dir / "logs", self.workers)
@@ -138,6 +146,7 @@ class EmbeddedStack:
                 "LG_MAX_WORKERS": str(self.workers),
                 "LG_TILES_PER_WORKER": os.environ.get("LG_TILES_PER_WORKER", "100"),
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+                **registry_env,  # the enumerator refuses jobs naming anything else
             }
         )
         self.events_url = self.session.client("sqs").get_queue_url(QueueName=self.names.aoi_events_queue)[

@@ -18,15 +18,18 @@ sidecar reader for ``--model``); a bad value is one line on standard error and e
 
 With a GeoTIFF and no ``--aoi`` the AOI is the image's footprint (its outline in lon/lat, as the
 worker's GeoTIFF source sees it), so the job covers exactly the zoom-18 tiles the image touches.
-An XYZ template needs ``--aoi`` (a template has no extent).
+An XYZ template needs ``--aoi`` (a template has no extent). ``up`` also takes
+``--imagery NAME=SOURCE[@YYYY-MM-DD]`` (repeated): named sources jobs choose with
+``submit --imagery NAME`` (:func:`validate_named_imagery`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
@@ -103,6 +106,8 @@ class RunInputs:
     aoi_bytes: bytes | None = None
     aoi_filename: str = "sample_aoi.geojson"
     warnings: list[str] = field(default_factory=list)
+    # Named sources of `up --imagery NAME=SOURCE[@DATE]` (runtime.imagery_sources), checked.
+    sources: dict = field(default_factory=dict)
 
     def worker_env(self) -> dict[str, str]:
         """Worker settings for the imagery and the model (nothing for the defaults)."""
@@ -121,14 +126,24 @@ class RunInputs:
         return self.imagery.describe() if self.imagery else "synthetic imagery"
 
 
-def add_run_options(parser: argparse.ArgumentParser, truth: bool = False) -> None:
+def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named: bool = False) -> None:
     """Add --imagery, --bands and --model (unless the parser has it) and, with ``truth``,
-    --truth to a demo/up parser."""
-    parser.add_argument(
-        "--imagery", metavar="SOURCE",
-        help="imagery: an XYZ/TMS URL template (https://.../{z}/{x}/{y}.png) or a GeoTIFF/COG "
-             "(path or s3://bucket/key.tif); default: the synthetic world",
-    )
+    --truth to a demo/up parser; with ``named``, --imagery may be repeated as NAME=SOURCE."""
+    if named:
+        parser.add_argument(
+            "--imagery", metavar="[NAME=]SOURCE[@DATE]", action="append",
+            help="imagery: an XYZ/TMS URL template (https://.../{z}/{x}/{y}.png), a GeoTIFF/COG (path or "
+                 "s3://bucket/key.tif) or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items); once without "
+                 "NAME= for the default (else the synthetic world), and repeated as NAME=SOURCE to register "
+                 "sources jobs choose with `submit --imagery NAME`; @YYYY-MM-DD gives the capture date",
+        )
+    else:
+        parser.add_argument(
+            "--imagery", metavar="SOURCE",
+            help="imagery: an XYZ/TMS URL template (https://.../{z}/{x}/{y}.png), a GeoTIFF/COG "
+                 "(path or s3://bucket/key.tif) or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items); "
+                 "default: the synthetic world",
+        )
     parser.add_argument("--bands", help="GeoTIFF bands as R,G,B (e.g. 3,2,1) or one grey band (default: 1 or 1,2,3)")
     if "--model" not in parser._option_string_actions:
         parser.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: the shipped model)")
@@ -160,6 +175,46 @@ def validate_model(path: str) -> str:
     if missing:
         raise InputError(f"--model {path}: sidecar {p.with_suffix('.json')} lacks {', '.join(missing)}")
     return str(p.resolve())
+
+
+_NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})=(?P<source>.+)$")
+
+
+def validate_named_imagery(values: list[str], session=None) -> tuple[dict, str | None]:
+    """``up --imagery`` values: (the NAME=SOURCE[@DATE] ones as checked ImagerySources by name,
+    the one without a name or None). Each GeoTIFF or mosaic is opened once here (it exists, the
+    images agree, dates parse); local paths become absolute. Raises InputError."""
+    from looking_glass.imagery.geotiff import GeoTiffError
+    from looking_glass.imagery.mosaic import open_geotiff_source
+    from looking_glass.runtime.imagery_sources import DEFAULT_IMAGERY_NAME, ImagerySourcesError, parse_source_entry
+
+    sources, unnamed = {}, []
+    for value in values:
+        match = _NAMED.match(value)
+        if match is None:
+            unnamed.append(value)
+            continue
+        name = match["name"]
+        if name in sources or name == DEFAULT_IMAGERY_NAME:
+            raise InputError(f"--imagery {name}=...: the name {name!r} is " + ("given twice" if name in sources else "the default source's"))
+        try:
+            entry = parse_source_entry(name, match["source"])
+        except ImagerySourcesError as exc:
+            raise InputError(f"--imagery {exc}") from None
+        if not entry.is_template:
+            if "s3://" in entry.source and "," in entry.source:
+                raise InputError(f"--imagery {name}: a mosaic on S3 cannot be used by the embedded run (use local files)")
+            try:
+                open_geotiff_source(entry.source, session=session, capture_date=entry.date).close()
+            except GeoTiffError as exc:
+                raise InputError(f"--imagery {name}: {exc}") from None
+            parts = [p.strip() for p in entry.source.split(",")]
+            entry = replace(entry, source=",".join(p if "://" in p else str(Path(p).resolve()) for p in parts))
+        sources[name] = entry
+    if len(unnamed) > 1:
+        raise InputError(f"--imagery without NAME= given {len(unnamed)} times: one default source at most "
+                         "(name the others: --imagery NAME=SOURCE)")
+    return sources, (unnamed[0] if unnamed else None)
 
 
 def validate_imagery(source: str | None, bands: str | None = None, session=None) -> Imagery | None:
@@ -249,7 +304,11 @@ def validated_inputs(args, session=None) -> RunInputs:
     from looking_glass.tiling.aoi import AoiError, parse_aoi
 
     inputs = RunInputs()
-    inputs.imagery = validate_imagery(getattr(args, "imagery", None), getattr(args, "bands", None), session)
+    imagery = getattr(args, "imagery", None)
+    if isinstance(imagery, list):  # `up`: [NAME=]SOURCE, repeated
+        inputs.sources, unnamed = validate_named_imagery(imagery, session)
+        imagery = unnamed
+    inputs.imagery = validate_imagery(imagery, getattr(args, "bands", None), session)
     inputs.model = validate_model(getattr(args, "model", "") or "")
     truth_path = getattr(args, "truth", None)
     if truth_path and inputs.imagery is None:

@@ -1,13 +1,21 @@
 """The tile enumerator: one uploaded AOI becomes a job record, work units on SQS, and workers.
 
 Pure logic behind the Lambda handler (``lambdas/tile_enumerator``). Idempotent: the job id comes
-from bucket/key/version, so a duplicate S3 event finds its job and enqueues nothing twice; an
-invocation that died half-way (job still ENQUEUEING) is finished by the redelivery, and any
-message sent twice is harmless because tile results are written once per tile.
+from the AOI object's bucket, key and content (:func:`job_id_for_aoi`), so a duplicate S3 event
+finds its job and enqueues nothing twice; an invocation that died half-way (job still ENQUEUEING)
+is finished by the redelivery, and any message sent twice is harmless because tile results are
+written once per tile.
+
+Job identity: the uploaded content includes the job's inputs (the ``"looking_glass"`` member
+``submit`` writes: the registered imagery source and the active model, see
+:func:`looking_glass.tiling.aoi.job_inputs`), so a job is the same job only for the same AOI,
+imagery source and model; ``submit`` computes the id before uploading and says which job already
+holds the results of the very same inputs (``--rerun`` adds a timestamp: a new job).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -71,13 +79,26 @@ def objects_from_s3_event(event: dict) -> list[AoiObject]:
     return out
 
 
+def job_id_for_aoi(bucket: str, key: str, data: bytes) -> str:
+    """The id of the job of AOI ``data`` uploaded to ``bucket``/``key``: the same bytes (shape,
+    imagery and model members) under the same key are the same job; any change is a new one.
+    A SHA-256 of the content, not the ETag (which is no content hash with SSE-KMS), so ``submit``
+    can compute it before uploading."""
+    return job_id_for(bucket, key, "sha256:" + hashlib.sha256(data).hexdigest())
+
+
 def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
     """Upload AOI bytes (GeoJSON) as ``<TRIGGER_PREFIX><filename>`` to the trigger ``bucket``
     with the boto3 S3 client ``s3``; returns the id of the job the upload starts
-    (:func:`looking_glass.pipeline.store.job_id_for` of the object's ETag)."""
+    (:func:`job_id_for_aoi`)."""
     key = f"{TRIGGER_PREFIX}{filename}"
-    resp = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
-    return job_id_for(bucket, key, resp["ETag"])
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
+    return job_id_for_aoi(bucket, key, data)
+
+
+def unknown_imagery_reason(name: str, registered) -> str:
+    """The one error line for an imagery source name the deployment did not register."""
+    return f"unknown imagery source {name!r}: not registered with this deployment (registered: {', '.join(sorted(registered))})"
 
 
 class _Replaced(Exception):
@@ -99,21 +120,30 @@ class Enumerator:
 
     def process(self, obj: AoiObject) -> dict:
         """Turn one AOI object into a job; returns the job record. Never raises for bad input."""
-        job_id = job_id_for(obj.bucket, obj.key, obj.etag)
+        source = {"aoi_bucket": obj.bucket, "aoi_key": obj.key, "aoi_version": obj.version or ""}
+        default_name = obj.key.rsplit("/", 1)[-1].removesuffix(".geojson")
+        try:
+            data = self._read(obj)
+        except AoiError as exc:  # the content is unknown: the upload's ETag names the job
+            job_id = job_id_for(obj.bucket, obj.key, obj.etag)
+            job = self.store.get_job(job_id)
+            if job and job["status"] in (RUNNING, COMPLETE, FAILED):
+                return job
+            return self._reject(job_id, job, str(exc), {**source, "name": default_name})
+        job_id = job_id_for_aoi(obj.bucket, obj.key, data)
         job = self.store.get_job(job_id)
         if job and job["status"] in (RUNNING, COMPLETE, FAILED):
             log.info("job %s already %s: duplicate event ignored", job_id, job["status"])
             return job
-        source = {"aoi_bucket": obj.bucket, "aoi_key": obj.key, "aoi_version": obj.version or ""}
-        default_name = obj.key.rsplit("/", 1)[-1].removesuffix(".geojson")
-
         try:
-            data = self._read(obj)
             aoi = parse_aoi(data, default_name=default_name)
         except AoiError as exc:
             return self._reject(job_id, job, str(exc), {**source, "name": default_name})
 
-        attrs = {**source, "name": aoi.name, "warnings": aoi.warnings, "zoom": ZOOM}
+        imagery = aoi.imagery or self.settings.default_imagery
+        attrs = {**source, "name": aoi.name, "warnings": aoi.warnings, "zoom": ZOOM, "imagery": imagery, "model": aoi.model}
+        if imagery not in self.settings.imagery_names:  # only registered sources, never a URL
+            return self._reject(job_id, job, unknown_imagery_reason(imagery, self.settings.imagery_names), attrs)
         try:
             runs = cover_within_limits(aoi.geometry, ZOOM, self.settings.max_tiles_per_job)
         except TileCapError as exc:
@@ -127,7 +157,7 @@ class Enumerator:
             if not self.store.create_job(job_id, attrs):
                 return self.store.get_job(job_id)  # a concurrent duplicate got there first
 
-        messages = self.enqueue(job_id, runs)
+        messages = self.enqueue(job_id, runs, aoi.imagery)
         workers = self.settings.workers_for(total)
         worker_job = self.launcher.launch(job_id, workers)
         self.store.update_job(
@@ -206,13 +236,13 @@ class Enumerator:
             self.store.fail_job(job_id, reason)
         return self.store.get_job(job_id)
 
-    def enqueue(self, job_id: str, runs) -> int:
+    def enqueue(self, job_id: str, runs, imagery: str | None = None) -> int:
         """Send every work unit, 10 per request, from a bounded pool of threads.
 
         Units are generated lazily and at most a few thousand requests are in flight, so memory
         stays flat however large the AOI; a country-scale job is tens of thousands of requests.
         """
-        units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message)
+        units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message, imagery)
         batches = _chunks((u.to_json() for u in units), SQS_BATCH)
         sent = 0
         with ThreadPoolExecutor(self.settings.enqueue_threads, thread_name_prefix="enqueue") as pool:

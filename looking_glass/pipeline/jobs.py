@@ -17,12 +17,19 @@ import numpy as np
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import ZOOM, quadkey
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
-from looking_glass.pipeline.enumerator import MAX_AOI_BYTES, SQS_BATCH, upload_aoi
-from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore
+from looking_glass.pipeline.enumerator import (
+    MAX_AOI_BYTES,
+    SQS_BATCH,
+    job_id_for_aoi,
+    unknown_imagery_reason,
+    upload_aoi,
+)
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, utc_now
 from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
+from looking_glass.runtime.imagery_sources import DEFAULT_IMAGERY_NAME, ImagerySourcesError, check_source_name
 from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
-from looking_glass.tiling.aoi import AoiError, parse_aoi
+from looking_glass.tiling.aoi import INPUTS_MEMBER, AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -62,9 +69,13 @@ def get_job(store: ResultsStore, job_id: str) -> dict:
 
 
 # ---- submit -------------------------------------------------------------------------------------
-def prepare_submission(data: bytes, filename: str, label: str | None = None) -> tuple[bytes, str, object, int]:
+def prepare_submission(data: bytes, filename: str, label: str | None = None,
+                       inputs: dict | None = None) -> tuple[bytes, str, object, int]:
     """Validate an AOI with the enumerator's own rules; returns (bytes to upload, object name
-    under the trigger prefix, the parsed AOI, its zoom-18 tile count). Raises JobError."""
+    under the trigger prefix, the parsed AOI, its zoom-18 tile count). ``inputs`` (imagery
+    name, model URI, rerun time) go into the document's ``"looking_glass"`` member, so they are
+    part of the job's identity (:func:`looking_glass.pipeline.enumerator.job_id_for_aoi`).
+    Raises JobError."""
     if len(data) > MAX_AOI_BYTES:
         raise JobError(f"AOI file is {len(data)} bytes, above the {MAX_AOI_BYTES} byte limit")
     if label is not None and not LABEL_PATTERN.match(label):
@@ -76,12 +87,16 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None) -> 
         aoi = parse_aoi(data, default_name=label or stem)
     except AoiError as exc:
         raise JobError(f"AOI refused: {exc}") from None
-    if label is not None:
-        # The enumerator names a job after the GeoJSON's own "name" member first.
+    if label is not None or inputs:
         doc = json.loads(data.decode("utf-8-sig"))
-        doc["name"] = label
+        if label is not None:
+            # The enumerator names a job after the GeoJSON's own "name" member first.
+            doc["name"] = label
+            aoi.name = label
+        if inputs:
+            doc[INPUTS_MEMBER] = inputs
+            aoi.imagery, aoi.model = inputs.get("imagery"), inputs.get("model", "")
         data = json.dumps(doc).encode()
-        aoi.name = label
     from looking_glass.tiling.plan import cover_within_limits, job_tile_cap
 
     try:  # the enumerator's limits and reasons (tile cap, cover work, zero tiles)
@@ -92,17 +107,43 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None) -> 
     return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
 
 
-def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None) -> dict:
-    """Upload an AOI (GeoJSON bytes) to the trigger bucket; returns the job id and what was sent."""
-    body, name, aoi, tiles = prepare_submission(data, filename, label)
-    job_id = upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
-    return {
-        "job_id": job_id,
-        "key": f"s3://{dep.resources.trigger_bucket}/{TRIGGER_PREFIX}{name}",
+def check_imagery_name(dep: JobDeployment, imagery: str | None) -> None:
+    """JobError unless ``imagery`` (None: the default) can name one of the deployment's sources;
+    only the name's form is checked where the registry is not known here (a stack: its
+    enumerator refuses an unregistered name, and the job FAILS with the same reason)."""
+    if imagery is None:
+        return
+    try:
+        check_source_name(imagery, "--imagery")
+    except ImagerySourcesError as exc:
+        raise JobError(str(exc)) from None
+    registry = getattr(dep, "imagery_sources", None)
+    if registry is not None and imagery not in registry and imagery != DEFAULT_IMAGERY_NAME:
+        raise JobError(f"--imagery: {unknown_imagery_reason(imagery, [*registry, DEFAULT_IMAGERY_NAME])}")
+
+
+def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None,
+           imagery: str | None = None, model: str = "", rerun: bool = False) -> dict:
+    """Upload an AOI (GeoJSON bytes) to the trigger bucket as a job on the registered ``imagery``
+    source (None: the default) with the active ``model`` (its URI, "" for the deployment's own);
+    returns the job id and what was sent. When a job of the very same inputs exists, nothing is
+    uploaded and ``existing`` holds its record; ``rerun`` makes a new job anyway."""
+    check_imagery_name(dep, imagery)
+    inputs = {"model": model, **({"imagery": imagery} if imagery else {}), **({"rerun": utc_now()} if rerun else {})}
+    body, name, aoi, tiles = prepare_submission(data, filename, label, inputs)
+    key = f"{TRIGGER_PREFIX}{name}"
+    out = {
+        "job_id": job_id_for_aoi(dep.resources.trigger_bucket, key, body),
+        "key": f"s3://{dep.resources.trigger_bucket}/{key}",
         "name": aoi.name,
         "tiles": tiles,
         "warnings": list(aoi.warnings),
+        "existing": None,
     }
+    out["existing"] = store_for(dep).get_job(out["job_id"])
+    if out["existing"] is None:
+        upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
+    return out
 
 
 def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progress: bool = True,
@@ -386,7 +427,8 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
             QueueUrl=dep.resources.tile_dlq_url,
             Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(chunk)],
         )
-    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message)] if todo else []
+    imagery = job.get("imagery") or None  # the job's own source, as its first units had
+    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message, imagery)] if todo else []
     for i in range(0, len(units), SQS_BATCH):
         resp = sqs.send_message_batch(
             QueueUrl=dep.resources.tile_queue_url,

@@ -24,9 +24,10 @@ from botocore.config import Config
 from PIL import Image
 
 from looking_glass.grid import quadkey
+from looking_glass.imagery.catalog import ImageryCatalog
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError
-from looking_glass.imagery.xyz import open_imagery, public_imagery_name  # noqa: F401
+from looking_glass.imagery.xyz import ImagerySourceError, open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
 from looking_glass.outlines.vectorize import building_count
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
@@ -59,6 +60,9 @@ class Prefetched:
     unit: WorkUnit
     tiles: list[FetchedTile]
     transient: str | None  # some tiles could not be fetched now: leave the message for redelivery
+    # The source the tiles came from, as stored: {"imagery": public name (never a token),
+    # "imagery_name": its registered name}.
+    imagery: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -94,9 +98,11 @@ class Worker:
         self.resources = resources
         self.settings = settings
         self.segmenter = segmenter
-        # The imagery source (URL template, with its token, or a GeoTIFF): main.py opens it
-        # before loading the model so that a bad source fails fast; else it is opened here.
-        self.fetcher = fetcher if fetcher is not None else open_imagery(settings, session)
+        # The imagery sources by name (imagery.catalog), each opened once. The default one (URL
+        # template, with its token, or a GeoTIFF): main.py opens it before loading the model so
+        # that a bad source fails fast; else it is opened here.
+        self.catalog = ImageryCatalog(settings, session, default_source=fetcher)
+        self.fetcher = self.catalog.get(None)
         self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
         self.stop_event = threading.Event()
         self.heartbeat = VisibilityHeartbeat(
@@ -206,6 +212,11 @@ class Worker:
         except MalformedMessage as exc:
             self._dead_letter(message, str(exc))
             return None
+        try:  # only registered names: never a fetch of anything else
+            source = self.catalog.get(unit.imagery)
+        except ImagerySourceError as exc:
+            self._dead_letter(message, str(exc))
+            return None
         tiles = unit.tiles()
         keys = {quadkey(x, y, z): (x, y, z) for x, y, z in tiles}
         already = self.store.final_quadkeys(unit.job_id, list(keys))
@@ -213,20 +224,21 @@ class Worker:
         self.stats.tiles_seen += len(tiles)
         fetched: list[FetchedTile] = []
         transient = None
-        for outcome in self.pool.map(self._fetch_safe, todo):
+        for outcome in self.pool.map(lambda tile: self._fetch_safe(tile, source), todo):
             if isinstance(outcome, TransientTileError):
                 transient = str(outcome)
             else:
                 fetched.append(outcome)
-        return Prefetched(message, unit, fetched, transient)
+        imagery = {"imagery": source.public_name, "imagery_name": unit.imagery or self.catalog.default_name}
+        return Prefetched(message, unit, fetched, transient, imagery)
 
-    def _fetch_safe(self, tile):
+    def _fetch_safe(self, tile, source):
         """One tile from the source: a FetchedTile, or a TransientTileError (the unit is kept for
         redelivery). Never raises: one bad tile never stops the worker (decode errors are already
         the tile's ``failed`` status; anything else unexpected is treated as transient, so the
         unit is retried and, if it keeps failing, dead-lettered)."""
         try:
-            return self.fetcher.fetch(*tile)
+            return source.fetch(*tile)
         except TransientTileError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - logged; the unit goes round again
@@ -283,7 +295,7 @@ class Worker:
         item, unit = inferred.item, inferred.item.unit
         for upload in inferred.uploads:  # masks are stored before the results that point at them
             upload.result()
-        provenance = {**self.provenance, "zoom": unit.zoom, "processed_at": utc_now()}
+        provenance = {**self.provenance, **item.imagery, "zoom": unit.zoom, "processed_at": utc_now()}
         stored = self.store.record_tiles(unit.job_id, inferred.results, provenance)
         self.stats.tiles_new += stored
         emit_tiles_done(stored)  # the dashboard's tiles-per-minute metric (EMF on stdout)

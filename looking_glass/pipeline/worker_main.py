@@ -33,11 +33,13 @@ def main() -> int:
         log.error("bad worker settings: %s", exc)
         return 2
     session = boto3.session.Session()
-    from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
+    from looking_glass.imagery.catalog import ImageryCatalog
+    from looking_glass.imagery.xyz import ImagerySourceError
 
     try:
-        # Before the model (slow to load): the token secret and the GeoTIFF are checked first.
-        fetcher = open_imagery(settings, session)
+        # Before the model (slow to load): the token secret and the default source are checked
+        # first (other registered sources are opened when a unit first names them).
+        fetcher = ImageryCatalog(settings, session).get(None)
     except ImagerySourceError as exc:  # the message never holds the token
         log.error("bad imagery source: %s", exc)
         return 2

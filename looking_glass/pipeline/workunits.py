@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from looking_glass.runtime.defaults import MAX_TILES_PER_MESSAGE
+from looking_glass.runtime.imagery_sources import IMAGERY_NAME
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
@@ -29,6 +30,8 @@ class WorkUnit:
     job_id: str
     zoom: int
     runs: tuple[tuple[int, int, int], ...]
+    # The registered imagery source's name (runtime.imagery_sources); None: the default.
+    imagery: str | None = None
 
     @property
     def tile_count(self) -> int:
@@ -41,14 +44,15 @@ class WorkUnit:
 
     def to_json(self) -> str:
         """The message body (compact JSON with the schema version ``v``)."""
-        return json.dumps(
-            {"v": SCHEMA_VERSION, "job_id": self.job_id, "z": self.zoom, "runs": self.runs},
-            separators=(",", ":"),
-        )
+        doc = {"v": SCHEMA_VERSION, "job_id": self.job_id, "z": self.zoom, "runs": self.runs}
+        if self.imagery:
+            doc["imagery"] = self.imagery
+        return json.dumps(doc, separators=(",", ":"))
 
 
-def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int):
-    """Yield work units of at most ``tiles_per_message`` tiles, splitting long runs."""
+def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int, imagery: str | None = None):
+    """Yield work units of at most ``tiles_per_message`` tiles, splitting long runs, each naming
+    the ``imagery`` source (None: the deployment's default)."""
     if tiles_per_message < 1:
         raise ValueError("tiles_per_message must be at least 1")
     batch: list[tuple[int, int, int]] = []
@@ -60,10 +64,10 @@ def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int):
             x0 += take
             room -= take
             if room == 0:
-                yield WorkUnit(job_id, zoom, tuple(batch))
+                yield WorkUnit(job_id, zoom, tuple(batch), imagery)
                 batch, room = [], tiles_per_message
     if batch:
-        yield WorkUnit(job_id, zoom, tuple(batch))
+        yield WorkUnit(job_id, zoom, tuple(batch), imagery)
 
 
 def parse_work_unit(body: str) -> WorkUnit:
@@ -98,7 +102,10 @@ def parse_work_unit(body: str) -> WorkUnit:
         if not (0 <= y < n and 0 <= x0 < x1 <= n):
             raise MalformedMessage(f"run {run!r} is outside zoom {zoom}")
         checked.append((y, x0, x1))
-    unit = WorkUnit(job_id, zoom, tuple(checked))
+    imagery = doc.get("imagery")
+    if imagery is not None and (not isinstance(imagery, str) or not IMAGERY_NAME.match(imagery)):
+        raise MalformedMessage(f"invalid imagery source name {str(imagery)[:100]!r}")
+    unit = WorkUnit(job_id, zoom, tuple(checked), imagery)
     if unit.tile_count > MAX_TILES_PER_MESSAGE:
         raise MalformedMessage(f"{unit.tile_count} tiles exceed {MAX_TILES_PER_MESSAGE} per message")
     return unit

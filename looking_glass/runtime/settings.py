@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from looking_glass.runtime.defaults import (
@@ -19,21 +19,23 @@ from looking_glass.runtime.defaults import (
     MAX_TILES_PER_MESSAGE,
     workers_for,
 )
-from looking_glass.runtime.parsing import ParseError, Variables
+from looking_glass.runtime.imagery_sources import (  # noqa: F401 - part of this module's interface
+    DEFAULT_IMAGERY_NAME,
+    ENV_DEFAULT_IMAGERY,
+    ENV_IMAGERY_SOURCES,
+    GEOTIFF_SUFFIXES,
+    MOSAIC_DOCUMENT_SUFFIXES,
+    TEMPLATE_FIELD,
+    TEMPLATE_FIELDS,
+    ImagerySource,
+    SettingsError,
+    parse_sources,
+    validate_geotiff_source,
+    validate_tile_url_template,
+)
+from looking_glass.runtime.parsing import Variables
 from looking_glass.runtime.resources import ENV_IMAGERY_SECRET, TILE_QUEUE_VISIBILITY_TIMEOUT_S
 
-
-class SettingsError(ParseError):
-    """A runtime setting (an environment variable) is missing or invalid; the message names it."""
-
-
-# Placeholders of a tile URL template: {x}, {y} (XYZ) or {-y} (TMS, rows counted from the
-# south), {z}, and {token} (the API token read from LG_IMAGERY_SECRET; see looking_glass.imagery.xyz).
-TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
-TEMPLATE_FIELDS = ("x", "y", "-y", "z", "token")
-GEOTIFF_SUFFIXES = (".tif", ".tiff")
-# A mosaic document: a GDAL VRT, MosaicJSON or a STAC item collection (looking_glass.imagery.mosaic).
-MOSAIC_DOCUMENT_SUFFIXES = (".vrt", ".json", ".geojson")
 # Secrets Manager: a name (letters, digits, /_+=.@-) or a secret's ARN.
 SECRET_ID = re.compile(r"^([A-Za-z0-9/_+=.@-]{1,512}|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512})$")
 HTTP_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -57,56 +59,6 @@ def token_transport_ok(url: str) -> bool:
     return parts.scheme == "http" and host in LOOPBACK_HOSTS
 
 
-def validate_tile_url_template(template: str) -> str:
-    """``template`` if it is an http(s) XYZ/TMS URL with {z}, {x} and {y} (or {-y}) and no unknown
-    placeholder; else :class:`SettingsError` saying what is wrong."""
-    parts = urlsplit(template)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"tile URL template {template!r} is not an http(s) URL")
-    fields = TEMPLATE_FIELD.findall(template)
-    for name in fields:
-        if name not in TEMPLATE_FIELDS:
-            raise SettingsError(
-                f"tile URL template {template!r} has an unknown placeholder {{{name}}} "
-                f"(known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
-            )
-    for field in ("z", "x"):
-        if field not in fields:
-            raise SettingsError(f"tile URL template {template!r} lacks {{{field}}}")
-    if "y" not in fields and "-y" not in fields:
-        raise SettingsError(f"tile URL template {template!r} lacks {{y}} (or {{-y}} for TMS)")
-    if "y" in fields and "-y" in fields:
-        raise SettingsError(f"tile URL template {template!r} has both {{y}} and {{-y}}")
-    return template
-
-
-def validate_geotiff_source(source: str) -> str:
-    """A GeoTIFF/COG or a mosaic for LG_IMAGERY_GEOTIFF: a local path or s3://bucket/key ending
-    .tif/.tiff, several of them separated by commas, or one mosaic document (.vrt, MosaicJSON or
-    a STAC item collection: .json/.geojson). (Whether they exist and read as GeoTIFFs is checked
-    when the worker opens them: looking_glass.imagery.mosaic.)"""
-    parts = [p.strip() for p in source.split(",")]
-    if len(parts) == 1 and parts[0].lower().endswith(MOSAIC_DOCUMENT_SUFFIXES):
-        suffixes = MOSAIC_DOCUMENT_SUFFIXES
-    else:
-        suffixes = GEOTIFF_SUFFIXES
-    for part in parts:
-        if not part:
-            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} has an empty entry in its list")
-        if "://" in part:
-            if not part.startswith("s3://"):
-                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r}: only local paths and s3:// URIs are supported")
-            bucket, _, key = part[5:].partition("/")
-            if not bucket or not key:
-                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r} is not an s3://bucket/key address")
-        if not part.lower().endswith(suffixes):
-            raise SettingsError(
-                f"LG_IMAGERY_GEOTIFF={part!r} does not end in .tif or .tiff (a list of GeoTIFFs), "
-                "or .vrt/.json/.geojson (one mosaic document)"
-            )
-    return source
-
-
 @dataclass(frozen=True)
 class EnumeratorSettings:
     """The enumerator Lambda's settings (``LG_TILES_PER_MESSAGE``, ``LG_MAX_TILES_PER_JOB``, ...)."""
@@ -119,6 +71,9 @@ class EnumeratorSettings:
     batch_job_queue: str
     batch_job_definition: str
     enqueue_threads: int = 16
+    # The imagery sources jobs may name (LG_IMAGERY_SOURCES, plus the default) and the default.
+    imagery_names: frozenset[str] = frozenset({DEFAULT_IMAGERY_NAME})
+    default_imagery: str = DEFAULT_IMAGERY_NAME
 
     @classmethod
     def from_env(cls, environ=None) -> EnumeratorSettings:
@@ -137,6 +92,7 @@ class EnumeratorSettings:
             batch_job_queue=env.get("LG_BATCH_JOB_QUEUE", ""),
             batch_job_definition=env.get("LG_BATCH_JOB_DEFINITION", ""),
             enqueue_threads=var.integer("LG_ENQUEUE_THREADS", 16, 1, 128),
+            **_enumerator_imagery(env),
         )
         if launcher == "batch" and not (settings.batch_job_queue and settings.batch_job_definition):
             raise SettingsError("LG_BATCH_JOB_QUEUE and LG_BATCH_JOB_DEFINITION are required")
@@ -197,6 +153,10 @@ class WorkerSettings:
     imagery_bands: tuple[int, ...] | None = None  # GeoTIFF bands as R,G,B (or 1 grey band)
     imagery_secret: str = ""  # Secrets Manager secret (name or ARN) holding the API token
     imagery_token_header: str = ""  # the token's HTTP header when the template has no {token}
+    # Named sources a work unit may choose (LG_IMAGERY_SOURCES) and the one units without a name
+    # use (LG_DEFAULT_IMAGERY; the template/GeoTIFF above, when set, is registered under it).
+    imagery_sources: dict[str, ImagerySource] = field(default_factory=dict)
+    default_imagery: str = DEFAULT_IMAGERY_NAME
     # A unit left for redelivery (imagery temporarily failing) is visible again after this.
     retry_delay_s: int = 30
     # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
@@ -211,11 +171,20 @@ class WorkerSettings:
         env = os.environ if environ is None else environ
         template = env.get("LG_TILE_URL_TEMPLATE", "")
         geotiff = env.get("LG_IMAGERY_GEOTIFF", "")
-        if not template and not geotiff:
-            raise SettingsError("LG_TILE_URL_TEMPLATE is required (or LG_IMAGERY_GEOTIFF for a GeoTIFF source)")
+        sources = parse_sources(env.get(ENV_IMAGERY_SOURCES))
+        if not template and not geotiff and not sources:
+            raise SettingsError(
+                "LG_TILE_URL_TEMPLATE is required (or LG_IMAGERY_GEOTIFF for a GeoTIFF source, or "
+                f"{ENV_IMAGERY_SOURCES} for named sources)"
+            )
         if template and geotiff:
             raise SettingsError("set LG_TILE_URL_TEMPLATE or LG_IMAGERY_GEOTIFF, not both")
-        imagery = _imagery_settings(env, template, geotiff)
+        if template or geotiff:
+            imagery = _imagery_settings(env, template, geotiff)
+            _check_registry_tokens(sources, imagery["imagery_secret"])
+        else:
+            imagery = _registry_token_settings(env, sources)
+        imagery.update(imagery_sources=sources, default_imagery=_default_imagery(env, sources, bool(template or geotiff)))
         var = Variables(env, SettingsError)
         return cls(
             **imagery,
@@ -236,6 +205,57 @@ class WorkerSettings:
             mixed_precision=var.boolean("LG_MIXED_PRECISION", False),
             model_runtime=ModelRuntimeSettings.from_env(env),
         )
+
+
+def _enumerator_imagery(env) -> dict:
+    """The enumerator's view of the registry: the names jobs may give, and the default."""
+    sources = parse_sources(env.get(ENV_IMAGERY_SOURCES))
+    default = env.get(ENV_DEFAULT_IMAGERY, "") or DEFAULT_IMAGERY_NAME
+    return {"imagery_names": frozenset({*sources, default}), "default_imagery": default}
+
+
+def _default_imagery(env, sources: dict[str, ImagerySource], has_single: bool) -> str:
+    """The name of the source units without one use: LG_DEFAULT_IMAGERY, checked."""
+    default = env.get(ENV_DEFAULT_IMAGERY, "")
+    if has_single:
+        # LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF is the default source, under this name.
+        name = default or DEFAULT_IMAGERY_NAME
+        if name in sources:
+            raise SettingsError(
+                f"{ENV_IMAGERY_SOURCES} registers {name!r} and LG_TILE_URL_TEMPLATE/LG_IMAGERY_GEOTIFF "
+                f"is set too: name the default one way only ({ENV_DEFAULT_IMAGERY})"
+            )
+        return name
+    if not default:
+        raise SettingsError(
+            f"{ENV_DEFAULT_IMAGERY} is required when every source is registered in {ENV_IMAGERY_SOURCES} "
+            f"(one of {', '.join(sorted(sources))})"
+        )
+    if default not in sources:
+        raise SettingsError(f"{ENV_DEFAULT_IMAGERY}={default!r} is not registered (registered: {', '.join(sorted(sources))})")
+    return default
+
+
+def _registry_token_settings(env, sources: dict[str, ImagerySource]) -> dict:
+    """Imagery fields when every source is registered: the token goes into registered templates
+    with {token} only (over HTTPS); bands belong to each source."""
+    secret = env.get(ENV_IMAGERY_SECRET, "")
+    Variables(env, SettingsError).matching(ENV_IMAGERY_SECRET, SECRET_ID, "a Secrets Manager secret name or ARN")
+    for name in ("LG_IMAGERY_BANDS", "LG_IMAGERY_TOKEN_HEADER"):
+        if env.get(name):
+            raise SettingsError(f"{name} applies to LG_TILE_URL_TEMPLATE/LG_IMAGERY_GEOTIFF only (registered sources carry their own)")
+    _check_registry_tokens(sources, secret)
+    return dict(tile_url_template="", imagery_geotiff="", imagery_bands=None, imagery_secret=secret, imagery_token_header="")
+
+
+def _check_registry_tokens(sources: dict[str, ImagerySource], secret: str) -> None:
+    """A registered template with {token} needs the secret and HTTPS."""
+    for src in sources.values():
+        if src.is_template and "token" in TEMPLATE_FIELD.findall(src.source):
+            if not secret:
+                raise SettingsError(f"imagery source {src.name!r} has {{token}} but {ENV_IMAGERY_SECRET} is not set")
+            if not token_transport_ok(src.source):
+                raise SettingsError(f"imagery source {src.name!r} is not https://: the imagery token is only sent over HTTPS")
 
 
 def _imagery_settings(env, template: str, geotiff: str) -> dict:

@@ -20,6 +20,7 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import MAX_LATITUDE
+from looking_glass.runtime.imagery_sources import IMAGERY_NAME
 
 POLYGONAL = {"Polygon", "MultiPolygon"}
 GEOMETRY_TYPES = POLYGONAL | {
@@ -69,6 +70,10 @@ class Aoi:
     geometry: shapely.Geometry  # (Multi)Polygon in lon/lat degrees, clipped to web-mercator
     name: str
     warnings: list[str] = field(default_factory=list)
+    # The job's inputs beyond the shape (the top-level "looking_glass" member submit writes):
+    # the registered imagery source's name (None: the deployment's default) and the active model.
+    imagery: str | None = None
+    model: str = ""
 
 
 def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
@@ -122,7 +127,32 @@ def _parse_document(doc: dict, default_name: str) -> Aoi:
     if clipped.is_empty or clipped.area <= MIN_AREA_DEG2:
         raise AoiError("AOI has zero area inside the web-mercator latitude range (+-85.0511)")
     clipped = _polygonal_part(clipped)
-    return Aoi(geometry=clipped, name=(_name_of(doc) or default_name)[:MAX_NAME_CHARS], warnings=cap_list(warnings))
+    imagery, model = job_inputs(doc)
+    return Aoi(geometry=clipped, name=(_name_of(doc) or default_name)[:MAX_NAME_CHARS], warnings=cap_list(warnings),
+               imagery=imagery, model=model)
+
+
+# The top-level member of an AOI document that names the job's inputs (see job_inputs).
+INPUTS_MEMBER = "looking_glass"
+
+
+def job_inputs(doc: dict) -> tuple[str | None, str]:
+    """(imagery source name or None, active model URI or "") from the document's top-level
+    ``"looking_glass"`` member (``{"imagery": NAME, "model": URI, "rerun": TIME}``, written by
+    ``submit``); AoiError when it is malformed. The member is part of the uploaded bytes, so a
+    job's identity (its id) covers the imagery and model chosen."""
+    inputs = doc.get(INPUTS_MEMBER)
+    if inputs is None:
+        return None, ""
+    if not isinstance(inputs, dict):
+        raise AoiError(f"AOI member {INPUTS_MEMBER!r} must be an object ({{\"imagery\": NAME, \"model\": URI}})")
+    imagery = inputs.get("imagery")
+    if imagery is not None and (not isinstance(imagery, str) or not IMAGERY_NAME.match(imagery)):
+        raise AoiError(f"AOI member {INPUTS_MEMBER}.imagery {str(imagery)[:80]!r} is not an imagery source name")
+    model = inputs.get("model", "")
+    if not isinstance(model, str) or len(model) > 1024:
+        raise AoiError(f"AOI member {INPUTS_MEMBER}.model must be text (the active model's URI)")
+    return imagery, model
 
 
 def _union(polygons: list[Polygon]) -> shapely.Geometry:

@@ -204,15 +204,24 @@ class BatchWorkers:
                 )
             )
 
-        if config.imagery_geotiff:
-            # Read on that one object: GDAL reads it in place with ranged GETs.
-            bucket, _, key = config.imagery_geotiff[len("s3://"):].partition("/")
+        imagery_objects = config.imagery_objects()
+        if imagery_objects:
+            # Read on those objects only (a mosaic document: its folder): GDAL reads them in
+            # place with ranged GETs.
             self.job_role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["s3:GetObject"],
-                    resources=[f"arn:{Aws.PARTITION}:s3:::{bucket}/{key}"],
+                    resources=[f"arn:{Aws.PARTITION}:s3:::{obj}" for obj in imagery_objects],
                 )
             )
+            for obj in imagery_objects:
+                if obj.endswith("*"):
+                    acknowledge(
+                        self.job_role,
+                        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{obj}]",
+                        "Read (s3:GetObject only) under the folder of a registered mosaic document "
+                        "(imagery_sources): the images it names are known only when it is read.",
+                    )
 
         if config.imagery_secret_name:
             # Read on that one secret (by name: its ARN ends in a random suffix, hence -??????).

@@ -24,6 +24,7 @@ from test_deployment import create_stack, stack_outputs
 
 from looking_glass.grid import quadkey, tile_bounds
 from looking_glass.local.deployment import write_state
+from looking_glass.pipeline.enumerator import job_id_for_aoi
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore, TileResult, job_id_for
 from looking_glass.pipeline.workunits import WorkUnit, parse_work_unit
 from looking_glass.results.query import fetch_tiles
@@ -148,8 +149,8 @@ def test_submit_uploads_the_aoi_and_prints_the_lambdas_job_id(env, capsys, tmp_p
     job_id = out.strip()
     res, s3 = env["res"], env["session"].client("s3")
     key = f"{resources.TRIGGER_PREFIX}Kigali-centre.geojson"
-    head = s3.head_object(Bucket=res.trigger_bucket, Key=key)
-    assert job_id == job_id_for(res.trigger_bucket, key, head["ETag"])
+    body = s3.get_object(Bucket=res.trigger_bucket, Key=key)["Body"].read()
+    assert job_id == job_id_for_aoi(res.trigger_bucket, key, body)
     assert "'inner' (6 zoom-18 tiles)" in err
 
 
@@ -202,11 +203,11 @@ def test_submit_wait_follows_the_job_until_it_is_final(env, capsys, tmp_path):
         key = "aoi/w.geojson"
         for _ in range(200):
             try:
-                etag = s3.head_object(Bucket=res.trigger_bucket, Key=key)["ETag"]
+                body = s3.get_object(Bucket=res.trigger_bucket, Key=key)["Body"].read()
                 break
             except Exception:  # noqa: BLE001 - not uploaded yet
                 time.sleep(0.05)
-        job = job_id_for(res.trigger_bucket, key, etag)
+        job = job_id_for_aoi(res.trigger_bucket, key, body)
         store.create_job(job, {"status": RUNNING, "tiles_total": 2, "name": "waited"})
         for dx in (0, 1):
             time.sleep(0.5)

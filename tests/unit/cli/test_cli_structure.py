@@ -14,7 +14,7 @@ from looking_glass.errors import LookingGlassError
 CLI_DIR = Path(looking_glass.cli.__file__).parent
 COMMANDS = [
     "demo", "cover", "estimate", "prepare", "synth-data", "train", "evaluate", "plot", "validate",
-    "serve-synthetic", "serve-tiles", "up", "submit", "jobs", "status", "results", "retry", "map", "export", "models",
+    "serve-synthetic", "serve-tiles", "aoi", "up", "submit", "jobs", "status", "results", "retry", "map", "export", "models",
 ]
 
 

@@ -216,3 +216,29 @@ def test_serve_tiles_serves_a_mosaic_and_refuses_a_bad_one(tmp_path, scenes):
     bad = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "serve-tiles", f"{old},x.png"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "'x.png' does not end in .tif or .tiff" in bad.stderr
+
+
+def test_the_aoi_command_prints_the_footprint_of_an_image_or_a_mosaic(tmp_path, scenes):
+    import subprocess
+    import sys
+
+    import shapely.geometry
+
+    from looking_glass.grid import tile_bounds
+    from looking_glass.tiling.aoi import parse_aoi
+    from looking_glass.tiling.cover import count_tiles, tile_runs
+
+    old, new = scenes
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "aoi", f"{new},{old}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    aoi = parse_aoi(proc.stdout.encode())
+    assert aoi.name == "new footprint"
+    # The union of both images is exactly tiles X and X+1 (old.tif): in lon/lat, those two tiles.
+    w, s, _, n = tile_bounds(X, Y, Z)
+    e = tile_bounds(X + 1, Y, Z)[2]
+    assert aoi.geometry.symmetric_difference(shapely.geometry.box(w, s, e, n)).area < 1e-6 * aoi.geometry.area
+    assert count_tiles(tile_runs(aoi.geometry)) <= 4
+    bad = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "aoi", str(tmp_path / "none.tif")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "none.tif: no such file" in bad.stderr and bad.stdout == ""

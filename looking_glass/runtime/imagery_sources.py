@@ -1,0 +1,251 @@
+"""Named imagery sources: the registry a deployment offers its jobs (``imagery_sources``).
+
+The deployment registers sources by name (CDK context ``imagery_sources`` and
+``default_imagery``; ``looking-glass up --imagery NAME=SOURCE``); a job names one
+(``submit --imagery NAME``) and its work units carry the name, never a URL or path, so a job can
+only make the workers read what the deployment registered. Workers and the enumerator receive the
+registry as JSON in ``LG_IMAGERY_SOURCES`` and the default's name in ``LG_DEFAULT_IMAGERY``.
+
+A registry is a JSON object mapping a name (1-64 letters, digits, ``.``, ``_``, ``-``, starting
+with a letter or digit) to a source: either text (``SOURCE`` or ``SOURCE@YYYY-MM-DD``) or an
+object ``{"source": ..., "date": "YYYY-MM-DD", "bands": "3,2,1"}``. A source is an XYZ/TMS URL
+template, or a GeoTIFF/COG or mosaic (local or ``s3://``; see docs/imagery.md). ``date`` is the
+capture date (a mosaic's STAC dates win over it; it wins over a TIFF tag).
+
+Every problem is one :class:`ImagerySourcesError` line naming the entry. The checks of one
+source (:func:`validate_tile_url_template`, :func:`validate_geotiff_source`) live here too, and
+:class:`SettingsError`, which :mod:`looking_glass.runtime.settings` re-exports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from looking_glass.runtime.parsing import ParseError, Parsers
+
+__all__ = [
+    "GEOTIFF_SUFFIXES",
+    "MOSAIC_DOCUMENT_SUFFIXES",
+    "TEMPLATE_FIELD",
+    "TEMPLATE_FIELDS",
+    "SettingsError",
+    "validate_geotiff_source",
+    "validate_tile_url_template",
+    "DEFAULT_IMAGERY_NAME",
+    "ENV_DEFAULT_IMAGERY",
+    "ENV_IMAGERY_SOURCES",
+    "IMAGERY_NAME",
+    "CaptureDateError",
+    "ImagerySource",
+    "ImagerySourcesError",
+    "check_source_name",
+    "encode_sources",
+    "parse_capture_date",
+    "parse_source_entry",
+    "parse_sources",
+]
+
+ENV_IMAGERY_SOURCES = "LG_IMAGERY_SOURCES"
+ENV_DEFAULT_IMAGERY = "LG_DEFAULT_IMAGERY"
+# The name of the deployment's single source (LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF, or the
+# cdk.json tile_url_template / imagery_geotiff) when LG_DEFAULT_IMAGERY gives none.
+DEFAULT_IMAGERY_NAME = "default"
+IMAGERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# NAME=SOURCE@DATE on the command line: the date is the last "@YYYY-MM-DD..." of the text.
+_AT_DATE = re.compile(r"^(?P<source>.+)@(?P<date>\d{4}-\d{2}-\d{2}[^@/]*)$")
+_TIFF_FORMAT = "%Y:%m:%d %H:%M:%S"
+
+
+class SettingsError(ParseError):
+    """A runtime setting (an environment variable) is missing or invalid; the message names it."""
+
+
+# Placeholders of a tile URL template: {x}, {y} (XYZ) or {-y} (TMS, rows counted from the
+# south), {z}, and {token} (the API token read from LG_IMAGERY_SECRET; see looking_glass.imagery.xyz).
+TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+TEMPLATE_FIELDS = ("x", "y", "-y", "z", "token")
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+# A mosaic document: a GDAL VRT, MosaicJSON or a STAC item collection (looking_glass.imagery.mosaic).
+MOSAIC_DOCUMENT_SUFFIXES = (".vrt", ".json", ".geojson")
+
+
+def validate_tile_url_template(template: str) -> str:
+    """``template`` if it is an http(s) XYZ/TMS URL with {z}, {x} and {y} (or {-y}) and no unknown
+    placeholder; else :class:`SettingsError` saying what is wrong."""
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"tile URL template {template!r} is not an http(s) URL")
+    fields = TEMPLATE_FIELD.findall(template)
+    for name in fields:
+        if name not in TEMPLATE_FIELDS:
+            raise SettingsError(
+                f"tile URL template {template!r} has an unknown placeholder {{{name}}} "
+                f"(known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
+            )
+    for field in ("z", "x"):
+        if field not in fields:
+            raise SettingsError(f"tile URL template {template!r} lacks {{{field}}}")
+    if "y" not in fields and "-y" not in fields:
+        raise SettingsError(f"tile URL template {template!r} lacks {{y}} (or {{-y}} for TMS)")
+    if "y" in fields and "-y" in fields:
+        raise SettingsError(f"tile URL template {template!r} has both {{y}} and {{-y}}")
+    return template
+
+
+def validate_geotiff_source(source: str) -> str:
+    """A GeoTIFF/COG or a mosaic for LG_IMAGERY_GEOTIFF: a local path or s3://bucket/key ending
+    .tif/.tiff, several of them separated by commas, or one mosaic document (.vrt, MosaicJSON or
+    a STAC item collection: .json/.geojson). (Whether they exist and read as GeoTIFFs is checked
+    when the worker opens them: looking_glass.imagery.mosaic.)"""
+    parts = [p.strip() for p in source.split(",")]
+    if len(parts) == 1 and parts[0].lower().endswith(MOSAIC_DOCUMENT_SUFFIXES):
+        suffixes = MOSAIC_DOCUMENT_SUFFIXES
+    else:
+        suffixes = GEOTIFF_SUFFIXES
+    for part in parts:
+        if not part:
+            raise SettingsError(f"LG_IMAGERY_GEOTIFF={source!r} has an empty entry in its list")
+        if "://" in part:
+            if not part.startswith("s3://"):
+                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r}: only local paths and s3:// URIs are supported")
+            bucket, _, key = part[5:].partition("/")
+            if not bucket or not key:
+                raise SettingsError(f"LG_IMAGERY_GEOTIFF={part!r} is not an s3://bucket/key address")
+        if not part.lower().endswith(suffixes):
+            raise SettingsError(
+                f"LG_IMAGERY_GEOTIFF={part!r} does not end in .tif or .tiff (a list of GeoTIFFs), "
+                "or .vrt/.json/.geojson (one mosaic document)"
+            )
+    return source
+
+
+class ImagerySourcesError(SettingsError):
+    """The imagery registry, one of its entries, or a source name is not usable (says which)."""
+
+
+class CaptureDateError(ImagerySourcesError):
+    """A capture date that does not parse (the message names its source and the forms accepted)."""
+
+
+def parse_capture_date(text: str, label: str) -> datetime:
+    """``text`` as a naive UTC datetime: ``YYYY-MM-DD``, an ISO 8601 date-time (``Z`` or an
+    offset is converted to UTC) or the TIFF ``YYYY:MM:DD HH:MM:SS``. Raises
+    :class:`CaptureDateError` naming ``label`` (the file, item or source it came from)."""
+    if not isinstance(text, str) or not text.strip():
+        raise CaptureDateError(f"{label}: capture date {text!r} is not a date (use YYYY-MM-DD)")
+    value = text.strip()
+    try:
+        parsed = datetime.strptime(value, _TIFF_FORMAT)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        except ValueError:
+            raise CaptureDateError(
+                f"{label}: capture date {value!r} does not parse "
+                "(use YYYY-MM-DD, an ISO 8601 date-time, or the TIFF form YYYY:MM:DD HH:MM:SS)"
+            ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+@dataclass(frozen=True)
+class ImagerySource:
+    """One registered source: ``name``, ``source`` (URL template, or GeoTIFF/mosaic spec),
+    capture ``date`` as given (None: from the files), GeoTIFF ``bands`` (None: the default)."""
+
+    name: str
+    source: str
+    date: str | None = None
+    bands: tuple[int, ...] | None = None
+
+    @property
+    def is_template(self) -> bool:
+        """Whether the source is an http(s) URL template (else GeoTIFFs)."""
+        return self.source.startswith(("http://", "https://"))
+
+    def to_json(self) -> dict:
+        """The entry as the registry's JSON object."""
+        out: dict = {"source": self.source}
+        if self.date:
+            out["date"] = self.date
+        if self.bands:
+            out["bands"] = ",".join(map(str, self.bands))
+        return out
+
+
+def check_source_name(name: object, label: str = "imagery source name") -> str:
+    """``name`` if it can name a source, else :class:`ImagerySourcesError`."""
+    if not isinstance(name, str) or not IMAGERY_NAME.match(name):
+        raise ImagerySourcesError(
+            f"{label} {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def _check_source(name: str, source: str) -> None:
+    try:
+        if source.startswith(("http://", "https://")):
+            validate_tile_url_template(source)
+        else:
+            validate_geotiff_source(source)
+    except SettingsError as exc:
+        raise ImagerySourcesError(f"imagery source {name!r}: {str(exc).replace('LG_IMAGERY_GEOTIFF=', '')}") from None
+
+
+def parse_source_entry(name: str, value: object) -> ImagerySource:
+    """One registry entry (text ``SOURCE[@DATE]`` or an object, see the module) checked."""
+    check_source_name(name)
+    date = bands = None
+    if isinstance(value, str):
+        match = _AT_DATE.match(value.strip())
+        source, date = (match["source"], match["date"]) if match else (value.strip(), None)
+    elif isinstance(value, dict):
+        unknown = sorted(set(value) - {"source", "date", "bands"})
+        if unknown:
+            raise ImagerySourcesError(f"imagery source {name!r}: unknown member(s) {', '.join(unknown)} (source, date, bands)")
+        source, date, raw_bands = value.get("source"), value.get("date"), value.get("bands")
+        if not isinstance(source, str):
+            raise ImagerySourcesError(f"imagery source {name!r}: 'source' must be text (a URL template or GeoTIFFs)")
+        if raw_bands is not None:
+            bands = Parsers(ImagerySourcesError).bands(f"imagery source {name!r} bands", str(raw_bands))
+    else:
+        raise ImagerySourcesError(f"imagery source {name!r}: give text (SOURCE or SOURCE@YYYY-MM-DD) or an object")
+    if not source:
+        raise ImagerySourcesError(f"imagery source {name!r}: empty source")
+    _check_source(name, source)
+    if date is not None:
+        parse_capture_date(date, f"imagery source {name!r}")
+    if bands is not None and source.startswith(("http://", "https://")):
+        raise ImagerySourcesError(f"imagery source {name!r}: bands apply to GeoTIFF sources only")
+    return ImagerySource(name, source, date, bands)
+
+
+def parse_sources(raw: str | dict | None, label: str = ENV_IMAGERY_SOURCES) -> dict[str, ImagerySource]:
+    """A registry (JSON text or an already-decoded object) as ``{name: ImagerySource}``; {} for
+    None or empty text. Raises :class:`ImagerySourcesError` naming ``label`` and the entry."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ImagerySourcesError(f"{label}: not JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ImagerySourcesError(f"{label}: must map source names to sources (a JSON object)")
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[name] = parse_source_entry(name, value)
+        except ImagerySourcesError as exc:
+            raise ImagerySourcesError(f"{label}: {exc}") from None
+    return out
+
+
+def encode_sources(sources: dict[str, ImagerySource]) -> str:
+    """The registry as the compact JSON of ``LG_IMAGERY_SOURCES``."""
+    return json.dumps({name: s.to_json() for name, s in sources.items()}, separators=(",", ":"), sort_keys=True)

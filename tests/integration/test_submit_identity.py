@@ -1,0 +1,97 @@
+"""`submit` and job identity against moto: the very same AOI, imagery and model name one job
+(resubmitting says which and uploads nothing), `--rerun`, another `--imagery` or another active
+model make a new one; `--imagery NAME` is checked against the embedded run's registry and,
+without an AOI, uses the source's footprint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_results_cli import X0, Y0, block_aoi, env  # noqa: F401 - a fixture
+
+from looking_glass.local.deployment import write_state
+from looking_glass.model.registry import parameter_name
+from looking_glass.pipeline.store import COMPLETE
+from looking_glass.runtime import resources
+from looking_glass.runtime.imagery_sources import parse_sources
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "imagery"))
+from test_mosaic import TILE_SIZE, write_tif  # noqa: E402
+
+
+@pytest.fixture
+def registry(env, moto_endpoint, tmp_path, monkeypatch):  # noqa: F811
+    """The embedded state file registering a GeoTIFF 'scene' and a template 'osm'."""
+    scene = write_tif(tmp_path / "scene.tif", 100, 0, 2 * TILE_SIZE, date="2021:01:01 00:00:00")
+    sources = parse_sources({"scene": str(scene), "osm": "https://tiles.example/{z}/{x}/{y}.png"})
+    write_state(Path(env["state"]), moto_endpoint, env["res"], "http://127.0.0.1:9/{z}/{x}/{y}.png", sources)
+    return env
+
+
+def objects(deployment) -> list[str]:
+    listed = deployment["session"].client("s3").list_objects_v2(Bucket=deployment["res"].trigger_bucket)
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def test_resubmitting_the_same_inputs_names_the_job_that_holds_them(registry, capsys, tmp_path):
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 2, 1))
+    code, out, _ = run_cli(capsys, "submit", str(aoi), "--imagery", "scene")
+    assert code == 0
+    first = out.strip()
+    # As the enumerator leaves it:
+    registry["store"].create_job(first, {"status": COMPLETE, "tiles_total": 2, "imagery": "scene"})
+    created = registry["store"].get_job(first)["created_at"]
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "scene")
+    assert code == 0 and out.strip() == first
+    assert f"job {first} already holds the results of this AOI, imagery and model (COMPLETE, submitted {created})" in err
+    assert "--rerun makes a new job" in err
+    code, out, _ = run_cli(capsys, "submit", str(aoi), "--imagery", "scene", "--rerun")
+    assert code == 0 and out.strip() != first
+    code, out, _ = run_cli(capsys, "submit", str(aoi))  # the default imagery: another job
+    assert code == 0 and out.strip() != first
+    uploaded = json.loads(registry["session"].client("s3").get_object(
+        Bucket=registry["res"].trigger_bucket, Key=f"{resources.TRIGGER_PREFIX}block.geojson")["Body"].read())
+    assert uploaded["looking_glass"] == {"model": ""}
+
+
+def test_a_new_active_model_is_a_new_job(registry, capsys, tmp_path):
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
+    _, before, _ = run_cli(capsys, "submit", str(aoi))
+    ssm = registry["session"].client("ssm")
+    ssm.put_parameter(Name=parameter_name(registry["res"].masks_bucket), Value="s3://m/registry/m/2/model.keras",
+                      Type="String", Overwrite=True)
+    _, after, _ = run_cli(capsys, "submit", str(aoi))
+    assert before.strip() != after.strip()
+    body = registry["session"].client("s3").get_object(
+        Bucket=registry["res"].trigger_bucket, Key=f"{resources.TRIGGER_PREFIX}block.geojson")["Body"].read()
+    assert json.loads(body)["looking_glass"]["model"] == "s3://m/registry/m/2/model.keras"
+
+
+def test_unknown_and_malformed_imagery_names_are_refused_before_upload(registry, capsys, tmp_path):
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "nowhere")
+    assert code == 1
+    assert "unknown imagery source 'nowhere': not registered with this deployment (registered: default, osm, scene)" in err
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "https://evil/{z}/{x}/{y}", "--stack", registry["stack"])
+    assert code == 1 and "--imagery 'https://evil/{z}/{x}/{y}': use 1-64 letters" in err
+    assert objects(registry) == []
+
+
+def test_submit_imagery_without_an_aoi_uses_the_footprint(registry, capsys):
+    code, out, err = run_cli(capsys, "submit", "--imagery", "scene")
+    assert code == 0, err
+    assert "'scene footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
+    assert objects(registry) == [f"{resources.TRIGGER_PREFIX}scene-footprint.geojson"]
+    code, _, err = run_cli(capsys, "submit", "--imagery", "osm")
+    assert code == 1 and "'osm' is a URL template, which has no extent: give an AOI file" in err
+    code, _, err = run_cli(capsys, "submit")
+    assert code == 1 and "give an AOI file, or --imagery NAME" in err
+    code, _, err = run_cli(capsys, "submit", "--imagery", "scene", "--stack", registry["stack"])
+    assert code == 1 and "is not known here: give an AOI" in err
