@@ -210,7 +210,8 @@ def cmd_status(args) -> int:
         return 0
     order = ("job_id", "name", "status", "reason", "worker_error", "worker_failures", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
              "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2", "created_at", "retried_at",
-             "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "deployment")
+             "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "imagery", "model",
+             "deployment")
     for key in order:
         if key in info and info[key] not in (None, ""):
             print(f"{key:18} {shown(info[key])}")

@@ -1,0 +1,95 @@
+"""Issue 18's imagery on a live embedded run, as a user drives it: `up` registers two real
+GeoTIFFs (written here, dated by their TIFF tags) as one mosaic and a URL template (with a
+registered date); one AOI is submitted against each (the mosaic's without an AOI: its
+footprint); results carry capture dates and coverage; resubmitting the same inputs names the
+job that holds them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
+
+from looking_glass.local.tileserver import SyntheticTileServer
+from looking_glass.runtime.imagery_sources import parse_sources
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "imagery"))
+from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def imagery_up(tmp_path_factory):
+    """`up --imagery city=old.tif,new.tif --imagery synth=TEMPLATE@2024-01-01` in a thread."""
+    import os
+
+    from looking_glass.local.deployment import run_embedded
+
+    tmp = tmp_path_factory.mktemp("imagery")
+    # old.tif (2020): tiles X and X+1; new.tif (2023): tile X+1 and the west half of X+2.
+    old = write_tif(tmp / "old.tif", 90, 0, 2 * TILE_SIZE, date="2020:01:02 10:00:00")
+    new = write_tif(tmp / "new.tif", 150, TILE_SIZE, TILE_SIZE + TILE_SIZE // 2, date="2023:06:01 09:30:00")
+    synthetic = SyntheticTileServer().start()
+    sources = parse_sources({"city": f"{old},{new}", "synth": f"{synthetic.url_template}@2024-01-01"})
+    state = tmp / "embedded.json"
+    stop, ready = threading.Event(), threading.Event()
+    saved = dict(os.environ)
+    thread = threading.Thread(target=run_embedded, args=(state, tmp / "run"), daemon=True, kwargs={
+        "workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5, "imagery_sources": sources})
+    thread.start()
+    assert ready.wait(60)
+    os.environ["LG_EMBEDDED_STATE"] = str(state)
+    yield tmp
+    stop.set()
+    thread.join(60)
+    synthetic.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def tiles_of(capsys, job: str) -> dict[int, dict]:
+    code, out, err = run_cli(capsys, "results", job, "--format", "csv")
+    assert code == 0, err
+    return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
+
+
+def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_up, capsys):
+    code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
+    assert code == 0, err
+    city = out.strip()
+    assert "'city footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err
+    tiles = tiles_of(capsys, city)
+    assert sorted(tiles) == [X, X + 1, X + 2] and all(int(tiles[x]["y"]) == Y for x in tiles)
+    assert all(t["status"] == "done" for t in tiles.values())
+    assert tiles[X]["capture_date"] == "2020-01-02"
+    assert tiles[X + 1]["capture_date"] == "2023-06-01"  # the newer image covers the whole tile
+    assert tiles[X + 2]["capture_date"] == "2023-06-01"
+    assert float(tiles[X]["valid_fraction"]) == 1.0
+    assert float(tiles[X + 2]["valid_fraction"]) == pytest.approx(0.5, abs=0.01)  # half outside the mosaic
+    # the density of the half tile is over the half that has imagery
+    edge = tiles[X + 2]
+    assert float(edge["done_area_m2"]) == pytest.approx(0.5 * float(tiles[X]["done_area_m2"]), rel=0.02)
+
+    aoi = imagery_up / "kigali.geojson"
+    aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth", "--wait", "--timeout", "300")
+    assert code == 0, err
+    synth = out.strip()
+    done = [t for t in tiles_of(capsys, synth).values() if t["status"] == "done"]
+    assert done and {t["capture_date"] for t in done} == {"2024-01-01"}
+    assert all(float(t["valid_fraction"]) == 1.0 for t in done)
+
+    code, out, _ = run_cli(capsys, "status", synth, "--json")
+    assert '"imagery": "synth"' in out
+
+    # The very same inputs again: the job that holds them, nothing new.
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth")
+    assert code == 0 and out.strip() == synth and f"job {synth} already holds the results" in err
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "nowhere")
+    assert code == 1 and "unknown imagery source 'nowhere'" in err
