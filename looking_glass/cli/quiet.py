@@ -1,7 +1,7 @@
 """Quiet start-up: no TensorFlow, absl or oneDNN messages on a command's standard error.
 
 TensorFlow 2.16+ prints its start-up lines (``oneDNN custom operations are on``, ``WARNING: All
-log messages before absl::InitializeLog() ...``) from C++ while ``import tensorflow`` loads its
+log messages before absl::InitializeLog() ...``) from C++ while TensorFlow's first import loads its
 shared libraries. They go straight to file descriptor 2 and ignore ``TF_CPP_MIN_LOG_LEVEL``, so
 setting the environment is not enough: :func:`quiet_start_up` also points descriptor 2 at
 ``/dev/null`` for exactly the time of that first import (an import hook, so a command that never
