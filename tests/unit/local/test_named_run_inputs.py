@@ -1,0 +1,77 @@
+"""`up --imagery [NAME=]SOURCE[@DATE]` (repeated) and `demo --imagery a.tif,b.tif`: named sources
+checked by opening them, a mosaic's footprint as the demo's AOI; every bad value one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from looking_glass.local.inputs import InputError, add_run_options, validated_inputs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "imagery"))
+from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
+
+TEMPLATE = "http://127.0.0.1:9/{z}/{x}/{y}.png"
+
+
+def up_args(*argv):
+    parser = argparse.ArgumentParser()
+    add_run_options(parser, named=True)
+    return parser.parse_args(list(argv))
+
+
+def demo_args(*argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--aoi")
+    add_run_options(parser, truth=True)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture
+def images(tmp_path):
+    a = write_tif(tmp_path / "a.tif", 100, 0, TILE_SIZE, date="2020:01:02 10:00:00")
+    b = write_tif(tmp_path / "b.tif", 200, TILE_SIZE, TILE_SIZE)
+    return a, b
+
+
+def test_named_sources_beside_the_default(images, monkeypatch):
+    a, b = images
+    monkeypatch.chdir(a.parent)
+    inputs = validated_inputs(up_args("--imagery", "city=a.tif,b.tif@2024-05-06", "--imagery", f"osm={TEMPLATE}",
+                                      "--imagery", str(a)))
+    assert inputs.imagery.kind == "geotiff" and inputs.imagery.source == str(a.resolve())
+    city = inputs.sources["city"]
+    assert city.source == f"{a.resolve()},{b.resolve()}" and city.date == "2024-05-06"
+    assert inputs.sources["osm"].is_template and inputs.sources["osm"].source == TEMPLATE
+
+
+@pytest.mark.parametrize("values, message", [
+    (["x=a.tif", "x=b.tif"], "the name 'x' is given twice"),
+    (["default=a.tif"], "the name 'default' is the default source's"),
+    (["a.tif", "b.tif"], "--imagery without NAME= given 2 times"),
+    (["x=missing.tif"], "--imagery x: missing.tif: no such file"),
+    (["x=a.tif,c.png"], "'c.png' does not end in .tif or .tiff"),
+    (["x=a.tif@2020-99-01"], "capture date '2020-99-01' does not parse"),
+    (["x=s3://bkt/a.tif,s3://bkt/b.tif"], "a mosaic on S3 cannot be used by the embedded run"),
+    (["x=https://t.example/{z}/{x}.png"], "lacks {y}"),
+])
+def test_bad_named_sources_are_one_line(images, monkeypatch, values, message):
+    monkeypatch.chdir(images[0].parent)
+    argv = [arg for v in values for arg in ("--imagery", v)]
+    with pytest.raises(InputError) as err:
+        validated_inputs(up_args(*argv))
+    assert message in str(err.value)
+
+
+def test_the_demo_runs_on_a_mosaic_and_its_footprint(images):
+    a, b = images
+    inputs = validated_inputs(demo_args("--imagery", f"{a},{b}"))
+    assert inputs.imagery.kind == "geotiff" and inputs.imagery.source == f"{a},{b}"
+    from looking_glass.tiling.aoi import parse_aoi
+    from looking_glass.tiling.cover import iter_tiles, tile_runs
+
+    aoi = parse_aoi(inputs.aoi_bytes)
+    assert list(iter_tiles(tile_runs(aoi.geometry))) == [(X, Y, 18), (X + 1, Y, 18)]  # both images' tiles, no more
