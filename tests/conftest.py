@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from looking_glass.local.embedded import LOCAL_AWS_ENV
@@ -129,6 +130,17 @@ def create_output_stack(name: str, outputs: dict[str, str]) -> None:
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
     boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def make_training_dataset(path, train_shards=2, validation_shards=1):
+    """The layout of `prepare`/`synth-data`: manifest.json plus shards per split."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "manifest.json").write_text(json.dumps({"counts": {"train": train_shards, "validation": validation_shards}}))
+    for split, count in (("train", train_shards), ("validation", validation_shards)):
+        (path / split).mkdir(exist_ok=True)
+        for i in range(count):
+            np.savez(path / split / f"shard-{i:05d}.npz", images=np.zeros((1, 8, 8, 3), np.uint8))
+    return path
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:

@@ -113,6 +113,8 @@ def iam_requests(call: Call, account: str, region: str) -> list[tuple[str, str]]
         return [("cloudformation:DescribeStacks", f"arn:aws:cloudformation:{region}:{account}:stack/{p['StackName']}/*")]
     if call.service == "batch" and call.operation in ("DescribeJobs", "ListJobs"):
         return [(f"batch:{call.operation}", "*")]  # no resource-level permissions
+    if call.service == "states" and call.operation in ("StartExecution", "DescribeExecution"):
+        return [(f"states:{call.operation}", p.get("stateMachineArn") or p["executionArn"])]
     if call.service == "ssm" and call.operation in ("GetParameter", "PutParameter"):
         name = p["Name"].lstrip("/")  # a parameter's ARN has one slash before its path
         return [(f"ssm:{call.operation}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]

@@ -36,6 +36,13 @@ NOT_RECORDED: list[tuple[str, str, str, str]] = [
      "DescribeJobs); moto's Batch runs no container, so the recorded run has no Batch job to copy"),
     ("retry", "batch:SubmitJob", "${JobDefinitionArn}",
      "as above: the stack's job definition (an older revision is inactive after a redeploy)"),
+    ("train --wait", "states:DescribeExecution",
+     "arn:aws:states:${Region}:${Account}:execution:${TrainingStateMachineName}:*",
+     "--wait polls the execution (TrainingStateMachineName: the last part of "
+     "TrainingStateMachineArn); moto's executions never finish, so the recording stops at StartExecution"),
+    ("train --wait", "s3:GetObject", "arn:aws:s3:::${TrainingBucketName}/models/*",
+     "after a successful run --wait fetches the model archive to register it (the registry's "
+     "s3:PutObject and s3:GetObject are models register's)"),
 ]
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import uuid
 
+import boto3
 import pytest
-from conftest import SAMPLE_POLYGON, create_output_stack, drain, geojson_bytes, run_cli
+from conftest import SAMPLE_POLYGON, create_output_stack, drain, geojson_bytes, make_training_dataset, run_cli
 from iam_check import Statement, iam_requests, record_calls
 from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render
 from test_recorded_calls import ACCOUNT, REGION, tiny_segmenter  # noqa: F401 -- the fixture
@@ -34,6 +35,14 @@ def deployment(aws):
     create_output_stack(f"{name}Inference", {res.OUTPUT_TILE_QUEUE_URL: resources.tile_queue_url,
                                        res.OUTPUT_TILE_DLQ_URL: resources.tile_dlq_url,
                                        res.OUTPUT_ACTIVE_MODEL_PARAMETER: parameter_name(name)})
+    training_bucket = f"train-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=training_bucket)
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name=f"{name}-training", roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
+    create_output_stack(f"{name}Training", {res.OUTPUT_TRAINING_BUCKET: training_bucket,
+                                            res.OUTPUT_TRAINING_STATE_MACHINE: machine})
     placeholders = {
         "Region": REGION, "Account": ACCOUNT, "Deployment": name,
         "TriggerBucketName": resources.trigger_bucket, "MasksBucketName": resources.masks_bucket,
@@ -41,6 +50,7 @@ def deployment(aws):
         "TileQueueName": resources.tile_queue_url.rsplit("/", 1)[-1],
         "TileDeadLetterQueueName": resources.tile_dlq_url.rsplit("/", 1)[-1],
         "ActiveModelParameterName": parameter_name(name),
+        "TrainingBucketName": training_bucket, "TrainingStateMachineArn": machine,
     }
     return session, names, resources, name, placeholders
 
@@ -128,6 +138,7 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     operator("models register", "models", "register", str(model))
     operator("models use", "models", "use", "v1")
     assert "op/v1" in operator("models", "models")
+    operator("train", "train", "--data", str(make_training_dataset(tmp_path / "data")))
     retried = operator("retry", "retry", job_id)
     assert "1 tiles reset" in retried and "1 dead-letter messages moved back" in retried, retried
 
@@ -152,7 +163,7 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     for s in document["Statement"]:
         assert "*" not in s["Resource"] or s["Action"] == ["batch:DescribeJobs"], s
     assert not any(s.allows("s3:PutObject", f"arn:aws:s3:::{resources.masks_bucket}/masks/x.png") for s in statements)
-    assert {"submit", "status", "results", "models use", "retry"} <= set(commands)
+    assert {"submit", "status", "results", "models use", "retry", "train"} <= set(commands)
 
     block = render(document, commands)
     if block != documented():

@@ -10,9 +10,8 @@ import time
 import uuid
 
 import boto3
-import numpy as np
 import pytest
-from conftest import create_output_stack
+from conftest import create_output_stack, make_training_dataset
 
 from looking_glass.cli.main import main
 from looking_glass.runtime import resources
@@ -50,15 +49,7 @@ def training_stack(aws):
     return name, bucket, machine
 
 
-def make_dataset(path, train_shards=2, validation_shards=1):
-    """The layout of `prepare`/`synth-data`: manifest.json plus shards per split."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "manifest.json").write_text(json.dumps({"counts": {"train": train_shards, "validation": validation_shards}}))
-    for split, count in (("train", train_shards), ("validation", validation_shards)):
-        (path / split).mkdir(exist_ok=True)
-        for i in range(count):
-            np.savez(path / split / f"shard-{i:05d}.npz", images=np.zeros((1, 8, 8, 3), np.uint8))
-    return path
+make_dataset = make_training_dataset
 
 
 def keys(bucket: str) -> set[str]:
