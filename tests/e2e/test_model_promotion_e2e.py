@@ -71,13 +71,18 @@ def test_models_use_submit_then_go_back_and_retry(embedded_up, capsys):
     dep = resolve_embedded(state)
     store = ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
     assert _versions(store, job) == {"v2"}
+    # The same AOI, imagery and model again: the job that holds the results (issue 18).
+    code, out, err = run_cli(capsys, "submit", str(aoi))
+    assert code == 0 and out.strip() == job and f"job {job} already holds the results" in err
 
     assert run_cli(capsys, "models", "use", "nope")[0] == 2  # refused, nothing changed
     assert run_cli(capsys, "models", "use", "e2e-buildings/v1")[0] == 0
     _wait_for_workers_to_exit()
     # Workers started from now on run v1: a new job (retry re-enqueues only unfinished tiles, and
     # its workers start the same way).
-    code, out, err = run_cli(capsys, "submit", str(aoi), "--name", "again", "--wait", "--timeout", "300")
+    # The same AOI after `models use`: a new job (its identity holds the active model).
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--wait", "--timeout", "300")
     assert code == 0 and "COMPLETE" in err, err
+    assert out.strip() != job and store.get_job(out.strip())["model"].endswith("/v1/model.keras")
     assert _versions(store, out.strip()) == {"v1"}
     assert _versions(store, job) == {"v2"}
