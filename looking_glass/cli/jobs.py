@@ -71,8 +71,9 @@ def cmd_submit(args) -> int:
     dep = _deployment(args)
     if args.aoi is None:  # the footprint of the named source
         data, filename = _footprint_aoi(dep, args.imagery)
-        args.aoi = f"the footprint of imagery '{args.imagery}'"
+        what = f"the footprint of imagery '{args.imagery}'"
     else:
+        what = args.aoi
         path = Path(args.aoi)
         if not path.is_file():
             raise CommandError(f"AOI file {args.aoi} not found")
@@ -86,7 +87,7 @@ def cmd_submit(args) -> int:
               f"submitted {old.get('created_at', '?')}): `looking-glass results {sub['job_id']}`; "
               "--rerun makes a new job", file=sys.stderr)
     else:
-        print(f"submitted {shown(args.aoi)} as '{shown(sub['name'])}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} "
+        print(f"submitted {shown(what)} as '{shown(sub['name'])}' ({sub['tiles']:,} zoom-18 tiles) to {sub['key']} "
               f"on {dep.describe()}", file=sys.stderr)
     print(sub["job_id"], flush=True)
     if not args.wait:
@@ -121,8 +122,7 @@ def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
 
     from looking_glass.cli.serve import footprint_feature
 
-    session = dep.session if dep.kind == "stack" else None
-    feature = footprint_feature(source, f"{name} footprint", session=session)
+    feature = footprint_feature(source, f"{name} footprint")  # the embedded run's registry: local files
     return json.dumps(feature).encode(), f"{name}-footprint.geojson"
 
 

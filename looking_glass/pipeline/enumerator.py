@@ -44,7 +44,8 @@ SQS_BATCH = 10
 
 @dataclass(frozen=True)
 class AoiObject:
-    """An uploaded AOI object: where it is, its version and ETag (which name its job)."""
+    """An uploaded AOI object: where it is, its version and ETag (its content names its job:
+    :func:`job_id_for_aoi`; the ETag only when it cannot be read)."""
 
     bucket: str
     key: str
