@@ -10,12 +10,22 @@ for the worker how long the model ran and how long each AWS operation took: on o
 machine the embedded endpoint (moto) competes with the model for the same cores, and its
 slowest operations show where the worker waits.
 
-    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks]
+It also counts the requests of (b) as they are sent (``looking_glass.pipeline.metering``: botocore
+hooks on the worker's S3, SQS and DynamoDB clients and on the client that enqueues the units, ten
+to a SendMessageBatch as the enumerator does) and prices them per million tiles at the list prices
+of ``looking_glass.pricing``. With ``--json`` the last line is one JSON object: worker_tiles_per_s,
+bare_tiles_per_s, worker_over_bare, s3_requests_per_tile (S3 requests of any kind),
+s3_put_requests_per_tile, s3_get_requests_per_tile, dynamodb_wru_per_tile (write request units as
+DynamoDB bills them), dynamodb_rru_per_tile, sqs_requests_per_tile (billed SQS requests),
+aws_usd_per_million_tiles (those requests at list prices), and the run's settings and load average.
+
+    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks] [--json] [--skip-original]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import socket
@@ -33,8 +43,10 @@ from looking_glass.grid import quadkey
 from looking_glass.imagery.tiles import decode_tile
 from looking_glass.local.embedded import LOCAL_AWS_ENV
 from looking_glass.model.segmenter import Segmenter, building_area_m2
+from looking_glass.pipeline.metering import S3_GET_CLASS, RequestMeter, item_bytes
 from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult, area_decimal
 from looking_glass.pipeline.workunits import pack_runs
+from looking_glass.pricing import request_usd_per_million_tiles
 from looking_glass.runtime.resources import ResourceNames, create_embedded_resources
 from looking_glass.runtime.settings import WorkerSettings
 
@@ -98,8 +110,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--no-masks", action="store_true",
-                        help="the worker writes no mask PNGs to S3 (the 2018-style loop never does)")
+                        help="the worker writes no result objects to S3 (the 2018-style loop never does)")
+    parser.add_argument("--json", action="store_true", help="end with one line of JSON (see the docstring)")
+    parser.add_argument("--skip-original", action="store_true", help="leave out (c), the 2018-style loop")
     args = parser.parse_args()
+    if args.tiles < 1:
+        parser.error("--tiles must be at least 1")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto and the tile server run in their own processes, as AWS and an imagery provider are
@@ -145,8 +161,11 @@ def main() -> None:
         store = ResultsStore(session.client("dynamodb"), names.results_table)
         store.create_job(job, {"status": RUNNING, "tiles_total": len(tile_list)})
         sqs = session.client("sqs")
-        for unit in pack_runs(job, 18, tiles, 64):
-            sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=unit.to_json())
+        meter = RequestMeter().watch(sqs)
+        units = list(pack_runs(job, 18, tiles, 64))
+        for i in range(0, len(units), 10):  # as the enumerator enqueues: ten to a batch
+            sqs.send_message_batch(QueueUrl=resources.tile_queue_url, Entries=[
+                {"Id": str(k), "MessageBody": u.to_json()} for k, u in enumerate(units[i : i + 10])])
         settings = WorkerSettings.from_env({
             "LG_TILE_URL_TEMPLATE": server.url_template, "LG_BATCH_SIZE": str(args.batch_size),
             "LG_DOWNLOAD_CONCURRENCY": str(args.concurrency), "LG_IDLE_EXIT_S": "0", "LG_POLL_WAIT_S": "0",
@@ -154,6 +173,7 @@ def main() -> None:
         })
         worker = Worker(session, resources, settings, segmenter)
         aws_calls = CallTimer(worker.sqs, worker.s3, worker.store.ddb)
+        meter.watch(worker.sqs, worker.s3, worker.store.ddb)
         predict = segmenter.predict_masks
         predict_s = [0.0]
 
@@ -171,44 +191,88 @@ def main() -> None:
         segmenter.predict_masks = predict
         assert stats.tiles_new == len(tile_list), stats
         worker_rate = len(tile_list) / elapsed
+        ddb = session.client("dynamodb")
+
+        def size_of(table, key):  # an updated item's size: the item as it is at the end
+            item = ddb.get_item(TableName=table, Key=key).get("Item")
+            return item_bytes(item) if item else None
+
+        costs = request_costs(meter, len(tile_list), size_of)
 
         # (c) the 2018 style: one message per tile, serial downloads, predict on batches of 10.
-        names = ResourceNames.for_prefix(f"o{uuid.uuid4().hex[:8]}")
-        resources = create_embedded_resources(session, names)
-        store = ResultsStore(session.client("dynamodb"), names.results_table)
-        store.create_job(job, {"status": RUNNING, "tiles_total": len(tile_list)})
-        for x, y, z in tile_list:
-            sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=f"{x},{y},{z}")
-        start = time.perf_counter()
-        done = 0
-        while done < len(tile_list):
-            msgs = sqs.receive_message(QueueUrl=resources.tile_queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            batch = []
-            for m in msgs:
-                x, y, z = map(int, m["Body"].split(","))
-                resp = requests.get(server.url_template.format(x=x, y=y, z=z), timeout=10)
-                batch.append(((x, y, z), decode_tile(x, y, z, resp.content).image, m))
-            if not batch:
-                continue
-            masks = segmenter.predict_masks(np.stack([b[1] for b in batch]))
-            for ((x, y, z), _, m), mask in zip(batch, masks):
-                area = area_decimal(building_area_m2(mask, x, y, z))
-                store.record_tiles(job, [TileResult(x, y, z, quadkey(x, y, z), "done", area)], {})
-                sqs.delete_message(QueueUrl=resources.tile_queue_url, ReceiptHandle=m["ReceiptHandle"])
-            done += len(batch)
-        original = len(tile_list) / (time.perf_counter() - start)
-
+        original = run_original(args, session, segmenter, server, tile_list, job, sqs) if not args.skip_original else None
     finally:
         moto.terminate()
         tiles_proc.terminate()
     print(f"(a) bare model (in memory, batch {args.batch_size}): {bare:8.1f} tiles/s")
     print(f"(b) worker end to end:                   {worker_rate:8.1f} tiles/s")
     print(f"    of its {elapsed:.1f} s the model ran {predict_s[0]:.1f} s; time in AWS calls, by operation")
-    print("    (calls overlap: masks upload in parallel, storing runs beside inference):")
+    print("    (calls overlap: result objects upload in parallel, storing runs beside inference):")
     print(aws_calls.report())
-    print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
+    print("    requests per tile: " + ", ".join(f"{k} {v:.4f}" for k, v in costs.items()))
+    if original is not None:
+        print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
     print(f"worker / bare model     = {worker_rate / bare:.2f}  (goal >= 0.90)")
-    print(f"worker / 2018-style     = {worker_rate / original:.1f}x (goal >= 5x)")
+    if original is not None:
+        print(f"worker / 2018-style     = {worker_rate / original:.1f}x (goal >= 5x)")
+    if args.json:
+        print(json.dumps({
+            "tiles": len(tile_list), "latency_ms": args.latency_ms, "batch_size": args.batch_size,
+            "writes_masks": not args.no_masks, "model": segmenter.info.model_id,
+            "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+            "worker_tiles_per_s": round(worker_rate, 2), "bare_tiles_per_s": round(bare, 2),
+            "worker_over_bare": round(worker_rate / bare, 3),
+            "original_tiles_per_s": None if original is None else round(original, 2),
+            **{k: round(v, 5) for k, v in costs.items()},
+        }))
+
+
+def request_costs(meter: RequestMeter, tiles: int, size_of) -> dict[str, float]:
+    """Per tile: S3 requests (all, PUT-class, GET-class), DynamoDB write and read units, billed
+    SQS requests, and those requests' USD per million tiles at list prices."""
+    s3_gets = meter.requests("s3", S3_GET_CLASS) / tiles
+    s3_puts = meter.requests("s3", exclude=S3_GET_CLASS) / tiles
+    wru = meter.dynamodb_wru(size_of) / tiles
+    rru = meter.rru / tiles
+    sqs = meter.sqs_billed / tiles
+    return {
+        "s3_requests_per_tile": s3_puts + s3_gets,
+        "s3_put_requests_per_tile": s3_puts,
+        "s3_get_requests_per_tile": s3_gets,
+        "dynamodb_wru_per_tile": wru,
+        "dynamodb_rru_per_tile": rru,
+        "sqs_requests_per_tile": sqs,
+        "aws_usd_per_million_tiles": request_usd_per_million_tiles(
+            s3_puts, wru, sqs, s3_gets_per_tile=s3_gets, dynamodb_rru_per_tile=rru),
+    }
+
+
+def run_original(args, session, segmenter, server, tile_list, job, sqs) -> float:
+    """(c): one SQS message per tile, serial downloads, predict on batches of 10; tiles/s."""
+    names = ResourceNames.for_prefix(f"o{uuid.uuid4().hex[:8]}")
+    resources = create_embedded_resources(session, names)
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    store.create_job(job, {"status": RUNNING, "tiles_total": len(tile_list)})
+    for x, y, z in tile_list:
+        sqs.send_message(QueueUrl=resources.tile_queue_url, MessageBody=f"{x},{y},{z}")
+    start = time.perf_counter()
+    done = 0
+    while done < len(tile_list):
+        msgs = sqs.receive_message(QueueUrl=resources.tile_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        batch = []
+        for m in msgs:
+            x, y, z = map(int, m["Body"].split(","))
+            resp = requests.get(server.url_template.format(x=x, y=y, z=z), timeout=10)
+            batch.append(((x, y, z), decode_tile(x, y, z, resp.content).image, m))
+        if not batch:
+            continue
+        masks = segmenter.predict_masks(np.stack([b[1] for b in batch]))
+        for ((x, y, z), _, m), mask in zip(batch, masks):
+            area = area_decimal(building_area_m2(mask, x, y, z))
+            store.record_tiles(job, [TileResult(x, y, z, quadkey(x, y, z), "done", area)], {})
+            sqs.delete_message(QueueUrl=resources.tile_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        done += len(batch)
+    return len(tile_list) / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ log = logging.getLogger(__name__)
 class VisibilityHeartbeat:
     """A daemon thread that extends the visibility of the held messages of ``queue_url`` (by
     ``timeout_s`` seconds) once half of it has passed, checking every ``check_every_s`` seconds
-    (default ``timeout_s / 6``, at least 1)."""
+    (default ``timeout_s / 6``, at least 0.25 s)."""
 
     def __init__(self, sqs, queue_url: str, timeout_s: int, check_every_s: float | None = None):
         self.sqs = sqs
         self.queue_url = queue_url
         self.timeout_s = timeout_s
-        self.check_every_s = check_every_s or max(1.0, timeout_s / 6)
+        self.check_every_s = check_every_s or max(0.25, timeout_s / 6)
         self._held: dict[str, float] = {}  # receipt handle -> when its visibility last started
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -387,7 +387,8 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
             "it is empty, or pass --force to enqueue anyway"
         )
 
-    items = list(store.query_tiles(job_id, attributes=("quadkey", "status", "building_area_m2")))
+    # x, y, z and unit: forget_tiles takes each tile out of its unit's ledger too
+    items = list(store.query_tiles(job_id, attributes=("quadkey", "x", "y", "z", "status", "building_area_m2", "unit")))
     have = {it["quadkey"] for it in items}
     redo = [it for it in items if it["status"] in statuses]
     cover = _aoi_cover(dep, job)

@@ -1,23 +1,31 @@
 """The results table: job records and per-tile result items (DynamoDB).
 
 Key schema (``resources``): partition ``job_id``; sort ``job`` for the job record and
-``tile#<quadkey>`` for each tile. Tile items are written with a condition so that each tile's
-counters move the job's totals exactly once, whatever SQS redelivers.
+``tile#<quadkey>`` for each tile, ``unit#<unit id>`` for each work unit's ledger. Tile results
+move the job's totals exactly once, whatever SQS redelivers (``looking_glass.pipeline.ledger``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import numpy as np
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from looking_glass.imagery.status import TILE_STATUSES
+from looking_glass.pipeline.ledger import TileLedger
+from looking_glass.pipeline.table import (  # noqa: F401 - re-exported: the store's vocabulary
+    AREA_QUANTUM,
+    COUNTER_OF_STATUS,
+    TileResult,
+    UnknownJob,
+    area_decimal,
+    fraction_decimal,
+    marshal,
+    unmarshal,
+    utc_now,
+)
 from looking_glass.runtime.resources import (
     JOB_SORT_KEY,
     JOBS_INDEX_NAME,
@@ -34,23 +42,7 @@ RUNNING = "RUNNING"  # all work enqueued, workers started
 COMPLETE = "COMPLETE"  # every tile has a final status
 FAILED = "FAILED"  # the AOI or job could not be processed; see `reason`
 
-COUNTER_OF_STATUS = {s: f"tiles_{s}" for s in TILE_STATUSES}
-
-# DynamoDB allows 100 actions per transaction; one is the job counter update.
-TILES_PER_TRANSACTION = 99
-AREA_QUANTUM = Decimal("0.001")  # areas are stored to the square millimetre, summed exactly
-
 _ser = TypeSerializer()
-_de = TypeDeserializer()
-
-
-class UnknownJob(RuntimeError):
-    """A tile result names a job that has no job record (never created, or deleted)."""
-
-
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 to the second (the table's timestamps)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def job_id_for(bucket: str, key: str, etag: str) -> str:
@@ -60,17 +52,6 @@ def job_id_for(bucket: str, key: str, etag: str) -> str:
     same key; a changed AOI is a new job. The uploader can compute it from PutObject's reply.
     """
     return hashlib.sha256(f"s3://{bucket}/{key}#{etag.strip(chr(34))}".encode()).hexdigest()[:24]
-
-
-def fraction_decimal(value: float | None) -> Decimal | None:
-    """A fraction (0-1) as the Decimal the table stores, to 4 decimals; None stays None."""
-    return None if value is None else Decimal(repr(float(value))).quantize(Decimal("0.0001"))
-
-
-def area_decimal(value: float) -> Decimal:
-    """An area in m2 as the Decimal the table stores: the float's shortest repr, quantized to
-    ``AREA_QUANTUM`` (1e-3 m2), so sums of areas are exact."""
-    return Decimal(repr(float(value))).quantize(AREA_QUANTUM)
 
 
 def json_value(value):
@@ -96,67 +77,9 @@ def json_value(value):
     return value
 
 
-@dataclass(frozen=True)
-class TileResult:
-    """The final result of one tile: its status (``imagery.status``), building area (m2, as the
-    stored Decimal), building pixels, building count (``outlines.vectorize.building_count``; None
-    for a tile without a prediction), and a reason or mask key where there is one."""
-
-    x: int
-    y: int
-    z: int
-    quadkey: str
-    status: str
-    building_area_m2: Decimal = Decimal(0)
-    building_pixels: int = 0
-    reason: str | None = None
-    mask_key: str | None = None
-    # Share of the tile holding imagery (0-1, 4 decimals) and the imagery's capture date(s)
-    # (YYYY-MM-DD, a mosaic's newest first, comma-joined), where known (docs/imagery.md).
-    valid_fraction: Decimal | None = None
-    capture_date: str | None = None
-    building_count: int | None = None
-
-    def item(self, job_id: str, provenance: dict) -> dict:
-        """The tile's table item for ``job_id`` with the model/imagery ``provenance`` fields."""
-        item = {
-            TABLE_PARTITION_KEY: job_id,
-            TABLE_SORT_KEY: TILE_SORT_PREFIX + self.quadkey,
-            "quadkey": self.quadkey,
-            "z": self.z,
-            "x": self.x,
-            "y": self.y,
-            "status": self.status,
-            "building_area_m2": self.building_area_m2,
-            "building_pixels": self.building_pixels,
-            **provenance,
-        }
-        if self.reason:
-            item["reason"] = self.reason[:1000]
-        if self.mask_key:
-            item["mask_key"] = self.mask_key
-        if self.valid_fraction is not None:
-            item["valid_fraction"] = self.valid_fraction
-        if self.capture_date:
-            item["capture_date"] = self.capture_date[:200]
-        if self.building_count is not None:
-            item["building_count"] = self.building_count
-        return item
-
-
-def marshal(item: dict) -> dict:
-    """A Python item as DynamoDB's typed attribute values (``{"S": ...}``, ``{"N": ...}``);
-    attributes that are None are left out."""
-    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
-
-
-def unmarshal(item: dict) -> dict:
-    """DynamoDB's typed attribute values back to Python (numbers as ``Decimal``)."""
-    return {k: _de.deserialize(v) for k, v in item.items()}
-
-
-class ResultsStore:
-    """The results table (``table``) through a boto3 DynamoDB client: job records and tile items."""
+class ResultsStore(TileLedger):
+    """The results table (``table``) through a boto3 DynamoDB client: job records and tile items
+    (recorded exactly once by :class:`~looking_glass.pipeline.ledger.TileLedger`)."""
 
     def __init__(self, dynamodb_client, table: str):
         self.ddb = dynamodb_client
@@ -231,6 +154,16 @@ class ResultsStore:
             {"status": FAILED, "reason": reason, "finished_at": utc_now(), **(attributes or {})},
         )
 
+    def all_final(self, job_id: str) -> bool:
+        """Whether every tile of a RUNNING or ENQUEUEING job is final (a strongly consistent read,
+        which costs no write units; a BatchGetItem, the read the worker is granted): only then is
+        :meth:`try_complete`, a conditional write that is billed even when its condition fails,
+        worth calling."""
+        found = self._batch_get([self._job_key(job_id)], "#s, #f, #t",
+                                {"#s": "status", "#f": "tiles_final", "#t": "tiles_total"})
+        job = found[0] if found else {}
+        return job.get("status") in (ENQUEUEING, RUNNING) and job.get("tiles_final") == job.get("tiles_total")
+
     def try_complete(self, job_id: str) -> bool:
         """Mark the job COMPLETE if every tile has a final status. True only for the one caller
         that made the change, so completion happens exactly once."""
@@ -250,97 +183,6 @@ class ResultsStore:
                 return False
             raise
         return True
-
-    # ---- tile results --------------------------------------------------------------------
-    def final_quadkeys(self, job_id: str, quadkeys: list[str]) -> set[str]:
-        """Which of these tiles already have a result (so a redelivery can skip them)."""
-        found: set[str] = set()
-        for i in range(0, len(quadkeys), 100):
-            keys = [
-                marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + qk})
-                for qk in quadkeys[i : i + 100]
-            ]
-            request = {self.table: {"Keys": keys, "ProjectionExpression": "quadkey"}}
-            while request:
-                resp = self.ddb.batch_get_item(RequestItems=request)
-                found.update(unmarshal(it)["quadkey"] for it in resp["Responses"].get(self.table, []))
-                request = resp.get("UnprocessedKeys") or None
-        return found
-
-    def record_tiles(self, job_id: str, results: list[TileResult], provenance: dict) -> int:
-        """Store tile results and move the job's counters once per new tile.
-
-        Returns how many tiles were new. Tiles that already have an item (a redelivery, or a
-        crash after a write) are left alone and counted nowhere.
-        """
-        new = 0
-        for i in range(0, len(results), TILES_PER_TRANSACTION):
-            chunk = results[i : i + TILES_PER_TRANSACTION]
-            if self._transact(job_id, chunk, provenance):
-                new += len(chunk)
-            else:  # some tile already stored: fall back to one transaction per tile
-                new += sum(self._transact(job_id, [r], provenance) for r in chunk)
-        return new
-
-    def _transact(self, job_id: str, chunk: list[TileResult], provenance: dict) -> bool:
-        puts = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": marshal(r.item(job_id, provenance)),
-                    "ConditionExpression": "attribute_not_exists(#pk)",
-                    "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY},
-                }
-            }
-            for r in chunk
-        ]
-        area = sum((r.building_area_m2 for r in chunk), Decimal(0))
-        update = self._counter_update(job_id, [r.status for r in chunk], area, sign=1)
-        return self._run_transaction(job_id, puts + [update])
-
-    def _counter_update(self, job_id: str, statuses: list[str], area: Decimal, sign: int) -> dict:
-        """The job-record action that adds (sign 1) or takes away (sign -1) these tiles."""
-        counters: dict[str, int] = {}
-        for status in statuses:
-            name = COUNTER_OF_STATUS[status]
-            counters[name] = counters.get(name, 0) + sign
-        names = {"#area": "building_area_m2"}
-        values: dict[str, object] = {":area": sign * area + 0, ":final": sign * len(statuses)}  # + 0: no "-0"
-        adds = ["#area :area", "tiles_final :final"]
-        for i, (name, n) in enumerate(counters.items()):
-            names[f"#c{i}"] = name
-            values[f":c{i}"] = n
-            adds.append(f"#c{i} :c{i}")
-        names["#pk"] = TABLE_PARTITION_KEY
-        return {
-            "Update": {
-                "TableName": self.table,
-                "Key": self._job_key(job_id),
-                "UpdateExpression": "ADD " + ", ".join(adds),
-                # Never create a job record: results of a job nobody created are refused.
-                "ConditionExpression": "attribute_exists(#pk)",
-                "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": marshal(values),
-            }
-        }
-
-    def _run_transaction(self, job_id: str, actions: list[dict]) -> bool:
-        """True once written; False if a tile's condition failed (nothing was written)."""
-        for attempt in range(8):
-            try:
-                self.ddb.transact_write_items(TransactItems=actions)
-                return True
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if reasons and reasons[-1] == "ConditionalCheckFailed":  # the job-record update
-                    raise UnknownJob(f"job {job_id} has no job record: results for it are refused") from exc
-                if "ConditionalCheckFailed" in reasons:
-                    return False
-                # TransactionConflict: another worker is updating the same job record.
-                time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise RuntimeError(f"transaction for job {job_id} kept conflicting")
 
     def tile_items(self, job_id: str, quadkey_prefix: str = "") -> list[dict]:
         """All tile items of a job (optionally under a quadkey prefix), by key-range query."""
@@ -433,38 +275,6 @@ class ResultsStore:
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return jobs
-
-    # ---- retry ---------------------------------------------------------------------------
-    def forget_tiles(self, job_id: str, tiles: list[dict]) -> int:
-        """Delete tile items (each ``{"quadkey", "status", "building_area_m2"}``) and take them
-        out of the job's counters, in the same transactions, each delete on the condition that
-        the item still has that status, so counters stay equal to the sum of the items.
-        Returns how many were deleted. Used by retry before the tiles are enqueued again."""
-        forgotten = 0
-        for i in range(0, len(tiles), TILES_PER_TRANSACTION):
-            chunk = tiles[i : i + TILES_PER_TRANSACTION]
-            if self._forget(job_id, chunk):
-                forgotten += len(chunk)
-            else:  # one changed under us: one transaction per tile
-                forgotten += sum(self._forget(job_id, [t]) for t in chunk)
-        return forgotten
-
-    def _forget(self, job_id: str, chunk: list[dict]) -> bool:
-        deletes = [
-            {
-                "Delete": {
-                    "TableName": self.table,
-                    "Key": marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + t["quadkey"]}),
-                    "ConditionExpression": "#status = :status",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": marshal({":status": t["status"]}),
-                }
-            }
-            for t in chunk
-        ]
-        area = sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
-        update = self._counter_update(job_id, [t["status"] for t in chunk], area, sign=-1)
-        return self._run_transaction(job_id, deletes + [update])
 
     def reopen_job(self, job_id: str) -> bool:
         """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry; False otherwise."""

@@ -1,27 +1,29 @@
-"""The inference worker: drains the tile queue, runs the model, stores one result per tile.
+"""The inference worker: drains the tile queue, runs the model, stores one result object per unit.
 
-Three stages overlap: a prefetch thread receives work units and downloads and decodes their
-tiles (a bounded thread pool); the main thread runs the model; a store thread uploads masks,
-writes results and deletes messages. So the model never waits on the network when the network
-can keep up.
+Four stages overlap, each with more than one unit in hand: a receiving thread takes work units
+off the queue and hands each to a unit thread (``UNITS_IN_FLIGHT`` at once) that downloads and
+decodes its tiles in a shared pool, so one slow tile holds up only its own unit; the main thread
+runs the model on the units in the order received; the unit's rasters are encoded and uploaded
+as one object (``unit_results``) in the pool, beside the store thread, which writes the tile
+items, counts them once (``ledger``) and deletes the message. So the model never waits on the
+network when the network can keep up, and decoding and encoding never run on its thread.
 A message is deleted only after every tile of it has a stored result; tiles that already have one
 (a redelivery) are skipped, and stored results move the job's counters once per tile.
+After SIGTERM the units already past the model are finished; the others are handed back at once.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from botocore.config import Config
-from PIL import Image
 
 from looking_glass.grid import quadkey
 from looking_glass.imagery.catalog import ImageryCatalog
@@ -33,11 +35,18 @@ from looking_glass.outlines.vectorize import building_count
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
 from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, fraction_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
+from looking_glass.pipeline.unit_results import encode_unit_result, result_key
 from looking_glass.pipeline.workunits import MalformedMessage, WorkUnit, parse_work_unit
 from looking_glass.runtime.resources import DeployedResources
 from looking_glass.runtime.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+UNITS_IN_FLIGHT = 3  # units downloading at once (and waiting for the model)
+# Units being stored at once: one, so units are counted in the order the model took them (a
+# crash leaves the newest unstored); the next units' objects are encoded and uploaded meanwhile.
+STORE_THREADS = 1
+RESULT_CONTENT_TYPE = "application/x-npz"
 
 
 @dataclass
@@ -67,16 +76,11 @@ class Prefetched:
 
 @dataclass
 class Inferred:
-    """A prefetched unit with its tile results and pending mask uploads (inference stage)."""
+    """A prefetched unit after the model: the future of its tile results, which resolves once
+    its result object is stored (inference stage)."""
 
     item: Prefetched
-    results: list[TileResult]
-    uploads: list  # futures of the mask uploads, which must finish before the results are stored
-
-
-def mask_key(job_id: str, x: int, y: int, z: int) -> str:
-    """The masks bucket key of a tile's mask PNG."""
-    return f"masks/{job_id}/{z}/{x}/{y}.png"
+    results: Future  # of list[TileResult]
 
 
 class Worker:
@@ -104,11 +108,13 @@ class Worker:
         self.catalog = ImageryCatalog(settings, session, default_source=fetcher)
         self.fetcher = self.catalog.get(None)
         self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
+        self.units = ThreadPoolExecutor(UNITS_IN_FLIGHT, thread_name_prefix="unit")
         self.stop_event = threading.Event()
         self.heartbeat = VisibilityHeartbeat(
             self.sqs, resources.tile_queue_url, settings.visibility_timeout_s
         )
         self.stats = WorkerStats()
+        self.stats_lock = threading.Lock()  # the store threads count into the same stats
         self.provenance = {
             "model_id": segmenter.info.model_id,
             "model_version": segmenter.info.version,
@@ -117,6 +123,12 @@ class Worker:
             "imagery": self.fetcher.public_name,  # never a token (imagery.public_imagery_name)
             "threshold": area_decimal(segmenter.info.threshold),
         }
+
+    def _count(self, **increments: int) -> None:
+        """Add to the stats (several threads count into them)."""
+        with self.stats_lock:
+            for name, n in increments.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -132,36 +144,43 @@ class Worker:
     def run(self) -> WorkerStats:
         """Work until the queue stays empty for ``idle_exit_s`` or SIGTERM/SIGINT; the stats."""
         self.heartbeat.start()
-        handoff: queue.Queue[Prefetched | None] = queue.Queue(maxsize=2)
-        to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=2)
+        # Futures of units being downloaded, in the order received (the model takes them in that
+        # order); the receiving thread blocks when UNITS_IN_FLIGHT are waiting.
+        handoff: queue.Queue[Future | None] = queue.Queue(maxsize=UNITS_IN_FLIGHT - 1)
+        to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=STORE_THREADS)
         self._error: BaseException | None = None
         prefetcher = threading.Thread(target=self._prefetch_loop, args=(handoff,), daemon=True)
-        storer = threading.Thread(target=self._store_loop, args=(to_store,), daemon=True)
+        storers = [threading.Thread(target=self._store_loop, args=(to_store,), daemon=True) for _ in range(STORE_THREADS)]
         prefetcher.start()
-        storer.start()
+        for storer in storers:
+            storer.start()
         try:
-            while (item := handoff.get()) is not None:
-                if self._error is not None:
-                    # A stage failed: nothing more is stored; what is in hand goes back to the
-                    # queue at once, for another worker.
+            while (future := handoff.get()) is not None:
+                item = self._prefetched(future)
+                if item is None:
+                    continue
+                if self._error is not None or self.stop_event.is_set():
+                    # A stage failed, or SIGTERM: a unit that has not reached the model goes back
+                    # to the queue at once, for another worker.
                     self.heartbeat.release(item.message["ReceiptHandle"], visible_in_s=0)
                     continue
                 to_store.put(self._infer(item))
         finally:
-            to_store.put(None)
-            storer.join()
+            for _ in storers:
+                to_store.put(None)
+            for storer in storers:
+                storer.join()
             # After a normal end the prefetcher has already finished; after an error it may be
             # blocked handing over a unit: stop it and let go of what it holds.
             self.stop_event.set()
             while prefetcher.is_alive():
                 try:
-                    leftover = handoff.get(timeout=0.1)
+                    handoff.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                if leftover is not None:
-                    self.heartbeat.release(leftover.message["ReceiptHandle"], visible_in_s=0)
             # Whatever is still held was neither stored nor handed over (e.g. the unit being
             # downloaded when a stage failed): back to the queue at once, for another worker.
+            self.units.shutdown(wait=True, cancel_futures=True)
             handed_back = self.heartbeat.release_all(visible_in_s=0)
             if handed_back:
                 log.warning("handed %d unfinished work unit(s) back to the queue", handed_back)
@@ -171,8 +190,19 @@ class Worker:
             raise self._error
         return self.stats
 
+    def _prefetched(self, future: Future) -> Prefetched | None:
+        """The downloaded unit of ``future``; None when it was dead-lettered or its download
+        failed (the worker then stops; the unit is handed back with the others it holds)."""
+        try:
+            return future.result()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run()
+            if self._error is None:
+                log.exception("receiving or downloading failed; stopping")
+            self._fail(exc)
+            return None
+
     def _fail(self, exc: BaseException) -> None:
-        """A stage thread failed: remember the first error for run() and stop taking work."""
+        """A stage failed: remember the first error for run() and stop taking work."""
         if self._error is None:
             self._error = exc
         self.stop_event.set()
@@ -197,11 +227,11 @@ class Worker:
                 idle_since = time.monotonic()
                 for message in messages:
                     self.heartbeat.hold(message["ReceiptHandle"])
-                    prefetched = self._prefetch(message)
-                    if prefetched is not None:
-                        handoff.put(prefetched)
+                    # Downloads of several units run at once (one slow tile holds up one unit's
+                    # download only); the model takes the units in the order received.
+                    handoff.put(self.units.submit(self._prefetch, message))
         except BaseException as exc:  # noqa: BLE001 - re-raised by run() on the main thread
-            log.exception("receiving or downloading failed; stopping")
+            log.exception("receiving failed; stopping")
             self._fail(exc)
         finally:
             handoff.put(None)
@@ -221,7 +251,7 @@ class Worker:
         keys = {quadkey(x, y, z): (x, y, z) for x, y, z in tiles}
         already = self.store.final_quadkeys(unit.job_id, list(keys))
         todo = [t for qk, t in keys.items() if qk not in already]
-        self.stats.tiles_seen += len(tiles)
+        self._count(tiles_seen=len(tiles))
         fetched: list[FetchedTile] = []
         transient = None
         for outcome in self.pool.map(lambda tile: self._fetch_safe(tile, source), todo):
@@ -248,7 +278,7 @@ class Worker:
     def _dead_letter(self, message: dict, reason: str) -> None:
         """A message no retry can fix goes straight to the DLQ with its reason, not round again."""
         log.error("work unit %s to the dead-letter queue: %s", message.get("MessageId"), reason)
-        self.stats.malformed += 1
+        self._count(malformed=1)
         self.sqs.send_message(
             QueueUrl=self.resources.tile_dlq_url,
             MessageBody=message["Body"],
@@ -261,20 +291,58 @@ class Worker:
 
     # ---- stage 2: infer ------------------------------------------------------------------
     def _infer(self, item: Prefetched) -> Inferred:
-        unit = item.unit
-        results: list[TileResult] = []
-        uploads = []
+        """The model on the unit's tiles, batch by batch; the rest of the unit's work (areas,
+        building counts, the result object's encoding and upload) is handed to the pool."""
         with_image = [t for t in item.tiles if t.image is not None]
-        for t in item.tiles:
-            if t.image is None:
-                results.append(TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason,
-                                          capture_date=t.capture_date))
+        masks, sdts = [], []
         bs = self.settings.batch_size
         for i in range(0, len(with_image), bs):
-            batch = with_image[i : i + bs]
-            masks = self.segmenter.predict_masks(np.stack([t.image for t in batch]))
-            results.extend(self._tile_results(unit.job_id, batch, masks, uploads))
-        return Inferred(item, results, uploads)
+            mask, sdt = self._predict(np.stack([t.image for t in with_image[i : i + bs]]))
+            masks.append(mask)
+            sdts.append(sdt)
+        mask_all = np.concatenate(masks) if masks else None
+        sdt_all = np.concatenate(sdts) if sdts and sdts[0] is not None else None
+        return Inferred(item, self.pool.submit(self._unit_results, item, with_image, mask_all, sdt_all))
+
+    def _unit_results(self, item: Prefetched, with_image: list[FetchedTile], masks, sdt) -> list[TileResult]:
+        """The unit's tile results, once its result object (if masks are kept) is stored."""
+        unit, unit_id = item.unit, item.unit.unit_id
+        results = [
+            TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason, unit=unit_id,
+                       capture_date=t.capture_date)
+            for t in item.tiles
+            if t.image is None
+        ]
+        key = None
+        if with_image and self.settings.write_masks:
+            quadkeys = [quadkey(t.x, t.y, t.z) for t in with_image]
+            whole = item.transient is None and len(item.tiles) == unit.tile_count
+            key = result_key(unit.job_id, unit_id, quadkeys, whole_unit=whole)
+            body = encode_unit_result(unit.job_id, unit_id, [(t.x, t.y, t.z) for t in with_image], quadkeys, masks, sdt)
+            # The object is stored before the items that point at it.
+            self.s3.put_object(Bucket=self.resources.masks_bucket, Key=key, Body=body, ContentType=RESULT_CONTENT_TYPE)
+        for t, mask in zip(with_image, masks if masks is not None else ()):
+            results.append(
+                TileResult(
+                    t.x, t.y, t.z, quadkey(t.x, t.y, t.z), TILE_DONE,
+                    building_area_m2=area_decimal(building_area_m2(mask, t.x, t.y, t.z)),
+                    building_pixels=int(mask.sum()),
+                    mask_key=key,
+                    unit=unit_id,
+                    valid_fraction=fraction_decimal(t.valid_fraction),
+                    capture_date=t.capture_date,
+                    building_count=building_count(mask, t.z, t.x, t.y),  # the export's instance rule
+                )
+            )
+        return results
+
+    def _predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(masks (n, H, W) bool, signed distance (n, H, W) metres or None) of a batch: the sdt
+        head's distance is kept for the result object (the outlines need it)."""
+        if self.segmenter.info.head == "sdt":
+            sdt = self.segmenter.predict_raw(images)[..., 0]
+            return sdt > 0, sdt
+        return self.segmenter.predict_masks(images), None
 
     # ---- stage 3: store ------------------------------------------------------------------
     def _store_loop(self, to_store: queue.Queue) -> None:
@@ -293,16 +361,15 @@ class Worker:
 
     def _store(self, inferred: Inferred) -> None:
         item, unit = inferred.item, inferred.item.unit
-        for upload in inferred.uploads:  # masks are stored before the results that point at them
-            upload.result()
+        results = inferred.results.result()  # and the result object stored
         provenance = {**self.provenance, **item.imagery, "zoom": unit.zoom, "processed_at": utc_now()}
-        stored = self.store.record_tiles(unit.job_id, inferred.results, provenance)
-        self.stats.tiles_new += stored
+        stored = self.store.record_tiles(unit.job_id, results, provenance)
+        self._count(tiles_new=stored)
         emit_tiles_done(stored)  # the dashboard's tiles-per-minute metric (EMF on stdout)
         if item.transient:
             # Back on the queue after a short delay (not the whole visibility timeout); after
             # maxReceiveCount deliveries it goes to the dead-letter queue.
-            self.stats.transient += 1
+            self._count(transient=1)
             log.warning("work unit kept for redelivery in %d s: %s", self.settings.retry_delay_s, item.transient)
             self.heartbeat.release(item.message["ReceiptHandle"], visible_in_s=self.settings.retry_delay_s)
         else:
@@ -310,37 +377,7 @@ class Worker:
                 QueueUrl=self.resources.tile_queue_url, ReceiptHandle=item.message["ReceiptHandle"]
             )
             self.heartbeat.release(item.message["ReceiptHandle"])
-        self.stats.messages += 1
-        if self.store.try_complete(unit.job_id):
+        self._count(messages=1)
+        # A read first: the conditional write is billed even when it fails, and fails but once.
+        if self.store.all_final(unit.job_id) and self.store.try_complete(unit.job_id):
             log.info("job %s complete", unit.job_id)
-
-    def _tile_results(self, job_id: str, batch: list[FetchedTile], masks: np.ndarray, uploads: list) -> list[TileResult]:
-        out = []
-        for t, mask in zip(batch, masks):
-            key = None
-            if self.settings.write_masks:
-                key = mask_key(job_id, t.x, t.y, t.z)
-                uploads.append(self.pool.submit(self._put_mask, key, mask))
-            out.append(
-                TileResult(
-                    t.x,
-                    t.y,
-                    t.z,
-                    quadkey(t.x, t.y, t.z),
-                    TILE_DONE,
-                    building_area_m2=area_decimal(building_area_m2(mask, t.x, t.y, t.z)),
-                    building_pixels=int(mask.sum()),
-                    mask_key=key,
-                    valid_fraction=fraction_decimal(t.valid_fraction),
-                    capture_date=t.capture_date,
-                    building_count=building_count(mask, t.z, t.x, t.y),  # the export's instance rule
-                )
-            )
-        return out
-
-    def _put_mask(self, key: str, mask: np.ndarray) -> None:
-        buf = io.BytesIO()
-        Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG", optimize=False)
-        self.s3.put_object(
-            Bucket=self.resources.masks_bucket, Key=key, Body=buf.getvalue(), ContentType="image/png"
-        )

@@ -6,6 +6,7 @@ to about one inference batch, so a million tiles cost a few hundred SQS requests
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ class WorkUnit:
     def tiles(self) -> list[tuple[int, int, int]]:
         """Every tile as (x, y, zoom), run by run."""
         return [(x, y, self.zoom) for y, x0, x1 in self.runs for x in range(x0, x1)]
+
+    @property
+    def unit_id(self) -> str:
+        """A deterministic id of the unit (16 hex digits of a SHA-256 of its zoom and runs; the job
+        is its partition): its ledger and result object are named by it, so every delivery of
+        the same unit, by any worker, finds them."""
+        runs = ";".join(f"{y},{x0},{x1}" for y, x0, x1 in self.runs)
+        return hashlib.sha256(f"{self.job_id}/{self.zoom}/{runs}".encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
         """The message body (compact JSON with the schema version ``v``)."""

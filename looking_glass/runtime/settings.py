@@ -198,7 +198,7 @@ class WorkerSettings:
             idle_exit_s=var.number("LG_IDLE_EXIT_S", 60.0, 0.0, 3600.0),
             poll_wait_s=var.integer("LG_POLL_WAIT_S", 20, 0, 20),
             visibility_timeout_s=var.integer(
-                "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 30, 43200
+                "LG_VISIBILITY_TIMEOUT_S", TILE_QUEUE_VISIBILITY_TIMEOUT_S, 2, 43200
             ),
             retry_delay_s=var.integer("LG_RETRY_DELAY_S", 30, 0, 43200),
             xla=var.boolean("LG_XLA", False),

@@ -39,8 +39,9 @@ from .grants import WORKER_TABLE_ACTIONS, grant_table_data
 # worker's own failures (bad settings = 2, model cannot be loaded = 3) do not heal by retrying,
 # and unfinished SQS messages are redelivered to the next worker anyway.
 SPOT_RECLAIMED_STATUS_REASON = "Host EC2*"
-# Where the worker writes the tile masks in the masks bucket (looking_glass.pipeline.worker.mask_key:
-# masks/<job id>/<z>/<x>/<y>.png); its role may put objects there only.
+# Where the worker writes its result objects in the masks bucket, one per work unit
+# (looking_glass.pipeline.unit_results.result_key: masks/<job id>/<unit id>[.<part>].npz); its role
+# may put objects there only.
 MASKS_PREFIX = "masks/"
 # The root device of the ECS-optimized Amazon Linux 2023 (NVIDIA) AMI the instances boot.
 ROOT_DEVICE = "/dev/xvda"

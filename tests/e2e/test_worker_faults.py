@@ -48,6 +48,13 @@ CRASH_EXIT_CODE = 70
 #   LG_TEST_STALE_SKIP=1         final_quadkeys finds nothing, as when the redelivery's check ran
 #                                before another worker's write landed: the conditional write is
 #                                then all that stands between a redelivery and a double count;
+#   LG_TEST_EXIT_BEFORE_COUNT=1  die right before the first ledger transaction: the unit's result
+#                                object and tile items are written, its tiles not yet counted;
+#   LG_TEST_LEDGER_BARRIER=DIR   after its first ledger read, wait until two reads (by any worker)
+#                                have arrived in DIR, so two workers on one unit race to count it;
+#   LG_TEST_NO_HEARTBEAT=1       never extend a message's visibility, so another worker receives
+#                                a message this one still holds (as after a missed heartbeat);
+#   LG_TEST_ONE_MESSAGE=1        receive one message, then find the queue empty ever after;
 # and one to save time: LG_TEST_HOLD_START=1 imports the slow part (TensorFlow, the worker) and
 # then waits for a line on stdin before running the entry point, so that a replacement worker can
 # be made ready while the one it replaces is still at work.
@@ -69,6 +76,53 @@ if crash_after:
         return stored
 
     store.ResultsStore.record_tiles = record_then_die
+if os.environ.get("LG_TEST_EXIT_BEFORE_COUNT") == "1":
+    def die_before_count(self, job_id, actions):
+        print("FAULT: exiting before the ledger transaction", flush=True)
+        os._exit(%d)
+
+    store.ResultsStore._run_transaction = die_before_count
+barrier = os.environ.get("LG_TEST_LEDGER_BARRIER")
+if barrier:
+    import time
+    read_ledger = store.ResultsStore._read_ledger
+    arrived = []
+
+    def read_then_wait(self, job_id, ledger):
+        found = read_ledger(self, job_id, ledger)
+        if not arrived:
+            arrived.append(1)
+            open(os.path.join(barrier, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+            print(f"TEST: read ledger {found}, waiting for the other reader", flush=True)
+            deadline = time.monotonic() + 60
+            while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return found
+
+    store.ResultsStore._read_ledger = read_then_wait
+if os.environ.get("LG_TEST_ONE_MESSAGE") == "1":
+    import time
+    from looking_glass.pipeline import worker as worker_module
+    init = worker_module.Worker.__init__
+
+    def init_receiving_once(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        receive, got = self.sqs.receive_message, []
+
+        def receive_once(**request):
+            if got:
+                time.sleep(request.get("WaitTimeSeconds", 0))
+                return {"Messages": []}
+            resp = receive(**request)
+            got.extend(resp.get("Messages", []))
+            return resp
+
+        self.sqs.receive_message = receive_once
+
+    worker_module.Worker.__init__ = init_receiving_once
+if os.environ.get("LG_TEST_NO_HEARTBEAT") == "1":
+    from looking_glass.pipeline import heartbeat
+    heartbeat.VisibilityHeartbeat.extend_due = lambda self: 0
 if os.environ.get("LG_TEST_STALE_SKIP") == "1":
     store.ResultsStore.final_quadkeys = lambda self, job_id, quadkeys: set()
 if os.environ.get("LG_TEST_HOLD_START") == "1":
@@ -79,7 +133,7 @@ if os.environ.get("LG_TEST_HOLD_START") == "1":
 entry = sys.argv[1]
 sys.argv = [entry]
 runpy.run_module(entry, run_name="__main__", alter_sys=True)
-""" % CRASH_EXIT_CODE
+""" % (CRASH_EXIT_CODE, CRASH_EXIT_CODE)
 
 
 def unit(job_id: str, row: int, x0: int, x1: int) -> WorkUnit:
@@ -145,6 +199,9 @@ class Pipeline:
             "LG_IDLE_EXIT_S": "120",  # the test says when it is over (see finish)
             "LG_POLL_WAIT_S": "1",
             "LG_RETRY_DELAY_S": "1",  # units kept after a temporary failure come back quickly
+            # The queue's visibility here, as the stack sets both alike: the heartbeat keeps the
+            # units a worker holds (several, downloading at once) invisible while it lives.
+            "LG_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             **{k: str(v) for k, v in settings.items()},
         }
@@ -446,4 +503,68 @@ def test_crash_after_write_before_delete_is_not_double_counted(pipeline):
     refetched = [len(tiles.requests_for(z, x, y)) for x, y, z in units[2].tiles()]
     assert refetched == [2] * 4  # the redelivery really went as far as the write
     assert queued(pipe.sqs, pipe.resources.tile_queue_url) == 0
+    assert pipe.dead_letters() == []
+
+
+# ---- the per-unit ledger: two workers on one unit, a crash between the object and the ledger ----
+
+JOB_R = "2ace2ace2ace2ace2ace2ace"
+JOB_L = "1ed6e71ed6e71ed6e71ed6e7"
+
+
+def test_two_workers_holding_the_same_message_count_its_unit_once(pipeline, tmp_path):
+    """The first worker misses its heartbeat, so the unit's message becomes visible again while it
+    still holds it and the second worker receives it too. Both read the unit's empty ledger
+    before either counts (a barrier), both write the tile items; one transaction counts the
+    tiles, the other is refused (the ledger's version moved) and counts nothing."""
+    pipe, tiles = pipeline, pipeline.tiles
+    units = [unit(JOB_R, 0, 0, 4)]
+    keys = pipe.submit(JOB_R, units)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    first = pipe.start_worker(fault_boot=True, LG_TEST_LEDGER_BARRIER=barrier, LG_TEST_NO_HEARTBEAT="1",
+                              LG_TEST_ONE_MESSAGE="1")
+    second = pipe.start_worker(held=True, LG_TEST_LEDGER_BARRIER=barrier)
+    wait_for(lambda: len(list(barrier.iterdir())) == 1, 90, "the first worker at the ledger", pipe.logs)
+    pipe.go(second)  # the message is visible again VISIBILITY_S after the first receive
+    wait_for(lambda: pipe.job_settled(JOB_R), 90, "the job to complete", pipe.logs)
+    for proc in (first, second):
+        proc.send_signal(signal.SIGTERM)
+        assert pipe.wait_exit(proc, 30) == 0, pipe.logs()
+    assert len(list(barrier.iterdir())) == 2  # both really read the ledger before either counted
+    items = assert_accounted(pipe, JOB_R, keys)
+    assert all(i["status"] == "done" for i in items.values())
+    new = sorted(int(m) for p in (first, second)
+                 for m in re.findall(r"done: \d+ messages, (\d+) new tile results", pipe.log_of(p)))
+    assert new == [0, 4], pipe.logs()
+    assert [len(tiles.requests_for(z, x, y)) for x, y, z in units[0].tiles()] == [2] * 4  # both did the work
+    assert queued(pipe.sqs, pipe.resources.tile_queue_url) == 0
+    assert pipe.dead_letters() == []
+
+
+def test_crash_between_the_result_object_and_the_ledger_is_redone_and_counted_once(pipeline):
+    """The worker dies after the unit's result object and tile items are written, before its
+    ledger transaction. The items are there but not counted, so they are not final: the
+    redelivery does the unit again (a real skip check, not a stale one) and counts it once; the
+    masks read back from the object through the one reader."""
+    from looking_glass.results.masks import read_tile_masks
+
+    pipe, tiles = pipeline, pipeline.tiles
+    units = [unit(JOB_L, 0, 0, 4)]
+    keys = pipe.submit(JOB_L, units)
+    crashing = pipe.start_worker(fault_boot=True, LG_TEST_EXIT_BEFORE_COUNT="1")
+    recovering = pipe.start_worker(held=True)
+    assert pipe.wait_exit(crashing, 90) == CRASH_EXIT_CODE, pipe.logs()
+    s3 = pipe.session.client("s3")
+    assert len(s3.list_objects_v2(Bucket=pipe.resources.masks_bucket, Prefix=f"masks/{JOB_L}/")["Contents"]) == 1
+    assert len(pipe.store.tile_items(JOB_L)) == 4 and pipe.tiles_final(JOB_L) == 0  # written, not counted
+    assert pipe.store.final_quadkeys(JOB_L, sorted(keys)) == set()
+
+    pipe.go(recovering)
+    pipe.finish(recovering, lambda: pipe.job_settled(JOB_L), "the job to complete")
+    items = assert_accounted(pipe, JOB_L, keys)
+    assert re.search(r"done: 1 messages, 4 new tile results", pipe.log_of(recovering)), pipe.logs()
+    assert [len(tiles.requests_for(z, x, y)) for x, y, z in units[0].tiles()] == [2] * 4
+    for item, mask in read_tile_masks(s3, pipe.resources.masks_bucket, items.values()):
+        assert int(mask.sum()) == item["building_pixels"]
     assert pipe.dead_letters() == []

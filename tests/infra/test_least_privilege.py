@@ -21,7 +21,7 @@ from template_snapshots import CONTEXTS, SNAPSHOTS, job_definition_environment  
 
 from looking_glass.model.fetch import fetch_model  # noqa: E402
 from looking_glass.model.registry import ENV_MODEL_PARAMETER, REGISTRY_PREFIX, parameter_name  # noqa: E402
-from looking_glass.pipeline.worker import mask_key  # noqa: E402
+from looking_glass.pipeline.unit_results import result_key  # noqa: E402
 from looking_glass.runtime.resources import OUTPUT_ACTIVE_MODEL_PARAMETER  # noqa: E402
 from stacks.constructs.batch_workers import MASKS_PREFIX, model_object_keys  # noqa: E402
 
@@ -46,7 +46,8 @@ def s3_resources(statements: list[dict], action: str) -> list[str]:
 
 
 def test_mask_keys_are_under_the_granted_prefix():
-    assert mask_key("job-1", 3, 4, 18).startswith(MASKS_PREFIX)
+    assert result_key("job-1", "0123456789abcdef", ["q"], whole_unit=True).startswith(MASKS_PREFIX)
+    assert result_key("job-1", "0123456789abcdef", ["q"], whole_unit=False).startswith(MASKS_PREFIX)
     for context in CONTEXTS:
         (put,) = s3_resources(worker_statements(context), "s3:PutObject")
         assert put.endswith(f'/{MASKS_PREFIX}*"]]}}'), (context, put)

@@ -64,8 +64,19 @@ def test_every_tile_gets_one_result_and_the_job_completes(aws, tile_server, tiny
     assert queued(session.client("sqs"), resources.tile_queue_url) == 0
     item = items[0]
     assert item["model_id"] == "tiny-test" and item["imagery"].startswith("http://127.0.0.1")
-    mask = session.client("s3").get_object(Bucket=resources.masks_bucket, Key=item["mask_key"])
-    assert mask["ContentType"] == "image/png"
+    # One result object per unit (two units, so two objects), each tile's mask read back from it
+    # is the one whose area the item holds.
+    from looking_glass.model.segmenter import building_area_m2
+    from looking_glass.pipeline.store import area_decimal
+    from looking_glass.results.masks import read_tile_mask
+
+    s3 = session.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=resources.masks_bucket)["Contents"]}
+    assert keys == {i["mask_key"] for i in items} and len(keys) == 2
+    for i in items:
+        mask = read_tile_mask(s3, resources.masks_bucket, i)
+        assert mask.shape == (256, 256) and int(mask.sum()) == i["building_pixels"]
+        assert area_decimal(building_area_m2(mask, int(i["x"]), int(i["y"]), int(i["z"]))) == i["building_area_m2"]
 
 
 def test_redelivered_work_is_not_counted_twice(aws, tile_server, tiny_segmenter):
