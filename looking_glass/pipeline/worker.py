@@ -76,11 +76,11 @@ class Prefetched:
 
 @dataclass
 class Inferred:
-    """A prefetched unit after the model: the future of its tile results, which resolves once
-    its result object is stored (inference stage)."""
+    """A prefetched unit after the model: its tile results and its result object's upload."""
 
     item: Prefetched
-    results: Future  # of list[TileResult]
+    results: list[TileResult]
+    upload: Future | None  # must finish before the results that point at the object are stored
 
 
 class Worker:
@@ -291,8 +291,7 @@ class Worker:
 
     # ---- stage 2: infer ------------------------------------------------------------------
     def _infer(self, item: Prefetched) -> Inferred:
-        """The model on the unit's tiles, batch by batch; the rest of the unit's work (areas,
-        building counts, the result object's encoding and upload) is handed to the pool."""
+        """The model on the unit's tiles, batch by batch, and their results."""
         with_image = [t for t in item.tiles if t.image is not None]
         masks, sdts = [], []
         bs = self.settings.batch_size
@@ -302,10 +301,14 @@ class Worker:
             sdts.append(sdt)
         mask_all = np.concatenate(masks) if masks else None
         sdt_all = np.concatenate(sdts) if sdts and sdts[0] is not None else None
-        return Inferred(item, self.pool.submit(self._unit_results, item, with_image, mask_all, sdt_all))
+        # Areas and building counts here (CPU-bound Python: in the pool they would starve the
+        # downloads of the GIL); the object's encoding (zlib releases the GIL) and upload in the pool.
+        results, put = self._unit_results(item, with_image, mask_all, sdt_all)
+        return Inferred(item, results, self.pool.submit(self._put_result, *put) if put else None)
 
-    def _unit_results(self, item: Prefetched, with_image: list[FetchedTile], masks, sdt) -> list[TileResult]:
-        """The unit's tile results, once its result object (if masks are kept) is stored."""
+    def _unit_results(self, item: Prefetched, with_image: list[FetchedTile], masks, sdt) -> tuple[list[TileResult], tuple | None]:
+        """The unit's tile results, and the arguments of its result object's upload (None when
+        masks are not kept or no tile has one)."""
         unit, unit_id = item.unit, item.unit.unit_id
         results = [
             TileResult(t.x, t.y, t.z, quadkey(t.x, t.y, t.z), t.status, reason=t.reason, unit=unit_id,
@@ -313,14 +316,12 @@ class Worker:
             for t in item.tiles
             if t.image is None
         ]
-        key = None
+        key = put = None
         if with_image and self.settings.write_masks:
             quadkeys = [quadkey(t.x, t.y, t.z) for t in with_image]
             whole = item.transient is None and len(item.tiles) == unit.tile_count
             key = result_key(unit.job_id, unit_id, quadkeys, whole_unit=whole)
-            body = encode_unit_result(unit.job_id, unit_id, [(t.x, t.y, t.z) for t in with_image], quadkeys, masks, sdt)
-            # The object is stored before the items that point at it.
-            self.s3.put_object(Bucket=self.resources.masks_bucket, Key=key, Body=body, ContentType=RESULT_CONTENT_TYPE)
+            put = (key, unit.job_id, unit_id, [(t.x, t.y, t.z) for t in with_image], quadkeys, masks, sdt)
         for t, mask in zip(with_image, masks if masks is not None else ()):
             results.append(
                 TileResult(
@@ -334,7 +335,12 @@ class Worker:
                     building_count=building_count(mask, t.z, t.x, t.y),  # the export's instance rule
                 )
             )
-        return results
+        return results, put
+
+    def _put_result(self, key, job_id, unit_id, tiles, quadkeys, masks, sdt) -> None:
+        """Encode and upload one unit's result object (in the pool)."""
+        body = encode_unit_result(job_id, unit_id, tiles, quadkeys, masks, sdt)
+        self.s3.put_object(Bucket=self.resources.masks_bucket, Key=key, Body=body, ContentType=RESULT_CONTENT_TYPE)
 
     def _predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(masks (n, H, W) bool, signed distance (n, H, W) metres or None) of a batch: the sdt
@@ -361,7 +367,9 @@ class Worker:
 
     def _store(self, inferred: Inferred) -> None:
         item, unit = inferred.item, inferred.item.unit
-        results = inferred.results.result()  # and the result object stored
+        if inferred.upload is not None:  # the object is stored before the items that point at it
+            inferred.upload.result()
+        results = inferred.results
         provenance = {**self.provenance, **item.imagery, "zoom": unit.zoom, "processed_at": utc_now()}
         stored = self.store.record_tiles(unit.job_id, results, provenance)
         self._count(tiles_new=stored)
