@@ -98,11 +98,10 @@ def iam_requests(call: Call, account: str, region: str) -> list[tuple[str, str]]
         if call.operation == "BatchGetItem":
             return [("dynamodb:BatchGetItem", table(name)) for name in p["RequestItems"]]
         if call.operation == "BatchWriteItem":
-            return [
-                ("dynamodb:PutItem" if "PutRequest" in r else "dynamodb:DeleteItem", table(name))
-                for name, requests in p["RequestItems"].items()
-                for r in requests
-            ]
+            # Authorized as dynamodb:BatchWriteItem, not as the PutItem/DeleteItem it carries (the
+            # Service Authorization Reference, "Actions, resources, and condition keys for Amazon
+            # DynamoDB", operations table).
+            return [("dynamodb:BatchWriteItem", table(name)) for name in p["RequestItems"]]
         resource = table(p["TableName"])
         if p.get("IndexName"):
             resource += f"/index/{p['IndexName']}"
