@@ -95,3 +95,17 @@ def test_submit_imagery_without_an_aoi_uses_the_footprint(registry, capsys):
     assert code == 1 and "give an AOI file, or --imagery NAME" in err
     code, _, err = run_cli(capsys, "submit", "--imagery", "scene", "--stack", registry["stack"])
     assert code == 1 and "is not known here: give an AOI" in err
+
+
+def test_retry_enqueues_the_jobs_own_imagery_source(registry, capsys):
+    from conftest import drain
+    from test_results_cli import add_job
+
+    from looking_glass.pipeline.workunits import parse_work_unit
+
+    job = add_job(registry, {(0, 0): ("done", "1", None), (1, 0): ("failed", "0", "x")}, w=2, h=1)
+    registry["store"].update_job(job, {"imagery": "scene"})
+    code, out, err = run_cli(capsys, "retry", job, "--statuses", "failed")
+    assert code == 0 and "1 tiles reset" in out, err
+    units = [parse_work_unit(m["Body"]) for m in drain(registry["session"].client("sqs"), registry["res"].tile_queue_url)]
+    assert units and {u.imagery for u in units} == {"scene"}
