@@ -181,6 +181,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def refuse_second_run(state_path: Path) -> None:
+    """Refuse to start an embedded run on ``state_path`` while another live run holds it.
+
+    A second run would overwrite the state file and, when it stops, delete it: the first run's
+    jobs (its data lives in memory) could then no longer be reached. A state file of a run that
+    is gone, or one that cannot be read, is simply replaced.
+
+    Raises:
+        DeploymentError: a live run (another process) holds ``state_path``.
+    """
+    try:
+        state = json.loads(Path(state_path).read_text())
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if pid != os.getpid() and _pid_alive(pid):
+        raise DeploymentError(
+            f"an embedded run is already up (pid {pid}, started {state.get('started_at', '?')}, state file "
+            f"{state_path}): stop it first (Ctrl-C in its terminal), or start this one with its own state "
+            "file: LG_EMBEDDED_STATE=/path/other.json looking-glass up ... (and the same variable for the "
+            "commands that should use it)"
+        )
+
+
 def resolve_embedded(path: Path | None = None) -> Deployment:
     """The embedded run that ``looking-glass up`` keeps running, from its state file."""
     from looking_glass.local.embedded import LOCAL_AWS_ENV
@@ -265,6 +289,7 @@ def run_embedded(
     from looking_glass.local.embedded import EmbeddedStack
 
     check_shell_imagery(os.environ, worker_env)
+    refuse_second_run(state_path)
     stop = stop_event or threading.Event()
     if stop_event is None and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -59,3 +59,47 @@ def test_a_failed_write_leaves_the_old_state_and_no_temporary_file(tmp_path, mon
         write_state(path, "http://127.0.0.1:6000", RES, "")
     assert path.read_text() == before
     assert sorted(os.listdir(tmp_path)) == ["embedded.json"]
+
+
+def _state_of(path, pid):
+    write_state(path, "http://127.0.0.1:5000", RES, "")
+    state = json.loads(path.read_text())
+    state["pid"] = pid
+    path.write_text(json.dumps(state))
+    return path.read_text()
+
+
+def test_a_second_up_on_the_state_file_of_a_live_run_is_refused_and_changes_nothing(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path = tmp_path / "embedded.json"
+        before = _state_of(path, other.pid)
+        stop = threading.Event()
+        stop.set()  # were the run not refused, it would start, overwrite the file, stop and delete it
+        with pytest.raises(deployment.DeploymentError, match=rf"an embedded run is already up \(pid {other.pid}"):
+            deployment.run_embedded(path, tmp_path / "run", stop_event=stop)
+        assert path.read_text() == before  # the live run's state file is untouched
+        assert not (tmp_path / "run").exists()  # nothing was started
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_state_file_of_a_run_that_is_gone_or_unreadable_does_not_block_a_new_run(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = tmp_path / "embedded.json"
+    _state_of(path, gone.pid)
+    deployment.refuse_second_run(path)  # a dead pid: replaced by the new run
+    path.write_text("{not json")
+    deployment.refuse_second_run(path)
+    deployment.refuse_second_run(tmp_path / "absent.json")
+    _state_of(path, os.getpid())  # this very process (a restart in place) is not "another run"
+    deployment.refuse_second_run(path)
