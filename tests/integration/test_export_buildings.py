@@ -3,7 +3,6 @@ stitched across tiles, in every export format; incomplete jobs, missing masks, b
 
 from __future__ import annotations
 
-import io
 import json
 import xml.etree.ElementTree as ET
 from decimal import Decimal
@@ -11,13 +10,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 import shapely
-from PIL import Image
 
 from looking_glass.grid import quadkey
 from looking_glass.outlines.layers import read_polygons
 from looking_glass.outlines.vectorize import building_count
 from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult
-from looking_glass.pipeline.worker import mask_key
+from looking_glass.pipeline.unit_results import encode_unit_result, result_key
 from looking_glass.results.buildings import ExportError, export_buildings, export_format
 
 X0, Y0, S = 152_024, 131_478, 256
@@ -36,28 +34,28 @@ def mosaic() -> np.ndarray:
 
 
 def put_job(aws, tiles, total=None, masks=True):
-    """A job whose workers stored ``tiles`` ({(dx, dy): status}) of :func:`mosaic`, with each done
-    tile's mask PNG (as the worker writes it) and building_count."""
+    """A job whose workers stored ``tiles`` ({(dx, dy): status}) of :func:`mosaic`: one result
+    object per row of tiles (as a worker stores a work unit) and each done tile's building_count."""
     session, names, resources = aws
     store = ResultsStore(session.client("dynamodb"), names.results_table)
     s3 = session.client("s3")
     store.create_job(JOB, {"status": RUNNING, "tiles_total": total or len(tiles)})
     m = mosaic()
     results = []
-    for (dx, dy), status in tiles.items():
-        x, y = X0 + dx, Y0 + dy
-        key = None
-        count = None
-        if status == "done":
-            tile = m[dy * S:(dy + 1) * S, dx * S:(dx + 1) * S]
-            count = building_count(tile, 18, x, y)
-            if masks:
-                key = mask_key(JOB, x, y, 18)
-                buf = io.BytesIO()
-                Image.fromarray(tile.astype(np.uint8) * 255).save(buf, format="PNG")
-                s3.put_object(Bucket=resources.masks_bucket, Key=key, Body=buf.getvalue())
-        results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, Decimal(0), 0, mask_key=key,
-                                  building_count=count))
+    for dy in sorted({dy for _, dy in tiles}):
+        row = [(dx, status) for (dx, d), status in sorted(tiles.items()) if d == dy]
+        done = [dx for dx, status in row if status == "done"]
+        qks = [quadkey(X0 + dx, Y0 + dy, 18) for dx in done]
+        cut = [m[dy * S:(dy + 1) * S, dx * S:(dx + 1) * S] for dx in done]
+        key = result_key(JOB, f"row{dy}", qks, whole_unit=True) if masks else None
+        if masks and done:
+            body = encode_unit_result(JOB, f"row{dy}", [(X0 + dx, Y0 + dy, 18) for dx in done], qks, np.stack(cut))
+            s3.put_object(Bucket=resources.masks_bucket, Key=key, Body=body)
+        for dx, status in row:
+            x, y = X0 + dx, Y0 + dy
+            count = building_count(cut[done.index(dx)], 18, x, y) if status == "done" else None
+            results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, Decimal(0), 0,
+                                      mask_key=key if status == "done" else None, building_count=count))
     store.record_tiles(JOB, results, {"model_id": "m"})
     store.try_complete(JOB)
     return store, s3, resources.masks_bucket
@@ -110,7 +108,7 @@ def test_unknown_job_missing_masks_and_bad_outputs_are_clear_errors(aws, tmp_pat
         export_buildings(store, s3, bucket, "nope", str(tmp_path / "b.geojson"), "geojson")
     old = tmp_path / "keep.geojson"
     old.write_text("previous export")
-    with pytest.raises(ExportError, match="has no stored mask.*nothing written"):
+    with pytest.raises(ExportError, match="has no stored mask.*nothing written"):  # LG_WRITE_MASKS=false
         export_buildings(store, s3, bucket, JOB, str(old), "geojson")
     assert old.read_text() == "previous export" and len(list(tmp_path.iterdir())) == 1
     with pytest.raises(ExportError, match="does not exist"):
