@@ -98,11 +98,27 @@ def parse_aoi(data: bytes, default_name: str = "aoi") -> Aoi:
         raise AoiError("AOI is not a GeoJSON object (expected an object with a 'type' member)")
     try:
         return _parse_document(doc, default_name)
-    except AoiError:
-        raise
+    except AoiError as exc:
+        hint = _projected_hint(doc, str(exc))
+        if not hint:
+            raise
+        raise AoiError(f"{exc}; {hint}", exit_code=exc.exit_code) from None
     except (TypeError, ValueError, OverflowError, RecursionError, IndexError, KeyError, shapely.errors.ShapelyError) as exc:
         # A shape of document no rule above foresaw: still the AOI's fault, never a traceback.
         raise AoiError(f"AOI could not be read as GeoJSON ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _projected_hint(doc: dict, message: str) -> str:
+    """What to do when a coordinate is out of the lon/lat range: most often the file is in a
+    projected CRS (UTM metres), which GeoJSON (RFC 7946) does not allow; "" when not that case."""
+    if "is out of range" not in message:
+        return ""
+    crs = doc.get("crs")
+    name = crs.get("properties", {}).get("name") if isinstance(crs, dict) and isinstance(crs.get("properties"), dict) else None
+    declared = (f"; the file declares crs {str(name)[:60]!r}" if isinstance(name, str)
+                else " (are these metres of a projected CRS?)")
+    return (f"AOI coordinates must be longitude/latitude degrees (GeoJSON, EPSG:4326){declared}; "
+            "AOIs are not reprojected: convert it first, e.g. ogr2ogr -t_srs EPSG:4326 aoi-lonlat.geojson aoi.geojson")
 
 
 def _parse_document(doc: dict, default_name: str) -> Aoi:

@@ -151,3 +151,25 @@ def test_positions_with_altitude_or_integers_read_like_plain_ones():
     mixed = parse_aoi(dump({"type": "Polygon", "coordinates": [[[30, -2], [31.0, -2, 1], [31, -1], [30, -1.0], [30, -2]]]}))
     assert plain.geometry.equals(with_z.geometry) and plain.geometry.equals(mixed.geometry)
     assert plain.geometry.area == 1.0
+
+
+@pytest.mark.parametrize("crs, says", [
+    ({"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32616"}}, "the file declares crs 'urn:ogc:def:crs:EPSG::32616'"),
+    (None, "are these metres of a projected CRS?"),
+])
+def test_an_aoi_in_projected_metres_says_it_must_be_lon_lat_and_how_to_convert(crs, says):
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {
+        "type": "Polygon", "coordinates": [[[733700, 3724700], [733800, 3724700], [733800, 3724800], [733700, 3724700]]]}}]}
+    if crs:
+        doc["crs"] = crs
+    with pytest.raises(AoiError) as err:
+        parse_aoi(json.dumps(doc).encode())
+    message = str(err.value)
+    assert "longitude 733700 is out of range" in message and says in message
+    assert "must be longitude/latitude degrees" in message and "ogr2ogr -t_srs EPSG:4326" in message
+
+
+def test_other_aoi_errors_get_no_projection_hint():
+    with pytest.raises(AoiError) as err:
+        parse_aoi(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}).encode())
+    assert "longitude/latitude degrees" not in str(err.value)
