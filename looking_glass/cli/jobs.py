@@ -285,6 +285,22 @@ def cmd_retry(args) -> int:
     return 0
 
 
+def _map_imagery(dep, store, job_id: str, given: str | None) -> str | None:
+    """The imagery under a job's map: ``--imagery`` (a registered source's name, or a template or
+    GeoTIFF/mosaic as given), else the registered source the job ran on, else the deployment's
+    default imagery (the embedded run's tile server), else what the job's first tile recorded."""
+    sources = getattr(dep, "imagery_sources", None) or {}
+    if given is not None:
+        return sources[given]["source"] if given in sources else given
+    name = (store.get_job(job_id) or {}).get("imagery")
+    if name in sources:  # a job on a named source: that source, never the run's default
+        return sources[name]["source"]
+    if dep.tile_url_template:
+        return dep.tile_url_template
+    first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
+    return (first or {}).get("imagery")
+
+
 def cmd_map(args) -> int:
     """Write map.png and a self-contained map.html of a job."""
     from looking_glass.pipeline.jobs import store_for
@@ -297,12 +313,7 @@ def cmd_map(args) -> int:
     dep = _deployment(args)
     store = store_for(dep)
     job_id = _job_id(store, args.job)
-    template = args.imagery
-    if template is None:
-        template = dep.tile_url_template
-        if not template:
-            first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
-            template = (first or {}).get("imagery")
+    template = _map_imagery(dep, store, job_id, args.imagery)
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
                    threads=_key_ranges(dep), session=dep.session)
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
@@ -385,8 +396,8 @@ def add_commands(sub) -> None:
     mp.add_argument("--out", required=True, help="output folder")
     mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
-    mp.add_argument("--imagery", help="imagery under the tiles: an XYZ URL template or a GeoTIFF/COG (local or s3://); "
-                                      "default: the embedded run's tile server, else the job's own imagery")
+    mp.add_argument("--imagery", help="imagery under the tiles: a registered source's name, an XYZ URL template or a GeoTIFF/COG (local or s3://); "
+                                      "default: the registered source the job ran on, else the deployment's default imagery")
     mp.add_argument("--compare", metavar="MAPPED",
                     help="also gap.html: completeness against these mapped buildings and the buildings not yet mapped")
     mp.set_defaults(func=_aws_guard(cmd_map))

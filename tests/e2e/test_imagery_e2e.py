@@ -93,3 +93,20 @@ def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_u
     assert code == 0 and out.strip() == synth and f"job {synth} already holds the results" in err
     code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "nowhere")
     assert code == 1 and "unknown imagery source 'nowhere'" in err
+
+
+def test_the_map_of_a_job_on_a_named_source_shows_that_source_not_the_runs_default(imagery_up, capsys):
+    """The run's default imagery is the synthetic world; the city job's map must show the city
+    mosaic (old.tif pixels 90..96 in tile X), by default and with --imagery NAME."""
+    import numpy as np
+    from PIL import Image
+
+    code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
+    assert code == 0, err
+    city = out.strip()
+    for extra in ([], ["--imagery", "city"]):
+        out_dir = imagery_up / f"map-{len(extra)}"
+        code, out, err = run_cli(capsys, "map", city, "--out", str(out_dir), *extra)
+        assert code == 0, err
+        tile = np.asarray(Image.open(out_dir / "map_tiles" / "18" / str(X) / f"{Y}.webp").convert("L"), float)
+        assert abs(tile.mean() - 93) < 6 and tile.std() < 6, (extra, tile.mean(), tile.std())
