@@ -182,10 +182,12 @@ def cmd_jobs(args) -> int:
     if args.json:
         print(json.dumps([plain(j) for j in jobs], default=str))
         return 0
-    header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name")
+    # imagery: jobs of one AOI on two sources share a name; the source tells them apart
+    header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery")
     rows = [
         (shown(j["job_id"]), _status_cell(j), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
-         shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80))
+         shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80),
+         shown(j.get("imagery") or "default", 64))
         for j in jobs
     ]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

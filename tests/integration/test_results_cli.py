@@ -230,9 +230,10 @@ def test_jobs_lists_status_progress_times_and_names(env, capsys):
     code, out, _ = run_cli(capsys, "jobs")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["job_id", "status", "progress", "failed", "created_at", "finished_at", "name"]
+    assert lines[0].split() == ["job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery"]
     assert lines[1].startswith(b) and "RUNNING" in lines[1] and "1/6 (17%)" in lines[1] and "district-b" in lines[1]
     assert lines[2].startswith(a) and "COMPLETE" in lines[2] and "6/6 (100%)" in lines[2]
+    assert lines[1].split()[-1] == lines[2].split()[-1] == "default"  # no --imagery: the default source
     code, out, _ = run_cli(capsys, "jobs", "--stack", env["stack"], "--json", "--limit", "1")
     assert [j["job_id"] for j in json.loads(out)] == [b]
 
