@@ -9,6 +9,7 @@ see :mod:`looking_glass.results.truth`). The options are read and checked by
 from __future__ import annotations
 
 import importlib.resources
+import sys
 import time
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def wait_for_job(stack: EmbeddedStack, store: ResultsStore, job_id: str, timeout
             time.sleep(0.5)
     finally:
         bar.close()
+
+
+def _say(line: str) -> None:
+    """A step after the job is done (the progress bar has ended), so the wait is not silent."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def truth_area_m2(items: list[dict]) -> float:
@@ -117,8 +123,10 @@ def run_demo(
         model = {k: items[0].get(k) for k in ("model_id", "model_version")} if items else {}
         model.update(_model_info(model_path))
         if truth is not None:
+            _say(f"scoring {counts.get('done', 0):,} done tiles against {truth.source} ...")
             reference = _compare_with_truth(stack, items, truth)
         truth_m2 = reference["areas"] if reference else None
+        _say(f"drawing {out_dir / 'map.png'} ...")
         write_json(out_dir / "results.geojson", results_geojson(items, truth_m2=truth_m2))
         draw_map(
             items,
@@ -129,6 +137,8 @@ def run_demo(
             truth_m2=truth_m2,
         )
         if imagery is None:
+            # renders each done tile's exact mask again: about a minute for the 314 demo tiles
+            _say(f"measuring the synthetic world's true building area on {counts.get('done', 0):,} done tiles ...")
             truth_total = truth_area_m2(items)
         elif reference is not None:
             truth_total = reference["done_area_m2"]

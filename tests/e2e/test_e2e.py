@@ -1,6 +1,8 @@
 """End to end on the embedded stack: real moto server, real handler, real worker processes, real
 HTTP tiles, real model. Every tile of the cover gets exactly one result; totals add up."""
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -12,14 +14,27 @@ from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import iter_tiles, tile_runs
 
 pytestmark = pytest.mark.e2e
+STDERR: dict[str, str] = {}  # what the module's demo run printed on stderr
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     data = geojson_bytes(SAMPLE_POLYGON)
-    summary = run_demo(out, data, "tiny.geojson", workers=2, timeout_s=240, progress=False)
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        summary = run_demo(out, data, "tiny.geojson", workers=2, timeout_s=240, progress=False)
+    STDERR["demo"] = said.getvalue()
     return out, summary, data
+
+
+def test_the_steps_after_the_job_are_announced_not_silent(demo_run):
+    """After the bar ends the demo draws the map and renders the truth again (a minute for the
+    314 demo tiles): each step says so on stderr."""
+    out, summary, _ = demo_run
+    said = STDERR["demo"]
+    assert f"measuring the synthetic world's true building area on {summary['tiles_done']:,} done tiles" in said
+    assert f"drawing {out / 'map.png'}" in said
 
 
 def test_every_tile_of_the_cover_has_exactly_one_result(demo_run):
