@@ -26,8 +26,8 @@ import shapely
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.instances import instances
 
-__all__ = ["EDGES", "TilePieces", "building_count", "count_in_tile", "label_edges", "pieces_from_labels", "tile_pieces",
-           "trace_labels"]
+__all__ = ["EDGES", "TilePieces", "building_count", "count_in_tile", "label_edges", "pieces_from_labels",
+           "stored_building_count", "tile_pieces", "trace_labels"]
 
 EDGES = ("n", "s", "w", "e")
 
@@ -201,3 +201,16 @@ def building_count(prediction, z: int, x: int, y: int, head: str = "binary", *, 
     the export uses). About a millisecond a tile: no polygons are traced."""
     labels, _ = instances(prediction, head, threshold=threshold, split_depth_m=split_depth_m)
     return count_in_tile(labels, z, x, y, min_area_m2)
+
+
+def stored_building_count(mask: np.ndarray, sdt_m: np.ndarray | None, z: int, x: int, y: int,
+                          sdt_scale: float = 10.0) -> int:
+    """A worker's ``building_count`` of tile z/x/y from what it stores and the export reads back:
+    the (S, S) bool ``mask`` (binary head), or the signed distance ``sdt_m`` (sdt head, metres)
+    rounded as the result object keeps it (steps of 1 / ``sdt_scale`` m,
+    ``looking_glass.pipeline.unit_results.SDT_SCALE``), so that the count and the export's
+    instances come from the very same numbers."""
+    if sdt_m is None:
+        return building_count(mask, z, x, y)
+    stored = np.rint(np.asarray(sdt_m, dtype=np.float32) * sdt_scale).astype(np.float32) / sdt_scale
+    return building_count(stored, z, x, y, "sdt")

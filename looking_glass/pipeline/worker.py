@@ -31,11 +31,11 @@ from looking_glass.imagery.status import TILE_DONE
 from looking_glass.imagery.tiles import FetchedTile, TransientTileError
 from looking_glass.imagery.xyz import ImagerySourceError, open_imagery, public_imagery_name  # noqa: F401
 from looking_glass.model.segmenter import Segmenter, building_area_m2
-from looking_glass.outlines.vectorize import building_count
+from looking_glass.outlines.vectorize import stored_building_count as tile_count
 from looking_glass.pipeline.heartbeat import VisibilityHeartbeat
 from looking_glass.pipeline.store import ResultsStore, TileResult, UnknownJob, area_decimal, fraction_decimal, utc_now
 from looking_glass.pipeline.telemetry import emit_tiles_done
-from looking_glass.pipeline.unit_results import encode_unit_result, result_key
+from looking_glass.pipeline.unit_results import SDT_SCALE, encode_unit_result, result_key
 from looking_glass.pipeline.workunits import MalformedMessage, WorkUnit, parse_work_unit
 from looking_glass.runtime.resources import DeployedResources
 from looking_glass.runtime.settings import WorkerSettings
@@ -322,7 +322,7 @@ class Worker:
             whole = item.transient is None and len(item.tiles) == unit.tile_count
             key = result_key(unit.job_id, unit_id, quadkeys, whole_unit=whole)
             put = (key, unit.job_id, unit_id, [(t.x, t.y, t.z) for t in with_image], quadkeys, masks, sdt)
-        for t, mask in zip(with_image, masks if masks is not None else ()):
+        for i, (t, mask) in enumerate(zip(with_image, masks if masks is not None else ())):
             results.append(
                 TileResult(
                     t.x, t.y, t.z, quadkey(t.x, t.y, t.z), TILE_DONE,
@@ -332,7 +332,7 @@ class Worker:
                     unit=unit_id,
                     valid_fraction=fraction_decimal(t.valid_fraction),
                     capture_date=t.capture_date,
-                    building_count=building_count(mask, t.z, t.x, t.y),  # the export's instance rule
+                    building_count=tile_count(mask, None if sdt is None else sdt[i], t.z, t.x, t.y, SDT_SCALE),
                 )
             )
         return results, put

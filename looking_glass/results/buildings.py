@@ -2,10 +2,11 @@
 GeoJSON, GeoPackage, FlatGeobuf or JOSM-ready ``.osm`` (``looking-glass export``), and the mapping
 gap of those buildings against already-mapped ones (``results --compare``).
 
-How: the job's ``done`` tile items are put in row-major order (y, then x), their masks read
-through :func:`looking_glass.results.masks.read_tile_masks` (a few dozen at a time) and streamed
-through :func:`looking_glass.outlines.stitch.outline_tiles` (binary head: the stored masks are the
-model's decision; the rule the worker's ``building_count`` uses) into the writer of
+How: the job's ``done`` tile items are put in row-major order (y, then x), their stored rasters
+read through :func:`looking_glass.results.masks.read_tile_rasters_all` (a few dozen at a time)
+and streamed through :func:`looking_glass.outlines.stitch.outline_tiles` (the stored masks, or
+for the sdt head the stored signed distance: the rule the worker's ``building_count`` uses) into
+the writer of
 :mod:`looking_glass.outlines.exports`. Masks and open buildings stay bounded (about two tile rows
 of pieces); the list of the job's tile items (a few hundred bytes per tile) is held to sort it.
 
@@ -15,10 +16,11 @@ Tiles that are not ``done`` (failed, no imagery, skipped, or not processed yet) 
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
@@ -26,7 +28,7 @@ from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
 from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
 from looking_glass.pipeline.store import ResultsStore
-from looking_glass.results.masks import read_tile_masks
+from looking_glass.results.masks import MaskError, read_tile_rasters_all
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "check_out_path", "export_buildings", "export_format",
            "job_buildings", "job_tiles"]
@@ -100,17 +102,29 @@ def job_buildings(s3, bucket: str, items: list[dict], options: OutlineOptions | 
                   progress: Callable[[int], None] | None = None, threads: int = 8):
     """The buildings (:class:`~looking_glass.outlines.stitch.Building`, lon/lat) of the ``done``
     items among ``items`` (row-major order), streamed; ``progress(n)`` is called after each
-    tile read. Raises :class:`~looking_glass.results.masks.MaskError` for a done tile without a
-    readable mask."""
+    tile read. The head is the stored one: a job whose tiles kept the signed distance (sdt head)
+    is outlined from it (touching buildings split along their neck), else from the masks; the
+    rest of ``options`` applies. Raises :class:`~looking_glass.results.masks.MaskError` for a done
+    tile without readable rasters."""
     done = [i for i in items if i["status"] == TILE_DONE]
+    rasters = read_tile_rasters_all(s3, bucket, done, threads)
+    first = next(rasters, None)
+    if first is None:
+        return iter(())
+    head = "sdt" if first[1].sdt_m is not None else "binary"
+    opts = replace(options or OutlineOptions(), head=head)
 
     def predictions():
-        for item, mask in read_tile_masks(s3, bucket, done, threads):
-            yield (int(item["z"]), int(item["x"]), int(item["y"])), mask
+        for item, r in itertools.chain([first], rasters):
+            if (r.sdt_m is not None) != (head == "sdt"):
+                z, x, y = item["z"], item["x"], item["y"]
+                raise MaskError(f"tile {z}/{x}/{y} has {'no ' if head == 'sdt' else 'a '}signed distance stored "
+                                "unlike the job's first tile (a job run by two models?)")
+            yield (int(item["z"]), int(item["x"]), int(item["y"])), (r.sdt_m if head == "sdt" else r.mask)
             if progress is not None:
                 progress(1)
 
-    return outline_tiles(predictions(), options or OutlineOptions())
+    return outline_tiles(predictions(), opts)
 
 
 def _writer(fmt: str):
@@ -144,8 +158,6 @@ def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str
     leaves no partial file (and an existing ``out`` untouched). ``progress``: an object with
     ``total`` (set to the number of done tiles) and ``update(n)``, e.g. a tqdm bar. Raises
     ExportError (unknown job, unusable ``out``, a done tile's mask missing or unreadable)."""
-    from looking_glass.results.masks import MaskError
-
     target = check_out_path(out)
     job, items = job_tiles(store, job_id)
     done = [i for i in items if i["status"] == TILE_DONE]

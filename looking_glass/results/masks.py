@@ -20,7 +20,8 @@ import numpy as np
 from looking_glass.errors import LookingGlassError
 from looking_glass.pipeline.unit_results import ResultObjects, TileRasters, TileResultError
 
-__all__ = ["MaskError", "TileRasters", "read_mask_png", "read_tile_mask", "read_tile_masks", "read_tile_rasters"]
+__all__ = ["MaskError", "TileRasters", "read_mask_png", "read_tile_mask", "read_tile_masks", "read_tile_rasters",
+           "read_tile_rasters_all"]
 
 
 class MaskError(LookingGlassError, ValueError):
@@ -77,11 +78,12 @@ def read_tile_mask(s3, bucket: str, item: dict) -> np.ndarray:
     return read_tile_rasters(s3, bucket, item).mask
 
 
-def read_tile_masks(s3, bucket: str, items: Iterable[dict], threads: int = 8) -> Iterator[tuple[dict, np.ndarray]]:
-    """``(item, mask)`` for each item, in the given order, read ``threads`` at a time with a
-    bounded look-ahead; each result object is fetched once however many of its tiles are asked
-    for in a row (memory: a few dozen objects at most, whatever the number of items). Raises
-    MaskError, naming the tile, at the first tile that cannot be read."""
+def read_tile_rasters_all(s3, bucket: str, items: Iterable[dict], threads: int = 8) -> Iterator[tuple[dict, TileRasters]]:
+    """``(item, rasters)`` (:class:`TileRasters`: mask and, for the sdt head, signed distance) for
+    each item, in the given order, read ``threads`` at a time with a bounded look-ahead; each
+    result object is fetched once however many of its tiles are asked for in a row (memory: a few
+    dozen objects at most, whatever the number of items). Raises MaskError, naming the tile, at
+    the first tile that cannot be read."""
     threads = max(1, threads)
     batch = threads * 4
     objects = ResultObjects(s3, bucket, keep=batch)
@@ -90,7 +92,13 @@ def read_tile_masks(s3, bucket: str, items: Iterable[dict], threads: int = 8) ->
         for item in items:
             pending.append(item)
             if len(pending) == batch:
-                yield from zip(pending, pool.map(lambda i: _rasters(objects, i).mask, pending))
+                yield from zip(pending, pool.map(lambda i: _rasters(objects, i), pending))
                 pending = []
         if pending:
-            yield from zip(pending, pool.map(lambda i: _rasters(objects, i).mask, pending))
+            yield from zip(pending, pool.map(lambda i: _rasters(objects, i), pending))
+
+
+def read_tile_masks(s3, bucket: str, items: Iterable[dict], threads: int = 8) -> Iterator[tuple[dict, np.ndarray]]:
+    """``(item, mask)`` for each item, in the given order: :func:`read_tile_rasters_all`'s masks."""
+    for item, rasters in read_tile_rasters_all(s3, bucket, items, threads):
+        yield item, rasters.mask

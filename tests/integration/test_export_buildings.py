@@ -13,7 +13,7 @@ import shapely
 
 from looking_glass.grid import quadkey
 from looking_glass.outlines.layers import read_polygons
-from looking_glass.outlines.vectorize import building_count
+from looking_glass.outlines.vectorize import stored_building_count
 from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult
 from looking_glass.pipeline.unit_results import encode_unit_result, result_key
 from looking_glass.results.buildings import ExportError, export_buildings, export_format
@@ -33,14 +33,17 @@ def mosaic() -> np.ndarray:
     return m
 
 
-def put_job(aws, tiles, total=None, masks=True):
+def put_job(aws, tiles, total=None, masks=True, mosaic_of=None):
     """A job whose workers stored ``tiles`` ({(dx, dy): status}) of :func:`mosaic`: one result
     object per row of tiles (as a worker stores a work unit) and each done tile's building_count."""
     session, names, resources = aws
     store = ResultsStore(session.client("dynamodb"), names.results_table)
     s3 = session.client("s3")
     store.create_job(JOB, {"status": RUNNING, "tiles_total": total or len(tiles)})
-    m = mosaic()
+    m = mosaic() if mosaic_of is None else mosaic_of
+    sdt = None
+    if m.dtype != bool:  # a signed distance (sdt head): masks are where it is positive
+        sdt, m = m, m > 0
     results = []
     for dy in sorted({dy for _, dy in tiles}):
         row = [(dx, status) for (dx, d), status in sorted(tiles.items()) if d == dy]
@@ -48,12 +51,17 @@ def put_job(aws, tiles, total=None, masks=True):
         qks = [quadkey(X0 + dx, Y0 + dy, 18) for dx in done]
         cut = [m[dy * S:(dy + 1) * S, dx * S:(dx + 1) * S] for dx in done]
         key = result_key(JOB, f"row{dy}", qks, whole_unit=True) if masks else None
+        sdt_cut = None if sdt is None else [sdt[dy * S:(dy + 1) * S, dx * S:(dx + 1) * S] for dx in done]
         if masks and done:
-            body = encode_unit_result(JOB, f"row{dy}", [(X0 + dx, Y0 + dy, 18) for dx in done], qks, np.stack(cut))
+            body = encode_unit_result(JOB, f"row{dy}", [(X0 + dx, Y0 + dy, 18) for dx in done], qks, np.stack(cut),
+                                      None if sdt is None else np.stack(sdt_cut))
             s3.put_object(Bucket=resources.masks_bucket, Key=key, Body=body)
         for dx, status in row:
             x, y = X0 + dx, Y0 + dy
-            count = building_count(cut[done.index(dx)], 18, x, y) if status == "done" else None
+            count = None
+            if status == "done":
+                k = done.index(dx)
+                count = stored_building_count(cut[k], None if sdt is None else sdt_cut[k], 18, x, y)
             results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, Decimal(0), 0,
                                       mask_key=key if status == "done" else None, building_count=count))
     store.record_tiles(JOB, results, {"model_id": "m"})
@@ -78,6 +86,31 @@ def test_a_complete_job_exports_each_building_once_and_matches_its_building_coun
     areas = np.sort([g.area for g in layer.lonlat()])
     assert areas / areas[0] == pytest.approx([1, 1.2, 1.8, 2.4, 2.5], rel=0.01)
     assert not list(tmp_path.glob(".b.*"))  # no temporary file left
+
+
+def test_a_job_of_the_sdt_head_is_outlined_from_its_stored_signed_distance(aws, tmp_path):
+    from looking_glass.datasets.labels import signed_distance_m
+
+    m = np.zeros((S, 2 * S), bool)
+    m[60:120, 40:100] = True  # two 60 x 60 px buildings joined by a 10 px neck:
+    m[60:120, 112:172] = True  # one region of the mask, two buildings by their distance peaks
+    m[85:95, 100:112] = True
+    m[150:200, 220:300] = True  # and one across the tile edge at column 256
+    sdt = signed_distance_m(m.astype(np.uint8), 0.6, 10.0).astype(np.float32)
+    store, s3, bucket = put_job(aws, {(0, 0): "done", (1, 0): "done"}, mosaic_of=sdt)
+    report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "sdt.geojson"), "geojson")
+    assert report.buildings == 3 == report.building_count
+
+
+def test_the_same_mask_without_a_signed_distance_is_two_buildings(aws, tmp_path):
+    m = np.zeros((S, 2 * S), bool)
+    m[60:120, 40:100] = True
+    m[60:120, 112:172] = True
+    m[85:95, 100:112] = True
+    m[150:200, 220:300] = True
+    store, s3, bucket = put_job(aws, {(0, 0): "done", (1, 0): "done"}, mosaic_of=m)
+    report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "binary.geojson"), "geojson")
+    assert report.buildings == 2 == report.building_count
 
 
 def test_osm_export_is_josm_xml_with_new_objects(aws, tmp_path):
