@@ -53,10 +53,12 @@ def test_the_export_parser_offers_exactly_the_export_formats():
 
 
 def test_a_reader_that_stops_early_ends_cover_quietly(tmp_path):
-    # `looking-glass cover AOI | head -1`: the sample AOI at zoom 22 is ~80,000 lines, more than
-    # a pipe holds, so cover is still writing when the reader goes away.
+    # `looking-glass cover AOI | head -1`: this AOI at zoom 22 is ~120,000 lines (2.3 MB), far more
+    # than a pipe holds, so cover is still writing when the reader goes away. (The small sample
+    # AOI is 720 lines, 14 kB: it fits in the pipe, and under load cover could finish first.)
     aoi = tmp_path / "aoi.geojson"
-    aoi.write_text(json.dumps(SAMPLE_POLYGON))
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[30.00, -2.00], [30.03, -2.00], [30.03, -1.97], [30.00, -1.97], [30.00, -2.00]]]}))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli.main", "cover", str(aoi), "--zoom", "22"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=env)
