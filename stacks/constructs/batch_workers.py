@@ -273,8 +273,8 @@ class BatchWorkers:
         acknowledge(
             self.job_role,
             f"AwsSolutions-IAM5[Resource::{masks_arn}/{MASKS_PREFIX}*]",
-            "The worker writes one mask object per tile under keys it derives from the job and "
-            f"tile (looking_glass.pipeline.worker.mask_key), so s3:PutObject (only) is granted "
+            "The worker writes one result object per work unit under keys it derives from the job and "
+            f"unit (looking_glass.pipeline.unit_results.result_key), so s3:PutObject (only) is granted "
             f"under the {MASKS_PREFIX} prefix of the masks bucket.",
         )
         if not config.model_s3_uri:
