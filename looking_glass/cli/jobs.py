@@ -329,7 +329,7 @@ def cmd_map(args) -> int:
     if args.compare:  # the mapping gap layer: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_map
 
-        return cmd_compare_map(args, template)
+        return cmd_compare_map(args, out["imagery_layer"])  # the imagery map.html shows
     return 0
 
 

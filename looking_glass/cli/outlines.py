@@ -108,7 +108,7 @@ def cmd_compare_results(args) -> int:
     return 0
 
 
-def cmd_compare_map(args, url_template: str | None) -> int:
+def cmd_compare_map(args, imagery: dict | None) -> int:
     """``map JOB --compare MAPPED --out DIR``: gap.html, gap.geojson and gap-buildings.geojson
     (``cmd_map`` has checked ``--compare`` with :func:`mapped_path` before drawing anything)."""
     from looking_glass.results.gapmap import write_gap_map
@@ -117,7 +117,7 @@ def cmd_compare_map(args, url_template: str | None) -> int:
     gap = _gap(args, dep, store, job_id, zoom=args.zoom)
     job = store.get_job(job_id) or {}
     title = f"{job.get('name', job_id)} ({job_id[:8]}): buildings not yet mapped"
-    out = write_gap_map(gap, Path(args.out), url_template, title)
+    out = write_gap_map(gap, Path(args.out), imagery, title)
     print(f"wrote {out['html']}, {out['geojson']} ({out['features']:,} cells) and {out['buildings']} "
           f"({len(gap.unmapped):,} buildings not yet mapped)")
     return 0

@@ -54,7 +54,10 @@ function colourOf(c) {{
 }}
 function escaped(v) {{ return String(v).replace(/[&<>]/g, function (c) {{ return {{ "&": "&amp;", "<": "&lt;", ">": "&gt;" }}[c]; }}); }}
 const map = L.map("map", {{ maxZoom: 21, fadeAnimation: false }});
-if (options.imagery) {{ L.tileLayer(options.imagery, {{ maxNativeZoom: 18, maxZoom: 21 }}).addTo(map); }}
+if (options.imagery) {{
+  L.tileLayer(options.imagery.template, {{ minNativeZoom: options.imagery.minNativeZoom,
+    maxNativeZoom: options.imagery.maxNativeZoom, maxZoom: 21, attribution: options.imagery.attribution }}).addTo(map);
+}}
 const layer = L.geoJSON(cells, {{
   style: function (f) {{
     const c = colourOf(f.properties.completeness);
@@ -93,10 +96,12 @@ def _script_json(doc) -> str:
     return json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
 
 
-def write_gap_map(gap: JobGap, out_dir: Path, url_template: str | None, title: str) -> dict:
+def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) -> dict:
     """Write ``gap.html``, ``gap.geojson`` (the rows) and ``gap-buildings.geojson`` (every
     predicted building not yet mapped) into ``out_dir`` (created); returns their paths and the
-    numbers of rows and buildings drawn."""
+    numbers of rows and buildings drawn. ``imagery``: the layer under the cells, as map.html's
+    (:func:`looking_glass.results.webmap.page_imagery`: the tiles written beside the pages for a
+    GeoTIFF or local source, or a provider's template), or None."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = json.loads(render_gap("geojson", gap))
     (out_dir / "gap.geojson").write_text(json.dumps(cells) + "\n")
@@ -112,7 +117,7 @@ def write_gap_map(gap: JobGap, out_dir: Path, url_template: str | None, title: s
     js, css = leaflet_assets()
     page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=_script_json(cells),
                        buildings=_script_json(buildings),
-                       options=_script_json({"ramp": RAMP, "imagery": url_template or "", "summary": html.escape(summary)}))
+                       options=_script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary)}))
     (out_dir / "gap.html").write_text(page, encoding="utf-8")
     return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
             "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),

@@ -324,8 +324,9 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
     (``s3://`` read with the boto3 ``session``), drawn as :mod:`looking_glass.results.basemap`
     says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
-    paths, the number of features drawn, the zoom of the cells, the imagery tiles written and
-    whether the page shows imagery (false for a file source over the cap or without imagery).
+    paths, the number of features drawn, the zoom of the cells, the imagery tiles written,
+    whether the page shows imagery (false for a file source over the cap or without imagery) and
+    the page's imagery layer (:func:`page_imagery`; for other pages in ``out_dir``, e.g. gap.html).
     Raises :class:`MapError`, and :class:`~looking_glass.results.basemap.BasemapError` for an
     imagery source that cannot be opened."""
     if colour_by not in COLOUR_BY:
@@ -349,4 +350,5 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     features = write_html(mode, rows, tot, job_id, page, page_imagery(imagery, basemap), title, colour_by)
     return {"png": str(png), "html": str(page), "features": features, "zoom": z,
             "imagery_tiles": basemap["written"] if basemap else 0,
-            "imagery_shown": basemap is not None or bool(imagery and not wants_files(imagery))}
+            "imagery_shown": basemap is not None or bool(imagery and not wants_files(imagery)),
+            "imagery_layer": page_imagery(imagery, basemap)}

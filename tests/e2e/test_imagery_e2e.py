@@ -110,3 +110,10 @@ def test_the_map_of_a_job_on_a_named_source_shows_that_source_not_the_runs_defau
         assert code == 0, err
         tile = np.asarray(Image.open(out_dir / "map_tiles" / "18" / str(X) / f"{Y}.webp").convert("L"), float)
         assert abs(tile.mean() - 93) < 6 and tile.std() < 6, (extra, tile.mean(), tile.std())
+    # gap.html (map --compare) shows the same imagery as map.html: the tiles written beside them
+    mapped = imagery_up / "mapped.geojson"
+    mapped.write_text('{"type": "FeatureCollection", "features": []}')
+    code, out, err = run_cli(capsys, "map", city, "--out", str(imagery_up / "gap"), "--compare", str(mapped))
+    assert code == 0, err
+    page = (imagery_up / "gap" / "gap.html").read_text()
+    assert '"imagery":{"template":"map_tiles/{z}/{x}/{y}.webp"' in page  # not a .tif the browser cannot read
