@@ -1,8 +1,9 @@
 """Issue 18's imagery on a live embedded run, as a user drives it: `up` registers two real
 GeoTIFFs (written here, dated by their TIFF tags) as one mosaic and a URL template (with a
 registered date); one AOI is submitted against each (the mosaic's without an AOI: its
-footprint); results carry capture dates and coverage; resubmitting the same inputs names the
-job that holds them."""
+footprint); results carry capture dates and coverage; both jobs are mapped over their own
+imagery; resubmitting the same inputs names the job that holds them, and after `models use` the
+same inputs make a new job (issue 18's "done when", as one module)."""
 
 from __future__ import annotations
 
@@ -117,3 +118,39 @@ def test_the_map_of_a_job_on_a_named_source_shows_that_source_not_the_runs_defau
     assert code == 0, err
     page = (imagery_up / "gap" / "gap.html").read_text()
     assert '"imagery":{"template":"map_tiles/{z}/{x}/{y}.webp"' in page  # not a .tif the browser cannot read
+
+
+def test_the_template_job_maps_over_its_imagery_and_a_new_active_model_makes_a_new_job(imagery_up, capsys):
+    """Issue 18's "done when", last steps: the URL-template job's map has its imagery underneath,
+    and after `models use` the very same AOI and source is a new job (the model is part of a job)."""
+    import json
+    import shutil
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    aoi = imagery_up / "kigali.geojson"
+    aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth", "--wait", "--timeout", "300")
+    assert code == 0, err
+    before = out.strip()
+    code, out, err = run_cli(capsys, "map", before, "--out", str(imagery_up / "synth-map"))
+    assert code == 0 and "imagery tiles in" in out, (out, err)
+    assert any((imagery_up / "synth-map" / "map_tiles" / "18").rglob("*.webp"))
+
+    model = imagery_up / "next" / "model.keras"
+    model.parent.mkdir()
+    shutil.copy(SHIPPED_MODEL, model)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta.pop("onnx", None)
+    meta.update({"model_id": "e2e-imagery", "version": "next"})
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    assert run_cli(capsys, "models", "register", str(model))[0] == 0
+    assert run_cli(capsys, "models", "use", "e2e-imagery/next")[0] == 0
+
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth", "--wait", "--timeout", "300")
+    assert code == 0, err
+    after = out.strip()
+    assert after != before and "already holds the results" not in err
+    code, out, _ = run_cli(capsys, "status", after, "--json")
+    record = json.loads(out)
+    assert record["imagery"] == "synth" and "e2e-imagery" in record["model"]
