@@ -18,7 +18,7 @@ import shapely
 from looking_glass.display import shown
 from looking_glass.outlines.exports import write_geojson
 from looking_glass.results.gap import JobGap, render_gap
-from looking_glass.results.webmap import leaflet_assets
+from looking_glass.results.webmap import PAGE_HEAD, leaflet_assets, script_json
 
 __all__ = ["MAX_BUILDINGS", "write_gap_map"]
 
@@ -26,19 +26,7 @@ MAX_BUILDINGS = 50_000  # unmapped buildings drawn on the page (all of them are 
 # completeness 0 -> 1: red -> amber -> green
 RAMP = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
 
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{leaflet_css}</style>
-<style>
-html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
-#map {{ position: absolute; top: 0; bottom: 0; left: 0; right: 0; }}
-.lg-legend {{ background: rgba(255,255,255,0.9); padding: 6px 8px; border-radius: 4px; }}
-.lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
-</style>
+PAGE = PAGE_HEAD + """</style>
 </head>
 <body>
 <div id="map"></div>
@@ -92,10 +80,6 @@ window.lookingGlass = {{ features: layer.getLayers().length, buildings: unmapped
 """
 
 
-def _script_json(doc) -> str:
-    return json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
-
-
 def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) -> dict:
     """Write ``gap.html``, ``gap.geojson`` (the rows) and ``gap-buildings.geojson`` (every
     predicted building not yet mapped) into ``out_dir`` (created); returns their paths and the
@@ -115,9 +99,9 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
                f"{len(gap.unmapped):,} not yet mapped; completeness {done}")
     js, css = leaflet_assets()
-    page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=_script_json(cells),
-                       buildings=_script_json(buildings),
-                       options=_script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary)}))
+    page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=script_json(cells),
+                       buildings=script_json(buildings),
+                       options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary)}))
     (out_dir / "gap.html").write_text(page, encoding="utf-8")
     return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
             "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),

@@ -140,11 +140,14 @@ def leaflet_assets() -> tuple[str, str]:
     return js.read_text(), re.sub(r"url\((images/[A-Za-z0-9_.-]+\.png)\)", inline, css.read_text())
 
 
-def _script_json(doc) -> str:
+def script_json(doc) -> str:
+    """``doc`` as compact JSON safe inside an inline <script> (no ``</`` to end it early)."""
     return json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")
 
 
-PAGE = """<!DOCTYPE html>
+# The start of every Leaflet page written here (map.html, gap.html): Leaflet inlined and the
+# styles they share; each page adds its own styles, closes </style> and continues.
+PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -156,7 +159,9 @@ html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
 #map {{ position: absolute; top: 0; bottom: 0; left: 0; right: 0; }}
 .lg-legend {{ background: rgba(255,255,255,0.9); padding: 6px 8px; border-radius: 4px; }}
 .lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
-.lg-popup td {{ padding: 0 6px 0 0; }}
+"""
+
+PAGE = PAGE_HEAD + """.lg-popup td {{ padding: 0 6px 0 0; }}
 .leaflet-control-scale-line {{ background: rgba(255,255,255,0.9); color: #111; border-color: #111; font-weight: 600; }}
 </style>
 </head>
@@ -268,9 +273,9 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
         title=html.escape(shown(title)),
         leaflet_css=css,
         leaflet_js=js,
-        results=_script_json(json.loads(json.dumps(doc, default=float))),
-        options=_script_json(options),
-        ramp=_script_json(RAMP),
+        results=script_json(json.loads(json.dumps(doc, default=float))),
+        options=script_json(options),
+        ramp=script_json(RAMP),
     )
     out.write_text(page, encoding="utf-8")
     return len(doc["features"])
