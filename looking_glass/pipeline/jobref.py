@@ -9,6 +9,7 @@ that lists the candidates (newest first) or says where to look.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from looking_glass.display import shown
@@ -42,6 +43,14 @@ def _line(job: dict) -> str:
             f"{shown(job.get('name', ''), 80)}")
 
 
+def _did_you_mean(jobs: list[dict], ref: str) -> str:
+    """``; did you mean 'NAME'?`` for the job names closest to a mistyped ``ref`` (difflib's
+    ratio >= 0.75, at most three, as argparse suggests commands), else ""."""
+    names = sorted({str(j["name"]) for j in jobs if j.get("name")})
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.75)
+    return "; did you mean " + " or ".join(repr(shown(n)) for n in close) + "?" if close else ""
+
+
 def resolve_job(store: ResultsStore, ref: str) -> str:
     """The id of the one job ``ref`` means in ``store`` (see the module docstring).
 
@@ -55,12 +64,13 @@ def resolve_job(store: ResultsStore, ref: str) -> str:
         raise JobRefError("give a job id, the start of one, or a job's name (see `looking-glass jobs`)")
     if HEX.match(ref) and store.get_job(ref.lower()) is not None:
         return ref.lower()
-    found = candidates(store.list_jobs(), ref)
+    jobs = store.list_jobs()
+    found = candidates(jobs, ref)
     if len(found) == 1:
         return str(found[0]["job_id"])
     if not found:
-        raise JobRefError(f"no job with the name or an id starting with {shown(ref)!r} in table {store.table} "
-                          "(see `looking-glass jobs`)")
+        raise JobRefError(f"no job with the name or an id starting with {shown(ref)!r} in table {store.table}"
+                          f"{_did_you_mean(jobs, ref)} (see `looking-glass jobs`)")
     listed = "\n".join(_line(j) for j in found[:MAX_LISTED])
     more = f"\n  ... and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
     raise JobRefError(f"{shown(ref)!r} matches {len(found)} jobs; give more of the job id:\n{listed}{more}")

@@ -69,6 +69,16 @@ def test_an_unknown_reference_says_where_to_look_and_exits_2(env, capsys):
     assert code == 2 and "give a job id" in err
 
 
+def test_a_mistyped_name_gets_the_close_names_suggested(env, capsys):
+    _two_jobs(env)
+    code, _, err = run_cli(capsys, "status", "kigali-wset")
+    assert code == 2 and "did you mean 'kigali-west' or 'kigali-east'?" in err  # closest first
+    code, _, err = run_cli(capsys, "status", "kigali-eastt")
+    assert code == 2 and "did you mean 'kigali-east'" in err
+    code, _, err = run_cli(capsys, "status", "no-such-job")
+    assert code == 2 and "did you mean" not in err
+
+
 def test_a_long_list_of_candidates_is_cut(env):
     store = env["store"]
     ids = [add_job(env, {(0, 0): ("done", "1", None)}, w=1, h=1, name="same") for _ in range(MAX_LISTED + 2)]
