@@ -63,8 +63,9 @@ def write_json(path: Path, doc: dict) -> None:
 
 
 def summary_table(summary: dict) -> str:
-    """The scalar entries of a summary as a boxed two-column text table."""
-    rows = [(k, _fmt(v)) for k, v in summary.items() if not isinstance(v, (dict, list))]
+    """The scalar entries of a summary as a boxed two-column text table; entries that are None
+    (a figure that does not apply, e.g. ``truth_area_m2`` without a reference) are left out."""
+    rows = [(k, _fmt(v)) for k, v in summary.items() if v is not None and not isinstance(v, (dict, list))]
     kw = max(len(k) for k, _ in rows)
     vw = max(len(v) for _, v in rows)
     line = f"+{'-' * (kw + 2)}+{'-' * (vw + 2)}+"
