@@ -3,34 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
-from looking_glass.cli import data, demo, jobs, models, outlines, serve, tiles, training
 from looking_glass.cli.quiet import quiet_start_up
 from looking_glass.errors import LookingGlassError
 
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early
 
+# Every command, in the order --help lists them, as (module in looking_glass.cli, the function
+# there that adds them, their names). Only the module of the command being run is imported:
+# importing all of them (and what they import) was a tenth of what `cover` takes on a city
+# (issue 14). tests/unit/cli/test_cli_structure.py checks this table against the modules.
+COMMAND_GROUPS = (
+    ("demo", "add_commands", ("demo",)),
+    ("tiles", "add_commands", ("cover", "estimate")),
+    ("data", "add_commands", ("prepare", "synth-data")),
+    ("training", "add_commands", ("train", "evaluate", "plot")),
+    ("tiles", "add_validate", ("validate",)),
+    ("serve", "add_commands", ("serve-synthetic", "serve-tiles", "aoi")),
+    ("jobs", "add_commands", ("up", "submit", "jobs", "status", "results", "retry", "map")),
+    ("outlines", "add_commands", ("export",)),
+    ("models", "add_commands", ("models",)),
+)
+# Commands that do no linear algebra: OpenBLAS (loaded with numpy) starts one spinning thread per
+# core at import, which on a busy machine cost `cover` a tenth of its CPU time. Set before numpy
+# is imported; a value in the environment wins.
+NO_BLAS_THREADS = frozenset({"cover", "estimate", "validate"})
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command; each command module adds its own subcommands."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; each command module adds its own subcommands.
+
+    With ``command`` (a name of :data:`COMMAND_GROUPS`) only that command's module is imported
+    and its parser built in full; the others are placeholders that keep the top-level usage line
+    and errors the same but have no options or help of their own. The top-level ``--help`` needs
+    the full parser (``command`` None)."""
     parser = argparse.ArgumentParser(prog="looking-glass", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the libraries' start-up messages (TensorFlow, absl, oneDNN), hidden by default")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo.add_commands(sub)
-    tiles.add_commands(sub)
-    data.add_commands(sub)
-    training.add_commands(sub)
-    tiles.add_validate(sub)
-    serve.add_commands(sub)
-    jobs.add_commands(sub)
-    outlines.add_commands(sub)
-    models.add_commands(sub)
+    for module, adder, names in COMMAND_GROUPS:
+        if command is None or command in names:
+            getattr(importlib.import_module(f"looking_glass.cli.{module}"), adder)(sub)
+        else:
+            for name in names:
+                sub.add_parser(name)
     return parser
 
 
+def command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` runs (its first word after ``-v``/``--verbose``), or None when that
+    word is anything else (``--help``, a typo, nothing): then the whole parser is needed to
+    answer it."""
+    for word in argv:
+        if word in ("-v", "--verbose"):
+            continue
+        known = any(word in names for _, _, names in COMMAND_GROUPS)
+        return word if known else None
+    return None
 class ErrorExit(SystemExit):
     """The end of a command that failed: ``code`` is the exit status, ``str()`` the
     ``error: MESSAGE`` line (already printed to standard error)."""
@@ -58,7 +90,11 @@ def exit_for(error: LookingGlassError) -> SystemExit:
 def main(argv: list[str] | None = None) -> int:
     """Run ``looking-glass ARGV``; returns the exit status. Every :class:`LookingGlassError` a
     command raises ends here, as one line for the user (see :func:`exit_for`)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = command_of(argv)
+    if command in NO_BLAS_THREADS and "numpy" not in sys.modules:  # (a test calling main in process)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    args = build_parser(command).parse_args(argv)
     quiet_start_up(verbose=args.verbose)
     try:
         return args.func(args)

@@ -14,9 +14,7 @@ another thread's output during those seconds; an import that fails still raises 
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -47,9 +45,22 @@ def stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-class _QuietLoader(importlib.abc.Loader):
-    """The module's own loader, run with standard error silenced; the module keeps its own
-    loader afterwards (``__loader__`` and ``__spec__.loader``)."""
+# The loader and finder below follow importlib's protocols without deriving from importlib.abc:
+# importing that (it loads importlib.resources, tempfile, ...) and logging was a tenth of every
+# command's start-up, and most commands never import TensorFlow.
+
+
+def _quiet_loggers() -> None:
+    """Raise the ``absl`` and ``tensorflow`` Python loggers to ERROR."""
+    import logging
+
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class _QuietLoader:
+    """The module's own loader, run with standard error silenced (and the noisy loggers quieted
+    first); the module keeps its own loader afterwards (``__loader__`` and ``__spec__.loader``)."""
 
     def __init__(self, loader) -> None:
         self._loader = loader
@@ -58,6 +69,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
+        _quiet_loggers()
         try:
             with stderr_silenced():
                 self._loader.exec_module(module)
@@ -70,7 +82,7 @@ class _QuietLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _QuietImportFinder(importlib.abc.MetaPathFinder):
+class _QuietImportFinder:
     """Finds the first import of one of ``names`` with the usual path finder and hands it a
     loader that silences standard error; it leaves ``sys.meta_path`` once it has served each."""
 
@@ -94,16 +106,17 @@ def quiet_start_up(verbose: bool = False, modules: tuple[str, ...] = NOISY_MODUL
     """Make this process (and the worker processes it starts) quiet about library start-up.
 
     Sets :data:`QUIET_ENV` (unless the environment already sets those variables), raises the
-    ``absl`` and ``tensorflow`` Python loggers to ERROR and silences descriptor 2 while each of
-    ``modules`` is first imported. With ``verbose`` it changes nothing. Call it before anything
-    imports TensorFlow; modules already imported are left as they are.
+    ``absl`` and ``tensorflow`` Python loggers to ERROR (at once if logging is loaded or none of
+    ``modules`` is left to import, else just before the first of them loads) and silences
+    descriptor 2 while each of ``modules`` is first imported. With ``verbose`` it changes nothing.
+    Call it before anything imports TensorFlow; modules already imported are left as they are.
     """
     if verbose:
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
     pending = tuple(m for m in modules if m not in sys.modules)
+    if not pending or "logging" in sys.modules:
+        _quiet_loggers()
     if pending and not any(isinstance(f, _QuietImportFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImportFinder(pending))

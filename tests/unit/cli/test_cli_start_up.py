@@ -17,32 +17,39 @@ HEAVY = ("tensorflow", "keras", "rasterio", "rio_tiler", "boto3", "botocore", "m
          "scipy", "skimage", "pyproj", "pyogrio", "onnxruntime", "requests")
 
 
-def _loaded_after(code: str) -> list[str]:
-    """The top-level modules of HEAVY (and shapely) loaded after running ``code`` in a fresh
-    interpreter that imports this checkout's package."""
+def _loaded_after(code: str) -> tuple[list[str], list[str]]:
+    """After running ``code`` in a fresh interpreter that imports this checkout's package: the
+    top-level modules of HEAVY (and shapely) loaded, and every ``looking_glass.cli`` module."""
     probe = (
         f"{code}\nimport json, sys\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'shapely'}!r})))"
+        f"print(json.dumps([sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY) | {'shapely'}!r}),"
+        f" sorted(m for m in sys.modules if m.startswith('looking_glass.cli'))]))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    heavy, cli = json.loads(proc.stdout.strip().splitlines()[-1])
+    return heavy, cli
 
 
-def test_importing_the_command_line_loads_no_heavy_library():
+def test_importing_the_command_line_loads_no_heavy_library_and_no_command():
     # Not even shapely: only commands that read an AOI need it (cli.common.read_aoi imports it).
-    assert _loaded_after("import looking_glass.cli.main") == []
+    # Nor the modules of the commands, nor logging and importlib.abc (only TensorFlow's first
+    # import needs them, cli.quiet).
+    code = "import looking_glass.cli.main\nimport sys\nassert not {'logging', 'importlib.abc'} & set(sys.modules)"
+    assert _loaded_after(code) == ([], ["looking_glass.cli", "looking_glass.cli.main", "looking_glass.cli.quiet"])
 
 
-def test_cover_loads_shapely_and_nothing_heavier(tmp_path):
+def test_cover_loads_shapely_and_its_own_command_module_only(tmp_path):
     aoi = tmp_path / "aoi.geojson"
     aoi.write_text(json.dumps(SAMPLE_POLYGON))
     code = (
         "from looking_glass.cli.main import main\n"
         f"assert main(['cover', {str(aoi)!r}, '--format', 'count']) == 0"
     )
-    assert _loaded_after(code) == ["shapely"]
+    heavy, cli = _loaded_after(code)
+    assert heavy == ["shapely"]
+    assert cli == ["looking_glass.cli", "looking_glass.cli.common", "looking_glass.cli.main", "looking_glass.cli.quiet", "looking_glass.cli.tiles"]
 
 
 def test_the_export_parser_offers_exactly_the_export_formats():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import looking_glass.cli
-from looking_glass.cli.main import build_parser, exit_for, main
+from looking_glass.cli.main import build_parser, command_of, exit_for, main
 from looking_glass.errors import LookingGlassError
 
 CLI_DIR = Path(looking_glass.cli.__file__).parent
@@ -18,9 +18,32 @@ COMMANDS = [
 ]
 
 
+def _commands(parser):
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
 def test_every_command_in_its_usual_order():
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == COMMANDS
+    assert list(_commands(build_parser())) == COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_parses_as_in_the_whole_parser_with_only_its_module(command):
+    # main builds the parser of the command it runs only (COMMAND_GROUPS); its usage, help and
+    # the top-level usage must be the whole parser's, and a module adding a command the table
+    # does not list under it would clash with the placeholder (argparse refuses the duplicate).
+    full, lazy = build_parser(), build_parser(command)
+    assert list(_commands(lazy)) == COMMANDS
+    assert lazy.format_usage() == full.format_usage()
+    assert _commands(lazy)[command].format_help() == _commands(full)[command].format_help()
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["cover", "aoi.geojson"], "cover"), (["-v", "evaluate", "--synthetic", "2"], "evaluate"),
+    (["--verbose", "models", "use", "v2"], "models"), (["--help"], None), (["-v", "--help", "cover"], None),
+    (["covr", "aoi.geojson"], None), ([], None), (["-v"], None),
+])
+def test_the_command_is_the_first_word_after_verbose(argv, command):
+    assert command_of(argv) == command
 
 
 @pytest.mark.parametrize("path", sorted(CLI_DIR.glob("*.py")), ids=lambda p: p.name)

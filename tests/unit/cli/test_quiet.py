@@ -65,8 +65,11 @@ def test_the_first_import_is_silenced_and_stderr_comes_back(tmp_path):
         import os, sys
         from looking_glass.cli.quiet import quiet_start_up
         quiet_start_up(modules=("lg_noisy",))
+        assert "logging" not in sys.modules  # the loggers are quieted when lg_noisy loads
         import lg_noisy
         assert lg_noisy.VALUE == 42
+        import logging
+        assert logging.getLogger("absl").level == logging.getLogger("tensorflow").level == logging.ERROR
         assert type(lg_noisy.__loader__).__name__ == "SourceFileLoader", lg_noisy.__loader__
         assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
         assert not any(type(f).__name__ == "_QuietImportFinder" for f in sys.meta_path)
