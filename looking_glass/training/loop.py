@@ -65,10 +65,13 @@ def encoder_layers(model) -> list:
 def set_encoder_frozen(model, frozen: bool) -> None:
     """Freeze (``trainable = False``) the encoder's layers, or make every layer trainable.
     The model must be compiled afterwards."""
+    # Each layer is set on its own: Keras 3's ``model.trainable = True`` does not make a layer
+    # that was set ``trainable = False`` trainable again (so the encoder stayed frozen for the
+    # whole fine-tune, and a model saved after a frozen warm-up kept a frozen encoder).
     model.trainable = True
-    if frozen:
-        for layer in encoder_layers(model):
-            layer.trainable = False
+    frozen_layers = {id(layer) for layer in encoder_layers(model)} if frozen else set()
+    for layer in _flat_layers(model):
+        layer.trainable = id(layer) not in frozen_layers
 
 
 def epoch_learning_rate(hp: dict, epoch: int) -> float:

@@ -231,6 +231,20 @@ def test_an_incompatible_init_model_is_one_clear_error(tmp_path):
         load_init_model(small, ModelConfig(**{**MODEL_KEYS, "input_size": 96}))
 
 
+def test_the_encoder_is_frozen_and_unfrozen_again(start_model):
+    import keras
+
+    model = keras.saving.load_model(start_model, compile=False)
+    everything = len(model.trainable_weights)
+    loop.set_encoder_frozen(model, True)
+    frozen = len(model.trainable_weights)
+    assert 0 < frozen < everything
+    assert all(not layer.trainable for layer in loop.encoder_layers(model))
+    loop.set_encoder_frozen(model, False)  # Keras' model.trainable = True alone leaves the encoder frozen
+    assert len(model.trainable_weights) == everything
+    assert all(layer.trainable for layer in loop.encoder_layers(model))
+
+
 # --- a tiny fine-tune -----------------------------------------------------------------------------------
 
 
@@ -258,6 +272,15 @@ def test_fine_tune_through_run_local(tmp_path, dataset, start_model):  # noqa: F
 
     seg = Segmenter.load(str(root / "model" / "model.keras"))
     assert seg.info.model_id == "tiny-start-finetuned"
+    # After the frozen warm-up the encoder learnt too, and the model is saved with it trainable.
+    import keras
+
+    start = keras.saving.load_model(start_model, compile=False)
+    tuned = keras.saving.load_model(root / "model" / "model.keras", compile=False)
+    assert len(tuned.trainable_weights) == len(start.trainable_weights)
+    moved = [layer.name for layer in loop.encoder_layers(start) if layer.weights and not all(
+        np.array_equal(a, b) for a, b in zip(layer.get_weights(), tuned.get_layer(layer.name).get_weights()))]
+    assert ("Conv1" in moved) == (training["model_epoch"] > 1)  # epoch 1 is the frozen one
 
 
 def test_fine_tune_with_chips_of_another_size_fails_clearly(tmp_path, dataset):  # noqa: F811
