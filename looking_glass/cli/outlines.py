@@ -23,17 +23,14 @@ def _job(args):
 def cmd_export(args) -> int:
     """Write the buildings of a job, stitched across tiles, to ``--out``."""
     from looking_glass.outlines.stitch import OutlineOptions
+    from looking_glass.pipeline.progress import CountBar
     from looking_glass.results.buildings import check_out_path, export_buildings, export_format
 
     check_out_path(args.out)  # before any AWS call
     fmt = export_format(args.out, args.format)
     dep, store, job_id = _job(args)
     options = OutlineOptions(regularise=args.regularise)  # the rule of the tiles' building_count
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, unit="tile", desc="export", file=sys.stderr, mininterval=1.0)
+    bar = None if args.no_progress else CountBar("export", "tile", file=sys.stderr)
     try:
         report = export_buildings(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.out, fmt,
                                   options, progress=bar)
@@ -62,13 +59,10 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None):
     the mapped file (skipped features) printed as one ``warning:`` line."""
     import warnings
 
+    from looking_glass.pipeline.progress import CountBar
     from looking_glass.results.gap import job_gap
 
-    bar = None
-    if not getattr(args, "no_progress", False):
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, unit="tile", desc="compare", file=sys.stderr, mininterval=1.0)
+    bar = None if getattr(args, "no_progress", False) else CountBar("compare", "tile", file=sys.stderr)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -5,7 +5,13 @@ failed, and no imagery / skipped when there are any), so the figures beside the 
 up to its count. Before the first tile is final it says what is happening instead of sitting at
 0: the enumerator still enqueueing, or workers starting (a worker loads TensorFlow and the model
 before its first tile, tens of seconds on a small machine); the bar is redrawn on every poll, so
-its clock keeps running.
+its clock keeps running. The results store counts a work unit's tiles in one transaction (issue
+14), so the count moves a unit (64 tiles by default) at a time; the rate and the time left are
+the average since the start (tqdm's ``smoothing=0``), not the speed of the last jump.
+
+:class:`CountBar` is the bar of the commands that read a job's tiles (``export``, ``results
+--compare``, ``map --compare``): it is drawn once its total is known, so it never shows a count
+of an unknown total ("0tile").
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import time
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import ENQUEUEING
 
-__all__ = ["JobProgress", "outcome_counts", "progress_text"]
+__all__ = ["CountBar", "JobProgress", "outcome_counts", "progress_text"]
 
 
 def outcome_counts(job: dict) -> dict[str, int]:
@@ -56,7 +62,7 @@ class JobProgress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=int(job["tiles_total"]), unit="tile", desc=self.desc, file=self.file,
-                            mininterval=self.mininterval)
+                            mininterval=self.mininterval, smoothing=0)
         self.bar.set_postfix_str(progress_text(job, workers), refresh=False)
         moved, now = int(job.get("tiles_final", 0)) - self.bar.n, time.monotonic()
         if moved:
@@ -65,6 +71,47 @@ class JobProgress:
         elif now - self.shown_at >= self.mininterval:
             self.bar.refresh()  # nothing moved: the elapsed time and the text stay current
             self.shown_at = now
+
+    def close(self) -> None:
+        """Close the bar (leaving its last line on screen)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class CountBar:
+    """A tqdm bar of ``unit`` items (e.g. ``"tile"``) whose total is known only once the work
+    starts: the progress object of :func:`looking_glass.results.buildings.export_buildings` and
+    :func:`looking_glass.results.gap.job_gap`, which set ``total`` once and then call
+    ``update(n)``. Nothing is drawn before ``total`` is set, nor when it is 0 (nothing to read);
+    ``file``: where tqdm writes (standard error by default)."""
+
+    def __init__(self, desc: str, unit: str, file=None, mininterval: float = 1.0) -> None:
+        self.desc, self.unit, self.file, self.mininterval = desc, unit, file, mininterval
+        self.bar = None
+        self._total: int | None = None
+
+    @property
+    def total(self) -> int | None:
+        """The number of items to count (None until set)."""
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._total = int(value)
+        if self.bar is None and self._total > 0:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self._total, unit=self.unit, desc=self.desc, file=self.file,
+                            mininterval=self.mininterval)
+        elif self.bar is not None:
+            self.bar.total = self._total
+            self.bar.refresh()
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more items."""
+        if self.bar is not None:
+            self.bar.update(n)
 
     def close(self) -> None:
         """Close the bar (leaving its last line on screen)."""

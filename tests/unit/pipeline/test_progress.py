@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from looking_glass.pipeline.progress import JobProgress, outcome_counts, progress_text
+from looking_glass.pipeline.progress import CountBar, JobProgress, outcome_counts, progress_text
 
 
 def job(status="RUNNING", done=0, failed=0, no_imagery=0, skipped=0, total=314):
@@ -72,3 +72,35 @@ def test_a_bar_that_does_not_move_is_redrawn_at_most_every_mininterval():
     for _ in range(20):
         bar.update(job(), workers=1)
     assert out.getvalue().count("0/314") <= 2
+
+
+def test_the_job_bar_shows_the_average_rate_not_the_last_jump():
+    # Tiles are counted a work unit at a time: tqdm's default smoothing would show the speed of
+    # one 64-tile jump (and an ETA swinging with it).
+    bar = JobProgress("tiles", file=io.StringIO(), mininterval=0)
+    bar.update(job(done=64))
+    assert bar.bar.smoothing == 0
+    bar.close()
+
+
+def test_a_count_bar_is_drawn_only_once_its_total_is_known():
+    out = io.StringIO()
+    bar = CountBar("compare", "tile", file=out, mininterval=0)
+    bar.update(1)  # before the total: nothing to count against, nothing drawn
+    assert out.getvalue() == ""
+    bar.total = 3
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    text = out.getvalue()
+    assert "compare" in text and "3/3" in text and "tile/s" in text
+    assert not re.search(r"(?<![\d.])0tile", text) and re.search(r"\b0/3\b", text)
+
+
+def test_a_count_bar_with_nothing_to_count_prints_nothing():
+    out = io.StringIO()
+    bar = CountBar("export", "tile", file=out)
+    bar.total = 0  # a job without done tiles
+    bar.update(0)
+    bar.close()
+    assert out.getvalue() == ""
