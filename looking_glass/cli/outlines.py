@@ -54,7 +54,7 @@ def mapped_path(text: str) -> str:
     return text
 
 
-def _gap(args, dep, store, job_id, zoom=None, polygons=None):
+def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None):
     """The job's mapping gap, with a progress bar over the masks read and each warning about
     the mapped file (skipped features) printed as one ``warning:`` line."""
     import warnings
@@ -67,7 +67,7 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gap = job_gap(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
-                          polygons=polygons, progress=bar)
+                          polygons=polygons, progress=bar, unmapped_out=unmapped_out)
     finally:
         if bar is not None:
             bar.close()
@@ -108,12 +108,14 @@ def cmd_compare_map(args, imagery: dict | None) -> int:
     from looking_glass.results.gapmap import write_gap_map
 
     dep, store, job_id = _job(args)
-    gap = _gap(args, dep, store, job_id, zoom=args.zoom)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gap = _gap(args, dep, store, job_id, zoom=args.zoom, unmapped_out=out_dir / "gap-buildings.geojson")
     job = store.get_job(job_id) or {}
     title = f"{job.get('name', job_id)} ({job_id[:8]}): buildings not yet mapped"
-    out = write_gap_map(gap, Path(args.out), imagery, title)
+    out = write_gap_map(gap, out_dir, imagery, title)
     print(f"wrote {out['html']}, {out['geojson']} ({out['features']:,} cells) and {out['buildings']} "
-          f"({len(gap.unmapped):,} buildings not yet mapped)")
+          f"({gap.unmapped_count:,} buildings not yet mapped)")
     return 0
 
 

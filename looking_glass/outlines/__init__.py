@@ -18,7 +18,8 @@ One job per module; everything works on the zoom-18 web-mercator XYZ grid of
   member, anything GDAL reads, OpenStreetMap ``.osm.pbf``/``.osm`` via pyosmium), invalid
   geometries reported and skipped;
 - :mod:`.evaluate`: object-level evaluation with the SpaceNet matching rule in a metric CRS;
-- :mod:`.gap`: the mapping gap per tile (predicted vs mapped buildings, completeness, priority).
+- :mod:`.gap`: the mapping gap per tile (predicted vs mapped buildings, completeness, priority);
+- :mod:`.reference`: the mapped buildings read one extent (band) at a time.
 
 Typical flow: a worker stores each tile's mask and its ``building_count(pred, z, x, y, head)``
 (:mod:`.vectorize`; summed over the job it is the number of buildings exported); ``looking-glass

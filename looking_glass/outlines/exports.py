@@ -6,7 +6,8 @@ bare shapely Polygon/MultiPolygon in lon/lat (no properties). All writers return
 buildings written.
 
 - :func:`write_geojson`: an RFC 7946 FeatureCollection (EPSG:4326, counter-clockwise exteriors,
-  coordinates rounded to 1e-7 degree, about a centimetre), one feature per line.
+  coordinates rounded to 1e-7 degree, about a centimetre), one feature per line;
+  :class:`GeoJSONWriter` writes the same file one building at a time.
 - :func:`write_vector`: GeoPackage (``.gpkg``) or FlatGeobuf (``.fgb``) through pyogrio, layer
   ``buildings``, EPSG:4326, written in appended batches.
 - :func:`write_osm`: an ``.osm`` file a JOSM user opens as a new layer: every object is new
@@ -31,7 +32,7 @@ import shapely
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.georef import rfc7946
 
-__all__ = ["DEFAULT_SOURCE", "write_buildings", "write_geojson", "write_osm", "write_vector"]
+__all__ = ["DEFAULT_SOURCE", "GeoJSONWriter", "write_buildings", "write_geojson", "write_osm", "write_vector"]
 
 DEFAULT_SOURCE = "Looking Glass building detection"
 _DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
@@ -57,26 +58,50 @@ def _rounded_rings(poly) -> list:
     return [np.round(np.asarray(r.coords)[:, :2], 7).tolist() for r in (poly.exterior, *poly.interiors)]
 
 
+class GeoJSONWriter:
+    """A GeoJSON FeatureCollection written one building at a time (:func:`write_geojson`'s
+    format): ``write(building)`` appends a feature, ``close()`` ends the file (also as a context
+    manager). For producers that push buildings rather than hand over an iterable."""
+
+    def __init__(self, path):
+        self.count = 0
+        self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self._f.write('{"type": "FeatureCollection", "features": [\n')
+
+    def write(self, item) -> None:
+        """Append one building (a Building or a lon/lat Polygon/MultiPolygon)."""
+        geom, props = _split(item)
+        geom = rfc7946(geom)
+        polys = _polygons(geom)
+        if geom.geom_type == "Polygon":
+            g = {"type": "Polygon", "coordinates": _rounded_rings(polys[0])}
+        else:
+            g = {"type": "MultiPolygon", "coordinates": [_rounded_rings(p) for p in polys]}
+        feature = {"type": "Feature", "properties": props, "geometry": g}
+        if "id" in props:
+            feature["id"] = props["id"]
+        self._f.write((",\n" if self.count else "") + json.dumps(feature, separators=(",", ":")))
+        self.count += 1
+
+    def close(self) -> None:
+        """End the FeatureCollection and close the file (once)."""
+        if not self._f.closed:
+            self._f.write("\n]}\n")
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_geojson(buildings: Iterable, path) -> int:
     """Write ``buildings`` to ``path`` as a GeoJSON FeatureCollection; returns the count."""
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        f.write('{"type": "FeatureCollection", "features": [\n')
+    with GeoJSONWriter(path) as out:
         for item in buildings:
-            geom, props = _split(item)
-            geom = rfc7946(geom)
-            polys = _polygons(geom)
-            if geom.geom_type == "Polygon":
-                g = {"type": "Polygon", "coordinates": _rounded_rings(polys[0])}
-            else:
-                g = {"type": "MultiPolygon", "coordinates": [_rounded_rings(p) for p in polys]}
-            feature = {"type": "Feature", "properties": props, "geometry": g}
-            if "id" in props:
-                feature["id"] = props["id"]
-            f.write((",\n" if n else "") + json.dumps(feature, separators=(",", ":")))
-            n += 1
-        f.write("\n]}\n")
-    return n
+            out.write(item)
+    return out.count
 
 
 def write_vector(buildings: Iterable, path, driver: str | None = None, batch: int = 10_000) -> int:

@@ -23,8 +23,10 @@ the same areas) and count each building in the polygon that holds its counting p
 Geometry is handled in world pixels (:mod:`.georef`), where a tile is an exact square; areas are
 pixel areas times :func:`looking_glass.grid.pixel_area_m2` of the tile (relative error < 1e-5 at
 zoom 18). Inputs are lon/lat (EPSG:4326) polygons, :class:`~.stitch.Building` records or
-:class:`~.layers.PolygonLayer` objects in any CRS. Memory is that of the two inputs; a caller
-with a country-sized job runs it per work unit (``tiles``) with a ``bbox``-limited reference.
+:class:`~.layers.PolygonLayer` objects in any CRS. Memory is that of the two inputs: a caller
+with a country-sized job runs it a band of tiles at a time (``tiles``, ``ranked=False``,
+:func:`rollup_add`, :func:`within_parts` with ``sums``) with the reference of that band
+(:class:`~.reference.MappedReference`), as ``looking_glass.results.gap`` does.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from looking_glass.outlines.georef import area_m2, m_per_px, to_world_px
 from looking_glass.outlines.layers import PolygonLayer, read_polygons
 
 __all__ = ["GAP_FIELDS", "GAP_VALUES", "compare_files", "gap_feature_collection", "gap_rollup", "gap_summary",
-           "gap_within", "mapping_gap", "unmapped_buildings", "write_gap_csv"]
+           "gap_within", "mapping_gap", "rank_rows", "rollup_add", "rollup_rows", "unmapped_buildings", "within_parts",
+           "within_regions", "within_rows", "write_gap_csv"]
 
 GAP_VALUES = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2",
               "completeness", "rank")
@@ -92,9 +95,10 @@ def _union_area(geoms: np.ndarray, box) -> tuple[float, object]:
 
 
 def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZOOM,
-                tolerance_m: float = 1.0) -> list[dict]:
+                tolerance_m: float = 1.0, ranked: bool = True) -> list[dict]:
     """Per-tile rows (dicts with :data:`GAP_FIELDS`, sorted by ``rank``) of the mapping gap of
-    ``predicted`` against ``mapped`` (see the module docstring).
+    ``predicted`` against ``mapped`` (see the module docstring). ``ranked=False``: the rows in
+    tile order without ``rank``, for a caller that ranks the rows of many calls once.
 
     ``tiles``: the (z, x, y) tiles to report, all at ``zoom`` (e.g. the job's tiles); by default
     every tile a predicted building touches. ``tolerance_m``: see ``unmapped_area_m2`` in the
@@ -136,10 +140,10 @@ def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZO
             "unmapped_area_m2": gap * k,
             "completeness": min(1.0, r_area / p_area) if p_area > 0 else None,
         })
-    return _ranked(rows, "quadkey")
+    return rank_rows(rows, "quadkey") if ranked else rows
 
 
-def _ranked(rows: list[dict], key: str) -> list[dict]:
+def rank_rows(rows: list[dict], key: str) -> list[dict]:
     """``rows`` sorted by priority (most unmapped area first; ties: more predicted area, then
     ``key``) with ``rank`` 1, 2, ..."""
     rows.sort(key=lambda r: (-r["unmapped_area_m2"], -r["predicted_area_m2"], r[key]))
@@ -152,62 +156,123 @@ def _completeness(predicted: float, mapped: float):
     return min(1.0, mapped / predicted) if predicted > 0 else None
 
 
+_SUMS = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2")
+
+
+def rollup_add(groups: dict[str, dict], rows: Iterable[dict], zoom: int) -> dict[str, dict]:
+    """Add per-tile rows (:func:`mapping_gap`) into ``groups`` (quadkey prefix of length ``zoom``
+    -> summed values), in place; returns ``groups``. Rows may come in any number of calls."""
+    for r in rows:
+        g = groups.setdefault(r["quadkey"][:zoom], dict.fromkeys(_SUMS, 0))
+        for k in _SUMS:
+            g[k] += r[k]
+    return groups
+
+
+def rollup_rows(groups: dict[str, dict]) -> list[dict]:
+    """The ranked rows of :func:`rollup_add`'s groups: one per zoom-``zoom`` tile, completeness
+    recomputed from the sums."""
+    out = []
+    for qk, g in groups.items():
+        x, y, z = tile_from_quadkey(qk) if qk else (0, 0, 0)
+        out.append({"z": z, "x": x, "y": y, "quadkey": qk, **g,
+                    "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
+    return rank_rows(out, "quadkey")
+
+
 def gap_rollup(rows: list[dict], zoom: int) -> list[dict]:
     """Per-tile rows (:func:`mapping_gap`) summed per zoom-``zoom`` tile (quadkey prefix):
     areas and counts add up (each building is counted in one tile), completeness is recomputed
     from the sums and rows are ranked again. Raises OutlinesError for a zoom finer than the rows'."""
     if rows and not 0 <= zoom <= min(len(r["quadkey"]) for r in rows):
         raise OutlinesError(f"zoom {zoom}: roll up to a zoom between 0 and {len(rows[0]['quadkey'])}")
-    groups: dict[str, dict] = {}
-    for r in rows:
-        g = groups.setdefault(r["quadkey"][:zoom], {k: 0 for k in GAP_VALUES if k not in ("completeness", "rank")})
-        for k in g:
-            g[k] += r[k]
-    out = []
-    for qk, g in groups.items():
-        x, y, z = tile_from_quadkey(qk) if qk else (0, 0, 0)
-        out.append({"z": z, "x": x, "y": y, "quadkey": qk, **g,
-                    "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
-    return _ranked(out, "quadkey")
+    return rollup_rows(rollup_add({}, rows, zoom))
+
+
+def within_regions(polygons: list[dict]) -> np.ndarray:
+    """The ``polygons``' geometries (lon/lat, edges straight in lon/lat) as prepared zoom-18 world
+    pixel polygons, the form :func:`within_parts` takes."""
+    regions = np.empty(len(polygons), dtype=object)
+    regions[:] = [shapely.segmentize(p["geometry"], 360.0 / 2**ZOOM) for p in polygons]
+    regions = to_world_px(regions, ZOOM, TILE_SIZE)
+    shapely.prepare(regions)
+    return regions
+
+
+def within_parts(predicted, mapped, regions: np.ndarray, tiles: Iterable, tolerance_m: float = 1.0,
+                 sums: dict[int, dict] | None = None) -> dict[int, dict]:
+    """The gap of each region (:func:`within_regions`) inside the zoom-18 ``tiles``, added into
+    ``sums`` (region index -> summed values, in place; returned): per tile the region's part of
+    it is a cell, compared as a tile is (buildings clipped to it, unmapped area against the mapped
+    buildings in it grown by ``tolerance_m``), areas in m2 at each part's latitude; a building
+    counts in a region when its counting point is in the region and in one of ``tiles``. Calls on
+    disjoint sets of tiles add up to the call on their union."""
+    sums = {} if sums is None else sums
+    tiles = [tuple(int(v) for v in t) for t in tiles]
+    if len(regions) == 0 or not tiles:
+        return sums
+    size = TILE_SIZE
+    pred = to_world_px(_lonlat_array(predicted), ZOOM, size)
+    ref = to_world_px(_lonlat_array(mapped), ZOOM, size)
+    region_tree, pred_tree, ref_tree = shapely.STRtree(regions), shapely.STRtree(pred), shapely.STRtree(ref)
+
+    def ground(geom) -> float:
+        return 0.0 if geom is None or geom.is_empty else float(np.sum(area_m2(shapely.get_parts(geom), ZOOM, size)))
+
+    def add(i: int, key: str, value) -> None:
+        sums.setdefault(int(i), dict.fromkeys(_SUMS, 0))[key] += value
+
+    for _, x, y in tiles:
+        box = shapely.box(x * size, y * size, (x + 1) * size, (y + 1) * size)
+        for i in region_tree.query(box, predicate="intersects"):
+            cell = shapely.intersection(regions[i], box)
+            if cell.is_empty:
+                continue
+            _, p_union = _union_area(pred[pred_tree.query(cell, predicate="intersects")], cell)
+            _, r_union = _union_area(ref[ref_tree.query(cell, predicate="intersects")], cell)
+            p_area, r_area = ground(p_union), ground(r_union)
+            if p_union is None or r_union is None:
+                gap = p_area
+            else:
+                grow = tolerance_m / float(m_per_px((y + 0.5) * size, ZOOM, size))
+                gap = ground(shapely.difference(p_union, shapely.buffer(r_union, grow, quad_segs=2) if grow else r_union))
+            add(i, "predicted_area_m2", p_area)
+            add(i, "mapped_area_m2", r_area)
+            add(i, "unmapped_area_m2", gap)
+    held = {(x, y) for _, x, y in tiles}
+    for geoms, key in ((pred, "predicted_count"), (ref, "mapped_count")):
+        pts = _count_points(geoms)
+        here = np.array([(int(a), int(b)) in held for a, b in np.floor(pts / size)], dtype=bool)
+        if here.any():
+            _, hit = region_tree.query(shapely.points(pts[here]), predicate="within")
+            for i in hit:
+                add(i, key, 1)
+    return sums
+
+
+def within_rows(polygons: list[dict], sums: dict[int, dict]) -> list[dict]:
+    """Ranked rows (``name``, ``geometry`` and :data:`GAP_VALUES`) of :func:`within_parts`' sums,
+    one per polygon (zeros for a polygon no tile reached)."""
+    rows = []
+    for i, poly in enumerate(polygons):
+        g = sums.get(i, dict.fromkeys(_SUMS, 0))
+        rows.append({"name": poly["name"], "geometry": poly["geometry"], **g,
+                     "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
+    return rank_rows(rows, "name")
 
 
 def gap_within(predicted, mapped, polygons: list[dict], tolerance_m: float = 1.0) -> list[dict]:
     """The mapping gap per user polygon: ``polygons`` are ``{"name", "geometry"}`` (lon/lat shapely
     polygons, e.g. Tasking Manager task squares, edges straight in lon/lat); each row has
-    ``name``, ``geometry`` and :data:`GAP_VALUES`. Buildings are clipped to the polygon for areas
-    and counted in the polygon holding their counting point (as per tile). Areas are those of the
-    per-tile rows (zoom-18 world pixels times the pixel area at each part's latitude), so a polygon
-    that is exactly a tile gets that tile's numbers."""
+    ``name``, ``geometry`` and :data:`GAP_VALUES`. Each polygon is compared tile by tile
+    (:func:`within_parts` over every zoom-18 tile it touches): buildings clipped to it for areas,
+    counted in the polygon holding their counting point, so a polygon that is exactly a tile gets
+    that tile's numbers."""
     if tolerance_m < 0:
         raise OutlinesError(f"tolerance_m must not be negative, got {tolerance_m}")
-    size = TILE_SIZE
-    pred = to_world_px(_lonlat_array(predicted), ZOOM, size)
-    ref = to_world_px(_lonlat_array(mapped), ZOOM, size)
-    regions = np.empty(len(polygons), dtype=object)
-    regions[:] = [shapely.segmentize(p["geometry"], 360.0 / 2**ZOOM) for p in polygons]
-    regions = to_world_px(regions, ZOOM, size)
-    pred_pts, ref_pts = shapely.points(_count_points(pred)), shapely.points(_count_points(ref))
-    pred_tree, ref_tree = shapely.STRtree(pred), shapely.STRtree(ref)
-
-    def ground(geom) -> float:
-        return 0.0 if geom is None or geom.is_empty else float(np.sum(area_m2(shapely.get_parts(geom), ZOOM, size)))
-
-    rows = []
-    for poly, region in zip(polygons, regions, strict=True):
-        shapely.prepare(region)
-        _, p_union = _union_area(pred[pred_tree.query(region, predicate="intersects")], region)
-        _, r_union = _union_area(ref[ref_tree.query(region, predicate="intersects")], region)
-        p_area, r_area = ground(p_union), ground(r_union)
-        if p_union is None or r_union is None:
-            gap = p_area
-        else:
-            grow = tolerance_m / float(m_per_px(shapely.centroid(region).y, ZOOM, size))
-            gap = ground(shapely.difference(p_union, shapely.buffer(r_union, grow, quad_segs=2) if grow else r_union))
-        rows.append({"name": poly["name"], "geometry": poly["geometry"],
-                     "predicted_area_m2": p_area, "predicted_count": int(shapely.contains(region, pred_pts).sum()),
-                     "mapped_area_m2": r_area, "mapped_count": int(shapely.contains(region, ref_pts).sum()),
-                     "unmapped_area_m2": gap, "completeness": _completeness(p_area, r_area)})
-    return _ranked(rows, "name")
+    regions = within_regions(polygons)
+    tiles = _tiles_touched(regions, ZOOM, TILE_SIZE) if len(regions) else []
+    return within_rows(polygons, within_parts(predicted, mapped, regions, tiles, tolerance_m))
 
 
 def unmapped_buildings(predicted, mapped) -> list:

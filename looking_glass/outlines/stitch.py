@@ -48,7 +48,7 @@ from looking_glass.outlines.georef import m_per_px, px_area_m2, to_lonlat
 from looking_glass.outlines.shapes import regularise, simplify_all
 from looking_glass.outlines.vectorize import TilePieces, tile_pieces
 
-__all__ = ["Building", "OutlineOptions", "Stitcher", "count_by_tile", "outline_tiles"]
+__all__ = ["Building", "OutlineOptions", "Stitcher", "count_by_tile", "outline_rows", "outline_tiles"]
 
 # direction -> (dx, dy, this tile's edge, the neighbour's facing edge)
 _NEIGHBOURS = {"n": (0, -1, "n", "s"), "s": (0, 1, "s", "n"), "w": (-1, 0, "w", "e"), "e": (1, 0, "e", "w")}
@@ -223,6 +223,11 @@ class Stitcher:
         self._edges.clear()
         return out
 
+    def open_from_row(self) -> int | None:
+        """The northernmost tile row holding a piece of a building not emitted yet (None when
+        every piece added so far has been emitted)."""
+        return min((key[1] for key in self._geoms), default=None)
+
     # ---- joining ------------------------------------------------------------------------------------
     def _join(self, here: tuple, there: tuple) -> None:
         """Join the pieces facing each other across one edge: ``here`` and ``there`` are
@@ -353,13 +358,19 @@ def _shifted(geoms: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return shapely.set_coordinates(geoms.copy(), coords + offsets[index])
 
 
-def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[Building]:
-    """Buildings of a stream of ``((z, x, y), prediction)`` pairs in row-major order (y, then x),
-    or of :class:`TilePieces` already computed. Yields each building as soon as it is finished."""
+def outline_rows(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[tuple[int | None, list]]:
+    """:func:`outline_tiles`' buildings, in the same order, grouped by tile row: yields
+    ``(final_row, buildings)`` each time a new tile row begins, and ``(None, buildings)`` once at
+    the end. When ``final_row`` is yielded every building with a part in a tile row above it
+    (``y < final_row``) has been yielded: the rows the caller may finish its own work on. It is
+    the new row, or the northernmost row of a building still open across it (a building is
+    finished once the rows below it are passed)."""
     import rasterio
 
     opts = options or OutlineOptions()
     stitcher = Stitcher(opts)
+    batch: list[Building] = []
+    row = None
     with rasterio.Env():  # one GDAL environment for all the tiles' tracing
         for item in predictions:
             if isinstance(item, TilePieces):
@@ -368,8 +379,21 @@ def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) 
                 (z, x, y), prediction = item
                 pieces = tile_pieces(prediction, z, x, y, opts.head, threshold=opts.threshold,
                                      split_depth_m=opts.split_depth_m)
-            yield from stitcher.add(pieces)
-    yield from stitcher.finish()
+            if row is not None and pieces.y != row:
+                open_from = stitcher.open_from_row()
+                yield (pieces.y if open_from is None else min(open_from, pieces.y)), batch
+                batch = []
+            row = pieces.y
+            batch.extend(stitcher.add(pieces))
+    batch.extend(stitcher.finish())
+    yield None, batch
+
+
+def outline_tiles(predictions: Iterable, options: OutlineOptions | None = None) -> Iterator[Building]:
+    """Buildings of a stream of ``((z, x, y), prediction)`` pairs in row-major order (y, then x),
+    or of :class:`TilePieces` already computed. Yields each building when its tile row ends."""
+    for _, buildings in outline_rows(predictions, options):
+        yield from buildings
 
 
 def count_by_tile(buildings: Iterable[Building]) -> Counter:

@@ -238,6 +238,19 @@ class ResultsStore(TileLedger):
                 return
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def has_tiles(self, job_id: str, quadkey_prefix: str) -> bool:
+        """Whether the job has a tile item whose quadkey begins with ``quadkey_prefix`` (one
+        one-item key-range query)."""
+        resp = self.ddb.query(
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
+            ExpressionAttributeValues=marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX + quadkey_prefix}),
+            ProjectionExpression="#sk",
+            Limit=1,
+        )
+        return bool(resp["Items"])
+
     def quadkey_extent(self, job_id: str) -> tuple[str, str] | None:
         """The first and last quadkey of a job's tile items (two one-item queries), or None."""
         ends = []

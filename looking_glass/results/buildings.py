@@ -2,13 +2,16 @@
 GeoJSON, GeoPackage, FlatGeobuf or JOSM-ready ``.osm`` (``looking-glass export``), and the mapping
 gap of those buildings against already-mapped ones (``results --compare``).
 
-How: the job's ``done`` tile items are put in row-major order (y, then x), their stored rasters
-read through :func:`looking_glass.results.masks.read_tile_rasters_all` (a few dozen at a time)
-and streamed through :func:`looking_glass.outlines.stitch.outline_tiles` (the stored masks, or
-for the sdt head the stored signed distance: the rule the worker's ``building_count`` uses) into
-the writer of
-:mod:`looking_glass.outlines.exports`. Masks and open buildings stay bounded (about two tile rows
-of pieces); the list of the job's tile items (a few hundred bytes per tile) is held to sort it.
+How: the job's tile items are read in row-major order (y, then x) band by band
+(:func:`looking_glass.results.bands.job_items`: 16 tile rows at a time), the ``done`` tiles' stored
+rasters read through :func:`looking_glass.results.masks.read_tile_rasters_all` (a few dozen at a
+time) and streamed through :func:`looking_glass.outlines.stitch.outline_tiles` (the stored masks,
+or for the sdt head the stored signed distance: the rule the worker's ``building_count`` uses)
+into the writer of :mod:`looking_glass.outlines.exports`, which writes as buildings come.
+
+Memory does not grow with the job: one band of tile items, a few dozen result objects, the
+buildings open across the current tile row and one writer batch. Counts for the report are
+tallied as the items stream past (:class:`TileTally`).
 
 Tiles that are not ``done`` (failed, no imagery, skipped, or not processed yet) have no mask:
 :class:`ExportReport` says how many, and the export holds the done tiles' buildings only.
@@ -19,19 +22,20 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
-from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
+from looking_glass.outlines.stitch import OutlineOptions, outline_rows, outline_tiles
 from looking_glass.pipeline.store import ResultsStore
+from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "check_out_path", "export_buildings", "export_format",
-           "job_buildings", "job_tiles"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "TileTally", "check_out_path", "export_buildings",
+           "export_format", "job_building_rows", "job_buildings", "job_record"]
 
 # --format -> the file-name suffixes that name it
 EXPORT_FORMATS = {
@@ -88,31 +92,46 @@ def export_format(path: str, fmt: str | None) -> str:
     return fmt
 
 
-def job_tiles(store: ResultsStore, job_id: str) -> tuple[dict, list[dict]]:
-    """(job record, its tile items in row-major order). Raises ExportError for an unknown job."""
+def job_record(store: ResultsStore, job_id: str) -> dict:
+    """The job record of ``job_id``. Raises ExportError for an unknown job."""
     job = store.get_job(job_id)
     if job is None:
         raise ExportError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)")
-    items = store.tile_items(job_id)
-    items.sort(key=lambda i: (int(i["y"]), int(i["x"])))
-    return job, items
+    return job
 
 
-def job_buildings(s3, bucket: str, items: list[dict], options: OutlineOptions | None = None,
-                  progress: Callable[[int], None] | None = None, threads: int = 8):
-    """The buildings (:class:`~looking_glass.outlines.stitch.Building`, lon/lat) of the ``done``
-    items among ``items`` (row-major order), streamed; ``progress(n)`` is called after each
-    tile read. The head is the stored one: a job whose tiles kept the signed distance (sdt head)
-    is outlined from it (touching buildings split along their neck), else from the masks; the
-    rest of ``options`` applies. Raises :class:`~looking_glass.results.masks.MaskError` for a done
-    tile without readable rasters."""
-    done = [i for i in items if i["status"] == TILE_DONE]
+@dataclass
+class TileTally:
+    """Counts of the tile items streamed through :meth:`through`: ``items`` in all, ``done``
+    ones, and ``building_count``, the sum of the done items' stored counts (None once a done
+    item has none)."""
+
+    items: int = 0
+    done: int = 0
+    building_count: int | None = 0
+
+    def through(self, items: Iterable[dict]) -> Iterator[dict]:
+        """``items`` unchanged, counted as they pass."""
+        for item in items:
+            self.items += 1
+            if item["status"] == TILE_DONE:
+                self.done += 1
+                count = item.get("building_count")
+                self.building_count = None if count is None or self.building_count is None else \
+                    self.building_count + int(count)
+            yield item
+
+
+def _predictions(s3, bucket: str, items: Iterable[dict], progress, threads: int):
+    """(head, ``((z, x, y), prediction)`` stream) of the ``done`` items among ``items``: the
+    stored head (sdt when the first done tile kept its signed distance, else binary), or
+    (None, empty) when no item is done."""
+    done = (i for i in items if i["status"] == TILE_DONE)
     rasters = read_tile_rasters_all(s3, bucket, done, threads)
     first = next(rasters, None)
     if first is None:
-        return iter(())
+        return None, iter(())
     head = "sdt" if first[1].sdt_m is not None else "binary"
-    opts = replace(options or OutlineOptions(), head=head)
 
     def predictions():
         for item, r in itertools.chain([first], rasters):
@@ -124,7 +143,33 @@ def job_buildings(s3, bucket: str, items: list[dict], options: OutlineOptions | 
             if progress is not None:
                 progress(1)
 
-    return outline_tiles(predictions(), opts)
+    return head, predictions()
+
+
+def job_buildings(s3, bucket: str, items: Iterable[dict], options: OutlineOptions | None = None,
+                  progress: Callable[[int], None] | None = None, threads: int = 8) -> Iterator:
+    """The buildings (:class:`~looking_glass.outlines.stitch.Building`, lon/lat) of the ``done``
+    items among ``items`` (row-major order, e.g. :func:`~looking_glass.results.bands.job_items`),
+    streamed; ``progress(n)`` is called after each done tile read. The head is the stored one: a
+    job whose tiles kept the signed distance (sdt head) is outlined from it (touching buildings
+    split along their neck), else from the masks; the rest of ``options`` applies. Raises
+    :class:`~looking_glass.results.masks.MaskError` for a done tile without readable rasters."""
+    head, predictions = _predictions(s3, bucket, items, progress, threads)
+    if head is None:
+        return iter(())
+    return outline_tiles(predictions, replace(options or OutlineOptions(), head=head))
+
+
+def job_building_rows(s3, bucket: str, items: Iterable[dict], options: OutlineOptions | None = None,
+                      progress: Callable[[int], None] | None = None,
+                      threads: int = 8) -> Iterator[tuple[int | None, list]]:
+    """:func:`job_buildings` grouped as :func:`~looking_glass.outlines.stitch.outline_rows`
+    yields them: ``(final_row, buildings)``, every building touching a tile row above
+    ``final_row`` yielded by then (None at the end)."""
+    head, predictions = _predictions(s3, bucket, items, progress, threads)
+    if head is None:
+        return iter([(None, [])])
+    return outline_rows(predictions, replace(options or OutlineOptions(), head=head))
 
 
 def _writer(fmt: str):
@@ -151,22 +196,23 @@ def check_out_path(path: str) -> Path:
 
 
 def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str, fmt: str,
-                     options: OutlineOptions | None = None, progress=None) -> ExportReport:
+                     options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM) -> ExportReport:
     """Write the buildings of job ``job_id`` to ``out`` in ``fmt`` (one of :data:`EXPORT_FORMATS`).
 
     The file is written under a temporary name beside ``out`` and renamed at the end, so an error
     leaves no partial file (and an existing ``out`` untouched). ``progress``: an object with
-    ``total`` (set to the number of done tiles) and ``update(n)``, e.g. a tqdm bar. Raises
+    ``total`` (set to the number of done tiles) and ``update(n)``, e.g. a tqdm bar. ``band_zoom``:
+    tiles are read a row of zoom-``band_zoom`` tiles at a time (:mod:`~looking_glass.results.bands`). Raises
     ExportError (unknown job, unusable ``out``, a done tile's mask missing or unreadable)."""
     target = check_out_path(out)
-    job, items = job_tiles(store, job_id)
-    done = [i for i in items if i["status"] == TILE_DONE]
+    job = job_record(store, job_id)
     if progress is not None:
-        progress.total = len(done)
-    counts = [i.get("building_count") for i in done]
+        progress.total = int(job.get("tiles_done", 0))  # the job's counter, exactly once per tile
+    tally = TileTally()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
     os.close(fd)
     try:
+        items = tally.through(job_items(store, job_id, band_zoom))
         buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
         written = _writer(fmt)(buildings, tmp)
         os.replace(tmp, target)
@@ -175,9 +221,9 @@ def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    total = int(job.get("tiles_total", len(items)))
+    total = int(job.get("tiles_total", tally.items))
     return ExportReport(
-        job_id=job_id, status=str(job.get("status")), buildings=written, tiles_total=total, tiles_done=len(done),
-        tiles_not_done=len(items) - len(done), tiles_pending=max(total - len(items), 0),
-        building_count=None if None in counts else int(sum(counts)),
+        job_id=job_id, status=str(job.get("status")), buildings=written, tiles_total=total, tiles_done=tally.done,
+        tiles_not_done=tally.items - tally.done, tiles_pending=max(total - tally.items, 0),
+        building_count=tally.building_count,
     )

@@ -1,15 +1,23 @@
 """``results JOB --compare MAPPED``: where a job found buildings that are not mapped yet.
 
-The job's buildings are the export's (:func:`looking_glass.results.buildings.job_buildings`: its
-stored masks, outlined and stitched across tiles); the mapped buildings come from a GeoJSON,
-GeoPackage, FlatGeobuf or OpenStreetMap extract (``.osm.pbf``) in any CRS, read only within the
-job's done tiles (:func:`looking_glass.outlines.layers.read_polygons`; invalid features are
-skipped with a warning naming them). The gap itself is :mod:`looking_glass.outlines.gap`: per
-zoom-18 done tile, per coarser tile (``--zoom``) or per polygon (``--within``): predicted and
-mapped area and count, unmapped area, completeness and a priority rank.
+The job's buildings are the export's (:func:`looking_glass.results.buildings.job_building_rows`:
+its stored masks, outlined and stitched across tiles); the mapped buildings come from a GeoJSON,
+GeoPackage, FlatGeobuf or OpenStreetMap extract (``.osm.pbf``) in any CRS
+(:class:`looking_glass.outlines.reference.MappedReference`; invalid features are skipped with a
+warning naming them). The gap itself is :mod:`looking_glass.outlines.gap`: per zoom-18 done tile,
+per coarser tile (``--zoom``) or per polygon (``--within``, compared inside the job's done
+tiles): predicted and mapped area and count, unmapped area, completeness and a priority rank.
 
-The job's buildings are held in memory (lon/lat polygons, a few hundred bytes each), and so are
-the mapped buildings within the job's bounds: fine for a city, not for a country in one call.
+Streamed in bands of tile rows, so memory does not grow with the job: the tiles are read band by
+band (:mod:`.bands`) and outlined row by row; once every building touching a band of finished
+rows has come out of the stitcher, those rows are compared (the mapped buildings read for that
+extent only) and added into the results, and the buildings no later row needs are dropped
+(those no mapped building touches are kept for the map, up to :data:`UNMAPPED_KEPT`, and
+written to ``unmapped_out`` as they come). Held at once: a band of tile items, the buildings
+of the rows not finished yet and one band's mapped buildings (all of them, within the job's
+extent, for a GeoJSON or ``.osm.pbf`` reference: see :mod:`looking_glass.outlines.reference`),
+plus the result rows themselves: one per done tile without ``--zoom``/``--within`` (a few
+hundred bytes each; use ``--zoom`` or ``--within`` for country-sized jobs), else one per cell.
 """
 
 from __future__ import annotations
@@ -17,83 +25,180 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
 
-from looking_glass.grid import ZOOM, tile_box
+from looking_glass.grid import ZOOM, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE
+from looking_glass.outlines.exports import GeoJSONWriter
 from looking_glass.outlines.gap import (
     GAP_VALUES,
-    gap_rollup,
     gap_summary,
-    gap_within,
     mapping_gap,
+    rank_rows,
+    rollup_add,
+    rollup_rows,
     unmapped_buildings,
+    within_parts,
+    within_regions,
+    within_rows,
 )
-from looking_glass.outlines.layers import read_polygons
+from looking_glass.outlines.reference import MappedReference
 from looking_glass.pipeline.store import ResultsStore
-from looking_glass.results.buildings import job_buildings, job_tiles
+from looking_glass.results.bands import BAND_ZOOM, job_done_bounds, job_items
+from looking_glass.results.buildings import TileTally, job_building_rows, job_record
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
 
-__all__ = ["GAP_COLUMNS", "JobGap", "job_gap", "render_gap"]
+__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "job_gap", "render_gap"]
 
 GAP_COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", *GAP_VALUES),
     "zoom": ("quadkey", "z", "x", "y", *GAP_VALUES),
     "within": ("name", *GAP_VALUES),
 }
+UNMAPPED_KEPT = 50_000  # not-yet-mapped buildings kept in memory for the map page
 
 
 @dataclass
 class JobGap:
     """The mapping gap of one job: ``mode`` ("tile", "zoom" or "within"), ``rows`` (ranked),
     ``summary`` (:func:`~looking_glass.outlines.gap.gap_summary` plus the job's id, status and
-    the tiles compared), ``unmapped`` (the predicted buildings no mapped building touches,
-    :class:`~looking_glass.outlines.stitch.Building`) and ``skipped`` (mapped features not used,
-    with reasons)."""
+    the tiles compared), ``unmapped`` (the first :data:`UNMAPPED_KEPT` predicted buildings no
+    mapped building touches, :class:`~looking_glass.outlines.stitch.Building`),
+    ``unmapped_count`` (all of them), ``unmapped_file`` (the GeoJSON holding all of them, when
+    asked for), ``skipped`` (mapped features not used, with reasons) and ``held`` (what the
+    streaming held at most at once: ``most_tiles`` done tiles compared together, ``most_buildings``
+    predicted buildings, ``most_mapped`` mapped ones from one read, and ``reference_reads``)."""
 
     mode: str
     rows: list[dict]
     summary: dict
     unmapped: list
     skipped: list[str]
+    unmapped_count: int = 0
+    unmapped_file: str | None = None
+    held: dict = field(default_factory=dict, repr=False)
+
+
+def _row_span(polygon) -> tuple[int, int]:
+    """(northernmost, southernmost) zoom-18 tile row a lon/lat polygon reaches."""
+    _, south, _, north = polygon.bounds
+    return int(np.floor(row_of_lat(north, ZOOM))), int(np.floor(row_of_lat(south, ZOOM)))
+
+
+class _Gap:
+    """The results of a streamed gap, added band by band (see the module docstring)."""
+
+    def __init__(self, mode: str, zoom: int | None, polygons, tolerance_m: float, reference: MappedReference,
+                 unmapped_out, keep: int):
+        self.mode, self.zoom, self.polygons, self.tolerance_m = mode, zoom, polygons, tolerance_m
+        self.regions = within_regions(polygons) if polygons is not None else None
+        self.reference, self.keep = reference, keep
+        self.tile_rows: list[dict] = []
+        self.groups: dict[str, dict] = {}
+        self.within: dict[int, dict] = {}
+        self.totals = gap_summary([])
+        self.unmapped: list = []
+        self.unmapped_count = 0
+        self.writer = GeoJSONWriter(unmapped_out) if unmapped_out is not None else None
+        self.pending: list[tuple] = []  # (building, first row, last row) still needed by a later band
+        self.most_pending = self.most_tiles = 0  # the most buildings / tiles held at once
+
+    def add_buildings(self, buildings: list) -> None:
+        self.pending.extend((b, *_row_span(b.polygon)) for b in buildings)
+        self.most_pending = max(self.most_pending, len(self.pending))
+
+    def compare(self, tiles: list[tuple[int, int, int]], final: int | None) -> None:
+        """Compare the done ``tiles`` of the rows finished (above ``final``; all rows when None)
+        and let go of the buildings no later row reaches."""
+        rows_in = [p for p in self.pending if final is None or p[1] < final]
+        self.most_tiles = max(self.most_tiles, len(tiles))
+        if not tiles and not rows_in:
+            return
+        boxes = [tile_box(x, y, z) for z, x, y in tiles] + [p[0].polygon for p in rows_in]
+        mapped = self.reference.read(tuple(shapely.total_bounds(np.array(boxes, dtype=object))))
+        predicted = [p[0] for p in rows_in]
+        rows = mapping_gap(predicted, mapped, tiles=tiles, tolerance_m=self.tolerance_m, ranked=False)
+        part = gap_summary(rows)
+        for k in self.totals:
+            if k != "completeness":
+                self.totals[k] += part[k]
+        if self.mode == "tile":
+            self.tile_rows.extend(rows)
+        elif self.mode == "zoom":
+            rollup_add(self.groups, rows, self.zoom)
+        else:
+            within_parts(predicted, mapped, self.regions, tiles, self.tolerance_m, sums=self.within)
+        done = [p[0] for p in rows_in if final is None or p[2] < final]
+        self.pending = [p for p in self.pending if not (final is None or p[2] < final)]
+        for b in sorted(unmapped_buildings(done, mapped), key=lambda b: b.id):
+            self.unmapped_count += 1
+            if len(self.unmapped) < self.keep:
+                self.unmapped.append(b)
+            if self.writer is not None:
+                self.writer.write(b)
+
+    def rows(self) -> list[dict]:
+        if self.mode == "within":
+            return within_rows(self.polygons, self.within)
+        if self.mode == "zoom":
+            return rollup_rows(self.groups)
+        return rank_rows(self.tile_rows, "quadkey")
 
 
 def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, zoom: int | None = None,
-            polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None) -> JobGap:
+            polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None,
+            band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT) -> JobGap:
     """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (see the module
     docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
+    ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
+    ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come.
     Raises ResultsError (both ``zoom`` and ``polygons``, a zoom outside 0..18),
     ExportError (unknown job, a done tile without a mask) or OutlinesError (unreadable file)."""
     if zoom is not None and polygons is not None:
         raise ResultsError("give --zoom or --within, not both")
     if zoom is not None and not 0 <= zoom <= ZOOM:
         raise ResultsError(f"--zoom {zoom} must be between 0 and {ZOOM}")
-    job, items = job_tiles(store, job_id)
-    done = [(int(i["z"]), int(i["x"]), int(i["y"])) for i in items if i["status"] == TILE_DONE]
+    job = job_record(store, job_id)
+    reference = MappedReference(mapped_path, bounds=lambda: job_done_bounds(store, job_id))
+    mode = "within" if polygons is not None else "zoom" if zoom is not None and zoom < ZOOM else "tile"
+    gap = _Gap(mode, zoom, polygons, tolerance_m, reference, unmapped_out, keep_unmapped)
     if progress is not None:
-        progress.total = len(done)
-    predicted = list(job_buildings(s3, bucket, items, progress=progress.update if progress is not None else None))
-    if done:
-        boxes = np.array([tile_box(x, y, z) for z, x, y in done], dtype=object)
-        bbox = tuple(float(v) for v in shapely.total_bounds(boxes))
-    else:
-        bbox = (0.0, 0.0, 0.0, 0.0)
-    mapped = read_polygons(mapped_path, bbox=bbox)
-    tile_rows = mapping_gap(predicted, mapped, tiles=done, tolerance_m=tolerance_m)
-    if polygons is not None:
-        mode, rows = "within", gap_within(predicted, mapped, polygons, tolerance_m)
-    elif zoom is not None and zoom < ZOOM:
-        mode, rows = "zoom", gap_rollup(tile_rows, zoom)
-    else:
-        mode, rows = "tile", tile_rows
-    summary = {**gap_summary(tile_rows), "job_id": job_id, "job_status": job.get("status"),
-               "job_tiles_total": int(job.get("tiles_total", len(items))), "tiles_compared": len(done),
-               "mapped_features_skipped": len(mapped.skipped)}
-    return JobGap(mode, rows, summary, unmapped_buildings(predicted, mapped), list(mapped.skipped))
+        progress.total = int(job.get("tiles_done", 0))
+    tally, waiting = TileTally(), deque()  # the done tiles not compared yet, row-major
+
+    def items():
+        for item in tally.through(job_items(store, job_id, band_zoom)):
+            if item["status"] == TILE_DONE:
+                waiting.append((int(item["z"]), int(item["x"]), int(item["y"])))
+            yield item
+
+    band = 2 ** (ZOOM - band_zoom)
+    try:
+        for final, buildings in job_building_rows(s3, bucket, items(), progress=getattr(progress, "update", None)):
+            gap.add_buildings(buildings)
+            if final is not None and (not waiting or final - waiting[0][2] < band):
+                continue  # too few finished rows yet for a band
+            tiles = []
+            while waiting and (final is None or waiting[0][2] < final):
+                tiles.append(waiting.popleft())
+            gap.compare(tiles, final)
+    finally:
+        if gap.writer is not None:
+            gap.writer.close()
+    reference.warn()
+    pa, ma = gap.totals["predicted_area_m2"], gap.totals["mapped_area_m2"]
+    summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),
+               "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
+               "mapped_features_skipped": len(reference.skipped)}
+    return JobGap(mode, gap.rows(), summary, gap.unmapped, list(reference.skipped), gap.unmapped_count,
+                  None if unmapped_out is None else str(unmapped_out),
+                  {"reference_reads": reference.reads, "most_mapped": reference.most_held,
+                   "most_buildings": gap.most_pending, "most_tiles": gap.most_tiles})
 
 
 def _value(column: str, value):

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 from pathlib import Path
 
 import shapely
 
 from looking_glass.display import shown
 from looking_glass.outlines.exports import write_geojson
-from looking_glass.results.gap import JobGap, render_gap
+from looking_glass.results.gap import UNMAPPED_KEPT, JobGap, render_gap
 from looking_glass.results.webmap import PAGE_HEAD, leaflet_assets, script_json
 
 __all__ = ["MAX_BUILDINGS", "write_gap_map"]
 
-MAX_BUILDINGS = 50_000  # unmapped buildings drawn on the page (all of them are in gap-buildings.geojson)
+MAX_BUILDINGS = UNMAPPED_KEPT  # unmapped buildings drawn on the page (all of them are in gap-buildings.geojson)
 # completeness 0 -> 1: red -> amber -> green
 RAMP = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
 
@@ -82,14 +83,22 @@ window.lookingGlass = {{ features: layer.getLayers().length, buildings: unmapped
 
 def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) -> dict:
     """Write ``gap.html``, ``gap.geojson`` (the rows) and ``gap-buildings.geojson`` (every
-    predicted building not yet mapped) into ``out_dir`` (created); returns their paths and the
+    predicted building not yet mapped: ``gap.unmapped_file`` when the gap wrote one, copied
+    unless it is that file already, else ``gap.unmapped``) into ``out_dir`` (created); returns their paths and the
     numbers of rows and buildings drawn. ``imagery``: the layer under the cells, as map.html's
     (:func:`looking_glass.results.webmap.page_imagery`: the tiles written beside the pages for a
     GeoTIFF or local source, or a provider's template), or None."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = json.loads(render_gap("geojson", gap))
     (out_dir / "gap.geojson").write_text(json.dumps(cells) + "\n")
-    write_geojson(gap.unmapped, out_dir / "gap-buildings.geojson")
+    target = out_dir / "gap-buildings.geojson"
+    if gap.unmapped_file is None:
+        if len(gap.unmapped) < gap.unmapped_count:
+            raise ValueError(f"the gap kept {len(gap.unmapped):,} of {gap.unmapped_count:,} buildings not yet mapped: "
+                             "compute it with unmapped_out to have them all")
+        write_geojson(gap.unmapped, target)
+    elif Path(gap.unmapped_file).resolve() != target.resolve():
+        shutil.copyfile(gap.unmapped_file, target)
     shown_buildings = gap.unmapped[:MAX_BUILDINGS]
     buildings = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": b.properties(), "geometry": shapely.geometry.mapping(b.polygon)}
@@ -97,7 +106,7 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     s = gap.summary
     done = "n/a" if s["completeness"] is None else f"{100 * s['completeness']:.1f} %"
     summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
-               f"{len(gap.unmapped):,} not yet mapped; completeness {done}")
+               f"{gap.unmapped_count:,} not yet mapped; completeness {done}")
     js, css = leaflet_assets()
     page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=script_json(cells),
                        buildings=script_json(buildings),

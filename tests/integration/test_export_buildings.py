@@ -183,12 +183,13 @@ def _mapped_file(path, polygons, crs=None, extra=()):
 
 
 def test_the_gap_of_a_job_against_a_partly_mapped_layer_in_another_crs(aws, tmp_path):
-    from looking_glass.results.buildings import job_buildings, job_tiles
+    from looking_glass.results.bands import job_items
+    from looking_glass.results.buildings import job_buildings
     from looking_glass.results.gap import job_gap, render_gap
     from looking_glass.results.gapmap import write_gap_map
 
     store, s3, bucket = put_job(aws, ALL)
-    _, items = job_tiles(store, JOB)
+    items = job_items(store, JOB)
     predicted = list(job_buildings(s3, bucket, items))
     by_size = sorted(predicted, key=lambda b: b.area_m2)
     mapped = [by_size[0].polygon, by_size[2].polygon]  # the 40x50 px and the four-tile 60x60 px buildings

@@ -1,0 +1,92 @@
+"""Already-mapped buildings read one extent at a time: the reference of a streamed mapping gap.
+
+A country-sized job is compared band by band, and each band needs the mapped buildings of its
+extent only. How they are read depends on the file:
+
+- a GDAL vector file (GeoPackage, FlatGeobuf, Shapefile, ...): read again for each extent
+  (:func:`~.layers.read_polygons` with ``bbox``, which pyogrio answers from the file's spatial
+  index in GeoPackage and FlatGeobuf): memory is one band's mapped buildings, however large the
+  file or the job;
+- GeoJSON and OpenStreetMap extracts (``.osm.pbf`` ...): these have no spatial index, so reading
+  them per band would cost a pass over the whole file for every band (hundreds for a country).
+  They are read once, kept within ``bounds`` (the job's extent), and answered from an STRtree:
+  memory is the mapped buildings within the job's extent (a few hundred bytes each), not the
+  job's tiles. For a country-sized reference, convert it once to GeoPackage or FlatGeobuf
+  (``ogr2ogr mapped.fgb mapped.geojson``) and it is read per band.
+
+Features whose geometry is unusable are skipped as :mod:`.layers` does; each is named once however
+many extents it falls in, and :meth:`MappedReference.warn` gives the one warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from looking_glass.outlines.errors import InvalidGeometryWarning
+from looking_glass.outlines.layers import OSM_SUFFIXES, read_polygons
+
+__all__ = ["MappedReference"]
+
+_SHOW = 10  # skipped features named in the warning
+_NOWHERE = (0.0, 0.0, 1e-9, 1e-9)  # an extent with no building in it: read to check the file, keep nothing
+
+
+class MappedReference:
+    """The mapped buildings of the file at ``path``, read per extent (see the module docstring).
+
+    ``bounds``: a callable giving (west, south, east, north) lon/lat of everything that will be
+    asked for, called only for a file read once. Attributes: ``indexed`` (read per extent),
+    ``reads`` (extents asked for), ``most_held`` (the most polygons one read returned) and
+    ``skipped`` (label -> reason of unusable features met so far). Raises
+    :class:`~.errors.OutlinesError` naming the file when it cannot be read (checked at once).
+    """
+
+    def __init__(self, path, bounds: Callable[[], tuple | None] | None = None):
+        self.path = str(path)
+        name = Path(path).name.lower()
+        self.indexed = not name.endswith((".geojson", ".json", *OSM_SUFFIXES))
+        self.reads = 0
+        self.most_held = 0
+        self.skipped: dict[str, None] = {}
+        self._geoms = self._tree = None
+        if self.indexed:
+            self._keep_skipped(read_polygons(self.path, bbox=_NOWHERE, warn=False))  # readable?
+        else:
+            box = bounds() if bounds is not None else None
+            if bounds is not None and box is None:  # nothing will be asked for: read nothing
+                box = _NOWHERE
+            layer = read_polygons(self.path, bbox=box, warn=False)
+            self._keep_skipped(layer)
+            self._geoms = layer.lonlat()
+            self._tree = shapely.STRtree(self._geoms)
+
+    def _keep_skipped(self, layer) -> None:
+        self.skipped.update(dict.fromkeys(layer.skipped))
+
+    def read(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """The usable mapped polygons (lon/lat, EPSG:4326) whose extent meets ``bbox`` (west,
+        south, east, north in degrees); a few beyond it may come too (features are picked by
+        their bounding boxes)."""
+        self.reads += 1
+        if self.indexed:
+            layer = read_polygons(self.path, bbox=tuple(float(v) for v in bbox), warn=False)
+            self._keep_skipped(layer)
+            geoms = layer.lonlat()
+        else:
+            geoms = self._geoms[self._tree.query(shapely.box(*bbox), predicate="intersects")]
+        self.most_held = max(self.most_held, len(geoms))
+        return geoms
+
+    def warn(self) -> None:
+        """One :class:`~.errors.InvalidGeometryWarning` naming the skipped features, if any."""
+        if not self.skipped:
+            return
+        names = list(self.skipped)
+        more = f"; and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
+        warnings.warn(f"{self.path}: {len(names)} feature(s) skipped (geometry not usable), the rest used: "
+                      f"{'; '.join(names[:_SHOW])}{more}", InvalidGeometryWarning, stacklevel=3)
