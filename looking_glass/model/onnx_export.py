@@ -5,7 +5,8 @@
 Every model the project writes gets ``<name>.onnx`` beside ``<name>.keras`` and its sidecar
 ``<name>.json`` (:func:`onnx_path`, the naming rule of :mod:`looking_glass.model.sidecar`). The
 Keras model is converted with tf2onnx (opset :data:`OPSET`, one float32 input ``image`` of
-shape (batch, size, size, 3), batch dynamic), then the converted model is run with ONNX
+shape (batch, size, size, 3), batch dynamic; the head moved before the last upsampling by
+:mod:`looking_glass.model.onnx_graph`), then the converted model is run with ONNX
 Runtime's CPU provider on sample tiles of the synthetic world
 (:mod:`looking_glass.datasets.synthetic`) next to the Keras model. Only when the masks agree
 (:data:`MIN_MASK_AGREEMENT`) and the raw outputs are close (:data:`MAX_ABS_DIFF`, relative to
@@ -49,12 +50,15 @@ __all__ = [
     "masks_of",
     "onnx_key",
     "onnx_path",
+    "rewrites_of",
     "sample_tiles",
 ]
 
 ONNX_SUFFIX = ".onnx"
 OPSET = 17
 INPUT_NAME = "image"
+# ONNX metadata key listing the graph rewrites convert() applied (comma-separated).
+REWRITES_KEY = "looking_glass.rewrites"
 # The check: this many synthetic tiles (zoom 18, the demo area, so they hold buildings).
 CHECK_TILES = 8
 CHECK_ZOOM = 18
@@ -124,11 +128,16 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, head: str, thr
     }
 
 
-def convert(model, input_size: int) -> bytes:
+def convert(model, input_size: int, rewrite: bool = True) -> bytes:
     """The ONNX model (serialized ModelProto) of Keras model ``model`` for (batch, input_size,
-    input_size, 3) float32 inputs named ``image``, by tf2onnx at opset :data:`OPSET`."""
+    input_size, 3) float32 inputs named ``image``, by tf2onnx at opset :data:`OPSET`; with
+    ``rewrite``, the head applied before the last upsampling
+    (:func:`looking_glass.model.onnx_graph.head_before_resize`: the same outputs to float
+    rounding, for much less work)."""
     import tensorflow as tf
     import tf2onnx
+
+    from looking_glass.model.onnx_graph import head_before_resize
 
     spec = (tf.TensorSpec((None, input_size, input_size, 3), tf.float32, name=INPUT_NAME),)
     function = tf.function(lambda image: model(image, training=False))
@@ -136,7 +145,18 @@ def convert(model, input_size: int) -> bytes:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=OPSET)
     except Exception as exc:  # noqa: BLE001 - any converter failure is an export failure
         raise OnnxExportError(f"tf2onnx cannot convert the model: {type(exc).__name__}: {exc}") from exc
+    if rewrite and head_before_resize(proto):
+        proto.metadata_props.add(key=REWRITES_KEY, value="head_before_resize")
     return proto.SerializeToString()
+
+
+def rewrites_of(onnx_bytes: bytes) -> list[str]:
+    """The rewrites of :mod:`looking_glass.model.onnx_graph` that :func:`convert` applied to the
+    serialized model ``onnx_bytes`` (its ``looking_glass.rewrites`` metadata), for the sidecar."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load_from_string(onnx_bytes).metadata_props}
+    return [r for r in props.get(REWRITES_KEY, "").split(",") if r]
 
 
 def _onnx_outputs(onnx_bytes: bytes, images: np.ndarray, batch: int) -> np.ndarray:
@@ -243,6 +263,7 @@ def export_onnx(
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
         "keras_sha256": file_sha256(model_path),
         "opset": OPSET,
+        "rewrites": rewrites_of(onnx_bytes),
         **_versions(),
         "input": {"name": INPUT_NAME, "shape": [None, size, size, 3], "dtype": "float32"},
         "head": head,
