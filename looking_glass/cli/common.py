@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, EXIT_FAILURE, LookingGlassError
 from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
 
 if TYPE_CHECKING:
@@ -28,7 +28,10 @@ _OPTION = Parsers(ParseError, ARGUMENT)
 
 class CommandError(LookingGlassError):
     """A command cannot run with what it was given (a missing file, options that do not go
-    together, an unknown job id); the message says which."""
+    together, an unknown job id); the message says which. Exit status 2 (bad input), except
+    where AWS fails (:func:`aws_guard`: 1)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def _option(parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -90,9 +93,10 @@ def aws_guard(func):
             return func(args)
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            raise CommandError(f"AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}") from None
+            raise CommandError(f"AWS refused {exc.operation_name}: {err.get('Code')}: {err.get('Message')}",
+                               exit_code=EXIT_FAILURE) from None
         except BotoCoreError as exc:
-            raise CommandError(f"cannot reach AWS: {exc}") from None
+            raise CommandError(f"cannot reach AWS: {exc}", exit_code=EXIT_FAILURE) from None
 
     return run
 

@@ -230,7 +230,7 @@ def cmd_results(args) -> int:
     from looking_glass.results.query import parse_polygons, query, render
 
     if args.compare and args.totals:
-        raise CommandError("--totals goes with the results rows, not with --compare", exit_code=2)
+        raise CommandError("--totals goes with the results rows, not with --compare")
     if args.compare:  # the mapping gap: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_results
 
@@ -242,8 +242,7 @@ def cmd_results(args) -> int:
             raise CommandError(f"polygons file {args.within} not found")
         polygons = parse_polygons(p.read_bytes())
     if args.totals and args.format == "geojson":
-        raise CommandError("--totals goes with --format table or csv (GeoJSON output has a 'totals' member)",
-                           exit_code=2)
+        raise CommandError("--totals goes with --format table or csv (GeoJSON output has a 'totals' member)")
     if args.out and not Path(args.out).parent.is_dir():
         raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     dep = _deployment(args)

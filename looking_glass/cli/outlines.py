@@ -50,7 +50,7 @@ def mapped_path(text: str) -> str:
     """``--compare MAPPED``: an existing file (GeoJSON, GeoPackage, FlatGeobuf, .osm.pbf, ...)."""
     if not Path(text).is_file():
         raise CommandError(f"--compare {text}: no such file (give the mapped buildings: GeoJSON, GeoPackage, "
-                           "FlatGeobuf or an OpenStreetMap .osm.pbf extract)", exit_code=2)
+                           "FlatGeobuf or an OpenStreetMap .osm.pbf extract)")
     return text
 
 

@@ -33,7 +33,7 @@ def cmd_train(args) -> int:
 
     try:
         return run_local(args.data, args.root, hyperparameters, init=args.init)
-    except ValueError as exc:  # bad hyperparameters or dataset: exit code 1, as always
+    except ValueError as exc:  # bad hyperparameters or dataset: bad input, exit code 2
         raise CommandError(str(exc)) from None
 
 

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from looking_glass.datasets.errors import PrepareError
+from looking_glass.errors import EXIT_FAILURE
 
 __all__ = [
     "FOOTPRINT_SUFFIXES",
@@ -192,9 +193,9 @@ def localize(path: str, tmpdir: Path) -> Path:
             code = str(e.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
                 raise PrepareError(f"{path}: no such S3 object") from e
-            raise PrepareError(f"{path}: could not download: {e}") from e
+            raise PrepareError(f"{path}: could not download: {e}", exit_code=EXIT_FAILURE) from e
         except BotoCoreError as e:
-            raise PrepareError(f"{path}: could not download: {e}") from e
+            raise PrepareError(f"{path}: could not download: {e}", exit_code=EXIT_FAILURE) from e
         return local
     local = Path(path)
     if not local.exists():

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, EXIT_FAILURE, LookingGlassError
 from looking_glass.grid import TILE_SIZE, tile_box
 from looking_glass.imagery.capture import CaptureDateError, iso_day, parse_capture_date, tiff_capture_date
 from looking_glass.imagery.raster import (
@@ -50,6 +50,8 @@ from looking_glass.imagery.tiles import FetchedTile, TransientTileError, classif
 
 class GeoTiffError(LookingGlassError, ValueError):
     """The GeoTIFF cannot be used as an imagery source (the message says which and why)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def gdal_s3_env(session):
@@ -82,7 +84,7 @@ def check_s3_object(session, uri: str) -> None:
             raise GeoTiffError(f"{uri}: no such S3 object") from None
         raise GeoTiffError(f"{uri}: cannot read the S3 object ({code or exc})") from None
     except BotoCoreError as exc:
-        raise GeoTiffError(f"{uri}: cannot reach S3 ({type(exc).__name__})") from None
+        raise GeoTiffError(f"{uri}: cannot reach S3 ({type(exc).__name__})", exit_code=EXIT_FAILURE) from None
 
 
 class GeoTiffTiles:

@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 from affine import Affine
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import EARTH_RADIUS_M
 
 __all__ = [
@@ -74,6 +74,8 @@ READ_OPTIONS = {"GDAL_CACHEMAX": 128}
 
 class RasterError(LookingGlassError, ValueError):
     """The raster or its reading options cannot be used (the message says which and why)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def check_bands(bands: Sequence[int] | None) -> None:

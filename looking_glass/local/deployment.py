@@ -24,7 +24,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from looking_glass.display import shown
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.runtime import resources
 from looking_glass.runtime.resources import DeployedResources
 
@@ -241,7 +241,7 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
 def resolve(stack: str | None, embedded: str | None) -> Deployment:
     """``--stack NAME`` if given, else the embedded run's state file."""
     if stack is not None and embedded is not None:
-        raise DeploymentError("give either --stack or --embedded, not both")
+        raise DeploymentError("give either --stack or --embedded, not both", exit_code=EXIT_BAD_INPUT)
     if stack is not None:
         return resolve_stack(stack or None)
     return resolve_embedded(Path(embedded) if embedded else None)
@@ -262,7 +262,8 @@ def check_shell_imagery(environ, worker_env: dict[str, str] | None = None) -> No
         raise DeploymentError(
             f"{', '.join(found)} set in this shell: the embedded run chooses its workers' imagery "
             "itself; give it as `looking-glass up --imagery SOURCE` (a URL template or a GeoTIFF) "
-            f"and unset {', '.join(found)}"
+            f"and unset {', '.join(found)}",
+            exit_code=EXIT_BAD_INPUT,
         )
 
 

@@ -32,9 +32,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 
-EXIT_BAD_INPUT = 2
 # The worker settings' messages, in the words of these options.
 _SETTING_NAMES = (
     ("LG_IMAGERY_GEOTIFF=", "--imagery "),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.model.fetch import active_uri
 
 REGISTRY_PREFIX = "registry/"
@@ -40,7 +40,7 @@ VERSION_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 class RegistryError(LookingGlassError, ValueError):
     """A model that cannot be registered or made active; the message is the user's to see."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 def parameter_name(deployment_name: str) -> str:

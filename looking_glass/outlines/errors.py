@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 
 __all__ = ["InvalidGeometryWarning", "OutlinesError"]
 
@@ -10,6 +10,8 @@ __all__ = ["InvalidGeometryWarning", "OutlinesError"]
 class OutlinesError(LookingGlassError, ValueError):
     """Bad input to outlining, stitching, export, evaluation or the mapping gap (the message says
     which file or argument and why)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class InvalidGeometryWarning(UserWarning):

@@ -13,7 +13,7 @@ import difflib
 import re
 
 from looking_glass.display import shown
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.pipeline.store import ResultsStore
 
 __all__ = ["MAX_LISTED", "JobRefError", "candidates", "resolve_job"]
@@ -25,7 +25,7 @@ MAX_LISTED = 10  # candidates named in the "ambiguous" message
 class JobRefError(LookingGlassError, ValueError):
     """The text names no job, or more than one; the message says which and lists candidates."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 def candidates(jobs: list[dict], ref: str) -> list[dict]:

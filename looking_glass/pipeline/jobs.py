@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import ZOOM, quadkey
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
 from looking_glass.pipeline.enumerator import (
@@ -64,7 +64,7 @@ def get_job(store: ResultsStore, job_id: str) -> dict:
     """The job record; JobError when there is none."""
     job = store.get_job(job_id)
     if job is None:
-        raise JobError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)")
+        raise JobError(f"no job {job_id!r} in table {store.table} (see `looking-glass jobs`)", exit_code=EXIT_BAD_INPUT)
     return job
 
 
@@ -77,16 +77,17 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None,
     part of the job's identity (:func:`looking_glass.pipeline.enumerator.job_id_for_aoi`).
     Raises JobError."""
     if len(data) > MAX_AOI_BYTES:
-        raise JobError(f"AOI file is {len(data)} bytes, above the {MAX_AOI_BYTES} byte limit")
+        raise JobError(f"AOI file is {len(data)} bytes, above the {MAX_AOI_BYTES} byte limit", exit_code=EXIT_BAD_INPUT)
     if label is not None and not LABEL_PATTERN.match(label):
         raise JobError(
-            f"--name {label!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"--name {label!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            exit_code=EXIT_BAD_INPUT,
         )
     stem = Path(filename).name.removesuffix(TRIGGER_SUFFIX).removesuffix(".json")
     try:
         aoi = parse_aoi(data, default_name=label or stem)
     except AoiError as exc:
-        raise JobError(f"AOI refused: {exc}") from None
+        raise JobError(f"AOI refused: {exc}", exit_code=exc.exit_code) from None
     if label is not None or inputs:
         doc = json.loads(data.decode("utf-8-sig"))
         if label is not None:
@@ -102,7 +103,7 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None,
     try:  # the enumerator's limits and reasons (tile cap, cover work, zero tiles)
         tiles = count_tiles(cover_within_limits(aoi.geometry, ZOOM, job_tile_cap()))
     except AoiError as exc:
-        raise JobError(f"AOI refused: {exc}") from None
+        raise JobError(f"AOI refused: {exc}", exit_code=exc.exit_code) from None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", label or stem).strip("-.") or "aoi"
     return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
 
@@ -116,10 +117,11 @@ def check_imagery_name(dep: JobDeployment, imagery: str | None) -> None:
     try:
         check_source_name(imagery, "--imagery")
     except ImagerySourcesError as exc:
-        raise JobError(str(exc)) from None
+        raise JobError(str(exc), exit_code=EXIT_BAD_INPUT) from None
     registry = getattr(dep, "imagery_sources", None)
     if registry is not None and imagery not in registry and imagery != DEFAULT_IMAGERY_NAME:
-        raise JobError(f"--imagery: {unknown_imagery_reason(imagery, [*registry, DEFAULT_IMAGERY_NAME])}")
+        raise JobError(f"--imagery: {unknown_imagery_reason(imagery, [*registry, DEFAULT_IMAGERY_NAME])}",
+                       exit_code=EXIT_BAD_INPUT)
 
 
 def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None,
@@ -372,7 +374,8 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
     back to the tile queue; the job goes back to RUNNING. Done tiles are never redone."""
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
-        raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})")
+        raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})",
+                       exit_code=EXIT_BAD_INPUT)
     store = store_for(dep)
     job = get_job(store, job_id)
     if job["status"] == FAILED and not job.get("tiles_total"):

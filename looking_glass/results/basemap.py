@@ -92,7 +92,7 @@ def source_fetcher(source: str, session=None) -> Fetch:
     try:
         image = open_geotiff_source(source, session=session if "s3://" in source else None)
     except GeoTiffError as exc:
-        raise BasemapError(f"imagery {source}: {exc}") from None
+        raise BasemapError(f"imagery {source}: {exc}", exit_code=exc.exit_code) from None
 
     def fetch(z: int, x: int, y: int) -> bytes | None:
         return image.png(x, y, z)

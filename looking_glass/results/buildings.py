@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
 from looking_glass.outlines.stitch import OutlineOptions, outline_rows, outline_tiles
@@ -50,7 +50,7 @@ class ExportError(LookingGlassError, ValueError):
     """The export cannot be made (unknown job, output not writable, format and file name
     disagree: exit status 2; a done tile without a readable mask: 1); the message says which."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 @dataclass

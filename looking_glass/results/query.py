@@ -37,7 +37,7 @@ import shapely
 import shapely.geometry
 
 from looking_glass.display import shown
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import (
     ZOOM,
     col_of_lon,
@@ -61,6 +61,8 @@ FORMATS = ("table", "csv", "geojson")
 
 class ResultsError(LookingGlassError, ValueError):
     """Bad input to a results query; the message is for the user."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 # ---- reading ------------------------------------------------------------------------------------

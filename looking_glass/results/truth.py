@@ -25,13 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, EXIT_FAILURE, LookingGlassError
 from looking_glass.grid import TILE_SIZE
 from looking_glass.model.segmenter import building_area_m2
 
 
 class TruthError(LookingGlassError, ValueError):
     """The footprints cannot be used as a reference (the message says which file and why)."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 @dataclass
@@ -145,7 +147,7 @@ def fetch_predicted_masks(s3, bucket: str, items: list[dict], threads: int = 8) 
     try:
         return {(int(i["x"]), int(i["y"]), int(i["z"])): m for i, m in read_tile_masks(s3, bucket, done, threads)}
     except MaskError as exc:
-        raise TruthError(f"{exc} (masks are needed for IoU)") from None
+        raise TruthError(f"{exc} (masks are needed for IoU)", exit_code=EXIT_FAILURE) from None
 
 
 def accuracy(predicted: dict, truth: dict) -> dict:

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from looking_glass.display import shown
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge, tile_from_quadkey
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.basemap import MAX_BASEMAP_TILES, TILES_DIR, source_fetcher, wants_files, write_basemap
@@ -335,7 +335,7 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     Raises :class:`MapError`, and :class:`~looking_glass.results.basemap.BasemapError` for an
     imagery source that cannot be opened."""
     if colour_by not in COLOUR_BY:
-        raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}")
+        raise MapError(f"--colour {colour_by!r}: one of {', '.join(COLOUR_BY)}", exit_code=EXIT_BAD_INPUT)
     mode, rows, tot = map_rows(store, job_id, zoom, max_features, threads)
     if not rows:
         raise MapError(f"job {job_id} has no tile results yet: nothing to map")

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, NoReturn
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 
 __all__ = [
     "ARGUMENT",
@@ -48,6 +48,8 @@ _FALSE = ("false", "0", "no")
 class ParseError(LookingGlassError, ValueError):
     """A value that does not parse or lies outside its range. The message names the key (variable,
     context key, hyperparameter or option), the value and what is accepted."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def span(lo: Any = None, hi: Any = None, lo_open: bool = False, hi_open: bool = False) -> str:

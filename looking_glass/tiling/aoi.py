@@ -21,7 +21,7 @@ import shapely.affinity
 import shapely.errors
 from shapely.geometry import MultiPolygon, Polygon
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import MAX_LATITUDE
 from looking_glass.runtime.imagery_sources import IMAGERY_NAME
 
@@ -64,6 +64,8 @@ class _Budget:
 
 class AoiError(LookingGlassError, ValueError):
     """The AOI cannot be used; the message says why, in words meant for the user."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 @dataclass

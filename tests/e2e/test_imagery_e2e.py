@@ -93,7 +93,7 @@ def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_u
     code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth")
     assert code == 0 and out.strip() == synth and f"job {synth} already holds the results" in err
     code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "nowhere")
-    assert code == 1 and "unknown imagery source 'nowhere'" in err
+    assert code == 2 and "unknown imagery source 'nowhere'" in err
 
 
 def test_the_map_of_a_job_on_a_named_source_shows_that_source_not_the_runs_default(imagery_up, capsys):

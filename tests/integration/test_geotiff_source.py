@@ -304,4 +304,4 @@ def test_serve_tiles_refuses_a_bad_image(tmp_path):
         [sys.executable, "-m", "looking_glass.cli.main", "serve-tiles", str(tmp_path / "none.tif")],
         capture_output=True, text=True, timeout=60,
     )
-    assert proc.returncode == 1 and "none.tif: no such file" in proc.stderr
+    assert proc.returncode == 2 and "none.tif: no such file" in proc.stderr

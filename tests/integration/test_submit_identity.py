@@ -77,10 +77,10 @@ def test_unknown_and_malformed_imagery_names_are_refused_before_upload(registry,
     aoi = tmp_path / "block.geojson"
     aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
     code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "nowhere")
-    assert code == 1
+    assert code == 2
     assert "unknown imagery source 'nowhere': not registered with this deployment (registered: default, osm, scene)" in err
     code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "https://evil/{z}/{x}/{y}", "--stack", registry["stack"])
-    assert code == 1 and "--imagery 'https://evil/{z}/{x}/{y}': use 1-64 letters" in err
+    assert code == 2 and "--imagery 'https://evil/{z}/{x}/{y}': use 1-64 letters" in err
     assert objects(registry) == []
 
 
@@ -90,11 +90,11 @@ def test_submit_imagery_without_an_aoi_uses_the_footprint(registry, capsys):
     assert "'scene footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
     assert objects(registry) == [f"{resources.TRIGGER_PREFIX}scene-footprint.geojson"]
     code, _, err = run_cli(capsys, "submit", "--imagery", "osm")
-    assert code == 1 and "'osm' is a URL template, which has no extent: give an AOI file" in err
+    assert code == 2 and "'osm' is a URL template, which has no extent: give an AOI file" in err
     code, _, err = run_cli(capsys, "submit")
-    assert code == 1 and "give an AOI file, or --imagery NAME" in err
+    assert code == 2 and "give an AOI file, or --imagery NAME" in err
     code, _, err = run_cli(capsys, "submit", "--imagery", "scene", "--stack", registry["stack"])
-    assert code == 1 and "is not known here: give an AOI" in err
+    assert code == 2 and "is not known here: give an AOI" in err
 
 
 def test_retry_enqueues_the_jobs_own_imagery_source(registry, capsys):

@@ -134,5 +134,5 @@ def test_up_refuses_worker_imagery_set_in_the_shell(capsys, tmp_path, monkeypatc
 
     monkeypatch.setenv(variable, "/data/ortho.tif")
     code, _, err = run_cli(capsys, "up", "--embedded", str(tmp_path / "state.json"))
-    assert code == 1 and f"{variable} set in this shell" in err and "--imagery SOURCE" in err
+    assert code == 2 and f"{variable} set in this shell" in err and "--imagery SOURCE" in err
     assert not (tmp_path / "state.json").exists()

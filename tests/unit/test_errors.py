@@ -2,7 +2,7 @@
 
 import pytest
 
-from looking_glass.errors import LookingGlassError
+from looking_glass.errors import EXIT_BAD_INPUT, EXIT_FAILURE, LookingGlassError
 
 
 class Refused(LookingGlassError, ValueError):
@@ -36,32 +36,42 @@ def test_the_domain_errors_share_the_base():
     assert issubclass(SettingsError, LookingGlassError)
 
 
+# Each domain error, its older base, and its exit code by the one rule (looking_glass.errors,
+# docs/cli.md#exit-codes): 2 for input the user gave that cannot be used, 1 for a failure at run time.
 DOMAIN_ERRORS = [
-    ("looking_glass.tiling.aoi", "AoiError", ValueError),
-    ("looking_glass.pipeline.jobs", "JobError", RuntimeError),
-    ("looking_glass.datasets.errors", "PrepareError", ValueError),
-    ("looking_glass.results.query", "ResultsError", ValueError),
-    ("looking_glass.results.webmap", "MapError", RuntimeError),
-    ("looking_glass.results.truth", "TruthError", ValueError),
-    ("looking_glass.imagery.raster", "RasterError", ValueError),
-    ("looking_glass.imagery.geotiff", "GeoTiffError", ValueError),
-    ("looking_glass.imagery.secret", "ImagerySecretError", RuntimeError),
-    ("looking_glass.imagery.xyz", "ImagerySourceError", RuntimeError),
-    ("looking_glass.local.demo", "DemoError", RuntimeError),
-    ("looking_glass.local.deployment", "DeploymentError", RuntimeError),
-    ("looking_glass.local.inputs", "InputError", ValueError),
-    ("looking_glass.model.fetch", "ModelFetchError", RuntimeError),
-    ("looking_glass.outlines.errors", "OutlinesError", ValueError),
-    ("looking_glass.runtime.settings", "SettingsError", ValueError),
-    ("looking_glass.training.errors", "HyperparameterError", ValueError),
-    ("looking_glass.training.errors", "TrainingError", RuntimeError),
-    ("looking_glass.cli.common", "CommandError", Exception),
+    ("looking_glass.tiling.aoi", "AoiError", ValueError, 2),
+    ("looking_glass.pipeline.jobs", "JobError", RuntimeError, 1),
+    ("looking_glass.pipeline.jobref", "JobRefError", ValueError, 2),
+    ("looking_glass.pipeline.unit_results", "TileResultError", Exception, 1),
+    ("looking_glass.datasets.errors", "PrepareError", ValueError, 2),
+    ("looking_glass.results.query", "ResultsError", ValueError, 2),
+    ("looking_glass.results.buildings", "ExportError", ValueError, 2),
+    ("looking_glass.results.masks", "MaskError", ValueError, 1),
+    ("looking_glass.results.webmap", "MapError", RuntimeError, 1),
+    ("looking_glass.results.basemap", "BasemapError", RuntimeError, 1),
+    ("looking_glass.results.truth", "TruthError", ValueError, 2),
+    ("looking_glass.imagery.raster", "RasterError", ValueError, 2),
+    ("looking_glass.imagery.geotiff", "GeoTiffError", ValueError, 2),
+    ("looking_glass.imagery.secret", "ImagerySecretError", RuntimeError, 1),
+    ("looking_glass.imagery.xyz", "ImagerySourceError", RuntimeError, 1),
+    ("looking_glass.local.demo", "DemoError", RuntimeError, 1),
+    ("looking_glass.local.deployment", "DeploymentError", RuntimeError, 1),
+    ("looking_glass.local.inputs", "InputError", ValueError, 2),
+    ("looking_glass.model.fetch", "ModelFetchError", RuntimeError, 1),
+    ("looking_glass.model.registry", "RegistryError", ValueError, 2),
+    ("looking_glass.outlines.errors", "OutlinesError", ValueError, 2),
+    ("looking_glass.runtime.parsing", "ParseError", ValueError, 2),
+    ("looking_glass.runtime.settings", "SettingsError", ValueError, 2),
+    ("looking_glass.training.errors", "HyperparameterError", ValueError, 2),
+    ("looking_glass.training.errors", "TrainingError", RuntimeError, 1),
+    ("looking_glass.cli.common", "CommandError", Exception, 2),
 ]
 
 
-@pytest.mark.parametrize(("module", "name", "old_base"), DOMAIN_ERRORS, ids=[n for _, n, _ in DOMAIN_ERRORS])
-def test_every_domain_error_is_a_looking_glass_error_and_keeps_its_old_base(module, name, old_base):
+@pytest.mark.parametrize(("module", "name", "old_base", "exit_code"), DOMAIN_ERRORS, ids=[e[1] for e in DOMAIN_ERRORS])
+def test_every_domain_error_is_a_looking_glass_error_with_its_old_base_and_exit_code(module, name, old_base, exit_code):
     import importlib
 
     cls = getattr(importlib.import_module(module), name)
     assert issubclass(cls, LookingGlassError) and issubclass(cls, old_base)
+    assert cls.exit_code == exit_code == (EXIT_BAD_INPUT if exit_code == 2 else EXIT_FAILURE)

@@ -215,7 +215,7 @@ def test_serve_tiles_serves_a_mosaic_and_refuses_a_bad_one(tmp_path, scenes):
         assert proc.wait(timeout=20) == 0
     bad = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "serve-tiles", f"{old},x.png"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "'x.png' does not end in .tif or .tiff" in bad.stderr
+    assert bad.returncode == 2 and "'x.png' does not end in .tif or .tiff" in bad.stderr
 
 
 def test_the_aoi_command_prints_the_footprint_of_an_image_or_a_mosaic(tmp_path, scenes):
@@ -241,4 +241,4 @@ def test_the_aoi_command_prints_the_footprint_of_an_image_or_a_mosaic(tmp_path, 
     assert list(iter_tiles(tile_runs(aoi.geometry))) == [(X, Y, Z), (X + 1, Y, Z)]
     bad = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "aoi", str(tmp_path / "none.tif")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and "none.tif: no such file" in bad.stderr and bad.stdout == ""
+    assert bad.returncode == 2 and "none.tif: no such file" in bad.stderr and bad.stdout == ""

@@ -38,7 +38,7 @@ def test_parse_errors_are_looking_glass_and_value_errors():
         CONTEXT.integer("k", "x")
     with pytest.raises(LookingGlassError) as err:
         HP.integer("k", "x")
-    assert isinstance(err.value, HpError) and err.value.exit_code == 1
+    assert isinstance(err.value, HpError) and err.value.exit_code == 2  # bad input
 
 
 def test_span():

@@ -143,14 +143,14 @@ def test_the_lower_bound_never_exceeds_the_count():
 def test_validate_refuses_what_the_enumerator_refuses_with_its_reason(capsys, path, reason, monkeypatch):
     monkeypatch.delenv("LG_MAX_TILES_PER_JOB", raising=False)
     code, out, err = run_cli(capsys, "validate", str(path))
-    assert code == 1 and reason in err and "Traceback" not in err
+    assert code == 2 and reason in err and "Traceback" not in err
 
 
 def test_validate_applies_the_tile_cap_and_zero_tiles(capsys, tmp_path, monkeypatch):
     block = CASES / "aoi-empty-coordinates" / "aoi_null_geometry.geojson"
     monkeypatch.setenv("LG_MAX_TILES_PER_JOB", "5")
     code, _, err = run_cli(capsys, "validate", str(block))
-    assert code == 1 and "AOI covers 6 tiles, above the cap of 5 tiles per job (LG_MAX_TILES_PER_JOB)" in err
+    assert code == 2 and "AOI covers 6 tiles, above the cap of 5 tiles per job (LG_MAX_TILES_PER_JOB)" in err
     monkeypatch.setenv("LG_MAX_TILES_PER_JOB", "6")
     code, out, _ = run_cli(capsys, "validate", str(block))
     assert code == 0 and "6 zoom-18 tiles" in out
@@ -180,4 +180,4 @@ def test_validate_refuses_a_file_above_the_enumerators_size_limit(capsys, tmp_pa
     path = tmp_path / "big.geojson"
     path.write_bytes((CASES / "aoi-control-characters" / "escape_name.geojson").read_bytes())
     code, _, err = run_cli(capsys, "validate", str(path))
-    assert code == 1 and "above the 100 byte limit" in err
+    assert code == 2 and "above the 100 byte limit" in err
