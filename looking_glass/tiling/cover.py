@@ -135,7 +135,7 @@ def _centre_runs(seg: _Segments, rows: _RowLatitudes) -> tuple[np.ndarray, np.nd
     last = np.floor(seg.row_s - 0.5).astype(np.int64)
     edge, row = _explode(first, last)
     x = seg.x_at(edge, rows.centre[row - rows.first])
-    order = np.lexsort((x, row))
+    order = _by_row_then_x(row - rows.first, x)
     row, x = row[order], x[order]
     # Consecutive pairs of crossings bound the inside (even-odd rule: holes and parts included);
     # column c is inside iff its centre c + 0.5 lies between them.
@@ -145,6 +145,18 @@ def _centre_runs(seg: _Segments, rows: _RowLatitudes) -> tuple[np.ndarray, np.nd
     return row, start, stop
 
 
+def _by_row_then_x(offset: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The order of crossings by row (``offset``: rows from the first, >= 0), then x: as
+    ``np.lexsort((x, offset))``, in a third of its time: x sorted first, then a stable sort of
+    the row offsets, a radix sort when they fit in 16 bits (equal x values may swap, which
+    changes no pair of crossings)."""
+    by_x = np.argsort(x)
+    offset = offset[by_x]
+    if len(offset) and offset.max() < 2**16:
+        offset = offset.astype(np.uint16)
+    return by_x[np.argsort(offset, kind="stable")]
+
+
 def _merge_runs(rows: np.ndarray, starts: np.ndarray, stops: np.ndarray, zoom: int) -> np.ndarray:
     """Union of [start, stop) runs per row, touching runs joined, as sorted (row, start, stop)."""
     if len(rows) == 0:
@@ -152,7 +164,7 @@ def _merge_runs(rows: np.ndarray, starts: np.ndarray, stops: np.ndarray, zoom: i
     width = 2**zoom + 2  # rows laid end to end so one running maximum works across all rows
     g_start = rows * width + starts
     g_stop = rows * width + stops
-    order = np.argsort(g_start, kind="stable")
+    order = np.argsort(g_start)  # runs with the same start may come in any order: one reduceat takes them
     g_start, g_stop = g_start[order], g_stop[order]
     reach = np.maximum.accumulate(g_stop)
     new_run = np.ones(len(g_start), bool)
