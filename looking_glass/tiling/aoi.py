@@ -210,13 +210,19 @@ def _union(polygons: list[Polygon]) -> shapely.Geometry:
         return polygons[0]
     parts = np.array(polygons, dtype=object)
     # Pairs whose boxes meet (each pair once, no part with itself), then the exact test on those
-    # pairs with the parts prepared: half the time of a tree query with the predicate, which also
-    # tests every large part against itself. (A mask, not np.unique: that imports numpy.ma.)
+    # pairs, the larger part of each prepared: a quarter of the time of a tree query with the
+    # predicate, which prepares every part and tests each large part against itself too.
+    # (Masks, not np.unique: that imports numpy.ma.)
     first, second = shapely.STRtree(parts).query(parts)
     pair = first < second
     first, second = first[pair], second[pair]
-    shapely.prepare(parts)
-    hit = shapely.intersects(parts[first], parts[second])
+    size = shapely.get_num_coordinates(parts)
+    large = np.where(size[first] >= size[second], first, second)
+    small = first + second - large
+    prepared = np.zeros(len(parts), dtype=bool)
+    prepared[large] = True
+    shapely.prepare(parts[prepared])
+    hit = shapely.intersects(parts[large], parts[small])
     meets = np.zeros(len(parts), dtype=bool)
     meets[first[hit]] = meets[second[hit]] = True
     meeting = np.flatnonzero(meets)
