@@ -9,6 +9,8 @@ Token values (``${Token[...]}``) are non-empty strings and pass those checks as 
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -19,8 +21,11 @@ from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import (
     DEFAULT_IMAGERY_NAME,
     ENV_DEFAULT_IMAGERY,
+    ENV_DEFAULT_IMAGERY_SOURCE,
     ENV_IMAGERY_SOURCES,
+    ImageryRegistry,
     encode_sources,
+    single_source,
 )
 from looking_glass.runtime.settings import EnumeratorSettings, SettingsError, WorkerSettings
 
@@ -64,6 +69,8 @@ def enumerator_environment(
         "LG_MAX_WORKERS": str(config.max_workers),
         "LG_TILES_PER_WORKER": str(config.tiles_per_worker),
         **imagery_registry_environment(config),  # jobs naming any other source are refused
+        # what the default source is, so a job's identity covers its definition (digest)
+        ENV_DEFAULT_IMAGERY_SOURCE: json.dumps(default_source(config).to_json(), separators=(",", ":")),
     }
     _check(EnumeratorSettings.from_env, env)
     return env
@@ -110,6 +117,20 @@ def imagery_registry_environment(config: DeploymentConfig) -> dict[str, str]:
     if config.imagery_sources:
         env[ENV_IMAGERY_SOURCES] = encode_sources(config.imagery_sources)
     return env
+
+
+def default_source(config: DeploymentConfig):
+    """The single source (``tile_url_template`` / ``imagery_geotiff`` with ``imagery_bands``) as
+    the registry entry named ``default_imagery``."""
+    return single_source(config.default_imagery, config.tile_url_template, config.imagery_geotiff, config.imagery_bands)
+
+
+def imagery_registry(config: DeploymentConfig) -> ImageryRegistry:
+    """Every source jobs may name, the default's definition among them: the ``ImagerySources``
+    output the CLI reads (``submit --stack``: names checked, job ids computed as the enumerator
+    computes them)."""
+    return ImageryRegistry({**config.imagery_sources, config.default_imagery: default_source(config)},
+                           config.default_imagery)
 
 
 def _check(parse, env: dict[str, str]) -> None:

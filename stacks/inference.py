@@ -18,7 +18,7 @@ from looking_glass.runtime import resources
 
 from .config import DeploymentConfig
 from .constructs import BatchWorkers, TileQueues, WorkerNetwork
-from .environment import active_model_parameter
+from .environment import active_model_parameter, imagery_registry
 
 
 class InferenceStack(Stack):
@@ -72,6 +72,8 @@ class InferenceStack(Stack):
         CfnOutput(self, resources.OUTPUT_TILE_DLQ_URL, value=self.tile_dlq.queue_url)
         CfnOutput(self, "JobQueueArn", value=self.job_queue.job_queue_arn)
         CfnOutput(self, "JobDefinitionArn", value=self.job_definition.job_definition_arn)
+        CfnOutput(self, resources.OUTPUT_IMAGERY_SOURCES, value=imagery_registry(config).to_json(),
+                  description="imagery sources jobs may name, with their definitions (read by submit --stack)")
         if not config.model_s3_uri:  # the workers read the active model (looking-glass models use)
             CfnOutput(self, resources.OUTPUT_ACTIVE_MODEL_PARAMETER, value=active_model_parameter(config),
                       description="SSM parameter naming the active model (s3:// URI of a registered model.keras)")

@@ -103,26 +103,26 @@ def cmd_submit(args) -> int:
 
 def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
     """(GeoJSON bytes, file name) of the footprint of the registered source ``name``, for
-    ``submit --imagery NAME`` without an AOI. Raises CommandError where there is none."""
+    ``submit --imagery NAME`` without an AOI: read from the registry's definition (local files
+    of the embedded run; a stack's ``s3://`` images with this session's credentials). Raises
+    CommandError where there is none, before anything is uploaded."""
     if name is None:
         raise CommandError("give an AOI file, or --imagery NAME to use that source's footprint")
-    registry = getattr(dep, "imagery_sources", None)
-    if registry is None:
-        raise CommandError(f"the imagery registry of {dep.describe()} is not known here: give an AOI "
-                           "(`looking-glass aoi IMAGE.tif > aoi.geojson` makes one from an image)")
-    entry = registry.get(name)
+    from looking_glass.pipeline.jobs import check_imagery_name, imagery_registry
+
+    check_imagery_name(dep, name)  # an unknown name: the registered ones, close ones first
+    registry = imagery_registry(dep)
+    entry = registry.sources.get(name) if registry is not None else None
     if entry is None:
-        from looking_glass.pipeline.enumerator import unknown_imagery_reason
-
-        raise CommandError(f"--imagery: {unknown_imagery_reason(name, registry)}")
-    source = entry["source"]
-    if source.startswith(("http://", "https://")):
+        raise CommandError(f"the imagery registry of {dep.describe()} is not known here (deployed before its "
+                           "ImagerySources output: `npx cdk deploy --all` adds it): give an AOI "
+                           "(`looking-glass aoi IMAGE.tif > aoi.geojson` makes one from an image)")
+    if entry.is_template:
         raise CommandError(f"imagery source '{name}' is a URL template, which has no extent: give an AOI file")
-    import json
-
     from looking_glass.cli.serve import footprint_feature
 
-    feature = footprint_feature(source, f"{name} footprint")  # the embedded run's registry: local files
+    session = dep.session if "s3://" in entry.source else None
+    feature = footprint_feature(entry.source, f"{name} footprint", bands=entry.bands, session=session)
     return json.dumps(feature).encode(), f"{name}-footprint.geojson"
 
 
@@ -290,12 +290,13 @@ def _map_imagery(dep, store, job_id: str, given: str | None) -> str | None:
     """The imagery under a job's map: ``--imagery`` (a registered source's name, or a template or
     GeoTIFF/mosaic as given), else the registered source the job ran on, else the deployment's
     default imagery (the embedded run's tile server), else what the job's first tile recorded."""
-    sources = getattr(dep, "imagery_sources", None) or {}
+    registry = getattr(dep, "imagery", None)
+    sources = {} if registry is None else {n: s for n, s in registry.sources.items() if n != registry.default}
     if given is not None:
-        return sources[given]["source"] if given in sources else given
+        return sources[given].source if given in sources else given
     name = (store.get_job(job_id) or {}).get("imagery")
     if name in sources:  # a job on a named source: that source, never the run's default
-        return sources[name]["source"]
+        return sources[name].source
     if dep.tile_url_template:
         return dep.tile_url_template
     first = next(store.query_tiles(job_id, attributes=("imagery",)), None)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from looking_glass.imagery.tiles import FetchedTile
 from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
-from looking_glass.runtime.imagery_sources import ImagerySource
+from looking_glass.runtime.imagery_sources import ImagerySource, unknown_imagery_reason
 from looking_glass.runtime.settings import WorkerSettings
 
 __all__ = ["DatedTiles", "ImageryCatalog", "UnknownImagery"]
@@ -76,10 +76,7 @@ class ImageryCatalog:
                     self._open[name] = open_imagery(self.settings, self.session)
                     return self._open[name]
                 if entry is None:
-                    raise UnknownImagery(
-                        f"unknown imagery source {name!r}: not registered with this deployment "
-                        f"(registered: {', '.join(self.names())})"
-                    )
+                    raise UnknownImagery(unknown_imagery_reason(name, self.names()))
                 self._open[name] = self._open_entry(entry)
             return self._open[name]
 

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from looking_glass.display import shown
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.runtime import resources
+from looking_glass.runtime.imagery_sources import ImageryRegistry, ImagerySourcesError, parse_sources
 from looking_glass.runtime.resources import DeployedResources
 
 STATE_VERSION = 1
@@ -58,9 +59,9 @@ class Deployment:
     endpoint_url: str | None = None
     tile_url_template: str | None = None
     outputs: dict | None = None
-    # The named imagery sources (name -> registry entry JSON) where known (the embedded run's
-    # state file); None for a stack, whose registry lives in its deployment context.
-    imagery_sources: dict | None = None
+    # The imagery sources jobs may name, with their definitions (the embedded run's state file,
+    # a stack's ImagerySources output); None where not known (a stack deployed before that output).
+    imagery: ImageryRegistry | None = None
 
     def client(self, service: str, **kwargs):
         """A boto3 client of ``service`` for this deployment (its endpoint for an embedded run)."""
@@ -128,7 +129,20 @@ def resolve_stack(name: str | None, session: boto3.session.Session | None = None
             f"stacks found: {seen}. Is the deployment complete and up to date?"
         )
     res = DeployedResources(**{field: outputs[key] for key, field in REQUIRED_OUTPUTS.items()})
-    return Deployment("stack", base, res, session, outputs=outputs)
+    return Deployment("stack", base, res, session, outputs=outputs, imagery=stack_imagery(base, outputs))
+
+
+def stack_imagery(base: str, outputs: dict[str, str]) -> ImageryRegistry | None:
+    """The imagery registry of deployment ``base`` from its ``ImagerySources`` output (the
+    cdk.json ``imagery_sources`` and the default source, as its enumerator reads them); None
+    for a deployment from before that output (then only a name's form is checked at submit)."""
+    raw = outputs.get(resources.OUTPUT_IMAGERY_SOURCES)
+    if raw is None:
+        return None
+    try:
+        return ImageryRegistry.from_json(raw, f"stack output {resources.OUTPUT_IMAGERY_SOURCES}")
+    except ImagerySourcesError as exc:
+        raise DeploymentError(f"deployment {base!r}: {exc}; deploy it again (`npx cdk deploy --all`)") from None
 
 
 # ---- the embedded run --------------------------------------------------------------------------
@@ -139,16 +153,19 @@ def default_state_path() -> Path:
 
 
 def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str,
-                imagery_sources: dict | None = None) -> dict:
+                imagery: ImageryRegistry | dict | None = None) -> dict:
     """Write the embedded run's state file at ``path`` atomically, private to this user (file 0600,
-    a directory created here 0700); returns the state written."""
+    a directory created here 0700); returns the state written. ``imagery``: the run's registry
+    (a dict: its named sources only, the default's definition unknown)."""
+    if not isinstance(imagery, ImageryRegistry):
+        imagery = ImageryRegistry(dict(imagery or {}))
     state = {
         "version": STATE_VERSION,
         "pid": os.getpid(),
         "endpoint_url": endpoint_url,
         "resources": asdict(res),
         "tile_url_template": tile_url_template,
-        "imagery_sources": {name: src.to_json() for name, src in (imagery_sources or {}).items()},
+        "imagery": json.loads(imagery.to_json()),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Private (it names the endpoint and the resources of a run that holds local credentials):
@@ -221,7 +238,10 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
             raise ValueError(f"unsupported version {state.get('version')!r}")
         res = DeployedResources(**state["resources"])
         endpoint, pid = str(state["endpoint_url"]), int(state["pid"])
-    except (ValueError, KeyError, TypeError) as exc:
+        label = f"{path} imagery"
+        imagery = (ImageryRegistry.from_json(state["imagery"], label) if "imagery" in state
+                   else ImageryRegistry(parse_sources(state.get("imagery_sources") or {}, label)))  # an older `up`
+    except (ValueError, KeyError, TypeError) as exc:  # ImagerySourcesError is a ValueError
         raise DeploymentError(f"embedded state file {path} is not valid: {exc}") from None
     if not _pid_alive(pid):
         raise DeploymentError(
@@ -234,8 +254,7 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
         aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
         region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
     )
-    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"),
-                      imagery_sources=state.get("imagery_sources") or {})
+    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"), imagery=imagery)
 
 
 def resolve(stack: str | None, embedded: str | None) -> Deployment:
@@ -300,7 +319,7 @@ def run_embedded(
     try:
         stack.start()
         state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template,
-                            stack.imagery_sources)
+                            stack.imagery_registry)
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")

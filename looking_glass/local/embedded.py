@@ -22,6 +22,14 @@ from looking_glass.local.tileserver import SyntheticTileServer
 from looking_glass.model.registry import parameter_name
 from looking_glass.pipeline.enumerator import upload_aoi
 from looking_glass.pipeline.launchers import LocalProcessLauncher, register_local_launcher
+from looking_glass.runtime.imagery_sources import (
+    DEFAULT_IMAGERY_NAME,
+    ENV_DEFAULT_IMAGERY_SOURCE,
+    ENV_IMAGERY_SOURCES,
+    ImageryRegistry,
+    encode_sources,
+    single_source,
+)
 from looking_glass.runtime.resources import DeployedResources, ResourceNames, create_embedded_resources
 
 log = logging.getLogger(__name__)
@@ -119,9 +127,7 @@ class EmbeddedStack:
         elif self.external_tiles is None:
             self.tiles = SyntheticTileServer(latency_s=self.tile_latency_s).start()
         self.tile_url_template = self.external_tiles or self.tiles.url_template
-        from looking_glass.runtime.imagery_sources import ENV_IMAGERY_SOURCES, encode_sources
-
-        registry_env = {ENV_IMAGERY_SOURCES: encode_sources(self.imagery_sources)} if self.imagery_sources else {}
+        registry_env = self._registry(imagery_env)
 
         worker_env = {
             **LOCAL_AWS_ENV,
@@ -147,6 +153,8 @@ class EmbeddedStack:
                 "LG_TILES_PER_WORKER": os.environ.get("LG_TILES_PER_WORKER", "100"),
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
                 **registry_env,  # the enumerator refuses jobs naming anything else
+                # ... and a job's identity covers what the default source is (its digest)
+                ENV_DEFAULT_IMAGERY_SOURCE: json.dumps(self.imagery_registry.sources[DEFAULT_IMAGERY_NAME].to_json()),
             }
         )
         self.events_url = self.session.client("sqs").get_queue_url(QueueName=self.names.aoi_events_queue)[
@@ -198,6 +206,15 @@ class EmbeddedStack:
         self._moto_log = logging.FileHandler(self.work_dir / "logs" / "moto.log", delay=True)
         logger.addHandler(self._moto_log)
         self._werkzeug_propagate, logger.propagate = logger.propagate, False
+
+    def _registry(self, imagery_env: dict[str, str]) -> dict[str, str]:
+        """Set :attr:`imagery_registry` (the named sources and the default the workers read, as
+        ``imagery_env`` sets it); returns the registry's worker and enumerator variables."""
+        geotiff = imagery_env.get("LG_IMAGERY_GEOTIFF", "")
+        bands = self.imagery.bands if geotiff and self.imagery is not None else None
+        default = single_source(DEFAULT_IMAGERY_NAME, "" if geotiff else self.tile_url_template, geotiff, bands)
+        self.imagery_registry = ImageryRegistry({**self.imagery_sources, DEFAULT_IMAGERY_NAME: default})
+        return {ENV_IMAGERY_SOURCES: encode_sources(self.imagery_sources)} if self.imagery_sources else {}
 
     def _serve_geotiff(self) -> dict[str, str]:
         """Start the tile server of the GeoTIFF source (staged into the embedded S3 first when
@@ -274,6 +291,8 @@ class EmbeddedStack:
                 sqs.delete_message(QueueUrl=self.events_url, ReceiptHandle=message["ReceiptHandle"])
 
     # ---- conveniences for the CLI and tests ----------------------------------------------
-    def upload_aoi(self, filename: str, data: bytes) -> str:
-        """Upload an AOI to the trigger bucket; returns the id of the job it starts."""
-        return upload_aoi(self.session.client("s3"), self.resources.trigger_bucket, filename, data)
+    def upload_aoi(self, filename: str, data: bytes, imagery: str | None = None) -> str:
+        """Upload an AOI (naming the registered source ``imagery``; None: the default) to the
+        trigger bucket; returns the id of the job it starts."""
+        return upload_aoi(self.session.client("s3"), self.resources.trigger_bucket, filename, data,
+                          self.imagery_registry.digest(imagery))

@@ -7,10 +7,14 @@ is finished by the redelivery, and any message sent twice is harmless because ti
 written once per tile.
 
 Job identity: the uploaded content includes the job's inputs (the ``"looking_glass"`` member
-``submit`` writes: the registered imagery source and the active model, see
-:func:`looking_glass.tiling.aoi.job_inputs`), so a job is the same job only for the same AOI,
-imagery source and model; ``submit`` computes the id before uploading and says which job already
-holds the results of the very same inputs (``--rerun`` adds a timestamp: a new job).
+``submit`` writes: the registered imagery source's name and the active model, see
+:func:`looking_glass.tiling.aoi.job_inputs`), and the id also covers the digest of that source's
+*definition* (:attr:`looking_glass.runtime.imagery_sources.ImagerySource.digest`: template or
+files, capture date, bands), so a job is the same job only for the same AOI, imagery source and
+model: a name registered again for other imagery makes a new job. ``submit`` computes the id
+before uploading (it reads the same registry: the stack output ``ImagerySources``, the embedded
+run's state file) and says which job already holds the results of the very same inputs
+(``--rerun`` adds a timestamp: a new job).
 """
 
 from __future__ import annotations
@@ -80,26 +84,34 @@ def objects_from_s3_event(event: dict) -> list[AoiObject]:
     return out
 
 
-def job_id_for_aoi(bucket: str, key: str, data: bytes) -> str:
-    """The id of the job of AOI ``data`` uploaded to ``bucket``/``key``: the same bytes (shape,
-    imagery and model members) under the same key are the same job; any change is a new one.
-    A SHA-256 of the content, not the ETag (which is no content hash with SSE-KMS), so ``submit``
-    can compute it before uploading."""
-    return job_id_for(bucket, key, "sha256:" + hashlib.sha256(data).hexdigest())
+def job_id_for_aoi(bucket: str, key: str, data: bytes, imagery_digest: str = "") -> str:
+    """The id of the job of AOI ``data`` uploaded to ``bucket``/``key`` on the imagery source
+    whose definition has ``imagery_digest`` (``ImageryRegistry.digest``): the same bytes (shape,
+    imagery name and model members) under the same key on the same definition are the same
+    job; any change is a new one. A SHA-256 of the content, not the ETag (which is no content
+    hash with SSE-KMS), so ``submit`` can compute it before uploading. Without a digest (the
+    definition not known: a deployment from before digests) the id is the content's alone, as
+    it always was."""
+    content = "sha256:" + hashlib.sha256(data).hexdigest()
+    return job_id_for(bucket, key, f"{content}|imagery:{imagery_digest}" if imagery_digest else content)
 
 
-def upload_aoi(s3, bucket: str, filename: str, data: bytes) -> str:
+def upload_aoi(s3, bucket: str, filename: str, data: bytes, imagery_digest: str = "") -> str:
     """Upload AOI bytes (GeoJSON) as ``<TRIGGER_PREFIX><filename>`` to the trigger ``bucket``
     with the boto3 S3 client ``s3``; returns the id of the job the upload starts
-    (:func:`job_id_for_aoi`)."""
+    (:func:`job_id_for_aoi`; ``imagery_digest``: the digest of the source it names)."""
     key = f"{TRIGGER_PREFIX}{filename}"
     s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/geo+json")
-    return job_id_for_aoi(bucket, key, data)
+    return job_id_for_aoi(bucket, key, data, imagery_digest)
 
 
-def unknown_imagery_reason(name: str, registered) -> str:
-    """The one error line for an imagery source name the deployment did not register."""
-    return f"unknown imagery source {name!r}: not registered with this deployment (registered: {', '.join(sorted(registered))})"
+def _finished(job_id: str, job: dict | None) -> bool:
+    """Whether ``job`` (its record, None: none yet) is past enqueueing: a duplicate event, nothing
+    to do (ENQUEUEING: a delivery that died half-way, which this one finishes)."""
+    if job and job["status"] in (RUNNING, COMPLETE, FAILED):
+        log.info("job %s already %s: duplicate event ignored", job_id, job["status"])
+        return True
+    return False
 
 
 class _Replaced(Exception):
@@ -128,23 +140,27 @@ class Enumerator:
         except AoiError as exc:  # the content is unknown: the upload's ETag names the job
             job_id = job_id_for(obj.bucket, obj.key, obj.etag)
             job = self.store.get_job(job_id)
-            if job and job["status"] in (RUNNING, COMPLETE, FAILED):
-                return job
-            return self._reject(job_id, job, str(exc), {**source, "name": default_name})
-        job_id = job_id_for_aoi(obj.bucket, obj.key, data)
-        job = self.store.get_job(job_id)
-        if job and job["status"] in (RUNNING, COMPLETE, FAILED):
-            log.info("job %s already %s: duplicate event ignored", job_id, job["status"])
-            return job
+            return job if _finished(job_id, job) else self._reject(job_id, job, str(exc), {**source, "name": default_name})
         try:
             aoi = parse_aoi(data, default_name=default_name)
-        except AoiError as exc:
-            return self._reject(job_id, job, str(exc), {**source, "name": default_name})
+        except AoiError as exc:  # its imagery is unknown too: the content alone names the job
+            job_id = job_id_for_aoi(obj.bucket, obj.key, data)
+            job = self.store.get_job(job_id)
+            return job if _finished(job_id, job) else self._reject(job_id, job, str(exc), {**source, "name": default_name})
+        registry = self.settings.imagery
+        imagery = registry.resolve(aoi.imagery)
+        digest = registry.digest(imagery)
+        job_id = job_id_for_aoi(obj.bucket, obj.key, data, digest)
+        job = self.store.get_job(job_id)
+        if _finished(job_id, job):
+            return job
 
-        imagery = aoi.imagery or self.settings.default_imagery
         attrs = {**source, "name": aoi.name, "warnings": aoi.warnings, "zoom": ZOOM, "imagery": imagery, "model": aoi.model}
-        if imagery not in self.settings.imagery_names:  # only registered sources, never a URL
-            return self._reject(job_id, job, unknown_imagery_reason(imagery, self.settings.imagery_names), attrs)
+        if digest:  # what the name meant when the job ran (the map reads its bands from here)
+            attrs.update(imagery_digest=digest, imagery_source=registry.sources[imagery].to_json())
+        unknown = registry.unknown(imagery)  # only registered sources, never a URL
+        if unknown:
+            return self._reject(job_id, job, unknown, attrs)
         try:
             runs = cover_within_limits(aoi.geometry, ZOOM, self.settings.max_tiles_per_job)
         except TileCapError as exc:

@@ -21,13 +21,12 @@ from looking_glass.pipeline.enumerator import (
     MAX_AOI_BYTES,
     SQS_BATCH,
     job_id_for_aoi,
-    unknown_imagery_reason,
     upload_aoi,
 )
 from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, utc_now
 from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
-from looking_glass.runtime.imagery_sources import DEFAULT_IMAGERY_NAME, ImagerySourcesError, check_source_name
+from looking_glass.runtime.imagery_sources import ImageryRegistry, ImagerySourcesError, check_source_name
 from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
 from looking_glass.tiling.aoi import INPUTS_MEMBER, AoiError, parse_aoi
 from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
@@ -108,20 +107,27 @@ def prepare_submission(data: bytes, filename: str, label: str | None = None,
     return data, f"{safe}{TRIGGER_SUFFIX}", aoi, tiles
 
 
+def imagery_registry(dep: JobDeployment) -> ImageryRegistry | None:
+    """The deployment's imagery registry where it is known (``dep.imagery``: the embedded run's
+    state file, a stack's ``ImagerySources`` output), else None."""
+    return getattr(dep, "imagery", None)
+
+
 def check_imagery_name(dep: JobDeployment, imagery: str | None) -> None:
-    """JobError unless ``imagery`` (None: the default) can name one of the deployment's sources;
-    only the name's form is checked where the registry is not known here (a stack: its
-    enumerator refuses an unregistered name, and the job FAILS with the same reason)."""
+    """JobError unless ``imagery`` (None: the default) can name one of the deployment's sources
+    (with close names for a mistyped one); only the name's form is checked where the registry
+    is not known here (a stack deployed before its ``ImagerySources`` output: its enumerator
+    refuses an unregistered name, and the job FAILS with the same reason)."""
     if imagery is None:
         return
     try:
         check_source_name(imagery, "--imagery")
     except ImagerySourcesError as exc:
         raise JobError(str(exc), exit_code=EXIT_BAD_INPUT) from None
-    registry = getattr(dep, "imagery_sources", None)
-    if registry is not None and imagery not in registry and imagery != DEFAULT_IMAGERY_NAME:
-        raise JobError(f"--imagery: {unknown_imagery_reason(imagery, [*registry, DEFAULT_IMAGERY_NAME])}",
-                       exit_code=EXIT_BAD_INPUT)
+    registry = imagery_registry(dep)
+    reason = registry.unknown(imagery) if registry is not None else None
+    if reason:
+        raise JobError(f"--imagery: {reason}", exit_code=EXIT_BAD_INPUT)
 
 
 def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None,
@@ -134,8 +140,10 @@ def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = N
     inputs = {"model": model, **({"imagery": imagery} if imagery else {}), **({"rerun": utc_now()} if rerun else {})}
     body, name, aoi, tiles = prepare_submission(data, filename, label, inputs)
     key = f"{TRIGGER_PREFIX}{name}"
+    registry = imagery_registry(dep)
+    digest = registry.digest(imagery) if registry is not None else ""  # the enumerator's own
     out = {
-        "job_id": job_id_for_aoi(dep.resources.trigger_bucket, key, body),
+        "job_id": job_id_for_aoi(dep.resources.trigger_bucket, key, body, digest),
         "key": f"s3://{dep.resources.trigger_bucket}/{key}",
         "name": aoi.name,
         "tiles": tiles,
@@ -144,7 +152,7 @@ def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = N
     }
     out["existing"] = store_for(dep).get_job(out["job_id"])
     if out["existing"] is None:
-        upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body)
+        upload_aoi(dep.client("s3"), dep.resources.trigger_bucket, name, body, digest)
     return out
 
 

@@ -19,9 +19,12 @@ source (:func:`validate_tile_url_template`, :func:`validate_geotiff_source`) liv
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import json
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
@@ -38,8 +41,10 @@ __all__ = [
     "DEFAULT_IMAGERY_NAME",
     "ENV_DEFAULT_IMAGERY",
     "ENV_IMAGERY_SOURCES",
+    "ENV_DEFAULT_IMAGERY_SOURCE",
     "IMAGERY_NAME",
     "CaptureDateError",
+    "ImageryRegistry",
     "ImagerySource",
     "ImagerySourcesError",
     "check_source_name",
@@ -47,10 +52,15 @@ __all__ = [
     "parse_capture_date",
     "parse_source_entry",
     "parse_sources",
+    "single_source",
+    "unknown_imagery_reason",
 ]
 
 ENV_IMAGERY_SOURCES = "LG_IMAGERY_SOURCES"
 ENV_DEFAULT_IMAGERY = "LG_DEFAULT_IMAGERY"
+# The default source's definition for processes that do not open it (the enumerator: the job's
+# identity covers it), as one registry entry (JSON text or object); see ImageryRegistry.
+ENV_DEFAULT_IMAGERY_SOURCE = "LG_DEFAULT_IMAGERY_SOURCE"
 # The name of the deployment's single source (LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF, or the
 # cdk.json tile_url_template / imagery_geotiff) when LG_DEFAULT_IMAGERY gives none.
 DEFAULT_IMAGERY_NAME = "default"
@@ -168,6 +178,23 @@ class ImagerySource:
         """Whether the source is an http(s) URL template (else GeoTIFFs)."""
         return self.source.startswith(("http://", "https://"))
 
+    @property
+    def digest(self) -> str:
+        """16 hex digits naming what the source *is* (part of a job's identity): the template, or
+        the GeoTIFFs/mosaic document in the order given (where undated images overlap, the
+        first given wins, so the order can change pixels), the capture date (normalised: the same
+        day written two ways is one date) and the bands. Not the name: a name registered again
+        for other imagery has another digest. Not the files' contents, which the definition
+        does not say (a GeoTIFF replaced under the same path keeps its digest)."""
+        if self.is_template:
+            kind, source = "template", self.source
+        else:
+            kind, source = "geotiff", [p.strip() for p in self.source.split(",")]
+        date = parse_capture_date(self.date, self.name).isoformat() if self.date else None
+        canonical = {"kind": kind, "source": source, "date": date, "bands": list(self.bands) if self.bands else None}
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def to_json(self) -> dict:
         """The entry as the registry's JSON object."""
         out: dict = {"source": self.source}
@@ -249,3 +276,72 @@ def parse_sources(raw: str | dict | None, label: str = ENV_IMAGERY_SOURCES) -> d
 def encode_sources(sources: dict[str, ImagerySource]) -> str:
     """The registry as the compact JSON of ``LG_IMAGERY_SOURCES``."""
     return json.dumps({name: s.to_json() for name, s in sources.items()}, separators=(",", ":"), sort_keys=True)
+
+
+def single_source(name: str, template: str = "", geotiff: str = "", bands: tuple[int, ...] | None = None,
+                  date: str | None = None) -> ImagerySource:
+    """The deployment's single source (``LG_TILE_URL_TEMPLATE`` or ``LG_IMAGERY_GEOTIFF`` with
+    ``LG_IMAGERY_BANDS``; cdk.json ``tile_url_template``/``imagery_geotiff``) as the registry
+    entry named ``name``, so it has a definition and a digest like the named ones."""
+    return ImagerySource(name, template or geotiff, date, tuple(bands) if bands else None)
+
+
+def unknown_imagery_reason(name: str, registered) -> str:
+    """The one error line for an imagery source name the deployment did not register, with the
+    registered names and up to three close ones (a mistyped name)."""
+    names = sorted(set(registered))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.75)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown imagery source {name!r}: not registered with this deployment (registered: {', '.join(names)}){hint}"
+
+
+@dataclass(frozen=True)
+class ImageryRegistry:
+    """The sources a deployment offers, as the processes that do not open them see them (the
+    enumerator, the CLI): ``sources`` by name, the default's definition among them where it is
+    known, and the ``default`` name (the source of a job that names none).
+
+    As JSON (:meth:`to_json`; the stack output ``ImagerySources``, the embedded run's state
+    file): ``{"default": NAME, "sources": {NAME: entry, ...}}`` with entries as in
+    :func:`parse_source_entry`."""
+
+    sources: dict[str, ImagerySource] = dataclass_field(default_factory=dict)
+    default: str = DEFAULT_IMAGERY_NAME
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name a job may give: the registered sources and the default."""
+        return frozenset({*self.sources, self.default})
+
+    def resolve(self, name: str | None) -> str:
+        """The source a job naming ``name`` runs on (None: the default)."""
+        return name or self.default
+
+    def digest(self, name: str | None) -> str:
+        """The :attr:`ImagerySource.digest` of the source ``name`` (None: the default); "" where
+        its definition is not known here (then a job's identity holds its name only)."""
+        source = self.sources.get(self.resolve(name))
+        return source.digest if source is not None else ""
+
+    def unknown(self, name: str | None) -> str | None:
+        """The reason ``name`` cannot be used (:func:`unknown_imagery_reason`), None if it can."""
+        name = self.resolve(name)
+        return None if name in self.names else unknown_imagery_reason(name, self.names)
+
+    def to_json(self) -> str:
+        """The registry as compact JSON (see the class)."""
+        return json.dumps({"default": self.default, "sources": {n: s.to_json() for n, s in self.sources.items()}},
+                          separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | dict, label: str) -> ImageryRegistry:
+        """The registry of :meth:`to_json` (text or decoded); :class:`ImagerySourcesError`
+        naming ``label`` (where it came from) for anything else."""
+        try:
+            doc = json.loads(raw) if isinstance(raw, str) else raw
+        except json.JSONDecodeError as exc:
+            raise ImagerySourcesError(f"{label}: not JSON ({exc})") from None
+        if not isinstance(doc, dict) or set(doc) != {"default", "sources"}:
+            raise ImagerySourcesError(f"{label}: must be an object with 'default' and 'sources'")
+        default = check_source_name(doc["default"], f"{label}: default")
+        return cls(parse_sources(doc["sources"], label), default)

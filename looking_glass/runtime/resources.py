@@ -78,6 +78,9 @@ OUTPUT_TRAINING_STATE_MACHINE = "TrainingStateMachineArn"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
 # The SSM parameter of the active model the workers read (absent when model_s3_uri pins one).
 OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
+# The imagery registry (runtime.imagery_sources.ImageryRegistry as JSON): the sources jobs may
+# name with their definitions, so `submit --stack` checks names and computes job identities.
+OUTPUT_IMAGERY_SOURCES = "ImagerySources"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ variables; a bad value stops the process at start-up with a message naming the v
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,13 +23,17 @@ from looking_glass.runtime.defaults import (
 from looking_glass.runtime.imagery_sources import (  # noqa: F401 - part of this module's interface
     DEFAULT_IMAGERY_NAME,
     ENV_DEFAULT_IMAGERY,
+    ENV_DEFAULT_IMAGERY_SOURCE,
     ENV_IMAGERY_SOURCES,
     GEOTIFF_SUFFIXES,
     MOSAIC_DOCUMENT_SUFFIXES,
     TEMPLATE_FIELD,
     TEMPLATE_FIELDS,
+    ImageryRegistry,
     ImagerySource,
+    ImagerySourcesError,
     SettingsError,
+    parse_source_entry,
     parse_sources,
     validate_geotiff_source,
     validate_tile_url_template,
@@ -71,9 +76,19 @@ class EnumeratorSettings:
     batch_job_queue: str
     batch_job_definition: str
     enqueue_threads: int = 16
-    # The imagery sources jobs may name (LG_IMAGERY_SOURCES, plus the default) and the default.
-    imagery_names: frozenset[str] = frozenset({DEFAULT_IMAGERY_NAME})
-    default_imagery: str = DEFAULT_IMAGERY_NAME
+    # The imagery sources jobs may name (LG_IMAGERY_SOURCES, plus the default LG_DEFAULT_IMAGERY,
+    # whose definition LG_DEFAULT_IMAGERY_SOURCE gives where set): names, definitions, digests.
+    imagery: ImageryRegistry = ImageryRegistry()
+
+    @property
+    def imagery_names(self) -> frozenset[str]:
+        """Every imagery source name a job may give."""
+        return self.imagery.names
+
+    @property
+    def default_imagery(self) -> str:
+        """The name of the source of jobs that name none."""
+        return self.imagery.default
 
     @classmethod
     def from_env(cls, environ=None) -> EnumeratorSettings:
@@ -208,10 +223,24 @@ class WorkerSettings:
 
 
 def _enumerator_imagery(env) -> dict:
-    """The enumerator's view of the registry: the names jobs may give, and the default."""
+    """The enumerator's view of the registry: the named sources, the default's name and, where
+    LG_DEFAULT_IMAGERY_SOURCE gives it, the default's definition (without it a job on the
+    default source is identified by its name only)."""
     sources = parse_sources(env.get(ENV_IMAGERY_SOURCES))
     default = env.get(ENV_DEFAULT_IMAGERY, "") or DEFAULT_IMAGERY_NAME
-    return {"imagery_names": frozenset({*sources, default}), "default_imagery": default}
+    raw = env.get(ENV_DEFAULT_IMAGERY_SOURCE, "")
+    if raw:
+        if default in sources:
+            raise SettingsError(f"{ENV_DEFAULT_IMAGERY_SOURCE} is set and {ENV_IMAGERY_SOURCES} registers {default!r} too")
+        try:
+            value = json.loads(raw) if raw.lstrip().startswith(("{", '"')) else raw
+        except ValueError as exc:
+            raise SettingsError(f"{ENV_DEFAULT_IMAGERY_SOURCE}: not JSON ({exc})") from None
+        try:
+            sources = {**sources, default: parse_source_entry(default, value)}
+        except ImagerySourcesError as exc:
+            raise SettingsError(f"{ENV_DEFAULT_IMAGERY_SOURCE}: {exc}") from None
+    return {"imagery": ImageryRegistry(sources, default)}
 
 
 def _default_imagery(env, sources: dict[str, ImagerySource], has_single: bool) -> str:

@@ -36,6 +36,23 @@ def test_registered_sources_reach_workers_and_enumerator():
         "my-imagery/kigali/2024/a.tif", "my-imagery/kigali/2024/b.tif", "my-imagery/stac/*"]
 
 
+def test_the_imagery_sources_output_is_the_registry_the_enumerator_reads():
+    """`submit --stack` reads the ImagerySources output: the same names, definitions and digests
+    (the default's among them) as the enumerator, so both compute one job id."""
+    from looking_glass.runtime.imagery_sources import ImageryRegistry
+    from looking_glass.runtime.resources import OUTPUT_IMAGERY_SOURCES
+
+    lg = build_app(context={"imagery_sources": SOURCES, "default_imagery": "osm"})
+    tmpl = lg.app.synth().get_stack_by_name(lg.inference.stack_name).template
+    output = ImageryRegistry.from_json(tmpl["Outputs"][OUTPUT_IMAGERY_SOURCES]["Value"], "output")
+    config = DeploymentConfig.from_context({**cdk_json_context(), "imagery_sources": json.dumps(SOURCES),
+                                            "default_imagery": "osm"})
+    enumerator = EnumeratorSettings.from_env(enumerator_environment(config, job_queue_arn="q", job_definition_arn="d"))
+    assert output == enumerator.imagery and output.default == "osm"
+    assert output.sources["osm"].source == cdk_json_context()["tile_url_template"]
+    assert all(output.digest(name) for name in output.names)  # every definition known: every id covers it
+
+
 def test_the_worker_role_reads_the_registered_objects_only():
     lg = build_app(context={"imagery_sources": SOURCES})
     tmpl = Template.from_json(lg.app.synth().get_stack_by_name(lg.inference.stack_name).template)

@@ -40,10 +40,11 @@ def enumerator_env(aws, monkeypatch):
     register_local_launcher(None)
 
 
-def upload_and_handle(session, names, resources, filename, data):
-    """Upload like a user, then hand moto's S3 notification to the real Lambda handler."""
+def upload_and_handle(session, names, resources, filename, data, imagery_digest=""):
+    """Upload like a user, then hand moto's S3 notification to the real Lambda handler; the id
+    returned is the one the upload computes for a source of ``imagery_digest``."""
     sqs = session.client("sqs")
-    job_id = upload_aoi(session.client("s3"), resources.trigger_bucket, filename, data)
+    job_id = upload_aoi(session.client("s3"), resources.trigger_bucket, filename, data, imagery_digest)
     events_url = sqs.get_queue_url(QueueName=names.aoi_events_queue)["QueueUrl"]
     handler = load_enumerator_handler()
     events = [json.loads(m["Body"]) for m in drain(sqs, events_url, wait=1)]

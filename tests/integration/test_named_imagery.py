@@ -32,13 +32,17 @@ def aoi_with(imagery=None, model="", rerun=None) -> bytes:
     return json.dumps(doc).encode()
 
 
+REGISTRY = {"city": "city.tif,old.tif", "osm": "https://t.example/{z}/{x}/{y}.png"}
+SOURCES = parse_sources(REGISTRY)
+
+
 @pytest.fixture
 def enumerator(aws, monkeypatch):
     session, names, resources = aws
     for key, value in resources.to_env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
-    monkeypatch.setenv("LG_IMAGERY_SOURCES", json.dumps({"city": "city.tif,old.tif", "osm": "https://t.example/{z}/{x}/{y}.png"}))
+    monkeypatch.setenv("LG_IMAGERY_SOURCES", json.dumps(REGISTRY))
     launcher = RecordingLauncher()
     register_local_launcher(launcher)
     yield session, names, resources
@@ -48,10 +52,12 @@ def enumerator(aws, monkeypatch):
 def test_the_chosen_source_is_recorded_and_on_every_unit(enumerator):
     session, names, resources = enumerator
     data = aoi_with("city", model="s3://reg/registry/m/2/model.keras")
-    job_id, _ = upload_and_handle(session, names, resources, "k.geojson", data)
-    assert job_id == job_id_for_aoi(resources.trigger_bucket, "aoi/k.geojson", data)
+    job_id, _ = upload_and_handle(session, names, resources, "k.geojson", data, SOURCES["city"].digest)
+    assert job_id == job_id_for_aoi(resources.trigger_bucket, "aoi/k.geojson", data, SOURCES["city"].digest)
     job = store_of(session, names).get_job(job_id)
     assert job["status"] == RUNNING and job["imagery"] == "city" and job["model"] == "s3://reg/registry/m/2/model.keras"
+    # what the name meant when the job ran
+    assert job["imagery_digest"] == SOURCES["city"].digest and job["imagery_source"] == {"source": "city.tif,old.tif"}
     units = [parse_work_unit(m["Body"]) for m in drain(session.client("sqs"), resources.tile_queue_url)]
     assert units and {u.imagery for u in units} == {"city"}
 
@@ -70,13 +76,59 @@ def test_no_name_is_the_default_and_an_unknown_name_fails_the_job(enumerator):
 
 def test_same_inputs_are_one_job_and_a_new_model_imagery_or_rerun_a_new_one(enumerator):
     session, names, resources = enumerator
-    ids = [upload_and_handle(session, names, resources, "same.geojson", data)[0] for data in (
-        aoi_with("city", "m1"), aoi_with("city", "m1"), aoi_with("city", "m2"), aoi_with("osm", "m1"),
-        aoi_with("city", "m1", rerun="2026-01-01T00:00:00+00:00"))]
+    ids = [upload_and_handle(session, names, resources, "same.geojson", data, SOURCES[name].digest)[0] for name, data in (
+        ("city", aoi_with("city", "m1")), ("city", aoi_with("city", "m1")), ("city", aoi_with("city", "m2")),
+        ("osm", aoi_with("osm", "m1")), ("city", aoi_with("city", "m1", rerun="2026-01-01T00:00:00+00:00")))]
     assert ids[0] == ids[1]
     assert len(set(ids)) == 4
     store = store_of(session, names)
     assert [store.get_job(i)["model"] for i in ids[2:4]] == ["m2", "m1"]
+
+
+def test_a_name_registered_again_for_other_imagery_is_a_new_job(enumerator, monkeypatch):
+    """The job id covers the source's definition, not only its name: the same AOI, name and model
+    after `city` was registered again for other images (or another date) is a new job; the same
+    definition deployed again (written another way) is the same job."""
+    session, names, resources = enumerator
+    store = store_of(session, names)
+    data = aoi_with("city", "m1")
+
+    def submit(registry: dict) -> str:
+        monkeypatch.setenv("LG_IMAGERY_SOURCES", json.dumps(registry))
+        digest = parse_sources(registry)["city"].digest
+        job_id, _ = upload_and_handle(session, names, resources, "same.geojson", data, digest)
+        assert store.get_job(job_id)["imagery_digest"] == digest  # the enumerator computed this id too
+        return job_id
+
+    first = submit(REGISTRY)
+    assert submit({**REGISTRY, "osm": "https://other.example/{z}/{x}/{y}.png"}) == first  # another source changed
+    assert submit({"city": " city.tif , old.tif "}) == first  # the same files, spaced otherwise
+    redefined = [
+        submit({"city": "city2024.tif"}),  # other images under the same name
+        submit({"city": "old.tif,city.tif"}),  # the same images in another order: another overlap rule
+        submit({"city": {"source": "city.tif,old.tif", "date": "2024-05-01"}}),  # a capture date registered
+        submit({"city": {"source": "city.tif,old.tif", "bands": "3,2,1"}}),  # other bands
+    ]
+    assert len({first, *redefined}) == 5
+    # the date written another way is the same date
+    assert submit({"city": {"source": "city.tif,old.tif", "date": "2024-05-01T00:00:00Z"}}) == redefined[2]
+
+
+def test_the_default_sources_definition_is_part_of_its_jobs_identity(enumerator, monkeypatch):
+    """LG_DEFAULT_IMAGERY_SOURCE (the stacks set it) makes a redefined default a new job; without
+    it (a deployment from before digests) the id is the content's alone, as it always was."""
+    session, names, resources = enumerator
+    store = store_of(session, names)
+    data = aoi_with()
+    legacy, _ = upload_and_handle(session, names, resources, "d.geojson", data)
+    assert store.get_job(legacy)["imagery"] == "default" and "imagery_digest" not in store.get_job(legacy)
+    ids = []
+    for template in ("https://a.example/{z}/{x}/{y}.png", "https://b.example/{z}/{x}/{y}.png"):
+        monkeypatch.setenv("LG_DEFAULT_IMAGERY_SOURCE", json.dumps({"source": template}))
+        digest = parse_sources({"default": template})["default"].digest
+        ids.append(upload_and_handle(session, names, resources, "d.geojson", data, digest)[0])
+        assert store.get_job(ids[-1])["imagery_source"] == {"source": template}
+    assert len({legacy, *ids}) == 3
 
 
 def test_the_worker_reads_the_named_source_once_and_dead_letters_unknown_names(aws, tmp_path, tiny_segmenter):  # noqa: F811

@@ -93,8 +93,9 @@ def test_submit_imagery_without_an_aoi_uses_the_footprint(registry, capsys):
     assert code == 2 and "'osm' is a URL template, which has no extent: give an AOI file" in err
     code, _, err = run_cli(capsys, "submit")
     assert code == 2 and "give an AOI file, or --imagery NAME" in err
+    # a stack deployed before its ImagerySources output: no registry to read the footprint from
     code, _, err = run_cli(capsys, "submit", "--imagery", "scene", "--stack", registry["stack"])
-    assert code == 2 and "is not known here: give an AOI" in err
+    assert code == 2 and "is not known here (deployed before its ImagerySources output" in err
 
 
 def test_retry_enqueues_the_jobs_own_imagery_source(registry, capsys):
