@@ -121,7 +121,7 @@ def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
         raise CommandError(f"imagery source '{name}' is a URL template, which has no extent: give an AOI file")
     from looking_glass.cli.serve import footprint_feature
 
-    session = dep.session if "s3://" in entry.source else None
+    session = dep.data_session() if "s3://" in entry.source else None
     feature = footprint_feature(entry.source, f"{name} footprint", bands=entry.bands, session=session)
     return json.dumps(feature).encode(), f"{name}-footprint.geojson"
 
@@ -317,7 +317,7 @@ def cmd_map(args) -> int:
     job_id = _job_id(store, args.job)
     template = _map_imagery(dep, store, job_id, args.imagery)
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
-                   threads=_key_ranges(dep), session=dep.session)
+                   threads=_key_ranges(dep), session=dep.data_session())
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
     if template and not out["imagery_shown"]:

@@ -69,11 +69,33 @@ class Deployment:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
         return self.session.client(service, **kwargs)
 
+    def data_session(self):
+        """A boto3 session (or one that acts as one) whose clients reach this deployment's S3: for
+        reading imagery through GDAL's /vsis3/, which takes the endpoint from the session's S3
+        client (``looking_glass.imagery.geotiff.gdal_s3_env``): the embedded run's moto server,
+        where ``up`` staged its ``s3://`` imagery."""
+        return _EndpointSession(self.session, self.endpoint_url) if self.endpoint_url else self.session
+
     def describe(self) -> str:
         """The deployment in words, for messages (``stack NAME`` or ``embedded run at URL (FILE)``)."""
         if self.kind == "stack":
             return f"stack {self.name}"
         return f"embedded run at {self.endpoint_url} ({self.name})"
+
+
+class _EndpointSession:
+    """A boto3 session whose clients use ``endpoint_url``; everything else (credentials, region)
+    is the session's own."""
+
+    def __init__(self, session: boto3.session.Session, endpoint_url: str):
+        self._session, self._endpoint_url = session, endpoint_url
+
+    def client(self, service: str, **kwargs):
+        kwargs.setdefault("endpoint_url", self._endpoint_url)
+        return self._session.client(service, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
 
 
 # ---- --stack NAME ------------------------------------------------------------------------------

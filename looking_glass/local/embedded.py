@@ -61,6 +61,17 @@ def load_enumerator_handler():
     return handler
 
 
+def s3_objects(spec: str, session) -> list[str]:
+    """The ``s3://`` objects GeoTIFF/mosaic ``spec`` reads: its GeoTIFFs, or a mosaic document and
+    every image it names (read with the boto3 ``session``; MosaicError if it cannot be)."""
+    from looking_glass.imagery.mosaic import is_mosaic_spec, mosaic_members
+
+    uris = [p.strip() for p in spec.split(",")]
+    if is_mosaic_spec(spec) and "s3://" in spec:
+        uris += [m.source for m in mosaic_members(spec, session)]
+    return [u for u in dict.fromkeys(uris) if u.startswith("s3://")]
+
+
 class EmbeddedStack:
     """The pipeline's AWS resources in an in-process moto server, the enumerator Lambda fed by a
     poller, and the workers as local processes; ``with EmbeddedStack(...) as stack`` starts and
@@ -79,10 +90,11 @@ class EmbeddedStack:
         """``imagery`` (a :class:`looking_glass.local.inputs.Imagery`, validated) replaces the
         synthetic world: the workers read that source (an XYZ template, or the GeoTIFF itself,
         as deployed workers do), and for a GeoTIFF a local tile server serves it too (the map's
-        background, ``tile_url_template``). An ``s3://`` GeoTIFF is copied once, with the AWS
-        credentials of the moment the stack is created, into the embedded S3 (bucket
-        ``<prefix>-imagery``), where the workers read it in place through GDAL's /vsis3/.
-        ``imagery_sources`` (name -> checked :class:`~looking_glass.runtime.imagery_sources.ImagerySource`)
+        background, ``tile_url_template``). ``s3://`` imagery (a GeoTIFF, or a mosaic: a list, or
+        a document and every image it names) is copied once, with the AWS credentials of the
+        moment the stack is created, into the embedded S3 under the same bucket and key
+        (:meth:`_stage_s3`), where the workers read it in place through GDAL's /vsis3/ as deployed
+        workers read the original. ``imagery_sources`` (name -> checked :class:`~looking_glass.runtime.imagery_sources.ImagerySource`)
         are the named sources jobs may choose (``submit --imagery NAME``), given to the workers and
         the enumerator as ``LG_IMAGERY_SOURCES``. ``worker_env`` is added last to the workers' environment."""
         self.work_dir = Path(work_dir)
@@ -94,9 +106,16 @@ class EmbeddedStack:
         self.tile_latency_s = tile_latency_s
         self.worker_env = worker_env or {}
         self.imagery_sources = dict(imagery_sources or {})
-        self._source_s3 = None
-        if imagery is not None and imagery.kind == "geotiff" and imagery.source.startswith("s3://"):
-            self._source_s3 = boto3.session.Session().client("s3")  # the user's AWS, before moto's
+        specs = [s.source for s in self.imagery_sources.values() if not s.is_template]
+        if imagery is not None and imagery.kind == "geotiff":
+            specs.append(imagery.source)
+        # The user's S3 objects the imagery reads, found and the client made now: start() points
+        # this process's AWS environment (endpoint, credentials) at moto.
+        self._user_s3, self._s3_objects = None, []
+        if any("s3://" in spec for spec in specs):
+            user = boto3.session.Session()
+            self._user_s3 = user.client("s3")
+            self._s3_objects = list(dict.fromkeys(uri for spec in specs for uri in s3_objects(spec, user)))
         self.names = ResourceNames.for_prefix("looking-glass")
         self._saved_env: dict[str, str | None] = {}
         self._stop = threading.Event()
@@ -116,6 +135,7 @@ class EmbeddedStack:
         self._set_env({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint_url})
         self.session = boto3.session.Session()
         self.resources: DeployedResources = create_embedded_resources(self.session, self.names)
+        self._stage_s3()
 
         self.tiles = None
         self.geotiff = None
@@ -216,28 +236,33 @@ class EmbeddedStack:
         self.imagery_registry = ImageryRegistry({**self.imagery_sources, DEFAULT_IMAGERY_NAME: default})
         return {ENV_IMAGERY_SOURCES: encode_sources(self.imagery_sources)} if self.imagery_sources else {}
 
-    def _serve_geotiff(self) -> dict[str, str]:
-        """Start the tile server of the GeoTIFF source (staged into the embedded S3 first when
-        it is on S3); the workers' imagery settings."""
-        from dataclasses import replace
+    def _stage_s3(self) -> None:
+        """Copy the user's ``s3://`` imagery objects (:func:`s3_objects` of every source) into the
+        embedded S3 under the same bucket and key: each source then reads the same inside the run
+        (whose workers see only the embedded S3), with no path rewritten in a list or a document.
+        Copies stream, but the embedded S3 keeps them in memory while the run lasts."""
+        target = self.session.client("s3")
+        for uri in self._s3_objects:
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            try:
+                target.create_bucket(Bucket=bucket)
+            except target.exceptions.BucketAlreadyOwnedByYou:  # two objects in one bucket
+                pass
+            target.upload_fileobj(self._user_s3.get_object(Bucket=bucket, Key=key)["Body"], bucket, key)
 
+    def _serve_geotiff(self) -> dict[str, str]:
+        """Start the tile server of the GeoTIFF source (staged into the embedded S3 at start when
+        it is on S3); the workers' imagery settings."""
         from looking_glass.imagery.mosaic import open_geotiff_source
 
-        source, session = self.imagery.source, None
-        if source.startswith("s3://"):
-            bucket, _, key = source[5:].partition("/")
-            local_bucket = f"{self.names.trigger_bucket.rsplit('-', 1)[0]}-imagery"
-            s3 = self.session.client("s3")
-            s3.create_bucket(Bucket=local_bucket)
-            body = self._source_s3.get_object(Bucket=bucket, Key=key)["Body"]
-            s3.upload_fileobj(body, local_bucket, key)
-            source, session = f"s3://{local_bucket}/{key}", self.session
+        source = self.imagery.source
+        session = self.session if "s3://" in source else None
         self.geotiff = open_geotiff_source(source, bands=self.imagery.bands, session=session)
         image = self.geotiff
         self.tiles = SyntheticTileServer(
             latency_s=self.tile_latency_s, tile_source=lambda z, x, y: image.png(x, y, z)
         ).start()
-        return replace(self.imagery, source=source).worker_env()
+        return self.imagery.worker_env()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():

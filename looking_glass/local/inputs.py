@@ -201,8 +201,6 @@ def validate_named_imagery(values: list[str], session=None) -> tuple[dict, str |
         except ImagerySourcesError as exc:
             raise InputError(f"--imagery {exc}") from None
         if not entry.is_template:
-            if "s3://" in entry.source and "," in entry.source:
-                raise InputError(f"--imagery {name}: a mosaic on S3 cannot be used by the embedded run (use local files)")
             try:
                 open_geotiff_source(entry.source, session=session, capture_date=entry.date).close()
             except GeoTiffError as exc:
@@ -229,11 +227,6 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
     from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
     is_url = "://" in source and not source.startswith("s3://")
-    from looking_glass.imagery.mosaic import is_mosaic_spec
-
-    if "s3://" in source and is_mosaic_spec(source):
-        # The embedded run stages one S3 object into its own S3; a mosaic's images are not staged.
-        raise InputError(f"--imagery {source}: a mosaic on S3 cannot be used by the embedded run (use local files)")
     env = {"LG_TILE_URL_TEMPLATE": source} if is_url else {"LG_IMAGERY_GEOTIFF": source}
     if bands:
         env["LG_IMAGERY_BANDS"] = bands

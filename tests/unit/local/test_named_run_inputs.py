@@ -55,7 +55,6 @@ def test_named_sources_beside_the_default(images, monkeypatch):
     (["x=missing.tif"], "--imagery x: missing.tif: no such file"),
     (["x=a.tif,c.png"], "'c.png' does not end in .tif or .tiff"),
     (["x=a.tif@2020-99-01"], "capture date '2020-99-01' does not parse"),
-    (["x=s3://bkt/a.tif,s3://bkt/b.tif"], "a mosaic on S3 cannot be used by the embedded run"),
     (["x=https://t.example/{z}/{x}.png"], "lacks {y}"),
 ])
 def test_bad_named_sources_are_one_line(images, monkeypatch, values, message):
