@@ -63,6 +63,8 @@ def command_of(argv: list[str]) -> str | None:
         known = any(word in names for _, _, names in COMMAND_GROUPS)
         return word if known else None
     return None
+
+
 class ErrorExit(SystemExit):
     """The end of a command that failed: ``code`` is the exit status, ``str()`` the
     ``error: MESSAGE`` line (already printed to standard error)."""
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     command raises ends here, as one line for the user (see :func:`exit_for`)."""
     argv = sys.argv[1:] if argv is None else argv
     command = command_of(argv)
-    if command in NO_BLAS_THREADS and "numpy" not in sys.modules:  # (a test calling main in process)
+    if command in NO_BLAS_THREADS and "numpy" not in sys.modules:  # else too late (main called in process)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser(command).parse_args(argv)
     quiet_start_up(verbose=args.verbose)
