@@ -286,21 +286,31 @@ def cmd_retry(args) -> int:
     return 0
 
 
-def _map_imagery(dep, store, job_id: str, given: str | None) -> str | None:
-    """The imagery under a job's map: ``--imagery`` (a registered source's name, or a template or
-    GeoTIFF/mosaic as given), else the registered source the job ran on, else the deployment's
-    default imagery (the embedded run's tile server), else what the job's first tile recorded."""
+def _map_imagery(dep, store, job_id: str, given: str | None):
+    """The imagery under a job's map, as an ImagerySource (its ``bands`` are the GeoTIFF bands
+    the workers read) or None: ``--imagery`` (a registered source's name, or a template or
+    GeoTIFF/mosaic as given), else the definition the job ran on (its record's
+    ``imagery_source``), else the registered source of its name, else the deployment's default
+    imagery (the embedded run's tile server), else what the job's first tile recorded."""
+    from looking_glass.runtime.imagery_sources import ImagerySource, ImagerySourcesError, parse_source_entry
+
     registry = getattr(dep, "imagery", None)
-    sources = {} if registry is None else {n: s for n, s in registry.sources.items() if n != registry.default}
+    known = registry.sources if registry is not None else {}
     if given is not None:
-        return sources[given].source if given in sources else given
-    name = (store.get_job(job_id) or {}).get("imagery")
-    if name in sources:  # a job on a named source: that source, never the run's default
-        return sources[name].source
+        return known.get(given) or ImagerySource("", given)
+    job = store.get_job(job_id) or {}
+    name, recorded = job.get("imagery") or "", job.get("imagery_source")
+    if name and isinstance(recorded, dict):
+        try:
+            return parse_source_entry(name, recorded)
+        except ImagerySourcesError:
+            pass  # written by another version: the lookups below
+    if name in known and name != registry.default:  # a job on a named source: never the run's default
+        return known[name]
     if dep.tile_url_template:
-        return dep.tile_url_template
+        return ImagerySource(name, dep.tile_url_template)
     first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
-    return (first or {}).get("imagery")
+    return ImagerySource(name, first["imagery"]) if first and first.get("imagery") else None
 
 
 def cmd_map(args) -> int:
@@ -315,9 +325,10 @@ def cmd_map(args) -> int:
     dep = _deployment(args)
     store = store_for(dep)
     job_id = _job_id(store, args.job)
-    template = _map_imagery(dep, store, job_id, args.imagery)
+    imagery = _map_imagery(dep, store, job_id, args.imagery)
+    template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
-                   threads=_key_ranges(dep), session=dep.data_session())
+                   threads=_key_ranges(dep), session=dep.data_session(), bands=imagery.bands if imagery else None)
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
     if template and not out["imagery_shown"]:

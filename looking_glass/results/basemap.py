@@ -79,18 +79,20 @@ def http_fetcher(template: str, timeout_s: float = 10.0) -> Fetch:
     return fetch
 
 
-def source_fetcher(source: str, session=None) -> Fetch:
+def source_fetcher(source: str, session=None, bands: tuple[int, ...] | None = None) -> Fetch:
     """A fetcher of ``source``: :func:`http_fetcher` for a template; for a GeoTIFF/COG or mosaic
     (local, or ``s3://`` read with the boto3 ``session``) its tiles as RGBA PNG, transparent
-    where it has no data, read with :func:`looking_glass.imagery.mosaic.open_geotiff_source`.
-    Raises :class:`BasemapError` if the GeoTIFF cannot be opened."""
+    where it has no data, read with :func:`looking_glass.imagery.mosaic.open_geotiff_source`,
+    the reader the workers use, with the job's ``bands`` (None: the default choice) and so the
+    same band choice and stretch as the pixels the model saw. Raises :class:`BasemapError` if the
+    GeoTIFF cannot be opened."""
     if is_template(source):
         return http_fetcher(source)
     from looking_glass.imagery.geotiff import GeoTiffError
     from looking_glass.imagery.mosaic import open_geotiff_source
 
     try:
-        image = open_geotiff_source(source, session=session if "s3://" in source else None)
+        image = open_geotiff_source(source, bands=bands, session=session if "s3://" in source else None)
     except GeoTiffError as exc:
         raise BasemapError(f"imagery {source}: {exc}", exit_code=exc.exit_code) from None
 

@@ -323,11 +323,12 @@ def _files_fetcher(out_dir: Path, fetch):
 
 def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | None, zoom: int | None = None,
              colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4,
-             session=None) -> dict:
+             session=None, bands: tuple[int, ...] | None = None) -> dict:
     """Write ``map.png`` and ``map.html`` of job ``job_id`` into ``out_dir`` (created): buildings per
     tile, or per coarser cell when rolled up (:func:`map_rows`), coloured by ``colour_by`` (one of
     :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
-    (``s3://`` read with the boto3 ``session``), drawn as :mod:`looking_glass.results.basemap`
+    (``s3://`` read with the boto3 ``session``; ``bands``: the job's GeoTIFF bands, as its workers
+    read them), drawn as :mod:`looking_glass.results.basemap`
     says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
     paths, the number of features drawn, the zoom of the cells, the imagery tiles written,
     whether the page shows imagery (false for a file source over the cap or without imagery) and
@@ -344,7 +345,7 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
     z = int(rows[0]["z"])
     title = f"{job.get('name', job_id)} ({job_id[:8]}): building {colour_by} per zoom-{z} {'tile' if z == ZOOM else 'cell'}"
     png, page = out_dir / "map.png", out_dir / "map.html"
-    fetch, basemap = (source_fetcher(imagery, session) if imagery else None), None
+    fetch, basemap = (source_fetcher(imagery, session, bands) if imagery else None), None
     # Files for GeoTIFF and local sources, within the cap (the job's tile count: no second read of
     # a large job's tiles only to find it is over).
     if fetch is not None and wants_files(imagery) and int(tot.get("job_tiles_total") or 0) <= MAX_BASEMAP_TILES:
