@@ -27,10 +27,13 @@ COMMAND_GROUPS = (
     ("outlines", "add_commands", ("export",)),
     ("models", "add_commands", ("models",)),
 )
-# Commands that do no linear algebra: OpenBLAS (loaded with numpy) starts one spinning thread per
-# core at import, which on a busy machine cost `cover` a tenth of its CPU time. Set before numpy
-# is imported; a value in the environment wins.
-NO_BLAS_THREADS = frozenset({"cover", "estimate", "validate"})
+# Short commands that do no linear algebra and leave nothing behind (no files, threads or
+# processes; output to stdout only). OpenBLAS (loaded with numpy) starts one spinning thread per
+# core at import, which on a busy machine cost `cover` a tenth of its CPU time: these run with
+# OPENBLAS_NUM_THREADS=1 (set before numpy is imported; a value in the environment wins). And the
+# interpreter's shutdown walks every object numpy and shapely created at import, several times
+# (~0.02 s): run as a program, these freeze the collector's view of them before exiting.
+SHORT_COMMANDS = frozenset({"cover", "estimate", "validate"})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -92,9 +95,10 @@ def exit_for(error: LookingGlassError) -> SystemExit:
 def main(argv: list[str] | None = None) -> int:
     """Run ``looking-glass ARGV``; returns the exit status. Every :class:`LookingGlassError` a
     command raises ends here, as one line for the user (see :func:`exit_for`)."""
+    program = argv is None  # the process's own command line (the console script, python -m)
     argv = sys.argv[1:] if argv is None else argv
     command = command_of(argv)
-    if command in NO_BLAS_THREADS and "numpy" not in sys.modules:  # else too late (main called in process)
+    if command in SHORT_COMMANDS and "numpy" not in sys.modules:  # else too late (main called in process)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser(command).parse_args(argv)
     quiet_start_up(verbose=args.verbose)
@@ -107,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         # stops, not with a traceback; stdout goes to /dev/null so the exit's flush is silent too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return BROKEN_PIPE_EXIT
+    finally:
+        if program and command in SHORT_COMMANDS:
+            # The process ends next. Frozen objects are never collected, which would keep the
+            # garbage of a process that goes on (a caller of main in process): programs only.
+            import gc
+
+            gc.freeze()
 
 
 if __name__ == "__main__":

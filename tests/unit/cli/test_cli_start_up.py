@@ -74,3 +74,30 @@ def test_a_reader_that_stops_early_ends_cover_quietly(tmp_path):
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141
     assert first.decode().endswith(" 22\n") and err == b""
+
+
+def test_cover_freezes_the_collector_only_as_the_process_own_command(tmp_path, capsys):
+    # Run as a program (argv from sys.argv), cover freezes the collector's view of the objects
+    # before the interpreter's shutdown walks them; a caller of main in process (tests, the
+    # embedded run) keeps a collector that frees its garbage.
+    import gc
+
+    from looking_glass.cli.main import main
+
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps(SAMPLE_POLYGON))
+    before = gc.get_freeze_count()
+    assert main(["cover", str(aoi), "--format", "count"]) == 0
+    assert gc.get_freeze_count() == before
+    count = capsys.readouterr().out.strip()
+    code = (
+        "import gc, sys\n"
+        f"sys.argv = ['looking-glass', 'cover', {str(aoi)!r}, '--format', 'count']\n"
+        "from looking_glass.cli.main import main\n"
+        "code = main()\n"
+        "print(code, gc.get_freeze_count() > 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [count, "0 True"]
