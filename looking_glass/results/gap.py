@@ -27,6 +27,7 @@ import io
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -156,7 +157,8 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
     ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
-    ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come.
+    ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come
+    (removed again if an error stops the gap).
     Raises ResultsError (both ``zoom`` and ``polygons``, a zoom outside 0..18),
     ExportError (unknown job, a done tile without a mask) or OutlinesError (unreadable file)."""
     if zoom is not None and polygons is not None:
@@ -178,6 +180,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
             yield item
 
     band = 2 ** (ZOOM - band_zoom)
+    complete = False
     try:
         for final, buildings in job_building_rows(s3, bucket, items(), progress=getattr(progress, "update", None)):
             gap.add_buildings(buildings)
@@ -187,9 +190,12 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
             while waiting and (final is None or waiting[0][2] < final):
                 tiles.append(waiting.popleft())
             gap.compare(tiles, final)
+        complete = True
     finally:
         if gap.writer is not None:
             gap.writer.close()
+            if not complete:  # no partial file: an error leaves none
+                Path(unmapped_out).unlink(missing_ok=True)
     reference.warn()
     pa, ma = gap.totals["predicted_area_m2"], gap.totals["mapped_area_m2"]
     summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),

@@ -21,6 +21,7 @@ from looking_glass.results.bands import job_bands
 from looking_glass.results.buildings import export_buildings
 from looking_glass.results.gap import job_gap
 from looking_glass.results.gapmap import write_gap_map
+from looking_glass.results.masks import MaskError
 from looking_glass.results.query import ResultsError
 
 COLS, ROWS = 2, 48
@@ -185,3 +186,12 @@ def test_a_gap_that_kept_part_of_its_buildings_asks_for_the_file_and_a_bad_refer
     bad.write_text("not a geopackage")
     with pytest.raises(OutlinesError, match="mapped.gpkg: cannot read it"):
         job_gap(store, s3, bucket, JOB, str(bad))
+
+
+def test_a_gap_stopped_by_a_missing_mask_leaves_no_partial_file(aws, tmp_path):
+    store, s3, bucket = put_job(aws, {(0, 0): "done", (1, 0): "done"}, masks=False)
+    empty = tmp_path / "empty.geojson"
+    write_geojson([], empty)
+    with pytest.raises(MaskError, match="has no stored mask"):
+        job_gap(store, s3, bucket, JOB, str(empty), unmapped_out=tmp_path / "un.geojson")
+    assert not (tmp_path / "un.geojson").exists()
