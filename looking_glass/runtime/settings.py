@@ -64,6 +64,14 @@ def token_transport_ok(url: str) -> bool:
     return parts.scheme == "http" and host in LOOPBACK_HOSTS
 
 
+def max_tiles_per_job(environ=None) -> int:
+    """``LG_MAX_TILES_PER_JOB`` of ``environ`` (default ``os.environ``): the enumerator's tile cap,
+    1..10**10, default :data:`DEFAULT_MAX_TILES_PER_JOB`; SettingsError naming the variable for
+    any other value. The commands that check an AOI before upload read it here too."""
+    var = Variables(os.environ if environ is None else environ, SettingsError)
+    return var.integer("LG_MAX_TILES_PER_JOB", DEFAULT_MAX_TILES_PER_JOB, 1, 10**10)
+
+
 @dataclass(frozen=True)
 class EnumeratorSettings:
     """The enumerator Lambda's settings (``LG_TILES_PER_MESSAGE``, ``LG_MAX_TILES_PER_JOB``, ...)."""
@@ -100,7 +108,7 @@ class EnumeratorSettings:
             tiles_per_message=var.integer(
                 "LG_TILES_PER_MESSAGE", DEFAULT_TILES_PER_MESSAGE, 1, MAX_TILES_PER_MESSAGE
             ),
-            max_tiles_per_job=var.integer("LG_MAX_TILES_PER_JOB", DEFAULT_MAX_TILES_PER_JOB, 1, 10**10),
+            max_tiles_per_job=max_tiles_per_job(env),
             launcher=launcher,
             max_workers=var.integer("LG_MAX_WORKERS", DEFAULT_MAX_WORKERS, 1, 10_000),
             tiles_per_worker=var.integer("LG_TILES_PER_WORKER", DEFAULT_TILES_PER_WORKER, 1, 10**9),

@@ -51,15 +51,11 @@ class TileCapError(AoiError):
 
 def job_tile_cap(environ=None) -> int:
     """The tile cap the enumerator applies (``LG_MAX_TILES_PER_JOB``, else its default), for the
-    commands that check an AOI before it is uploaded."""
-    import os
+    commands that check an AOI before it is uploaded; a value the enumerator would refuse is
+    refused here too (SettingsError naming the variable), not silently replaced by the default."""
+    from looking_glass.runtime.settings import max_tiles_per_job
 
-    from looking_glass.runtime.defaults import DEFAULT_MAX_TILES_PER_JOB
-
-    text = (os.environ if environ is None else environ).get("LG_MAX_TILES_PER_JOB", "").strip()
-    if text.isdigit() and 1 <= int(text) <= 10**10:
-        return int(text)
-    return DEFAULT_MAX_TILES_PER_JOB
+    return max_tiles_per_job(environ)
 
 
 def _tile_space(geometry: shapely.Geometry, zoom: int) -> shapely.Geometry:

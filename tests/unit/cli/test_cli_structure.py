@@ -95,6 +95,7 @@ BAD_INPUTS = {
     "a missing image": (["aoi", "MISSING.tif"], "no such file"),
     "a missing polygons file": (["results", "job", "--compare", "AOI", "--within", "MISSING"], "not found"),
     "a setting in the environment that the command refuses": (["up", "--embedded", "STATE"], "LG_TILE_URL_TEMPLATE set in this shell"),
+    "a bad setting the enumerator would refuse too": (["validate", "AOI"], "LG_MAX_TILES_PER_JOB='many'"),
 }
 
 
@@ -108,6 +109,7 @@ def test_every_bad_input_exits_2_with_one_line(case, tmp_path, capsys, monkeypat
              "STATE": "state.json"}
     argv, message = BAD_INPUTS[case]
     monkeypatch.setenv("LG_TILE_URL_TEMPLATE", "https://example.invalid/{z}/{x}/{y}.png")  # refused by `up` only
+    monkeypatch.setenv("LG_MAX_TILES_PER_JOB", "many")  # read by validate (and submit) only
     code, out, err = run_cli(capsys, *[str(tmp_path / paths[a]) if a in paths else a for a in argv])
     assert code == 2, err
     assert message in err and err.count("error:") == 1 and "Traceback" not in err and out == ""
