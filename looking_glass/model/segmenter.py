@@ -103,13 +103,14 @@ class Segmenter:
 
     @classmethod
     def load(cls, model_path: str = "", runtime: str | None = None, threads: int | None = None,
-             providers=None) -> "Segmenter":
+             providers=None, tiles_per_run: int | None = None) -> "Segmenter":
         """The model at ``model_path`` with its sidecar; "" means the shipped model, or an
         untrained DeepLab V3+ (``UNTRAINED_CONFIG``) when none is shipped.
 
-        ``runtime`` (auto|onnx|keras), ``threads`` (ONNX Runtime intra-op threads) and
-        ``providers`` (allowed execution providers) default to ``LG_RUNTIME``,
-        ``LG_INFERENCE_THREADS`` and ``LG_ONNX_PROVIDERS``
+        ``runtime`` (auto|onnx|keras), ``threads`` (ONNX Runtime intra-op threads),
+        ``providers`` (allowed execution providers) and ``tiles_per_run`` (tiles per ONNX Runtime
+        run, 0: the provider's default) default to ``LG_RUNTIME``, ``LG_INFERENCE_THREADS``,
+        ``LG_ONNX_PROVIDERS`` and ``LG_ONNX_TILES_PER_RUN``
         (:class:`looking_glass.runtime.settings.ModelRuntimeSettings`). ``auto`` falls back to
         Keras when the ONNX export is missing or unusable (the reason is logged and kept in
         :attr:`fallback_reason`); ``onnx`` raises
@@ -118,13 +119,14 @@ class Segmenter:
         from looking_glass.model.inference import RUNTIMES, OnnxRunner, RuntimeUnavailable, onnx_problem
         from looking_glass.model.onnx_export import onnx_path
 
-        if runtime is None or threads is None or providers is None:
+        if runtime is None or threads is None or providers is None or tiles_per_run is None:
             from looking_glass.runtime.settings import ModelRuntimeSettings
 
             env = ModelRuntimeSettings.from_env()
             runtime = env.runtime if runtime is None else runtime
             threads = env.threads if threads is None else threads
             providers = env.providers if providers is None else providers
+            tiles_per_run = env.tiles_per_run if tiles_per_run is None else tiles_per_run
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
         path = Path(model_path) if model_path else SHIPPED_MODEL
@@ -143,7 +145,8 @@ class Segmenter:
                 reason = onnx_problem(path, meta) or ""
                 if not reason:
                     try:
-                        runner = OnnxRunner(onnx_path(path), threads=threads or None, allowed=providers)
+                        runner = OnnxRunner(onnx_path(path), threads=threads or None, allowed=providers,
+                                            tiles_per_run=tiles_per_run or None)
                     except RuntimeUnavailable as exc:
                         reason = str(exc)
                     else:

@@ -51,7 +51,8 @@ def main() -> int:
         rt = settings.model_runtime
         # LG_MODEL_PATH, else the active model of LG_MODEL_PARAMETER (models use), else the shipped one.
         model_path = settings.model_path or resolve_worker_model(ssm=session.client("ssm"), s3=session.client("s3"))
-        segmenter = Segmenter.load(model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers)
+        segmenter = Segmenter.load(model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers,
+                                   tiles_per_run=rt.tiles_per_run)
         if settings.xla or settings.mixed_precision:
             segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why

@@ -135,11 +135,13 @@ ONNX_PROVIDERS = ("tensorrt", "cuda", "cpu")
 @dataclass(frozen=True)
 class ModelRuntimeSettings:
     """``LG_RUNTIME`` (auto|onnx|keras), ``LG_INFERENCE_THREADS`` (ONNX Runtime intra-op
-    threads; 0: the CPUs less one) and ``LG_ONNX_PROVIDERS`` (e.g. ``cuda,cpu``; unset: all)."""
+    threads; 0: the CPUs less one), ``LG_ONNX_PROVIDERS`` (e.g. ``cuda,cpu``; unset: all) and
+    ``LG_ONNX_TILES_PER_RUN`` (tiles per ONNX Runtime run; 0: the provider's default)."""
 
     runtime: str = "auto"
     threads: int = 0
     providers: tuple[str, ...] | None = None
+    tiles_per_run: int = 0
 
     @classmethod
     def from_env(cls, environ=None) -> ModelRuntimeSettings:
@@ -153,6 +155,7 @@ class ModelRuntimeSettings:
             runtime=var.choice("LG_RUNTIME", "auto", MODEL_RUNTIMES),
             threads=var.integer("LG_INFERENCE_THREADS", 0, 0, 1024),
             providers=providers,
+            tiles_per_run=var.integer("LG_ONNX_TILES_PER_RUN", 0, 0, 4096),
         )
 
 
@@ -185,7 +188,7 @@ class WorkerSettings:
     # Accelerator options (README "Worker speed"): off by default, slower on CPUs.
     xla: bool = False
     mixed_precision: bool = False
-    # LG_RUNTIME, LG_INFERENCE_THREADS, LG_ONNX_PROVIDERS (docs/inference.md).
+    # LG_RUNTIME, LG_INFERENCE_THREADS, LG_ONNX_PROVIDERS, LG_ONNX_TILES_PER_RUN (docs/inference.md).
     model_runtime: ModelRuntimeSettings = ModelRuntimeSettings()
 
     @classmethod

@@ -18,6 +18,8 @@ pytest.importorskip("tf2onnx")
 
 from looking_glass.model import onnx_export  # noqa: E402
 from looking_glass.model.inference import (  # noqa: E402
+    CPU_TILES_PER_RUN,
+    OnnxRunner,
     RuntimeUnavailable,
     choose_providers,
     default_threads,
@@ -198,13 +200,35 @@ def test_lg_runtime_forces_either(exported, monkeypatch):
 
 
 def test_runtime_settings(monkeypatch):
-    assert ModelRuntimeSettings.from_env({}) == ModelRuntimeSettings("auto", 0, None)
-    got = ModelRuntimeSettings.from_env({"LG_RUNTIME": "onnx", "LG_INFERENCE_THREADS": "3", "LG_ONNX_PROVIDERS": "CUDA, cpu"})
-    assert got == ModelRuntimeSettings("onnx", 3, ("cuda", "cpu"))
+    assert ModelRuntimeSettings.from_env({}) == ModelRuntimeSettings("auto", 0, None, 0)
+    got = ModelRuntimeSettings.from_env({"LG_RUNTIME": "onnx", "LG_INFERENCE_THREADS": "3", "LG_ONNX_PROVIDERS": "CUDA, cpu",
+                                         "LG_ONNX_TILES_PER_RUN": "8"})
+    assert got == ModelRuntimeSettings("onnx", 3, ("cuda", "cpu"), 8)
     for env, name in [({"LG_RUNTIME": "tensorrt"}, "LG_RUNTIME"), ({"LG_INFERENCE_THREADS": "-1"}, "LG_INFERENCE_THREADS"),
-                      ({"LG_ONNX_PROVIDERS": "rocm"}, "LG_ONNX_PROVIDERS")]:
+                      ({"LG_ONNX_PROVIDERS": "rocm"}, "LG_ONNX_PROVIDERS"), ({"LG_ONNX_TILES_PER_RUN": "-2"}, "LG_ONNX_TILES_PER_RUN"),
+                      ({"LG_ONNX_TILES_PER_RUN": "two"}, "LG_ONNX_TILES_PER_RUN")]:
         with pytest.raises(SettingsError, match=name):
             ModelRuntimeSettings.from_env(env)
+
+
+def test_tiles_per_run_gives_the_whole_batch_outputs(exported, tiles, monkeypatch):
+    _, path, _ = exported
+    whole = OnnxRunner(onnx_path(path), threads=1, tiles_per_run=len(tiles))
+    images = np.ascontiguousarray(tiles, dtype=np.float32)
+    expected = whole(images)
+    for per_run in (1, 3, 5):  # 3 and 5 leave a shorter last run
+        runner = OnnxRunner(onnx_path(path), threads=1, tiles_per_run=per_run)
+        got = runner(images)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        assert f"{per_run} tiles per run" in runner.describe()
+    assert OnnxRunner(onnx_path(path), threads=1).tiles_per_run == CPU_TILES_PER_RUN  # the CPU default
+    monkeypatch.setenv("LG_ONNX_TILES_PER_RUN", "3")
+    assert Segmenter.load(str(path), runtime="onnx").runner.tiles_per_run == 3
+    monkeypatch.setenv("LG_ONNX_TILES_PER_RUN", "0")
+    assert Segmenter.load(str(path), runtime="onnx").runner.tiles_per_run == CPU_TILES_PER_RUN
+    with pytest.raises(ValueError, match="tiles_per_run must be at least 1"):
+        OnnxRunner(onnx_path(path), tiles_per_run=0)
 
 
 def test_provider_choice():
