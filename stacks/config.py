@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "imagery_bands": "",
     "imagery_sources": {},
     "default_imagery": "",
+    "imagery_attribution": "",
     "zoom": ZOOM,
     "max_vcpus": 64,
     "instance_types": ["g4dn.xlarge", "g5.xlarge"],
@@ -216,6 +217,7 @@ class DeploymentConfig:
     # and the name of the single source above (tile_url_template / imagery_geotiff).
     imagery_sources: dict = field(default_factory=dict)
     default_imagery: str = DEFAULT_IMAGERY_NAME
+    imagery_attribution: str = ""  # what maps credit for that source ("": its name)
 
     def imagery_objects(self) -> list[str]:
         """The S3 objects the workers read imagery from, as ``bucket/key`` (IAM resource
@@ -336,6 +338,7 @@ class DeploymentConfig:
             training_network_isolation=training_network_isolation,
             imagery_sources=imagery_sources,
             default_imagery=default_imagery,
+            imagery_attribution=_str("imagery_attribution", raw("imagery_attribution")),  # checked: environment
         )
 
 

@@ -24,6 +24,8 @@ from looking_glass.runtime.imagery_sources import (
     ENV_DEFAULT_IMAGERY_SOURCE,
     ENV_IMAGERY_SOURCES,
     ImageryRegistry,
+    ImagerySourcesError,
+    check_attribution,
     encode_sources,
     single_source,
 )
@@ -120,9 +122,15 @@ def imagery_registry_environment(config: DeploymentConfig) -> dict[str, str]:
 
 
 def default_source(config: DeploymentConfig):
-    """The single source (``tile_url_template`` / ``imagery_geotiff`` with ``imagery_bands``) as
-    the registry entry named ``default_imagery``."""
-    return single_source(config.default_imagery, config.tile_url_template, config.imagery_geotiff, config.imagery_bands)
+    """The single source (``tile_url_template`` / ``imagery_geotiff`` with ``imagery_bands`` and
+    ``imagery_attribution``) as the registry entry named ``default_imagery``; a bad attribution
+    is a StackEnvironmentError naming the key."""
+    try:
+        attribution = check_attribution(config.default_imagery, config.imagery_attribution or None)
+    except ImagerySourcesError as exc:
+        raise StackEnvironmentError(f"imagery_attribution: {exc}") from None
+    return single_source(config.default_imagery, config.tile_url_template, config.imagery_geotiff, config.imagery_bands,
+                         attribution=attribution)
 
 
 def imagery_registry(config: DeploymentConfig) -> ImageryRegistry:

@@ -308,7 +308,7 @@ def _map_imagery(dep, store, job_id: str, given: str | None):
     if name in known and name != registry.default:  # a job on a named source: never the run's default
         return known[name]
     if dep.tile_url_template:
-        return ImagerySource(name, dep.tile_url_template)
+        return ImagerySource(name, dep.tile_url_template, attribution=known[name].attribution if name in known else None)
     first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
     return ImagerySource(name, first["imagery"]) if first and first.get("imagery") else None
 
@@ -328,7 +328,8 @@ def cmd_map(args) -> int:
     imagery = _map_imagery(dep, store, job_id, args.imagery)
     template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
-                   threads=_key_ranges(dep), session=dep.data_session(), bands=imagery.bands if imagery else None)
+                   threads=_key_ranges(dep), session=dep.data_session(), bands=imagery.bands if imagery else None,
+                   attribution=imagery.credit() if imagery else None)
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
     if template and not out["imagery_shown"]:

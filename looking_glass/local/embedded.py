@@ -61,6 +61,10 @@ def load_enumerator_handler():
     return handler
 
 
+# What maps credit for the synthetic world (the embedded run's default imagery without --imagery).
+SYNTHETIC_ATTRIBUTION = "Looking Glass synthetic world (simulated imagery)"
+
+
 def s3_objects(spec: str, session) -> list[str]:
     """The ``s3://`` objects GeoTIFF/mosaic ``spec`` reads: its GeoTIFFs, or a mosaic document and
     every image it names (read with the boto3 ``session``; MosaicError if it cannot be)."""
@@ -232,7 +236,10 @@ class EmbeddedStack:
         ``imagery_env`` sets it); returns the registry's worker and enumerator variables."""
         geotiff = imagery_env.get("LG_IMAGERY_GEOTIFF", "")
         bands = self.imagery.bands if geotiff and self.imagery is not None else None
-        default = single_source(DEFAULT_IMAGERY_NAME, "" if geotiff else self.tile_url_template, geotiff, bands)
+        # The map's credit: the synthetic world says what it is (its tile server's URL would not)
+        credit = SYNTHETIC_ATTRIBUTION if self.tiles is not None and not geotiff else None
+        default = single_source(DEFAULT_IMAGERY_NAME, "" if geotiff else self.tile_url_template, geotiff, bands,
+                                attribution=credit)
         self.imagery_registry = ImageryRegistry({**self.imagery_sources, DEFAULT_IMAGERY_NAME: default})
         return {ENV_IMAGERY_SOURCES: encode_sources(self.imagery_sources)} if self.imagery_sources else {}
 

@@ -28,6 +28,7 @@ from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.basemap import MAX_BASEMAP_TILES, TILES_DIR, source_fetcher, wants_files, write_basemap
 from looking_glass.results.figures import TILE_CMAP, save_tile_figure, scale_bar, tile_patch
 from looking_glass.results.query import ResultsError, geojson_doc, query
+from looking_glass.runtime.imagery_sources import ImagerySource
 
 # Leaflet's dist files (leaflet.js, leaflet.css, images/), package data of this package.
 LEAFLET_DIR = resources.files("looking_glass.results") / "static" / "leaflet"
@@ -281,25 +282,18 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
     return len(doc["features"])
 
 
-def _public(source: str) -> str:
-    """Imagery source for the attribution: no query string (it may hold a key); a local file by
-    its name only (the page may be shared)."""
-    if "://" not in source:
-        return Path(source).name
-    return source.split("?", 1)[0]
-
-
-def page_imagery(source: str | None, basemap: dict | None) -> dict | None:
+def page_imagery(source: str | None, basemap: dict | None, attribution: str = "") -> dict | None:
     """The page's imagery layer: the tiles written beside it (``basemap``, from
     :func:`looking_glass.results.basemap.write_basemap`), else the template ``source`` asked at view
-    time (zoom 18 scaled above it), else None (a file source whose tiles were not written)."""
+    time (zoom 18 scaled above it), else None (a file source whose tiles were not written); its
+    ``attribution`` is the text the map credits (``ImagerySource.credit``), escaped."""
     if basemap is not None:
         return {"template": basemap["template"], "available": basemap["available"],
                 "minNativeZoom": basemap["min_zoom"], "maxNativeZoom": basemap["max_zoom"],
-                "attribution": html.escape(_public(source or ""))}
+                "attribution": html.escape(attribution)}
     if source and not wants_files(source):
         return {"template": source, "available": None, "minNativeZoom": 0, "maxNativeZoom": ZOOM,
-                "attribution": html.escape(_public(source))}
+                "attribution": html.escape(attribution)}
     return None
 
 
@@ -323,12 +317,13 @@ def _files_fetcher(out_dir: Path, fetch):
 
 def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | None, zoom: int | None = None,
              colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4,
-             session=None, bands: tuple[int, ...] | None = None) -> dict:
+             session=None, bands: tuple[int, ...] | None = None, attribution: str | None = None) -> dict:
     """Write ``map.png`` and ``map.html`` of job ``job_id`` into ``out_dir`` (created): buildings per
     tile, or per coarser cell when rolled up (:func:`map_rows`), coloured by ``colour_by`` (one of
     :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
     (``s3://`` read with the boto3 ``session``; ``bands``: the job's GeoTIFF bands, as its workers
-    read them), drawn as :mod:`looking_glass.results.basemap`
+    read them; ``attribution``: what the page credits, default the source's own credit,
+    ``ImagerySource.credit``), drawn as :mod:`looking_glass.results.basemap`
     says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
     paths, the number of features drawn, the zoom of the cells, the imagery tiles written,
     whether the page shows imagery (false for a file source over the cap or without imagery) and
@@ -353,8 +348,11 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
         if basemap is not None:
             fetch = _files_fetcher(out_dir, fetch)
     write_png(rows, png, fetch, title, colour_by)
-    features = write_html(mode, rows, tot, job_id, page, page_imagery(imagery, basemap), title, colour_by)
+    if attribution is None:
+        attribution = ImagerySource("", imagery).credit() if imagery else ""
+    layer = page_imagery(imagery, basemap, attribution)
+    features = write_html(mode, rows, tot, job_id, page, layer, title, colour_by)
     return {"png": str(png), "html": str(page), "features": features, "zoom": z,
             "imagery_tiles": basemap["written"] if basemap else 0,
             "imagery_shown": basemap is not None or bool(imagery and not wants_files(imagery)),
-            "imagery_layer": page_imagery(imagery, basemap)}
+            "imagery_layer": layer}

@@ -8,7 +8,8 @@ registry as JSON in ``LG_IMAGERY_SOURCES`` and the default's name in ``LG_DEFAUL
 
 A registry is a JSON object mapping a name (1-64 letters, digits, ``.``, ``_``, ``-``, starting
 with a letter or digit) to a source: either text (``SOURCE`` or ``SOURCE@YYYY-MM-DD``) or an
-object ``{"source": ..., "date": "YYYY-MM-DD", "bands": "3,2,1"}``. A source is an XYZ/TMS URL
+object ``{"source": ..., "date": "YYYY-MM-DD", "bands": "3,2,1", "attribution": "(c) Provider"}``
+(``attribution``: the credit maps show under the imagery; no part of a job's identity). A source is an XYZ/TMS URL
 template, or a GeoTIFF/COG or mosaic (local or ``s3://``; see docs/imagery.md). ``date`` is the
 capture date (a mosaic's STAC dates win over it; it wins over a TIFF tag).
 
@@ -26,6 +27,7 @@ import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime, timezone
+from pathlib import PurePath
 from urllib.parse import urlsplit
 
 from looking_glass.runtime.parsing import ParseError, Parsers
@@ -47,6 +49,7 @@ __all__ = [
     "ImageryRegistry",
     "ImagerySource",
     "ImagerySourcesError",
+    "check_attribution",
     "check_source_name",
     "encode_sources",
     "parse_capture_date",
@@ -68,6 +71,8 @@ IMAGERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # NAME=SOURCE@DATE on the command line: the date is the last "@YYYY-MM-DD..." of the text.
 _AT_DATE = re.compile(r"^(?P<source>.+)@(?P<date>\d{4}-\d{2}-\d{2}[^@/]*)$")
 _TIFF_FORMAT = "%Y:%m:%d %H:%M:%S"
+# A source's attribution is one line under a map.
+MAX_ATTRIBUTION_CHARS = 200
 
 
 class SettingsError(ParseError):
@@ -166,12 +171,14 @@ def parse_capture_date(text: str, label: str) -> datetime:
 @dataclass(frozen=True)
 class ImagerySource:
     """One registered source: ``name``, ``source`` (URL template, or GeoTIFF/mosaic spec),
-    capture ``date`` as given (None: from the files), GeoTIFF ``bands`` (None: the default)."""
+    capture ``date`` as given (None: from the files), GeoTIFF ``bands`` (None: the default), and
+    the ``attribution`` maps credit it with (None: see :meth:`credit`)."""
 
     name: str
     source: str
     date: str | None = None
     bands: tuple[int, ...] | None = None
+    attribution: str | None = None
 
     @property
     def is_template(self) -> bool:
@@ -202,7 +209,24 @@ class ImagerySource:
             out["date"] = self.date
         if self.bands:
             out["bands"] = ",".join(map(str, self.bands))
+        if self.attribution:
+            out["attribution"] = self.attribution
         return out
+
+    def credit(self) -> str:
+        """What a map credits for this imagery: the registered ``attribution``, else the
+        registered name (``imagery 'NAME'``), else the source itself where it says something to
+        a reader (a provider's URL without its query string, which may hold a key; a file's
+        name), never a tile server on this machine (a port that is gone once ``up`` stops)."""
+        if self.attribution:
+            return self.attribution
+        if self.name:
+            return f"imagery '{self.name}'"
+        if not self.is_template:
+            return ", ".join(PurePath(p.strip()).name for p in self.source.split(","))
+        if (urlsplit(self.source).hostname or "") in ("127.0.0.1", "localhost", "::1"):
+            return ""
+        return self.source.split("?", 1)[0]
 
 
 def check_source_name(name: object, label: str = "imagery source name") -> str:
@@ -227,15 +251,17 @@ def _check_source(name: str, source: str) -> None:
 def parse_source_entry(name: str, value: object) -> ImagerySource:
     """One registry entry (text ``SOURCE[@DATE]`` or an object, see the module) checked."""
     check_source_name(name)
-    date = bands = None
+    date = bands = attribution = None
     if isinstance(value, str):
         match = _AT_DATE.match(value.strip())
         source, date = (match["source"], match["date"]) if match else (value.strip(), None)
     elif isinstance(value, dict):
-        unknown = sorted(set(value) - {"source", "date", "bands"})
+        unknown = sorted(set(value) - {"source", "date", "bands", "attribution"})
         if unknown:
-            raise ImagerySourcesError(f"imagery source {name!r}: unknown member(s) {', '.join(unknown)} (source, date, bands)")
+            raise ImagerySourcesError(
+                f"imagery source {name!r}: unknown member(s) {', '.join(unknown)} (source, date, bands, attribution)")
         source, date, raw_bands = value.get("source"), value.get("date"), value.get("bands")
+        attribution = check_attribution(name, value.get("attribution"))
         if not isinstance(source, str):
             raise ImagerySourcesError(f"imagery source {name!r}: 'source' must be text (a URL template or GeoTIFFs)")
         if raw_bands is not None:
@@ -249,7 +275,18 @@ def parse_source_entry(name: str, value: object) -> ImagerySource:
         parse_capture_date(date, f"imagery source {name!r}")
     if bands is not None and source.startswith(("http://", "https://")):
         raise ImagerySourcesError(f"imagery source {name!r}: bands apply to GeoTIFF sources only")
-    return ImagerySource(name, source, date, bands)
+    return ImagerySource(name, source, date, bands, attribution)
+
+
+def check_attribution(name: str, value: object) -> str | None:
+    """The ``attribution`` of source ``name``: text of 1-200 printable characters, stripped
+    (None: not given); else :class:`ImagerySourcesError`."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ATTRIBUTION_CHARS or not value.isprintable():
+        raise ImagerySourcesError(
+            f"imagery source {name!r}: attribution must be text of 1-{MAX_ATTRIBUTION_CHARS} printable characters")
+    return value.strip()
 
 
 def parse_sources(raw: str | dict | None, label: str = ENV_IMAGERY_SOURCES) -> dict[str, ImagerySource]:
@@ -279,11 +316,11 @@ def encode_sources(sources: dict[str, ImagerySource]) -> str:
 
 
 def single_source(name: str, template: str = "", geotiff: str = "", bands: tuple[int, ...] | None = None,
-                  date: str | None = None) -> ImagerySource:
+                  date: str | None = None, attribution: str | None = None) -> ImagerySource:
     """The deployment's single source (``LG_TILE_URL_TEMPLATE`` or ``LG_IMAGERY_GEOTIFF`` with
     ``LG_IMAGERY_BANDS``; cdk.json ``tile_url_template``/``imagery_geotiff``) as the registry
     entry named ``name``, so it has a definition and a digest like the named ones."""
-    return ImagerySource(name, template or geotiff, date, tuple(bands) if bands else None)
+    return ImagerySource(name, template or geotiff, date, tuple(bands) if bands else None, attribution)
 
 
 def unknown_imagery_reason(name: str, registered) -> str:

@@ -53,6 +53,19 @@ def test_the_imagery_sources_output_is_the_registry_the_enumerator_reads():
     assert all(output.digest(name) for name in output.names)  # every definition known: every id covers it
 
 
+def test_the_default_sources_attribution_reaches_the_registry_and_is_checked():
+    from stacks.environment import StackEnvironmentError, imagery_registry
+
+    config = DeploymentConfig.from_context({**cdk_json_context(), "imagery_attribution": "\u00a9 Esri, Maxar"})
+    assert imagery_registry(config).sources["default"].attribution == "\u00a9 Esri, Maxar"
+    enumerator = EnumeratorSettings.from_env(enumerator_environment(config, job_queue_arn="q", job_definition_arn="d"))
+    assert enumerator.imagery.sources["default"].attribution == "\u00a9 Esri, Maxar"
+    assert cdk_json_context()["imagery_attribution"] == ""  # listed in cdk.json; none: the map credits the name
+    bad = DeploymentConfig.from_context({**cdk_json_context(), "imagery_attribution": "two\nlines"})
+    with pytest.raises(StackEnvironmentError, match="imagery_attribution: imagery source 'default': attribution must be text"):
+        enumerator_environment(bad, job_queue_arn="q", job_definition_arn="d")
+
+
 def test_the_worker_role_reads_the_registered_objects_only():
     lg = build_app(context={"imagery_sources": SOURCES})
     tmpl = Template.from_json(lg.app.synth().get_stack_by_name(lg.inference.stack_name).template)

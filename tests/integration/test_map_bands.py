@@ -6,6 +6,9 @@ run; a job from before that record falls back to the default bands."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import re
 import sys
 import uuid
 from decimal import Decimal
@@ -76,3 +79,33 @@ def test_a_stack_geotiff_job_is_mapped_with_its_registered_bands(env, capsys, tm
     # a job recorded before the definition was kept: the default bands (1, 2, 3), as it always was
     default = map_pixel(capsys, env, job_on(env, source, None), tmp_path / "b")
     assert default[0] > default[1] > default[2]
+
+
+def test_the_map_credits_the_sources_attribution_or_name_never_a_local_tile_server(env, capsys, tmp_path, tile_server):  # noqa: F811
+    """The embedded run's synthetic world is served on 127.0.0.1:PORT: the page credits what it is
+    (the registry's attribution, recorded with the job), a named source without one its name, a
+    stack source its configured attribution; the tile server's URL appears nowhere."""
+    from looking_glass.local.deployment import write_state
+    from looking_glass.local.embedded import SYNTHETIC_ATTRIBUTION
+    from looking_glass.runtime.imagery_sources import ImageryRegistry, single_source
+
+    default = single_source("default", tile_server.url_template, attribution=SYNTHETIC_ATTRIBUTION)
+    city = single_source("city", tile_server.url_template)
+    write_state(env["state"], os.environ["AWS_ENDPOINT_URL"], env["res"], tile_server.url_template,
+                ImageryRegistry({"default": default, "city": city}))
+
+    def credited(name: str, recorded: dict | None, *stack: str) -> str:
+        job_id = job_on(env, tile_server.url_template, recorded)
+        env["store"].update_job(job_id, {"imagery": name})
+        out = tmp_path / job_id
+        code, _, err = run_cli(capsys, "map", job_id, "--out", str(out), *stack)
+        assert code == 0, err
+        page = (out / "map.html").read_text()
+        assert "127.0.0.1" not in page.split("const options", 1)[1].split("const ramp", 1)[0]
+        return json.loads(re.search(r"const options = (\{.*?\});\n", page).group(1))["imagery"]["attribution"]
+
+    assert credited("default", default.to_json()) == SYNTHETIC_ATTRIBUTION
+    assert credited("default", None) == SYNTHETIC_ATTRIBUTION  # a job from before: the registry's entry
+    assert credited("city", city.to_json()) == "imagery &#x27;city&#x27;"  # HTML-escaped: imagery 'city'
+    assert credited("esri", {"source": tile_server.url_template, "attribution": "Esri & partners"},
+                    "--stack", env["stack"]) == "Esri &amp; partners"

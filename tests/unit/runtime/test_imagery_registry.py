@@ -87,3 +87,23 @@ def test_a_bad_default_definition_stops_the_enumerator(extra, message):
     env = {"LG_WORKER_LAUNCHER": "local", "LG_IMAGERY_SOURCES": json.dumps({"a": "a.tif"}), **extra}
     with pytest.raises(SettingsError, match=message):
         EnumeratorSettings.from_env(env)
+
+
+def test_an_attribution_is_registered_checked_and_no_part_of_the_identity():
+    entry = parse_source_entry("esri", {"source": TEMPLATE, "attribution": " Esri, Maxar, Earthstar Geographics "})
+    assert entry.attribution == "Esri, Maxar, Earthstar Geographics" and entry.to_json()["attribution"] == entry.attribution
+    assert entry.digest == digest(TEMPLATE)  # a credit changes no pixel
+    for bad in ("", "   ", "x" * 201, "line\nbreak", 7):
+        with pytest.raises(ImagerySourcesError, match="'esri': attribution must be text of 1-200 printable characters"):
+            parse_source_entry("esri", {"source": TEMPLATE, "attribution": bad})
+
+
+@pytest.mark.parametrize("source, expected", [
+    (ImagerySource("esri", TEMPLATE, attribution="(c) Esri"), "(c) Esri"),  # configured
+    (ImagerySource("city", "a.tif,b.tif"), "imagery 'city'"),  # registered: its name
+    (ImagerySource("", "/data/scenes/a.tif, s3://b/k/b.tif"), "a.tif, b.tif"),  # files: their names only
+    (ImagerySource("", "https://t.example/{z}/{x}/{y}.png?key=SECRET"), "https://t.example/{z}/{x}/{y}.png"),
+    (ImagerySource("", "http://127.0.0.1:41234/{z}/{x}/{y}.png"), ""),  # a local tile server is no credit
+])
+def test_what_a_map_credits(source, expected):
+    assert source.credit() == expected
