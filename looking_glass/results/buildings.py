@@ -5,7 +5,7 @@ gap of those buildings against already-mapped ones (``results --compare``).
 How: the job's tile items are read in row-major order (y, then x) band by band
 (:func:`looking_glass.results.bands.job_items`: 16 tile rows at a time), the ``done`` tiles' stored
 rasters read through :func:`looking_glass.results.masks.read_tile_rasters_all` (a few dozen at a
-time) and streamed through :func:`looking_glass.outlines.stitch.outline_tiles` (the stored masks,
+time) and streamed through :func:`looking_glass.outlines.stitch.outline_rows` (the stored masks,
 or for the sdt head the stored signed distance: the rule the worker's ``building_count`` uses)
 into the writer of :mod:`looking_glass.outlines.exports`, which writes as buildings come.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
-from looking_glass.outlines.stitch import OutlineOptions, outline_rows, outline_tiles
+from looking_glass.outlines.stitch import OutlineOptions, outline_rows
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
@@ -154,10 +154,7 @@ def job_buildings(s3, bucket: str, items: Iterable[dict], options: OutlineOption
     job whose tiles kept the signed distance (sdt head) is outlined from it (touching buildings
     split along their neck), else from the masks; the rest of ``options`` applies. Raises
     :class:`~looking_glass.results.masks.MaskError` for a done tile without readable rasters."""
-    head, predictions = _predictions(s3, bucket, items, progress, threads)
-    if head is None:
-        return iter(())
-    return outline_tiles(predictions, replace(options or OutlineOptions(), head=head))
+    return (b for _, row in job_building_rows(s3, bucket, items, options, progress, threads) for b in row)
 
 
 def job_building_rows(s3, bucket: str, items: Iterable[dict], options: OutlineOptions | None = None,
