@@ -290,8 +290,9 @@ def _map_imagery(dep, store, job_id: str, given: str | None):
     """The imagery under a job's map, as an ImagerySource (its ``bands`` are the GeoTIFF bands
     the workers read) or None: ``--imagery`` (a registered source's name, or a template or
     GeoTIFF/mosaic as given), else the definition the job ran on (its record's
-    ``imagery_source``), else the registered source of its name, else the deployment's default
-    imagery (the embedded run's tile server), else what the job's first tile recorded."""
+    ``imagery_source``), else the source registered under its name (the default's too, with its
+    bands: a stack's ImagerySources output), else the deployment's default imagery (the embedded
+    run's tile server), else what the job's first tile recorded."""
     from looking_glass.runtime.imagery_sources import ImagerySource, ImagerySourcesError, parse_source_entry
 
     registry = getattr(dep, "imagery", None)
@@ -305,10 +306,10 @@ def _map_imagery(dep, store, job_id: str, given: str | None):
             return parse_source_entry(name, recorded)
         except ImagerySourcesError:
             pass  # written by another version: the lookups below
-    if name in known and name != registry.default:  # a job on a named source: never the run's default
+    if name in known:  # a job from before that record: the source registered under its name now
         return known[name]
     if dep.tile_url_template:
-        return ImagerySource(name, dep.tile_url_template, attribution=known[name].attribution if name in known else None)
+        return ImagerySource(name, dep.tile_url_template)
     first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
     return ImagerySource(name, first["imagery"]) if first and first.get("imagery") else None
 

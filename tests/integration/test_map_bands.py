@@ -109,3 +109,24 @@ def test_the_map_credits_the_sources_attribution_or_name_never_a_local_tile_serv
     assert credited("city", city.to_json()) == "imagery &#x27;city&#x27;"  # HTML-escaped: imagery 'city'
     assert credited("esri", {"source": tile_server.url_template, "attribution": "Esri & partners"},
                     "--stack", env["stack"]) == "Esri &amp; partners"
+
+
+def test_a_stack_job_from_before_its_record_is_mapped_with_the_registered_bands(env, capsys, tmp_path):  # noqa: F811
+    """No ``imagery_source`` in the record (enumerated before it was kept): the source registered
+    under the job's name in the stack's ImagerySources output gives the bands, the default's too."""
+    from conftest import create_output_stack
+    from test_deployment import stack_outputs
+
+    from looking_glass.runtime import resources
+    from looking_glass.runtime.imagery_sources import ImageryRegistry, single_source
+
+    s3, bucket = env["session"].client("s3"), env["res"].trigger_bucket
+    s3.upload_file(str(coloured_tif(tmp_path / "scene.tif")), bucket, "imagery/old.tif")
+    source = f"s3://{bucket}/imagery/old.tif"
+    registry = ImageryRegistry({"scene": single_source("scene", geotiff=source, bands=(3, 2, 1))}, "scene")
+    env["stack"] = f"Lg{uuid.uuid4().hex[:8]}"
+    storage, inference = stack_outputs(env["res"])
+    create_output_stack(f"{env['stack']}Storage", storage)
+    create_output_stack(f"{env['stack']}Inference", {**inference, resources.OUTPUT_IMAGERY_SOURCES: registry.to_json()})
+    swapped = map_pixel(capsys, env, job_on(env, source, None), tmp_path / "c")
+    assert swapped[2] > swapped[1] > swapped[0]
