@@ -3,6 +3,7 @@ synthetic tile server. Each test module gets fresh resources under its own name 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,30 +63,51 @@ def tile_server():
     with SyntheticTileServer() as server:
         yield server
 
-@pytest.fixture(scope="module")
-def embedded_up(tmp_path_factory):
-    """A live embedded run (``looking-glass up`` in a thread, one worker) for one test module:
-    yields (its temporary folder, its state file); LG_EMBEDDED_STATE points at it meanwhile."""
+@contextlib.contextmanager
+def embedded_thread(tmp: Path, **kwargs):
+    """``looking-glass up`` in a thread (one worker) in ``tmp``, with ``kwargs`` for
+    ``run_embedded`` (e.g. ``imagery_sources``): yields its state file, which LG_EMBEDDED_STATE
+    names meanwhile; stops it and restores the environment after."""
     import threading
 
     from looking_glass.local.deployment import run_embedded
 
-    tmp = tmp_path_factory.mktemp("up")
     state = tmp / "embedded.json"
     stop, ready = threading.Event(), threading.Event()
     saved = dict(os.environ)
     thread = threading.Thread(
         target=run_embedded, args=(state, tmp / "run"),
-        kwargs={"workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5}, daemon=True,
+        kwargs={"workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5, **kwargs}, daemon=True,
     )
     thread.start()
     assert ready.wait(60)
     os.environ["LG_EMBEDDED_STATE"] = str(state)
-    yield tmp, state
-    stop.set()
-    thread.join(60)
-    os.environ.clear()
-    os.environ.update(saved)
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(60)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def embedded_up(tmp_path_factory):
+    """A live embedded run (``looking-glass up`` in a thread, one worker) for one test module:
+    yields (its temporary folder, its state file); LG_EMBEDDED_STATE points at it meanwhile."""
+    tmp = tmp_path_factory.mktemp("up")
+    with embedded_thread(tmp) as state:
+        yield tmp, state
+
+
+def results_by_x(capsys, job: str) -> dict[int, dict]:
+    """The job's per-tile CSV rows (``results JOB --format csv``) by tile column."""
+    import csv
+    import io
+
+    code, out, err = run_cli(capsys, "results", job, "--format", "csv")
+    assert code == 0, err
+    return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
 
 
 def geojson_bytes(doc) -> bytes:

@@ -7,14 +7,11 @@ same inputs make a new job (issue 18's "done when", as one module)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
+from conftest import SAMPLE_POLYGON, embedded_thread, geojson_bytes, results_by_x, run_cli
 
 from looking_glass.local.tileserver import SyntheticTileServer
 from looking_glass.runtime.imagery_sources import parse_sources
@@ -28,36 +25,15 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def imagery_up(tmp_path_factory):
     """`up --imagery city=old.tif,new.tif --imagery synth=TEMPLATE@2024-01-01` in a thread."""
-    import os
-
-    from looking_glass.local.deployment import run_embedded
-
     tmp = tmp_path_factory.mktemp("imagery")
     # old.tif (2020): tiles X and X+1; new.tif (2023): tile X+1 and the west half of X+2.
     old = write_tif(tmp / "old.tif", 90, 0, 2 * TILE_SIZE, date="2020:01:02 10:00:00")
     new = write_tif(tmp / "new.tif", 150, TILE_SIZE, TILE_SIZE + TILE_SIZE // 2, date="2023:06:01 09:30:00")
     synthetic = SyntheticTileServer().start()
     sources = parse_sources({"city": f"{old},{new}", "synth": f"{synthetic.url_template}@2024-01-01"})
-    state = tmp / "embedded.json"
-    stop, ready = threading.Event(), threading.Event()
-    saved = dict(os.environ)
-    thread = threading.Thread(target=run_embedded, args=(state, tmp / "run"), daemon=True, kwargs={
-        "workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5, "imagery_sources": sources})
-    thread.start()
-    assert ready.wait(60)
-    os.environ["LG_EMBEDDED_STATE"] = str(state)
-    yield tmp
-    stop.set()
-    thread.join(60)
+    with embedded_thread(tmp, imagery_sources=sources):
+        yield tmp
     synthetic.stop()
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def tiles_of(capsys, job: str) -> dict[int, dict]:
-    code, out, err = run_cli(capsys, "results", job, "--format", "csv")
-    assert code == 0, err
-    return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
 
 
 def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_up, capsys):
@@ -65,7 +41,7 @@ def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_u
     assert code == 0, err
     city = out.strip()
     assert "'city footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err
-    tiles = tiles_of(capsys, city)
+    tiles = results_by_x(capsys, city)
     assert sorted(tiles) == [X, X + 1, X + 2] and all(int(tiles[x]["y"]) == Y for x in tiles)
     assert all(t["status"] == "done" for t in tiles.values())
     assert tiles[X]["capture_date"] == "2020-01-02"
@@ -82,7 +58,7 @@ def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_u
     code, out, err = run_cli(capsys, "submit", str(aoi), "--imagery", "synth", "--wait", "--timeout", "300")
     assert code == 0, err
     synth = out.strip()
-    done = [t for t in tiles_of(capsys, synth).values() if t["status"] == "done"]
+    done = [t for t in results_by_x(capsys, synth).values() if t["status"] == "done"]
     assert done and {t["capture_date"] for t in done} == {"2024-01-01"}
     assert all(float(t["valid_fraction"]) == 1.0 for t in done)
 

@@ -6,15 +6,12 @@ overlap rule and dates, its footprint comes from there, and its map draws that i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import embedded_thread, results_by_x, run_cli
 
 from looking_glass.runtime.imagery_sources import parse_sources
 
@@ -29,11 +26,7 @@ BUCKET = "lg-e2e-s3-mosaic"
 def s3_mosaic_up(tmp_path_factory, moto_endpoint):
     """The images on the test's S3, then `up --imagery city=s3://.../old.tif,s3://.../new.tif
     --imagery stac=s3://.../items.json` in a thread."""
-    import os
-
     import boto3
-
-    from looking_glass.local.deployment import run_embedded
 
     tmp = tmp_path_factory.mktemp("s3mosaic")
     old = write_tif(tmp / "old.tif", 90, 0, 2 * TILE_SIZE, date="2020:01:02 10:00:00")
@@ -48,32 +41,15 @@ def s3_mosaic_up(tmp_path_factory, moto_endpoint):
     s3.put_object(Bucket=BUCKET, Key="scenes/items.json", Body=json.dumps(items).encode())
     sources = parse_sources({"city": f"s3://{BUCKET}/scenes/old.tif,s3://{BUCKET}/scenes/new.tif",
                              "stac": f"s3://{BUCKET}/scenes/items.json"})
-    state = tmp / "embedded.json"
-    stop, ready = threading.Event(), threading.Event()
-    saved = dict(os.environ)
-    thread = threading.Thread(target=run_embedded, args=(state, tmp / "run"), daemon=True, kwargs={
-        "workers": 1, "ready": lambda s: ready.set(), "stop_event": stop, "poll_s": 0.5, "imagery_sources": sources})
-    thread.start()
-    assert ready.wait(60)
-    os.environ["LG_EMBEDDED_STATE"] = str(state)
-    yield tmp
-    stop.set()
-    thread.join(60)
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def tiles_of(capsys, job: str) -> dict[int, dict]:
-    code, out, err = run_cli(capsys, "results", job, "--format", "csv")
-    assert code == 0, err
-    return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
+    with embedded_thread(tmp, imagery_sources=sources):
+        yield tmp
 
 
 def test_a_list_of_s3_geotiffs_is_one_source_read_in_place(s3_mosaic_up, capsys):
     code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
     assert code == 0, err
     assert "'city footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err  # the footprint read from S3
-    tiles = tiles_of(capsys, out.strip())
+    tiles = results_by_x(capsys, out.strip())
     assert sorted(tiles) == [X, X + 1, X + 2] and all(t["status"] == "done" for t in tiles.values())
     assert [tiles[x]["capture_date"] for x in (X, X + 1, X + 2)] == ["2020-01-02", "2023-06-01", "2023-06-01"]
     assert float(tiles[X + 2]["valid_fraction"]) == pytest.approx(0.5, abs=0.01)
@@ -86,7 +62,7 @@ def test_a_list_of_s3_geotiffs_is_one_source_read_in_place(s3_mosaic_up, capsys)
 def test_a_stac_document_on_s3_reads_its_items_in_place(s3_mosaic_up, capsys):
     code, out, err = run_cli(capsys, "submit", "--imagery", "stac", "--wait", "--timeout", "300")
     assert code == 0, err
-    tiles = tiles_of(capsys, out.strip())
+    tiles = results_by_x(capsys, out.strip())
     assert all(t["status"] == "done" for t in tiles.values())
     assert tiles[X]["capture_date"] == "2024-02-03"  # old.tif, the newer STAC item, wins
     assert tiles[X + 2]["capture_date"] == "2021-01-01"  # only new.tif reaches X + 2
