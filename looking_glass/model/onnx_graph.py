@@ -14,8 +14,10 @@ check (:func:`looking_glass.model.onnx_export.export_onnx`) compares them with K
 One more step keeps the saving real in ONNX Runtime: its CPU layout optimiser runs
 convolutions and the resize/activation after them in a channel-blocked layout (NCHWc, 8 or 16
 channels a block), which would pad the one channel to a whole block and undo the gain. The
-one-channel map is therefore reshaped to (n, h, w, 1) around the resize (a free reshape for one
-channel; a resize the optimiser leaves alone), and back.
+one-channel map therefore passes through two reshapes, to (n, 1, h*w) and back to (n, 1, h, w)
+(free: no data moves), which the optimiser neither removes nor sees through, so the resize runs
+on one plain channel. The resize itself stays the ordinary NCHW Resize with the original scales,
+which every execution provider (CUDA, TensorRT) runs as it ran the original graph.
 
 Needs the ``onnx`` package (``pip install 'looking-glass[onnx]'``).
 """
@@ -77,8 +79,8 @@ def _head_pattern(conv, nodes, producers, uses, constants, shapes, outputs):
 
 def head_before_resize(model) -> int:
     """Rewrite, in place, each ``Resize -> 1x1 Conv (one output channel)`` of the ONNX
-    ``model`` (an ``onnx.ModelProto``) into ``1x1 Conv -> Reshape (n, h, w, 1) -> Resize ->
-    Reshape (n, 1, H, W)``; returns how many were rewritten (0 leaves the model as it was).
+    ``model`` (an ``onnx.ModelProto``) into ``1x1 Conv -> Reshape (n, 1, h*w) -> Reshape (n, 1,
+    h, w) -> Resize``; returns how many were rewritten (0 leaves the model as it was).
 
     Only rewrites what is exact in real arithmetic: a convolution with one output channel,
     1x1 kernel, stride 1, no padding, one group; a linear or nearest Resize with constant
@@ -105,26 +107,23 @@ def head_before_resize(model) -> int:
         found = _head_pattern(conv, nodes, producers, uses, constants, shapes, outputs)
         if found is None:
             continue
-        at, scales, (h, w) = found
+        at, _, (h, w) = found
         resize = nodes[at]
         out = conv.output[0]
-        low, low_nhwc, high_nhwc = f"{out}__low", f"{out}__low_nhwc", f"{out}__high_nhwc"
+        low, flat, fenced = f"{out}__low", f"{out}__low_flat", f"{out}__low_fenced"
         graph.initializer.extend([
-            numpy_helper.from_array(np.array([-1, h, w, 1], np.int64), f"{out}__nhwc_shape"),
-            numpy_helper.from_array(np.array([-1, 1, int(h * scales[2]), int(w * scales[3])], np.int64),
-                                    f"{out}__nchw_shape"),
-            numpy_helper.from_array(scales[[0, 2, 3, 1]].astype(np.float32), f"{out}__nhwc_scales"),
+            numpy_helper.from_array(np.array([-1, 1, h * w], np.int64), f"{out}__flat_shape"),
+            numpy_helper.from_array(np.array([-1, 1, h, w], np.int64), f"{out}__low_shape"),
         ])
         new_conv = helper.make_node("Conv", [resize.input[0], *conv.input[1:]], [low], name=conv.name)
         new_conv.attribute.extend(conv.attribute)
-        new_resize = helper.make_node("Resize", [low_nhwc, resize.input[1], f"{out}__nhwc_scales"], [high_nhwc],
-                                      name=resize.name)
+        new_resize = helper.make_node("Resize", [fenced, *resize.input[1:]], [out], name=resize.name)
         new_resize.attribute.extend(resize.attribute)
         rewrites[at] = [
             new_conv,
-            helper.make_node("Reshape", [low, f"{out}__nhwc_shape"], [low_nhwc], name=f"{out}__to_nhwc"),
+            helper.make_node("Reshape", [low, f"{out}__flat_shape"], [flat], name=f"{out}__flatten"),
+            helper.make_node("Reshape", [flat, f"{out}__low_shape"], [fenced], name=f"{out}__unflatten"),
             new_resize,
-            helper.make_node("Reshape", [high_nhwc, f"{out}__nchw_shape"], [out], name=f"{out}__to_nchw"),
         ]
         convs.add(index)
     if not rewrites:

@@ -68,7 +68,7 @@ def test_the_head_moves_before_the_resize_and_the_outputs_stay(mode, activation)
     assert head_before_resize(model) == 1
     onnx.checker.check_model(model, full_check=True)
     ops = [n.op_type for n in model.graph.node]
-    assert ops == ["Conv", "Reshape", "Resize", "Reshape", activation]
+    assert ops == ["Conv", "Reshape", "Reshape", "Resize", activation]
     after = _run(model, x)
     assert after.shape == before.shape == (3, 1, 32, 32)
     np.testing.assert_allclose(after, before, rtol=0, atol=2e-6)
