@@ -42,7 +42,12 @@ def split_west(west: Path, fold: str, out: Path) -> dict:
             for key in z.files:
                 arrays.setdefault(key, []).append(z[key])
     arrays = {k: np.concatenate(v) for k, v in arrays.items()}
-    rows = np.array([int(str(i).rsplit("_", 1)[1]) for i in arrays["chip_ids"]])
+    try:
+        rows = np.array([int(str(i).rsplit("_", 1)[1]) for i in arrays["chip_ids"]])
+    except (IndexError, ValueError):
+        raise SystemExit(f"{west}: chip ids are not <image>_<zoom>_<x>_<y> tiles (prepare --mode tiles)") from None
+    if len(np.unique(rows)) < 2:
+        raise SystemExit(f"{west}: the chips lie on one tile row: no north and south to split")
     north = rows < np.median(np.unique(rows))
     train = north if fold == "NS" else ~north
     if out.exists():
