@@ -124,7 +124,7 @@ class GeoTiffTiles:
                     self._image = RasterImage(
                         src, self.source, select_bands(src.count, bands, self.source, alpha_bands(src)), stretch_percentiles
                     )
-                    self._outline = self._mercator_outline(src)
+                    self._outline = self._mercator_outline(src, self.source)
                     # Bands other than alpha: what a mosaic's images must agree on.
                     self.band_count = src.count - len(alpha_bands(src))
                     if isinstance(capture_date, str):
@@ -154,11 +154,12 @@ class GeoTiffTiles:
         return gdal_s3_env(self._session)
 
     @staticmethod
-    def _mercator_outline(src):
-        """The image's footprint in web mercator (densified edges), prepared for fast tests."""
+    def _mercator_outline(src, label: str):
+        """The image's footprint in web mercator (densified edges), prepared for fast tests;
+        RasterError when it cannot be projected."""
         import shapely
 
-        outline = mercator_outline(src)
+        outline = mercator_outline(src, label=label)
         shapely.prepare(outline)
         return outline
 

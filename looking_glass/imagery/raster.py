@@ -100,8 +100,9 @@ def open_geotiff(path: str | Path, label: str):
     """An open rasterio dataset of the GeoTIFF at ``path`` (a local path or a GDAL path such as
     ``/vsis3/...``, in the caller's GDAL environment); ``label`` names it in errors.
 
-    Raises :class:`RasterError` when GDAL cannot read it, it is not a GeoTIFF, it has no CRS or
-    its geotransform is missing or rotated.
+    Raises :class:`RasterError` when GDAL cannot read it, it is not a GeoTIFF, it has no CRS,
+    its geotransform is missing or rotated, or its CRS is geographic while its bounds lie outside
+    [-180, 180] x [-90, 90] degrees (e.g. UTM metres tagged EPSG:4326: the CRS tag is wrong).
     """
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
@@ -128,7 +129,28 @@ def open_geotiff(path: str | Path, label: str):
     if src.crs is None:
         src.close()
         raise RasterError(f"{label}: the GeoTIFF has no CRS")
+    check_geographic_bounds(src, label)
     return src
+
+
+def check_geographic_bounds(src, label: str) -> None:
+    """Raise :class:`RasterError` (closing the open dataset ``src``) when its CRS is geographic
+    but its bounds are not degrees: outside [-180, 180] x [-90, 90], which PROJ cannot project
+    (coordinates in metres tagged with a lon/lat CRS)."""
+    if not src.crs.is_geographic:
+        return
+    left, bottom, right, top = src.bounds
+    lons_ok = -180.0 <= min(left, right) and max(left, right) <= 180.0
+    lats_ok = -90.0 <= min(bottom, top) and max(bottom, top) <= 90.0
+    if lons_ok and lats_ok:
+        return
+    crs = src.crs.to_string()
+    src.close()
+    raise RasterError(
+        f"{label}: bounds ({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) are outside "
+        f"[-180, 180] x [-90, 90] although its CRS ({crs}) is in degrees: the CRS tag looks wrong "
+        "(coordinates in metres, e.g. UTM?); fix it, e.g. gdal_edit.py -a_srs EPSG:<code> file.tif"
+    )
 
 
 def select_bands(
@@ -178,17 +200,29 @@ def pixel_size_m(crs, transform, lat: float | None) -> tuple[float, float]:
     return rx * factor, ry * factor
 
 
-def mercator_outline(src, k: int = 32):
+def mercator_outline(src, k: int = 32, label: str = ""):
     """The footprint of the open dataset ``src`` in web mercator (EPSG:3857 metres) as a shapely
-    polygon: its four edges, each densified to ``k`` points before reprojection."""
+    polygon: its four edges, each densified to ``k`` points before reprojection.
+
+    Raises :class:`RasterError` (naming ``label``) when PROJ cannot project the footprint.
+    """
     import shapely
+    from rasterio._err import CPLE_BaseError
     from rasterio.warp import transform
 
     edge = np.linspace(0.0, 1.0, k, endpoint=False)
     cols = np.concatenate([edge, np.ones(k), 1 - edge, np.zeros(k)]) * src.width
     rows = np.concatenate([np.zeros(k), edge, np.ones(k), 1 - edge]) * src.height
     xs, ys = src.transform @ (cols, rows)
-    mx, my = transform(src.crs, "EPSG:3857", list(xs), list(ys))
+    try:
+        mx, my = transform(src.crs, "EPSG:3857", list(xs), list(ys))
+    except CPLE_BaseError as exc:  # PROJ refuses the coordinates (e.g. a latitude beyond 90)
+        raise RasterError(
+            f"{label or 'the image'}: its footprint cannot be projected from {src.crs.to_string()} "
+            f"to web mercator ({exc}); the CRS tag looks wrong"
+        ) from None
+    if not (np.isfinite(mx).all() and np.isfinite(my).all()):
+        raise RasterError(f"{label or 'the image'}: its footprint cannot be projected to web mercator; the CRS tag looks wrong")
     return shapely.Polygon(np.column_stack([mx, my]))
 
 
