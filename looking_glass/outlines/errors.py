@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 
-__all__ = ["InvalidGeometryWarning", "OutlinesError"]
+__all__ = ["EmptyReferenceWarning", "InvalidGeometryWarning", "OutlinesError"]
 
 
 class OutlinesError(LookingGlassError, ValueError):
@@ -17,3 +17,8 @@ class OutlinesError(LookingGlassError, ValueError):
 class InvalidGeometryWarning(UserWarning):
     """A polygon layer held geometries that cannot be used (invalid or unreadable); they were
     skipped and the message names them."""
+
+
+class EmptyReferenceWarning(UserWarning):
+    """A mapped-buildings reference held no building within the area compared (almost always the
+    wrong file or area); the message names the file."""

@@ -8,9 +8,10 @@ Formats (by file name):
   (the one reader of that member). FeatureCollection, Feature or bare geometry.
 - ``.osm.pbf`` / ``.pbf`` / ``.osm`` / ``.osm.bz2`` / ``.osm.gz``: an OpenStreetMap extract read
   with pyosmium: every closed way and multipolygon relation tagged ``building`` (except
-  ``building=no``) assembled into an area, EPSG:4326. libosmium does not assemble objects with
-  negative ids (a JOSM layer never uploaded, or :func:`~.exports.write_osm`'s own output): read
-  such data from its GeoJSON instead.
+  ``building=no``) assembled into an area, EPSG:4326. Negative ids (a JOSM layer never uploaded,
+  or :func:`~.exports.write_osm`'s own output) are read too: libosmium's location caches hold
+  non-negative node ids only, so such a file is first copied to a temporary ``.osm.pbf`` with its
+  ids renumbered non-negative in the same order; features are named by their original ids.
 - anything else GDAL reads (GeoPackage, FlatGeobuf, Shapefile, ...): pyogrio, first layer unless
   ``layer`` is given, CRS from the file.
 
@@ -188,26 +189,85 @@ def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
                         layer.crs, layer.skipped, layer.ignored)
 
 
-def _read_osm(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
+def _has_negative_ids(obj) -> bool:
+    """Whether a building way/relation is or refers to a new (negative-id) object."""
+    if obj.id < 0:
+        return True
+    if hasattr(obj, "nodes"):
+        return any(n.ref < 0 for n in obj.nodes)
+    return any(m.ref < 0 for m in obj.members)
+
+
+def _renumbered_copy(path: Path, out: Path) -> int:
+    """Copy the OSM file at ``path`` to ``out`` (``.osm.pbf``) with ids made non-negative in the
+    same order (osmium's: new objects ``-1, -2, ...`` before the others): ``-n`` becomes ``n`` and
+    ``p >= 0`` becomes ``p + K + 1``, K the largest ``n``; references follow. Returns K."""
     import osmium
-    from pyproj import CRS
+
+    top = 0
+    for obj in osmium.FileProcessor(str(path)):
+        top = max(top, -obj.id)
+
+    def fix(i: int) -> int:
+        return -i if i < 0 else i + top + 1
+
+    writer = osmium.SimpleWriter(str(out))
+    try:
+        for obj in osmium.FileProcessor(str(path)):
+            if obj.is_node():
+                writer.add_node(obj.replace(id=fix(obj.id)))
+            elif obj.is_way():
+                writer.add_way(obj.replace(id=fix(obj.id), nodes=[fix(n.ref) for n in obj.nodes]))
+            else:
+                writer.add_relation(obj.replace(id=fix(obj.id), members=[(m.type, fix(m.ref), m.role)
+                                                                         for m in obj.members]))
+    finally:
+        writer.close()
+    return top
+
+
+def _osm_areas(path: Path, out: _Collector, top: int | None) -> bool:
+    """Add the building areas of the OSM file at ``path`` to ``out``; ``top``: the K of a copy
+    made by :func:`_renumbered_copy` (features are named by their original ids). Returns whether a building way or
+    relation is or refers to a negative-id object (then its area cannot be assembled here)."""
+    import osmium
 
     factory = osmium.geom.WKBFactory()
+    negative = False
+    proc = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.KeyFilter("building"))
+    for obj in proc:
+        if not obj.is_area():
+            if top is None and not obj.is_node() and not negative:
+                negative = _has_negative_ids(obj)
+            continue
+        if obj.tags.get("building") == "no":
+            continue
+        oid = obj.orig_id()
+        oid = oid if top is None else -oid if oid <= top else oid - top - 1
+        name = f"{'way' if obj.from_way() else 'relation'} {oid}"
+        try:
+            geom = shapely.from_wkb(factory.create_multipolygon(obj))
+        except Exception as e:  # noqa: BLE001 - an area osmium cannot assemble
+            out.add(name, None, f"cannot build its geometry ({e})")
+            continue
+        if len(geom.geoms) == 1:
+            geom = geom.geoms[0]
+        out.add(name, geom)
+    return negative
+
+
+def _read_osm(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
+    import tempfile
+
+    from pyproj import CRS
+
     out = _Collector(label, bbox)
     try:
-        proc = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.KeyFilter("building"))
-        for obj in proc:
-            if not obj.is_area() or obj.tags.get("building") == "no":
-                continue
-            name = f"{'way' if obj.from_way() else 'relation'} {obj.orig_id()}"
-            try:
-                geom = shapely.from_wkb(factory.create_multipolygon(obj))
-            except Exception as e:  # noqa: BLE001 - an area osmium cannot assemble
-                out.add(name, None, f"cannot build its geometry ({e})")
-                continue
-            if len(geom.geoms) == 1:
-                geom = geom.geoms[0]
-            out.add(name, geom)
+        if _osm_areas(path, out, None):  # new objects: read again from a renumbered copy
+            out = _Collector(label, bbox)
+            with tempfile.TemporaryDirectory(prefix="lg-osm-") as tmp:
+                copy = Path(tmp) / "renumbered.osm.pbf"
+                _osm_areas(copy, out, _renumbered_copy(path, copy))
     except RuntimeError as e:
         raise OutlinesError(f"{label}: not a readable OpenStreetMap file ({e})") from e
     return out.layer(CRS.from_epsg(4326), warn)

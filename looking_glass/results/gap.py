@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import shapely
 
 from looking_glass.grid import ZOOM, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE
+from looking_glass.outlines.errors import EmptyReferenceWarning
 from looking_glass.outlines.exports import GeoJSONWriter
 from looking_glass.outlines.gap import (
     GAP_VALUES,
@@ -198,6 +200,12 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
                 Path(unmapped_out).unlink(missing_ok=True)
     reference.warn()
     pa, ma = gap.totals["predicted_area_m2"], gap.totals["mapped_area_m2"]
+    if tally.done and ma == 0 and gap.totals["mapped_count"] == 0:
+        # Almost always the wrong file or area (or one read as empty): say so, not just "0%".
+        warnings.warn(f"{mapped_path}: no mapped building within the job's {tally.done:,} done tiles "
+                      f"(read {reference.most_held:,} at most per band): check that it is the right file "
+                      "and covers this area; every predicted building counts as unmapped",
+                      EmptyReferenceWarning, stacklevel=2)
     summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),
                "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
                "mapped_features_skipped": len(reference.skipped)}

@@ -4,6 +4,7 @@ stitched across tiles, in every export format; incomplete jobs, missing masks, b
 from __future__ import annotations
 
 import json
+import warnings
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
@@ -121,6 +122,15 @@ def test_osm_export_is_josm_xml_with_new_objects(aws, tmp_path):
     ways = root.findall("way")
     assert len(ways) == 5 and all(int(w.get("id")) < 0 for w in ways)
     assert all({t.get("k"): t.get("v") for t in w.findall("tag")}["building"] == "yes" for w in ways)
+    # Read back as the mapped reference (negative ids, as JOSM saves a layer not yet uploaded),
+    # the export is every predicted building, all mapped.
+    from looking_glass.results.gap import job_gap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no mapped building" warning, no skipped feature
+        s = job_gap(store, s3, bucket, JOB, str(out)).summary
+    assert (s["predicted_count"], s["mapped_count"]) == (5, 5)
+    assert s["completeness"] == pytest.approx(1.0, abs=1e-3) and s["unmapped_area_m2"] < 1e-3 * s["predicted_area_m2"]
 
 
 def test_an_incomplete_job_exports_what_is_done_and_says_what_is_missing(aws, tmp_path):
@@ -229,7 +239,9 @@ def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, t
     path = _mapped_file(tmp_path / "empty.geojson", [])
     w, s, e, n = tile_bounds(X0, Y0, 18)
     task = {"name": "task-7", "geometry": shapely.box(w, s, e, n)}
-    gap = job_gap(store, s3, bucket, JOB, path, polygons=[task])
+    with pytest.warns(UserWarning, match=r"empty.geojson: no mapped building within the job's 6 done tiles") as seen:
+        gap = job_gap(store, s3, bucket, JOB, path, polygons=[task])
+    assert len(seen) == 1  # one line, not one per band
     assert gap.summary["completeness"] == 0.0 and gap.summary["mapped_count"] == 0
     (row,) = gap.rows
     assert row["name"] == "task-7" and row["completeness"] == 0.0

@@ -102,3 +102,36 @@ def test_unknown_suffix_and_bad_geometry(tmp_path, buildings):
         write_buildings(buildings, tmp_path / "b.kml")
     with pytest.raises(OutlinesError, match="polygons"):
         write_geojson([shapely.Point(0, 0)], tmp_path / "p.geojson")
+
+
+def test_the_osm_export_reads_back_as_a_reference(tmp_path, buildings):
+    # The .osm export has only new (negative-id) objects, as an unsaved JOSM layer does: read back
+    # as the mapped reference it must give the exported buildings, courtyard relation included.
+    path = tmp_path / "b.osm"
+    write_osm(buildings, path)
+    back = read_polygons(path)
+    assert len(back) == len(buildings) and back.skipped == []
+    assert all(n.split()[1].startswith("-") for n in back.names)  # named by their original ids
+    for want in (b.polygon for b in buildings):
+        got = min(back.geoms, key=lambda g: g.symmetric_difference(want).area)
+        assert got.symmetric_difference(want).area < 1e-3 * want.area  # 1e-7 degree rounding
+    assert any(g.interiors for g in back.geoms if g.geom_type == "Polygon")
+
+
+def test_osm_mixing_mapped_and_new_objects(tmp_path):
+    # A JOSM edit of an existing area: one uploaded building (positive ids) and one new building
+    # whose way uses existing nodes and new ones; both read. Objects in osmium's order (new ones
+    # first), as ``osmium sort`` leaves them.
+    path = tmp_path / "mixed.osm"
+    path.write_text(
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\">\n"
+        '<node id="-1" lat="0" lon="0.002"/><node id="-2" lat="0.001" lon="0.002"/>\n'
+        '<node id="1" lat="0" lon="0"/><node id="2" lat="0" lon="0.001"/>'
+        '<node id="3" lat="0.001" lon="0.001"/><node id="4" lat="0.001" lon="0"/>\n'
+        '<way id="-7"><nd ref="2"/><nd ref="-1"/><nd ref="-2"/><nd ref="3"/><nd ref="2"/>'
+        '<tag k="building" v="house"/></way>\n'
+        '<way id="10"><nd ref="1"/><nd ref="2"/><nd ref="3"/><nd ref="4"/><nd ref="1"/>'
+        '<tag k="building" v="yes"/></way>\n</osm>\n')
+    back = read_polygons(path)
+    assert sorted(back.names) == ["way -7", "way 10"] and back.skipped == []
+    assert sorted(round(g.bounds[0], 6) for g in back.geoms) == [0.0, 0.001]
