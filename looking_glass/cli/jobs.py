@@ -227,7 +227,7 @@ def cmd_status(args) -> int:
 def cmd_results(args) -> int:
     """Print or write a job's results per tile, per coarser tile or per polygon."""
     from looking_glass.pipeline.jobs import store_for
-    from looking_glass.results.query import parse_polygons, query, render
+    from looking_glass.results.query import query, render
 
     if args.compare and args.totals:
         raise CommandError("--totals goes with the results rows, not with --compare")
@@ -237,10 +237,9 @@ def cmd_results(args) -> int:
         return cmd_compare_results(args)
     polygons = None
     if args.within:
-        p = Path(args.within)
-        if not p.is_file():
-            raise CommandError(f"polygons file {args.within} not found")
-        polygons = parse_polygons(p.read_bytes())
+        from looking_glass.cli.outlines import within_polygons
+
+        polygons = within_polygons(args.within)
     if args.totals and args.format == "geojson":
         raise CommandError("--totals goes with --format table or csv (GeoJSON output has a 'totals' member)")
     if args.out and not Path(args.out).parent.is_dir():

@@ -54,6 +54,22 @@ def mapped_path(text: str) -> str:
     return text
 
 
+def within_polygons(path: str) -> list[dict]:
+    """``--within POLYGONS``: the polygons of a GeoJSON file (``results.query.parse_polygons``);
+    every error names the file. Raises CommandError (missing or unreadable) or ResultsError."""
+    from looking_glass.results.query import parse_polygons
+
+    source = f"--within {path}"
+    p = Path(path)
+    if not p.is_file():
+        raise CommandError(f"{source}: polygons file not found (give a GeoJSON of polygons, e.g. task squares)")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise CommandError(f"{source}: cannot read it ({e.strerror or e})") from None
+    return parse_polygons(data, source)
+
+
 def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None):
     """The job's mapping gap, with a progress bar over the masks read and each warning about
     the mapped file (skipped features) printed as one ``warning:`` line."""
@@ -80,14 +96,9 @@ def cmd_compare_results(args) -> int:
     """``results JOB --compare MAPPED [--zoom Z | --within POLYGONS]``: the mapping gap as a
     table, CSV or GeoJSON."""
     from looking_glass.results.gap import render_gap
-    from looking_glass.results.query import parse_polygons
 
     mapped = mapped_path(args.compare)
-    polygons = None
-    if args.within:
-        if not Path(args.within).is_file():
-            raise CommandError(f"polygons file {args.within} not found")
-        polygons = parse_polygons(Path(args.within).read_bytes())
+    polygons = within_polygons(args.within) if args.within else None
     if args.out and not Path(args.out).parent.is_dir():
         raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     args.compare = mapped

@@ -198,19 +198,20 @@ def rollup_rows(items: list[dict], zoom: int) -> list[dict]:
 
 
 # ---- polygons -----------------------------------------------------------------------------------
-def parse_polygons(data: bytes) -> list[dict]:
+def parse_polygons(data: bytes, source: str = "polygons file") -> list[dict]:
     """User polygons from GeoJSON: one per polygonal Feature (or the geometry itself), each
-    validated with the AOI rules (``aoi.parse_aoi``); returns ``[{"name", "geometry"}]``."""
+    validated with the AOI rules (``aoi.parse_aoi``); returns ``[{"name", "geometry"}]``.
+    ``source`` starts every error message (the CLI passes ``--within PATH``). Raises ResultsError."""
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"polygons file is not GeoJSON text: {exc}") from None
+        raise ResultsError(f"{source}: not GeoJSON text: {exc}") from None
     if not isinstance(doc, dict) or "type" not in doc:
-        raise ResultsError("polygons file is not a GeoJSON object")
+        raise ResultsError(f"{source}: not a GeoJSON object")
     if doc["type"] == "FeatureCollection":
         features = doc.get("features")
         if not isinstance(features, list):
-            raise ResultsError("polygons file: FeatureCollection without a 'features' list")
+            raise ResultsError(f"{source}: FeatureCollection without a 'features' list")
     else:
         features = [doc]
     polygons = []
@@ -218,15 +219,15 @@ def parse_polygons(data: bytes) -> list[dict]:
         geom = feature.get("geometry") if isinstance(feature, dict) and feature.get("type") == "Feature" else feature
         if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
             kind = geom.get("type") if isinstance(geom, dict) else type(geom).__name__
-            raise ResultsError(f"polygons file: feature {index} is a {kind}, not a Polygon or MultiPolygon")
+            raise ResultsError(f"{source}: feature {index} is a {kind}, not a Polygon or MultiPolygon")
         default = str(feature.get("id", f"polygon {index + 1}")) if isinstance(feature, dict) else f"polygon {index + 1}"
         try:
             aoi = parse_aoi(json.dumps(feature).encode(), default_name=default)
         except AoiError as exc:
-            raise ResultsError(f"polygons file: feature {index} ({default}): {exc}") from None
+            raise ResultsError(f"{source}: feature {index} ({default}): {exc}") from None
         polygons.append({"name": aoi.name, "geometry": aoi.geometry})
     if not polygons:
-        raise ResultsError("polygons file has no features")
+        raise ResultsError(f"{source}: has no features (give at least one Polygon or MultiPolygon)")
     return polygons
 
 

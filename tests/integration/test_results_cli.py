@@ -324,7 +324,7 @@ def test_results_table_is_the_default(env, capsys):
     "extra, message",
     [
         (["--zoom", "19"], "between 0 and 18"),
-        (["--within", "/nonexistent/p.geojson"], "polygons file /nonexistent/p.geojson not found"),
+        (["--within", "/nonexistent/p.geojson"], "--within /nonexistent/p.geojson: polygons file not found"),
         (["--out", "/nonexistent/dir/x.csv"], "does not exist"),
     ],
 )

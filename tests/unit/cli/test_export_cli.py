@@ -40,3 +40,26 @@ def test_compare_takes_no_totals_option(tmp_path, capsys):
     code, _, err = run_cli(capsys, "results", "somejob", "--compare", str(mapped), "--totals",
                            "--embedded", str(tmp_path / "no-state.json"))
     assert code == 2 and "not with --compare" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "polygons file not found"),
+    ('{"type": "FeatureCollection", "features": []}', "has no features"),
+    ("{nope", "not GeoJSON text"),
+    ('{"type": "Point", "coordinates": [1, 2]}', "feature 0 is a Point"),
+])
+@pytest.mark.parametrize("compare", [False, True])
+def test_within_errors_name_the_file(tmp_path, capsys, content, message, compare):
+    # Both `results --within` and `results --compare --within`, checked before any AWS call.
+    tasks = tmp_path / "tasks.geojson"
+    if content is not None:
+        tasks.write_text(content)
+    mapped = tmp_path / "mapped.geojson"
+    mapped.write_text('{"type": "FeatureCollection", "features": []}')
+    extra = ["--compare", str(mapped)] if compare else []
+    code, out, err = run_cli(capsys, "results", "somejob", *extra, "--within", str(tasks),
+                             "--embedded", str(tmp_path / "no-state.json"))
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: --within {tasks}: ") and message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["mapped.geojson"] + (["tasks.geojson"] if content else []))
