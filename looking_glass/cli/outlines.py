@@ -39,10 +39,9 @@ def cmd_export(args) -> int:
             bar.close()
     counted = "" if report.building_count is None else f"; the tiles' building_count adds up to {report.building_count:,}"
     print(f"wrote {args.out}: {report.buildings:,} buildings ({fmt}) from {report.tiles_done:,} done tiles{counted}")
-    if report.tiles_missing:
-        print(f"warning: job {job_id} is {report.status}: {report.tiles_missing:,} of {report.tiles_total:,} tiles "
-              f"are not in the export ({report.tiles_pending:,} without a result yet, {report.tiles_not_done:,} "
-              "failed, without imagery or skipped); export again when the job is complete", file=sys.stderr)
+    note = report.missing_note()
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

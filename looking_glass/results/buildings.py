@@ -23,14 +23,14 @@ import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
-from looking_glass.imagery.status import TILE_DONE
+from looking_glass.imagery.status import TILE_DONE, TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
 from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
 from looking_glass.outlines.stitch import OutlineOptions, outline_rows
-from looking_glass.pipeline.store import ResultsStore
+from looking_glass.pipeline.store import ENQUEUEING, RUNNING, ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
 
@@ -38,6 +38,8 @@ __all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "TileTally", "check_
            "export_format", "job_building_rows", "job_buildings", "job_record"]
 
 # --format -> the file-name suffixes that name it
+# How a tile that ended without a result is named in the export's note.
+_NOT_DONE = {TILE_FAILED: "failed", TILE_NO_IMAGERY: "without imagery", TILE_SKIPPED: "skipped (no data in the imagery)"}
 EXPORT_FORMATS = {
     "geojson": (".geojson", ".json"),
     "gpkg": (".gpkg",),
@@ -68,11 +70,31 @@ class ExportReport:
     tiles_not_done: int
     tiles_pending: int
     building_count: int | None
+    not_done: dict[str, int] = field(default_factory=dict)  # final status other than done -> count
 
     @property
     def tiles_missing(self) -> int:
         """Tiles of the job whose buildings are not in the export."""
         return self.tiles_not_done + self.tiles_pending
+
+    def missing_note(self) -> str | None:
+        """One line saying which tiles are not in the export and why, true to the job's status
+        (None when every tile is in it): nothing at all to export, tiles still to come (export
+        again when the job is complete) or tiles that ended without a result (``retry``)."""
+        if not self.tiles_missing:
+            return None
+        why = [f"{n:,} {_NOT_DONE.get(k, k)}" for k, n in sorted(self.not_done.items()) if n]
+        head = f"job {self.job_id} is {self.status}: "
+        if not self.tiles_done and not self.tiles_pending:
+            return (head + f"no tile of it has a result to export ({', '.join(why)}, of {self.tiles_total:,} "
+                    "tiles): the export holds no buildings")
+        if self.tiles_pending:
+            why.insert(0, f"{self.tiles_pending:,} without a result yet")
+            again = "; export again when the job is complete" if self.status in (RUNNING, ENQUEUEING) else ""
+            return head + f"{self.tiles_missing:,} of {self.tiles_total:,} tiles are not in the export ({', '.join(why)}){again}"
+        retry = f"; `looking-glass retry {self.job_id}` runs the failed ones again" if self.not_done.get(TILE_FAILED) else ""
+        return (head + f"{self.tiles_missing:,} of {self.tiles_total:,} tiles are not in the export: they ended "
+                f"without a result ({', '.join(why)}){retry}")
 
 
 def export_format(path: str, fmt: str | None) -> str:
@@ -109,11 +131,13 @@ class TileTally:
     items: int = 0
     done: int = 0
     building_count: int | None = 0
+    statuses: dict[str, int] = field(default_factory=dict)  # every status met -> its count
 
     def through(self, items: Iterable[dict]) -> Iterator[dict]:
         """``items`` unchanged, counted as they pass."""
         for item in items:
             self.items += 1
+            self.statuses[item["status"]] = self.statuses.get(item["status"], 0) + 1
             if item["status"] == TILE_DONE:
                 self.done += 1
                 count = item.get("building_count")
@@ -223,4 +247,5 @@ def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str
         job_id=job_id, status=str(job.get("status")), buildings=written, tiles_total=total, tiles_done=tally.done,
         tiles_not_done=tally.items - tally.done, tiles_pending=max(total - tally.items, 0),
         building_count=tally.building_count,
+        not_done={k: n for k, n in tally.statuses.items() if k != TILE_DONE},
     )

@@ -15,7 +15,7 @@ import shapely
 from looking_glass.grid import quadkey
 from looking_glass.outlines.layers import read_polygons
 from looking_glass.outlines.vectorize import stored_building_count
-from looking_glass.pipeline.store import RUNNING, ResultsStore, TileResult
+from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore, TileResult
 from looking_glass.pipeline.unit_results import encode_unit_result, result_key
 from looking_glass.results.buildings import ExportError, export_buildings, export_format
 
@@ -79,7 +79,7 @@ def test_a_complete_job_exports_each_building_once_and_matches_its_building_coun
     out = tmp_path / f"b.{fmt}"
     report = export_buildings(store, s3, bucket, JOB, str(out), fmt)
     assert report.buildings == 5 == report.building_count
-    assert report.tiles_done == 6 and report.tiles_missing == 0
+    assert report.tiles_done == 6 and report.tiles_missing == 0 and report.missing_note() is None
     layer = read_polygons(out)
     assert len(layer) == 5
     # Pixel sizes 40x50, 40x60, 60x60 (four tiles), 60x80, 50x100: the same shapes (lon/lat areas
@@ -139,10 +139,32 @@ def test_an_incomplete_job_exports_what_is_done_and_says_what_is_missing(aws, tm
     report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "b.geojson"), "geojson")
     assert report.tiles_done == 2 and report.tiles_not_done == 2 and report.tiles_pending == 2
     assert report.tiles_missing == 4 and report.status == RUNNING
+    assert report.missing_note() == (f"job {JOB} is RUNNING: 4 of 6 tiles are not in the export (2 without a result "
+                                     "yet, 1 failed, 1 without imagery); export again when the job is complete")
     doc = json.loads((tmp_path / "b.geojson").read_text())
     # Tiles (0, 0) and (1, 0): the building inside (0, 0), the north half of the four-tile one,
     # and the west part of the one cut at x = 512 (its east part is in tile (2, 0), not done).
     assert len(doc["features"]) == report.buildings == 3 == report.building_count
+
+
+def test_a_complete_job_without_any_imagery_says_there_is_nothing_to_export(aws, tmp_path):
+    # The trial's case: every tile "no imagery", the job COMPLETE; not "export again when complete".
+    store, s3, bucket = put_job(aws, {(dx, dy): "no_imagery" for dx in range(3) for dy in range(2)})
+    report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "b.geojson"), "geojson")
+    assert report.status == COMPLETE and report.buildings == 0 and report.tiles_missing == 6
+    assert report.missing_note() == (f"job {JOB} is COMPLETE: no tile of it has a result to export (6 without "
+                                     "imagery, of 6 tiles): the export holds no buildings")
+    assert json.loads((tmp_path / "b.geojson").read_text())["features"] == []
+
+
+def test_a_complete_job_with_failed_tiles_points_at_retry(aws, tmp_path):
+    tiles = {**ALL, (2, 1): "failed", (2, 0): "skipped"}
+    store, s3, bucket = put_job(aws, tiles)
+    report = export_buildings(store, s3, bucket, JOB, str(tmp_path / "b.geojson"), "geojson")
+    assert report.status == COMPLETE and report.tiles_done == 4
+    assert report.missing_note() == (f"job {JOB} is COMPLETE: 2 of 6 tiles are not in the export: they ended without "
+                                     "a result (1 failed, 1 skipped (no data in the imagery)); "
+                                     f"`looking-glass retry {JOB}` runs the failed ones again")
 
 
 def test_unknown_job_missing_masks_and_bad_outputs_are_clear_errors(aws, tmp_path):
