@@ -78,6 +78,7 @@ def cmd_submit(args) -> int:
         if not path.is_file():
             raise CommandError(f"AOI file {args.aoi} not found")
         data, filename = path.read_bytes(), path.name
+        _check_meets_source(dep, args.imagery, data, args.aoi)
     sub = submit(dep, data, filename, args.name, imagery=args.imagery, model=_active_model(dep), rerun=args.rerun)
     for warning in sub["warnings"]:
         print(f"warning: {shown(warning)}", file=sys.stderr)
@@ -124,6 +125,31 @@ def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
     session = dep.data_session() if "s3://" in entry.source else None
     feature = footprint_feature(entry.source, f"{name} footprint", bands=entry.bands, session=session)
     return json.dumps(feature).encode(), f"{name}-footprint.geojson"
+
+
+def _check_meets_source(dep, name: str | None, data: bytes, label: str) -> None:
+    """Refuse (exit 2, before anything is uploaded) an AOI (GeoJSON ``data`` of file ``label``)
+    that does not intersect the footprint of the source the job would run on (``name``, None:
+    the default), where that source is a GeoTIFF or mosaic whose definition is known here; a
+    URL template or an unknown definition has no footprint to check."""
+    from looking_glass.imagery.overlap import check_aoi_meets_footprint
+    from looking_glass.pipeline.jobs import check_imagery_name, imagery_registry
+    from looking_glass.tiling.aoi import AoiError, parse_aoi
+
+    check_imagery_name(dep, name)
+    registry = imagery_registry(dep)
+    entry = registry.sources.get(registry.resolve(name)) if registry is not None else None
+    if entry is None or entry.is_template:
+        return
+    try:
+        aoi = parse_aoi(data, default_name=Path(label).stem)
+    except AoiError:
+        return  # submit's own reading reports it, with the enumerator's reasons
+    from looking_glass.cli.serve import source_footprint
+
+    session = dep.data_session() if "s3://" in entry.source else None
+    footprint = source_footprint(entry.source, bands=entry.bands, session=session)
+    check_aoi_meets_footprint(aoi.geometry, footprint, f"'{entry.name}' ({entry.source})")
 
 
 def _active_model(dep) -> str:

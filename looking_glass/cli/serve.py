@@ -49,12 +49,10 @@ def cmd_serve_tiles(args) -> int:
     return 0
 
 
-def footprint_feature(spec: str, name: str | None = None, bands=None, session=None) -> dict:
-    """The footprint of a GeoTIFF/COG or mosaic ``spec`` as a GeoJSON Feature in lon/lat (an AOI
-    covering every tile with imagery), named ``name`` (default: the file's stem). Raises
-    GeoTiffError for a source that cannot be read."""
-    import shapely.geometry
-
+def source_footprint(spec: str, bands=None, session=None):
+    """The footprint of a GeoTIFF/COG or mosaic ``spec`` (local or s3://, read with ``session``)
+    as a shapely geometry in lon/lat degrees (EPSG:4326). Raises GeoTiffError for a source that
+    cannot be read."""
     from looking_glass.imagery.geotiff import GeoTiffError, lonlat_footprint
     from looking_glass.imagery.mosaic import open_geotiff_source
     from looking_glass.runtime.settings import SettingsError, validate_geotiff_source
@@ -64,7 +62,16 @@ def footprint_feature(spec: str, name: str | None = None, bands=None, session=No
     except SettingsError as exc:
         raise GeoTiffError(str(exc).replace("LG_IMAGERY_GEOTIFF=", "")) from None
     with open_geotiff_source(spec, bands=bands, session=session) as image:
-        footprint = lonlat_footprint(image.outline)
+        return lonlat_footprint(image.outline)
+
+
+def footprint_feature(spec: str, name: str | None = None, bands=None, session=None) -> dict:
+    """The footprint of a GeoTIFF/COG or mosaic ``spec`` as a GeoJSON Feature in lon/lat (an AOI
+    covering every tile with imagery), named ``name`` (default: the file's stem). Raises
+    GeoTiffError for a source that cannot be read."""
+    import shapely.geometry
+
+    footprint = source_footprint(spec, bands=bands, session=session)
     stem = spec.split(",")[0].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
     return {"type": "Feature", "properties": {"name": name or f"{stem} footprint"},
             "geometry": shapely.geometry.mapping(footprint)}

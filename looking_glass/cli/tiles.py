@@ -84,7 +84,8 @@ def cmd_estimate(args) -> int:
 def cmd_validate(args) -> int:
     """Check the AOI with the enumerator's rules (the same reading, limits and reasons:
     :func:`looking_glass.tiling.plan.cover_within_limits` with the tile cap of
-    ``LG_MAX_TILES_PER_JOB``) and print its zoom-18 tile count."""
+    ``LG_MAX_TILES_PER_JOB``) and print its zoom-18 tile count; with ``--imagery`` (a GeoTIFF or
+    mosaic) refuse an AOI that does not intersect the imagery's footprint."""
     from looking_glass.pipeline.enumerator import MAX_AOI_BYTES
     from looking_glass.tiling.aoi import AoiError
     from looking_glass.tiling.cover import count_tiles
@@ -100,7 +101,16 @@ def cmd_validate(args) -> int:
         runs = cover_within_limits(aoi.geometry, ZOOM, job_tile_cap())
     except AoiError as exc:
         raise AoiError(f"{args.aoi}: {exc}") from None
-    print(f"{shown(args.aoi)}: valid AOI '{shown(aoi.name)}', {count_tiles(runs):,} zoom-{ZOOM} tiles")
+    if args.imagery:  # a GeoTIFF/mosaic: the AOI must meet its footprint, or no tile has imagery
+        from looking_glass.cli.serve import source_footprint
+        from looking_glass.imagery.overlap import AoiOutsideImagery, check_aoi_meets_footprint
+
+        try:
+            check_aoi_meets_footprint(aoi.geometry, source_footprint(args.imagery), args.imagery)
+        except AoiOutsideImagery as exc:
+            raise AoiOutsideImagery(f"{args.aoi}: {exc}") from None
+    print(f"{shown(args.aoi)}: valid AOI '{shown(aoi.name)}', {count_tiles(runs):,} zoom-{ZOOM} tiles"
+          + (f", meets the footprint of {shown(args.imagery)}" if args.imagery else ""))
     return 0
 
 
@@ -149,4 +159,6 @@ def add_validate(sub) -> None:
     """Add ``validate`` (listed after the data and model commands in ``--help``)."""
     validate = sub.add_parser("validate", help="check an AOI with the enumerator's rules")
     validate.add_argument("aoi", help="AOI GeoJSON file")
+    validate.add_argument("--imagery", metavar="SOURCE",
+                          help="a GeoTIFF/COG (local or s3://) or mosaic: the AOI must intersect its footprint")
     validate.set_defaults(func=cmd_validate)

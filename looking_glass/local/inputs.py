@@ -320,6 +320,13 @@ def validated_inputs(args, session=None) -> RunInputs:
         inputs.aoi_bytes, inputs.aoi_filename = data, p.name
         if inputs.imagery is not None and inputs.imagery.kind == "xyz":
             probe_template(inputs.imagery.source, parsed.geometry)
+        elif inputs.imagery is not None and inputs.imagery.footprint is not None:
+            from looking_glass.imagery.overlap import AoiOutsideImagery, check_aoi_meets_footprint
+
+            try:  # else every tile would be no_imagery and the run COMPLETE with nothing done
+                check_aoi_meets_footprint(parsed.geometry, inputs.imagery.footprint, inputs.imagery.source)
+            except AoiOutsideImagery as exc:
+                raise InputError(f"--aoi {aoi}: {exc}") from None
     elif hasattr(args, "aoi") and inputs.imagery is not None:
         if inputs.imagery.kind == "xyz":
             raise InputError("--imagery with a URL template needs --aoi (a template has no extent)")

@@ -22,7 +22,7 @@ from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import ImageryRegistry, ImagerySource, encode_sources, single_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "imagery"))
-from test_mosaic import TILE_SIZE, write_tif  # noqa: E402
+from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
 
 DEFAULT = single_source("default", "https://tiles.example/{z}/{x}/{y}.png")
 OSM = ImagerySource("osm", "https://osm.example/{z}/{x}/{y}.png")
@@ -78,7 +78,7 @@ def uploaded(dep) -> list[str]:
 
 def test_submit_on_a_stack_names_the_job_the_enumerator_makes(deployment, capsys, monkeypatch):
     dep, aoi = deployment, deployment["tmp"] / "block.geojson"
-    aoi.write_bytes(block_aoi(X0, Y0, 2, 1))
+    aoi.write_bytes(block_aoi(X, Y, 2, 1))  # the tiles of 'scene' (it is checked to meet them)
     ids = {}
     for imagery in ("scene", None):
         code, out, err = run_cli(capsys, "submit", str(aoi), "--stack", dep["name"], *(["--imagery", imagery] if imagery else []))
@@ -95,6 +95,8 @@ def test_submit_on_a_stack_names_the_job_the_enumerator_makes(deployment, capsys
 
     # 'scene' registered again for other images: a new job, made by the enumerator under that id
     moved = ImagerySource("scene", dep["registry"].sources["scene"].source.replace("scene.tif", "scene2.tif"))
+    dep["session"].client("s3").upload_file(str(write_tif(dep["tmp"] / "scene2.tif", 90, 0, 2 * TILE_SIZE)),
+                                            dep["bucket"], "kigali/scene2.tif")  # submit reads its footprint
     again = ImageryRegistry({**dep["registry"].sources, "scene": moved}, "default")
     code, out, err = run_cli(capsys, "submit", str(aoi), "--stack", deploy(dep, again), "--imagery", "scene")
     assert code == 0 and out.strip() != ids["scene"] and "already holds" not in err
@@ -112,6 +114,31 @@ def test_an_unknown_name_on_a_stack_is_refused_before_upload_with_close_names(de
     code, _, err = run_cli(capsys, "submit", "--stack", deployment["name"], "--imagery", "sceen")  # no AOI either
     assert code == 2 and "did you mean 'scene'?" in err
     assert uploaded(deployment) == []
+
+
+def test_an_aoi_outside_the_sources_footprint_is_refused_before_upload(deployment, capsys):
+    """A swapped lon/lat AOI would end COMPLETE with every tile 'no imagery': refused, with the
+    source, both bounding boxes and the hint; the template source has no footprint to check."""
+    import shapely
+
+    from looking_glass.grid import tile_bounds
+
+    west, south, east, north = tile_bounds(X, Y, 18)
+    box = shapely.geometry.box(west + 1e-5, south + 1e-5, east - 1e-5, north - 1e-5)
+    swapped = {"type": "Polygon", "coordinates": [[[lat, lon] for lon, lat in box.exterior.coords]]}
+    aoi = deployment["tmp"] / "swapped.geojson"
+    aoi.write_text(json.dumps(swapped))
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--stack", deployment["name"], "--imagery", "scene")
+    assert code == 2
+    assert f"does not intersect the footprint of imagery 'scene' (s3://{deployment['bucket']}/kigali/scene.tif)" in err
+    assert f"bbox ({south + 1e-5:.6f}, {west + 1e-5:.6f}" in err and "with its coordinates swapped it would" in err
+    far = deployment["tmp"] / "far.geojson"
+    far.write_bytes(block_aoi(X0, Y0, 1, 1))  # Kigali: no swap brings it onto the scene
+    code, _, err = run_cli(capsys, "submit", str(far), "--stack", deployment["name"], "--imagery", "scene")
+    assert code == 2 and "does not intersect" in err and "swapped" not in err
+    assert uploaded(deployment) == []
+    code, _, err = run_cli(capsys, "submit", str(far), "--stack", deployment["name"], "--imagery", "osm")
+    assert code == 0, err  # a URL template has no extent to check
 
 
 def test_submit_without_an_aoi_on_a_stack_uses_the_s3_sources_footprint(deployment, capsys):

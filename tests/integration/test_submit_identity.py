@@ -20,7 +20,7 @@ from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import parse_sources
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "imagery"))
-from test_mosaic import TILE_SIZE, write_tif  # noqa: E402
+from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def objects(deployment) -> list[str]:
 
 def test_resubmitting_the_same_inputs_names_the_job_that_holds_them(registry, capsys, tmp_path):
     aoi = tmp_path / "block.geojson"
-    aoi.write_bytes(block_aoi(X0, Y0, 2, 1))
+    aoi.write_bytes(block_aoi(X, Y, 2, 1))  # the tiles of 'scene' (submit checks the AOI meets them)
     code, out, _ = run_cli(capsys, "submit", str(aoi), "--imagery", "scene")
     assert code == 0
     first = out.strip()
