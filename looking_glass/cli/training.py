@@ -152,6 +152,8 @@ def cmd_evaluate(args) -> int:
         return _evaluate_polygons(args)
     if args.truth:
         raise CommandError("--truth goes with --polygons (with --data the truth is in the chips)")
+    if getattr(args, "extent", None):
+        raise CommandError("--extent goes with --polygons (it limits the polygons scored)")
     from looking_glass.training.evaluate import evaluate
 
     segmenter = _load_model(args.model)
@@ -166,10 +168,18 @@ def _evaluate_polygons(args) -> int:
 
     if not args.truth:
         raise CommandError("--polygons needs --truth FOOTPRINTS (GeoJSON, GeoPackage, FlatGeobuf or .osm.pbf)")
-    for flag, path in (("--polygons", args.polygons), ("--truth", args.truth)):
-        if not Path(path).is_file():
+    import warnings
+
+    extent = getattr(args, "extent", None)
+    for flag, path in (("--polygons", args.polygons), ("--truth", args.truth), ("--extent", extent)):
+        if path is not None and not Path(path).is_file():
             raise CommandError(f"{flag} {path}: no such file")
-    print(json.dumps(evaluate_polygons(args.polygons, args.truth, iou=args.iou), indent=2))
+    with warnings.catch_warnings(record=True) as caught:  # each as one "warning:" line
+        warnings.simplefilter("always")
+        result = evaluate_polygons(args.polygons, args.truth, iou=args.iou, extent_path=extent)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -232,6 +242,10 @@ def add_commands(sub) -> None:
                                 help="building polygons (GeoJSON, GeoPackage, FlatGeobuf, any CRS) scored "
                                      "against --truth by the SpaceNet rule")
             p.add_argument("--truth", metavar="FOOTPRINTS", help="reference footprints for --polygons (any CRS)")
+            p.add_argument("--extent", metavar="AOI",
+                           help="with --polygons: score only buildings inside this polygon file (e.g. the job's "
+                                "AOI; any format and CRS); without it truth outside the predictions is counted "
+                                "and warned about")
             p.add_argument("--iou", type=_iou_threshold, default=0.5,
                            help="IoU a matched pair needs to count as a true positive (default 0.5)")
         if name == "plot":

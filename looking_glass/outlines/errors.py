@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 
-__all__ = ["EmptyReferenceWarning", "InvalidGeometryWarning", "OutlinesError"]
+__all__ = ["EmptyReferenceWarning", "ExtentWarning", "InvalidGeometryWarning", "OutlinesError"]
 
 
 class OutlinesError(LookingGlassError, ValueError):
@@ -22,3 +22,8 @@ class InvalidGeometryWarning(UserWarning):
 class EmptyReferenceWarning(UserWarning):
     """A mapped-buildings reference held no building within the area compared (almost always the
     wrong file or area); the message names the file."""
+
+
+class ExtentWarning(UserWarning):
+    """Reference buildings lie outside the predictions' extent and are scored as misses; the
+    message gives the count."""

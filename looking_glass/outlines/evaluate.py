@@ -22,12 +22,13 @@ areas, and hence IoU, are true ground ratios wherever the data are.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import shapely
 
-from looking_glass.outlines.errors import OutlinesError
+from looking_glass.outlines.errors import ExtentWarning, OutlinesError
 from looking_glass.outlines.layers import read_polygons, to_crs
 from looking_glass.outlines.stitch import OutlineOptions, outline_tiles
 
@@ -89,26 +90,57 @@ def local_equal_area_crs(lonlat_geoms):
     return CRS.from_proj4(f"+proj=laea +lat_0={lat0:.6f} +lon_0={lon0:.6f} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs")
 
 
-def evaluate_polygons(pred_path, truth_path, iou: float = 0.5) -> dict:
+def evaluate_polygons(pred_path, truth_path, iou: float = 0.5, extent_path=None) -> dict:
     """Object scores of the predicted polygons in ``pred_path`` against the truth in
     ``truth_path`` (any format and CRS :func:`~.layers.read_polygons` reads).
 
+    ``extent_path``: a polygon file (any format and CRS; the union of its polygons) limiting the
+    scoring to an area: a building of either file is scored when a point on its surface
+    (``shapely.point_on_surface``) lies in it, so one cut by the edge is in or out for both.
+    Without it, truth buildings that do not even meet the bounding box of the predictions are
+    still misses (fn), but are counted in ``truth_outside_predictions`` and one
+    :class:`~.errors.ExtentWarning` says how many (truth covering more than the predicted area is
+    almost always a mistake of extent, not of the model).
+
     Returns a JSON-ready dict: tp, fp, fn, precision, recall, f1, iou (the threshold), predicted
     and truth (counts used), skipped (features of either file not used, with reasons; each file's
-    skipped features also raise one InvalidGeometryWarning). Raises OutlinesError for unreadable
-    files or a threshold outside (0, 1].
+    skipped features also raise one InvalidGeometryWarning), and either ``extent`` (the file)
+    with ``outside_extent`` ({"predicted", "truth"}: counts left out) or
+    ``truth_outside_predictions``. Raises OutlinesError for unreadable files, an extent file
+    without polygons or a threshold outside (0, 1].
     """
     if not 0 < iou <= 1:
         raise OutlinesError(f"the IoU threshold must be in (0, 1], got {iou}")
     pred = read_polygons(pred_path)
     truth = read_polygons(truth_path)
     pred_ll, truth_ll = pred.lonlat(), truth.lonlat()
+    extra: dict = {}
+    if extent_path is not None:
+        area_layer = read_polygons(extent_path)
+        if not len(area_layer):
+            raise OutlinesError(f"--extent {extent_path}: no polygon in it (give the area to score, e.g. the AOI)")
+        area = shapely.union_all(area_layer.lonlat())
+        shapely.prepare(area)
+        keep_p = shapely.intersects(area, shapely.point_on_surface(pred_ll)) if len(pred_ll) else np.zeros(0, bool)
+        keep_t = shapely.intersects(area, shapely.point_on_surface(truth_ll)) if len(truth_ll) else np.zeros(0, bool)
+        extra = {"extent": str(extent_path),
+                 "outside_extent": {"predicted": int((~keep_p).sum()), "truth": int((~keep_t).sum())}}
+        pred_ll, truth_ll = pred_ll[keep_p], truth_ll[keep_t]
+    else:
+        outside = 0
+        if len(pred_ll) and len(truth_ll):
+            outside = int((~shapely.intersects(shapely.box(*shapely.total_bounds(pred_ll)), truth_ll)).sum())
+        extra = {"truth_outside_predictions": outside}
+        if outside:
+            warnings.warn(f"{truth.source}: {outside:,} of {len(truth_ll):,} truth buildings lie outside the extent of "
+                          f"the predictions in {pred.source} and count as misses (fn); give --extent AOI to score "
+                          "only inside an area", ExtentWarning, stacklevel=2)
     metric = local_equal_area_crs(np.concatenate([pred_ll, truth_ll]))
     result = match_spacenet(to_crs(pred_ll, "EPSG:4326", metric), to_crs(truth_ll, "EPSG:4326", metric), iou)
     result.pop("matches")
-    result.update({"iou": iou, "predicted": len(pred), "truth": len(truth),
+    result.update({"iou": iou, "predicted": len(pred_ll), "truth": len(truth_ll),
                    "skipped": [f"{pred.source}: {s}" for s in pred.skipped]
-                   + [f"{truth.source}: {s}" for s in truth.skipped]})
+                   + [f"{truth.source}: {s}" for s in truth.skipped], **extra})
     return result
 
 
