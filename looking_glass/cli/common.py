@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,10 @@ from looking_glass.runtime.parsing import ARGUMENT, ParseError, Parsers
 if TYPE_CHECKING:
     from looking_glass.tiling.aoi import Aoi
 
-__all__ = ["CommandError", "add_target", "aws_guard", "non_negative_float", "positive_float", "positive_int", "read_aoi", "zoom"]
+__all__ = [
+    "CommandError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder", "positive_float",
+    "positive_int", "read_aoi", "zoom",
+]
 
 MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
 
@@ -59,6 +63,48 @@ def non_negative_float(text: str) -> float:
 def zoom(text: str) -> int:
     """Option type: a tile zoom, 0..24."""
     return _option(_OPTION.integer, "zoom", text, 0, MAX_ZOOM)
+
+
+def _creatable_below(text: str, path: Path) -> None:
+    """ArgumentTypeError unless the folders up to ``path`` can be made: its nearest existing
+    ancestor (``path`` itself included) is a folder this process may write in."""
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write in the folder {base}")
+
+
+def output_folder(text: str) -> str:
+    """Option type: a folder to write in (``--out DIR``), made with its parents when missing.
+    Refused (exit 2) when the path is an existing file, or a file stands where a folder on its
+    way should be, or the nearest existing folder cannot be written; returns ``text``."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+    _creatable_below(text, path)
+    return text
+
+
+def output_file(text: str, make_folders: bool = False) -> str:
+    """Option type: a file to write (``--out FILE``), replaced if it exists. Refused (exit 2) when
+    the path is a folder, its folder is missing (unless ``make_folders``: then the folders on its
+    way must be makeable) or not a folder, or it cannot be written; returns ``text``."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, not a file")
+    parent = path.parent
+    if make_folders:
+        _creatable_below(text, parent)
+    elif not parent.exists():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {parent} does not exist")
+    elif not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+    elif not os.access(path if path.exists() else parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot be written (permission denied)")
+    return text
 
 
 def read_aoi(path: str) -> tuple[bytes, Aoi]:

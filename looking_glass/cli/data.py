@@ -3,7 +3,7 @@ synthetic world."""
 
 from __future__ import annotations
 
-from looking_glass.cli.common import CommandError, positive_float, positive_int
+from looking_glass.cli.common import CommandError, output_folder, positive_float, positive_int
 
 
 def cmd_prepare(args) -> int:
@@ -129,7 +129,7 @@ def add_commands(sub) -> None:
     prep.add_argument("--aoi", help="with --imagery: the area (GeoJSON polygons, lon/lat) whose tiles become chips")
     prep.add_argument("--footprints", nargs="+", required=True,
                       help="GeoJSON footprints, the same kinds; one file labels every image, several pair with the images by id")
-    prep.add_argument("--out", required=True, help="output directory (shards + manifest.json)")
+    prep.add_argument("--out", required=True, type=output_folder, help="output directory (shards + manifest.json)")
     prep.add_argument("--mode", choices=("native", "tiles"), default=None,
                       help="native-resolution chips (default for --images), or chips on the zoom-18 tile grid "
                            "(reprojected; always for --imagery)")
@@ -149,7 +149,7 @@ def add_commands(sub) -> None:
 
     synth = sub.add_parser("synth-data", help="a training set from the synthetic world (prepare format)")
     synth.add_argument("--tiles", type=positive_int, required=True)
-    synth.add_argument("--out", required=True)
+    synth.add_argument("--out", required=True, type=output_folder, help="output directory")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=cmd_synth_data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from looking_glass.cli.common import positive_int
+from looking_glass.cli.common import output_folder, positive_int
 from looking_glass.local.inputs import add_run_options
 
 
@@ -27,7 +27,7 @@ def cmd_demo(args) -> int:
 def add_commands(sub) -> None:
     """Add ``demo`` to the subcommand parsers ``sub``."""
     demo = sub.add_parser("demo", help="run the whole pipeline on the embedded default")
-    demo.add_argument("--out", default="demo-output", help="output directory (default ./demo-output)")
+    demo.add_argument("--out", default="demo-output", type=output_folder, help="output directory (default ./demo-output)")
     demo.add_argument("--aoi", help="AOI GeoJSON (default: the sample shipped with the package)")
     demo.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
     demo.add_argument("--model", default="", help="Keras model file (default: the shipped model)")

@@ -4,11 +4,12 @@ either a stack by name (``--stack NAME``) or the embedded run of ``looking-glass
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, positive_float, positive_int, zoom
+from looking_glass.cli.common import CommandError, output_file, output_folder, positive_float, positive_int, zoom
 from looking_glass.cli.common import add_target as _add_target
 from looking_glass.cli.common import aws_guard as _aws_guard
 from looking_glass.display import shown
@@ -375,8 +376,8 @@ def add_commands(sub) -> None:
     """Add ``up``, ``submit``, ``jobs``, ``status``, ``results``, ``retry`` and ``map`` to ``sub``."""
     up = sub.add_parser("up", help="keep an embedded Looking Glass running for submit/jobs/results/...")
     up.add_argument("--workers", type=positive_int, default=2, help="local worker processes (default 2)")
-    up.add_argument("--embedded", metavar="STATE", help="state file to write (default ~/.looking-glass/embedded.json)")
-    up.add_argument("--dir", help="working folder for worker logs (default: next to the state file)")
+    up.add_argument("--embedded", metavar="STATE", type=functools.partial(output_file, make_folders=True), help="state file to write (default ~/.looking-glass/embedded.json)")
+    up.add_argument("--dir", type=output_folder, help="working folder for worker logs (default: next to the state file)")
     add_run_options(up, named=True)  # --imagery [NAME=]SOURCE (repeated), --bands, --model (looking_glass.local.inputs)
     up.set_defaults(func=cmd_up)
 
@@ -415,7 +416,7 @@ def add_commands(sub) -> None:
     res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
     res.add_argument("--totals", action="store_true",
                      help="print the totals (the rows' sums and the job's own counters) instead of the rows; table or csv")
-    res.add_argument("--out", help="write to this file instead of standard output")
+    res.add_argument("--out", type=output_file, help="write to this file instead of standard output")
     res.add_argument("--compare", metavar="MAPPED",
                      help="the mapping gap against buildings already mapped (GeoJSON, GeoPackage, FlatGeobuf, "
                           ".osm.pbf; any CRS): predicted vs mapped area and count, unmapped area, completeness, rank")
@@ -433,7 +434,7 @@ def add_commands(sub) -> None:
     mp = sub.add_parser("map", help="map.png and a self-contained map.html of a job")
     mp.add_argument("job", help=JOB_HELP)
     _add_target(mp)
-    mp.add_argument("--out", required=True, help="output folder")
+    mp.add_argument("--out", required=True, type=output_folder, help="output folder")
     mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
     mp.add_argument("--imagery", help="imagery under the tiles: a registered source's name, an XYZ URL template or a GeoTIFF/COG (local or s3://); "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, add_target, aws_guard
+from looking_glass.cli.common import CommandError, add_target, aws_guard, output_file
 
 
 def _job(args):
@@ -139,7 +139,7 @@ def add_commands(sub) -> None:
     ex = sub.add_parser("export", help="a job's building outlines (GeoJSON, GeoPackage, FlatGeobuf, JOSM .osm)")
     ex.add_argument("job", help="job id, the start of one, or the job's name (as `jobs` lists them)")
     add_target(ex)
-    ex.add_argument("--out", required=True, help="file to write (replaced if it exists)")
+    ex.add_argument("--out", required=True, type=output_file, help="file to write (replaced if it exists)")
     ex.add_argument("--format", choices=EXPORT_FORMAT_NAMES,
                     help="geojson, gpkg (GeoPackage), fgb (FlatGeobuf) or osm (JOSM XML); default: from --out's suffix")
     ex.add_argument("--regularise", action="store_true",

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, positive_int
+from looking_glass.cli.common import CommandError, output_file, output_folder, positive_int
 
 
 def _hyperparameters_arg(text: str | None) -> dict:
@@ -215,7 +215,7 @@ def add_commands(sub) -> None:
                             "(NAME defaults to LookingGlass)")
     train.add_argument("--data", help="a prepared dataset (prepare or synth-data output); with --stack it is "
                                       "uploaded to the training bucket first, without it the bucket's data is used")
-    train.add_argument("--root", help="--local: the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
+    train.add_argument("--root", type=output_folder, help="--local: the /opt/ml-like root (default: a new temporary folder); reuse it to resume")
     train.add_argument("--hyperparameters", help="JSON object, or a JSON file, e.g. '{\"epochs\": 5}'")
     train.add_argument("--init", metavar="MODEL",
                        help="fine-tune: start from this model's architecture and weights (shipped, a .keras file "
@@ -249,6 +249,6 @@ def add_commands(sub) -> None:
             p.add_argument("--iou", type=_iou_threshold, default=0.5,
                            help="IoU a matched pair needs to count as a true positive (default 0.5)")
         if name == "plot":
-            p.add_argument("--out", required=True, help="PNG file to write")
+            p.add_argument("--out", required=True, type=output_file, help="PNG file to write")
             p.add_argument("--count", type=positive_int, default=4, help="examples (rows)")
         p.set_defaults(func=func)
