@@ -174,13 +174,31 @@ def list_models(s3, bucket: str) -> list[ModelRecord]:
     return sorted(records, key=lambda r: (str(r.sidecar.get("registered") or ""), r.name))
 
 
+def _without_v(version: str) -> str:
+    """``version`` with a leading 'v' before a digit dropped from its version part ("v3" -> "3",
+    "m/v3" -> "m/3"): how docs and plots name version "3"."""
+    model_id, slash, last = version.rpartition("/")
+    if len(last) > 1 and last[0] in "vV" and last[1].isdigit():
+        last = last[1:]
+    return f"{model_id}{slash}{last}"
+
+
 def find(records: list[ModelRecord], version: str) -> ModelRecord:
-    """The record named ``version`` (``<version>`` or ``<model_id>/<version>``); raises
-    :class:`RegistryError` for an unknown or ambiguous name, listing the known ones."""
+    """The record named ``version`` (``<version>`` or ``<model_id>/<version>``; a leading 'v', as
+    in "v3", is accepted when the version without it is registered); raises
+    :class:`RegistryError` for an unknown or ambiguous name, listing the known ones and the
+    closest ("did you mean ...?")."""
+    import difflib
+
     known = [r.name for r in records]
     matches = [r for r in records if version in (r.name, r.version)]
+    if not matches and _without_v(version) != version:
+        matches = [r for r in records if _without_v(version) in (r.name, r.version)]
     if not matches:
-        raise RegistryError(f"no registered model version {version!r}; known: {known or 'none'}")
+        names = sorted({*known, *(r.version for r in records)})
+        close = difflib.get_close_matches(_without_v(version), names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"no registered model version {version!r}; known: {known or 'none'}{hint}")
     if len(matches) > 1:
         raise RegistryError(f"{version!r} names {len(matches)} models ({[r.name for r in matches]}): "
                             "give <model_id>/<version>")

@@ -135,3 +135,19 @@ def test_a_training_jobs_archive_is_registered(embedded, tmp_path):
     assert [r.name for r in registry.list_models(s3, resources.masks_bucket)] == ["tiny/looking-glass-1234"]
     with pytest.raises(registry.RegistryError, match="cannot fetch"):
         registry.register_artifact(s3, resources.masks_bucket, uri.replace("1234", "9999"))
+
+
+def test_find_accepts_a_leading_v_and_suggests_the_right_name():
+    """Docs and plots call version "3" "v3": it names 3 when 3 is registered (a version really
+    named "v2" still wins over "2"); an unknown name gets the closest one."""
+    records = [registry.ModelRecord("m", v, f"s3://b/registry/m/{v}/model.keras", {}) for v in ("3", "v2", "2", "2024-05-01")]
+    assert registry.find(records, "v3").name == "m/3"
+    assert registry.find(records, "m/V3").name == "m/3"
+    assert registry.find(records, "v2").name == "m/v2"
+    with pytest.raises(registry.RegistryError, match=r"no registered model version 'v4'; known: .*'m/3'") as err:
+        registry.find(records, "v4")
+    assert "did you mean" not in str(err.value) and err.value.exit_code == 2
+    with pytest.raises(registry.RegistryError, match=r"did you mean '2024-05-01'\?"):
+        registry.find(records, "2024-05-02")
+    with pytest.raises(registry.RegistryError, match=r"did you mean 'm/3'\?"):
+        registry.find(records, "m/v3x")
