@@ -276,7 +276,8 @@ def probe_template(template: str, aoi_geometry, timeout_s: float = 10.0) -> None
 
 
 def validate_truth(path: str | None):
-    """Footprints read by prepare's reader, or None. Raises InputError."""
+    """Footprints read by prepare's reader, or None. Raises InputError, also for a file without
+    any polygon (an empty FeatureCollection): nothing to compare the run with (docs/cli.md)."""
     if not path:
         return None
     from looking_glass.results.truth import TruthError, load_truth
@@ -285,6 +286,9 @@ def validate_truth(path: str | None):
         truth = load_truth(path)
     except TruthError as exc:
         raise InputError(f"--truth {exc}") from None
+    if len(truth.layer.geoms) == 0:
+        raise InputError(f"--truth {path}: no building polygons in it (an empty FeatureCollection): "
+                         "nothing to compare the run with; give footprints, or leave --truth out")
     return truth
 
 

@@ -110,6 +110,7 @@ def test_bands_and_model_reach_the_worker_settings(tmp_path):
         (["--truth", "FOOTPRINTS"], "--truth needs --imagery"),
         (["--imagery", IMAGE, "--truth", "/nonexistent/fp.geojson"], "no such file"),
         (["--imagery", IMAGE, "--truth", IMAGE], "not GeoJSON"),
+        (["--imagery", IMAGE, "--truth", "EMPTY"], "empty.geojson: no building polygons in it"),
         (["--model", "/nonexistent/m.keras"], "no such file"),
         (["--imagery", "s3://bucket-only"], "is not an s3://bucket/key address"),
     ],
@@ -117,7 +118,10 @@ def test_bands_and_model_reach_the_worker_settings(tmp_path):
 def test_bad_values_are_one_line_naming_the_problem(tmp_path, argv, message):
     aoi = tmp_path / "aoi.geojson"
     aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [0.001, 0], [0.001, 0.001], [0, 0]]]}))
-    argv = [str(aoi) if a == "AOI" else (FOOTPRINTS if a == "FOOTPRINTS" else a) for a in argv]
+    empty = tmp_path / "empty.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    named = {"AOI": str(aoi), "FOOTPRINTS": FOOTPRINTS, "EMPTY": str(empty)}
+    argv = [named.get(a, a) for a in argv]
     with pytest.raises(InputError, match=re.escape(message)) as info:
         validated_inputs(args(*argv))
     assert "\n" not in str(info.value)
