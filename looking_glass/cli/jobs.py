@@ -124,7 +124,7 @@ def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:
     from looking_glass.cli.serve import footprint_feature
 
     session = dep.data_session() if "s3://" in entry.source else None
-    feature = footprint_feature(entry.source, f"{name} footprint", bands=entry.bands, session=session)
+    feature = footprint_feature(entry.source, f"{name}-footprint", bands=entry.bands, session=session)
     return json.dumps(feature).encode(), f"{name}-footprint.geojson"
 
 

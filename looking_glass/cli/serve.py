@@ -73,7 +73,7 @@ def footprint_feature(spec: str, name: str | None = None, bands=None, session=No
 
     footprint = source_footprint(spec, bands=bands, session=session)
     stem = spec.split(",")[0].rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-    return {"type": "Feature", "properties": {"name": name or f"{stem} footprint"},
+    return {"type": "Feature", "properties": {"name": name or f"{stem}-footprint"},
             "geometry": shapely.geometry.mapping(footprint)}
 
 
@@ -100,5 +100,5 @@ def add_commands(sub) -> None:
     tiles.set_defaults(func=cmd_serve_tiles)
     aoi = sub.add_parser("aoi", help="print a GeoTIFF's (or a mosaic's) footprint as AOI GeoJSON: aoi IMAGE.tif > aoi.geojson")
     aoi.add_argument("image", help="GeoTIFF or COG (local or s3://), or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items)")
-    aoi.add_argument("--name", help="the AOI's name (default: '<file> footprint')")
+    aoi.add_argument("--name", help="the AOI's name (default: '<file>-footprint': no space, a name easy to give on the command line)")
     aoi.set_defaults(func=cmd_aoi)

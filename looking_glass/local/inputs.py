@@ -176,7 +176,10 @@ def validate_model(path: str) -> str:
     return str(p.resolve())
 
 
-_NAMED = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})=(?P<source>.+)$")
+# NAME=SOURCE: any text before the first '=' without a path or URL character ('/', '\\', ':')
+# is meant as a name (so 'my city=a.tif' is a bad name, checked by parse_source_entry, not a
+# missing file 'my city=a.tif'); '/data/a=b.tif' and URLs with '=' in their query stay sources.
+_NAMED = re.compile(r"^(?P<name>[^=/\\:]+)=(?P<source>.+)$")
 
 
 def validate_named_imagery(values: list[str], session=None) -> tuple[dict, str | None]:
@@ -336,7 +339,7 @@ def validated_inputs(args, session=None) -> RunInputs:
             raise InputError("--imagery with a URL template needs --aoi (a template has no extent)")
         stem = Path(inputs.imagery.source.rsplit("/", 1)[-1]).stem or "image"
         inputs.aoi_filename = f"{stem}-footprint.geojson"
-        inputs.aoi_bytes = inputs.imagery.footprint_aoi(f"{stem} footprint")
+        inputs.aoi_bytes = inputs.imagery.footprint_aoi(f"{stem}-footprint")
     return inputs
 
 

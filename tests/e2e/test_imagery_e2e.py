@@ -40,7 +40,7 @@ def test_a_mosaic_and_a_template_each_give_dated_results_with_coverage(imagery_u
     code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
     assert code == 0, err
     city = out.strip()
-    assert "'city footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err
+    assert "'city-footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err
     tiles = results_by_x(capsys, city)
     assert sorted(tiles) == [X, X + 1, X + 2] and all(int(tiles[x]["y"]) == Y for x in tiles)
     assert all(t["status"] == "done" for t in tiles.values())

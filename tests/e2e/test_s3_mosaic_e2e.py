@@ -48,7 +48,7 @@ def s3_mosaic_up(tmp_path_factory, moto_endpoint):
 def test_a_list_of_s3_geotiffs_is_one_source_read_in_place(s3_mosaic_up, capsys):
     code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
     assert code == 0, err
-    assert "'city footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err  # the footprint read from S3
+    assert "'city-footprint' (3 zoom-18 tiles)" in err and "COMPLETE" in err  # the footprint read from S3
     tiles = results_by_x(capsys, out.strip())
     assert sorted(tiles) == [X, X + 1, X + 2] and all(t["status"] == "done" for t in tiles.values())
     assert [tiles[x]["capture_date"] for x in (X, X + 1, X + 2)] == ["2020-01-02", "2023-06-01", "2023-06-01"]

@@ -144,7 +144,7 @@ def test_an_aoi_outside_the_sources_footprint_is_refused_before_upload(deploymen
 def test_submit_without_an_aoi_on_a_stack_uses_the_s3_sources_footprint(deployment, capsys):
     code, out, err = run_cli(capsys, "submit", "--stack", deployment["name"], "--imagery", "scene")
     assert code == 0, err
-    assert "'scene footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
+    assert "'scene-footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
     assert uploaded(deployment) == [f"{resources.TRIGGER_PREFIX}scene-footprint.geojson"]
     code, _, err = run_cli(capsys, "submit", "--stack", deployment["name"], "--imagery", "osm")
     assert code == 2 and "'osm' is a URL template, which has no extent: give an AOI file" in err

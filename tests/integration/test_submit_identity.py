@@ -87,7 +87,7 @@ def test_unknown_and_malformed_imagery_names_are_refused_before_upload(registry,
 def test_submit_imagery_without_an_aoi_uses_the_footprint(registry, capsys):
     code, out, err = run_cli(capsys, "submit", "--imagery", "scene")
     assert code == 0, err
-    assert "'scene footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
+    assert "'scene-footprint' (2 zoom-18 tiles)" in err  # the image covers exactly two tiles
     assert objects(registry) == [f"{resources.TRIGGER_PREFIX}scene-footprint.geojson"]
     code, _, err = run_cli(capsys, "submit", "--imagery", "osm")
     assert code == 2 and "'osm' is a URL template, which has no extent: give an AOI file" in err

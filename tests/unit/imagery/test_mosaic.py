@@ -233,7 +233,7 @@ def test_the_aoi_command_prints_the_footprint_of_an_image_or_a_mosaic(tmp_path, 
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     aoi = parse_aoi(proc.stdout.encode())
-    assert aoi.name == "new footprint"
+    assert aoi.name == "new-footprint"
     # The union of both images is exactly tiles X and X+1 (old.tif): in lon/lat, those two tiles.
     w, s, _, n = tile_bounds(X, Y, Z)
     e = tile_bounds(X + 1, Y, Z)[2]

@@ -56,6 +56,8 @@ def test_named_sources_beside_the_default(images, monkeypatch):
     (["x=a.tif,c.png"], "'c.png' does not end in .tif or .tiff"),
     (["x=a.tif@2020-99-01"], "capture date '2020-99-01' does not parse"),
     (["x=https://t.example/{z}/{x}.png"], "lacks {y}"),
+    (["my city=a.tif"], "imagery source name 'my city': use 1-64 letters"),  # a bad name, not a missing file
+    (["city!=a.tif"], "imagery source name 'city!'"),
 ])
 def test_bad_named_sources_are_one_line(images, monkeypatch, values, message):
     monkeypatch.chdir(images[0].parent)
@@ -73,4 +75,11 @@ def test_the_demo_runs_on_a_mosaic_and_its_footprint(images):
     from looking_glass.tiling.cover import iter_tiles, tile_runs
 
     aoi = parse_aoi(inputs.aoi_bytes)
+    assert aoi.name == "b-footprint"  # named after the spec's last file; no space: a job name easy to give on the command line
     assert list(iter_tiles(tile_runs(aoi.geometry))) == [(X, Y, 18), (X + 1, Y, 18)]  # both images' tiles, no more
+
+
+def test_a_path_with_an_equals_sign_is_still_a_source(images, tmp_path):
+    odd = write_tif(tmp_path / "k=v.tif", 100, 0, TILE_SIZE)
+    inputs = validated_inputs(up_args("--imagery", str(odd)))
+    assert inputs.imagery.source == str(odd.resolve()) and inputs.sources == {}
