@@ -36,7 +36,11 @@ def test_every_file_the_readme_names_exists(path):
 
 
 @pytest.mark.parametrize("command", list(_commands()))
-def test_every_readme_command_parses(command):
+def test_every_readme_command_parses(command, tmp_path, monkeypatch):
+    # Paths to write are checked while parsing (their folder must exist): run where the README's
+    # earlier commands have run, so `demo`'s output folder is there.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo-output").mkdir()
     args = build_parser().parse_args(shlex.split(command)[1:])  # exits 2 on an unknown option
     assert callable(args.func)
 

@@ -63,8 +63,11 @@ def cmd_estimate(args) -> int:
         nat_bytes_per_tile=args.nat_bytes_per_tile,
         tiles_per_worker=args.tiles_per_worker,
     )
+    note = _over_cap_note(r.tiles, args.zoom)
     if args.json:
         print(json.dumps(r.to_dict()))
+        if note:
+            print(note, file=sys.stderr)  # standard output stays one JSON document
         return 0
     print(f"{f'tiles (zoom {args.zoom}):':<23}{r.tiles:,}")
     print(f"area of those tiles:   {r.tiles_area_km2:,.3f} km2")
@@ -78,7 +81,23 @@ def cmd_estimate(args) -> int:
     print(f"NAT gateway:           USD {r.nat_usd:,.4f} ({r.nat_bytes_per_tile:,.0f} bytes of imagery per tile)")
     print(f"total:                 USD {r.total_usd:,.4f} (compute + requests + NAT)")
     print(f"storage:               USD {r.storage_usd_per_month:,.4f} per month (results in S3 and DynamoDB)")
+    if note:
+        print(note)
     return 0
+
+
+def _over_cap_note(tiles: int, zoom_level: int) -> str | None:
+    """The note for an estimate of ``tiles`` at ``zoom_level`` when they are more than one job
+    may hold (the enumerator's cap, ``LG_MAX_TILES_PER_JOB``; jobs run zoom-18 tiles, so only
+    a zoom-18 estimate is compared), else None: validate and submit refuse such an AOI."""
+    from looking_glass.tiling.plan import job_tile_cap
+
+    cap = job_tile_cap()
+    if zoom_level != ZOOM or tiles <= cap:
+        return None
+    return (f"note: the AOI's {tiles:,} zoom-{ZOOM} tiles exceed the cap of {cap:,} tiles per job "
+            "(LG_MAX_TILES_PER_JOB): validate and submit refuse it; split it into AOIs of at most "
+            f"{cap:,} tiles each")
 
 
 def cmd_validate(args) -> int:

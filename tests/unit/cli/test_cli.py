@@ -73,6 +73,30 @@ def test_estimate_counts_tiles_messages_time_and_cost(aoi_file, capsys):
     assert all(f"{part}:" in lines for part in ("compute", "requests", "NAT gateway", "total", "storage"))
 
 
+def test_estimate_notes_an_aoi_over_the_job_tile_cap(aoi_file, capsys, monkeypatch):
+    """validate refuses an AOI over LG_MAX_TILES_PER_JOB; estimate still prices it (exit 0) but
+    says it must be split, on standard error with --json (the JSON stays parseable)."""
+    main(["cover", str(aoi_file), "--format", "count"])
+    tiles = int(capsys.readouterr().out)
+    assert main(["estimate", str(aoi_file)]) == 0
+    assert "note:" not in capsys.readouterr().out  # under the default cap: no note
+    monkeypatch.setenv("LG_MAX_TILES_PER_JOB", str(tiles - 1))
+    with pytest.raises(SystemExit):
+        main(["validate", str(aoi_file)])
+    capsys.readouterr()
+    assert main(["estimate", str(aoi_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"note: the AOI's {tiles:,} zoom-18 tiles exceed the cap of {tiles - 1:,} tiles per job" in out
+    assert "split it into AOIs of at most" in out
+    assert main(["estimate", str(aoi_file), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tiles"] == tiles and f"cap of {tiles - 1:,} tiles per job" in captured.err
+    assert main(["estimate", str(aoi_file), "--zoom", "17"]) == 0  # jobs run zoom 18: no cap to compare
+    assert "note:" not in capsys.readouterr().out
+    monkeypatch.setenv("LG_MAX_TILES_PER_JOB", str(tiles))
+    assert main(["estimate", str(aoi_file)]) == 0 and "note:" not in capsys.readouterr().out  # at the cap: fine
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--tiles-per-second", "0", "must be greater than 0"),
     ("--price-per-hour", "-1", "must be at least 0"),
