@@ -36,6 +36,26 @@ COMMAND_GROUPS = (
 SHORT_COMMANDS = frozenset({"cover", "estimate", "validate"})
 
 
+class VersionAction(argparse.Action):
+    """``--version``: prints ``looking-glass VERSION`` (the installed distribution's version, from
+    its metadata) and exits 0. ``importlib.metadata`` is imported only when asked: it is not cheap,
+    and every command's start-up would pay for it."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        """Print the version line and end the process (status 0)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("looking-glass")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            installed = "unknown (not installed)"
+        print(f"looking-glass {installed}")
+        parser.exit(0)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; each command module adds its own subcommands.
 
@@ -46,6 +66,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="looking-glass", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the libraries' start-up messages (TensorFlow, absl, oneDNN), hidden by default")
+    parser.add_argument("--version", action=VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for module, adder, names in COMMAND_GROUPS:
         if command is None or command in names:

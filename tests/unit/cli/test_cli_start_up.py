@@ -101,3 +101,12 @@ def test_cover_freezes_the_collector_only_as_the_process_own_command(tmp_path, c
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [count, "0 True"]
+
+
+def test_version_prints_the_installed_distributions_version():
+    from importlib.metadata import version
+
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"looking-glass {version('looking-glass')}"
