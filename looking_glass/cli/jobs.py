@@ -201,6 +201,7 @@ def _status_cell(job: dict) -> str:
 
 def cmd_jobs(args) -> int:
     """List jobs, newest first (a table, or JSON)."""
+    from looking_glass.model.registry import model_label
     from looking_glass.pipeline.jobs import mark_batch_failures, store_for
     from looking_glass.results.figures import plain
 
@@ -210,11 +211,12 @@ def cmd_jobs(args) -> int:
         print(json.dumps([plain(j) for j in jobs], default=str))
         return 0
     # imagery: jobs of one AOI on two sources share a name; the source tells them apart
-    header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery")
+    # model: a resubmit after `models use` is a new job of the same name; the model tells them apart
+    header = ("job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery", "model")
     rows = [
         (shown(j["job_id"]), _status_cell(j), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
          shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80),
-         shown(j.get("imagery") or "default", 64))
+         shown(j.get("imagery") or "default", 64), shown(model_label(str(j.get("model") or "")), 80))
         for j in jobs
     ]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

@@ -87,6 +87,21 @@ class ModelRecord:
         }
 
 
+def model_label(uri: str) -> str:
+    """A short name for the model a job was submitted with (its record's ``model``): ``ID/VERSION``
+    for a registered ``s3://BUCKET/registry/ID/VERSION/model.keras``, ``default`` for "" (the
+    deployment's own model: ``LG_MODEL_PATH`` or the one shipped in their image, no version
+    made active), any other URI as it is."""
+    if not uri:
+        return "default"
+    if uri.startswith("s3://"):
+        key = uri[5:].partition("/")[2]
+        parts = key[len(REGISTRY_PREFIX):].split("/") if key.startswith(REGISTRY_PREFIX) else []
+        if len(parts) == 3 and parts[2] == MODEL_FILE and all(parts[:2]):
+            return f"{parts[0]}/{parts[1]}"
+    return uri
+
+
 def _bucket_key(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket or not key:

@@ -230,10 +230,15 @@ def test_jobs_lists_status_progress_times_and_names(env, capsys):
     code, out, _ = run_cli(capsys, "jobs")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery"]
+    assert lines[0].split() == ["job_id", "status", "progress", "failed", "created_at", "finished_at", "name", "imagery",
+                                "model"]
     assert lines[1].startswith(b) and "RUNNING" in lines[1] and "1/6 (17%)" in lines[1] and "district-b" in lines[1]
     assert lines[2].startswith(a) and "COMPLETE" in lines[2] and "6/6 (100%)" in lines[2]
-    assert lines[1].split()[-1] == lines[2].split()[-1] == "default"  # no --imagery: the default source
+    # no --imagery, no `models use`: the default source and the deployment's own model
+    assert lines[1].split()[-2:] == lines[2].split()[-2:] == ["default", "default"]
+    env["store"].update_job(b, {"model": f"s3://{env['res'].masks_bucket}/registry/m-finetuned/7/model.keras"})
+    code, out, _ = run_cli(capsys, "jobs")
+    assert out.splitlines()[1].split()[-1] == "m-finetuned/7"
     code, out, _ = run_cli(capsys, "jobs", "--stack", env["stack"], "--json", "--limit", "1")
     assert [j["job_id"] for j in json.loads(out)] == [b]
 

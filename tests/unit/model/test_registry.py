@@ -151,3 +151,11 @@ def test_find_accepts_a_leading_v_and_suggests_the_right_name():
         registry.find(records, "2024-05-02")
     with pytest.raises(registry.RegistryError, match=r"did you mean 'm/3'\?"):
         registry.find(records, "m/v3x")
+
+
+def test_a_jobs_model_gets_a_short_label():
+    assert registry.model_label("") == "default"
+    assert registry.model_label("s3://b/registry/m-ft/7/model.keras") == "m-ft/7"
+    assert registry.model_label("s3://b/registry/m-ft/model.keras") == "s3://b/registry/m-ft/model.keras"
+    assert registry.model_label("s3://b/elsewhere/m/7/model.keras") == "s3://b/elsewhere/m/7/model.keras"
+    assert registry.model_label("/models/m.keras") == "/models/m.keras"
