@@ -3,12 +3,22 @@ and for trying a GeoTIFF as imagery; ``aoi``: a GeoTIFF's footprint as an AOI.""
 
 from __future__ import annotations
 
+import signal
 import time
 
 from looking_glass.runtime.parsing import KEY_EQUALS, Parsers
 
 
+def _stop_on_signal(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve_until_interrupted(server, on_stop=lambda: None) -> None:
+    # Ctrl-C (SIGINT) and `kill` (SIGTERM) both stop the server cleanly. SIGINT is set explicitly:
+    # a process started in the background by a non-interactive shell (`cmd &`, nohup, some CI
+    # runners) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop_on_signal)
     try:
         while True:
             time.sleep(3600)

@@ -299,6 +299,25 @@ def test_serve_tiles_serves_the_geotiff_as_xyz_tiles(sample):
         assert proc.wait(timeout=20) == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_tiles_stops_on_sigint_or_sigterm_even_started_with_sigint_ignored(sig):
+    # As a background job of a non-interactive shell starts it: SIGINT ignored, inherited.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "looking_glass.cli.main", "serve-tiles", SAMPLE, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "Ctrl-C to stop" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_serve_tiles_refuses_a_bad_image(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "looking_glass.cli.main", "serve-tiles", str(tmp_path / "none.tif")],
