@@ -26,7 +26,13 @@ MAX_TILES_PER_MESSAGE = 10_000
 # An AOI with more tiles than this fails its job instead of being enqueued (LG_MAX_TILES_PER_JOB).
 DEFAULT_MAX_TILES_PER_JOB = 5_000_000
 # One worker per this many tiles, up to the worker cap (LG_TILES_PER_WORKER, LG_MAX_WORKERS).
-DEFAULT_TILES_PER_WORKER = 20_000
+# Why 50,000: a worker is billed for its start-up (instance launch, image pull, model load, idle
+# time-out: about 9 minutes, pricing.ASSUMED_WORKER_START_HOURS) whatever it then infers. At the
+# assumed 200 tiles/s of a g4dn.xlarge, 20,000 tiles were 1.7 minutes of work per 9 of start-up
+# (85% of every worker-hour spent starting); 50,000 are about 4 minutes, which halves the compute
+# of a 1,000 km2 job for about 2.5 more minutes of wall time (docs/deploy.md#cost-per-1000-km2).
+# Large jobs are still spread over up to max_workers workers.
+DEFAULT_TILES_PER_WORKER = 50_000
 DEFAULT_MAX_WORKERS = 50
 
 

@@ -15,7 +15,7 @@ def test_enumerator_settings_default_to_the_one_definition():
     s = EnumeratorSettings.from_env({"LG_WORKER_LAUNCHER": "local"})
     assert s.tiles_per_message == defaults.DEFAULT_TILES_PER_MESSAGE == 64
     assert s.max_tiles_per_job == defaults.DEFAULT_MAX_TILES_PER_JOB == 5_000_000
-    assert s.tiles_per_worker == defaults.DEFAULT_TILES_PER_WORKER == 20_000
+    assert s.tiles_per_worker == defaults.DEFAULT_TILES_PER_WORKER == 50_000
     assert s.max_workers == defaults.DEFAULT_MAX_WORKERS == 50
 
 

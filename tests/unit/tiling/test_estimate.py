@@ -28,17 +28,19 @@ def test_a_million_and_a_quarter_tiles_priced_part_by_part():
     runs = np.array([[EQUATOR_ROW + i, 0, 256_000] for i in range(5)], dtype=np.int64)
     e = estimate(runs, 18)
     assert (e.tiles, e.sqs_messages, e.sqs_send_requests) == (1_280_000, 20_000, 2_000)
-    # 1,280,000 / 20,000 per worker = 64 workers, capped at 50.
-    assert e.workers == 50
-    # 1,280,000 / 200 / 3600 = 1.777778 h + 50 x 0.15 h = 9.277778 h; x USD 0.526 = 4.880111
-    assert e.worker_hours == 9.278 and e.compute_usd == 4.8801
+    # 1,280,000 / 50,000 per worker (the default) = 25.6: 26 workers.
+    assert e.workers == 26
+    # 1,280,000 / 200 / 3600 = 1.777778 h + 26 x 0.15 h = 5.677778 h; x USD 0.526 = 2.986511
+    assert e.worker_hours == 5.678 and e.compute_usd == 2.9865
+    # 1,280,000 / 20,000 per worker = 64 workers, capped at max_workers (50).
+    assert estimate(runs, 18, tiles_per_worker=20_000).workers == 50
     # S3: 20,000 PUTs x USD 0.005 / 1,000 = 0.10. DynamoDB: 1,280,000 + 20,000 x 4 = 1,360,000 WRU
     # x USD 0.625 / million = 0.85. SQS: 20,000 x 2.1 = 42,000 requests x USD 0.40 / million = 0.0168.
     assert (e.s3_usd, e.dynamodb_usd, e.sqs_usd, e.requests_usd) == (0.1, 0.85, 0.0168, 0.9668)
     # NAT: 1,280,000 x 25,000 B = 32 GB x USD 0.045 = 1.44
     assert e.nat_usd == 1.44
-    # 4.880111 + 0.9668 + 1.44 = 7.286911
-    assert e.total_usd == 7.2869
+    # 2.986511 + 0.9668 + 1.44 = 5.393311
+    assert e.total_usd == 5.3933
     # S3: 1,280,000 x 8,192 B = 10.48576 GB x 0.023 = 0.241172; DynamoDB: 0.64 GB x 0.25 = 0.16
     assert e.storage_usd_per_month == 0.4012
 
@@ -56,8 +58,9 @@ def test_measured_requests_and_own_prices_replace_the_defaults():
     e = estimate(runs, 18, tiles_per_second=2, price_per_hour=3.6, nat_bytes_per_tile=0,
                  requests_per_tile=RequestsPerTile(1, 2, 0.5))
     assert (e.s3_usd, e.dynamodb_usd, e.sqs_usd, e.requests_usd, e.nat_usd) == (1.0, 0.25, 0.04, 1.29, 0.0)
-    # 10 workers; 200,000 / 2 / 3600 = 27.777778 h + 1.5 h = 29.277778 h x USD 3.6 = 105.4
-    assert (e.workers, e.compute_usd, e.total_usd) == (10, 105.4, 106.69)
+    # 4 workers (50,000 tiles each); 200,000 / 2 / 3600 = 27.777778 h + 4 x 0.15 h = 28.377778 h
+    # x USD 3.6 = 102.16; + 1.29 = 103.45
+    assert (e.workers, e.compute_usd, e.total_usd) == (4, 102.16, 103.45)
     assert e.requests_per_tile == {"s3_requests": 1, "dynamodb_wru": 2, "sqs_requests": 0.5}
 
 
