@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from looking_glass.tiling.aoi import Aoi
 
 __all__ = [
-    "CommandError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder", "positive_float",
-    "positive_int", "read_aoi", "zoom",
+    "JOB_HELP", "CommandError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder",
+    "positive_float", "positive_int", "read_aoi", "resolve_job_ref", "zoom",
 ]
 
 MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
+JOB_HELP = ("job id, the start of one, or the job's name (as `jobs` lists them); "
+            "add @latest for the newest of several (NAME@latest)")
 
 _OPTION = Parsers(ParseError, ARGUMENT)
 
@@ -156,3 +158,14 @@ def add_target(p) -> None:
     group.add_argument("--embedded", metavar="STATE",
                        help="state file of `looking-glass up` (default ~/.looking-glass/embedded.json); "
                             "the default target when --stack is not given")
+
+
+def resolve_job_ref(store, text: str) -> str:
+    """The id of the job ``text`` means in the results store ``store``: one rule for every command
+    that takes a job (:func:`looking_glass.pipeline.jobref.resolve_job`; ``NAME@latest`` says on
+    stderr which of several it took). Raises JobRefError (exit status 2) for none or several."""
+    import sys
+
+    from looking_glass.pipeline.jobref import resolve_job
+
+    return resolve_job(store, text, note=lambda line: print(line, file=sys.stderr))

@@ -9,27 +9,27 @@ import json
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, output_file, output_folder, positive_float, positive_int, zoom
+from looking_glass.cli.common import (
+    JOB_HELP,
+    CommandError,
+    output_file,
+    output_folder,
+    positive_float,
+    positive_int,
+    resolve_job_ref,
+    zoom,
+)
 from looking_glass.cli.common import add_target as _add_target
 from looking_glass.cli.common import aws_guard as _aws_guard
 from looking_glass.display import shown
 from looking_glass.local.inputs import add_run_options
 
-JOB_HELP = "job id, the start of one, or the job's name (as `jobs` lists them)"
 
 def _deployment(args):
     """The deployment that ``--stack``/``--embedded`` name (the embedded run by default)."""
     from looking_glass.local.deployment import resolve
 
     return resolve(args.stack, args.embedded)
-
-
-def _job_id(store, text: str) -> str:
-    """The job ``text`` means: its id, the start of its id, or its name (one rule for
-    ``status``, ``results``, ``retry`` and ``map``: :func:`looking_glass.pipeline.jobref.resolve_job`)."""
-    from looking_glass.pipeline.jobref import resolve_job
-
-    return resolve_job(store, text)
 
 
 def _key_ranges(dep) -> int:
@@ -234,7 +234,7 @@ def cmd_status(args) -> int:
     from looking_glass.results.figures import plain
 
     dep = _deployment(args)
-    job_id = _job_id(store_for(dep), args.job)
+    job_id = resolve_job_ref(store_for(dep), args.job)
     info = plain(status(dep, job_id))
     if args.json:
         print(json.dumps(info, default=str))
@@ -275,7 +275,7 @@ def cmd_results(args) -> int:
         raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     dep = _deployment(args)
     store = store_for(dep)
-    job_id = _job_id(store, args.job)
+    job_id = resolve_job_ref(store, args.job)
     mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
     text = render(args.format, mode, rows, tot, job_id, totals_only=args.totals)
     if args.out:
@@ -302,7 +302,7 @@ def cmd_retry(args) -> int:
     from looking_glass.pipeline.jobs import RETRYABLE, retry, store_for
 
     dep = _deployment(args)
-    job_id = _job_id(store_for(dep), args.job)
+    job_id = resolve_job_ref(store_for(dep), args.job)
     statuses = args.statuses or RETRYABLE
     out = retry(dep, job_id, statuses=statuses, force=args.force)
     print(f"job {job_id}: {out['tiles_reset']:,} tiles reset ({', '.join(statuses)}), "
@@ -353,7 +353,7 @@ def cmd_map(args) -> int:
         mapped_path(args.compare)  # before anything is drawn
     dep = _deployment(args)
     store = store_for(dep)
-    job_id = _job_id(store, args.job)
+    job_id = resolve_job_ref(store, args.job)
     imagery = _map_imagery(dep, store, job_id, args.imagery)
     template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,

@@ -6,18 +6,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, add_target, aws_guard, output_file
+from looking_glass.cli.common import JOB_HELP, CommandError, add_target, aws_guard, output_file, resolve_job_ref
 
 
 def _job(args):
     """(deployment, results store, job id) of ``args.job`` on ``--stack``/``--embedded``."""
     from looking_glass.local.deployment import resolve
-    from looking_glass.pipeline.jobref import resolve_job
     from looking_glass.pipeline.jobs import store_for
 
     dep = resolve(args.stack, args.embedded)
     store = store_for(dep)
-    return dep, store, resolve_job(store, args.job)
+    return dep, store, resolve_job_ref(store, args.job)
 
 
 def cmd_export(args) -> int:
@@ -137,7 +136,7 @@ EXPORT_FORMAT_NAMES = ("geojson", "gpkg", "fgb", "osm")
 def add_commands(sub) -> None:
     """Add ``export`` to the subcommand parsers ``sub``."""
     ex = sub.add_parser("export", help="a job's building outlines (GeoJSON, GeoPackage, FlatGeobuf, JOSM .osm)")
-    ex.add_argument("job", help="job id, the start of one, or the job's name (as `jobs` lists them)")
+    ex.add_argument("job", help=JOB_HELP)
     add_target(ex)
     ex.add_argument("--out", required=True, type=output_file, help="file to write (replaced if it exists)")
     ex.add_argument("--format", choices=EXPORT_FORMAT_NAMES,

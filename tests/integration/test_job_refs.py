@@ -48,15 +48,71 @@ def test_every_job_command_takes_a_name_or_an_id_prefix(env, capsys, command):
         assert (env["tmp"] / "map" / "map.html").is_file()
 
 
-def test_an_ambiguous_name_lists_the_candidates_and_exits_2(env, capsys):
+def _rerun(env):
+    """Three jobs, two of them named kigali-west (a --rerun after `models use`): (first, second, third)."""
     first, second = _two_jobs(env)
     third = add_job(env, FULL, name="kigali-west", created_at="2026-11-03T00:00:00+00:00")
+    env["store"].update_job(third, {"model": "s3://models/registry/roofs/2/model.keras", "imagery": "drone"})
+    return first, second, third
+
+
+def test_an_ambiguous_name_lists_the_candidates_and_exits_2(env, capsys):
+    first, second, third = _rerun(env)
     code, out, err = run_cli(capsys, "results", "kigali-west")
     assert code == 2 and out == ""
-    assert "'kigali-west' matches 2 jobs; give more of the job id" in err
+    assert (f"'kigali-west' matches 2 jobs (newest first); give more of the job id, or 'kigali-west@latest' "
+            f"for the newest ({third}):") in err
     lines = [line for line in err.splitlines() if line.startswith("  ")]
     assert [line.split()[0] for line in lines] == [third, second]  # newest first
-    assert first not in err and "2026-11-03" in lines[0]
+    assert first not in err
+    # what tells a rerun apart: status, submission time, imagery and model
+    assert "submitted 2026-11-03" in lines[0] and "imagery drone" in lines[0] and "model roofs/2" in lines[0]
+    assert "submitted 2026-11-02" in lines[1] and "imagery default" in lines[1] and "model default" in lines[1]
+
+
+@pytest.mark.parametrize("command", [["status"], ["results"], ["retry", "--force"], ["map", "--out", "MAP"],
+                                     ["export", "--out", "OUT.geojson"]])
+def test_at_latest_takes_the_newest_job_of_a_name_in_every_command(env, capsys, command):
+    first, second, third = _rerun(env)
+    argv = [a.replace("MAP", str(env["tmp"] / "map")).replace("OUT", str(env["tmp"] / "b")) for a in command]
+    code, out, err = run_cli(capsys, argv[0], "kigali-west@latest", *argv[1:])
+    if argv[0] == "export":  # these jobs have no masks: export names the job it read, then stops
+        assert code == 1 and f"error: job {third}: tile" in err
+    else:
+        assert code == 0, err
+    assert (f"note: 'kigali-west@latest' is job {third} (submitted 2026-11-03T00:00:00+00:00), the newest of 2 "
+            f"matching 'kigali-west'; the others: {second[:8]}") in err
+    if argv[0] in ("status", "retry"):
+        assert third in out and second not in out
+
+
+def test_at_latest_of_one_job_says_nothing_and_id_prefixes_still_work(env, capsys):
+    first, second, third = _rerun(env)
+    code, out, err = run_cli(capsys, "status", "kigali-east@latest")
+    assert code == 0 and first in out and "note:" not in err
+    code, out, err = run_cli(capsys, "status", f"{second[:6]}@latest")  # an id prefix takes it too
+    assert code == 0 and second in out
+    code, out, err = run_cli(capsys, "status", second[:7])
+    assert code == 0 and second in out and "note:" not in err
+
+
+def test_a_name_that_ends_in_at_latest_is_found_by_that_name(env, capsys):
+    _two_jobs(env)
+    literal = add_job(env, FULL, name="kigali-west@latest", created_at="2026-11-04T00:00:00+00:00")
+    older = add_job(env, FULL, name="kigali-west", created_at="2026-11-05T00:00:00+00:00")
+    code, out, _ = run_cli(capsys, "status", "kigali-west@latest")
+    assert code == 0 and literal in out and older not in out
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("@latest", "'@latest': give a job name or the start of an id before @latest"),
+    ("  @latest ", "'@latest': give a job name or the start of an id before @latest"),
+    ("kigali-wset@latest", "no job with the name or an id starting with 'kigali-wset'"),
+])
+def test_a_bad_at_latest_reference_exits_2(env, capsys, ref, message):
+    _two_jobs(env)
+    code, out, err = run_cli(capsys, "status", ref)
+    assert code == 2 and out == "" and message in err
 
 
 def test_an_unknown_reference_says_where_to_look_and_exits_2(env, capsys):
