@@ -279,7 +279,9 @@ def cmd_results(args) -> int:
     mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
     text = render(args.format, mode, rows, tot, job_id, totals_only=args.totals)
     if args.out:
-        Path(args.out).write_text(text)
+        from looking_glass.runtime.atomic import write_atomic
+
+        write_atomic(args.out, text)
         what = f"the totals of {len(rows):,} rows" if args.totals else f"{len(rows):,} rows"
         print(f"wrote {args.out}: {what} ({args.format})", file=sys.stderr)
     else:

@@ -104,7 +104,9 @@ def cmd_compare_results(args) -> int:
     gap = _gap(args, dep, store, job_id, zoom=args.zoom, polygons=polygons)
     text = render_gap(args.format, gap)
     if args.out:
-        Path(args.out).write_text(text)
+        from looking_glass.runtime.atomic import write_atomic
+
+        write_atomic(args.out, text)
         print(f"wrote {args.out}: {len(gap.rows):,} rows ({args.format})", file=sys.stderr)
     else:
         sys.stdout.write(text)

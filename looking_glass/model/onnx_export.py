@@ -35,6 +35,7 @@ import numpy as np
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.model.sidecar import sidecar_path
+from looking_glass.runtime.atomic import write_atomic
 
 __all__ = [
     "CHECK_TILES",
@@ -184,12 +185,6 @@ def _versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def export_onnx(
     model_path: str | Path,
     *,
@@ -251,13 +246,13 @@ def export_onnx(
             target.unlink()
         if "onnx" in meta:
             del meta["onnx"]
-            _write_atomic(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+            write_atomic(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
         raise OnnxExportError(
             f"the ONNX export of {model_path} does not give the Keras model's masks: mask agreement "
             f"{check['mask_agreement']:.6f} (need >= {min_mask_agreement}), max |diff| "
             f"{check['max_abs_diff']:.3g} (allowed {limit:.3g}) on {check['tiles']} tiles; not written"
         )
-    _write_atomic(target, onnx_bytes)
+    write_atomic(target, onnx_bytes)
     record = {
         "file": target.name,
         "sha256": hashlib.sha256(onnx_bytes).hexdigest(),
@@ -273,7 +268,7 @@ def export_onnx(
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     meta["onnx"] = record
-    _write_atomic(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+    write_atomic(sidecar, (json.dumps(meta, indent=2) + "\n").encode())
     return record
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from looking_glass.outlines.stitch import OutlineOptions, outline_rows
 from looking_glass.pipeline.store import ENQUEUEING, RUNNING, ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
+from looking_glass.runtime.atomic import atomic_output
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "TileTally", "check_out_path", "export_buildings",
            "export_format", "job_building_rows", "job_buildings", "job_record"]
@@ -230,18 +230,13 @@ def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str
     if progress is not None:
         progress.total = int(job.get("tiles_done", 0))  # the job's counter, exactly once per tile
     tally = TileTally()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
-    os.close(fd)
     try:
-        items = tally.through(job_items(store, job_id, band_zoom))
-        buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
-        written = _writer(fmt)(buildings, tmp)
-        os.replace(tmp, target)
+        with atomic_output(target) as tmp:  # the permissions of a new file in every format
+            items = tally.through(job_items(store, job_id, band_zoom))
+            buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
+            written = _writer(fmt)(buildings, str(tmp))
     except MaskError as exc:
         raise ExportError(f"job {job_id}: {exc}; nothing written", exit_code=1) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     total = int(job.get("tiles_total", tally.items))
     return ExportReport(
         job_id=job_id, status=str(job.get("status")), buildings=written, tiles_total=total, tiles_done=tally.done,

@@ -13,6 +13,7 @@ from looking_glass.display import shown
 from looking_glass.grid import TILE_SIZE, col_of_lon, ground_resolution_m, lat_of_row_edge, row_of_lat, tile_polygon
 from looking_glass.imagery.status import TILE_STATUSES
 from looking_glass.pipeline.store import json_value
+from looking_glass.runtime.atomic import atomic_output, write_atomic
 
 TILE_CMAP = "YlOrRd"  # pale yellow to dark red: every step stands out on green, grey and brown imagery
 
@@ -59,7 +60,7 @@ def results_geojson(items: list[dict], truth_m2: dict[str, float] | None = None)
 
 def write_json(path: Path, doc: dict) -> None:
     """Write ``doc`` (Decimals made plain) as indented JSON to ``path``."""
-    path.write_text(json.dumps(plain(doc), indent=2) + "\n")
+    write_atomic(path, json.dumps(plain(doc), indent=2) + "\n")
 
 
 def summary_table(summary: dict) -> str:
@@ -186,7 +187,8 @@ def draw_map(
             ax.set_ylim(h, 0)
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.savefig(out)
+        with atomic_output(out) as tmp:  # same suffix: matplotlib picks the format from it
+            fig.savefig(tmp)
         plt.close(fig)
         return
     save_tile_figure(fig, axes[0][0], title, w, h, out)
@@ -226,5 +228,6 @@ def save_tile_figure(fig, ax, title: str, width: int, height: int, out) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(out)
+    with atomic_output(out) as tmp:  # same suffix: matplotlib picks the format from it
+        fig.savefig(tmp)
     plt.close(fig)

@@ -20,6 +20,7 @@ from looking_glass.display import shown
 from looking_glass.outlines.exports import write_geojson
 from looking_glass.results.gap import UNMAPPED_KEPT, JobGap, render_gap
 from looking_glass.results.webmap import PAGE_HEAD, leaflet_assets, script_json
+from looking_glass.runtime.atomic import write_atomic
 
 __all__ = ["MAX_BUILDINGS", "write_gap_map"]
 
@@ -90,7 +91,7 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     GeoTIFF or local source, or a provider's template), or None."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cells = json.loads(render_gap("geojson", gap))
-    (out_dir / "gap.geojson").write_text(json.dumps(cells) + "\n")
+    write_atomic(out_dir / "gap.geojson", json.dumps(cells) + "\n")
     target = out_dir / "gap-buildings.geojson"
     if gap.unmapped_file is None:
         if len(gap.unmapped) < gap.unmapped_count:
@@ -111,7 +112,7 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=script_json(cells),
                        buildings=script_json(buildings),
                        options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary)}))
-    (out_dir / "gap.html").write_text(page, encoding="utf-8")
+    write_atomic(out_dir / "gap.html", page)
     return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
             "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),
             "unmapped": len(shown_buildings)}

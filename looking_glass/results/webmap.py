@@ -28,6 +28,7 @@ from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.basemap import MAX_BASEMAP_TILES, TILES_DIR, source_fetcher, wants_files, write_basemap
 from looking_glass.results.figures import TILE_CMAP, save_tile_figure, scale_bar, tile_patch
 from looking_glass.results.query import ResultsError, geojson_doc, query
+from looking_glass.runtime.atomic import write_atomic
 from looking_glass.runtime.imagery_sources import ImagerySource
 
 # Leaflet's dist files (leaflet.js, leaflet.css, images/), package data of this package.
@@ -278,7 +279,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
         options=script_json(options),
         ramp=script_json(RAMP),
     )
-    out.write_text(page, encoding="utf-8")
+    write_atomic(out, page)
     return len(doc["features"])
 
 

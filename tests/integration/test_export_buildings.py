@@ -4,6 +4,8 @@ stitched across tiles, in every export format; incomplete jobs, missing masks, b
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
 import xml.etree.ElementTree as ET
 from decimal import Decimal
@@ -131,6 +133,23 @@ def test_osm_export_is_josm_xml_with_new_objects(aws, tmp_path):
         s = job_gap(store, s3, bucket, JOB, str(out)).summary
     assert (s["predicted_count"], s["mapped_count"]) == (5, 5)
     assert s["completeness"] == pytest.approx(1.0, abs=1e-3) and s["unmapped_area_m2"] < 1e-3 * s["predicted_area_m2"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_format_gets_the_permissions_of_a_new_file(aws, tmp_path, umask):
+    # .geojson/.osm were written 0600 (mkstemp), .gpkg/.fgb 0644 (GDAL recreates the file)
+    store, s3, bucket = put_job(aws, ALL)
+    old = os.umask(umask)
+    try:
+        for fmt in ("geojson", "osm", "gpkg", "fgb"):
+            out = tmp_path / f"b.{fmt}"
+            out.write_text("an older export")
+            os.chmod(out, 0o600)
+            assert export_buildings(store, s3, bucket, JOB, str(out), fmt).buildings == 5
+            assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask, fmt
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.fgb", "b.geojson", "b.gpkg", "b.osm"]
 
 
 def test_an_incomplete_job_exports_what_is_done_and_says_what_is_missing(aws, tmp_path):
