@@ -6,6 +6,12 @@ opens a source the first time a unit asks for it and keeps it for the worker's l
 or mosaic is opened (and its stretch computed) once, and a URL template gets one connection pool.
 A name that is not registered is :class:`UnknownImagery`, never a fetch: the worker sends that
 unit to the dead-letter queue with the reason.
+
+A unit also carries the digest of the source's definition its job was enumerated against
+(``WorkUnit.imagery_digest``). Where the worker's definition of that name has another digest (the
+deployment redefined the source while the unit was queued), :meth:`ImageryCatalog.get` gives a
+:class:`RedefinedSource` instead, which reads nothing and fails every tile with the reason: the
+job's results never mix two imageries, and no retry reads the new one for the old job.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+from looking_glass.imagery.status import TILE_FAILED
 from looking_glass.imagery.tiles import FetchedTile
 from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
-from looking_glass.runtime.imagery_sources import ImagerySource, unknown_imagery_reason
+from looking_glass.runtime.imagery_sources import ImagerySource, single_source, unknown_imagery_reason
 from looking_glass.runtime.settings import WorkerSettings
 
-__all__ = ["DatedTiles", "ImageryCatalog", "UnknownImagery"]
+__all__ = ["DatedTiles", "ImageryCatalog", "RedefinedSource", "UnknownImagery", "redefined_reason"]
 
 
 class UnknownImagery(ImagerySourceError):
@@ -46,6 +53,31 @@ class DatedTiles:
         self.inner.close()
 
 
+def redefined_reason(name: str, submitted: str, current: str) -> str:
+    """The failed tiles' reason when source ``name`` was defined with digest ``submitted`` when
+    the job was enumerated and is defined with ``current`` now."""
+    return (f"imagery source {name!r} was redefined after this job was submitted (digest {submitted} != {current}): "
+            "submit the AOI again for a job on the new definition")
+
+
+class RedefinedSource:
+    """Stands for a source whose definition changed since a unit's job was enumerated: reads
+    nothing, every tile is ``failed`` with :func:`redefined_reason` (a final status, stored and
+    counted once like any failed tile)."""
+
+    def __init__(self, name: str, submitted: str, current: str):
+        self.reason = redefined_reason(name, submitted, current)
+        # What the tile items record as their imagery: nothing was read.
+        self.public_name = f"{name} (redefined; not read)"
+
+    def fetch(self, x: int, y: int, z: int) -> FetchedTile:
+        """The tile, failed with the reason."""
+        return FetchedTile(x, y, z, status=TILE_FAILED, reason=self.reason)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 class ImageryCatalog:
     """Registered sources by name (``settings.imagery_sources``), opened on first use; the
     default (``settings.default_imagery``) is ``default_source`` when given (the worker opens its
@@ -64,9 +96,28 @@ class ImageryCatalog:
         """Every name a unit may give: the registered sources and the default."""
         return sorted({*self.settings.imagery_sources, self.default_name})
 
-    def get(self, name: str | None):
+    def definition(self, name: str | None) -> ImagerySource:
+        """The worker's definition of source ``name`` (None: the default; the single source of
+        LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF as ``single_source`` makes it, as the
+        deployment gives it to the enumerator); :class:`UnknownImagery` for a name not registered."""
+        name = name or self.default_name
+        entry = self.settings.imagery_sources.get(name)
+        if entry is None and name == self.default_name:
+            s = self.settings
+            return single_source(name, s.tile_url_template, s.imagery_geotiff, s.imagery_bands)
+        if entry is None:
+            raise UnknownImagery(unknown_imagery_reason(name, self.names()))
+        return entry
+
+    def get(self, name: str | None, digest: str | None = None):
         """The open source named ``name`` (None: the default); :class:`UnknownImagery` for a name
-        not registered, :class:`ImagerySourceError` when a registered one cannot be opened."""
+        not registered, :class:`ImagerySourceError` when a registered one cannot be opened. With
+        ``digest`` (the unit's ``imagery_digest``) unlike the definition's here: a
+        :class:`RedefinedSource` (nothing opened)."""
+        if digest is not None:
+            current = self.definition(name).digest
+            if current != digest:
+                return RedefinedSource(name or self.default_name, digest, current)
         name = name or self.default_name
         with self._lock:  # opened once, even when several units ask at the same time
             if name not in self._open:

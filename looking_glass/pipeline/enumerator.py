@@ -174,7 +174,7 @@ class Enumerator:
             if not self.store.create_job(job_id, attrs):
                 return self.store.get_job(job_id)  # a concurrent duplicate got there first
 
-        messages = self.enqueue(job_id, runs, aoi.imagery)
+        messages = self.enqueue(job_id, runs, aoi.imagery, digest)  # workers check the digest
         workers = self.settings.workers_for(total)
         worker_job = self.launcher.launch(job_id, workers)
         self.store.update_job(
@@ -253,13 +253,15 @@ class Enumerator:
             self.store.fail_job(job_id, reason)
         return self.store.get_job(job_id)
 
-    def enqueue(self, job_id: str, runs, imagery: str | None = None) -> int:
-        """Send every work unit, 10 per request, from a bounded pool of threads.
+    def enqueue(self, job_id: str, runs, imagery: str | None = None, imagery_digest: str = "") -> int:
+        """Send every work unit, 10 per request, from a bounded pool of threads; each names the
+        ``imagery`` source and the ``imagery_digest`` of its definition (workers refuse to read
+        a source defined otherwise: :mod:`looking_glass.pipeline.workunits`).
 
         Units are generated lazily and at most a few thousand requests are in flight, so memory
         stays flat however large the AOI; a country-scale job is tens of thousands of requests.
         """
-        units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message, imagery)
+        units = pack_runs(job_id, ZOOM, runs, self.settings.tiles_per_message, imagery, imagery_digest)
         batches = _chunks((u.to_json() for u in units), SQS_BATCH)
         sent = 0
         with ThreadPoolExecutor(self.settings.enqueue_threads, thread_name_prefix="enqueue") as pool:

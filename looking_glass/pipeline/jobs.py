@@ -439,8 +439,10 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
             QueueUrl=dep.resources.tile_dlq_url,
             Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(chunk)],
         )
-    imagery = job.get("imagery") or None  # the job's own source, as its first units had
-    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message, imagery)] if todo else []
+    # The job's own source and its definition's digest, as its first units had: after the source
+    # was redefined, workers fail these tiles again rather than read other imagery for this job.
+    imagery, digest = job.get("imagery") or None, job.get("imagery_digest") or None
+    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message, imagery, digest)] if todo else []
     for i in range(0, len(units), SQS_BATCH):
         resp = sqs.send_message_batch(
             QueueUrl=dep.resources.tile_queue_url,

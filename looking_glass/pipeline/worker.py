@@ -242,8 +242,8 @@ class Worker:
         except MalformedMessage as exc:
             self._dead_letter(message, str(exc))
             return None
-        try:  # only registered names: never a fetch of anything else
-            source = self.catalog.get(unit.imagery)
+        try:  # only registered names: never a fetch of anything else; nor of a redefined one
+            source = self.catalog.get(unit.imagery, unit.imagery_digest)
         except ImagerySourceError as exc:
             self._dead_letter(message, str(exc))
             return None

@@ -2,6 +2,14 @@
 
 One message holds runs of consecutive tiles per row (``[y, x_start, x_stop]``, half-open), sized
 to about one inference batch, so a million tiles cost a few hundred SQS requests, not a million.
+
+The body (schema ``v`` 1) is ``{"v": 1, "job_id": ..., "z": 18, "runs": [[y, x0, x1], ...]}`` with
+two optional members: ``imagery`` (the registered source's name; absent: the default) and
+``digest`` (16 hex digits, :attr:`looking_glass.runtime.imagery_sources.ImagerySource.digest` of
+the definition the job was enumerated against, so a worker whose registry defines the name
+otherwise fails those tiles instead of reading other imagery under the same job). A message
+without ``digest`` (from an enumerator before it, or a deployment that does not know the
+default's definition) is accepted as before, unchecked.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from looking_glass.runtime.imagery_sources import IMAGERY_NAME
 
 SCHEMA_VERSION = 1
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{16,64}$")
+IMAGERY_DIGEST_PATTERN = re.compile(r"^[0-9a-f]{16}$")  # ImagerySource.digest
 
 
 class MalformedMessage(ValueError):
@@ -33,6 +42,8 @@ class WorkUnit:
     runs: tuple[tuple[int, int, int], ...]
     # The registered imagery source's name (runtime.imagery_sources); None: the default.
     imagery: str | None = None
+    # The digest of that source's definition when the job was enumerated (None: not checked).
+    imagery_digest: str | None = None
 
     @property
     def tile_count(self) -> int:
@@ -56,12 +67,16 @@ class WorkUnit:
         doc = {"v": SCHEMA_VERSION, "job_id": self.job_id, "z": self.zoom, "runs": self.runs}
         if self.imagery:
             doc["imagery"] = self.imagery
+        if self.imagery_digest:
+            doc["digest"] = self.imagery_digest
         return json.dumps(doc, separators=(",", ":"))
 
 
-def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int, imagery: str | None = None):
+def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int, imagery: str | None = None,
+              imagery_digest: str | None = None):
     """Yield work units of at most ``tiles_per_message`` tiles, splitting long runs, each naming
-    the ``imagery`` source (None: the deployment's default)."""
+    the ``imagery`` source (None: the deployment's default) and the ``imagery_digest`` of its
+    definition (None or "": unchecked by the workers)."""
     if tiles_per_message < 1:
         raise ValueError("tiles_per_message must be at least 1")
     batch: list[tuple[int, int, int]] = []
@@ -73,10 +88,10 @@ def pack_runs(job_id: str, zoom: int, runs: np.ndarray, tiles_per_message: int, 
             x0 += take
             room -= take
             if room == 0:
-                yield WorkUnit(job_id, zoom, tuple(batch), imagery)
+                yield WorkUnit(job_id, zoom, tuple(batch), imagery, imagery_digest or None)
                 batch, room = [], tiles_per_message
     if batch:
-        yield WorkUnit(job_id, zoom, tuple(batch), imagery)
+        yield WorkUnit(job_id, zoom, tuple(batch), imagery, imagery_digest or None)
 
 
 def parse_work_unit(body: str) -> WorkUnit:
@@ -114,7 +129,10 @@ def parse_work_unit(body: str) -> WorkUnit:
     imagery = doc.get("imagery")
     if imagery is not None and (not isinstance(imagery, str) or not IMAGERY_NAME.match(imagery)):
         raise MalformedMessage(f"invalid imagery source name {str(imagery)[:100]!r}")
-    unit = WorkUnit(job_id, zoom, tuple(checked), imagery)
+    digest = doc.get("digest")
+    if digest is not None and (not isinstance(digest, str) or not IMAGERY_DIGEST_PATTERN.match(digest)):
+        raise MalformedMessage(f"invalid imagery digest {str(digest)[:100]!r} (16 hex digits)")
+    unit = WorkUnit(job_id, zoom, tuple(checked), imagery, digest)
     if unit.tile_count > MAX_TILES_PER_MESSAGE:
         raise MalformedMessage(f"{unit.tile_count} tiles exceed {MAX_TILES_PER_MESSAGE} per message")
     return unit

@@ -94,3 +94,18 @@ def test_bad_imagery_sources_are_refused_at_synth(context, message):
     with pytest.raises(ConfigError) as err:
         DeploymentConfig.from_context({**cdk_json_context(), **context})
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("single", [{}, {"tile_url_template": "", "imagery_geotiff": "s3://my-imagery/scene.tif", "imagery_bands": "3,2,1",
+                                         "imagery_attribution": "(c) Provider"}])
+def test_the_workers_definitions_have_the_enumerators_digests(single):
+    """Work units carry the digest the enumerator computed; the workers compare it with their own
+    definition of the name (imagery.catalog): for a deployment as synthesized, every name agrees,
+    so no tile is failed as 'redefined' when nothing was."""
+    from looking_glass.imagery.catalog import ImageryCatalog
+
+    config = DeploymentConfig.from_context({**cdk_json_context(), "imagery_sources": json.dumps(SOURCES), **single})
+    catalog = ImageryCatalog(WorkerSettings.from_env(worker_environment(config)))
+    enumerator = EnumeratorSettings.from_env(enumerator_environment(config, job_queue_arn="q", job_definition_arn="d"))
+    for name in enumerator.imagery_names:
+        assert catalog.definition(name).digest == enumerator.imagery.digest(name) != ""

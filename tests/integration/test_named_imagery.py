@@ -59,7 +59,8 @@ def test_the_chosen_source_is_recorded_and_on_every_unit(enumerator):
     # what the name meant when the job ran
     assert job["imagery_digest"] == SOURCES["city"].digest and job["imagery_source"] == {"source": "city.tif,old.tif"}
     units = [parse_work_unit(m["Body"]) for m in drain(session.client("sqs"), resources.tile_queue_url)]
-    assert units and {u.imagery for u in units} == {"city"}
+    # ... with its definition's digest, which the workers check (imagery.catalog)
+    assert units and {(u.imagery, u.imagery_digest) for u in units} == {("city", SOURCES["city"].digest)}
 
 
 def test_no_name_is_the_default_and_an_unknown_name_fails_the_job(enumerator):
@@ -72,6 +73,7 @@ def test_no_name_is_the_default_and_an_unknown_name_fails_the_job(enumerator):
     assert job["reason"] == "unknown imagery source 'elsewhere': not registered with this deployment (registered: city, default, osm)"
     units = [parse_work_unit(m["Body"]) for m in drain(session.client("sqs"), resources.tile_queue_url)]
     assert units and {(u.job_id, u.imagery) for u in units} == {(default_job, None)}  # nothing for the bad job
+    assert {u.imagery_digest for u in units} == {None}  # the default's definition unknown here: unchecked
 
 
 def test_same_inputs_are_one_job_and_a_new_model_imagery_or_rerun_a_new_one(enumerator):

@@ -22,6 +22,22 @@ def test_round_trip_through_json():
     assert parse_work_unit(unit.to_json()) == unit
 
 
+def test_the_imagery_digest_travels_with_every_unit():
+    units = list(pack_runs(JOB, 18, np.array([[3, 4, 9]]), 2, "city", "0123456789abcdef"))
+    assert len(units) == 3 and {u.imagery_digest for u in units} == {"0123456789abcdef"}
+    assert all(parse_work_unit(u.to_json()) == u for u in units)
+    assert json.loads(units[0].to_json())["digest"] == "0123456789abcdef"
+    # no digest known (""): the member is left out, as before digests
+    (plain,) = pack_runs(JOB, 18, np.array([[3, 4, 9]]), 64, "city", "")
+    assert plain.imagery_digest is None and "digest" not in json.loads(plain.to_json())
+
+
+def test_a_message_from_before_digests_is_still_accepted():
+    body = json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[3, 4, 9]], "imagery": "city"})
+    unit = parse_work_unit(body)
+    assert unit.imagery == "city" and unit.imagery_digest is None and unit.tile_count == 5
+
+
 @pytest.mark.parametrize(
     "body, reason",
     [
@@ -35,6 +51,11 @@ def test_round_trip_through_json():
         (json.dumps({"v": 1, "job_id": JOB, "z": 2, "runs": [[0, 0, 9]]}), "outside zoom"),
         (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0.5, 1]]}), "integers"),
         (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0, 20000]]}), "exceed"),
+        (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0, 1]], "digest": "0123"}), "invalid imagery digest"),
+        (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0, 1]], "digest": "0123456789ABCDEF"}),
+         "invalid imagery digest"),
+        (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0, 1]], "digest": 12345}), "invalid imagery digest"),
+        (json.dumps({"v": 1, "job_id": JOB, "z": 18, "runs": [[0, 0, 1]], "digest": ""}), "invalid imagery digest"),
     ],
 )
 def test_malformed_messages_are_refused_with_a_reason(body, reason):
