@@ -6,7 +6,8 @@ serve-tiles`` serves. Tiles are read with rio-tiler (reprojected to web mercator
 and nodata rules are the ones prepare uses too (:mod:`looking_glass.imagery.raster`): bands chosen
 the same way (1 band becomes grey RGB; 3 bands are R, G, B; others must be named), uint8 passes
 through, anything else gets the per-image percentile stretch (computed once when the image is
-opened), and a pixel is nodata where the dataset mask says so or all its bands are 0.
+opened; a mosaic's images share the mosaic's one stretch), and a pixel is nodata where the
+dataset mask says so or all its bands are 0.
 
 Outcomes per tile: ``no_imagery`` when the tile does not touch the image's footprint; ``skipped``
 when it does but holds no valid pixel (nodata, black) or is one single colour; else an image, in
@@ -28,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+from affine import Affine
 
 from looking_glass.errors import EXIT_BAD_INPUT, EXIT_FAILURE, LookingGlassError
 from looking_glass.grid import TILE_SIZE, tile_box
@@ -42,6 +44,7 @@ from looking_glass.imagery.raster import (
     check_stretch_percentiles,
     mercator_outline,
     open_geotiff,
+    pixel_size_m,
     select_bands,
 )
 from looking_glass.imagery.status import TILE_NO_IMAGERY, TILE_SKIPPED
@@ -93,7 +96,9 @@ class GeoTiffTiles:
     ``capture_date`` (a datetime or text :func:`~looking_glass.imagery.capture.parse_capture_date`
     reads) overrides the file's TIFF DateTime tag; ``captured`` is the date used (None when
     neither says), ``band_count`` the bands other than alpha, ``outline`` the footprint in web
-    mercator. Raises :class:`GeoTiffError` for a file or date that cannot be used.
+    mercator, ``dtype`` the data type of the bands read (``uint16``). ``own_stretch`` False (a
+    mosaic's image) computes no stretch of its own: the mosaic sets one with :meth:`use_stretch`.
+    Raises :class:`GeoTiffError` for a file or date that cannot be used.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class GeoTiffTiles:
         stretch_percentiles: tuple[float, float] = DEFAULT_STRETCH_PERCENTILES,
         session=None,
         capture_date: datetime | str | None = None,
+        own_stretch: bool = True,
     ):
         self.source = str(source)
         self.public_name = self.source
@@ -122,8 +128,11 @@ class GeoTiffTiles:
                 src = open_geotiff(self.source, self.source)
                 try:
                     self._image = RasterImage(
-                        src, self.source, select_bands(src.count, bands, self.source, alpha_bands(src)), stretch_percentiles
+                        src, self.source, select_bands(src.count, bands, self.source, alpha_bands(src)),
+                        stretch_percentiles, own_stretch=own_stretch,
                     )
+                    # The data type(s) of the bands read: what a mosaic's images must agree on.
+                    self.dtype = ",".join(sorted({src.dtypes[b - 1] for b in self._image.unique}))
                     self._outline = self._mercator_outline(src, self.source)
                     # Bands other than alpha: what a mosaic's images must agree on.
                     self.band_count = src.count - len(alpha_bands(src))
@@ -211,6 +220,36 @@ class GeoTiffTiles:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # ---- radiometry ------------------------------------------------------------------------
+    @property
+    def passes_through(self) -> bool:
+        """Whether the bands read are uint8 (no stretch)."""
+        return self._image.passes_through
+
+    def stretch_sample(self, max_side: int):
+        """This image's :class:`~looking_glass.imagery.mosaic_stretch.StretchSample`, at most
+        ``max_side`` pixels a side (a mosaic pools them; read when the mosaic is opened, on the
+        opening thread)."""
+        from looking_glass.imagery.mosaic_stretch import StretchSample
+
+        src = self._image.src
+        with self._env():
+            data, valid = self._image.sample(max_side)
+        centre_lat = (src.bounds.bottom + src.bounds.top) / 2 if src.crs.is_geographic else None
+        px, py = pixel_size_m(src.crs, src.transform, centre_lat)
+        decimation = (src.height / valid.shape[0]) * (src.width / valid.shape[1])
+        left, bottom, right, top = src.bounds
+        return StretchSample(
+            data, valid, src.transform @ Affine.scale(src.width / valid.shape[1], src.height / valid.shape[0]),
+            src.crs, (min(left, right), min(bottom, top), max(left, right), max(bottom, top)),
+            px * py * decimation, self._outline,
+        )
+
+    def use_stretch(self, stretch: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Stretch every later tile by ``stretch`` (per-band (low, high), as
+        :func:`~looking_glass.imagery.raster.stretch_limits` gives; None only for uint8)."""
+        self._image.stretch = stretch
 
     # ---- tiles -----------------------------------------------------------------------------
     def overlaps(self, x: int, y: int, z: int) -> bool:

@@ -10,8 +10,11 @@ A mosaic is given as (:func:`mosaic_members`):
 
 Relative paths are relative to the document. Images must be local files or on S3 (an ``http(s)``
 asset is refused: workers read only what was registered). Every image is opened once (its own
-band selection, stretch and nodata, as a single GeoTIFF source), and all must have the same
-number of bands (alpha not counted).
+band selection and nodata, as a single GeoTIFF source), and all must have the same number of
+bands (alpha not counted) and the same data type. Non-uint8 images share **one stretch**: the
+percentiles of all their valid pixels together, weighted by ground area, each place counted once
+(:mod:`looking_glass.imagery.mosaic_stretch`), so a scene's colours do not depend on how it was
+cut into files.
 
 Overlap rule: a tile is read from the images whose footprint touches it, **newest capture first,
 then in the order given**; images without a capture date come after dated ones. Each pixel comes
@@ -33,6 +36,7 @@ import numpy as np
 
 from looking_glass.imagery.capture import CaptureDateError, iso_day, parse_capture_date
 from looking_glass.imagery.geotiff import GeoTiffError, GeoTiffTiles, fetched_from_rgb, rgba_png
+from looking_glass.imagery.mosaic_stretch import member_sample_side, pooled_stretch_limits
 from looking_glass.imagery.tiles import FetchedTile
 from looking_glass.runtime.settings import GEOTIFF_SUFFIXES, MOSAIC_DOCUMENT_SUFFIXES
 
@@ -187,7 +191,9 @@ def mosaic_members(spec: str | Sequence[str], session=None) -> list[MosaicMember
 # ---- reading --------------------------------------------------------------------------------
 class MosaicTiles:
     """Several opened GeoTIFF sources read as one (module docstring: the overlap rule); the same
-    interface as :class:`GeoTiffTiles` (``fetch``, ``png``, ``overlaps``, ``outline``, ``close``)."""
+    interface as :class:`GeoTiffTiles` (``fetch``, ``png``, ``overlaps``, ``outline``, ``close``).
+    Opening computes the mosaic's one stretch (the default 2-98 percentiles) and sets it on every
+    image, replacing any of their own. Raises :class:`MosaicError` when the images differ in band count or data type."""
 
     def __init__(self, images: Sequence[GeoTiffTiles], name: str):
         if not images:
@@ -196,6 +202,12 @@ class MosaicTiles:
         if len(counts) > 1:
             listing = ", ".join(f"{img.source}: {img.band_count}" for img in images)
             raise MosaicError(f"{name}: the images of a mosaic must have the same number of bands ({listing})")
+        if len({img.dtype for img in images}) > 1:
+            listing = ", ".join(f"{img.source}: {img.dtype}" for img in images)
+            raise MosaicError(
+                f"{name}: the images of a mosaic must have the same data type, as one stretch is used for all "
+                f"of them ({listing}); convert them first, e.g. gdal_translate -ot UInt16 in.tif out.tif"
+            )
         # Newest first, undated last, ties in the order given (sorted() is stable).
         # (sorted() keeps the order of equal keys, with reverse=True too).
         dated = sorted((img for img in images if img.captured), key=lambda img: img.captured, reverse=True)
@@ -204,6 +216,13 @@ class MosaicTiles:
         self.source = name
         self.bands = self.images[0].bands  # the same count everywhere, so the same default choice
         self.captured = max((img.captured for img in images if img.captured), default=None)
+        # One stretch for every image (mosaic_stretch: the pooled rule), so colours do not depend
+        # on how the scene was cut into files; uint8 imagery passes through.
+        if not self.images[0].passes_through:
+            side = member_sample_side(len(self.images))
+            stretch = pooled_stretch_limits([img.stretch_sample(side) for img in self.images])
+            for img in self.images:
+                img.use_stretch(stretch)
         import shapely
 
         self._outline = shapely.union_all([img.outline for img in images])
@@ -314,7 +333,8 @@ def open_geotiff_source(
     opened: list[GeoTiffTiles] = []
     try:
         for m in members:
-            opened.append(GeoTiffTiles(m.source, bands=bands, session=session, capture_date=m.date or capture_date))
+            opened.append(GeoTiffTiles(m.source, bands=bands, session=session, capture_date=m.date or capture_date,
+                                       own_stretch=False))  # MosaicTiles sets the mosaic's one stretch
         return MosaicTiles(opened, name)
     except BaseException:
         for img in opened:

@@ -26,7 +26,8 @@ Rules
   overview when the file has one (a COG: one small read), else every n-th pixel of every n-th row,
   read strip by strip, so a very large file costs one pass over its blocks and a bounded amount of
   memory (about ``STRIP_PX`` pixels at a time), never the whole raster. Reads run with GDAL's
-  block cache capped (``READ_OPTIONS``).
+  block cache capped (``READ_OPTIONS``). The images of a mosaic share one stretch instead
+  (:mod:`looking_glass.imagery.mosaic_stretch`: their samples pooled).
 
 Errors are :class:`RasterError` (a ``ValueError``) with a message naming the image and the problem.
 """
@@ -232,11 +233,15 @@ class RasterImage:
     ``src`` is an open rasterio dataset (owned by the caller, who closes it), ``label`` names it,
     ``bands`` are the (R, G, B) 1-based indices from :func:`select_bands` and ``percentiles`` the
     stretch percentiles used when any selected band is not uint8. Attributes: ``unique`` (the
-    distinct bands, sorted: what to read), ``pos`` (where each of R, G, B is in ``unique``) and
-    ``stretch`` (None for uint8, else per-band (low, high) float64 arrays of shape (3,)).
+    distinct bands, sorted: what to read), ``pos`` (where each of R, G, B is in ``unique``),
+    ``passes_through`` (every selected band is uint8) and ``stretch`` (None for uint8, else
+    per-band (low, high) float64 arrays of shape (3,)). ``own_stretch`` False leaves ``stretch``
+    None for the caller to set: a mosaic's images share one (:mod:`looking_glass.imagery.mosaic_stretch`).
     """
 
-    def __init__(self, src, label: str, bands: tuple[int, int, int], percentiles: tuple[float, float]):
+    def __init__(
+        self, src, label: str, bands: tuple[int, int, int], percentiles: tuple[float, float], own_stretch: bool = True
+    ):
         from rasterio.coords import BoundingBox
         from rasterio.transform import array_bounds
 
@@ -260,22 +265,26 @@ class RasterImage:
         alphas = [b for b in alpha_bands(src) if b not in self.unique]
         self.alpha = alphas[0] if alphas else None
         self.indexes = self.unique + ([self.alpha] if self.alpha is not None else [])
+        self.passes_through = all(np.dtype(src.dtypes[b - 1]) == np.uint8 for b in bands)
         self.stretch: tuple[np.ndarray, np.ndarray] | None = None
-        if any(np.dtype(src.dtypes[b - 1]) != np.uint8 for b in bands):
-            self.stretch = self._percentiles(percentiles)
+        if own_stretch and not self.passes_through:
+            self.stretch = stretch_limits(*self.sample(), percentiles)
 
-    def _percentiles(self, pct: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, max_side: int = STRETCH_SAMPLE_PX) -> tuple[np.ndarray, np.ndarray]:
+        """The stretch sample: ((3, sh, sw) float32 R, G, B, (sh, sw) bool valid) of the whole
+        file, in the file's own row/column order, decimated to at most ``max_side`` pixels a side
+        (see the module's radiometry rule: an overview, else strips); sample pixel (i, j) stands
+        for the (h / sh) x (w / sw) file pixels at (i * h / sh, j * w / sw)."""
         h, w = self.src.height, self.src.width
-        f = max(1, math.ceil(max(h, w) / STRETCH_SAMPLE_PX))
+        f = max(1, math.ceil(max(h, w) / max_side))
         if f == 1 or self.src.overviews(self.indexes[0]):
             # Small, or GDAL answers the decimated read from an overview: one bounded read.
             shape = (max(1, h // f), max(1, w // f))
             raw = self.src.read(self.indexes, out_shape=(len(self.indexes), *shape), out_dtype="float32")
             data, alpha = self.split(raw)
             valid = self.valid_mask(data, self.src.dataset_mask(out_shape=shape), alpha)
-        else:
-            data, valid = self._strided_sample(f)
-        return stretch_limits(data, valid, pct)
+            return data, valid
+        return self._strided_sample(f)
 
     def _strided_sample(self, f: int) -> tuple[np.ndarray, np.ndarray]:
         """Every ``f``-th pixel of every ``f``-th row, read in full-width strips of whole blocks
@@ -358,7 +367,11 @@ class RasterImage:
         return True
 
     def to_uint8(self, data: np.ndarray) -> np.ndarray:
-        """(3, h, w) float with NaN -> (h, w, 3) uint8 with 0 on nodata."""
+        """(3, h, w) float with NaN -> (h, w, 3) uint8 with 0 on nodata. Raises RuntimeError
+        for non-uint8 data whose stretch was never set (``own_stretch=False`` and no
+        mosaic's stretch given): its raw values would be clipped, not stretched."""
+        if self.stretch is None and not self.passes_through:
+            raise RuntimeError(f"{self.label}: no stretch set for non-uint8 imagery")
         return stretch_to_uint8(data, self.stretch)
 
 
