@@ -23,6 +23,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
@@ -125,12 +126,14 @@ def job_record(store: ResultsStore, job_id: str) -> dict:
 @dataclass
 class TileTally:
     """Counts of the tile items streamed through :meth:`through`: ``items`` in all, ``done``
-    ones, and ``building_count``, the sum of the done items' stored counts (None once a done
-    item has none)."""
+    ones, ``building_count``, the sum of the done items' stored counts (None once a done
+    item has none), and ``building_area_m2``, the sum of the done items' stored (mask) areas:
+    the figures ``results`` shows for these tiles."""
 
     items: int = 0
     done: int = 0
     building_count: int | None = 0
+    building_area_m2: Decimal = Decimal(0)
     statuses: dict[str, int] = field(default_factory=dict)  # every status met -> its count
 
     def through(self, items: Iterable[dict]) -> Iterator[dict]:
@@ -140,6 +143,7 @@ class TileTally:
             self.statuses[item["status"]] = self.statuses.get(item["status"], 0) + 1
             if item["status"] == TILE_DONE:
                 self.done += 1
+                self.building_area_m2 += Decimal(item.get("building_area_m2", 0))
                 count = item.get("building_count")
                 self.building_count = None if count is None or self.building_count is None else \
                     self.building_count + int(count)

@@ -55,7 +55,7 @@ from looking_glass.results.bands import BAND_ZOOM, job_done_bounds, job_items
 from looking_glass.results.buildings import TileTally, job_building_rows, job_record
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
 
-__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "job_gap", "render_gap"]
+__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "job_gap", "render_gap", "results_difference"]
 
 GAP_COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", *GAP_VALUES),
@@ -208,7 +208,11 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
                       EmptyReferenceWarning, stacklevel=2)
     summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),
                "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
-               "mapped_features_skipped": len(reference.skipped)}
+               "mapped_features_skipped": len(reference.skipped),
+               # what `results` shows for the same done tiles (mask pixels, the workers' per-tile
+               # counts), so the table can say how and by how much the outlines differ from it
+               "results_building_area_m2": float(tally.building_area_m2),
+               "results_building_count": tally.building_count}
     return JobGap(mode, gap.rows(), summary, gap.unmapped, list(reference.skipped), gap.unmapped_count,
                   None if unmapped_out is None else str(unmapped_out),
                   {"reference_reads": reference.reads, "most_mapped": reference.most_held,
@@ -223,6 +227,22 @@ def _value(column: str, value):
     if column == "completeness":
         return round(float(value), 4)
     return value
+
+
+def results_difference(summary: dict) -> str:
+    """One line saying why the predicted totals of a gap ``summary`` (:func:`job_gap`'s) differ
+    from ``results``' totals for the same done tiles, with both figures and the differences:
+    the gap measures the traced outlines ``export`` writes (specks under 5 m2 dropped, edges
+    simplified, each building counted once where its centre is), ``results`` the workers' mask
+    pixels and per-tile counts (see docs/results.md, "The mapping gap")."""
+    area, count = summary["results_building_area_m2"], summary["results_building_count"]
+    pa, pc = summary["predicted_area_m2"], summary["predicted_count"]
+    counted = "an unknown count (tiles stored before counts)" if count is None else \
+        f"{count:,} buildings ({pc - count:+,})"
+    return (f"predicted = the traced outlines `export` writes (specks under 5 m2 dropped, edges simplified, "
+            f"a building cut by tile edges counted once); `results` sums the workers' mask pixels and per-tile "
+            f"counts over the same {summary['tiles_compared']:,} done tiles: {area:,.0f} m2 ({pa - area:+,.0f} m2), "
+            f"{counted}")
 
 
 def render_gap(fmt: str, gap: JobGap) -> str:
@@ -254,5 +274,6 @@ def render_gap(fmt: str, gap: JobGap) -> str:
                      f"predicted {s['predicted_count']:,} buildings ({s['predicted_area_m2']:,.0f} m2), mapped "
                      f"{s['mapped_count']:,} ({s['mapped_area_m2']:,.0f} m2), unmapped {s['unmapped_area_m2']:,.0f} m2; "
                      f"completeness {done}")
+        lines.append(results_difference(s))
         return "\n".join(lines) + "\n"
     raise ResultsError(f"unknown format {fmt!r}; one of table, csv, geojson")

@@ -52,6 +52,12 @@ def test_export_then_compare_with_a_partly_mapped_layer(embedded_up, capsys):
     assert s["unmapped_area_m2"] == pytest.approx(removed, rel=0.05)
     ranks = [f["properties"]["rank"] for f in doc["features"]]
     assert sorted(ranks) == list(range(1, len(ranks) + 1))
+    # the summary carries `results`' own totals of the same tiles (mask pixels, per-tile counts)
+    code, out, err = run_cli(capsys, "results", job, "--format", "geojson")
+    tot = json.loads(out)["totals"]
+    assert s["results_building_area_m2"] == pytest.approx(float(tot["building_area_m2"]), abs=1e-3)
+    assert s["results_building_count"] == tot["building_count"]
+    assert s["predicted_area_m2"] == pytest.approx(s["results_building_area_m2"], rel=0.05)
 
     code, out, err = run_cli(capsys, "results", job, "--compare", str(mapped), "--zoom", "16", "--no-progress")
     assert code == 0, err and "completeness" in out.splitlines()[0]

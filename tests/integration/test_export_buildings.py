@@ -15,9 +15,11 @@ import pytest
 import shapely
 
 from looking_glass.grid import quadkey
+from looking_glass.model.segmenter import building_area_m2
 from looking_glass.outlines.layers import read_polygons
 from looking_glass.outlines.vectorize import stored_building_count
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore, TileResult
+from looking_glass.pipeline.table import area_decimal
 from looking_glass.pipeline.unit_results import encode_unit_result, result_key
 from looking_glass.results.buildings import ExportError, export_buildings, export_format
 
@@ -61,11 +63,12 @@ def put_job(aws, tiles, total=None, masks=True, mosaic_of=None):
             s3.put_object(Bucket=resources.masks_bucket, Key=key, Body=body)
         for dx, status in row:
             x, y = X0 + dx, Y0 + dy
-            count = None
-            if status == "done":
+            count, area = None, Decimal(0)
+            if status == "done":  # the worker's figures: its count and the mask's pixel area
                 k = done.index(dx)
                 count = stored_building_count(cut[k], None if sdt is None else sdt_cut[k], 18, x, y)
-            results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, Decimal(0), 0,
+                area = area_decimal(building_area_m2(cut[k], x, y, 18))
+            results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, area, 0,
                                       mask_key=key if status == "done" else None, building_count=count))
     store.record_tiles(JOB, results, {"model_id": "m"})
     store.try_complete(JOB)
@@ -270,6 +273,34 @@ def test_the_gap_of_a_job_against_a_partly_mapped_layer_in_another_crs(aws, tmp_
     page = (tmp_path / "map" / "gap.html").read_text()
     assert out["features"] == 6 and out["unmapped"] == 3 and "test &lt;job&gt;" in page
     assert len(json.loads((tmp_path / "map" / "gap-buildings.geojson").read_text())["features"]) == 3
+
+
+def test_the_gap_says_how_its_predicted_totals_differ_from_results(aws, tmp_path):
+    # A speck (4 px, about 1.4 m2: in the mask, so in `results`' area, but no building) and a
+    # jagged building (its staircase edge simplified away): the outlines' area is smaller.
+    from looking_glass.results.gap import job_gap, render_gap
+    from looking_glass.results.query import query
+
+    m = mosaic()
+    m[470:472, 100:102] = True  # the speck, inside tile (0, 1)
+    for k in range(40):  # a staircase edge on the building at rows 300-360
+        m[300 + k, 380:380 + (k % 4)] = True
+    store, s3, bucket = put_job(aws, ALL, mosaic_of=m)
+    _, _, tot = query(store, JOB)
+    with pytest.warns(UserWarning, match="no mapped building"):
+        gap = job_gap(store, s3, bucket, JOB, _mapped_file(tmp_path / "none.geojson", []))
+    s = gap.summary
+    assert s["results_building_area_m2"] == float(tot["building_area_m2"]) > s["predicted_area_m2"]
+    assert s["results_building_count"] == tot["building_count"]
+    assert s["predicted_count"] == 5  # the speck is no building
+    table = render_gap("table", gap).splitlines()
+    area, count = float(tot["building_area_m2"]), tot["building_count"]
+    assert table[-1] == (
+        "predicted = the traced outlines `export` writes (specks under 5 m2 dropped, edges simplified, a building cut "
+        "by tile edges counted once); `results` sums the workers' mask pixels and per-tile counts over the same 6 done "
+        f"tiles: {area:,.0f} m2 ({s['predicted_area_m2'] - area:+,.0f} m2), {count:,} buildings ({5 - count:+,})")
+    assert f"predicted 5 buildings ({s['predicted_area_m2']:,.0f} m2)" in table[-2]
+    assert json.loads(render_gap("geojson", gap))["summary"]["results_building_area_m2"] == area
 
 
 def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, tmp_path):
