@@ -129,6 +129,17 @@ def test_the_pooled_rule_by_hand():
     # B overlapping A: its pixel whose centre lies inside A's footprint counts once, as A's.
     lo, hi = pooled_stretch_limits([sample([0, 10], 0.0, 1.0), sample([1000, 20], 1.0, 1.0)], (0, 100))
     assert np.allclose(lo, 0) and np.allclose(hi, 20)
+    # The same with B in lon/lat degrees: its centres are reprojected to A's CRS to be tested.
+    from rasterio.warp import transform
+
+    (lon0, lon1), (lat, _) = transform("EPSG:3857", "EPSG:4326", [1.5, 2.6], [0.5, 0.5])
+    d = lon1 - lon0  # B's pixels: centres at x = 1.5 m (inside A) and 2.6 m (outside)
+    b_bounds = (lon0 - d / 2, lat - d / 2, lon1 + d / 2, lat + d / 2)
+    b = StretchSample(np.repeat(np.asarray([[[1000, 20]]], np.float32), 3, axis=0), np.ones((1, 2), bool),
+                      Affine(d, 0, b_bounds[0], 0, -d, b_bounds[3]), CRS.from_epsg(4326), b_bounds, 1.0,
+                      shapely.box(1.0, -0.5, 3.1, 1.5))
+    lo, hi = pooled_stretch_limits([sample([0, 10], 0.0, 1.0), b], (0, 100))
+    assert np.allclose(lo, 0) and np.allclose(hi, 20)
     # Nothing valid: (0, 1), as for one image.
     empty = replace(sample([5], 0.0, 1.0), valid=np.zeros((1, 1), bool))
     lo, hi = pooled_stretch_limits([empty], (2, 98))
