@@ -52,15 +52,17 @@ def cmd_up(args) -> int:
         print(f"embedded Looking Glass is up (pid {state['pid']}); Ctrl-C stops it and its data goes with it")
         print(f"  AWS endpoint:   {state['endpoint_url']}")
         print(f"  imagery:        {inputs.describe_imagery()} (tiles at {state['tile_url_template']})")
+        if inputs.default_attribution:
+            print(f"  credited as:    {shown(inputs.default_attribution)}")
         for name, src in inputs.sources.items():
             date = f" (captured {src.date})" if src.date else ""
-            print(f"  imagery '{shown(name)}': {shown(src.source)}{date}; use: submit AOI --imagery {shown(name)}")
+            credit = f", credited as {shown(src.attribution)}" if src.attribution else ""
+            print(f"  imagery '{shown(name)}': {shown(src.source)}{date}{credit}; use: submit AOI --imagery {shown(name)}")
         print(f"  trigger bucket: {res['trigger_bucket']}   results table: {res['results_table']}")
         print(f"  state file:     {state_path}   worker logs: {work_dir / 'logs'}")
         print("in another terminal: looking-glass submit AOI.geojson --wait; looking-glass jobs", flush=True)
 
-    run_embedded(state_path, work_dir, workers=args.workers, ready=ready, worker_env=inputs.model_env(),
-                 imagery=inputs.imagery, imagery_sources=inputs.sources)
+    run_embedded(state_path, work_dir, workers=args.workers, ready=ready, **inputs.embedded_options())
     print("embedded run stopped")
     return 0
 
@@ -382,7 +384,7 @@ def add_commands(sub) -> None:
     up.add_argument("--workers", type=positive_int, default=2, help="local worker processes (default 2)")
     up.add_argument("--embedded", metavar="STATE", type=functools.partial(output_file, make_folders=True), help="state file to write (default ~/.looking-glass/embedded.json)")
     up.add_argument("--dir", type=output_folder, help="working folder for worker logs (default: next to the state file)")
-    add_run_options(up, named=True)  # --imagery [NAME=]SOURCE (repeated), --bands, --model (looking_glass.local.inputs)
+    add_run_options(up, named=True)  # --imagery [NAME=]SOURCE, --attribution NAME=TEXT (repeated), --bands, --model
     up.set_defaults(func=cmd_up)
 
     submit = sub.add_parser("submit", help="validate an AOI and upload it: prints the job id")

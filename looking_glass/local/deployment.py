@@ -318,6 +318,7 @@ def run_embedded(
     worker_env: dict[str, str] | None = None,
     imagery=None,
     imagery_sources: dict | None = None,
+    imagery_attribution: str | None = None,
 ) -> None:
     """Keep an embedded run up until SIGINT/SIGTERM (or ``stop_event``), with its state file.
 
@@ -326,7 +327,8 @@ def run_embedded(
     ``imagery`` (a validated :class:`looking_glass.local.inputs.Imagery`; None: the synthetic
     world) is what the workers read; the state file's tile URL template serves it (for a
     GeoTIFF, a local tile server of the image). ``worker_env`` adds worker settings, e.g.
-    ``LG_MODEL_PATH``. ``imagery_sources``: the named sources of ``up --imagery NAME=SOURCE``.
+    ``LG_MODEL_PATH``. ``imagery_sources``: the named sources of ``up --imagery NAME=SOURCE``;
+    ``imagery_attribution``: the default source's credit on maps (``up --attribution default=TEXT``).
     """
     from looking_glass.local.embedded import EmbeddedStack
 
@@ -337,7 +339,7 @@ def run_embedded(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     stack = EmbeddedStack(work_dir, workers=workers, worker_env=worker_env, imagery=imagery,
-                          imagery_sources=imagery_sources)
+                          imagery_sources=imagery_sources, imagery_attribution=imagery_attribution)
     try:
         stack.start()
         state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template,

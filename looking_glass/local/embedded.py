@@ -90,6 +90,7 @@ class EmbeddedStack:
         worker_env: dict[str, str] | None = None,
         imagery=None,
         imagery_sources: dict | None = None,
+        imagery_attribution: str | None = None,
     ):
         """``imagery`` (a :class:`looking_glass.local.inputs.Imagery`, validated) replaces the
         synthetic world: the workers read that source (an XYZ template, or the GeoTIFF itself,
@@ -100,7 +101,9 @@ class EmbeddedStack:
         (:meth:`_stage_s3`), where the workers read it in place through GDAL's /vsis3/ as deployed
         workers read the original. ``imagery_sources`` (name -> checked :class:`~looking_glass.runtime.imagery_sources.ImagerySource`)
         are the named sources jobs may choose (``submit --imagery NAME``), given to the workers and
-        the enumerator as ``LG_IMAGERY_SOURCES``. ``worker_env`` is added last to the workers' environment."""
+        the enumerator as ``LG_IMAGERY_SOURCES``. ``imagery_attribution``: what maps credit for the
+        default source (None: the synthetic world's credit, or the source's name). ``worker_env`` is
+        added last to the workers' environment."""
         self.work_dir = Path(work_dir)
         self.workers = workers
         self.imagery = imagery
@@ -110,6 +113,7 @@ class EmbeddedStack:
         self.tile_latency_s = tile_latency_s
         self.worker_env = worker_env or {}
         self.imagery_sources = dict(imagery_sources or {})
+        self.imagery_attribution = imagery_attribution
         specs = [s.source for s in self.imagery_sources.values() if not s.is_template]
         if imagery is not None and imagery.kind == "geotiff":
             specs.append(imagery.source)
@@ -238,6 +242,7 @@ class EmbeddedStack:
         bands = self.imagery.bands if geotiff and self.imagery is not None else None
         # The map's credit: the synthetic world says what it is (its tile server's URL would not)
         credit = SYNTHETIC_ATTRIBUTION if self.tiles is not None and not geotiff else None
+        credit = self.imagery_attribution or credit  # `up --attribution default=TEXT` first
         default = single_source(DEFAULT_IMAGERY_NAME, "" if geotiff else self.tile_url_template, geotiff, bands,
                                 attribution=credit)
         self.imagery_registry = ImageryRegistry({**self.imagery_sources, DEFAULT_IMAGERY_NAME: default})

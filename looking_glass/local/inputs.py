@@ -20,7 +20,9 @@ With a GeoTIFF and no ``--aoi`` the AOI is the image's footprint (its outline in
 worker's GeoTIFF source sees it), so the job covers exactly the zoom-18 tiles the image touches.
 An XYZ template needs ``--aoi`` (a template has no extent). ``up`` also takes
 ``--imagery NAME=SOURCE[@YYYY-MM-DD]`` (repeated): named sources jobs choose with
-``submit --imagery NAME`` (:func:`validate_named_imagery`).
+``submit --imagery NAME`` (:func:`validate_named_imagery`), and ``--attribution NAME=TEXT``
+(repeated): the credit maps show under a source's imagery (``default=TEXT``: the default
+source's; :func:`validate_attributions`).
 """
 
 from __future__ import annotations
@@ -105,8 +107,11 @@ class RunInputs:
     aoi_bytes: bytes | None = None
     aoi_filename: str = "sample_aoi.geojson"
     warnings: list[str] = field(default_factory=list)
-    # Named sources of `up --imagery NAME=SOURCE[@DATE]` (runtime.imagery_sources), checked.
+    # Named sources of `up --imagery NAME=SOURCE[@DATE]` (runtime.imagery_sources), checked, with
+    # their `--attribution NAME=TEXT`.
     sources: dict = field(default_factory=dict)
+    # `up --attribution default=TEXT`: what maps credit for the default source (None: its own credit).
+    default_attribution: str | None = None
 
     def worker_env(self) -> dict[str, str]:
         """Worker settings for the imagery and the model (nothing for the defaults)."""
@@ -120,6 +125,12 @@ class RunInputs:
         what ``EmbeddedStack(worker_env=...)`` takes beside ``imagery``."""
         return {"LG_MODEL_PATH": self.model} if self.model else {}
 
+    def embedded_options(self) -> dict:
+        """What ``up`` passes to ``run_embedded`` (and ``EmbeddedStack``): the model's worker
+        settings, the default imagery, the named sources and the default's attribution."""
+        return {"worker_env": self.model_env(), "imagery": self.imagery, "imagery_sources": self.sources,
+                "imagery_attribution": self.default_attribution}
+
     def describe_imagery(self) -> str:
         """The imagery in words (``synthetic imagery`` for the default)."""
         return self.imagery.describe() if self.imagery else "synthetic imagery"
@@ -127,7 +138,8 @@ class RunInputs:
 
 def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named: bool = False) -> None:
     """Add --imagery, --bands and --model (unless the parser has it) and, with ``truth``,
-    --truth to a demo/up parser; with ``named``, --imagery may be repeated as NAME=SOURCE."""
+    --truth to a demo/up parser; with ``named``, --imagery may be repeated as NAME=SOURCE, and
+    --attribution NAME=TEXT (repeated) credits a source on maps."""
     if named:
         parser.add_argument(
             "--imagery", metavar="[NAME=]SOURCE[@DATE]", action="append",
@@ -135,6 +147,11 @@ def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named:
                  "s3://bucket/key.tif) or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items); once without "
                  "NAME= for the default (else the synthetic world), and repeated as NAME=SOURCE to register "
                  "sources jobs choose with `submit --imagery NAME`; @YYYY-MM-DD gives the capture date",
+        )
+        parser.add_argument(
+            "--attribution", metavar="NAME=TEXT", action="append",
+            help="the credit maps show under source NAME's imagery (a NAME of --imagery NAME=SOURCE, or "
+                 "'default' for the default source), e.g. --attribution 'city=(c) City survey 2024'; repeatable",
         )
     else:
         parser.add_argument(
@@ -215,6 +232,41 @@ def validate_named_imagery(values: list[str], session=None) -> tuple[dict, str |
         raise InputError(f"--imagery without NAME= given {len(unnamed)} times: one default source at most "
                          "(name the others: --imagery NAME=SOURCE)")
     return sources, (unnamed[0] if unnamed else None)
+
+
+def validate_attributions(values: list[str], sources: dict) -> tuple[dict, str | None]:
+    """``up --attribution NAME=TEXT`` values applied to the checked named ``sources``: (the
+    sources with their attribution, the default source's attribution or None). NAME is a named
+    source or ``default``; TEXT 1-200 printable characters (``check_attribution``). Raises
+    InputError: no ``=``, an unknown NAME (with the names there are), a NAME given twice, a bad TEXT."""
+    from looking_glass.runtime.imagery_sources import (
+        DEFAULT_IMAGERY_NAME,
+        ImagerySourcesError,
+        check_attribution,
+        unknown_imagery_reason,
+    )
+
+    sources, default, seen = dict(sources), None, set()
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise InputError(f"--attribution {value!r}: give NAME=TEXT (NAME: a source of --imagery NAME=SOURCE, or 'default')")
+        if name != DEFAULT_IMAGERY_NAME and name not in sources:
+            known = [*sources, DEFAULT_IMAGERY_NAME]
+            reason = unknown_imagery_reason(name, known).replace('with this deployment', 'by --imagery NAME=SOURCE')
+            raise InputError(f"--attribution {name}=...: {reason}")
+        if name in seen:
+            raise InputError(f"--attribution {name}=...: given twice")
+        seen.add(name)
+        try:
+            text = check_attribution(name, text)
+        except ImagerySourcesError as exc:
+            raise InputError(f"--attribution {exc}") from None
+        if name == DEFAULT_IMAGERY_NAME:
+            default = text
+        else:
+            sources[name] = replace(sources[name], attribution=text)
+    return sources, default
 
 
 def validate_imagery(source: str | None, bands: str | None = None, session=None) -> Imagery | None:
@@ -307,6 +359,9 @@ def validated_inputs(args, session=None) -> RunInputs:
     if isinstance(imagery, list):  # `up`: [NAME=]SOURCE, repeated
         inputs.sources, unnamed = validate_named_imagery(imagery, session)
         imagery = unnamed
+    attributions = getattr(args, "attribution", None)
+    if attributions:  # `up --attribution NAME=TEXT`, repeated
+        inputs.sources, inputs.default_attribution = validate_attributions(attributions, inputs.sources)
     inputs.imagery = validate_imagery(imagery, getattr(args, "bands", None), session)
     inputs.model = validate_model(getattr(args, "model", "") or "")
     truth_path = getattr(args, "truth", None)

@@ -83,3 +83,51 @@ def test_a_path_with_an_equals_sign_is_still_a_source(images, tmp_path):
     odd = write_tif(tmp_path / "k=v.tif", 100, 0, TILE_SIZE)
     inputs = validated_inputs(up_args("--imagery", str(odd)))
     assert inputs.imagery.source == str(odd.resolve()) and inputs.sources == {}
+
+
+def test_attributions_credit_named_sources_and_the_default(images, monkeypatch):
+    """`up --attribution NAME=TEXT`: the named source's entry carries it (the map of its jobs shows
+    it: the job record keeps the entry); `default=` the default source's; neither changes a
+    source's digest (a credit is no part of a job's identity)."""
+    monkeypatch.chdir(images[0].parent)
+    plain = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={TEMPLATE}"))
+    inputs = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={TEMPLATE}",
+                                      "--attribution", "city=\u00a9 City survey, 2024 = good", "--attribution", "default=Synthetic"))
+    assert inputs.sources["city"].attribution == "\u00a9 City survey, 2024 = good"  # split at the first '='
+    assert inputs.sources["osm"].attribution is None and inputs.default_attribution == "Synthetic"
+    assert inputs.sources["city"].to_json()["attribution"] == "\u00a9 City survey, 2024 = good"
+    assert inputs.sources["city"].digest == plain.sources["city"].digest
+    assert plain.default_attribution is None and plain.sources["city"].attribution is None
+    # without any --imagery, the default (the synthetic world) may still be credited
+    assert validated_inputs(up_args("--attribution", "default=Mine")).default_attribution == "Mine"
+
+
+@pytest.mark.parametrize("values, message", [
+    (["citty=X"], "--attribution citty=...: unknown imagery source 'citty': not registered by --imagery NAME=SOURCE "
+                  "(registered: city, default); did you mean 'city'?"),
+    (["nope"], "--attribution 'nope': give NAME=TEXT (NAME: a source of --imagery NAME=SOURCE, or 'default')"),
+    (["=X"], "--attribution '=X': give NAME=TEXT"),
+    (["city="], "--attribution imagery source 'city': attribution must be text of 1-200 printable characters"),
+    (["city=   "], "attribution must be text of 1-200 printable characters"),
+    (["city=two\nlines"], "attribution must be text of 1-200 printable characters"),
+    (["city=" + "x" * 201], "attribution must be text of 1-200 printable characters"),
+    (["city=A", "city=B"], "--attribution city=...: given twice"),
+])
+def test_bad_attributions_are_one_line(images, monkeypatch, values, message):
+    monkeypatch.chdir(images[0].parent)
+    argv = ["--imagery", "city=a.tif", *[arg for v in values for arg in ("--attribution", v)]]
+    with pytest.raises(InputError) as err:
+        validated_inputs(up_args(*argv))
+    assert message in str(err.value) and "\n" not in str(err.value).replace("two\nlines", "")
+
+
+def test_an_unknown_attribution_name_exits_2_before_anything_starts(images, tmp_path, capsys):
+    from looking_glass.cli.main import main
+
+    state = tmp_path / "state" / "embedded.json"
+    with pytest.raises(SystemExit) as exit_:
+        main(["up", "--imagery", f"city={images[0]}", "--attribution", "town=X", "--embedded", str(state)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--attribution town=...: unknown imagery source 'town'" in err
+    assert not state.exists()
