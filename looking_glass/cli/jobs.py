@@ -278,7 +278,8 @@ def cmd_results(args) -> int:
     dep = _deployment(args)
     store = store_for(dep)
     job_id = resolve_job_ref(store, args.job)
-    mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep))
+    counts = _within_counts(args, dep, store, job_id, polygons) if polygons is not None else None
+    mode, rows, tot = query(store, job_id, zoom=args.zoom, polygons=polygons, threads=_key_ranges(dep), counts=counts)
     text = render(args.format, mode, rows, tot, job_id, totals_only=args.totals)
     if args.out:
         from looking_glass.runtime.atomic import write_atomic
@@ -289,6 +290,26 @@ def cmd_results(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _within_counts(args, dep, store, job_id: str, polygons: list[dict]) -> list[int] | None:
+    """The polygons' building counts on the job's outlines (a progress bar over the masks read
+    unless --no-progress), or None with a note on stderr where the job stored no masks."""
+    from looking_glass.pipeline.progress import CountBar
+    from looking_glass.results.within_counts import within_outline_counts
+
+    bar = None if args.no_progress else CountBar("count", "tile", file=sys.stderr)
+    try:
+        counts = within_outline_counts(store, dep.client("s3"), dep.resources.masks_bucket, job_id, polygons,
+                                       progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if counts is None:
+        print("note: building_count is empty: the job stored no masks (its workers ran with LG_WRITE_MASKS=false), "
+              "so there are no outlines to count; building_count_estimate is each tile's count times the "
+              "fraction of the tile inside the polygon", file=sys.stderr)
+    return counts
 
 
 def _statuses(text: str) -> tuple[str, ...]:
@@ -418,7 +439,9 @@ def add_commands(sub) -> None:
     _add_target(res)
     how = res.add_mutually_exclusive_group()
     how.add_argument("--zoom", type=zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
-    how.add_argument("--within", metavar="POLYGONS", help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside")
+    how.add_argument("--within", metavar="POLYGONS",
+                     help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside, and the number "
+                          "of buildings (outlines) whose centre it holds")
     res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
     res.add_argument("--totals", action="store_true",
                      help="print the totals (the rows' sums and the job's own counters) instead of the rows; table or csv")
@@ -426,7 +449,7 @@ def add_commands(sub) -> None:
     res.add_argument("--compare", metavar="MAPPED",
                      help="the mapping gap against buildings already mapped (GeoJSON, GeoPackage, FlatGeobuf, "
                           ".osm.pbf; any CRS): predicted vs mapped area and count, unmapped area, completeness, rank")
-    res.add_argument("--no-progress", action="store_true", help="with --compare: no progress bar")
+    res.add_argument("--no-progress", action="store_true", help="with --compare or --within: no progress bar")
     res.set_defaults(func=_aws_guard(cmd_results))
 
     rt = sub.add_parser("retry", help="re-enqueue the tiles without a done result; move dead letters back")

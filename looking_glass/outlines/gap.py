@@ -42,7 +42,7 @@ from looking_glass.outlines.georef import area_m2, m_per_px, to_world_px
 from looking_glass.outlines.layers import PolygonLayer, read_polygons
 
 __all__ = ["GAP_FIELDS", "GAP_VALUES", "compare_files", "gap_feature_collection", "gap_rollup", "gap_summary",
-           "gap_within", "mapping_gap", "rank_rows", "rollup_add", "rollup_rows", "unmapped_buildings", "within_parts",
+           "gap_within", "mapping_gap", "rank_rows", "region_counts", "rollup_add", "rollup_rows", "unmapped_buildings", "within_parts",
            "within_regions", "within_rows", "write_gap_csv"]
 
 GAP_VALUES = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2",
@@ -241,13 +241,33 @@ def within_parts(predicted, mapped, regions: np.ndarray, tiles: Iterable, tolera
             add(i, "unmapped_area_m2", gap)
     held = {(x, y) for _, x, y in tiles}
     for geoms, key in ((pred, "predicted_count"), (ref, "mapped_count")):
-        pts = _count_points(geoms)
-        here = np.array([(int(a), int(b)) in held for a, b in np.floor(pts / size)], dtype=bool)
-        if here.any():
-            _, hit = region_tree.query(shapely.points(pts[here]), predicate="within")
-            for i in hit:
-                add(i, key, 1)
+        for i in _region_hits(geoms, region_tree, held, size):
+            add(i, key, 1)
     return sums
+
+
+def _region_hits(geoms_px: np.ndarray, region_tree, held: set, size: int) -> np.ndarray:
+    """The region index of each (building, region) pair where the building's counting point
+    (:func:`_count_points`) lies in the region and in one of the ``held`` (x, y) tiles."""
+    pts = _count_points(geoms_px)
+    here = np.array([(int(a), int(b)) in held for a, b in np.floor(pts / size)], dtype=bool)
+    if not here.any():
+        return np.zeros(0, dtype=np.int64)
+    return region_tree.query(shapely.points(pts[here]), predicate="within")[1]
+
+
+def region_counts(buildings, regions: np.ndarray, held: set[tuple[int, int]]) -> np.ndarray:
+    """(len(regions),) int64: how many of ``buildings`` (lon/lat polygons or Building records)
+    each region (:func:`within_regions`) holds, counting a building once per region that holds
+    its counting point (centroid, or a point on its surface when the centroid is outside it),
+    where that point is also in one of the zoom-18 tiles ``held`` ((x, y) pairs); the rule of
+    :func:`within_parts`' ``predicted_count``. Calls on disjoint sets of buildings add up."""
+    counts = np.zeros(len(regions), dtype=np.int64)
+    geoms = to_world_px(_lonlat_array(buildings), ZOOM, TILE_SIZE)
+    if len(regions) == 0 or len(geoms) == 0:
+        return counts
+    np.add.at(counts, _region_hits(geoms, shapely.STRtree(regions), held, TILE_SIZE), 1)
+    return counts
 
 
 def within_rows(polygons: list[dict], sums: dict[int, dict]) -> list[dict]:

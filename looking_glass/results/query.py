@@ -15,6 +15,10 @@ a row with failed tiles, or edge tiles half outside an image, is not diluted by 
 were stored).
 
 Polygons (``--within``) get each tile's building area times the fraction of the tile inside.
+Their ``building_count`` is a whole number of buildings, counted on the job's outlines by the
+caller (:mod:`looking_glass.results.within_counts`), empty without them; their
+``building_count_estimate`` is each tile's count times the fraction inside (a fraction; the only
+figure for a job that stored no masks).
 That fraction is measured on the web-mercator tile grid (tile x/y coordinates at zoom 18), the
 plane in which ``grid.py`` computes tile areas: mercator's scale is uniform across one zoom-18
 tile to 1e-5, so an area fraction there is the ground-area fraction. Polygon edges are straight
@@ -253,8 +257,10 @@ def quadkey_prefix_of(geometries) -> str:
     return lo[:common]
 
 
-def within_rows(items: list[dict], polygons: list[dict]) -> list[dict]:
-    """One row per polygon: the tiles it cuts, building area weighted by the fraction inside."""
+def within_rows(items: list[dict], polygons: list[dict], counts: list[int] | None = None) -> list[dict]:
+    """One row per polygon: the tiles it cuts, building area weighted by the fraction inside;
+    ``building_count`` from ``counts`` (one whole count per polygon, None: unknown) and
+    ``building_count_estimate``, the tiles' counts weighted like their area."""
     xs = np.array([_xyz(i["quadkey"])[0] for i in items], dtype=np.int64)
     ys = np.array([_xyz(i["quadkey"])[1] for i in items], dtype=np.int64)
     rows = []
@@ -280,7 +286,10 @@ def within_rows(items: list[dict], polygons: list[dict]) -> list[dict]:
                 row["tiles_partial"] += weight < 1.0
         row["tile_fraction"] = round(row["tile_fraction"], 6)
         row["geometry"] = poly["geometry"]
-        rows.append(_finish(row))
+        row = _finish(row)
+        row["building_count_estimate"] = row["building_count"]
+        row["building_count"] = None if counts is None else int(counts[len(rows)])
+        rows.append(row)
     return rows
 
 
@@ -288,8 +297,10 @@ def totals(rows: list[dict], job: dict) -> dict:
     """Sums of the rows, and the job's own counters (kept as running totals in its record)."""
     out = {c: sum(r[c] for r in rows) for c in ("tiles", *STATUS_COLUMNS)}
     out["building_area_m2"] = sum((Decimal(r["building_area_m2"]) for r in rows), Decimal(0)).quantize(Decimal("0.001"))
-    counts = [r.get("building_count") for r in rows]
-    out["building_count"] = None if None in counts else round(sum(counts), 2)
+    for column in ("building_count", "building_count_estimate"):
+        if column == "building_count" or any(column in r for r in rows):
+            counts = [r.get(column) for r in rows]
+            out[column] = None if None in counts else round(sum(counts), 2)
     done = sum(r.get("_done_area_m2", r["done_area_m2"]) for r in rows)
     out["done_area_m2"] = round(done, 3)
     out["building_density"] = round(float(out["building_area_m2"]) / done, 9) if done > 0 else None
@@ -302,8 +313,11 @@ def totals(rows: list[dict], job: dict) -> dict:
     return out
 
 
-def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: list[dict] | None = None, threads: int = 4):
-    """(mode, rows, totals) for one job; raises ResultsError for an unknown job."""
+def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: list[dict] | None = None, threads: int = 4,
+          counts: list[int] | None = None):
+    """(mode, rows, totals) for one job; ``counts``: the polygons' building counts
+    (:func:`looking_glass.results.within_counts.within_outline_counts`). Raises ResultsError for
+    an unknown job."""
     job = store.get_job(job_id)
     if job is None:
         raise ResultsError(f"no job {job_id!r} in table {store.table}")
@@ -311,7 +325,7 @@ def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: l
         raise ResultsError("give --zoom or --within, not both")
     if polygons is not None:
         items = fetch_tiles(store, job_id, quadkey_prefix_of([p["geometry"] for p in polygons]), threads)
-        rows, mode = within_rows(items, polygons), "within"
+        rows, mode = within_rows(items, polygons, counts), "within"
     elif zoom is not None:
         if not 0 <= zoom <= ZOOM:
             raise ResultsError(f"--zoom {zoom} must be between 0 and {ZOOM}")
@@ -326,7 +340,7 @@ COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "building_count", "done_
 COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "valid_fraction", "capture_date", "reason"),
     "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date"),
-    "within": ("name", *COMMON, "tiles_partial", "tile_fraction", "capture_date"),
+    "within": ("name", *COMMON, "building_count_estimate", "tiles_partial", "tile_fraction", "capture_date"),
 }
 CSV_PLACE = ("lon", "lat", "geometry")  # after every CSV row's data: where the row is
 TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", "job_building_area_m2")
@@ -407,15 +421,17 @@ def format_csv(mode: str, rows: list[dict], tot: dict) -> str:
 def format_totals(fmt: str, tot: dict) -> str:
     """The totals of a query (:func:`totals`) on their own: ``csv`` is a header and one line of
     :data:`TOTAL_COLUMNS`, ``table`` one ``name value`` line each. ResultsError for another
-    format (GeoJSON output carries them as its ``totals`` member)."""
+    format (GeoJSON output carries them as its ``totals`` member); ``--within`` totals add
+    ``building_count_estimate``."""
+    cols = (*TOTAL_COLUMNS, *(c for c in ("building_count_estimate",) if c in tot))
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(TOTAL_COLUMNS)
-        writer.writerow([_csv_value(tot.get(c)) for c in TOTAL_COLUMNS])
+        writer.writerow(cols)
+        writer.writerow([_csv_value(tot.get(c)) for c in cols])
         return buf.getvalue()
     if fmt == "table":
-        return "".join(f"{c:22} {shown(_cell(tot.get(c))) or '-'}\n" for c in TOTAL_COLUMNS)
+        return "".join(f"{c:22} {shown(_cell(tot.get(c))) or '-'}\n" for c in cols)
     raise ResultsError(f"--totals with --format {fmt}: give table or csv (GeoJSON output has a 'totals' member)")
 
 

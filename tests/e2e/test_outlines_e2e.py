@@ -37,6 +37,22 @@ def test_export_then_compare_with_a_partly_mapped_layer(embedded_up, capsys):
         assert code == 0, err
         assert f"{len(features):,} buildings" in out  # regularising changes shapes, never the count
 
+    # --within: two boxes splitting the job's extent count every exported building once, whole
+    import shapely
+    from shapely.geometry import shape
+
+    w, s_, e, n = shapely.total_bounds([shape(f["geometry"]) for f in features])
+    mid = (w + e) / 2
+    halves = tmp / "halves.geojson"
+    halves.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": name}, "geometry": shapely.geometry.mapping(shapely.box(a, s_ - 0.01, b, n + 0.01))}
+        for name, a, b in (("west", w - 0.01, mid), ("east", mid, e + 0.01))]}))
+    code, out, err = run_cli(capsys, "results", job, "--within", str(halves), "--format", "csv", "--no-progress")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert all(r["building_count"].isdigit() for r in rows)
+    assert sum(int(r["building_count"]) for r in rows) == len(features)
+
     # a reference with every third building removed: the gap found is the removed share
     kept = [f for i, f in enumerate(features) if i % 3]
     removed = sum(f["properties"]["area_m2"] for i, f in enumerate(features) if i % 3 == 0)

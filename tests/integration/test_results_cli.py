@@ -308,12 +308,15 @@ def test_results_per_tile_rollup_and_within_agree_with_the_store(env, capsys, tm
     out_file = tmp_path / "west.geojson"
     code, _, err = run_cli(capsys, "results", job, "--within", str(polys), "--format", "geojson", "--out", str(out_file))
     assert code == 0 and "wrote" in err
+    # these tiles have no stored masks: no outlines to count, and the output says so
+    assert "note: building_count is empty: the job stored no masks" in err
     doc = json.loads(out_file.read_text())
     (feature,) = doc["features"]
     props = feature["properties"]
     assert props["name"] == "west" and props["tiles"] == 4 and props["tiles_partial"] == 2
     assert props["building_area_m2"] == pytest.approx(10.5 + 20 / 2 + 5.25 / 2, abs=0.01)
     assert (props["tiles_done"], props["tiles_no_imagery"], props["tiles_failed"]) == (3, 1, 0)
+    assert props["building_count"] is None and "building_count_estimate" in props
     assert doc["totals"]["job_tiles_total"] == 6
 
 

@@ -51,13 +51,21 @@ def test_a_done_tile_without_a_count_makes_the_count_unknown_not_low():
     assert totals(rollup_rows(items, 17), JOB)["building_count"] is None
 
 
-def test_a_polygon_over_half_a_tile_gets_half_its_count():
+def test_a_polygon_over_half_a_tile_gets_half_its_count_as_an_estimate_and_the_count_given():
     w, s, e, n = tile_bounds(X0, Y0, 18)
     mid = (w + e) / 2
     ring = [[w, s], [mid, s], [mid, n], [w, n], [w, s]]
     polys = parse_polygons(json.dumps({"type": "Polygon", "coordinates": [ring]}).encode())
     row = within_rows(ITEMS, polys)[0]
-    assert abs(row["building_count"] - 1.5) < 0.01
+    assert abs(row["building_count_estimate"] - 1.5) < 0.01 and row["building_count"] is None  # no outlines
+    (row,) = within_rows(ITEMS, polys, counts=[2])  # counted on the outlines
+    assert row["building_count"] == 2 and abs(row["building_count_estimate"] - 1.5) < 0.01
+    tot = totals([row], JOB)
+    assert tot["building_count"] == 2 and abs(tot["building_count_estimate"] - 1.5) < 0.01
+    line = list(csv.DictReader(io.StringIO(format_totals("csv", tot))))[0]
+    assert line["building_count"] == "2" and line["building_count_estimate"] == "1.5"
+    header = render("table", "within", [row], tot, "job").splitlines()[0].split()
+    assert header.index("building_count_estimate") == header.index("building_count") + 3  # after the density
 
 
 def test_counts_in_csv_table_geojson_and_results_geojson():
