@@ -68,7 +68,7 @@ def within_polygons(path: str) -> list[dict]:
     return parse_polygons(data, source)
 
 
-def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None):
+def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0):
     """The job's mapping gap, with a progress bar over the masks read and each warning about
     the mapped file (skipped features) printed as one ``warning:`` line."""
     import warnings
@@ -81,7 +81,7 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gap = job_gap(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
-                          polygons=polygons, progress=bar, unmapped_out=unmapped_out)
+                          polygons=polygons, progress=bar, unmapped_out=unmapped_out, keep_mapped=keep_mapped)
     finally:
         if bar is not None:
             bar.close()
@@ -116,17 +116,18 @@ def cmd_compare_results(args) -> int:
 def cmd_compare_map(args, imagery: dict | None) -> int:
     """``map JOB --compare MAPPED --out DIR``: gap.html, gap.geojson and gap-buildings.geojson
     (``cmd_map`` has checked ``--compare`` with :func:`mapped_path` before drawing anything)."""
-    from looking_glass.results.gapmap import write_gap_map
+    from looking_glass.results.gapmap import MAX_MAPPED, write_gap_map
 
     dep, store, job_id = _job(args)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    gap = _gap(args, dep, store, job_id, zoom=args.zoom, unmapped_out=out_dir / "gap-buildings.geojson")
+    gap = _gap(args, dep, store, job_id, zoom=args.zoom, unmapped_out=out_dir / "gap-buildings.geojson",
+               keep_mapped=MAX_MAPPED)
     job = store.get_job(job_id) or {}
     title = f"{job.get('name', job_id)} ({job_id[:8]}): buildings not yet mapped"
     out = write_gap_map(gap, out_dir, imagery, title)
     print(f"wrote {out['html']}, {out['geojson']} ({out['features']:,} cells) and {out['buildings']} "
-          f"({gap.unmapped_count:,} buildings not yet mapped)")
+          f"({gap.unmapped_count:,} buildings not yet mapped; gap.html also draws {out['mapped']:,} mapped footprints)")
     return 0
 
 

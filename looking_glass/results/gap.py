@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from looking_glass.grid import ZOOM, row_of_lat, tile_box
+from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.errors import EmptyReferenceWarning
 from looking_glass.outlines.exports import GeoJSONWriter
@@ -72,7 +72,10 @@ class JobGap:
     the tiles compared), ``unmapped`` (the first :data:`UNMAPPED_KEPT` predicted buildings no
     mapped building touches, :class:`~looking_glass.outlines.stitch.Building`),
     ``unmapped_count`` (all of them), ``unmapped_file`` (the GeoJSON holding all of them, when
-    asked for), ``skipped`` (mapped features not used, with reasons) and ``held`` (what the
+    asked for), ``skipped`` (mapped features not used, with reasons), ``mapped`` (the first
+    ``keep_mapped`` mapped footprints in the compared tiles, lon/lat polygons, each once: the
+    page's layer of what was compared against; fewer than ``summary["mapped_count"]`` when cut
+    short) and ``held`` (what the
     streaming held at most at once: ``most_tiles`` done tiles compared together, ``most_buildings``
     predicted buildings, ``most_mapped`` mapped ones from one read, and ``reference_reads``)."""
 
@@ -84,6 +87,20 @@ class JobGap:
     unmapped_count: int = 0
     unmapped_file: str | None = None
     held: dict = field(default_factory=dict, repr=False)
+    mapped: list = field(default_factory=list, repr=False)
+
+
+def _in_tiles(geoms: np.ndarray, tiles: set[tuple[int, int]]) -> np.ndarray:
+    """(N,) bool: whether each lon/lat polygon's counting point (its centroid, or a point on its
+    surface when the centroid is outside it: the rule of ``mapped_count``) is in one of the
+    zoom-18 ``tiles`` ((x, y) pairs), so that a building read by two bands is kept once."""
+    if len(geoms) == 0:
+        return np.zeros(0, dtype=bool)
+    cent = shapely.centroid(geoms)
+    pts = np.where(shapely.contains(geoms, cent), cent, shapely.point_on_surface(geoms))
+    xs = np.floor(col_of_lon(shapely.get_x(pts), ZOOM)).astype(np.int64)
+    ys = np.floor(row_of_lat(shapely.get_y(pts), ZOOM)).astype(np.int64)
+    return np.array([(int(x), int(y)) in tiles for x, y in zip(xs, ys, strict=True)], dtype=bool)
 
 
 def _row_span(polygon) -> tuple[int, int]:
@@ -96,10 +113,11 @@ class _Gap:
     """The results of a streamed gap, added band by band (see the module docstring)."""
 
     def __init__(self, mode: str, zoom: int | None, polygons, tolerance_m: float, reference: MappedReference,
-                 unmapped_out, keep: int):
+                 unmapped_out, keep: int, keep_mapped: int = 0):
         self.mode, self.zoom, self.polygons, self.tolerance_m = mode, zoom, polygons, tolerance_m
         self.regions = within_regions(polygons) if polygons is not None else None
-        self.reference, self.keep = reference, keep
+        self.reference, self.keep, self.keep_mapped = reference, keep, keep_mapped
+        self.mapped: list = []  # mapped footprints for the page, each once (see JobGap.mapped)
         self.tile_rows: list[dict] = []
         self.groups: dict[str, dict] = {}
         self.within: dict[int, dict] = {}
@@ -123,6 +141,9 @@ class _Gap:
             return
         boxes = [tile_box(x, y, z) for z, x, y in tiles] + [p[0].polygon for p in rows_in]
         mapped = self.reference.read(tuple(shapely.total_bounds(np.array(boxes, dtype=object))))
+        if len(self.mapped) < self.keep_mapped and tiles:
+            here = np.asarray(mapped)[_in_tiles(np.asarray(mapped), {(x, y) for _, x, y in tiles})]
+            self.mapped.extend(here[:self.keep_mapped - len(self.mapped)].tolist())
         predicted = [p[0] for p in rows_in]
         rows = mapping_gap(predicted, mapped, tiles=tiles, tolerance_m=self.tolerance_m, ranked=False)
         part = gap_summary(rows)
@@ -154,13 +175,15 @@ class _Gap:
 
 def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, zoom: int | None = None,
             polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None,
-            band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT) -> JobGap:
+            band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT,
+            keep_mapped: int = 0) -> JobGap:
     """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (see the module
     docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
     ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
     ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come
-    (removed again if an error stops the gap).
+    (removed again if an error stops the gap). ``keep_mapped``: how many mapped footprints to keep
+    for a map (``JobGap.mapped``; 0 by default: only ``map --compare`` draws them).
     Raises ResultsError (both ``zoom`` and ``polygons``, a zoom outside 0..18),
     ExportError (unknown job, a done tile without a mask) or OutlinesError (unreadable file)."""
     if zoom is not None and polygons is not None:
@@ -170,7 +193,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     job = job_record(store, job_id)
     reference = MappedReference(mapped_path, bounds=lambda: job_done_bounds(store, job_id))
     mode = "within" if polygons is not None else "zoom" if zoom is not None and zoom < ZOOM else "tile"
-    gap = _Gap(mode, zoom, polygons, tolerance_m, reference, unmapped_out, keep_unmapped)
+    gap = _Gap(mode, zoom, polygons, tolerance_m, reference, unmapped_out, keep_unmapped, keep_mapped)
     if progress is not None:
         progress.total = int(job.get("tiles_done", 0))
     tally, waiting = TileTally(), deque()  # the done tiles not compared yet, row-major
@@ -216,7 +239,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     return JobGap(mode, gap.rows(), summary, gap.unmapped, list(reference.skipped), gap.unmapped_count,
                   None if unmapped_out is None else str(unmapped_out),
                   {"reference_reads": reference.reads, "most_mapped": reference.most_held,
-                   "most_buildings": gap.most_pending, "most_tiles": gap.most_tiles})
+                   "most_buildings": gap.most_pending, "most_tiles": gap.most_tiles}, gap.mapped)
 
 
 def _value(column: str, value):

@@ -4,7 +4,10 @@ Leaflet, like ``map.html``) and ``gap.geojson``.
 Tiles (or cells, or the ``--within`` polygons) are coloured by completeness (mapped building area
 over predicted building area): red where nothing predicted is mapped, green where all of it is,
 grey outline where nothing was predicted. On top, in red, the predicted buildings that no mapped
-building touches: where to map next. A click shows a row's numbers.
+building touches: where to map next; in blue, the mapped footprints they were compared against
+(up to :data:`MAX_MAPPED`, each in the tile of its centre), to check the reference itself (is it
+the right area, is it offset from the imagery). Each layer can be switched off. A click shows a
+row's numbers.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from looking_glass.results.gap import UNMAPPED_KEPT, JobGap, render_gap
 from looking_glass.results.webmap import PAGE_HEAD, leaflet_assets, script_json
 from looking_glass.runtime.atomic import write_atomic
 
-__all__ = ["MAX_BUILDINGS", "write_gap_map"]
+__all__ = ["MAX_BUILDINGS", "MAX_MAPPED", "write_gap_map"]
 
 MAX_BUILDINGS = UNMAPPED_KEPT  # unmapped buildings drawn on the page (all of them are in gap-buildings.geojson)
+MAX_MAPPED = UNMAPPED_KEPT  # mapped footprints drawn on the page (job_gap's keep_mapped)
+MAPPED_COLOUR = "#2b83ba"  # blue: apart from the completeness ramp and the red of "not yet mapped"
 # completeness 0 -> 1: red -> amber -> green
 RAMP = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
 
@@ -37,6 +42,7 @@ PAGE = PAGE_HEAD + """</style>
 "use strict";
 const cells = {cells};
 const buildings = {buildings};
+const mappedFootprints = {mapped};
 const options = {options};
 function colourOf(c) {{
   if (c === null || c === undefined) return null;
@@ -58,8 +64,11 @@ const layer = L.geoJSON(cells, {{
       return "<tr><td>" + escaped(kv[0]) + "</td><td>" + escaped(kv[1] === null ? "" : kv[1]) + "</td></tr>"; }}).join("") + "</table>");
   }}
 }}).addTo(map);
+const mapped = L.geoJSON(mappedFootprints, {{ style: {{ color: options.mappedColour, weight: 1.5, fillOpacity: 0.1 }},
+  interactive: false }}).addTo(map);
 const unmapped = L.geoJSON(buildings, {{ style: {{ color: "#ff0000", weight: 2, fillOpacity: 0.2 }} }}).addTo(map);
-L.control.layers(null, {{ "completeness": layer, "not yet mapped": unmapped }}).addTo(map);
+L.control.layers(null, {{ "completeness": layer, "mapped (compared against)": mapped,
+  "not yet mapped": unmapped }}, {{ collapsed: false }}).addTo(map);
 map.fitBounds(layer.getBounds(), {{ padding: [20, 20] }});
 L.control.scale({{ metric: true, imperial: false }}).addTo(map);
 const legend = L.control({{ position: "bottomright" }});
@@ -70,12 +79,14 @@ legend.onAdd = function () {{
     h += "<i style='background:" + options.ramp[i] + "'></i>" + (100 * i / options.ramp.length).toFixed(0) + " - "
       + (100 * (i + 1) / options.ramp.length).toFixed(0) + " %<br>";
   }}
-  h += "<i style='border:2px solid #f00'></i>predicted, not yet mapped<br>" + options.summary;
+  h += "<i style='border:2px solid #f00'></i>predicted, not yet mapped<br>";
+  h += "<i style='border:2px solid " + options.mappedColour + "'></i>mapped (" + options.mappedNote + ")<br>" + options.summary;
   div.innerHTML = h;
   return div;
 }};
 legend.addTo(map);
-window.lookingGlass = {{ features: layer.getLayers().length, buildings: unmapped.getLayers().length, ready: true }};
+window.lookingGlass = {{ features: layer.getLayers().length, buildings: unmapped.getLayers().length,
+  mapped: mapped.getLayers().length, ready: true }};
 </script>
 </body>
 </html>
@@ -86,7 +97,8 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     """Write ``gap.html``, ``gap.geojson`` (the rows) and ``gap-buildings.geojson`` (every
     predicted building not yet mapped: ``gap.unmapped_file`` when the gap wrote one, copied
     unless it is that file already, else ``gap.unmapped``) into ``out_dir`` (created); returns their paths and the
-    numbers of rows and buildings drawn. ``imagery``: the layer under the cells, as map.html's
+    numbers of rows, not-yet-mapped buildings (``unmapped``) and mapped footprints (``mapped``:
+    ``gap.mapped``, kept by ``job_gap(keep_mapped=MAX_MAPPED)``) drawn. ``imagery``: the layer under the cells, as map.html's
     (:func:`looking_glass.results.webmap.page_imagery`: the tiles written beside the pages for a
     GeoTIFF or local source, or a provider's template), or None."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,15 +116,21 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     buildings = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": b.properties(), "geometry": shapely.geometry.mapping(b.polygon)}
         for b in shown_buildings]}
+    mapped = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)} for g in gap.mapped[:MAX_MAPPED]]}
     s = gap.summary
+    drawn = len(mapped["features"])
+    mapped_note = (f"all {drawn:,} in the compared tiles" if drawn >= s["mapped_count"]
+                   else f"the first {drawn:,} of {s['mapped_count']:,} in the compared tiles")
     done = "n/a" if s["completeness"] is None else f"{100 * s['completeness']:.1f} %"
     summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
                f"{gap.unmapped_count:,} not yet mapped; completeness {done}")
     js, css = leaflet_assets()
     page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=script_json(cells),
-                       buildings=script_json(buildings),
-                       options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary)}))
+                       buildings=script_json(buildings), mapped=script_json(mapped),
+                       options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary),
+                                            "mappedColour": MAPPED_COLOUR, "mappedNote": mapped_note}))
     write_atomic(out_dir / "gap.html", page)
     return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
             "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),
-            "unmapped": len(shown_buildings)}
+            "unmapped": len(shown_buildings), "mapped": drawn}

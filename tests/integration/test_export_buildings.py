@@ -303,6 +303,30 @@ def test_the_gap_says_how_its_predicted_totals_differ_from_results(aws, tmp_path
     assert json.loads(render_gap("geojson", gap))["summary"]["results_building_area_m2"] == area
 
 
+@pytest.mark.parametrize("band_zoom", [18, 14])  # one tile row per band (the four-tile building read twice), one band
+def test_the_gap_map_draws_each_mapped_footprint_once_as_its_own_layer(aws, tmp_path, band_zoom):
+    from looking_glass.results.bands import job_items
+    from looking_glass.results.buildings import job_buildings
+    from looking_glass.results.gap import job_gap
+    from looking_glass.results.gapmap import write_gap_map
+
+    store, s3, bucket = put_job(aws, ALL)
+    predicted = sorted(job_buildings(s3, bucket, job_items(store, JOB)), key=lambda b: b.area_m2)
+    mapped = [predicted[2].polygon, predicted[0].polygon]  # the four-tile building and the smallest
+    far = shapely.box(10, 10, 10.001, 10.001)  # outside the job: never drawn
+    path = _mapped_file(tmp_path / "osm.geojson", [*mapped, far])
+    assert job_gap(store, s3, bucket, JOB, path, band_zoom=band_zoom).mapped == []  # results --compare keeps none
+    gap = job_gap(store, s3, bucket, JOB, path, band_zoom=band_zoom, keep_mapped=10)
+    assert sorted(round(g.area, 14) for g in gap.mapped) == sorted(round(g.area, 14) for g in mapped)
+    out = write_gap_map(gap, tmp_path / "map", None, "gap")
+    page = (tmp_path / "map" / "gap.html").read_text()
+    assert out["mapped"] == 2 and "mapped (compared against)" in page and "all 2 in the compared tiles" in page
+    cut = job_gap(store, s3, bucket, JOB, path, band_zoom=band_zoom, keep_mapped=1)
+    assert len(cut.mapped) == 1 and cut.summary["mapped_count"] == 2
+    write_gap_map(cut, tmp_path / "cut", None, "gap")
+    assert "the first 1 of 2 in the compared tiles" in (tmp_path / "cut" / "gap.html").read_text()
+
+
 def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, tmp_path):
     from looking_glass.grid import tile_bounds
     from looking_glass.results.gap import job_gap
@@ -330,7 +354,11 @@ def test_the_gap_page_draws_its_cells_and_the_buildings_not_yet_mapped_in_a_brow
 
     sync_playwright = browser_or_skip()
     store, s3, bucket = put_job(aws, ALL)
-    gap = job_gap(store, s3, bucket, JOB, _mapped_file(tmp_path / "empty.geojson", []))
+    from looking_glass.results.bands import job_items
+    from looking_glass.results.buildings import job_buildings
+
+    largest = max(job_buildings(s3, bucket, job_items(store, JOB)), key=lambda b: b.area_m2)
+    gap = job_gap(store, s3, bucket, JOB, _mapped_file(tmp_path / "one.geojson", [largest.polygon]), keep_mapped=10)
     write_gap_map(gap, tmp_path / "map", None, "gap")
     errors = []
     with sync_playwright() as p:
@@ -343,4 +371,4 @@ def test_the_gap_page_draws_its_cells_and_the_buildings_not_yet_mapped_in_a_brow
             state = page.evaluate("window.lookingGlass")
         finally:
             browser.close()
-    assert errors == [] and state["features"] == 6 and state["buildings"] == 5
+    assert errors == [] and state["features"] == 6 and state["buildings"] == 4 and state["mapped"] == 1
