@@ -27,6 +27,8 @@ def cmd_export(args) -> int:
 
     check_out_path(args.out)  # before any AWS call
     fmt = export_format(args.out, args.format)
+    if args.unmapped is not None:
+        return _export_unmapped(args, fmt, mapped_path(args.unmapped, "--unmapped"))
     dep, store, job_id = _job(args)
     options = OutlineOptions(regularise=args.regularise)  # the rule of the tiles' building_count
     bar = None if args.no_progress else CountBar("export", "tile", file=sys.stderr)
@@ -44,10 +46,27 @@ def cmd_export(args) -> int:
     return 0
 
 
-def mapped_path(text: str) -> str:
-    """``--compare MAPPED``: an existing file (GeoJSON, GeoPackage, FlatGeobuf, .osm.pbf, ...)."""
+def _export_unmapped(args, fmt: str, mapped: str) -> int:
+    """``export JOB --out FILE --unmapped MAPPED``: only the buildings no building of MAPPED
+    touches (the mapping gap's to-do list), e.g. as .osm for JOSM."""
+    from looking_glass.outlines.stitch import OutlineOptions
+    from looking_glass.results.gap import export_unmapped
+
+    dep, store, job_id = _job(args)
+    gap = _gap(args, dep, store, job_id, run=lambda bar: export_unmapped(
+        store, dep.client("s3"), dep.resources.masks_bucket, job_id, mapped, args.out, fmt,
+        OutlineOptions(regularise=args.regularise), progress=bar))
+    s = gap.summary
+    print(f"wrote {args.out}: {gap.unmapped_count:,} buildings not yet mapped ({fmt}) of {s['predicted_count']:,} "
+          f"found in {s['tiles_compared']:,} done tiles; {s['mapped_count']:,} mapped buildings there ({mapped})")
+    return 0
+
+
+def mapped_path(text: str, option: str = "--compare") -> str:
+    """``--compare MAPPED`` (or ``option``): an existing file (GeoJSON, GeoPackage, FlatGeobuf,
+    .osm.pbf, ...); CommandError naming the option otherwise."""
     if not Path(text).is_file():
-        raise CommandError(f"--compare {text}: no such file (give the mapped buildings: GeoJSON, GeoPackage, "
+        raise CommandError(f"{option} {text}: no such file (give the mapped buildings: GeoJSON, GeoPackage, "
                            "FlatGeobuf or an OpenStreetMap .osm.pbf extract)")
     return text
 
@@ -68,9 +87,10 @@ def within_polygons(path: str) -> list[dict]:
     return parse_polygons(data, source)
 
 
-def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0):
-    """The job's mapping gap, with a progress bar over the masks read and each warning about
-    the mapped file (skipped features) printed as one ``warning:`` line."""
+def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0, run=None):
+    """The job's mapping gap (``run(bar)`` instead of ``job_gap`` when given), with a progress
+    bar over the masks read and each warning about the mapped file (skipped features) printed
+    as one ``warning:`` line."""
     import warnings
 
     from looking_glass.pipeline.progress import CountBar
@@ -80,8 +100,9 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            gap = job_gap(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
-                          polygons=polygons, progress=bar, unmapped_out=unmapped_out, keep_mapped=keep_mapped)
+            gap = run(bar) if run is not None else job_gap(
+                store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
+                polygons=polygons, progress=bar, unmapped_out=unmapped_out, keep_mapped=keep_mapped)
     finally:
         if bar is not None:
             bar.close()
@@ -146,5 +167,8 @@ def add_commands(sub) -> None:
                     help="geojson, gpkg (GeoPackage), fgb (FlatGeobuf) or osm (JOSM XML); default: from --out's suffix")
     ex.add_argument("--regularise", action="store_true",
                     help="square the corners on each building's dominant orientation (editor-ready shapes)")
+    ex.add_argument("--unmapped", metavar="MAPPED",
+                    help="write only the buildings that no building in MAPPED touches (the buildings already mapped: "
+                         "GeoJSON, GeoPackage, FlatGeobuf, .osm/.osm.pbf; any CRS): a to-do list, e.g. as .osm for JOSM")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.set_defaults(func=aws_guard(cmd_export))

@@ -22,7 +22,8 @@ import contextlib
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -32,7 +33,8 @@ import shapely
 from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.georef import rfc7946
 
-__all__ = ["DEFAULT_SOURCE", "GeoJSONWriter", "write_buildings", "write_geojson", "write_osm", "write_vector"]
+__all__ = ["DEFAULT_SOURCE", "GeoJSONWriter", "WrittenFeature", "read_written_geojson", "write_buildings", "write_geojson",
+           "write_osm", "write_vector"]
 
 DEFAULT_SOURCE = "Looking Glass building detection"
 _DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
@@ -94,6 +96,35 @@ class GeoJSONWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class WrittenFeature:
+    """A building read back from a :class:`GeoJSONWriter` file: ``polygon`` (lon/lat) and its
+    properties, in the form every writer here takes (like a Building)."""
+
+    polygon: object
+    props: dict
+
+    def properties(self) -> dict:
+        """The feature's properties, as written."""
+        return dict(self.props)
+
+
+def read_written_geojson(path) -> Iterator[WrittenFeature]:
+    """The features of a file :class:`GeoJSONWriter` wrote, one at a time (it writes one feature
+    a line, so memory holds one feature, whatever the file's size). Raises OutlinesError for a
+    line that is not such a feature (a file not written by GeoJSONWriter)."""
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            text = line.strip().rstrip(",")
+            if n == 0 or not text or text == "]}":
+                continue  # the FeatureCollection's opening line, and its end
+            try:
+                doc = json.loads(text)
+                yield WrittenFeature(shapely.geometry.shape(doc["geometry"]), doc["properties"])
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise OutlinesError(f"{path}: line {n + 1} is not a feature GeoJSONWriter wrote ({exc})") from None
 
 
 def write_geojson(buildings: Iterable, path) -> int:

@@ -36,7 +36,7 @@ from looking_glass.results.masks import MaskError, read_tile_rasters_all
 from looking_glass.runtime.atomic import atomic_output
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "TileTally", "check_out_path", "export_buildings",
-           "export_format", "job_building_rows", "job_buildings", "job_record"]
+           "export_format", "job_building_rows", "job_buildings", "job_record", "writer_for"]
 
 # --format -> the file-name suffixes that name it
 # How a tile that ended without a result is named in the export's note.
@@ -197,7 +197,9 @@ def job_building_rows(s3, bucket: str, items: Iterable[dict], options: OutlineOp
     return outline_rows(predictions, replace(options or OutlineOptions(), head=head))
 
 
-def _writer(fmt: str):
+def writer_for(fmt: str):
+    """The writer of export format ``fmt`` (a key of :data:`EXPORT_FORMATS`): a function of
+    (buildings, path) that writes them and returns their count."""
     if fmt == "geojson":
         return write_geojson
     if fmt == "osm":
@@ -238,7 +240,7 @@ def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str
         with atomic_output(target) as tmp:  # the permissions of a new file in every format
             items = tally.through(job_items(store, job_id, band_zoom))
             buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
-            written = _writer(fmt)(buildings, str(tmp))
+            written = writer_for(fmt)(buildings, str(tmp))
     except MaskError as exc:
         raise ExportError(f"job {job_id}: {exc}; nothing written", exit_code=1) from None
     total = int(job.get("tiles_total", tally.items))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import shapely
 from looking_glass.grid import ZOOM, col_of_lon, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.errors import EmptyReferenceWarning
-from looking_glass.outlines.exports import GeoJSONWriter
+from looking_glass.outlines.exports import GeoJSONWriter, read_written_geojson
 from looking_glass.outlines.gap import (
     GAP_VALUES,
     gap_summary,
@@ -50,12 +51,14 @@ from looking_glass.outlines.gap import (
     within_rows,
 )
 from looking_glass.outlines.reference import MappedReference
+from looking_glass.outlines.stitch import OutlineOptions
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_done_bounds, job_items
-from looking_glass.results.buildings import TileTally, job_building_rows, job_record
+from looking_glass.results.buildings import TileTally, check_out_path, job_building_rows, job_record, writer_for
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
+from looking_glass.runtime.atomic import atomic_output
 
-__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "job_gap", "render_gap", "results_difference"]
+__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "export_unmapped", "job_gap", "render_gap", "results_difference"]
 
 GAP_COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", *GAP_VALUES),
@@ -176,14 +179,15 @@ class _Gap:
 def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, zoom: int | None = None,
             polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None,
             band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT,
-            keep_mapped: int = 0) -> JobGap:
+            keep_mapped: int = 0, options: OutlineOptions | None = None) -> JobGap:
     """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (see the module
     docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
     ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
     ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come
     (removed again if an error stops the gap). ``keep_mapped``: how many mapped footprints to keep
-    for a map (``JobGap.mapped``; 0 by default: only ``map --compare`` draws them).
+    for a map (``JobGap.mapped``; 0 by default: only ``map --compare`` draws them). ``options``: how
+    the job's buildings are outlined (``export``'s, e.g. regularised; default OutlineOptions()).
     Raises ResultsError (both ``zoom`` and ``polygons``, a zoom outside 0..18),
     ExportError (unknown job, a done tile without a mask) or OutlinesError (unreadable file)."""
     if zoom is not None and polygons is not None:
@@ -207,7 +211,8 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     band = 2 ** (ZOOM - band_zoom)
     complete = False
     try:
-        for final, buildings in job_building_rows(s3, bucket, items(), progress=getattr(progress, "update", None)):
+        for final, buildings in job_building_rows(s3, bucket, items(), options,
+                                                  progress=getattr(progress, "update", None)):
             gap.add_buildings(buildings)
             if final is not None and (not waiting or final - waiting[0][2] < band):
                 continue  # too few finished rows yet for a band
@@ -240,6 +245,26 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
                   None if unmapped_out is None else str(unmapped_out),
                   {"reference_reads": reference.reads, "most_mapped": reference.most_held,
                    "most_buildings": gap.most_pending, "most_tiles": gap.most_tiles}, gap.mapped)
+
+
+def export_unmapped(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, out: str, fmt: str,
+                    options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM) -> JobGap:
+    """``export JOB --unmapped MAPPED``: write to ``out`` in ``fmt`` (a key of
+    ``results.buildings.EXPORT_FORMATS``, e.g. ``osm`` for JOSM) only the job's buildings that no
+    building of ``mapped_path`` touches (:func:`job_gap`'s not-yet-mapped buildings: the mapper's
+    to-do list). The buildings stream through a temporary GeoJSON beside ``out``, so memory does
+    not grow with the job; ``out`` is replaced only at the end (an error leaves no partial file).
+    Returns the gap (``unmapped_count``: the buildings written). Raises what :func:`job_gap` and
+    ``export`` raise (ExportError for an unusable ``out``, before anything is read)."""
+    target = check_out_path(out)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
+        todo = Path(work) / "unmapped.geojson"
+        gap = job_gap(store, s3, bucket, job_id, mapped_path, progress=progress, band_zoom=band_zoom,
+                      unmapped_out=todo, keep_unmapped=0, options=options)
+        with atomic_output(target) as tmp:
+            writer_for(fmt)(read_written_geojson(todo), str(tmp))
+    gap.unmapped_file = None  # the temporary GeoJSON is gone; the buildings are in ``out``
+    return gap
 
 
 def _value(column: str, value):

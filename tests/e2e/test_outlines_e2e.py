@@ -82,6 +82,15 @@ def test_export_then_compare_with_a_partly_mapped_layer(embedded_up, capsys):
     assert code == 0, err
     unmapped = json.loads((tmp / "map" / "gap-buildings.geojson").read_text())["features"]
     assert len(unmapped) == len(features) - len(kept)
+    assert f"gap.html also draws {len(kept):,} mapped footprints" in out
+
+    # the to-do list for a mapper: only those buildings, as JOSM XML
+    code, out, err = run_cli(capsys, "export", job, "--out", str(tmp / "todo.osm"), "--unmapped", str(mapped),
+                             "--no-progress")
+    assert code == 0, err
+    assert out.startswith(f"wrote {tmp / 'todo.osm'}: {len(unmapped):,} buildings not yet mapped (osm) of "
+                          f"{len(features):,} found")
+    assert (tmp / "todo.osm").read_text().count("<way ") == len(unmapped)
     assert (tmp / "map" / "gap.html").stat().st_size > 100_000 and (tmp / "map" / "map.html").is_file()
 
     code, _, err = run_cli(capsys, "export", "ffffffffffff", "--out", str(tmp / "x.geojson"))

@@ -20,6 +20,13 @@ def test_bad_outputs_are_refused_before_anything_is_read(tmp_path, capsys, argv,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_unmapped_reference_is_refused_before_anything_is_read(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "export", "somejob", "--out", str(tmp_path / "todo.osm"),
+                             "--unmapped", str(tmp_path / "osm.pbf"), "--embedded", str(tmp_path / "no-state.json"))
+    assert code == 2 and out == "" and f"--unmapped {tmp_path / 'osm.pbf'}: no such file" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unknown_format_is_an_argument_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", "somejob", "--out", str(tmp_path / "b.shp"), "--format", "shp")
     assert code == 2 and "invalid choice: 'shp'" in err
