@@ -19,7 +19,13 @@ s3_put_requests_per_tile, s3_get_requests_per_tile, dynamodb_wru_per_tile (write
 DynamoDB bills them), dynamodb_rru_per_tile, sqs_requests_per_tile (billed SQS requests),
 aws_usd_per_million_tiles (those requests at list prices), and the run's settings and load average.
 
-    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks] [--json] [--skip-original]
+    .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks] [--json]
+        [--skip-original] [--pin-services] [--trace]
+
+``--pin-services`` is a variant, labelled ``services_pinned`` in the JSON: moto and the tile
+server run on the last CPU only (``os.sched_setaffinity``), as AWS and a tile server run on other
+machines in production; the default run shares every core with them. ``--trace`` prints the
+worker's per-unit timeline and CPU seconds per stage (``benchmarks/worker_trace.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import numpy as np
@@ -113,6 +120,11 @@ def main() -> None:
                         help="the worker writes no result objects to S3 (the 2018-style loop never does)")
     parser.add_argument("--json", action="store_true", help="end with one line of JSON (see the docstring)")
     parser.add_argument("--skip-original", action="store_true", help="leave out (c), the 2018-style loop")
+    parser.add_argument("--pin-services", action="store_true",
+                        help="run moto and the tile server (stand-ins for AWS and a remote tile server) on the "
+                             "last CPU only, so that they take no other core from the worker (a labelled variant)")
+    parser.add_argument("--trace", action="store_true",
+                        help="print (b)'s per-unit timeline and CPU per stage (benchmarks/worker_trace.py)")
     args = parser.parse_args()
     if args.tiles < 1:
         parser.error("--tiles must be at least 1")
@@ -126,6 +138,10 @@ def main() -> None:
     tiles_port = free_port()
     tiles_proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli.main", "serve-synthetic", "--port", str(tiles_port),
                                    "--latency-ms", str(args.latency_ms)], stdout=subprocess.DEVNULL)
+    if args.pin_services:
+        last_cpu = max(os.sched_getaffinity(0))
+        for service in (moto, tiles_proc):
+            os.sched_setaffinity(service.pid, {last_cpu})
     os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"})
     wait_for(f"http://127.0.0.1:{moto_port}/moto-api/")
     template = f"http://127.0.0.1:{tiles_port}/{{z}}/{{x}}/{{y}}.png"
@@ -135,17 +151,22 @@ def main() -> None:
     tile_list = [(x, y, 18) for y, a, b in tiles.tolist() for x in range(a, b)]
     segmenter = Segmenter.load()
     print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms; "
-          f"worker writes masks: {not args.no_masks}")
+          f"worker writes masks: {not args.no_masks}; moto and the tile server pinned to the last CPU: {args.pin_services}")
 
     server = type("Server", (), {"url_template": template})
     try:
-        # Warm the server's render cache so every method sees only the configured latency.
-        with requests.Session() as http:
-            for x, y, z in tile_list:
-                http.get(server.url_template.format(x=x, y=y, z=z)).raise_for_status()
+        # Warm the server's render cache so every method sees only the configured latency (the
+        # same requests also give (a) its tiles; in parallel, as nothing is timed yet).
+        def download(tile):
+            resp = requests.get(server.url_template.format(x=tile[0], y=tile[1], z=tile[2]), timeout=30)
+            resp.raise_for_status()
+            return resp.content
+
+        with ThreadPoolExecutor(16) as pool:
+            bodies = list(pool.map(download, tile_list))
 
         # (a) bare model, same tiles in memory.
-        images = np.stack([decode_tile(x, y, z, requests.get(server.url_template.format(x=x, y=y, z=z)).content).image for x, y, z in tile_list])
+        images = np.stack([decode_tile(x, y, z, body).image for (x, y, z), body in zip(tile_list, bodies)])
         segmenter.predict_masks(images[: args.batch_size])  # warm-up
         start = time.perf_counter()
         for i in range(0, len(images), args.batch_size):
@@ -185,9 +206,21 @@ def main() -> None:
                 predict_s[0] += time.perf_counter() - started
 
         segmenter.predict_masks = timed_predict
+        trace = others_before = None
+        if args.trace:
+            from worker_trace import Trace, process_cpu_s, traced
+
+            trace = Trace()
+            traced(worker, trace)
+            others = {"moto (process CPU)": moto.pid, "tile server (process CPU)": tiles_proc.pid,
+                      "this process (all threads)": os.getpid()}
+            others_before = {name: process_cpu_s(pid) for name, pid in others.items()}
+            trace.origin = time.perf_counter()
         start = time.perf_counter()
         stats = worker.run()
         elapsed = time.perf_counter() - start
+        if trace is not None:
+            others_cpu = {name: process_cpu_s(pid) - others_before[name] for name, pid in others.items()}
         segmenter.predict_masks = predict
         assert stats.tiles_new == len(tile_list), stats
         worker_rate = len(tile_list) / elapsed
@@ -209,6 +242,8 @@ def main() -> None:
     print(f"    of its {elapsed:.1f} s the model ran {predict_s[0]:.1f} s; time in AWS calls, by operation")
     print("    (calls overlap: result objects upload in parallel, storing runs beside inference):")
     print(aws_calls.report())
+    if trace is not None:
+        print(trace.report(len(tile_list), others_cpu))
     print("    requests per tile: " + ", ".join(f"{k} {v:.4f}" for k, v in costs.items()))
     if original is not None:
         print(f"(c) 2018-style loop:                     {original:8.1f} tiles/s")
@@ -219,6 +254,7 @@ def main() -> None:
         print(json.dumps({
             "tiles": len(tile_list), "latency_ms": args.latency_ms, "batch_size": args.batch_size,
             "writes_masks": not args.no_masks, "model": segmenter.info.model_id,
+            "services_pinned": args.pin_services,
             "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
             "worker_tiles_per_s": round(worker_rate, 2), "bare_tiles_per_s": round(bare, 2),
             "worker_over_bare": round(worker_rate / bare, 3),

@@ -103,6 +103,9 @@ def _decode(x: int, y: int, z: int, data: bytes) -> FetchedTile:
                 trns = img.info.get("transparency")
                 if isinstance(trns, (int, float)):
                     valid &= grey != trns
+            elif img.mode == "RGB" and "transparency" not in img.info:
+                # Every pixel holds imagery (the usual tile): no alpha to build, mask or count.
+                return classify_rgb(x, y, z, np.array(img))  # a writeable copy, as the other paths give
             else:
                 rgba = np.asarray(img.convert("RGBA"))
                 valid = rgba[..., 3] > 0
@@ -161,7 +164,9 @@ def classify_rgb(x: int, y: int, z: int, rgb: np.ndarray, valid: np.ndarray | No
     """A (256, 256, 3) uint8 tile with some data: an image, or ``skipped`` when it is blank.
     ``valid`` is the (256, 256) bool mask of pixels holding imagery (None: all of them); its
     mean is the tile's ``valid_fraction``."""
-    if (rgb == rgb[0, 0]).all():
+    # A sparse sample first: a tile with any detail differs there, and only a tile uniform in
+    # the sample needs the full comparison.
+    if (rgb[::16, ::16] == rgb[0, 0]).all() and (rgb == rgb[0, 0]).all():
         return FetchedTile(x, y, z, status=TILE_SKIPPED, reason="blank (single colour)")
     fraction = 1.0 if valid is None else float(np.count_nonzero(valid)) / valid.size
     return FetchedTile(x, y, z, image=np.ascontiguousarray(rgb), valid_fraction=fraction)

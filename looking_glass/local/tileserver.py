@@ -177,6 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Connections waiting to be accepted. socketserver's default, 5, drops the SYNs of a worker's
+    # 32 concurrent downloads (each tile a new HTTP/1.0 connection), and each dropped one costs
+    # the client a 1 s TCP retransmission: no real tile server queues so few (nginx: 511).
+    request_queue_size = 128
     latency_s = 0.0
     tile_source = None  # callable (z, x, y) -> PNG bytes, or None for 404; None: synthetic
 

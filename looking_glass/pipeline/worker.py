@@ -1,12 +1,13 @@
 """The inference worker: drains the tile queue, runs the model, stores one result object per unit.
 
-Four stages overlap, each with more than one unit in hand: a receiving thread takes work units
+Five stages overlap, each with more than one unit in hand: a receiving thread takes work units
 off the queue and hands each to a unit thread (``UNITS_IN_FLIGHT`` at once) that downloads and
 decodes its tiles in a shared pool, so one slow tile holds up only its own unit; the main thread
-runs the model on the units in the order received; the unit's rasters are encoded and uploaded
-as one object (``unit_results``) in the pool, beside the store thread, which writes the tile
-items, counts them once (``ledger``) and deletes the message. So the model never waits on the
-network when the network can keep up, and decoding and encoding never run on its thread.
+runs the model, and nothing else, on the units in the order received; a results thread computes
+each unit's areas and building counts and hands its rasters to the pool to be encoded and
+uploaded as one object (``unit_results``); the store thread writes the tile items, counts them
+once (``ledger``) and deletes the message. So the model never waits on the network when the
+network can keep up, and decoding, counting and encoding never run on its thread.
 A message is deleted only after every tile of it has a stored result; tiles that already have one
 (a redelivery) are skipped, and stored results move the job's counters once per tile.
 After SIGTERM the units already past the model are finished; the others are handed back at once.
@@ -15,6 +16,7 @@ After SIGTERM the units already past the model are finished; the others are hand
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -47,6 +49,30 @@ UNITS_IN_FLIGHT = 3  # units downloading at once (and waiting for the model)
 # crash leaves the newest unstored); the next units' objects are encoded and uploaded meanwhile.
 STORE_THREADS = 1
 RESULT_CONTENT_TYPE = "application/x-npz"
+# How much lower the CPU priority of the worker's other threads (receive, download and decode,
+# results, store) is than the model's: on a machine where they share cores, the model's thread
+# gets its core first and they take what is left (docs/benchmarks.md#worker).
+HELPER_NICE = 10
+
+
+def lower_thread_priority(nice: int = HELPER_NICE) -> None:
+    """Make the calling thread ``nice`` steps less favoured by the scheduler (Linux, where each
+    thread has its own nice value; capped at 19). Where that is not possible (another OS, a
+    sandbox refusing it) the thread keeps its priority: only its share of the CPU changes."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (OSError, AttributeError):
+        pass
+
+
+def start_all_threads(pool: ThreadPoolExecutor, n: int) -> None:
+    """Start ``n`` threads of ``pool`` now (it starts them one per submit, as needed): then a
+    unit's downloads are queued in one go, in the order the units arrived, instead of
+    interleaving with the next unit's while each submit waits for a new thread."""
+    barrier = threading.Barrier(n)
+    for future in [pool.submit(barrier.wait, 10) for _ in range(n)]:
+        future.exception()  # a broken barrier only means fewer threads were started early
 
 
 @dataclass
@@ -79,8 +105,9 @@ class Inferred:
     """A prefetched unit after the model: its tile results and its result object's upload."""
 
     item: Prefetched
-    results: list[TileResult]
-    upload: Future | None  # must finish before the results that point at the object are stored
+    # (tile results, the result object's upload or None), computed on the results thread; the
+    # upload must finish before the results that point at the object are stored.
+    results: Future
 
 
 class Worker:
@@ -107,8 +134,12 @@ class Worker:
         # that a bad source fails fast; else it is opened here.
         self.catalog = ImageryCatalog(settings, session, default_source=fetcher)
         self.fetcher = self.catalog.get(None)
-        self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch")
-        self.units = ThreadPoolExecutor(UNITS_IN_FLIGHT, thread_name_prefix="unit")
+        self.pool = ThreadPoolExecutor(settings.download_concurrency, thread_name_prefix="fetch",
+                                       initializer=lower_thread_priority)
+        self.units = ThreadPoolExecutor(UNITS_IN_FLIGHT, thread_name_prefix="unit", initializer=lower_thread_priority)
+        # Areas and building counts of the units the model has done, one unit at a time, beside
+        # the model (on its thread they left it idle between units).
+        self.post = ThreadPoolExecutor(1, thread_name_prefix="results", initializer=lower_thread_priority)
         self.stop_event = threading.Event()
         self.heartbeat = VisibilityHeartbeat(
             self.sqs, resources.tile_queue_url, settings.visibility_timeout_s
@@ -144,6 +175,7 @@ class Worker:
     def run(self) -> WorkerStats:
         """Work until the queue stays empty for ``idle_exit_s`` or SIGTERM/SIGINT; the stats."""
         self.heartbeat.start()
+        start_all_threads(self.pool, self.settings.download_concurrency)
         # Futures of units being downloaded, in the order received (the model takes them in that
         # order); the receiving thread blocks when UNITS_IN_FLIGHT are waiting.
         handoff: queue.Queue[Future | None] = queue.Queue(maxsize=UNITS_IN_FLIGHT - 1)
@@ -170,6 +202,7 @@ class Worker:
                 to_store.put(None)
             for storer in storers:
                 storer.join()
+            self.post.shutdown(wait=True, cancel_futures=True)
             # After a normal end the prefetcher has already finished; after an error it may be
             # blocked handing over a unit: stop it and let go of what it holds.
             self.stop_event.set()
@@ -209,6 +242,7 @@ class Worker:
 
     # ---- stage 1: receive and download ---------------------------------------------------
     def _prefetch_loop(self, handoff: queue.Queue) -> None:
+        lower_thread_priority()
         idle_since = time.monotonic()
         try:
             while not self.stop_event.is_set():
@@ -301,10 +335,14 @@ class Worker:
             sdts.append(sdt)
         mask_all = np.concatenate(masks) if masks else None
         sdt_all = np.concatenate(sdts) if sdts and sdts[0] is not None else None
-        # Areas and building counts here (CPU-bound Python: in the pool they would starve the
-        # downloads of the GIL); the object's encoding (zlib releases the GIL) and upload in the pool.
-        results, put = self._unit_results(item, with_image, mask_all, sdt_all)
-        return Inferred(item, results, self.pool.submit(self._put_result, *put) if put else None)
+        return Inferred(item, self.post.submit(self._results_and_upload, item, with_image, mask_all, sdt_all))
+
+    def _results_and_upload(self, item: Prefetched, with_image: list[FetchedTile], masks, sdt) -> tuple[list[TileResult], Future | None]:
+        """On the results thread: the unit's tile results (areas and building counts: CPU-bound
+        Python, on one thread so that they never starve the downloads of the GIL), and its
+        result object's encoding (zlib releases the GIL) and upload handed to the pool."""
+        results, put = self._unit_results(item, with_image, masks, sdt)
+        return results, self.pool.submit(self._put_result, *put) if put else None
 
     def _unit_results(self, item: Prefetched, with_image: list[FetchedTile], masks, sdt) -> tuple[list[TileResult], tuple | None]:
         """The unit's tile results, and the arguments of its result object's upload (None when
@@ -352,6 +390,7 @@ class Worker:
 
     # ---- stage 3: store ------------------------------------------------------------------
     def _store_loop(self, to_store: queue.Queue) -> None:
+        lower_thread_priority()
         while (inferred := to_store.get()) is not None:
             if self._error is not None:
                 self.heartbeat.release(inferred.item.message["ReceiptHandle"], visible_in_s=0)
@@ -367,9 +406,9 @@ class Worker:
 
     def _store(self, inferred: Inferred) -> None:
         item, unit = inferred.item, inferred.item.unit
-        if inferred.upload is not None:  # the object is stored before the items that point at it
-            inferred.upload.result()
-        results = inferred.results
+        results, upload = inferred.results.result()
+        if upload is not None:  # the object is stored before the items that point at it
+            upload.result()
         provenance = {**self.provenance, **item.imagery, "zoom": unit.zoom, "processed_at": utc_now()}
         stored = self.store.record_tiles(unit.job_id, results, provenance)
         self._count(tiles_new=stored)

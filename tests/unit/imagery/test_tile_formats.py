@@ -97,6 +97,28 @@ def test_palette_transparency_and_alpha_zero_are_nodata_black():
     assert (rgb[:, :128] == 0).all() and (rgb[:, 128:] == RGB8[:, 128:]).all()
 
 
+def test_rgb_png_is_exact_writeable_and_wholly_valid():
+    tile = decode_tile(1, 2, 18, encode(Image.fromarray(RGB8, "RGB")))
+    assert (tile.image == RGB8).all() and tile.valid_fraction == 1.0
+    tile.image[0, 0] = 0  # callers may draw on it, as on the other modes' tiles
+
+
+def test_rgb_png_with_a_transparent_colour_is_nodata_there():
+    rgb8 = RGB8.copy()
+    rgb8[:, :128] = (1, 2, 3)  # tRNS: this colour is transparent
+    tile = decode_tile(1, 2, 18, encode(Image.fromarray(rgb8, "RGB"), transparency=(1, 2, 3)))
+    assert (tile.image[:, :128] == 0).all() and (tile.image[:, 128:] == RGB8[:, 128:]).all()
+    assert tile.valid_fraction == 0.5
+
+
+@pytest.mark.parametrize("row, col", [(0, 1), (1, 1), (255, 255), (17, 33)])
+def test_one_differing_pixel_anywhere_makes_a_tile_not_blank(row, col):
+    flat = np.full((256, 256, 3), 90, np.uint8)
+    assert decode_tile(1, 2, 18, encode(Image.fromarray(flat, "RGB"))).status == "skipped"
+    flat[row, col, 2] = 91
+    assert decode_tile(1, 2, 18, encode(Image.fromarray(flat, "RGB"))).image is not None
+
+
 def test_fully_transparent_palette_and_16bit_tiles_are_skipped():
     pal = Image.new("P", (256, 256), 0)
     pal.putpalette([10, 20, 30] * 256)

@@ -38,6 +38,7 @@ def test_no_deployment_is_local_and_zero_tiles_print_nothing(capsys):
 def test_the_worker_reports_the_tiles_it_stored_once_per_processed_batch(capsys, monkeypatch):
     """Worker._store with fakes around it: the line carries what record_tiles stored."""
     import threading
+    from concurrent.futures import Future
     from types import SimpleNamespace
 
     from looking_glass.pipeline.worker import Inferred, Prefetched, Worker, WorkerStats
@@ -57,7 +58,9 @@ def test_the_worker_reports_the_tiles_it_stored_once_per_processed_batch(capsys,
     worker.heartbeat = SimpleNamespace(release=lambda handle: None)
     monkeypatch.setenv(resources.ENV_DEPLOYMENT, "LookingGlass")
     unit = SimpleNamespace(job_id="j", zoom=18)
-    worker._store(Inferred(Prefetched({"ReceiptHandle": "r"}, unit, [], None), [], None))
+    results = Future()
+    results.set_result(([], None))  # no tile results, no result object to wait for
+    worker._store(Inferred(Prefetched({"ReceiptHandle": "r"}, unit, [], None), results))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert len(lines) == 1 and lines[0][resources.METRIC_TILES_DONE] in (3, [3])
     assert lines[0][resources.METRIC_DIMENSION_DEPLOYMENT] == "LookingGlass"
