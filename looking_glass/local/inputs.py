@@ -220,7 +220,9 @@ def validate_named_imagery(values: list[str], session=None) -> tuple[dict, str |
             entry = parse_source_entry(name, match["source"])
         except ImagerySourcesError as exc:
             raise InputError(f"--imagery {exc}") from None
-        if not entry.is_template:
+        if entry.is_template:  # else its units would be retried into the dead-letter queue
+            probe_template(entry.source, label=f"--imagery {name}")
+        else:
             try:
                 open_geotiff_source(entry.source, session=session, capture_date=entry.date).close()
             except GeoTiffError as exc:
@@ -311,23 +313,33 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
         opened.close()
 
 
-def probe_template(template: str, aoi_geometry, timeout_s: float = 10.0) -> None:
-    """Ask the tile server for the AOI's first zoom-18 tile once: any answer but 401/403 will do
-    (a 404 is a tile without imagery). Raises InputError when the server cannot be reached or
-    refuses access, which the workers would otherwise retry until the demo times out."""
+def probe_template(template: str, aoi_geometry=None, timeout_s: float = 10.0, label: str | None = None) -> None:
+    """Ask the tile server for one tile once (the AOI's first zoom-18 tile; without an AOI, the
+    world tile 0/0/0): any answer but 401/403 will do (a 404 is a tile without imagery). Raises
+    InputError naming ``label`` (the option and source; default ``--imagery TEMPLATE``) and the URL asked (without its query
+    string, which may hold a key) when the server cannot be reached or refuses access, which the
+    workers would otherwise retry until their units reach the dead-letter queue and the job
+    waits forever. ``demo``, ``up`` and ``prepare`` all check a template here."""
     import requests
 
     from looking_glass.imagery.xyz import expand_template, public_imagery_name
-    from looking_glass.tiling.cover import iter_tiles, tile_runs
 
-    x, y, z = next(iter(iter_tiles(tile_runs(aoi_geometry))))
-    name = public_imagery_name(template)
+    if aoi_geometry is None:
+        x, y, z = 0, 0, 0
+    else:
+        from looking_glass.tiling.cover import iter_tiles, tile_runs
+
+        x, y, z = next(iter(iter_tiles(tile_runs(aoi_geometry))))
+    label = label or f"--imagery {public_imagery_name(template)}"
+    url = expand_template(template, x, y, z)
+    shown_url = public_imagery_name(url)
     try:
-        resp = requests.get(expand_template(template, x, y, z), timeout=timeout_s)
+        resp = requests.get(url, timeout=timeout_s)
     except requests.RequestException as exc:
-        raise InputError(f"--imagery {name}: cannot reach the tile server ({type(exc).__name__})") from None
+        raise InputError(f"{label}: cannot reach the tile server: GET {shown_url} failed ({type(exc).__name__}); "
+                         "is it running, and is the URL template right?") from None
     if resp.status_code in (401, 403):
-        raise InputError(f"--imagery {name}: the tile server refused access (HTTP {resp.status_code})")
+        raise InputError(f"{label}: the tile server refused access to {shown_url} (HTTP {resp.status_code})")
 
 
 def validate_truth(path: str | None):
@@ -395,6 +407,8 @@ def validated_inputs(args, session=None) -> RunInputs:
         stem = Path(inputs.imagery.source.rsplit("/", 1)[-1]).stem or "image"
         inputs.aoi_filename = f"{stem}-footprint.geojson"
         inputs.aoi_bytes = inputs.imagery.footprint_aoi(f"{stem}-footprint")
+    elif inputs.imagery is not None and inputs.imagery.kind == "xyz":  # `up`: no AOI, one tile of the world
+        probe_template(inputs.imagery.source)
     return inputs
 
 

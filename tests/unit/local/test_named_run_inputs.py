@@ -14,7 +14,11 @@ from looking_glass.local.inputs import InputError, add_run_options, validated_in
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "imagery"))
 from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
 
-TEMPLATE = "http://127.0.0.1:9/{z}/{x}/{y}.png"
+
+@pytest.fixture
+def template(tile_server):
+    """A URL template whose server answers (`up` asks each template for one tile)."""
+    return tile_server.url_template
 
 
 def up_args(*argv):
@@ -37,15 +41,15 @@ def images(tmp_path):
     return a, b
 
 
-def test_named_sources_beside_the_default(images, monkeypatch):
+def test_named_sources_beside_the_default(images, monkeypatch, template):
     a, b = images
     monkeypatch.chdir(a.parent)
-    inputs = validated_inputs(up_args("--imagery", "city=a.tif,b.tif@2024-05-06", "--imagery", f"osm={TEMPLATE}",
+    inputs = validated_inputs(up_args("--imagery", "city=a.tif,b.tif@2024-05-06", "--imagery", f"osm={template}",
                                       "--imagery", str(a)))
     assert inputs.imagery.kind == "geotiff" and inputs.imagery.source == str(a.resolve())
     city = inputs.sources["city"]
     assert city.source == f"{a.resolve()},{b.resolve()}" and city.date == "2024-05-06"
-    assert inputs.sources["osm"].is_template and inputs.sources["osm"].source == TEMPLATE
+    assert inputs.sources["osm"].is_template and inputs.sources["osm"].source == template
 
 
 @pytest.mark.parametrize("values, message", [
@@ -67,6 +71,28 @@ def test_bad_named_sources_are_one_line(images, monkeypatch, values, message):
     assert message in str(err.value)
 
 
+def closed_port() -> int:
+    """A local port nobody listens on (bound, then let go)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_up_refuses_a_template_whose_server_does_not_answer(named):
+    """Else `up` starts, and every unit of a job on it is retried into the dead-letter queue
+    while the job stays RUNNING (issue 18): one line naming the source and the URL asked."""
+    template = f"http://127.0.0.1:{closed_port()}/{{z}}/{{x}}/{{y}}.png?key=SECRET"
+    with pytest.raises(InputError) as err:
+        validated_inputs(up_args("--imagery", f"down={template}" if named else template))
+    message = str(err.value)
+    assert message.startswith("--imagery down: " if named else f"--imagery {template[:-len('?key=SECRET')]}: ")
+    assert f"GET {template[:template.index('{')]}0/0/0.png failed (ConnectionError)" in message
+    assert "SECRET" not in message and "\n" not in message
+
+
 def test_the_demo_runs_on_a_mosaic_and_its_footprint(images):
     a, b = images
     inputs = validated_inputs(demo_args("--imagery", f"{a},{b}"))
@@ -85,13 +111,13 @@ def test_a_path_with_an_equals_sign_is_still_a_source(images, tmp_path):
     assert inputs.imagery.source == str(odd.resolve()) and inputs.sources == {}
 
 
-def test_attributions_credit_named_sources_and_the_default(images, monkeypatch):
+def test_attributions_credit_named_sources_and_the_default(images, monkeypatch, template):
     """`up --attribution NAME=TEXT`: the named source's entry carries it (the map of its jobs shows
     it: the job record keeps the entry); `default=` the default source's; neither changes a
     source's digest (a credit is no part of a job's identity)."""
     monkeypatch.chdir(images[0].parent)
-    plain = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={TEMPLATE}"))
-    inputs = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={TEMPLATE}",
+    plain = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={template}"))
+    inputs = validated_inputs(up_args("--imagery", "city=a.tif", "--imagery", f"osm={template}",
                                       "--attribution", "city=\u00a9 City survey, 2024 = good", "--attribution", "default=Synthetic"))
     assert inputs.sources["city"].attribution == "\u00a9 City survey, 2024 = good"  # split at the first '='
     assert inputs.sources["osm"].attribution is None and inputs.default_attribution == "Synthetic"

@@ -78,10 +78,10 @@ def test_a_template_runs_on_the_given_aoi(tmp_path, tile_server):
 
 
 def test_a_tile_server_that_cannot_be_reached_or_refuses_access_is_refused(tmp_path, fault_tiles):
-    with pytest.raises(InputError, match=re.escape("--imagery http://127.0.0.1:9/{z}/{x}/{y}.png: cannot reach")):
+    with pytest.raises(InputError, match=re.escape("--imagery http://127.0.0.1:9/{z}/{x}/{y}.png: cannot reach the tile server: GET http://127.0.0.1:9/18/131072/131071.png failed")):
         validated_inputs(args("--imagery", TEMPLATE, "--aoi", small_aoi(tmp_path)))
     fault_tiles.set_fault(18, 131072, 131071, "server_error", status=403)  # the AOI's first tile
-    with pytest.raises(InputError, match="refused access \\(HTTP 403\\)"):
+    with pytest.raises(InputError, match="refused access to http://127.0.0.1:[0-9]+/18/131072/131071.png \\(HTTP 403\\)"):
         validated_inputs(args("--imagery", fault_tiles.url_template, "--aoi", small_aoi(tmp_path)))
     fault_tiles.set_fault(18, 131072, 131071, "not_found")  # a tile without imagery is fine
     assert validated_inputs(args("--imagery", fault_tiles.url_template, "--aoi", small_aoi(tmp_path))).imagery
