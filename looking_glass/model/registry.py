@@ -102,6 +102,15 @@ def model_label(uri: str) -> str:
     return uri
 
 
+def run_label(model_id, version) -> str:
+    """How a tile result names the model that produced it (its ``model_id`` and ``model_version``,
+    recorded by the worker): ``ID/VERSION`` (the form :func:`model_label` gives a registered
+    model), ``ID`` without a version, "" when the result records neither (a result stored before
+    they were)."""
+    model_id, version = str(model_id or ""), str(version or "")
+    return f"{model_id}/{version}" if model_id and version else model_id
+
+
 def _bucket_key(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket or not key:

@@ -54,11 +54,13 @@ from looking_glass.grid import (
     tile_polygon,
 )
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
+from looking_glass.model.registry import run_label
 from looking_glass.pipeline.store import ResultsStore, json_value
 from looking_glass.tiling.aoi import AoiError, parse_aoi
 
 QUADKEY_DIGITS = "0123"
-TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "building_count", "reason", "valid_fraction", "capture_date")
+TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "building_count", "reason", "valid_fraction", "capture_date",
+                   "model_id", "model_version")
 STATUS_COLUMNS = tuple(f"tiles_{s}" for s in TILE_STATUSES)
 FORMATS = ("table", "csv", "geojson")
 
@@ -148,6 +150,8 @@ def _add(row: dict, item: dict, y: int, weight: float | None = None) -> None:
         row["done_area_m2"] += w * (1.0 if covered is None else float(covered)) * tile_ground_area_m2(y)
     if item.get("capture_date"):
         row.setdefault("dates", set()).update(item["capture_date"].split(","))
+    if item.get("model_id"):
+        row.setdefault("models", set()).add(run_label(item["model_id"], item.get("model_version")))
 
 
 def _finish(row: dict) -> dict:
@@ -160,6 +164,8 @@ def _finish(row: dict) -> dict:
     row["_done_area_m2"] = done  # unrounded, for totals: every mode's totals then agree to the last digit
     # The capture dates of the row's imagery, newest first ("" where the source gives none).
     row["capture_date"] = ",".join(sorted(row.pop("dates", ()), reverse=True))
+    # The model(s) that produced the row's results (ID/VERSION, as `jobs` names a registered one).
+    row["model"] = ",".join(sorted(row.pop("models", ())))
     return row
 
 
@@ -310,6 +316,7 @@ def totals(rows: list[dict], job: dict) -> dict:
     out["job_tiles_pending"] = max(total - final, 0)
     out["job_building_area_m2"] = Decimal(job.get("building_area_m2", 0)).quantize(Decimal("0.001"))
     out["job_status"] = job.get("status")
+    out["model"] = ",".join(sorted({m for r in rows for m in r.get("model", "").split(",") if m}))
     return out
 
 
@@ -338,12 +345,13 @@ def query(store: ResultsStore, job_id: str, zoom: int | None = None, polygons: l
 # ---- formats ------------------------------------------------------------------------------------
 COMMON = ("tiles", *STATUS_COLUMNS, "building_area_m2", "building_count", "done_area_m2", "building_density")
 COLUMNS = {
-    "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "valid_fraction", "capture_date", "reason"),
-    "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date"),
-    "within": ("name", *COMMON, "building_count_estimate", "tiles_partial", "tile_fraction", "capture_date"),
+    "tile": ("quadkey", "z", "x", "y", "status", *COMMON, "valid_fraction", "capture_date", "model", "reason"),
+    "zoom": ("quadkey", "z", "x", "y", *COMMON, "capture_date", "model"),
+    "within": ("name", *COMMON, "building_count_estimate", "tiles_partial", "tile_fraction", "capture_date", "model"),
 }
+TABLE_LEAVES_OUT = ("model",)  # one value for almost every job: the table's last line names it
 CSV_PLACE = ("lon", "lat", "geometry")  # after every CSV row's data: where the row is
-TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", "job_building_area_m2")
+TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", "job_building_area_m2", "model")
 
 
 def _cell(v) -> str:
@@ -359,8 +367,9 @@ def _cell(v) -> str:
 
 def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     """Rows of ``mode`` (``tile``, ``zoom``, ``within``) and totals as an aligned text table
-    (names and reasons shown escaped: :func:`looking_glass.display.shown`)."""
-    cols = COLUMNS[mode]
+    (names and reasons shown escaped: :func:`looking_glass.display.shown`); the model is not a
+    column (:data:`TABLE_LEAVES_OUT`) but on the last line."""
+    cols = tuple(c for c in COLUMNS[mode] if c not in TABLE_LEAVES_OUT)
     body = [[shown(_cell(r.get(c))) for c in cols] for r in rows]
     key = cols[0]
     total_row = [("TOTAL" if c == key else _cell(tot.get(c)) if c in tot else "") for c in cols]
@@ -376,7 +385,8 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     out = [line(list(cols)), rule, *(line(r) for r in body), rule, line(total_row)]
     out.append(
         f"job {shown(tot['job_status'])}: {tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} "
-        f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'])} m2"
+        f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'])} m2; "
+        f"model {shown(tot.get('model') or 'not recorded')}"
     )
     return "\n".join(out) + "\n"
 
