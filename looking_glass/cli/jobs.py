@@ -232,6 +232,7 @@ def cmd_jobs(args) -> int:
 
 def cmd_status(args) -> int:
     """Show one job in detail: counters, failure reasons, dead-letter messages."""
+    from looking_glass.pipeline.job_notes import retry_note
     from looking_glass.pipeline.jobs import status, store_for
     from looking_glass.results.figures import plain
 
@@ -250,6 +251,9 @@ def cmd_status(args) -> int:
             print(f"{key:18} {shown(info[key])}")
     for warning in info.get("warnings") or []:
         print(f"{'warning':18} {shown(warning)}")
+    note = retry_note(info, int(info.get("dlq_messages") or 0))
+    if note:  # why the job is not moving: the worker's last transient failure
+        print(f"{'retrying':18} {shown(note.removeprefix('retrying: '))}")
     for reason, count in info["tile_failure_reasons"].items():
         print(f"{'tile failures':18} {count:>6} x {shown(reason)}")
     return 0

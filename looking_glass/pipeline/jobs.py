@@ -165,11 +165,13 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
     ``worker_check`` (optional; called with the job record every ``check_every_s`` while the job
     runs) returns why the job's workers failed, or None: e.g. :func:`batch_failure` for a stack.
     A failure ends the wait with a JobError saying why (the job cannot finish without workers)."""
+    from looking_glass.pipeline.job_notes import retry_kind, retry_note
     from looking_glass.pipeline.progress import JobProgress
 
     started = time.monotonic()
     checked = started
     bar = JobProgress(f"job {job_id[:8]}", enabled=progress)
+    said = None  # the kind of transient failure last said (once per kind, not per unit)
     try:
         while True:
             job = store.get_job(job_id)
@@ -177,6 +179,9 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
             if job is None and now - started > start_timeout_s:
                 raise JobError(f"job {job_id} did not appear within {start_timeout_s:.0f} s: is the enumerator running?")
             bar.update(job)
+            if job is not None and retry_kind(job) not in (None, said):
+                said = retry_kind(job)
+                bar.write(retry_note(job))
             if job is not None and job["status"] in (COMPLETE, FAILED):
                 return job
             if worker_check is not None and job is not None and now - checked >= check_every_s:
@@ -185,7 +190,9 @@ def wait_for(store: ResultsStore, job_id: str, timeout_s: float = 3600.0, progre
                 if failure:
                     raise JobError(f"job {job_id} cannot finish: {failure}")
             if now - started > timeout_s:
-                raise JobError(f"job {job_id} not final after {timeout_s:.0f} s (status {job and job['status']})")
+                note = retry_note(job) if job else None
+                raise JobError(f"job {job_id} not final after {timeout_s:.0f} s (status {job and job['status']})"
+                               + (f"; {note}" if note else ""))
             time.sleep(poll_s)
     finally:
         bar.close()

@@ -72,6 +72,16 @@ class JobProgress:
             self.bar.refresh()  # nothing moved: the elapsed time and the text stay current
             self.shown_at = now
 
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bar (or on standard error when there is no bar: a note is
+        shown with --no-progress too)."""
+        import sys
+
+        if self.bar is not None:
+            self.bar.write(line, file=self.file or sys.stderr)
+        else:
+            print(line, file=self.file or sys.stderr, flush=True)
+
     def close(self) -> None:
         """Close the bar (leaving its last line on screen)."""
         if self.bar is not None:

@@ -289,13 +289,24 @@ class ResultsStore(TileLedger):
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return jobs
 
+    def note_retry(self, job_id: str, reason: str) -> bool:
+        """Record on a RUNNING or ENQUEUEING job why a work unit was just kept for redelivery
+        (``reason``: the tile and its transient failure, e.g. ``tile 18/1/2: ConnectionError after
+        4 attempts``), as ``retry_reason`` and ``retry_at`` (UTC): the last one wins. One
+        UpdateItem per unit kept (never per tile), so ``status`` and ``submit --wait`` can say why
+        a job is not moving, which the worker's log alone said before. False when the job is
+        final (nothing written)."""
+        return self.update_job(job_id, {"retry_reason": reason[:500], "retry_at": utc_now()},
+                               only_if_status=(RUNNING, ENQUEUEING))
+
     def reopen_job(self, job_id: str) -> bool:
-        """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry; False otherwise."""
+        """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry (its last ``retry_reason``
+        dropped: the next kept unit records its own); False otherwise."""
         try:
             self.ddb.update_item(
                 TableName=self.table,
                 Key=self._job_key(job_id),
-                UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at",
+                UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at, retry_reason, retry_at",
                 ConditionExpression="#status IN (:complete, :run)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=marshal({":run": RUNNING, ":complete": COMPLETE, ":now": utc_now()}),

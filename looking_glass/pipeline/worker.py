@@ -418,6 +418,7 @@ class Worker:
             # maxReceiveCount deliveries it goes to the dead-letter queue.
             self._count(transient=1)
             log.warning("work unit kept for redelivery in %d s: %s", self.settings.retry_delay_s, item.transient)
+            self.store.note_retry(unit.job_id, item.transient)  # what `status` and `submit --wait` show
             self.heartbeat.release(item.message["ReceiptHandle"], visible_in_s=self.settings.retry_delay_s)
         else:
             self.sqs.delete_message(
