@@ -22,7 +22,7 @@ import shapely
 from looking_glass.display import shown
 from looking_glass.outlines.exports import write_geojson
 from looking_glass.results.gap import UNMAPPED_KEPT, JobGap, render_gap
-from looking_glass.results.webmap import PAGE_HEAD, leaflet_assets, script_json
+from looking_glass.results.webmap import IMAGERY_JS, PAGE_HEAD, leaflet_assets, script_json
 from looking_glass.runtime.atomic import write_atomic
 
 __all__ = ["MAX_BUILDINGS", "MAX_MAPPED", "write_gap_map"]
@@ -38,6 +38,7 @@ PAGE = PAGE_HEAD + """</style>
 <body>
 <div id="map"></div>
 <script>{leaflet_js}</script>
+<script>{imagery_js}</script>
 <script>
 "use strict";
 const cells = {cells};
@@ -50,10 +51,7 @@ function colourOf(c) {{
 }}
 function escaped(v) {{ return String(v).replace(/[&<>]/g, function (c) {{ return {{ "&": "&amp;", "<": "&lt;", ">": "&gt;" }}[c]; }}); }}
 const map = L.map("map", {{ maxZoom: 21, fadeAnimation: false }});
-if (options.imagery) {{
-  L.tileLayer(options.imagery.template, {{ minNativeZoom: options.imagery.minNativeZoom,
-    maxNativeZoom: options.imagery.maxNativeZoom, maxZoom: 21, attribution: options.imagery.attribution }}).addTo(map);
-}}
+if (options.imagery) imageryLayer(options.imagery).addTo(map);  // as map.html's: webmap.IMAGERY_JS
 const layer = L.geoJSON(cells, {{
   style: function (f) {{
     const c = colourOf(f.properties.completeness);
@@ -126,7 +124,7 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
                f"{gap.unmapped_count:,} not yet mapped; completeness {done}")
     js, css = leaflet_assets()
-    page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, cells=script_json(cells),
+    page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, imagery_js=IMAGERY_JS, cells=script_json(cells),
                        buildings=script_json(buildings), mapped=script_json(mapped),
                        options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary),
                                             "mappedColour": MAPPED_COLOUR, "mappedNote": mapped_note}))

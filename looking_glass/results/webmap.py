@@ -163,6 +163,32 @@ html, body {{ height: 100%; margin: 0; font: 13px/1.4 system-ui, sans-serif; }}
 .lg-legend i {{ display: inline-block; width: 14px; height: 10px; margin-right: 4px; }}
 """
 
+# The imagery layer of every page written here (map.html, gap.html): one definition, so both ask
+# for the same tiles. ``im`` is :func:`page_imagery`'s dict. With ``available`` (files written
+# beside the page, :func:`looking_glass.results.basemap.write_basemap`) only those files are
+# asked for (a view wider than the job needs no 404s, nor ERR_FILE_NOT_FOUND from file://), each
+# zoom between ``minNativeZoom`` and ``maxNativeZoom`` from its own level, scaled outside them.
+IMAGERY_JS = """
+function imageryLayer(im) {
+  let Layer = L.TileLayer;
+  if (im.available) {
+    const available = new Set(im.available);
+    Layer = L.TileLayer.extend({
+      createTile: function (coords, done) {
+        if (available.has(coords.z + "/" + coords.x + "/" + coords.y)) {
+          return L.TileLayer.prototype.createTile.call(this, coords, done);
+        }
+        const empty = document.createElement("div");
+        setTimeout(function () { done(null, empty); }, 0);
+        return empty;
+      }
+    });
+  }
+  return new Layer(im.template, { minNativeZoom: im.minNativeZoom, maxNativeZoom: im.maxNativeZoom, maxZoom: 21,
+                                  attribution: im.attribution });
+}
+"""
+
 PAGE = PAGE_HEAD + """.lg-popup td {{ padding: 0 6px 0 0; }}
 .leaflet-control-scale-line {{ background: rgba(255,255,255,0.9); color: #111; border-color: #111; font-weight: 600; }}
 </style>
@@ -170,6 +196,7 @@ PAGE = PAGE_HEAD + """.lg-popup td {{ padding: 0 6px 0 0; }}
 <body>
 <div id="map"></div>
 <script>{leaflet_js}</script>
+<script>{imagery_js}</script>
 <script>
 "use strict";
 const results = {results};
@@ -185,26 +212,7 @@ function colourOf(v) {{
   return ramp[Math.min(ramp.length - 1, Math.floor(t * ramp.length))];
 }}
 const map = L.map("map", {{ preferCanvas: false, maxZoom: 21, fadeAnimation: false }});
-if (options.imagery) {{
-  const im = options.imagery;
-  let Layer = L.TileLayer;
-  if (im.available) {{
-    // Files beside the page: ask only for the tiles that were written (no failed requests).
-    const available = new Set(im.available);
-    Layer = L.TileLayer.extend({{
-      createTile: function (coords, done) {{
-        if (available.has(coords.z + "/" + coords.x + "/" + coords.y)) {{
-          return L.TileLayer.prototype.createTile.call(this, coords, done);
-        }}
-        const empty = document.createElement("div");
-        setTimeout(function () {{ done(null, empty); }}, 0);
-        return empty;
-      }}
-    }});
-  }}
-  new Layer(im.template, {{ minNativeZoom: im.minNativeZoom, maxNativeZoom: im.maxNativeZoom, maxZoom: 21,
-                            attribution: im.attribution }}).addTo(map);
-}}
+if (options.imagery) imageryLayer(options.imagery).addTo(map);
 const layer = L.geoJSON(results, {{
   style: function (f) {{
     const c = colourOf(valueOf(f.properties));
@@ -278,6 +286,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
         results=script_json(json.loads(json.dumps(doc, default=float))),
         options=script_json(options),
         ramp=script_json(RAMP),
+        imagery_js=IMAGERY_JS,
     )
     write_atomic(out, page)
     return len(doc["features"])

@@ -120,3 +120,59 @@ def test_an_s3_geotiff_is_read_with_the_deployments_session(env, tmp_path):
     out = make_map(env["store"], job, tmp_path / "m", f"s3://{bucket}/imagery/atlanta.tif", session=env["session"])
     assert out["imagery_shown"] and out["imagery_tiles"] > 4
     assert (tmp_path / "m" / "map_tiles" / "18" / str(X0) / f"{Y0}.webp").stat().st_size > 1000
+
+
+def _loaded_at_zooms(page_path, zooms) -> tuple[list[str], list[str], list[str]]:
+    """Open ``page_path`` from ``file://`` in Chromium and set each of ``zooms`` in turn: the
+    URLs asked for, the requests that failed, and the console/page errors."""
+    sync_playwright = browser_or_skip()
+    errors: list[str] = []
+    requests: list[str] = []
+    failed: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            pg = browser.new_page(viewport={"width": 800, "height": 600})
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("request", lambda r: requests.append(r.url))
+            pg.on("requestfailed", lambda r: failed.append(r.url))
+            pg.goto(page_path.as_uri())
+            pg.wait_for_function("window.lookingGlass && window.lookingGlass.ready", timeout=20_000)
+            for zoom in zooms:
+                pg.evaluate(f"map.setZoom({zoom}, {{animate: false}})")
+                pg.wait_for_timeout(300)
+                pg.wait_for_load_state("networkidle")
+        finally:
+            browser.close()
+    return requests, failed, errors
+
+
+def test_gap_html_asks_only_for_the_imagery_tiles_written_like_map_html(env, tmp_path):
+    # The user's case: `map JOB --compare MAPPED` over a GeoTIFF job; gap.html used a plain
+    # tileLayer and asked for zoom-16/17 tiles around the job that were never written.
+    from looking_glass.results.gap import JobGap
+    from looking_glass.results.gapmap import write_gap_map
+    from looking_glass.results.webmap import make_map
+
+    browser_or_skip()
+    job = geotiff_job(env)
+    out = tmp_path / "gap"
+    layer = make_map(env["store"], job, out, IMAGE)["imagery_layer"]
+    assert layer["available"]
+    rows = [{"quadkey": quadkey(X0 + dx, Y0 + dy, 18), "z": 18, "x": X0 + dx, "y": Y0 + dy,
+             "predicted_area_m2": 100.0, "predicted_count": 1, "mapped_area_m2": 50.0 * dx, "mapped_count": dx,
+             "unmapped_area_m2": 100.0 - 50 * dx, "completeness": 0.5 * dx, "rank": 1 + dx}
+            for dx in range(2) for dy in range(2)]
+    summary = {"predicted_count": 4, "mapped_count": 2, "completeness": 0.25}
+    gap = JobGap("tile", rows, summary, unmapped=[], skipped=[])
+    write_gap_map(gap, out, layer, "gap")
+    zooms = (20, 19, 18, 17, 16)
+    for name in ("map.html", "gap.html"):
+        requests, failed, errors = _loaded_at_zooms(out / name, zooms)
+        files = [u for u in requests if u.startswith("file:") and not u.endswith(".html")]
+        assert files and all("/map_tiles/" in u for u in files), (name, files)
+        missing = [u for u in files if not os.path.exists(u.removeprefix("file://"))]
+        assert missing == [] and failed == [] and errors == [], (name, missing, failed, errors)
+        asked = {re.search(r"/map_tiles/(.+)\.webp", u).group(1) for u in files}
+        assert asked <= set(layer["available"]), name
