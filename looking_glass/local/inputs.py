@@ -146,7 +146,8 @@ def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named:
             help="imagery: an XYZ/TMS URL template (https://.../{z}/{x}/{y}.png), a GeoTIFF/COG (path or "
                  "s3://bucket/key.tif) or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items); once without "
                  "NAME= for the default (else the synthetic world), and repeated as NAME=SOURCE to register "
-                 "sources jobs choose with `submit --imagery NAME`; @YYYY-MM-DD gives the capture date",
+                 "sources jobs choose with `submit --imagery NAME`; NAME=SOURCE@YYYY-MM-DD gives a named source's "
+                 "capture date",
         )
         parser.add_argument(
             "--attribution", metavar="NAME=TEXT", action="append",
@@ -281,8 +282,17 @@ def validate_imagery(source: str | None, bands: str | None = None, session=None)
             raise InputError("--bands applies to a GeoTIFF --imagery only")
         return None
     from looking_glass.imagery.xyz import ImagerySourceError, open_imagery
+    from looking_glass.runtime.imagery_sources import CaptureDateError, parse_capture_date, split_capture_date
     from looking_glass.runtime.settings import SettingsError, WorkerSettings
 
+    plain, date = split_capture_date(source)
+    if date is not None:  # else '@2024/01/01' would be read as part of the URL or file name
+        try:
+            parse_capture_date(date, f"--imagery {plain}")
+        except CaptureDateError as exc:
+            raise InputError(str(exc)) from None
+        raise InputError(f"--imagery {plain}@{date}: a capture date goes with a named source "
+                         f"(up --imagery NAME={plain}@{date}, then submit --imagery NAME)")
     is_url = "://" in source and not source.startswith("s3://")
     env = {"LG_TILE_URL_TEMPLATE": source} if is_url else {"LG_IMAGERY_GEOTIFF": source}
     if bands:

@@ -56,6 +56,7 @@ __all__ = [
     "parse_source_entry",
     "parse_sources",
     "single_source",
+    "split_capture_date",
     "unknown_imagery_reason",
 ]
 
@@ -68,8 +69,11 @@ ENV_DEFAULT_IMAGERY_SOURCE = "LG_DEFAULT_IMAGERY_SOURCE"
 # cdk.json tile_url_template / imagery_geotiff) when LG_DEFAULT_IMAGERY gives none.
 DEFAULT_IMAGERY_NAME = "default"
 IMAGERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# NAME=SOURCE@DATE on the command line: the date is the last "@YYYY-MM-DD..." of the text.
-_AT_DATE = re.compile(r"^(?P<source>.+)@(?P<date>\d{4}-\d{2}-\d{2}[^@/]*)$")
+# SOURCE@DATE: whatever follows the last "@" and looks like an attempt at a date (a digit, then
+# only digits, separators and ISO's T/Z) is the date, parsed or refused: "@2024/01/01" or
+# "@2024-1-5" must not silently become part of a URL or a file name. An "@" in a URL's user
+# info ("https://user@host/...") or a name ("scene@2x.tif") is followed by other characters.
+_AT_DATE = re.compile(r"^(?P<source>.+)@(?P<date>\d[\d\-/.:+ TZ]*)$")
 _TIFF_FORMAT = "%Y:%m:%d %H:%M:%S"
 # A source's attribution is one line under a map.
 MAX_ATTRIBUTION_CHARS = 200
@@ -248,13 +252,20 @@ def _check_source(name: str, source: str) -> None:
         raise ImagerySourcesError(f"imagery source {name!r}: {str(exc).replace('LG_IMAGERY_GEOTIFF=', '')}") from None
 
 
+def split_capture_date(text: str) -> tuple[str, str | None]:
+    """``SOURCE@DATE`` as (SOURCE, DATE), or (text, None) when nothing after its last ``@`` looks
+    like a date (see ``_AT_DATE``). DATE is as written, not parsed: :func:`parse_capture_date`
+    refuses a malformed one."""
+    match = _AT_DATE.match(text.strip())
+    return (match["source"], match["date"]) if match else (text.strip(), None)
+
+
 def parse_source_entry(name: str, value: object) -> ImagerySource:
     """One registry entry (text ``SOURCE[@DATE]`` or an object, see the module) checked."""
     check_source_name(name)
     date = bands = attribution = None
     if isinstance(value, str):
-        match = _AT_DATE.match(value.strip())
-        source, date = (match["source"], match["date"]) if match else (value.strip(), None)
+        source, date = split_capture_date(value)
     elif isinstance(value, dict):
         unknown = sorted(set(value) - {"source", "date", "bands", "attribution"})
         if unknown:
@@ -270,9 +281,9 @@ def parse_source_entry(name: str, value: object) -> ImagerySource:
         raise ImagerySourcesError(f"imagery source {name!r}: give text (SOURCE or SOURCE@YYYY-MM-DD) or an object")
     if not source:
         raise ImagerySourcesError(f"imagery source {name!r}: empty source")
-    _check_source(name, source)
-    if date is not None:
+    if date is not None:  # first: a malformed date is the problem, not the source it is cut from
         parse_capture_date(date, f"imagery source {name!r}")
+    _check_source(name, source)
     if bands is not None and source.startswith(("http://", "https://")):
         raise ImagerySourcesError(f"imagery source {name!r}: bands apply to GeoTIFF sources only")
     return ImagerySource(name, source, date, bands, attribution)

@@ -59,6 +59,11 @@ def test_named_sources_beside_the_default(images, monkeypatch, template):
     (["x=missing.tif"], "--imagery x: missing.tif: no such file"),
     (["x=a.tif,c.png"], "'c.png' does not end in .tif or .tiff"),
     (["x=a.tif@2020-99-01"], "capture date '2020-99-01' does not parse"),
+    (["x=https://t.example/{z}/{x}/{y}.png@2024/01/01"], "--imagery imagery source 'x': capture date '2024/01/01' does not parse"),
+    (["x=a.tif@2024-1-5"], "capture date '2024-1-5' does not parse"),
+    # the default source has no capture date: a bad one is still a date, a good one belongs to a name
+    (["a.tif@2024/01/01"], "--imagery a.tif: capture date '2024/01/01' does not parse"),
+    (["a.tif@2024-01-05"], "--imagery a.tif@2024-01-05: a capture date goes with a named source (up --imagery NAME=a.tif@2024-01-05"),
     (["x=https://t.example/{z}/{x}.png"], "lacks {y}"),
     (["my city=a.tif"], "imagery source name 'my city': use 1-64 letters"),  # a bad name, not a missing file
     (["city!=a.tif"], "imagery source name 'city!'"),

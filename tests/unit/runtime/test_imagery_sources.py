@@ -44,6 +44,12 @@ def test_text_and_object_entries():
     ('{"x": "ftp://h/a.tif"}', "only local paths and s3:// URIs"),
     ('{"x": {"source": "a.tif", "date": "June 2020"}}', "capture date 'June 2020' does not parse"),
     ('{"x": "a.tif@2020-13-45"}', "capture date '2020-13-45' does not parse"),
+    # anything after the last @ that looks like a date is one, parsed or refused (issue 18): it
+    # never silently becomes part of the URL (every tile a 404) or the file name ("not .tif")
+    ('{"x": "https://t/{z}/{x}/{y}.png@2024/01/01"}', "'x': capture date '2024/01/01' does not parse (use YYYY-MM-DD"),
+    ('{"x": "https://t/{z}/{x}/{y}.png@2024-1-5"}', "capture date '2024-1-5' does not parse"),
+    ('{"x": "a.tif@2024/01/01"}', "capture date '2024/01/01' does not parse"),
+    ('{"x": "a.tif,b.tif@2024"}', "capture date '2024' does not parse"),
     ('{"x": {"source": "https://t/{z}/{x}/{y}.png", "bands": "1"}}', "bands apply to GeoTIFF sources only"),
     ('{"x": {"source": "a.tif", "bands": "1,2"}}', "give 1 band (grey) or 3 bands"),
 ])
@@ -57,6 +63,9 @@ def test_a_date_suffix_is_only_a_trailing_iso_date():
     # An @ inside a URL (user info) is not a date.
     entry = parse_source_entry("t", "https://user@tiles.example.com/{z}/{x}/{y}.png")
     assert entry.source.startswith("https://user@") and entry.date is None
+    for text in ("https://u:p@127.0.0.1:8080/{z}/{x}/{y}.png", "scene@2x.tif"):  # digits, then more than a date's
+        assert parse_source_entry("t", text) == parse_source_entry("t", {"source": text})
+    assert parse_source_entry("t", "a.tif@2024-05-06T10:00:00Z").date == "2024-05-06T10:00:00Z"
 
 
 def test_worker_settings_with_registered_sources_only():
