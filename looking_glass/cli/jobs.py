@@ -72,6 +72,7 @@ def cmd_submit(args) -> int:
     from looking_glass.pipeline.jobs import store_for, submit, wait_for
 
     dep = _deployment(args)
+    _warn_synthetic_default(dep, args.imagery)
     if args.aoi is None:  # the footprint of the named source
         data, filename = _footprint_aoi(dep, args.imagery)
         what = f"the footprint of imagery '{args.imagery}'"
@@ -103,6 +104,16 @@ def cmd_submit(args) -> int:
           f"{int(job.get('tiles_skipped', 0)):,} skipped"
           + (f"; reason: {shown(job['reason'])}" if job.get("reason") else ""), file=sys.stderr)
     return 0 if job["status"] == "COMPLETE" else 1
+
+
+def _warn_synthetic_default(dep, name: str | None) -> None:
+    """Warn on stderr when a job without ``--imagery`` would run on the synthetic test world of an
+    embedded run that registered named sources (real-looking areas from simulated imagery): the
+    user most likely forgot ``--imagery``. A warning, not a refusal: the demo's jobs use it."""
+    named = sorted(n for n in (dep.imagery.sources if dep.imagery else {}) if n != dep.imagery.default)
+    if name is None and getattr(dep, "default_is_synthetic", False) and named:
+        print(f"warning: imagery: the default source is the synthetic test world; use --imagery {'|'.join(named)} "
+              "for your imagery", file=sys.stderr)
 
 
 def _footprint_aoi(dep, name: str | None) -> tuple[bytes, str]:

@@ -62,6 +62,9 @@ class Deployment:
     # The imagery sources jobs may name, with their definitions (the embedded run's state file,
     # a stack's ImagerySources output); None where not known (a stack deployed before that output).
     imagery: ImageryRegistry | None = None
+    # The embedded run's default source is the synthetic test world (`up` without an unnamed
+    # --imagery): `submit` without --imagery then warns when the run registered named sources.
+    default_is_synthetic: bool = False
 
     def client(self, service: str, **kwargs):
         """A boto3 client of ``service`` for this deployment (its endpoint for an embedded run)."""
@@ -175,10 +178,11 @@ def default_state_path() -> Path:
 
 
 def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str,
-                imagery: ImageryRegistry | dict | None = None) -> dict:
+                imagery: ImageryRegistry | dict | None = None, default_is_synthetic: bool = False) -> dict:
     """Write the embedded run's state file at ``path`` atomically, private to this user (file 0600,
     a directory created here 0700); returns the state written. ``imagery``: the run's registry
-    (a dict: its named sources only, the default's definition unknown)."""
+    (a dict: its named sources only, the default's definition unknown); ``default_is_synthetic``:
+    the default source is the synthetic test world."""
     if not isinstance(imagery, ImageryRegistry):
         imagery = ImageryRegistry(dict(imagery or {}))
     state = {
@@ -188,6 +192,7 @@ def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_
         "resources": asdict(res),
         "tile_url_template": tile_url_template,
         "imagery": json.loads(imagery.to_json()),
+        "default_is_synthetic": bool(default_is_synthetic),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Private (it names the endpoint and the resources of a run that holds local credentials):
@@ -276,7 +281,8 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
         aws_session_token=LOCAL_AWS_ENV["AWS_SESSION_TOKEN"],
         region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
     )
-    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"), imagery=imagery)
+    return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"), imagery=imagery,
+                      default_is_synthetic=state.get("default_is_synthetic") is True)
 
 
 def resolve(stack: str | None, embedded: str | None) -> Deployment:
@@ -343,7 +349,7 @@ def run_embedded(
     try:
         stack.start()
         state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template,
-                            stack.imagery_registry)
+                            stack.imagery_registry, default_is_synthetic=imagery is None)
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")

@@ -110,3 +110,25 @@ def test_retry_enqueues_the_jobs_own_imagery_source(registry, capsys):
     assert code == 0 and "1 tiles reset" in out, err
     units = [parse_work_unit(m["Body"]) for m in drain(registry["session"].client("sqs"), registry["res"].tile_queue_url)]
     assert units and {u.imagery for u in units} == {"scene"}
+
+
+def test_forgetting_imagery_on_a_synthetic_default_is_warned(registry, moto_endpoint, capsys, tmp_path):
+    """`up --imagery city=... --imagery osm=...` without a default: a `submit` without --imagery
+    runs on the synthetic world (issue 18: real-looking areas from simulated imagery); it warns,
+    naming the registered sources, and still submits (the demo's jobs use that default)."""
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X, Y, 2, 1))
+    warning = "warning: imagery: the default source is the synthetic test world; use --imagery osm|scene for your imagery"
+    code, _, err = run_cli(capsys, "submit", str(aoi))
+    assert code == 0 and warning not in err  # a default the user gave (the state file does not say synthetic)
+    sources = parse_sources({"scene": str(tmp_path / "scene.tif"), "osm": "https://tiles.example/{z}/{x}/{y}.png"},)
+    write_state(Path(registry["state"]), moto_endpoint, registry["res"], "http://127.0.0.1:9/{z}/{x}/{y}.png", sources,
+                default_is_synthetic=True)
+    code, out, err = run_cli(capsys, "submit", str(aoi), "--rerun")
+    assert code == 0 and out.strip() and err.splitlines()[0] == warning
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "scene", "--rerun")
+    assert code == 0 and "synthetic" not in err
+    write_state(Path(registry["state"]), moto_endpoint, registry["res"], "http://127.0.0.1:9/{z}/{x}/{y}.png", {},
+                default_is_synthetic=True)
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--rerun")
+    assert code == 0 and "synthetic" not in err  # nothing else to choose: the demo's case
