@@ -69,6 +69,7 @@ def cmd_up(args) -> int:
 
 def cmd_submit(args) -> int:
     """Validate an AOI, upload it as a job and print the job id; ``--wait`` follows it."""
+    from looking_glass.pipeline.job_notes import no_imagery_note
     from looking_glass.pipeline.jobs import store_for, submit, wait_for
 
     dep = _deployment(args)
@@ -103,6 +104,9 @@ def cmd_submit(args) -> int:
           f"{int(job.get('tiles_failed', 0)):,} failed, {int(job.get('tiles_no_imagery', 0)):,} no imagery, "
           f"{int(job.get('tiles_skipped', 0)):,} skipped"
           + (f"; reason: {shown(job['reason'])}" if job.get("reason") else ""), file=sys.stderr)
+    note = no_imagery_note(job)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0 if job["status"] == "COMPLETE" else 1
 
 
@@ -243,7 +247,7 @@ def cmd_jobs(args) -> int:
 
 def cmd_status(args) -> int:
     """Show one job in detail: counters, failure reasons, dead-letter messages."""
-    from looking_glass.pipeline.job_notes import retry_note
+    from looking_glass.pipeline.job_notes import no_imagery_note, retry_note
     from looking_glass.pipeline.jobs import status, store_for
     from looking_glass.results.figures import plain
 
@@ -265,6 +269,9 @@ def cmd_status(args) -> int:
     note = retry_note(info, int(info.get("dlq_messages") or 0))
     if note:  # why the job is not moving: the worker's last transient failure
         print(f"{'retrying':18} {shown(note.removeprefix('retrying: '))}")
+    note = no_imagery_note(info)
+    if note:
+        print(f"{'note':18} {note}")
     for reason, count in info["tile_failure_reasons"].items():
         print(f"{'tile failures':18} {count:>6} x {shown(reason)}")
     return 0

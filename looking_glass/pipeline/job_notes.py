@@ -4,7 +4,9 @@ A job whose work units keep failing transiently (a tile server that does not ans
 token) stays RUNNING while SQS redelivers its units and then moves them to the dead-letter
 queue; the reason used to be in the worker's log only. The worker records the last one on the
 job record (``retry_reason``, ``retry_at``: :meth:`looking_glass.pipeline.store.ResultsStore.note_retry`)
-and :func:`retry_note` words it.
+and :func:`retry_note` words it. A job that ends COMPLETE with no tile done because no tile had
+imagery (an AOI outside the source's coverage, often [lat, lon] read as [lon, lat] against a URL
+template, whose extent is unknown) gets :func:`no_imagery_note`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import re
 
 from looking_glass.display import shown
-from looking_glass.pipeline.store import ENQUEUEING, RUNNING
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, RUNNING
 
-__all__ = ["retry_kind", "retry_note"]
+__all__ = ["no_imagery_note", "retry_kind", "retry_note"]
 
 # Where the user reads what happens to units that keep failing, and how `retry` finishes the job.
 RETRY_DOCS = "docs/results.md#tile-outcomes"
@@ -47,3 +49,13 @@ def retry_note(job: dict, dlq_messages: int | None = None) -> str | None:
         then = (f"units are redelivered a few times, then go to the dead-letter queue "
                 f"(`looking-glass retry {job_id}` once the source answers)")
     return f"retrying: {reason} (last at {when}); {then}; see {RETRY_DOCS}"
+
+
+def no_imagery_note(job: dict) -> str | None:
+    """The hint for a COMPLETE job none of whose tiles had imagery (every tile ``no_imagery``):
+    exit 0 and a table of zeros said nothing; None for any other job."""
+    total = int(job.get("tiles_total", 0) or 0)
+    if (job.get("status") != COMPLETE or total == 0 or int(job.get("tiles_done", 0) or 0) != 0
+            or int(job.get("tiles_no_imagery", 0) or 0) != total):
+        return None
+    return "no tile had imagery: is the AOI inside the source's coverage? (GeoJSON wants [lon, lat])"

@@ -125,13 +125,48 @@ def _parse_bytes(data: bytes, default_name: str) -> Aoi:
     try:
         return _parse_document(doc, default_name)
     except AoiError as exc:
-        hint = _projected_hint(doc, str(exc))
+        hint = _swapped_hint(doc, str(exc)) or _projected_hint(doc, str(exc))
         if not hint:
             raise
         raise AoiError(f"{exc}; {hint}", exit_code=exc.exit_code) from None
     except (TypeError, ValueError, OverflowError, RecursionError, IndexError, KeyError, shapely.errors.ShapelyError) as exc:
         # A shape of document no rule above foresaw: still the AOI's fault, never a traceback.
         raise AoiError(f"AOI could not be read as GeoJSON ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _positions(node, out: list, limit: int = 100_000) -> list:
+    """Up to ``limit`` (x, y) pairs of the numbers at the leaves of ``node`` (a GeoJSON document),
+    for the hints below; whatever else is there is skipped (the parser reported it)."""
+    if len(out) >= limit:
+        return out
+    if isinstance(node, list):
+        if len(node) >= 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in node[:2]):
+            out.append((float(node[0]), float(node[1])))
+        else:
+            for item in node:
+                _positions(item, out, limit)
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            if key in ("coordinates", "geometry", "geometries", "features"):
+                _positions(item, out, limit)
+    return out
+
+
+def _swapped_hint(doc: dict, message: str) -> str:
+    """When a latitude is out of range, or the AOI lies past the web-mercator limit (|lat| 85-90),
+    and every position would be valid with its two numbers swapped: the file most likely has
+    [latitude, longitude], which GeoJSON's [longitude, latitude] order reads as a place near a
+    pole, or nowhere. "" when not that case (then a projected CRS is the likelier cause)."""
+    if "is out of range" not in message and "web-mercator latitude range" not in message:
+        return ""
+    points = _positions(doc, [])
+    if not points or not all(abs(x) <= MAX_LATITUDE and abs(y) <= 180 for x, y in points):
+        return ""
+    if not any(abs(y) > MAX_LATITUDE for _, y in points):
+        return ""
+    x, y = points[0]
+    return (f"are longitude and latitude swapped? GeoJSON wants [longitude, latitude]: the first position "
+            f"[{x:g}, {y:g}] would be valid as [{y:g}, {x:g}]")
 
 
 def _projected_hint(doc: dict, message: str) -> str:

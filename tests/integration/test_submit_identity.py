@@ -132,3 +132,24 @@ def test_forgetting_imagery_on_a_synthetic_default_is_warned(registry, moto_endp
                 default_is_synthetic=True)
     code, _, err = run_cli(capsys, "submit", str(aoi), "--rerun")
     assert code == 0 and "synthetic" not in err  # nothing else to choose: the demo's case
+
+
+@pytest.mark.parametrize("counters, noted", [
+    ({"tiles_no_imagery": 2}, True),
+    ({"tiles_no_imagery": 1, "tiles_done": 1}, False),
+    ({"tiles_no_imagery": 1, "tiles_failed": 1}, False),
+])
+def test_a_job_where_no_tile_had_imagery_says_so(registry, capsys, tmp_path, counters, noted):
+    """Issue 18: COMPLETE, exit 0 and zeros said nothing when the AOI missed the imagery (e.g.
+    [lat, lon] against a URL template): `submit --wait` and `status` add one line."""
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 2, 1))
+    code, out, _ = run_cli(capsys, "submit", str(aoi), "--imagery", "osm")
+    job = out.strip()
+    registry["store"].create_job(job, {"status": COMPLETE, "tiles_total": 2, "tiles_final": 2, "imagery": "osm",
+                                       **counters})
+    note = "no tile had imagery: is the AOI inside the source's coverage? (GeoJSON wants [lon, lat])"
+    code, _, err = run_cli(capsys, "submit", str(aoi), "--imagery", "osm", "--wait", "--no-progress")
+    assert code == 0 and (f"note: {note}" in err.splitlines()) == noted
+    code, out, _ = run_cli(capsys, "status", job)
+    assert code == 0 and (f"{'note':18} {note}" in out.splitlines()) == noted

@@ -173,3 +173,24 @@ def test_other_aoi_errors_get_no_projection_hint():
     with pytest.raises(AoiError) as err:
         parse_aoi(json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}).encode())
     assert "longitude/latitude degrees" not in str(err.value)
+
+
+def square(lon, lat, d=0.01):
+    return {"type": "Polygon", "coordinates": [[[lon, lat], [lon + d, lat], [lon + d, lat + d], [lon, lat + d], [lon, lat]]]}
+
+
+@pytest.mark.parametrize("doc, error", [
+    (square(39.9, 116.4), "latitude 116.4 is out of range [-90, 90]"),  # Beijing as [lat, lon]
+    (square(22.5, 88.3), "AOI has zero area inside the web-mercator latitude range"),  # Kolkata: lat 88.3, valid but polar
+    ({"type": "Feature", "geometry": square(-33.9, -151.2)}, "latitude -151.2 is out of range"),  # Sydney, in a Feature
+])
+def test_swapped_coordinates_get_the_swapped_hint_not_the_projected_crs_one(doc, error):
+    """Issue 18: [latitude, longitude] pairs said "are these metres of a projected CRS?" (or
+    nothing): when every position would be valid swapped, the hint says so."""
+    with pytest.raises(AoiError) as err:
+        parse_aoi(json.dumps(doc).encode())
+    message = str(err.value)
+    lon, lat = (doc.get("geometry") or doc)["coordinates"][0][0]
+    assert error in message and "projected CRS" not in message and "\n" not in message
+    assert (f"are longitude and latitude swapped? GeoJSON wants [longitude, latitude]: the first position "
+            f"[{lon:g}, {lat:g}] would be valid as [{lat:g}, {lon:g}]") in message
