@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from looking_glass.tiling.aoi import Aoi
 
 __all__ = [
-    "JOB_HELP", "CommandError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder",
+    "JOB_HELP", "CommandError", "OutputPathError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder",
     "positive_float", "positive_int", "read_aoi", "resolve_job_ref", "zoom",
 ]
 
@@ -67,45 +67,50 @@ def zoom(text: str) -> int:
     return _option(_OPTION.integer, "zoom", text, 0, MAX_ZOOM)
 
 
+class OutputPathError(CommandError):
+    """An output path (``--out``, ``--dir``, ``--embedded``, ``--root``) that cannot be written: a
+    file stands where a folder should be (or the reverse), or the nearest existing folder is not
+    writable. Raised by the option types below while the command line is read, and not an
+    ``ArgumentTypeError``, so the command ends with one ``error:`` line and exit status 2 and no
+    usage block (:func:`looking_glass.cli.main.main`): the usage says nothing about a folder."""
+
+
 def _creatable_below(text: str, path: Path) -> None:
-    """ArgumentTypeError unless the folders up to ``path`` can be made: its nearest existing
+    """OutputPathError unless the folders up to ``path`` can be made: its nearest existing
     ancestor (``path`` itself included) is a folder this process may write in."""
     base = path
     while not base.exists() and base != base.parent:
         base = base.parent
     if not base.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {base} is a file, not a folder")
+        raise OutputPathError(f"cannot write {text}: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"{text}: cannot write in the folder {base}")
+        raise OutputPathError(f"cannot write {text}: no permission to write in the folder {base}")
 
 
 def output_folder(text: str) -> str:
-    """Option type: a folder to write in (``--out DIR``), made with its parents when missing.
-    Refused (exit 2) when the path is an existing file, or a file stands where a folder on its
-    way should be, or the nearest existing folder cannot be written; returns ``text``."""
+    """Option type: a folder to write in (``--out DIR``), made with its parents when missing (by
+    the command, when it writes). Refused (OutputPathError, exit 2) when the path is an existing
+    file, or a file stands where a folder on its way should be, or the nearest existing folder
+    cannot be written; returns ``text``."""
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+        raise OutputPathError(f"cannot write in {text}: it exists and is not a folder")
     _creatable_below(text, path)
     return text
 
 
-def output_file(text: str, make_folders: bool = False) -> str:
-    """Option type: a file to write (``--out FILE``), replaced if it exists. Refused (exit 2) when
-    the path is a folder, its folder is missing (unless ``make_folders``: then the folders on its
-    way must be makeable) or not a folder, or it cannot be written; returns ``text``."""
+def output_file(text: str) -> str:
+    """Option type: a file to write (``--out FILE``), replaced if it exists; missing folders on
+    its way are made when it is written (:func:`looking_glass.runtime.atomic.atomic_output`), as
+    :func:`output_folder` makes a folder: one rule for every command. Refused (OutputPathError,
+    exit 2) when the path is a folder, a file stands where a folder on its way should be, or it
+    cannot be written; returns ``text``."""
     path = Path(text).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: is a folder, not a file")
-    parent = path.parent
-    if make_folders:
-        _creatable_below(text, parent)
-    elif not parent.exists():
-        raise argparse.ArgumentTypeError(f"{text}: the folder {parent} does not exist")
-    elif not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
-    elif not os.access(path if path.exists() else parent, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{text}: cannot be written (permission denied)")
+        raise OutputPathError(f"cannot write {text}: it is a folder, not a file")
+    _creatable_below(text, path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputPathError(f"cannot write {text}: permission denied")
     return text
 
 

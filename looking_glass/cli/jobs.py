@@ -4,7 +4,6 @@ either a stack by name (``--stack NAME``) or the embedded run of ``looking-glass
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from pathlib import Path
@@ -295,8 +294,6 @@ def cmd_results(args) -> int:
         polygons = within_polygons(args.within)
     if args.totals and args.format == "geojson":
         raise CommandError("--totals goes with --format table or csv (GeoJSON output has a 'totals' member)")
-    if args.out and not Path(args.out).parent.is_dir():
-        raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     dep = _deployment(args)
     store = store_for(dep)
     job_id = resolve_job_ref(store, args.job)
@@ -425,7 +422,7 @@ def add_commands(sub) -> None:
     """Add ``up``, ``submit``, ``jobs``, ``status``, ``results``, ``retry`` and ``map`` to ``sub``."""
     up = sub.add_parser("up", help="keep an embedded Looking Glass running for submit/jobs/results/...")
     up.add_argument("--workers", type=positive_int, default=2, help="local worker processes (default 2)")
-    up.add_argument("--embedded", metavar="STATE", type=functools.partial(output_file, make_folders=True), help="state file to write (default ~/.looking-glass/embedded.json)")
+    up.add_argument("--embedded", metavar="STATE", type=output_file, help="state file to write (default ~/.looking-glass/embedded.json)")
     up.add_argument("--dir", type=output_folder, help="working folder for worker logs (default: next to the state file)")
     add_run_options(up, named=True)  # --imagery [NAME=]SOURCE, --attribution NAME=TEXT (repeated), --bands, --model
     up.set_defaults(func=cmd_up)

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     command = command_of(argv)
     if command in SHORT_COMMANDS and "numpy" not in sys.modules:  # else too late (main called in process)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser(command).parse_args(argv)
+    try:  # an option type may raise one (an unusable --out: one line, no usage block)
+        args = build_parser(command).parse_args(argv)
+    except LookingGlassError as exc:
+        raise exit_for(exc) from None
     quiet_start_up(verbose=args.verbose)
     try:
         return args.func(args)

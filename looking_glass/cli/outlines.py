@@ -118,8 +118,6 @@ def cmd_compare_results(args) -> int:
 
     mapped = mapped_path(args.compare)
     polygons = within_polygons(args.within) if args.within else None
-    if args.out and not Path(args.out).parent.is_dir():
-        raise CommandError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
     args.compare = mapped
     dep, store, job_id = _job(args)
     gap = _gap(args, dep, store, job_id, zoom=args.zoom, polygons=polygons)

@@ -209,15 +209,16 @@ def writer_for(fmt: str):
 
 
 def check_out_path(path: str) -> Path:
-    """``--out`` as a Path whose folder exists and is writable (checked before any work);
-    ExportError otherwise."""
+    """``--out`` as a Path that can be written (checked before any work): not a folder, and its
+    folder writable where it exists (a missing one is made when the file is written, as for every
+    command's output: ``looking_glass.runtime.atomic``); ExportError otherwise."""
     out = Path(path)
     if out.is_dir():
         raise ExportError(f"--out {path} is a folder; give a file name")
     folder = out.parent
-    if not folder.is_dir():
-        raise ExportError(f"--out {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"--out {path}: {folder} is a file, not a folder")
+    if folder.is_dir() and not os.access(folder, os.W_OK):
         raise ExportError(f"--out {path}: folder {folder} is not writable")
     return out
 

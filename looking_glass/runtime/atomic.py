@@ -3,7 +3,7 @@
 Every file a command writes for the user (exports, results tables, map pages, figures) goes
 through :func:`atomic_output`: written under a hidden temporary name beside the target and renamed
 over it at the end, so an error or Ctrl-C leaves no partial file and an existing target untouched.
-The temporary file is created with mode 0666 and the process's umask applied by the kernel (as
+Missing folders on the way to the target are made. The temporary file is created with mode 0666 and the process's umask applied by the kernel (as
 ``open(path, "w")`` makes a file), not with ``tempfile.mkstemp``'s private 0600: a GeoJSON export
 and a GeoPackage export of the same job get the same permissions (0644 under the usual umask 022).
 Files that must stay private (the embedded run's state file) do not use this module.
@@ -44,8 +44,11 @@ def atomic_output(target: str | os.PathLike) -> Iterator[Path]:
     system), else it is removed and ``target`` is left as it was. The temporary file exists
     (empty) when yielded; a writer may also delete and recreate it (GDAL does). Its mode, and so
     the target's, is that of a new file: 0666 less the umask. Raises OSError where the folder is
-    missing or not writable."""
+    not writable, or a file stands where a folder on its way should be. Missing folders on its way
+    are made first (every command's output files, one rule: ``results --out new/x.csv`` as
+    ``map --out new/dir``)."""
     target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_temporary(target)
     try:
         yield tmp

@@ -19,6 +19,7 @@ import numpy as np
 
 from looking_glass.grid import ground_resolution_m, tile_center_lat
 from looking_glass.model.metrics import Counts, confusion_counts, scores_from_counts
+from looking_glass.runtime.atomic import atomic_output
 
 # Evaluation tiles come from a window disjoint from the synthetic training window
 # (looking_glass.datasets.synthdata) and from the demo area.
@@ -141,5 +142,6 @@ def plot_examples(segmenter, images, masks, sdts, out: Path, count: int = 4, ids
                 ax.set_title(titles[col])
     fig.suptitle(f"{segmenter.info.model_id} v{segmenter.info.version}")
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    with atomic_output(out) as tmp:  # as every output file: missing folders made, no partial file
+        fig.savefig(tmp, dpi=90, format=Path(out).suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -198,8 +198,8 @@ def test_unknown_job_missing_masks_and_bad_outputs_are_clear_errors(aws, tmp_pat
     with pytest.raises(ExportError, match="has no stored mask.*nothing written"):  # LG_WRITE_MASKS=false
         export_buildings(store, s3, bucket, JOB, str(old), "geojson")
     assert old.read_text() == "previous export" and len(list(tmp_path.iterdir())) == 1
-    with pytest.raises(ExportError, match="does not exist"):
-        export_buildings(store, s3, bucket, JOB, str(tmp_path / "no" / "b.geojson"), "geojson")
+    with pytest.raises(ExportError, match="keep.geojson is a file, not a folder"):  # a missing folder is made
+        export_buildings(store, s3, bucket, JOB, str(old / "b.geojson"), "geojson")
     with pytest.raises(ExportError, match="is a folder"):
         export_buildings(store, s3, bucket, JOB, str(tmp_path), "geojson")
 

@@ -333,13 +333,23 @@ def test_results_table_is_the_default(env, capsys):
     [
         (["--zoom", "19"], "between 0 and 18"),
         (["--within", "/nonexistent/p.geojson"], "--within /nonexistent/p.geojson: polygons file not found"),
-        (["--out", "/nonexistent/dir/x.csv"], "does not exist"),
+        (["--out", f"{__file__}/x.csv"], "test_results_cli.py is a file, not a folder"),
     ],
 )
 def test_results_bad_inputs(env, capsys, extra, message):
     job = add_job(env, FULL)
     code, _, err = run_cli(capsys, "results", job, *extra)
     assert code != 0 and message in err
+
+
+def test_results_out_makes_missing_folders(env, capsys, tmp_path, monkeypatch):
+    """The README's `results JOB --out demo-output/atlanta.csv` before `make demo` made the folder
+    (issue 18): the folder is made, as `map --out` makes its own; no usage block."""
+    job = add_job(env, FULL)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "results", job, "--format", "csv", "--out", "demo-output/atlanta.csv")
+    assert code == 0 and out == "" and err.startswith("wrote demo-output/atlanta.csv: ")
+    assert (tmp_path / "demo-output" / "atlanta.csv").read_text().startswith("quadkey,")
 
 
 def test_results_totals_on_request_in_their_own_output(env, capsys, tmp_path):

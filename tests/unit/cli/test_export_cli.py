@@ -8,7 +8,7 @@ from conftest import run_cli
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--out", "{tmp}/none/b.geojson"], "folder {tmp}/none does not exist"),
+    (["--out", __file__ + "/b.geojson"], "test_export_cli.py is a file, not a folder"),
     (["--out", "{tmp}/b.txt"], "cannot tell the format from the name"),
     (["--out", "{tmp}/b.geojson", "--format", "gpkg"], "names a geojson file but --format is gpkg"),
     (["--out", "{tmp}"], "is a folder"),

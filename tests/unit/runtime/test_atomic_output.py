@@ -53,12 +53,6 @@ def test_an_error_leaves_the_old_target_and_no_temporary_file(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
-def test_a_missing_folder_is_an_os_error_and_writes_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        write_atomic(tmp_path / "none" / "a.txt", "x")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_a_taken_temporary_name_is_skipped(tmp_path, monkeypatch):
     names = iter(["aaaa", "aaaa", "bbbb"])
     monkeypatch.setattr("looking_glass.runtime.atomic.secrets.token_hex", lambda n: next(names))
@@ -67,3 +61,15 @@ def test_a_taken_temporary_name_is_skipped(tmp_path, monkeypatch):
     write_atomic(tmp_path / "a.txt", "two")  # aaaa is taken: bbbb
     assert (tmp_path / "a.txt").read_text() == "two"
     assert (tmp_path / ".a.txt.aaaa.txt").read_text() == "someone else's"
+
+
+def test_missing_folders_on_the_way_are_made(tmp_path):
+    """Every command's output files go through here: `results --out new/x.csv` makes `new` as
+    `map --out new/dir` does (issue 18); a file where a folder should be is still an OSError."""
+    target = tmp_path / "demo-output" / "deeper" / "atlanta.csv"
+    write_atomic(target, "a,b\n")
+    assert target.read_text() == "a,b\n" and sorted(p.name for p in target.parent.iterdir()) == ["atlanta.csv"]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        write_atomic(blocker / "x.csv", "a\n")
