@@ -19,6 +19,15 @@ def _job(args):
     return dep, store, resolve_job_ref(store, args.job)
 
 
+def _attribution(dep, store, job_id: str) -> str:
+    """The registered attribution of the imagery job ``job_id`` ran on ("" when none), for the
+    export's metadata: the source ``map`` credits (``cli.jobs._map_imagery``)."""
+    from looking_glass.cli.jobs import _map_imagery
+
+    source = _map_imagery(dep, store, job_id, None)
+    return (source.attribution or "") if source is not None else ""
+
+
 def cmd_export(args) -> int:
     """Write the buildings of a job, stitched across tiles, to ``--out``."""
     from looking_glass.outlines.stitch import OutlineOptions
@@ -34,7 +43,7 @@ def cmd_export(args) -> int:
     bar = None if args.no_progress else CountBar("export", "tile", file=sys.stderr)
     try:
         report = export_buildings(store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.out, fmt,
-                                  options, progress=bar)
+                                  options, progress=bar, attribution=_attribution(dep, store, job_id))
     finally:
         if bar is not None:
             bar.close()
@@ -55,7 +64,7 @@ def _export_unmapped(args, fmt: str, mapped: str) -> int:
     dep, store, job_id = _job(args)
     gap = _gap(args, dep, store, job_id, run=lambda bar: export_unmapped(
         store, dep.client("s3"), dep.resources.masks_bucket, job_id, mapped, args.out, fmt,
-        OutlineOptions(regularise=args.regularise), progress=bar))
+        OutlineOptions(regularise=args.regularise), progress=bar, attribution=_attribution(dep, store, job_id)))
     s = gap.summary
     print(f"wrote {args.out}: {gap.unmapped_count:,} buildings not yet mapped ({fmt}) of {s['predicted_count']:,} "
           f"found in {s['tiles_compared']:,} done tiles; {s['mapped_count']:,} mapped buildings there ({mapped})")

@@ -3,16 +3,21 @@
 Every writer takes an iterable of buildings and streams it (memory stays that of one batch, not of
 the job). A building is a :class:`~.stitch.Building` (lon/lat polygon plus ``properties()``) or a
 bare shapely Polygon/MultiPolygon in lon/lat (no properties). All writers return the number of
-buildings written.
+buildings written. Properties beyond the building's own (e.g. the provenance ``export`` adds:
+job, model, imagery, capture date) are written as they come; ``meta`` (a flat dict of strings:
+where the file comes from) goes where each format keeps file-level metadata.
 
 - :func:`write_geojson`: an RFC 7946 FeatureCollection (EPSG:4326, counter-clockwise exteriors,
-  coordinates rounded to 1e-7 degree, about a centimetre), one feature per line;
+  coordinates rounded to 1e-7 degree, about a centimetre), one feature per line; ``meta`` as
+  the top-level member ``"looking_glass"``;
   :class:`GeoJSONWriter` writes the same file one building at a time.
 - :func:`write_vector`: GeoPackage (``.gpkg``) or FlatGeobuf (``.fgb``) through pyogrio, layer
-  ``buildings``, EPSG:4326, written in appended batches.
+  ``buildings``, EPSG:4326, written in appended batches; the first building's properties name
+  the columns (the fixed building fields typed, any others as text); ``meta`` as the GeoPackage
+  layer's metadata, or FlatGeobuf's layer TITLE and DESCRIPTION (the dict as JSON).
 - :func:`write_osm`: an ``.osm`` file a JOSM user opens as a new layer: every object is new
-  (negative ids, no version), every way closed, ``building=yes`` and ``source=<source>`` on each
-  building; a building with holes is a ``type=multipolygon`` relation whose untagged member ways
+  (negative ids, no version), every way closed, ``building=yes`` and ``source=<source>`` (or the
+  tags ``tags(properties)`` gives) on each building, ``meta`` in a comment after the header; a building with holes is a ``type=multipolygon`` relation whose untagged member ways
   have roles ``outer`` / ``inner``. Nodes of neighbouring buildings are not shared.
 """
 
@@ -65,10 +70,12 @@ class GeoJSONWriter:
     format): ``write(building)`` appends a feature, ``close()`` ends the file (also as a context
     manager). For producers that push buildings rather than hand over an iterable."""
 
-    def __init__(self, path):
+    def __init__(self, path, meta: dict | None = None):
         self.count = 0
         self._f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
-        self._f.write('{"type": "FeatureCollection", "features": [\n')
+        # One header line (read_written_geojson skips it): the file's metadata before the features.
+        member = f'"looking_glass": {json.dumps(meta, separators=(",", ":"))}, ' if meta else ""
+        self._f.write(f'{{"type": "FeatureCollection", {member}"features": [\n')
 
     def write(self, item) -> None:
         """Append one building (a Building or a lon/lat Polygon/MultiPolygon)."""
@@ -127,17 +134,19 @@ def read_written_geojson(path) -> Iterator[WrittenFeature]:
                 raise OutlinesError(f"{path}: line {n + 1} is not a feature GeoJSONWriter wrote ({exc})") from None
 
 
-def write_geojson(buildings: Iterable, path) -> int:
-    """Write ``buildings`` to ``path`` as a GeoJSON FeatureCollection; returns the count."""
-    with GeoJSONWriter(path) as out:
+def write_geojson(buildings: Iterable, path, meta: dict | None = None) -> int:
+    """Write ``buildings`` to ``path`` as a GeoJSON FeatureCollection (``meta`` as its
+    ``"looking_glass"`` member); returns the count."""
+    with GeoJSONWriter(path, meta) as out:
         for item in buildings:
             out.write(item)
     return out.count
 
 
-def write_vector(buildings: Iterable, path, driver: str | None = None, batch: int = 10_000) -> int:
+def write_vector(buildings: Iterable, path, driver: str | None = None, batch: int = 10_000,
+                 meta: dict | None = None) -> int:
     """Write ``buildings`` to a GeoPackage or FlatGeobuf file (driver from the suffix unless given;
-    an existing file is replaced); returns the count."""
+    an existing file is replaced; ``meta``: see the module docstring); returns the count."""
     import pyogrio.raw
 
     p = Path(path)
@@ -148,16 +157,24 @@ def write_vector(buildings: Iterable, path, driver: str | None = None, batch: in
         p.unlink()
     n, first = 0, True
     geoms, rows = [], []
+    fields = list(_FIELDS)  # and, once the first building is seen, its other properties as text
+    described = {}
+    if meta:
+        described = {"layer_metadata": meta} if driver == "GPKG" else \
+            {"layer_options": {"TITLE": "Looking Glass buildings", "DESCRIPTION": json.dumps(meta)}}
 
     def flush():
         nonlocal first
         if not geoms and not first:
             return
+        if first and rows:
+            fields.extend((k, object) for k in rows[0] if k not in dict(_FIELDS))
         wkb = shapely.to_wkb(np.array(geoms, dtype=object)) if geoms else np.array([], dtype=object)
-        data = [np.array([r.get(k, t(1) if t is np.bool_ else 0) for r in rows], dtype=t) for k, t in _FIELDS]
-        pyogrio.raw.write(str(p), wkb, data, fields=[k for k, _ in _FIELDS], driver=driver, crs="EPSG:4326",
+        data = [np.array([r.get(k, t(1) if t is np.bool_ else "" if t is object else 0) for r in rows], dtype=t)
+                for k, t in fields]
+        pyogrio.raw.write(str(p), wkb, data, fields=[k for k, _ in fields], driver=driver, crs="EPSG:4326",
                           geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
-                          layer="buildings", append=not first, promote_to_multi=False)
+                          layer="buildings", append=not first, promote_to_multi=False, **({} if not first else described))
         first = False
         geoms.clear()
         rows.clear()
@@ -174,11 +191,13 @@ def write_vector(buildings: Iterable, path, driver: str | None = None, batch: in
     return n
 
 
-def write_osm(buildings: Iterable, path, source: str = DEFAULT_SOURCE) -> int:
+def write_osm(buildings: Iterable, path, source: str = DEFAULT_SOURCE, tags=None, meta: dict | None = None) -> int:
     """Write ``buildings`` to ``path`` as OSM XML for JOSM (see the module docstring); returns the
-    count. Nodes, ways and relations go to three temporary files that are then joined in the
-    order OSM XML expects, so memory does not grow with the job."""
-    tags = f'    <tag k="building" v="yes"/>\n    <tag k="source" v={quoteattr(source)}/>\n'
+    count. ``tags``: a function of a building's properties giving its ``(key, value)`` tags after
+    ``building=yes`` (default: ``source=<source>``). Nodes, ways and relations go to three
+    temporary files that are then joined in the order OSM XML expects, so memory does not grow
+    with the job."""
+    tags_of = tags or (lambda props: [("source", source)])
     next_id = {"node": -1, "way": -1, "relation": -1}
 
     def new(kind: str) -> int:
@@ -190,12 +209,16 @@ def write_osm(buildings: Iterable, path, source: str = DEFAULT_SOURCE) -> int:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         parts = {k: stack.enter_context(open(Path(tmp) / k, "w+", encoding="utf-8")) for k in ("node", "way", "relation")}
         for item in buildings:
-            geom, _ = _split(item)
+            geom, props = _split(item)
+            text = "".join(f"    <tag k={quoteattr(k)} v={quoteattr(str(v))}/>\n"
+                           for k, v in [("building", "yes"), *tags_of(props)])
             for poly in _polygons(geom):
-                _write_polygon(poly, parts, new, tags)
+                _write_polygon(poly, parts, new, text)
             n += 1
         with open(path, "w", encoding="utf-8") as out:
             out.write("<?xml version='1.0' encoding='UTF-8'?>\n<osm version=\"0.6\" generator=\"Looking Glass\">\n")
+            if meta:  # "--" may not appear in an XML comment
+                out.write(f"  <!-- {json.dumps(meta).replace('--', '- -')} -->\n")
             for f in parts.values():
                 f.seek(0)
                 shutil.copyfileobj(f, out)

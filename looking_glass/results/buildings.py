@@ -13,6 +13,11 @@ Memory does not grow with the job: one band of tile items, a few dozen result ob
 buildings open across the current tile row and one writer batch. Counts for the report are
 tallied as the items stream past (:class:`TileTally`).
 
+Every building says where it comes from (:class:`Provenance`, :class:`TileSources`): the job
+id, the imagery source's name, the capture date(s) of the done tiles it lies on and the model
+that produced them (the tile results' ``capture_date``, ``model_id``/``model_version``); the file
+says the job, its model as ``jobs`` names it, the imagery and its attribution.
+
 Tiles that are not ``done`` (failed, no imagery, skipped, or not processed yet) have no mask:
 :class:`ExportReport` says how many, and the export holds the done tiles' buildings only.
 """
@@ -27,16 +32,19 @@ from decimal import Decimal
 from pathlib import Path
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
+from looking_glass.grid import col_of_lon, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE, TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
-from looking_glass.outlines.exports import DEFAULT_SOURCE, write_geojson, write_osm, write_vector
-from looking_glass.outlines.stitch import OutlineOptions, outline_rows
+from looking_glass.model.registry import model_label, run_label
+from looking_glass.outlines.exports import write_geojson, write_osm, write_vector
+from looking_glass.outlines.stitch import Building, OutlineOptions, outline_rows
 from looking_glass.pipeline.store import ENQUEUEING, RUNNING, ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
 from looking_glass.runtime.atomic import atomic_output
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "TileTally", "check_out_path", "export_buildings",
-           "export_format", "job_building_rows", "job_buildings", "job_record", "writer_for"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "Provenance", "SourcedBuilding", "TileSources", "TileTally",
+           "check_out_path", "export_buildings", "export_format", "job_building_rows", "job_buildings", "job_record",
+           "osm_tags", "sourced_rows", "writer_for"]
 
 # --format -> the file-name suffixes that name it
 # How a tile that ended without a result is named in the export's note.
@@ -150,6 +158,107 @@ class TileTally:
             yield item
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a job's exported buildings come from: ``job_id``, ``job_model`` (the model the job
+    was submitted with, as ``jobs`` names it: :func:`~looking_glass.model.registry.model_label`),
+    ``imagery`` (the source's registered name, ``default`` for the deployment's default) and its
+    registered ``attribution`` ("" when none)."""
+
+    job_id: str
+    job_model: str
+    imagery: str
+    attribution: str = ""
+
+    @classmethod
+    def of_job(cls, job: dict, attribution: str = "") -> Provenance:
+        """The provenance of job record ``job`` (``job_id``, ``model``, ``imagery``)."""
+        return cls(str(job.get("job_id", "")), model_label(str(job.get("model") or "")),
+                   str(job.get("imagery") or "default"), attribution or "")
+
+    def metadata(self) -> dict:
+        """The file-level metadata of an export (flat strings; what each writer's ``meta`` takes)."""
+        return {"generator": "Looking Glass", "job_id": self.job_id, "job_model": self.job_model,
+                "imagery": self.imagery, "attribution": self.attribution}
+
+
+@dataclass
+class SourcedBuilding(Building):
+    """A :class:`~looking_glass.outlines.stitch.Building` with its provenance: ``job_id``,
+    ``imagery`` (source name), ``capture_date`` (the dates of the done tiles it lies on, newest
+    first, comma-joined; "" where the source gives none) and ``model`` (``ID/VERSION`` of the
+    model that produced those tiles, comma-joined if several; "" where not recorded)."""
+
+    sources: dict = field(default_factory=dict)
+
+    def properties(self) -> dict:
+        """The building's export attributes followed by its provenance."""
+        return {**super().properties(), **self.sources}
+
+
+class TileSources:
+    """The capture date and model of each done tile streamed through :meth:`through`, by tile,
+    for :meth:`sourced`; :meth:`forget_above` lets go of the rows no later building reaches, so
+    memory holds a few tile rows, not the job."""
+
+    def __init__(self):
+        self._rows: dict[int, dict[int, tuple[str, str]]] = {}  # y -> x -> (capture_date, model)
+
+    def through(self, items: Iterable[dict]) -> Iterator[dict]:
+        """``items`` unchanged, the done ones' dates and models noted as they pass."""
+        for item in items:
+            if item["status"] == TILE_DONE:
+                self._rows.setdefault(int(item["y"]), {})[int(item["x"])] = (
+                    str(item.get("capture_date") or ""), run_label(item.get("model_id"), item.get("model_version")))
+            yield item
+
+    def sourced(self, building: Building, provenance: Provenance) -> SourcedBuilding:
+        """``building`` with the provenance of the tiles whose inside it reaches (a building that
+        only touches a tile's edge is not on it)."""
+        z = building.tile[0]
+        w, s, e, n = building.polygon.bounds
+        x0, x1 = int(col_of_lon(w, z)), int(col_of_lon(e, z))
+        y0, y1 = int(row_of_lat(n, z)), int(row_of_lat(s, z))
+        found = [(x, y, self._rows.get(y, {}).get(x)) for y in range(y0, y1 + 1) for x in range(x0, x1 + 1)]
+        found = [(x, y, got) for x, y, got in found if got is not None]
+        if len(found) > 1:  # its bounds reach several tiles: keep those it overlaps by more than a sliver
+            least = 1e-6 * building.polygon.area
+            found = [f for f in found if building.polygon.intersection(tile_box(f[0], f[1], z)).area > least]
+        dates = {d for _, _, (when, _) in found for d in when.split(",") if d}
+        models = {m for _, _, (_, m) in found if m}
+        sources = {"job_id": provenance.job_id, "imagery": provenance.imagery,
+                   "capture_date": ",".join(sorted(dates, reverse=True)), "model": ",".join(sorted(models))}
+        return SourcedBuilding(building.id, building.polygon, building.area_m2, building.tile, building.tiles,
+                               building.complete, sources)
+
+    def forget_above(self, row: int) -> None:
+        """Let go of the tile rows north of ``row`` (``y < row``)."""
+        for y in [y for y in self._rows if y < row]:
+            del self._rows[y]
+
+
+def sourced_rows(rows: Iterable[tuple[int | None, list]], sources: TileSources,
+                 provenance: Provenance) -> Iterator[tuple[int | None, list]]:
+    """:func:`job_building_rows`' rows with every building a :class:`SourcedBuilding` (``sources``
+    must see the tile items that feed ``rows``); rows no later building reaches are forgotten."""
+    for final, buildings in rows:
+        yield final, [sources.sourced(b, provenance) for b in buildings]
+        if final is not None:
+            sources.forget_above(final)
+
+
+def osm_tags(props: dict) -> list[tuple[str, str]]:
+    """The OSM tags of an exported building after ``building=yes`` (OSM's conventions: several
+    values of one key separated by ``;``): ``source=<imagery>;Looking Glass <model>`` and, where
+    the capture date is known, ``source:date=<YYYY-MM-DD>`` (several dates ``;``-joined)."""
+    model = str(props.get("model") or "").replace(",", ";")
+    source = ";".join(p for p in (str(props.get("imagery") or ""), f"Looking Glass {model}".strip()) if p)
+    tags = [("source", source)]
+    if props.get("capture_date"):
+        tags.append(("source:date", str(props["capture_date"]).replace(",", ";")))
+    return tags
+
+
 def _predictions(s3, bucket: str, items: Iterable[dict], progress, threads: int):
     """(head, ``((z, x, y), prediction)`` stream) of the ``done`` items among ``items``: the
     stored head (sdt when the first done tile kept its signed distance, else binary), or
@@ -197,15 +306,16 @@ def job_building_rows(s3, bucket: str, items: Iterable[dict], options: OutlineOp
     return outline_rows(predictions, replace(options or OutlineOptions(), head=head))
 
 
-def writer_for(fmt: str):
+def writer_for(fmt: str, meta: dict | None = None):
     """The writer of export format ``fmt`` (a key of :data:`EXPORT_FORMATS`): a function of
-    (buildings, path) that writes them and returns their count."""
+    (buildings, path) that writes them, with the file-level metadata ``meta``
+    (:meth:`Provenance.metadata`), and returns their count; ``.osm`` ways get :func:`osm_tags`."""
     if fmt == "geojson":
-        return write_geojson
+        return lambda buildings, path: write_geojson(buildings, path, meta)
     if fmt == "osm":
-        return lambda buildings, path: write_osm(buildings, path, DEFAULT_SOURCE)
+        return lambda buildings, path: write_osm(buildings, path, tags=osm_tags, meta=meta)
     driver = {"gpkg": "GPKG", "fgb": "FlatGeobuf"}[fmt]
-    return lambda buildings, path: write_vector(buildings, path, driver=driver)
+    return lambda buildings, path: write_vector(buildings, path, driver=driver, meta=meta)
 
 
 def check_out_path(path: str) -> Path:
@@ -224,24 +334,29 @@ def check_out_path(path: str) -> Path:
 
 
 def export_buildings(store: ResultsStore, s3, bucket: str, job_id: str, out: str, fmt: str,
-                     options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM) -> ExportReport:
+                     options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM,
+                     attribution: str = "") -> ExportReport:
     """Write the buildings of job ``job_id`` to ``out`` in ``fmt`` (one of :data:`EXPORT_FORMATS`).
 
     The file is written under a temporary name beside ``out`` and renamed at the end, so an error
     leaves no partial file (and an existing ``out`` untouched). ``progress``: an object with
     ``total`` (set to the number of done tiles) and ``update(n)``, e.g. a tqdm bar. ``band_zoom``:
     tiles are read a row of zoom-``band_zoom`` tiles at a time (:mod:`~looking_glass.results.bands`). Raises
-    ExportError (unknown job, unusable ``out``, a done tile's mask missing or unreadable)."""
+    ExportError (unknown job, unusable ``out``, a done tile's mask missing or unreadable).
+    Every building carries its :class:`Provenance` (``attribution``: the imagery's registered
+    credit, in the file's metadata)."""
     target = check_out_path(out)
     job = job_record(store, job_id)
     if progress is not None:
         progress.total = int(job.get("tiles_done", 0))  # the job's counter, exactly once per tile
-    tally = TileTally()
+    tally, sources = TileTally(), TileSources()
+    provenance = Provenance.of_job({"job_id": job_id, **job}, attribution)
     try:
         with atomic_output(target) as tmp:  # the permissions of a new file in every format
-            items = tally.through(job_items(store, job_id, band_zoom))
-            buildings = job_buildings(s3, bucket, items, options, progress.update if progress is not None else None)
-            written = writer_for(fmt)(buildings, str(tmp))
+            items = sources.through(tally.through(job_items(store, job_id, band_zoom)))
+            rows = job_building_rows(s3, bucket, items, options, progress.update if progress is not None else None)
+            buildings = (b for _, row in sourced_rows(rows, sources, provenance) for b in row)
+            written = writer_for(fmt, provenance.metadata())(buildings, str(tmp))
     except MaskError as exc:
         raise ExportError(f"job {job_id}: {exc}; nothing written", exit_code=1) from None
     total = int(job.get("tiles_total", tally.items))

@@ -54,7 +54,16 @@ from looking_glass.outlines.reference import MappedReference
 from looking_glass.outlines.stitch import OutlineOptions
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_done_bounds, job_items
-from looking_glass.results.buildings import TileTally, check_out_path, job_building_rows, job_record, writer_for
+from looking_glass.results.buildings import (
+    Provenance,
+    TileSources,
+    TileTally,
+    check_out_path,
+    job_building_rows,
+    job_record,
+    sourced_rows,
+    writer_for,
+)
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
 from looking_glass.runtime.atomic import atomic_output
 
@@ -179,7 +188,7 @@ class _Gap:
 def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, zoom: int | None = None,
             polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None,
             band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT,
-            keep_mapped: int = 0, options: OutlineOptions | None = None) -> JobGap:
+            keep_mapped: int = 0, options: OutlineOptions | None = None, attribution: str = "") -> JobGap:
     """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (see the module
     docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
@@ -188,6 +197,8 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     (removed again if an error stops the gap). ``keep_mapped``: how many mapped footprints to keep
     for a map (``JobGap.mapped``; 0 by default: only ``map --compare`` draws them). ``options``: how
     the job's buildings are outlined (``export``'s, e.g. regularised; default OutlineOptions()).
+    The buildings carry ``export``'s provenance (``results.buildings.Provenance``, ``attribution``
+    in it), so ``unmapped_out`` has the same properties as an export.
     Raises ResultsError (both ``zoom`` and ``polygons``, a zoom outside 0..18),
     ExportError (unknown job, a done tile without a mask) or OutlinesError (unreadable file)."""
     if zoom is not None and polygons is not None:
@@ -200,10 +211,10 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     gap = _Gap(mode, zoom, polygons, tolerance_m, reference, unmapped_out, keep_unmapped, keep_mapped)
     if progress is not None:
         progress.total = int(job.get("tiles_done", 0))
-    tally, waiting = TileTally(), deque()  # the done tiles not compared yet, row-major
+    tally, waiting, sources = TileTally(), deque(), TileSources()  # waiting: done tiles not compared yet
 
     def items():
-        for item in tally.through(job_items(store, job_id, band_zoom)):
+        for item in sources.through(tally.through(job_items(store, job_id, band_zoom))):
             if item["status"] == TILE_DONE:
                 waiting.append((int(item["z"]), int(item["x"]), int(item["y"])))
             yield item
@@ -211,8 +222,8 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     band = 2 ** (ZOOM - band_zoom)
     complete = False
     try:
-        for final, buildings in job_building_rows(s3, bucket, items(), options,
-                                                  progress=getattr(progress, "update", None)):
+        rows = job_building_rows(s3, bucket, items(), options, progress=getattr(progress, "update", None))
+        for final, buildings in sourced_rows(rows, sources, Provenance.of_job({"job_id": job_id, **job}, attribution)):
             gap.add_buildings(buildings)
             if final is not None and (not waiting or final - waiting[0][2] < band):
                 continue  # too few finished rows yet for a band
@@ -248,21 +259,24 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
 
 
 def export_unmapped(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, out: str, fmt: str,
-                    options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM) -> JobGap:
+                    options: OutlineOptions | None = None, progress=None, band_zoom: int = BAND_ZOOM,
+                    attribution: str = "") -> JobGap:
     """``export JOB --unmapped MAPPED``: write to ``out`` in ``fmt`` (a key of
     ``results.buildings.EXPORT_FORMATS``, e.g. ``osm`` for JOSM) only the job's buildings that no
     building of ``mapped_path`` touches (:func:`job_gap`'s not-yet-mapped buildings: the mapper's
     to-do list). The buildings stream through a temporary GeoJSON beside ``out``, so memory does
     not grow with the job; ``out`` is replaced only at the end (an error leaves no partial file).
     Returns the gap (``unmapped_count``: the buildings written). Raises what :func:`job_gap` and
-    ``export`` raise (ExportError for an unusable ``out``, before anything is read)."""
+    ``export`` raise (ExportError for an unusable ``out``, before anything is read). The
+    buildings and the file carry ``export``'s provenance (``attribution``: the imagery's credit)."""
     target = check_out_path(out)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         todo = Path(work) / "unmapped.geojson"
         gap = job_gap(store, s3, bucket, job_id, mapped_path, progress=progress, band_zoom=band_zoom,
-                      unmapped_out=todo, keep_unmapped=0, options=options)
+                      unmapped_out=todo, keep_unmapped=0, options=options, attribution=attribution)
+        meta = Provenance.of_job({"job_id": job_id, **job_record(store, job_id)}, attribution).metadata()
         with atomic_output(target) as tmp:
-            writer_for(fmt)(read_written_geojson(todo), str(tmp))
+            writer_for(fmt, meta)(read_written_geojson(todo), str(tmp))
     gap.unmapped_file = None  # the temporary GeoJSON is gone; the buildings are in ``out``
     return gap
 

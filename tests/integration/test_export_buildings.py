@@ -38,13 +38,15 @@ def mosaic() -> np.ndarray:
     return m
 
 
-def put_job(aws, tiles, total=None, masks=True, mosaic_of=None):
+def put_job(aws, tiles, total=None, masks=True, mosaic_of=None, dates=None, provenance=None, job=None):
     """A job whose workers stored ``tiles`` ({(dx, dy): status}) of :func:`mosaic`: one result
-    object per row of tiles (as a worker stores a work unit) and each done tile's building_count."""
+    object per row of tiles (as a worker stores a work unit) and each done tile's building_count;
+    ``dates``: {(dx, dy): capture_date}, ``provenance``: the workers' (default a model "m"),
+    ``job``: more fields of the job record."""
     session, names, resources = aws
     store = ResultsStore(session.client("dynamodb"), names.results_table)
     s3 = session.client("s3")
-    store.create_job(JOB, {"status": RUNNING, "tiles_total": total or len(tiles)})
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": total or len(tiles), **(job or {})})
     m = mosaic() if mosaic_of is None else mosaic_of
     sdt = None
     if m.dtype != bool:  # a signed distance (sdt head): masks are where it is positive
@@ -69,8 +71,9 @@ def put_job(aws, tiles, total=None, masks=True, mosaic_of=None):
                 count = stored_building_count(cut[k], None if sdt is None else sdt_cut[k], 18, x, y)
                 area = area_decimal(building_area_m2(cut[k], x, y, 18))
             results.append(TileResult(x, y, 18, quadkey(x, y, 18), status, area, 0,
-                                      mask_key=key if status == "done" else None, building_count=count))
-    store.record_tiles(JOB, results, {"model_id": "m"})
+                                      mask_key=key if status == "done" else None, building_count=count,
+                                      capture_date=(dates or {}).get((dx, dy))))
+    store.record_tiles(JOB, results, provenance or {"model_id": "m"})
     store.try_complete(JOB)
     return store, s3, resources.masks_bucket
 
