@@ -28,6 +28,26 @@ def _attribution(dep, store, job_id: str) -> str:
     return (source.attribution or "") if source is not None else ""
 
 
+def accuracy_note(dep, store, job_id: str) -> str:
+    """The one line an ``.osm`` export prints on stderr before a mapper uploads anything: the
+    real-imagery figure the sidecar of the model that produced the job's tiles records (the first
+    of its first 100 tile results that names one; ``model.registry.run_sidecar``,
+    ``real_imagery_figure``), or that it records none; either way, review before upload."""
+    import itertools
+
+    from looking_glass.model.registry import real_imagery_figure, run_label, run_sidecar
+
+    items = itertools.islice(store.query_tiles(job_id, attributes=("model_id", "model_version")), 100)
+    run = next((run_label(i["model_id"], i.get("model_version")) for i in items if i.get("model_id")), "")
+    sidecar = run_sidecar(dep.client("s3"), dep.resources.masks_bucket, run) if run else None
+    figure = real_imagery_figure(sidecar) if sidecar else None
+    model = f"model {run}" if run else "the model of this job"
+    review = "review every outline against the imagery before uploading any to OpenStreetMap"
+    if figure is None:
+        return f"note: {model} has no recorded evaluation on real imagery: {review}"
+    return f"note: {model} recorded {figure}: {review}"
+
+
 def cmd_export(args) -> int:
     """Write the buildings of a job, stitched across tiles, to ``--out``."""
     from looking_glass.outlines.stitch import OutlineOptions
@@ -52,6 +72,8 @@ def cmd_export(args) -> int:
     note = report.missing_note()
     if note:
         print(f"warning: {note}", file=sys.stderr)
+    if fmt == "osm":
+        print(accuracy_note(dep, store, job_id), file=sys.stderr)
     return 0
 
 
@@ -68,6 +90,8 @@ def _export_unmapped(args, fmt: str, mapped: str) -> int:
     s = gap.summary
     print(f"wrote {args.out}: {gap.unmapped_count:,} buildings not yet mapped ({fmt}) of {s['predicted_count']:,} "
           f"found in {s['tiles_compared']:,} done tiles; {s['mapped_count']:,} mapped buildings there ({mapped})")
+    if fmt == "osm":
+        print(accuracy_note(dep, store, job_id), file=sys.stderr)
     return 0
 
 

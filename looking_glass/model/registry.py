@@ -111,6 +111,48 @@ def run_label(model_id, version) -> str:
     return f"{model_id}/{version}" if model_id and version else model_id
 
 
+def real_imagery_figure(sidecar: dict) -> str | None:
+    """The evaluation on real imagery a model's sidecar records, as a phrase (``object F1 0.023
+    (pixel IoU 0.109) on <dataset>``), from its ``real_imagery.headline`` member (``dataset``,
+    ``object_f1`` and/or ``pixel_iou``, ``command``); None when it records none."""
+    real = sidecar.get("real_imagery") if isinstance(sidecar, dict) else None
+    head = real.get("headline") if isinstance(real, dict) else None
+    if not isinstance(head, dict):
+        return None
+    figures = [f"{name} {float(head[k]):.3f}" for k, name in (("object_f1", "object F1"), ("pixel_iou", "pixel IoU"))
+               if isinstance(head.get(k), (int, float)) and not isinstance(head.get(k), bool)]
+    if not figures:
+        return None
+    more = f" ({', '.join(figures[1:])})" if figures[1:] else ""
+    return f"{figures[0]}{more} on {head.get('dataset') or 'real imagery'}"
+
+
+def run_sidecar(s3, bucket: str, run: str) -> dict | None:
+    """The sidecar of the model a tile result names (``run``: :func:`run_label`'s ``ID/VERSION``):
+    the shipped model's when it is that one, else the registered version's in ``bucket``
+    (``registry/ID/VERSION/model.json``); None when neither is found or readable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+    from looking_glass.model.sidecar import sidecar_path
+
+    try:
+        shipped = json.loads(sidecar_path(SHIPPED_MODEL).read_text())
+    except (OSError, ValueError):
+        shipped = {}
+    if run and run == run_label(shipped.get("model_id"), shipped.get("version")):
+        return shipped
+    model_id, _, version = run.partition("/")
+    if not model_id or not version or not set(run) - {"/"} <= VERSION_CHARS:
+        return None
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{REGISTRY_PREFIX}{model_id}/{version}/{SIDECAR_FILE}")["Body"].read()
+        meta = json.loads(body)
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _bucket_key(uri: str) -> tuple[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not uri.startswith("s3://") or not bucket or not key:

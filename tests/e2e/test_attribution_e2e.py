@@ -1,6 +1,7 @@
 """`up --attribution NAME=TEXT` on a live embedded run: the `up` command line as the CLI parses
 it, the run started with what `up` passes on, a job on a named GeoTIFF source and one on the
-default source, each mapped: map.html credits the attribution given for the job's source."""
+default source, each mapped: map.html credits the attribution given for the job's source, and
+an export of the first job names its source and credit (and, as ``.osm``, the model's accuracy)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ def test_the_map_of_a_job_credits_the_attribution_given_to_up_for_its_source(tmp
         code, out, err = run_cli(capsys, "submit", "--imagery", "city", "--wait", "--timeout", "300")
         assert code == 0 and "COMPLETE" in err, err
         assert credit_on_map(capsys, out.strip(), tmp_path / "city-map") == "\u00a9 City survey 2024"
+        # The export says the same: the job, its source, the credit; .osm ends with the accuracy note.
+        city = out.strip()
+        code, _, err = run_cli(capsys, "export", city, "--out", str(tmp_path / "city.geojson"), "--no-progress")
+        assert code == 0, err
+        meta = json.loads((tmp_path / "city.geojson").read_text())["looking_glass"]
+        assert (meta["imagery"], meta["attribution"], meta["job_model"]) == ("city", "\u00a9 City survey 2024", "default")
+        assert meta["job_id"].startswith(city)
+        code, _, err = run_cli(capsys, "export", city, "--out", str(tmp_path / "city.osm"), "--no-progress")
+        assert code == 0 and (tmp_path / "city.osm").is_file(), err
+        assert "recorded object F1 0.023 (pixel IoU 0.109) on the SpaceNet Atlanta sample" in err
+        assert "review every outline against the imagery before uploading any to OpenStreetMap" in err
 
         west, south, east, north = tile_bounds(X, Y, 18)
         inset = [[west + 1e-6, south + 1e-6], [east - 1e-6, south + 1e-6], [east - 1e-6, north - 1e-6],
