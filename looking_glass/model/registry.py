@@ -264,9 +264,9 @@ def find(records: list[ModelRecord], version: str) -> ModelRecord:
         names = sorted({*known, *(r.version for r in records)})
         close = difflib.get_close_matches(_without_v(version), names, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise RegistryError(f"no registered model version {version!r}; known: {known or 'none'}{hint}")
+        raise RegistryError(f"no registered model version {version!r}; known: {', '.join(known) or 'none'}{hint}")
     if len(matches) > 1:
-        raise RegistryError(f"{version!r} names {len(matches)} models ({[r.name for r in matches]}): "
+        raise RegistryError(f"{version!r} names {len(matches)} models ({', '.join(r.name for r in matches)}): "
                             "give <model_id>/<version>")
     return matches[0]
 

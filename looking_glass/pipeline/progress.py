@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 from looking_glass.imagery.status import TILE_STATUSES
-from looking_glass.pipeline.store import ENQUEUEING
+from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED
 
 __all__ = ["CountBar", "JobProgress", "outcome_counts", "progress_text"]
 
@@ -57,6 +57,10 @@ class JobProgress:
     def update(self, job: dict | None, workers: int | None = None) -> None:
         """Show ``job`` (its record; None or without ``tiles_total`` yet: nothing to show)."""
         if not self.enabled or not job or not job.get("tiles_total"):
+            return
+        if self.bar is None and job.get("status") in (COMPLETE, FAILED):
+            # Final when first seen (a resubmit of inputs a job already holds): a bar would jump
+            # 0 -> all in no time and show a rate of ~10^5 tile/s; the caller prints the status.
             return
         if self.bar is None:
             from tqdm import tqdm

@@ -103,7 +103,14 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# The first bytes of a TIFF or BigTIFF (little- and big-endian): an image given where an AOI goes.
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
 def _parse_bytes(data: bytes, default_name: str) -> Aoi:
+    if data[:4] in _TIFF_MAGIC:
+        raise AoiError("AOI is a TIFF image, not GeoJSON: `looking-glass aoi IMAGE.tif > aoi.geojson` writes "
+                       "its footprint as an AOI (or give `submit --imagery NAME` without an AOI)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

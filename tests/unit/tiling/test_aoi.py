@@ -194,3 +194,16 @@ def test_swapped_coordinates_get_the_swapped_hint_not_the_projected_crs_one(doc,
     assert error in message and "projected CRS" not in message and "\n" not in message
     assert (f"are longitude and latitude swapped? GeoJSON wants [longitude, latitude]: the first position "
             f"[{lon:g}, {lat:g}] would be valid as [{lat:g}, {lon:g}]") in message
+
+
+@pytest.mark.parametrize("magic", [b"II*\x00", b"MM\x00*", b"II+\x00"])
+def test_a_tiff_given_as_the_aoi_says_so_and_how_to_make_one(tmp_path, capsys, magic):
+    """Issue 18: `validate IMAGE.tif` said "AOI is not UTF-8 text (byte 5...)"."""
+    from conftest import run_cli
+
+    image = tmp_path / "scene.tif"
+    image.write_bytes(magic + b"\x08\x00\x00\x00\xfe\x00\x04\x00" + bytes(64))
+    code, out, err = run_cli(capsys, "validate", str(image))
+    assert code == 2 and out == ""
+    assert err.strip() == (f"error: {image}: AOI is a TIFF image, not GeoJSON: `looking-glass aoi IMAGE.tif > aoi.geojson` "
+                           "writes its footprint as an AOI (or give `submit --imagery NAME` without an AOI)")
