@@ -38,6 +38,8 @@ def progress_text(job: dict, workers: int | None = None) -> str:
     if sum(counts.values()) == 0:
         if job.get("status") == ENQUEUEING:
             return "enqueueing work units"
+        if job.get("retry_reason"):  # a worker ran and kept a unit: not "starting" (the reason: job_notes)
+            return "retrying work units (imagery failing)"
         if workers == 0:
             return "waiting for a worker to start"
         started = f"{workers} worker{'s' if workers != 1 else ''}" if workers else "workers"

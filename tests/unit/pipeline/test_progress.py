@@ -23,6 +23,7 @@ def job(status="RUNNING", done=0, failed=0, no_imagery=0, skipped=0, total=314):
     (job(), 1, "1 worker starting (loading the model)"),
     (job(), 2, "2 workers starting (loading the model)"),
     (job(), None, "workers starting (loading the model)"),
+    ({**job(), "retry_reason": "tile 18/1/2: ConnectionError after 4 attempts"}, 1, "retrying work units (imagery failing)"),
     (job(done=5), 2, "done 5, failed 0"),
     (job(done=1200, failed=3, no_imagery=2), 2, "done 1,200, failed 3, no imagery 2"),
     (job(done=1, skipped=4), None, "done 1, failed 0, skipped 4"),
