@@ -402,7 +402,7 @@ def cmd_map(args) -> int:
     template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
                    threads=_key_ranges(dep), session=dep.data_session(), bands=imagery.bands if imagery else None,
-                   attribution=imagery.credit() if imagery else None)
+                   attribution=imagery.credit() if imagery else None, imagery_name=imagery.name if imagery else None)
     imagery = f", {out['imagery_tiles']:,} imagery tiles in {Path(args.out) / 'map_tiles'}" if out["imagery_tiles"] else ""
     print(f"wrote {out['png']} and {out['html']} ({out['features']:,} zoom-{out['zoom']} features{imagery})")
     if template and not out["imagery_shown"]:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from looking_glass.display import shown
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
-from looking_glass.grid import TILE_SIZE, ZOOM, ground_resolution_m, lat_of_row_edge, tile_from_quadkey
+from looking_glass.grid import ZOOM, tile_from_quadkey
 from looking_glass.pipeline.store import ResultsStore
 from looking_glass.results.basemap import MAX_BASEMAP_TILES, TILES_DIR, source_fetcher, wants_files, write_basemap
-from looking_glass.results.figures import TILE_CMAP, save_tile_figure, scale_bar, tile_patch
+from looking_glass.results.mappng import map_caption, write_png
 from looking_glass.results.query import ResultsError, geojson_doc, query
 from looking_glass.runtime.atomic import write_atomic
 from looking_glass.runtime.imagery_sources import ImagerySource
@@ -74,54 +74,6 @@ def _value(row: dict, colour_by: str) -> float | None:
     if colour_by == "area":
         return float(row["building_area_m2"]) if row["tiles_done"] else None
     return row["building_density"]
-
-
-# ---- PNG ----------------------------------------------------------------------------------------
-def write_png(rows: list[dict], out: Path, imagery, title: str, colour_by: str = "density",
-              max_imagery_tiles: int = 1024) -> None:
-    """Tiles (or rolled-up cells) outlined by density or area over the imagery, with a colour
-    bar, a legend for tiles without a done result, and a scale bar. ``imagery``: an XYZ
-    template, a fetcher ``(z, x, y) -> bytes | None`` (:mod:`looking_glass.results.basemap`), or
-    None for a grey background."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import Normalize
-    from matplotlib.patches import Patch, Rectangle
-
-    if not rows:
-        raise MapError("the job has no tile results yet: nothing to map")
-    z = int(rows[0]["z"])
-    xs = [int(r["x"]) for r in rows]
-    ys = [int(r["y"]) for r in rows]
-    x0, y0 = min(xs), min(ys)
-    w, h = max(xs) - x0 + 1, max(ys) - y0 + 1
-    fig, ax = plt.subplots(figsize=(9, min(9 * h / max(w, 1), 14) + 0.8), dpi=110)
-    if imagery and len(rows) <= max_imagery_tiles:
-        from looking_glass.results.figures import fetch_mosaic
-
-        cells = [{"x": r["x"], "y": r["y"], "z": z} for r in rows]
-        mosaic, mx0, my0, mw, mh = fetch_mosaic(cells, imagery, 64)
-        ax.imshow(mosaic, extent=(mx0 - x0, mx0 - x0 + mw, my0 - y0 + mh, my0 - y0))
-    else:
-        ax.set_facecolor("#e8e8e8")
-    values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
-    norm = Normalize(0, max(values) if values and max(values) > 0 else 1)
-    cmap = plt.get_cmap(TILE_CMAP)
-    for r, x, y in zip(rows, xs, ys):
-        v = _value(r, colour_by)
-        if v is None:
-            ax.add_patch(Rectangle((x - x0, y - y0), 1, 1, facecolor="none", edgecolor="cyan", hatch="xx", lw=0.5))
-        else:
-            ax.add_patch(tile_patch(x - x0, y - y0, cmap(norm(v))))
-    scale_bar(ax, w, h, ground_resolution_m(lat_of_row_edge(y0 + h / 2, z), z) * TILE_SIZE)
-    label = "building density (building area / ground area of done tiles)" if colour_by == "density" \
-        else "building area per cell (m²)"
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.035, pad=0.02, label=label)
-    ax.legend(handles=[Patch(facecolor="none", edgecolor="cyan", hatch="xx", label="no done tile (failed, no imagery, skipped)")],
-              loc="upper right", fontsize=8)
-    save_tile_figure(fig, ax, title, w, h, out)
 
 
 # ---- HTML ---------------------------------------------------------------------------------------
@@ -327,15 +279,18 @@ def _files_fetcher(out_dir: Path, fetch):
 
 def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | None, zoom: int | None = None,
              colour_by: str = "density", max_features: int = MAX_FEATURES, threads: int = 4,
-             session=None, bands: tuple[int, ...] | None = None, attribution: str | None = None) -> dict:
+             session=None, bands: tuple[int, ...] | None = None, attribution: str | None = None,
+             imagery_name: str | None = None) -> dict:
     """Write ``map.png`` and ``map.html`` of job ``job_id`` into ``out_dir`` (created): buildings per
     tile, or per coarser cell when rolled up (:func:`map_rows`), coloured by ``colour_by`` (one of
     :data:`COLOUR_BY`) over ``imagery`` when given: an XYZ template or a GeoTIFF/COG/mosaic
     (``s3://`` read with the boto3 ``session``; ``bands``: the job's GeoTIFF bands, as its workers
     read them; ``attribution``: what the page credits, default the source's own credit,
-    ``ImagerySource.credit``), drawn as :mod:`looking_glass.results.basemap`
+    ``ImagerySource.credit``; ``imagery_name``: its registered name for map.png's caption,
+    default the job's), drawn as :mod:`looking_glass.results.basemap`
     says (tiles written to ``out_dir/map_tiles`` for file and local sources). Returns the two
     paths, the number of features drawn, the zoom of the cells, the imagery tiles written,
+    map.png's layout (``png_layout``: :func:`looking_glass.results.mappng.write_png`'s),
     whether the page shows imagery (false for a file source over the cap or without imagery) and
     the page's imagery layer (:func:`page_imagery`; for other pages in ``out_dir``, e.g. gap.html).
     Raises :class:`MapError`, and :class:`~looking_glass.results.basemap.BasemapError` for an
@@ -357,12 +312,15 @@ def make_map(store: ResultsStore, job_id: str, out_dir: Path, imagery: str | Non
         basemap = write_basemap(out_dir, _zoom18_tiles(store, job_id, mode, rows, threads), fetch)
         if basemap is not None:
             fetch = _files_fetcher(out_dir, fetch)
-    write_png(rows, png, fetch, title, colour_by)
     if attribution is None:
         attribution = ImagerySource("", imagery).credit() if imagery else ""
+    label = "building density (building area / ground area of done tiles)" if colour_by == "density" \
+        else "building area per cell (m²)"
+    caption = map_caption(job, tot, rows, imagery_name, attribution)
+    drawn = write_png(rows, png, fetch, title, [_value(r, colour_by) for r in rows], label, caption)
     layer = page_imagery(imagery, basemap, attribution)
     features = write_html(mode, rows, tot, job_id, page, layer, title, colour_by)
     return {"png": str(png), "html": str(page), "features": features, "zoom": z,
             "imagery_tiles": basemap["written"] if basemap else 0,
             "imagery_shown": basemap is not None or bool(imagery and not wants_files(imagery)),
-            "imagery_layer": layer}
+            "imagery_layer": layer, "png_layout": drawn}

@@ -158,8 +158,11 @@ def test_gap_html_asks_only_for_the_imagery_tiles_written_like_map_html(env, tmp
     browser_or_skip()
     job = geotiff_job(env)
     out = tmp_path / "gap"
-    layer = make_map(env["store"], job, out, IMAGE)["imagery_layer"]
+    made = make_map(env["store"], job, out, IMAGE)
+    layer, png = made["imagery_layer"], made["png_layout"]
     assert layer["available"]
+    # map.png: the zoom-18 imagery read back from the files written, and a caption saying what it is
+    assert png["imagery_zoom"] == 18 and "image.tif" in png["caption"] and "4 of 4 tiles done" in png["caption"]
     rows = [{"quadkey": quadkey(X0 + dx, Y0 + dy, 18), "z": 18, "x": X0 + dx, "y": Y0 + dy,
              "predicted_area_m2": 100.0, "predicted_count": 1, "mapped_area_m2": 50.0 * dx, "mapped_count": dx,
              "unmapped_area_m2": 100.0 - 50 * dx, "completeness": 0.5 * dx, "rank": 1 + dx}
