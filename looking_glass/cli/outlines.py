@@ -147,7 +147,7 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, 
 def cmd_compare_results(args) -> int:
     """``results JOB --compare MAPPED [--zoom Z | --within POLYGONS]``: the mapping gap as a
     table, CSV or GeoJSON."""
-    from looking_glass.results.gap import render_gap
+    from looking_glass.results.gap import count_note, render_gap
 
     mapped = mapped_path(args.compare)
     polygons = within_polygons(args.within) if args.within else None
@@ -155,6 +155,9 @@ def cmd_compare_results(args) -> int:
     dep, store, job_id = _job(args)
     gap = _gap(args, dep, store, job_id, zoom=args.zoom, polygons=polygons)
     text = render_gap(args.format, gap)
+    note = count_note(gap) if args.format != "table" else None  # the table has it as its last line
+    if note:
+        print(note, file=sys.stderr)
     if args.out:
         from looking_glass.runtime.atomic import write_atomic
 

@@ -67,7 +67,8 @@ from looking_glass.results.buildings import (
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
 from looking_glass.runtime.atomic import atomic_output
 
-__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "export_unmapped", "job_gap", "render_gap", "results_difference"]
+__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "count_note", "export_unmapped", "job_gap", "render_gap",
+           "results_difference"]
 
 GAP_COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", *GAP_VALUES),
@@ -241,9 +242,12 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     pa, ma = gap.totals["predicted_area_m2"], gap.totals["mapped_area_m2"]
     if tally.done and ma == 0 and gap.totals["mapped_count"] == 0:
         # Almost always the wrong file or area (or one read as empty): say so, not just "0%".
-        warnings.warn(f"{mapped_path}: no mapped building within the job's {tally.done:,} done tiles "
-                      f"(read {reference.most_held:,} at most per band): check that it is the right file "
-                      "and covers this area; every predicted building counts as unmapped",
+        # most_held: the most features one read of the file gave for a band of done tiles (those
+        # whose extent meets the band's): none means nothing of the file lies anywhere near the job.
+        near = ("and none near them either (no feature of the file lies within their extent)" if not reference.most_held
+                else f"(up to {reference.most_held:,} of its features lie near them, none on a done tile)")
+        warnings.warn(f"{mapped_path}: no mapped building within the job's {tally.done:,} done tiles {near}: check "
+                      "that it is the right file and covers this area; every predicted building counts as unmapped",
                       EmptyReferenceWarning, stacklevel=2)
     summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),
                "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
@@ -307,6 +311,17 @@ def results_difference(summary: dict) -> str:
             f"{counted}")
 
 
+def count_note(gap: JobGap) -> str | None:
+    """One line for the rows whose area and count seem to disagree (``mapped_area_m2`` above 0
+    with ``mapped_count`` 0, or the same for predicted): areas are shared by every row a building
+    covers, a building is counted only in the row holding its centre. None when no row is such."""
+    odd = sum(1 for r in gap.rows if any(r[f"{k}_area_m2"] > 0 and not r[f"{k}_count"] for k in ("mapped", "predicted")))
+    if not odd:
+        return None
+    return (f"note: {odd:,} row(s) have building area but a count of 0: a building's area is shared by every row "
+            "it covers, but it is counted once, in the row that holds its centre (centroid)")
+
+
 def render_gap(fmt: str, gap: JobGap) -> str:
     """The gap's rows as ``table`` (aligned text, then a summary line), ``csv`` (one line per
     row with ``lon``, ``lat`` and a WKT ``geometry``, as ``results`` CSV) or ``geojson`` (tile
@@ -336,6 +351,7 @@ def render_gap(fmt: str, gap: JobGap) -> str:
                      f"predicted {s['predicted_count']:,} buildings ({s['predicted_area_m2']:,.0f} m2), mapped "
                      f"{s['mapped_count']:,} ({s['mapped_area_m2']:,.0f} m2), unmapped {s['unmapped_area_m2']:,.0f} m2; "
                      f"completeness {done}")
+        lines.extend(n for n in [count_note(gap)] if n)
         lines.append(results_difference(s))
         return "\n".join(lines) + "\n"
     raise ResultsError(f"unknown format {fmt!r}; one of table, csv, geojson")
