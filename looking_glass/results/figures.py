@@ -16,6 +16,8 @@ from looking_glass.pipeline.store import json_value
 from looking_glass.runtime.atomic import atomic_output, write_atomic
 
 TILE_CMAP = "YlOrRd"  # pale yellow to dark red: every step stands out on green, grey and brown imagery
+FILL_ALPHA = 0.08  # tiles' fill: a hint of the colour, the outline carries it (20% tinted grey imagery sepia)
+OUTLINE_INSET = 0.03  # of a tile: each tile's outline inside its own square
 
 # DynamoDB Decimals (and NumPy scalars) to int/float for JSON: the one rule, in the store module.
 plain = json_value
@@ -120,12 +122,16 @@ def fetch_mosaic(items: list[dict], source, thumb: int):
 
 
 def tile_patch(x: float, y: float, colour, size: float = 1.0):
-    """A coloured tile drawn over imagery without hiding it: an outline in ``colour`` and a
-    fill of the same colour at 20% opacity (the map page draws tiles the same way)."""
+    """A coloured tile drawn over imagery without hiding it: an outline in ``colour``, set in by
+    :data:`OUTLINE_INSET` of the tile so neighbours' outlines do not cover each other, and a fill
+    of the same colour at :data:`FILL_ALPHA` (a pixel under it moves at most that fraction of
+    the way to the colour: 8% is 20 DN at most, so greyscale imagery stays grey)."""
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Rectangle
 
-    return Rectangle((x, y), size, size, facecolor=to_rgba(colour, 0.2), edgecolor=to_rgba(colour, 0.95), lw=1.2)
+    d = OUTLINE_INSET * size
+    return Rectangle((x + d, y + d), size - 2 * d, size - 2 * d, facecolor=to_rgba(colour, FILL_ALPHA),
+                     edgecolor=to_rgba(colour, 1.0), lw=1.6)
 
 
 def scale_bar(ax, width: float, height: float, cell_m: float) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from looking_glass.grid import quadkey
 from looking_glass.results.basemap import source_fetcher
+from looking_glass.results.figures import TILE_CMAP
 from looking_glass.results.mappng import MAX_MAP_PX, NO_RESULT, imagery_zoom, map_caption, write_png
 
 X0, Y0 = 69_555, 105_034  # a 3x3 block of zoom-18 tiles inside the SpaceNet Atlanta sample image
@@ -91,6 +92,26 @@ def test_a_big_job_is_capped_and_read_at_the_zoom_its_pixels_show(tmp_path):
                                                (100, 18, 17), (64, 18, 16), (40, 18, 16), (800, 15, 17), (10, 2, 0)])
 def test_imagery_zoom_is_the_coarsest_with_enough_pixels(px, z, want):
     assert imagery_zoom(px, z) == want
+
+
+@pytest.mark.parametrize("rgb", [(255, 255, 255), (128, 128, 128), (40, 120, 60)])
+def test_a_done_tile_leaves_the_imagery_under_it_within_a_few_dn(tmp_path, rgb):
+    # greyscale (white, grey) and colour imagery; the darkest and the palest colour of the scale
+    from matplotlib import colormaps
+
+    cells = [(X0, Y0), (X0 + 1, Y0)]
+    layout = write_png(rows_of(cells), tmp_path / "m.png", flat_tiles(rgb), "t", [1.0, 0.0], "density")
+    png = np.asarray(Image.open(tmp_path / "m.png").convert("RGB")).astype(int)
+    limit = 25  # DN: the old 20% fill moved white imagery 51 DN towards dark red
+    for i, value in ((0, 1.0), (1, 0.0)):
+        left, top, right, bottom = cell_box(layout, i, 0, margin=0.1)
+        inside = png[top:(top + bottom) // 2, left:right]  # the upper half: the scale bar is low
+        assert np.abs(inside - np.array(rgb)).max() <= limit, (rgb, value, np.abs(inside - rgb).max())
+        # the colour is still there: on the outline, inside the tile's own square
+        colour = np.array(colormaps[TILE_CMAP](value)[:3]) * 255
+        l0, t0, r0, b0 = cell_box(layout, i, 0, margin=0.0)
+        edge = png[t0 + 2:b0 - 2, l0:l0 + max(4, round(0.06 * layout["px_per_cell"]))]
+        assert np.abs(edge - colour).max(axis=2).min() <= 30
 
 
 def test_the_legend_names_tiles_without_a_result_only_when_there_are_some(tmp_path):
