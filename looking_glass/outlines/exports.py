@@ -14,7 +14,8 @@ where the file comes from) goes where each format keeps file-level metadata.
 - :func:`write_vector`: GeoPackage (``.gpkg``) or FlatGeobuf (``.fgb``) through pyogrio, layer
   ``buildings``, EPSG:4326, written in appended batches; the first building's properties name
   the columns (the fixed building fields typed, any others as text); ``meta`` as the GeoPackage
-  layer's metadata, or FlatGeobuf's layer TITLE and DESCRIPTION (the dict as JSON).
+  layer's metadata; FlatGeobuf keeps none across the appended batches (GDAL drops its layer
+  TITLE/DESCRIPTION on append), so there ``meta``'s keys are columns of every feature.
 - :func:`write_osm`: an ``.osm`` file a JOSM user opens as a new layer: every object is new
   (negative ids, no version), every way closed, ``building=yes`` and ``source=<source>`` (or the
   tags ``tags(properties)`` gives) on each building, ``meta`` in a comment after the header; a building with holes is a ``type=multipolygon`` relation whose untagged member ways
@@ -158,17 +159,15 @@ def write_vector(buildings: Iterable, path, driver: str | None = None, batch: in
     n, first = 0, True
     geoms, rows = [], []
     fields = list(_FIELDS)  # and, once the first building is seen, its other properties as text
-    described = {}
-    if meta:
-        described = {"layer_metadata": meta} if driver == "GPKG" else \
-            {"layer_options": {"TITLE": "Looking Glass buildings", "DESCRIPTION": json.dumps(meta)}}
+    described = {"layer_metadata": meta} if meta and driver == "GPKG" else {}
+    per_feature = {} if driver == "GPKG" else dict(meta or {})  # metadata as columns where there is none
 
     def flush():
         nonlocal first
         if not geoms and not first:
             return
         if first and rows:
-            fields.extend((k, object) for k in rows[0] if k not in dict(_FIELDS))
+            fields.extend((k, object) for k in {**rows[0], **per_feature} if k not in dict(_FIELDS))
         wkb = shapely.to_wkb(np.array(geoms, dtype=object)) if geoms else np.array([], dtype=object)
         data = [np.array([r.get(k, t(1) if t is np.bool_ else "" if t is object else 0) for r in rows], dtype=t)
                 for k, t in fields]
@@ -183,7 +182,7 @@ def write_vector(buildings: Iterable, path, driver: str | None = None, batch: in
         geom, props = _split(item)
         _polygons(geom)
         geoms.append(rfc7946(geom))
-        rows.append(props)
+        rows.append({**per_feature, **props})
         n += 1
         if len(geoms) >= batch:
             flush()

@@ -11,8 +11,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pyogrio
 import pytest
+import shapely
 from test_export_buildings import JOB, S, _mapped_file, put_job
 
+from looking_glass.outlines.exports import WrittenFeature, write_vector
 from looking_glass.results.buildings import export_buildings
 from looking_glass.results.gap import EmptyReferenceWarning, export_unmapped
 
@@ -33,6 +35,12 @@ def _mosaic():
 @pytest.fixture
 def job(aws):
     return put_job(aws, TILES, mosaic_of=_mosaic(), dates=DATES, provenance=RUN, job=RECORD)
+
+
+def _columns(path) -> dict:
+    """Every column of a vector file's ``buildings`` layer: name -> list of values."""
+    meta, _, _, values = pyogrio.raw.read(path, layer="buildings")
+    return {name: v.tolist() for name, v in zip(meta["fields"], values)}
 
 
 def _by_x(features):
@@ -73,13 +81,28 @@ def test_vector_files_have_provenance_columns_and_layer_metadata(job, tmp_path, 
     export_buildings(store, s3, bucket, JOB, str(out), fmt)
     info = pyogrio.read_info(out, layer="buildings")
     assert {"job_id", "imagery", "capture_date", "model"} <= set(info["fields"])
-    meta = info["layer_metadata"]
-    if fmt == "fgb":  # FlatGeobuf keeps a title and a description only: the metadata as JSON there
-        meta = json.loads(meta["DESCRIPTION"])
+    columns = _columns(out)
+    assert sorted(columns["capture_date"]) == ["", "2021-01-01", "2023-05-05,2022-02-02,2020-01-01"]
+    assert set(columns["model"]) == {"seg/7"} and set(columns["job_id"]) == {JOB}
+    assert set(columns["imagery"]) == {"kigali-2023"}
+    if fmt == "gpkg":
+        meta = info["layer_metadata"]
+    else:  # FlatGeobuf keeps no layer metadata across appended batches: the same keys are columns
+        meta = {k: columns[k][0] for k in ("job_id", "job_model", "imagery", "attribution", "generator")}
+        assert meta["generator"] == "Looking Glass"
     assert (meta["job_id"], meta["job_model"], meta["imagery"]) == (JOB, "seg/7", "kigali-2023")
-    *_, columns = pyogrio.raw.read(out, layer="buildings", columns=["capture_date", "model"])
-    assert sorted(columns[0].tolist()) == ["", "2021-01-01", "2023-05-05,2022-02-02,2020-01-01"]
-    assert set(columns[1].tolist()) == {"seg/7"}
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".fgb"])
+def test_metadata_survives_the_appended_batches(tmp_path, suffix):
+    feats = [WrittenFeature(shapely.box(i, 0, i + 0.5, 0.5), {"id": i, "job_id": "J"}) for i in range(5)]
+    out = tmp_path / f"b{suffix}"
+    assert write_vector(feats, out, batch=2, meta={"job_id": "J", "job_model": "seg/7"}) == 5
+    info = pyogrio.read_info(out, layer="buildings")
+    if suffix == ".gpkg":
+        assert info["layer_metadata"] == {"job_id": "J", "job_model": "seg/7"}
+    else:
+        assert _columns(out)["job_model"] == ["seg/7"] * 5
 
 
 def test_a_job_without_model_or_imagery_records_says_default(aws, tmp_path):
