@@ -249,11 +249,11 @@ def sourced_rows(rows: Iterable[tuple[int | None, list]], sources: TileSources,
 
 def osm_tags(props: dict) -> list[tuple[str, str]]:
     """The OSM tags of an exported building after ``building=yes`` (OSM's conventions: several
-    values of one key separated by ``;``): ``source=<imagery>;Looking Glass <model>`` and, where
-    the capture date is known, ``source:date=<YYYY-MM-DD>`` (several dates ``;``-joined)."""
-    model = str(props.get("model") or "").replace(",", ";")
-    source = ";".join(p for p in (str(props.get("imagery") or ""), f"Looking Glass {model}".strip()) if p)
-    tags = [("source", source)]
+    values of one key separated by ``;``): ``source=<imagery>;Looking Glass <model>`` (one
+    ``Looking Glass <model>`` value per model, ``Looking Glass`` alone when none is recorded) and,
+    where the capture date is known, ``source:date=<YYYY-MM-DD>`` (several dates ``;``-joined)."""
+    models = [f"Looking Glass {m}" for m in str(props.get("model") or "").split(",") if m] or ["Looking Glass"]
+    tags = [("source", ";".join(p for p in (str(props.get("imagery") or ""), *models) if p))]
     if props.get("capture_date"):
         tags.append(("source:date", str(props["capture_date"]).replace(",", ";")))
     return tags

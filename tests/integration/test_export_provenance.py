@@ -15,7 +15,7 @@ import shapely
 from test_export_buildings import JOB, S, _mapped_file, put_job
 
 from looking_glass.outlines.exports import WrittenFeature, write_vector
-from looking_glass.results.buildings import export_buildings
+from looking_glass.results.buildings import export_buildings, osm_tags
 from looking_glass.results.gap import EmptyReferenceWarning, export_unmapped
 
 TILES = {(dx, dy): "done" for dx in range(3) for dy in range(2)}
@@ -124,3 +124,9 @@ def test_unmapped_export_carries_the_same_provenance(job, tmp_path):
     assert doc["looking_glass"]["attribution"] == "(c) Agency" and doc["looking_glass"]["job_model"] == "seg/7"
     assert sorted(f["properties"]["capture_date"] for f in doc["features"]) == \
         ["", "2021-01-01", "2023-05-05,2022-02-02,2020-01-01"]
+
+
+def test_osm_source_names_each_model_as_its_own_value():
+    assert osm_tags({"imagery": "city", "model": "seg/3,seg/4", "capture_date": ""}) == \
+        [("source", "city;Looking Glass seg/3;Looking Glass seg/4")]
+    assert osm_tags({"imagery": "", "model": ""}) == [("source", "Looking Glass")]
