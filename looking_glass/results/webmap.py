@@ -195,7 +195,7 @@ legend.onAdd = function () {{
     const lo = options.max * i / ramp.length, hi = options.max * (i + 1) / ramp.length;
     h += "<i style='border:2px solid " + ramp[i] + ";background:" + ramp[i] + "40'></i>" + options.fmt(lo) + " - " + options.fmt(hi) + "<br>";
   }}
-  h += "<i style='border:1px dashed #00e5ff'></i>no done tile<br>";
+  if (options.notDone) h += "<i style='border:1px dashed #00e5ff'></i>no done tile<br>";
   if (options.partial) h += "<i style='border:2px dashed #888'></i>partly without imagery (density over the part with it)<br>";
   h += options.summary;
   div.innerHTML = h;
@@ -217,7 +217,8 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
     background (:func:`page_imagery`), or None for none."""
     js, css = leaflet_assets()
     doc = geojson_doc(mode, rows, tot, job_id)
-    values = [v for v in (_value(r, colour_by) for r in rows) if v is not None]
+    every = [_value(r, colour_by) for r in rows]
+    values = [v for v in every if v is not None]
     summary = (
         f"{tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} tiles final; "
         f"done {tot['tiles_done']:,}, failed {tot['tiles_failed']:,}, no imagery {tot['tiles_no_imagery']:,}, "
@@ -228,6 +229,7 @@ def write_html(mode: str, rows: list[dict], tot: dict, job_id: str, out: Path, i
         "max": max(values) if values else 1,
         "imagery": imagery,
         "legendTitle": "building density" if colour_by == "density" else "building area",
+        "notDone": len(values) < len(every),  # the legend's "no done tile" only when there is one
         "partial": any(r.get("valid_fraction") is not None and float(r["valid_fraction"]) < 0.999 for r in rows),
         "summary": summary,
     }

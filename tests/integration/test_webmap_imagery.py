@@ -86,6 +86,7 @@ def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, 
         assert {int(re.search(r"/map_tiles/(\d+)/", s).group(1)) for s in srcs} == {max(zoom, min_zoom)}
     assert len(paths) == 4 and all(float(f) <= 0.2 and float(w) >= 1 for f, w in paths)
     assert dashed == 1 and "partly without imagery" in legend  # the one tile half outside the imagery
+    assert "no done tile" not in legend  # all four are done: no entry for what is not drawn
     alpha = re.match(r"rgba?\((\d+), (\d+), (\d+)(?:, ([\d.]+))?\)", scale_bg)
     assert alpha and float(alpha.group(4) or 1) >= 0.85 and min(int(alpha.group(i)) for i in (1, 2, 3)) >= 240
 
