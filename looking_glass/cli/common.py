@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from looking_glass.tiling.aoi import Aoi
 
 __all__ = [
-    "JOB_HELP", "CommandError", "OutputPathError", "add_target", "aws_guard", "non_negative_float", "output_file", "output_folder",
+    "JOB_HELP", "CommandError", "OutputPathError", "add_target", "map_imagery", "aws_guard", "non_negative_float", "output_file", "output_folder",
     "positive_float", "positive_int", "read_aoi", "resolve_job_ref", "zoom",
 ]
 
@@ -174,3 +174,32 @@ def resolve_job_ref(store, text: str) -> str:
     from looking_glass.pipeline.jobref import resolve_job
 
     return resolve_job(store, text, note=lambda line: print(line, file=sys.stderr))
+
+
+def map_imagery(dep, store, job_id: str, given: str | None):
+    """The imagery under a job's map, as an ImagerySource (its ``bands`` are the GeoTIFF bands
+    the workers read) or None: ``--imagery`` (a registered source's name, or a template or
+    GeoTIFF/mosaic as given), else the definition the job ran on (its record's
+    ``imagery_source``), else the source registered under its name (the default's too, with its
+    bands: a stack's ImagerySources output), else the deployment's default imagery (the embedded
+    run's tile server), else what the job's first tile recorded. Shared by ``map`` and
+    ``export`` (its attribution), which credit the same source."""
+    from looking_glass.runtime.imagery_sources import ImagerySource, ImagerySourcesError, parse_source_entry
+
+    registry = getattr(dep, "imagery", None)
+    known = registry.sources if registry is not None else {}
+    if given is not None:
+        return known.get(given) or ImagerySource("", given)
+    job = store.get_job(job_id) or {}
+    name, recorded = job.get("imagery") or "", job.get("imagery_source")
+    if name and isinstance(recorded, dict):
+        try:
+            return parse_source_entry(name, recorded)
+        except ImagerySourcesError:
+            pass  # written by another version: the lookups below
+    if name in known:  # a job from before that record: the source registered under its name now
+        return known[name]
+    if dep.tile_url_template:
+        return ImagerySource(name, dep.tile_url_template)
+    first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
+    return ImagerySource(name, first["imagery"]) if first and first.get("imagery") else None

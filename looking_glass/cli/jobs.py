@@ -11,6 +11,7 @@ from pathlib import Path
 from looking_glass.cli.common import (
     JOB_HELP,
     CommandError,
+    map_imagery,
     output_file,
     output_folder,
     positive_float,
@@ -358,34 +359,6 @@ def cmd_retry(args) -> int:
     return 0
 
 
-def _map_imagery(dep, store, job_id: str, given: str | None):
-    """The imagery under a job's map, as an ImagerySource (its ``bands`` are the GeoTIFF bands
-    the workers read) or None: ``--imagery`` (a registered source's name, or a template or
-    GeoTIFF/mosaic as given), else the definition the job ran on (its record's
-    ``imagery_source``), else the source registered under its name (the default's too, with its
-    bands: a stack's ImagerySources output), else the deployment's default imagery (the embedded
-    run's tile server), else what the job's first tile recorded."""
-    from looking_glass.runtime.imagery_sources import ImagerySource, ImagerySourcesError, parse_source_entry
-
-    registry = getattr(dep, "imagery", None)
-    known = registry.sources if registry is not None else {}
-    if given is not None:
-        return known.get(given) or ImagerySource("", given)
-    job = store.get_job(job_id) or {}
-    name, recorded = job.get("imagery") or "", job.get("imagery_source")
-    if name and isinstance(recorded, dict):
-        try:
-            return parse_source_entry(name, recorded)
-        except ImagerySourcesError:
-            pass  # written by another version: the lookups below
-    if name in known:  # a job from before that record: the source registered under its name now
-        return known[name]
-    if dep.tile_url_template:
-        return ImagerySource(name, dep.tile_url_template)
-    first = next(store.query_tiles(job_id, attributes=("imagery",)), None)
-    return ImagerySource(name, first["imagery"]) if first and first.get("imagery") else None
-
-
 def cmd_map(args) -> int:
     """Write map.png and a self-contained map.html of a job."""
     from looking_glass.pipeline.jobs import store_for
@@ -398,7 +371,7 @@ def cmd_map(args) -> int:
     dep = _deployment(args)
     store = store_for(dep)
     job_id = resolve_job_ref(store, args.job)
-    imagery = _map_imagery(dep, store, job_id, args.imagery)
+    imagery = map_imagery(dep, store, job_id, args.imagery)
     template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
                    threads=_key_ranges(dep), session=dep.data_session(), bands=imagery.bands if imagery else None,

@@ -6,7 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import JOB_HELP, CommandError, add_target, aws_guard, output_file, resolve_job_ref
+from looking_glass.cli.common import (
+    JOB_HELP,
+    CommandError,
+    add_target,
+    aws_guard,
+    map_imagery,
+    output_file,
+    resolve_job_ref,
+)
 
 
 def _job(args):
@@ -21,10 +29,8 @@ def _job(args):
 
 def _attribution(dep, store, job_id: str) -> str:
     """The registered attribution of the imagery job ``job_id`` ran on ("" when none), for the
-    export's metadata: the source ``map`` credits (``cli.jobs._map_imagery``)."""
-    from looking_glass.cli.jobs import _map_imagery
-
-    source = _map_imagery(dep, store, job_id, None)
+    export's metadata: the source ``map`` credits (``cli.common.map_imagery``)."""
+    source = map_imagery(dep, store, job_id, None)
     return (source.attribution or "") if source is not None else ""
 
 
