@@ -104,7 +104,10 @@ def write_png(rows: list[dict], out: Path, imagery, title: str, values: list[flo
     ``px_per_cell``, ``imagery_zoom`` (None without imagery), ``capped`` (the map drawn coarser
     than zoom 18 to keep it under :data:`MAX_MAP_PX`), ``map_box`` (left, top, right, bottom
     of the map in PNG pixels), ``legend`` (its entries) and ``caption`` (as drawn, with a last line
-    saying how the imagery was read)."""
+    saying how the imagery was read). Raises ValueError for no rows, or ``values`` not one per row
+    (a caller's mistake: :func:`looking_glass.results.webmap.make_map` refuses a job without rows)."""
+    if not rows or len(values) != len(rows):
+        raise ValueError(f"map.png: {len(rows)} rows and {len(values)} values: one value per row, at least one row")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -143,3 +143,10 @@ def test_two_captions_make_two_different_pngs(tmp_path):
     bottom = a["map_box"][3]
     assert (pa[:bottom] == pb[:bottom]).all() and (pa[bottom:] != pb[bottom:]).any()
     assert a["caption"] == "imagery: city\nno imagery drawn (none given, or more than 2,048 tiles to read): grey background"
+
+
+@pytest.mark.parametrize(("cells", "values"), [([], []), ([(X0, Y0)], []), ([(X0, Y0)], [0.1, 0.2])])
+def test_no_rows_or_a_value_missing_is_refused(tmp_path, cells, values):
+    with pytest.raises(ValueError, match="one value per row"):
+        write_png(rows_of(cells), tmp_path / "x.png", None, "t", values, "density")
+    assert not (tmp_path / "x.png").exists()
