@@ -86,6 +86,9 @@ def test_the_worker_role_reads_the_registered_objects_only():
     ({"imagery_sources": {"k": "https://t.example/{z}/{x}/{y}.png?key={token}"}}, "has {token} but imagery_secret_name is not set"),
     ({"imagery_sources": {"d": "s3://b/a.tif@someday"}}, "does not end in .tif or .tiff"),
     ({"imagery_sources": {"d": {"source": "s3://b/a.tif", "date": "someday"}}}, "capture date 'someday' does not parse"),
+    # cdk.json's SOURCE@DATE is read as `up --imagery NAME=SOURCE@DATE` is (issue 18)
+    ({"imagery_sources": {"d": "s3://b/a.tif@2024/01/01"}}, "'d': capture date '2024/01/01' does not parse (use YYYY-MM-DD"),
+    ({"imagery_sources": {"t": "https://t.example/{z}/{x}/{y}.png@2024-1-5"}}, "'t': capture date '2024-1-5' does not parse"),
     ({"imagery_sources": {"default": "s3://b/a.tif"}}, "default_imagery='default' is also a name in imagery_sources"),
     ({"default_imagery": "no good"}, "default_imagery 'no good': use 1-64 letters"),
     ({"tile_url_template": "", "imagery_geotiff": "s3://bkt/a.tif,/data/b.tif"}, "every image of a list must be an s3:// URI"),
