@@ -152,6 +152,8 @@ def main() -> None:
     segmenter = Segmenter.load()
     print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms; "
           f"worker writes masks: {not args.no_masks}; moto and the tile server pinned to the last CPU: {args.pin_services}")
+    # (a) and (b) run this one segmenter: the same runtime, threads and batch size.
+    print(f"runtime (bare and worker): {segmenter.describe()}; batch {args.batch_size}")
 
     server = type("Server", (), {"url_template": template})
     try:
@@ -254,7 +256,7 @@ def main() -> None:
         print(json.dumps({
             "tiles": len(tile_list), "latency_ms": args.latency_ms, "batch_size": args.batch_size,
             "writes_masks": not args.no_masks, "model": segmenter.info.model_id,
-            "services_pinned": args.pin_services,
+            "services_pinned": args.pin_services, "runtime": segmenter.describe(),
             "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
             "worker_tiles_per_s": round(worker_rate, 2), "bare_tiles_per_s": round(bare, 2),
             "worker_over_bare": round(worker_rate / bare, 3),

@@ -7,8 +7,8 @@ start and end (``time.perf_counter``, seconds from the worker's start) and the C
 thread that made it (``time.thread_time``). Nothing of the worker changes but these wrappers,
 which cost microseconds per call. :meth:`Trace.report` prints:
 
-- per unit (in the order the model took them): received, skip check done, downloads done,
-  model start and end, areas/counts done, result object uploaded, items and ledger stored,
+- per unit (in the order the model took them): received, skip check done, first and last tile
+  download, handed to the model, model start and end, areas/counts done, result object uploaded, items and ledger stored,
   message deleted (seconds from the start);
 - the model's idle time before its first batch, between units and after its last;
 - CPU seconds per stage and per tile (decode, HTTP download, model pre/post, building areas and
@@ -99,8 +99,8 @@ class Trace:
             return f"{max(e for _, e in spans):6.2f}" if spans else "     -"
 
         lines = ["    timeline (s from the worker's start): received, skip check, first and last tile "
-                 "download, unit downloaded, model start-end, results, object up, stored, deleted",
-                 f"    {'unit':<20}{'recv':>6}{'skip':>7}{'tiles':>14}{'fetch':>7}{'model':>14}{'result':>7}"
+                 "download, unit handed over, model start-end, results, object up, stored, deleted",
+                 f"    {'unit':<20}{'recv':>6}{'skip':>7}{'tiles':>14}{'ready':>7}{'model':>14}{'result':>7}"
                  f"{'put':>7}{'store':>7}{'del':>7}"]
         for u in order:
             lines.append(f"    {u[-20:]:<20}{first(u, 'prefetch')}{last(u, 'skip_check')} {first(u, 'fetch_tile (HTTP+decode)')}-"

@@ -1,9 +1,10 @@
 """The inference worker: drains the tile queue, runs the model, stores one result object per unit.
 
 Five stages overlap, each with more than one unit in hand: a receiving thread takes work units
-off the queue and hands each to a unit thread (``UNITS_IN_FLIGHT`` at once) that downloads and
-decodes its tiles in a shared pool, so one slow tile holds up only its own unit; the main thread
-runs the model, and nothing else, on the units in the order received; a results thread computes
+off the queue and hands each to a unit thread (``UNITS_IN_FLIGHT`` at once) that checks which of
+its tiles are already stored and queues the others' downloads (and decoding) in a shared pool, so
+one slow tile holds up only its own unit; the main thread runs the model, and nothing else, on
+the units in the order received, each batch as soon as its tiles are in; a results thread computes
 each unit's areas and building counts and hands its rasters to the pool to be encoded and
 uploaded as one object (``unit_results``); the store thread writes the tile items, counts them
 once (``ledger``) and deletes the message. So the model never waits on the network when the
@@ -44,7 +45,7 @@ from looking_glass.runtime.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
-UNITS_IN_FLIGHT = 3  # units downloading at once (and waiting for the model)
+UNITS_IN_FLIGHT = 3  # units whose downloads are queued ahead of the model's
 # Units being stored at once: one, so units are counted in the order the model took them (a
 # crash leaves the newest unstored); the next units' objects are encoded and uploaded meanwhile.
 STORE_THREADS = 1
@@ -98,6 +99,23 @@ class Prefetched:
     # The source the tiles came from, as stored: {"imagery": public name (never a token),
     # "imagery_name": its registered name}.
     imagery: dict = field(default_factory=dict)
+    # The downloads of the tiles still to do, in the unit's order (each a FetchedTile or a
+    # TransientTileError): the unit is handed to the model when they are queued, and the model
+    # runs each batch as soon as its tiles are in (``take_downloads`` fills ``tiles`` and
+    # ``transient`` from them).
+    downloads: list[Future] = field(default_factory=list)
+
+    def take_downloads(self):
+        """Yield each downloaded tile in order, waiting for it; ``tiles`` and ``transient`` are
+        complete once the generator is exhausted."""
+        for future in self.downloads:
+            outcome = future.result()
+            if isinstance(outcome, TransientTileError):
+                self.transient = str(outcome)
+            else:
+                self.tiles.append(outcome)
+                yield outcome
+        self.downloads = []
 
 
 @dataclass
@@ -286,15 +304,10 @@ class Worker:
         already = self.store.final_quadkeys(unit.job_id, list(keys))
         todo = [t for qk, t in keys.items() if qk not in already]
         self._count(tiles_seen=len(tiles))
-        fetched: list[FetchedTile] = []
-        transient = None
-        for outcome in self.pool.map(lambda tile: self._fetch_safe(tile, source), todo):
-            if isinstance(outcome, TransientTileError):
-                transient = str(outcome)
-            else:
-                fetched.append(outcome)
+        # Queued at once, in order: the pool takes the earlier units' tiles first.
+        downloads = [self.pool.submit(self._fetch_safe, tile, source) for tile in todo]
         imagery = {"imagery": source.public_name, "imagery_name": unit.imagery or self.catalog.default_name}
-        return Prefetched(message, unit, fetched, transient, imagery)
+        return Prefetched(message, unit, [], None, imagery, downloads)
 
     def _fetch_safe(self, tile, source):
         """One tile from the source: a FetchedTile, or a TransientTileError (the unit is kept for
@@ -325,14 +338,26 @@ class Worker:
 
     # ---- stage 2: infer ------------------------------------------------------------------
     def _infer(self, item: Prefetched) -> Inferred:
-        """The model on the unit's tiles, batch by batch, and their results."""
-        with_image = [t for t in item.tiles if t.image is not None]
-        masks, sdts = [], []
+        """The model on the unit's tiles, each batch as soon as its tiles are downloaded, and
+        their results."""
         bs = self.settings.batch_size
-        for i in range(0, len(with_image), bs):
-            mask, sdt = self._predict(np.stack([t.image for t in with_image[i : i + bs]]))
+        with_image = [t for t in item.tiles if t.image is not None]  # any tiles already in hand
+        masks, sdts = [], []
+
+        def predict(batch: list[FetchedTile]) -> int:
+            mask, sdt = self._predict(np.stack([t.image for t in batch]))
             masks.append(mask)
             sdts.append(sdt)
+            return len(batch)
+
+        done = 0
+        for tile in item.take_downloads():
+            if tile.image is not None:
+                with_image.append(tile)
+            if len(with_image) - done >= bs:
+                done += predict(with_image[done : done + bs])
+        while done < len(with_image):
+            done += predict(with_image[done : done + bs])
         mask_all = np.concatenate(masks) if masks else None
         sdt_all = np.concatenate(sdts) if sdts and sdts[0] is not None else None
         return Inferred(item, self.post.submit(self._results_and_upload, item, with_image, mask_all, sdt_all))

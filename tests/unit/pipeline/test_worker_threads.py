@@ -34,3 +34,49 @@ def test_the_download_pool_is_started_whole():
         assert len(names) == 8
     finally:
         pool.shutdown()
+
+
+def test_the_model_runs_each_batch_as_soon_as_its_tiles_are_in():
+    """A unit's second batch waits for its slow tile; the first batch does not."""
+    import time
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from looking_glass.imagery.tiles import FetchedTile, TransientTileError
+    from looking_glass.pipeline.worker import Prefetched, Worker
+
+    slow_tile = threading.Event()
+    batches: list[int] = []
+    worker = Worker.__new__(Worker)
+    worker.settings = SimpleNamespace(batch_size=2)
+    worker.segmenter = SimpleNamespace(
+        info=SimpleNamespace(head="binary"),
+        predict_masks=lambda images: (batches.append(len(images)), np.zeros(images.shape[:3], bool))[1],
+    )
+    worker.post = ThreadPoolExecutor(1)
+    worker._results_and_upload = lambda item, with_image, masks, sdt: (with_image, masks)
+
+    def download(i):
+        if i == 3:
+            assert slow_tile.wait(10)
+        if i == 5:
+            return TransientTileError("tile 18/5/0: HTTP 503 after 4 attempts")
+        return FetchedTile(i, 0, 18, image=np.full((4, 4, 3), i, np.uint8))
+
+    inferred = []
+    with ThreadPoolExecutor(6) as pool:
+        item = Prefetched({}, SimpleNamespace(), [], None, {}, [pool.submit(download, i) for i in range(6)])
+        model = threading.Thread(target=lambda: inferred.append(worker._infer(item)))
+        model.start()
+        deadline = time.monotonic() + 10
+        while not batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batches == [2] and not inferred  # tiles 0 and 1 ran while tile 3 was downloading
+        slow_tile.set()
+        model.join(10)
+    worker.post.shutdown()
+    assert batches == [2, 2, 1]
+    with_image, masks = inferred[0].results.result()
+    assert [t.x for t in with_image] == [0, 1, 2, 3, 4] and masks.shape == (5, 4, 4)
+    assert [t.x for t in item.tiles] == [0, 1, 2, 3, 4] and "HTTP 503" in item.transient
