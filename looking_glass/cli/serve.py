@@ -13,13 +13,17 @@ def _stop_on_signal(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _serve_until_interrupted(server, on_stop=lambda: None) -> None:
+def _serve_until_interrupted(server, ready: str, on_stop=lambda: None) -> None:
     # Ctrl-C (SIGINT) and `kill` (SIGTERM) both stop the server cleanly. SIGINT is set explicitly:
     # a process started in the background by a non-interactive shell (`cmd &`, nohup, some CI
     # runners) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _stop_on_signal)
+    # The handlers go in before the `ready` line is printed: whoever waits for that line and then
+    # signals (a script, a test) must never reach the default action (SIGTERM killed the process,
+    # an ignored SIGINT left it serving; seen on a loaded machine).
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop_on_signal)
+        print(ready, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -32,8 +36,7 @@ def cmd_serve_synthetic(args) -> int:
     from looking_glass.local.tileserver import SyntheticTileServer
 
     server = SyntheticTileServer(port=args.port, latency_s=args.latency_ms / 1000).start()
-    print(f"serving the synthetic world at {server.url_template} (Ctrl-C to stop)", flush=True)
-    _serve_until_interrupted(server)
+    _serve_until_interrupted(server, f"serving the synthetic world at {server.url_template} (Ctrl-C to stop)")
     return 0
 
 
@@ -53,9 +56,8 @@ def cmd_serve_tiles(args) -> int:
     server = SyntheticTileServer(
         port=args.port, latency_s=args.latency_ms / 1000, tile_source=lambda z, x, y: image.png(x, y, z)
     ).start()
-    print(f"serving {args.image} (bands {','.join(map(str, image.bands))}) at {server.url_template} "
-          "(404 outside the image; Ctrl-C to stop)", flush=True)
-    _serve_until_interrupted(server, image.close)
+    _serve_until_interrupted(server, f"serving {args.image} (bands {','.join(map(str, image.bands))}) at "
+                             f"{server.url_template} (404 outside the image; Ctrl-C to stop)", image.close)
     return 0
 
 

@@ -75,6 +75,10 @@ def _getatt_as_ref(value: Any, types: Mapping[str, str]) -> Any:
     return {k: _getatt_as_ref(v, types) for k, v in value.items()}
 
 
+# cdk.json's tile_url_template: what the snapshots hold as the default imagery source.
+CDK_TILE_URL_TEMPLATE = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["tile_url_template"]
+
+
 def template(stack: str, context: str = "default") -> dict:
     """The snapshot of ``<stack>.json`` (Storage, Inference, ...)."""
     return json.loads((SNAPSHOTS / context / f"{stack}.json").read_text())
@@ -177,8 +181,13 @@ def prepare(
     return _resolve(out, outputs, asset_bucket), removed
 
 
-def deploy(cfn, s3, iam, deployment: str, context: str = "default") -> dict[str, Any]:
+def deploy(cfn, s3, iam, deployment: str, context: str = "default", tile_url_template: str | None = None) -> dict[str, Any]:
     """Create the stacks ``<deployment><suffix>`` of ``context`` in moto in the app's order.
+
+    ``tile_url_template`` replaces cdk.json's ``tile_url_template`` (``CDK_TILE_URL_TEMPLATE``)
+    wherever the templates hold it (the enumerator's and the workers' variables, the
+    ``ImagerySources`` output), as a deployment with ``-c tile_url_template=...`` would: a test's
+    tile server then stands in for the internet on every side that digests the source's definition.
 
     Cross-stack references are resolved by the producing stack's suffix, so ``deployment`` may
     differ from the snapshot's ``stack_name``. Returns ``{"outputs": suffix -> outputs,
@@ -195,7 +204,10 @@ def deploy(cfn, s3, iam, deployment: str, context: str = "default") -> dict[str,
     summaries: dict[str, list] = {}
     for suffix in ORDER:
         name = f"{deployment}{suffix}"
-        body, removed[suffix] = prepare(template(suffix, context), outputs, asset_bucket, "placeholder.zip", role)
+        snapshot = template(suffix, context)
+        if tile_url_template is not None:
+            snapshot = json.loads(json.dumps(snapshot).replace(CDK_TILE_URL_TEMPLATE, tile_url_template))
+        body, removed[suffix] = prepare(snapshot, outputs, asset_bucket, "placeholder.zip", role)
         cfn.create_stack(StackName=name, TemplateBody=json.dumps(body), Capabilities=["CAPABILITY_IAM"])
         (stack,) = cfn.describe_stacks(StackName=name)["Stacks"]
         assert stack["StackStatus"] == "CREATE_COMPLETE", (name, stack["StackStatus"], stack.get("StackStatusReason"))

@@ -33,9 +33,12 @@ pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install
 
 
 @pytest.fixture(scope="module")
-def rehearsal(moto_endpoint):
+def rehearsal(moto_endpoint, tile_server):
+    # Deployed with the test's tile server as the default imagery (-c tile_url_template=...): the
+    # CLI, the enumerator and the worker all digest that definition (a unit's digest must match).
     name = f"Rehearsal{uuid.uuid4().hex[:6]}"
-    return name, deploy(boto3.client("cloudformation"), boto3.client("s3"), boto3.client("iam"), name)
+    return name, deploy(boto3.client("cloudformation"), boto3.client("s3"), boto3.client("iam"), name,
+                        tile_url_template=tile_server.url_template)
 
 
 def _physical(rehearsal, suffix: str, prefix: str, kind: str) -> str:
@@ -124,8 +127,8 @@ def test_an_aoi_runs_through_the_rehearsed_stacks(rehearsal, tile_server, tiny_s
     fetched = resolve_worker_model(environ=env, dest=tmp_path / "fetched")
     assert fetched.endswith("model.keras") and (tmp_path / "fetched" / "model.keras").read_bytes() == b"PK-rehearsal"
 
-    # The worker with the job definition's variables (the tile template stands in for the internet).
-    env["LG_TILE_URL_TEMPLATE"] = tile_server.url_template
+    # The worker with the job definition's variables (the deployment's template is the tile server).
+    assert env["LG_TILE_URL_TEMPLATE"] == tile_server.url_template
     settings = WorkerSettings.from_env({**env, "LG_IDLE_EXIT_S": "0.5", "LG_POLL_WAIT_S": "0",
                                         "LG_DOWNLOAD_TIMEOUT_S": "30", "LG_BATCH_SIZE": "8"})
     Worker(boto3.session.Session(), DeployedResources.from_env(env), settings, tiny_segmenter).run()
