@@ -49,10 +49,14 @@ UNITS_IN_FLIGHT = 3  # units whose downloads are queued ahead of the model's
 # Units being stored at once: one, so units are counted in the order the model took them (a
 # crash leaves the newest unstored); the next units' objects are encoded and uploaded meanwhile.
 STORE_THREADS = 1
+# Units the model has done that may wait for the results and store threads: enough that a slow
+# store (one unit's writes took 0.1-0.8 s on the embedded endpoint) seldom stops the model.
+UNITS_TO_STORE = 3
 RESULT_CONTENT_TYPE = "application/x-npz"
-# How much lower the CPU priority of the worker's other threads (receive, download and decode,
-# results, store) is than the model's: on a machine where they share cores, the model's thread
-# gets its core first and they take what is left (docs/benchmarks.md#worker).
+# How much lower the CPU priority of the receiving, unit and download threads (decoding is most
+# of the worker's CPU after the model's) is than the model's: on a machine where they share cores,
+# the model's thread gets its core first and they take what is left (docs/benchmarks.md#worker).
+# The results and store threads keep theirs: they use little CPU, and the model waits on them.
 HELPER_NICE = 10
 
 
@@ -157,7 +161,7 @@ class Worker:
         self.units = ThreadPoolExecutor(UNITS_IN_FLIGHT, thread_name_prefix="unit", initializer=lower_thread_priority)
         # Areas and building counts of the units the model has done, one unit at a time, beside
         # the model (on its thread they left it idle between units).
-        self.post = ThreadPoolExecutor(1, thread_name_prefix="results", initializer=lower_thread_priority)
+        self.post = ThreadPoolExecutor(1, thread_name_prefix="results")
         self.stop_event = threading.Event()
         self.heartbeat = VisibilityHeartbeat(
             self.sqs, resources.tile_queue_url, settings.visibility_timeout_s
@@ -197,7 +201,7 @@ class Worker:
         # Futures of units being downloaded, in the order received (the model takes them in that
         # order); the receiving thread blocks when UNITS_IN_FLIGHT are waiting.
         handoff: queue.Queue[Future | None] = queue.Queue(maxsize=UNITS_IN_FLIGHT - 1)
-        to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=STORE_THREADS)
+        to_store: queue.Queue[Inferred | None] = queue.Queue(maxsize=UNITS_TO_STORE)
         self._error: BaseException | None = None
         prefetcher = threading.Thread(target=self._prefetch_loop, args=(handoff,), daemon=True)
         storers = [threading.Thread(target=self._store_loop, args=(to_store,), daemon=True) for _ in range(STORE_THREADS)]
@@ -415,7 +419,6 @@ class Worker:
 
     # ---- stage 3: store ------------------------------------------------------------------
     def _store_loop(self, to_store: queue.Queue) -> None:
-        lower_thread_priority()
         while (inferred := to_store.get()) is not None:
             if self._error is not None:
                 self.heartbeat.release(inferred.item.message["ReceiptHandle"], visible_in_s=0)
