@@ -137,7 +137,7 @@ def traced(worker, trace: Trace) -> None:
 
     tile_unit: dict[tuple, str] = {}
 
-    def unit_of_message(message):
+    def unit_of_message(message, *_):
         try:
             unit = parse_work_unit(message["Body"])
         except Exception:  # noqa: BLE001 - a malformed message has no unit

@@ -266,6 +266,8 @@ class Worker:
     def _prefetch_loop(self, handoff: queue.Queue) -> None:
         lower_thread_priority()
         idle_since = time.monotonic()
+        turn = threading.Event()  # set: the previous unit's downloads are queued
+        turn.set()
         try:
             while not self.stop_event.is_set():
                 resp = self.sqs.receive_message(
@@ -285,14 +287,26 @@ class Worker:
                     self.heartbeat.hold(message["ReceiptHandle"])
                     # Downloads of several units run at once (one slow tile holds up one unit's
                     # download only); the model takes the units in the order received.
-                    handoff.put(self.units.submit(self._prefetch, message))
+                    next_turn = threading.Event()
+                    handoff.put(self.units.submit(self._prefetch_in_turn, message, turn, next_turn))
+                    turn = next_turn
         except BaseException as exc:  # noqa: BLE001 - re-raised by run() on the main thread
             log.exception("receiving failed; stopping")
             self._fail(exc)
         finally:
             handoff.put(None)
 
-    def _prefetch(self, message: dict) -> Prefetched | None:
+    def _prefetch_in_turn(self, message: dict, turn: threading.Event, next_turn: threading.Event) -> Prefetched | None:
+        """:meth:`_prefetch`, queuing the unit's downloads only once the unit received before it
+        has queued its own (``turn``; this unit then sets ``next_turn``, whatever happens): the
+        units' skip checks run at once, but the pool takes their tiles in the order the model
+        takes the units (else a unit whose check returned first could make the model wait)."""
+        try:
+            return self._prefetch(message, turn)
+        finally:
+            next_turn.set()
+
+    def _prefetch(self, message: dict, turn: threading.Event | None = None) -> Prefetched | None:
         try:
             unit = parse_work_unit(message["Body"])
         except MalformedMessage as exc:
@@ -308,7 +322,9 @@ class Worker:
         already = self.store.final_quadkeys(unit.job_id, list(keys))
         todo = [t for qk, t in keys.items() if qk not in already]
         self._count(tiles_seen=len(tiles))
-        # Queued at once, in order: the pool takes the earlier units' tiles first.
+        # Queued at once, after the previous unit's: the pool takes the earlier units' tiles first.
+        if turn is not None:
+            turn.wait()
         downloads = [self.pool.submit(self._fetch_safe, tile, source) for tile in todo]
         imagery = {"imagery": source.public_name, "imagery_name": unit.imagery or self.catalog.default_name}
         return Prefetched(message, unit, [], None, imagery, downloads)

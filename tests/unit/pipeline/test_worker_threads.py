@@ -80,3 +80,45 @@ def test_the_model_runs_each_batch_as_soon_as_its_tiles_are_in():
     with_image, masks = inferred[0].results.result()
     assert [t.x for t in with_image] == [0, 1, 2, 3, 4] and masks.shape == (5, 4, 4)
     assert [t.x for t in item.tiles] == [0, 1, 2, 3, 4] and "HTTP 503" in item.transient
+
+
+def test_units_queue_their_downloads_in_the_order_received_whatever_their_skip_checks_take():
+    """The first unit's skip check returns after the second's; its tiles still go first."""
+    from types import SimpleNamespace
+
+    from looking_glass.pipeline.worker import Worker, WorkerStats
+    from looking_glass.pipeline.workunits import WorkUnit
+
+    job = "ab" * 12
+    first, second = (WorkUnit(job, 18, ((132400 + r, 152900, 152904),)) for r in range(2))
+    second_checked = threading.Event()
+
+    def final_quadkeys(job_id, quadkeys):
+        if quadkeys[0] == first_keys[0]:
+            assert second_checked.wait(10)  # the first unit's check is the slow one
+        else:
+            second_checked.set()
+        return set()
+
+    from looking_glass.grid import quadkey
+
+    first_keys = [quadkey(x, y, z) for x, y, z in first.tiles()]
+    fetched: list[tuple] = []
+    worker = Worker.__new__(Worker)
+    worker.catalog = SimpleNamespace(get=lambda name, digest=None: SimpleNamespace(public_name="t"), default_name="d")
+    worker.store = SimpleNamespace(final_quadkeys=final_quadkeys)
+    worker.stats, worker.stats_lock = WorkerStats(), threading.Lock()
+    worker.pool = ThreadPoolExecutor(1)  # one download thread: tiles run in the order queued
+    worker._fetch_safe = lambda tile, source: fetched.append(tile)
+    start, between, end = threading.Event(), threading.Event(), threading.Event()
+    start.set()
+    with ThreadPoolExecutor(2) as units:
+        jobs = [units.submit(worker._prefetch_in_turn, {"Body": first.to_json()}, start, between),
+                units.submit(worker._prefetch_in_turn, {"Body": second.to_json()}, between, end)]
+        items = [job.result(10) for job in jobs]
+    for item in items:
+        for download in item.downloads:
+            download.result(10)
+    worker.pool.shutdown()
+    assert fetched == first.tiles() + second.tiles()
+    assert end.is_set()
