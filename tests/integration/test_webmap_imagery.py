@@ -4,6 +4,7 @@ zoom, tiles outlined with a faint fill, and a scale bar on a solid background.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -39,7 +40,7 @@ def geotiff_job(env) -> str:
 
 
 def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, capsys, tmp_path):
-    sync_playwright = browser_or_skip()
+    browser_or_skip()
     write_state(env["state"], os.environ["AWS_ENDPOINT_URL"], env["res"], None)  # no tile server: a GeoTIFF job
     geotiff_job(env)
     out = tmp_path / "map"
@@ -50,32 +51,18 @@ def test_geotiff_imagery_is_drawn_from_files_beside_the_page_at_every_zoom(env, 
     assert '"template":"map_tiles/{z}/{x}/{y}.webp"' in page and IMAGE not in page  # attribution: the file's name
     assert all((out / "map_tiles" / "18" / str(X0 + dx) / f"{Y0 + dy}.webp").is_file() for dx in range(2) for dy in range(2))
 
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            pg = browser.new_page(viewport={"width": 800, "height": 600})
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("request", lambda r: requests.append(r.url))
-            pg.goto((out / "map.html").as_uri())
-            pg.wait_for_function("window.lookingGlass && window.lookingGlass.ready", timeout=20_000)
-            shown = {}
-            for zoom in (18, 17, 16, 14):
-                pg.evaluate(f"map.setZoom({zoom}, {{animate: false}})")
-                pg.wait_for_timeout(300)
-                pg.wait_for_load_state("networkidle")
-                shown[zoom] = pg.evaluate(
-                    "Array.from(document.querySelectorAll('img.leaflet-tile-loaded')).map(i => i.src)")
-            paths = pg.evaluate("Array.from(document.querySelectorAll('path.lg-tile'))"
-                                ".map(p => [p.getAttribute('fill-opacity'), p.getAttribute('stroke-width')])")
-            dashed = pg.evaluate("document.querySelectorAll('path.lg-tile[stroke-dasharray]').length")
-            legend = pg.locator(".lg-legend").inner_text()
-            scale_bg = pg.evaluate("getComputedStyle(document.querySelector('.leaflet-control-scale-line')).backgroundColor")
-            pg.screenshot(path=str(tmp_path / "geotiff.png"))
-        finally:
-            browser.close()
+    with _opened(out / "map.html") as (pg, seen):
+        shown = {}
+        for zoom in (18, 17, 16, 14):
+            _zoom_to(pg, zoom)
+            shown[zoom] = pg.evaluate("Array.from(document.querySelectorAll('img.leaflet-tile-loaded')).map(i => i.src)")
+        paths = pg.evaluate("Array.from(document.querySelectorAll('path.lg-tile'))"
+                            ".map(p => [p.getAttribute('fill-opacity'), p.getAttribute('stroke-width')])")
+        dashed = pg.evaluate("document.querySelectorAll('path.lg-tile[stroke-dasharray]').length")
+        legend = pg.locator(".lg-legend").inner_text()
+        scale_bg = pg.evaluate("getComputedStyle(document.querySelector('.leaflet-control-scale-line')).backgroundColor")
+        pg.screenshot(path=str(tmp_path / "geotiff.png"))
+    errors, requests = seen["errors"], seen["requests"]
     assert errors == []
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
     min_zoom = min(int(d.name) for d in (out / "map_tiles").iterdir())
@@ -123,30 +110,43 @@ def test_an_s3_geotiff_is_read_with_the_deployments_session(env, tmp_path):
     assert (tmp_path / "m" / "map_tiles" / "18" / str(X0) / f"{Y0}.webp").stat().st_size > 1000
 
 
-def _loaded_at_zooms(page_path, zooms) -> tuple[list[str], list[str], list[str]]:
-    """Open ``page_path`` from ``file://`` in Chromium and set each of ``zooms`` in turn: the
-    URLs asked for, the requests that failed, and the console/page errors."""
+@contextlib.contextmanager
+def _opened(page_path):
+    """Open ``page_path`` from ``file://`` in headless Chromium (800x600) and wait until the map
+    says it is ready; yields the page and what it has done so far: ``seen["requests"]`` (every
+    URL asked for), ``seen["failed"]`` (requests that failed) and ``seen["errors"]`` (console
+    errors and uncaught page errors), filled while the page stays open."""
     sync_playwright = browser_or_skip()
-    errors: list[str] = []
-    requests: list[str] = []
-    failed: list[str] = []
+    seen: dict[str, list[str]] = {"requests": [], "failed": [], "errors": []}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             pg = browser.new_page(viewport={"width": 800, "height": 600})
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.on("request", lambda r: requests.append(r.url))
-            pg.on("requestfailed", lambda r: failed.append(r.url))
+            pg.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e: seen["errors"].append(str(e)))
+            pg.on("request", lambda r: seen["requests"].append(r.url))
+            pg.on("requestfailed", lambda r: seen["failed"].append(r.url))
             pg.goto(page_path.as_uri())
             pg.wait_for_function("window.lookingGlass && window.lookingGlass.ready", timeout=20_000)
-            for zoom in zooms:
-                pg.evaluate(f"map.setZoom({zoom}, {{animate: false}})")
-                pg.wait_for_timeout(300)
-                pg.wait_for_load_state("networkidle")
+            yield pg, seen
         finally:
             browser.close()
-    return requests, failed, errors
+
+
+def _zoom_to(pg, zoom: int) -> None:
+    """Set the open map to ``zoom`` at once (no animation) and wait until the network is idle."""
+    pg.evaluate(f"map.setZoom({zoom}, {{animate: false}})")
+    pg.wait_for_timeout(300)
+    pg.wait_for_load_state("networkidle")
+
+
+def _loaded_at_zooms(page_path, zooms) -> tuple[list[str], list[str], list[str]]:
+    """Open ``page_path`` (:func:`_opened`) and set each of ``zooms`` in turn: the URLs asked
+    for, the requests that failed, and the console/page errors."""
+    with _opened(page_path) as (pg, seen):
+        for zoom in zooms:
+            _zoom_to(pg, zoom)
+    return seen["requests"], seen["failed"], seen["errors"]
 
 
 def test_gap_html_asks_only_for_the_imagery_tiles_written_like_map_html(env, tmp_path):
