@@ -63,6 +63,40 @@ def tile_server():
     with SyntheticTileServer() as server:
         yield server
 
+
+class RecordingLauncher:
+    """Stands in for worker processes where a test is about the enumerator alone: records each
+    ``launch(job_id, workers)`` in ``calls``."""
+
+    def __init__(self):
+        self.calls = []
+
+    def launch(self, job_id, workers):
+        """Record the launch; returns a launch id like a launcher's (``recorded-N``)."""
+        self.calls.append((job_id, workers))
+        return f"recorded-{len(self.calls)}"
+
+
+@contextlib.contextmanager
+def enumerator_env_with(monkeypatch, resources, **settings):
+    """The enumerator handler's environment for a test (through ``monkeypatch``): the variables
+    of ``resources`` (a :class:`DeployedResources`), the local launcher, and ``settings`` (e.g.
+    ``LG_TILES_PER_WORKER=25``); yields the :class:`RecordingLauncher` registered meanwhile."""
+    from looking_glass.pipeline.launchers import register_local_launcher
+
+    for key, value in resources.to_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
+    for key, value in settings.items():
+        monkeypatch.setenv(key, str(value))
+    launcher = RecordingLauncher()
+    register_local_launcher(launcher)
+    try:
+        yield launcher
+    finally:
+        register_local_launcher(None)
+
+
 @contextlib.contextmanager
 def embedded_thread(tmp: Path, **kwargs):
     """``looking-glass up`` in a thread (one worker) in ``tmp``, with ``kwargs`` for

@@ -3,41 +3,22 @@
 import json
 
 import pytest
-from conftest import SAMPLE_POLYGON, drain, geojson_bytes, queued
+from conftest import SAMPLE_POLYGON, drain, enumerator_env_with, geojson_bytes, queued
 
 from looking_glass.local.embedded import LocalLambdaContext, load_enumerator_handler
 from looking_glass.pipeline.enumerator import upload_aoi
-from looking_glass.pipeline.launchers import register_local_launcher
 from looking_glass.pipeline.store import FAILED, RUNNING, ResultsStore
 from looking_glass.pipeline.workunits import parse_work_unit
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import count_tiles, tile_runs
 
 
-class RecordingLauncher:
-    """Stands in for worker processes: these tests are about the enumerator alone."""
-
-    def __init__(self):
-        self.calls = []
-
-    def launch(self, job_id, workers):
-        self.calls.append((job_id, workers))
-        return f"recorded-{len(self.calls)}"
-
-
 @pytest.fixture
 def enumerator_env(aws, monkeypatch):
     session, names, resources = aws
-    for key, value in resources.to_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
-    monkeypatch.setenv("LG_TILES_PER_MESSAGE", "10")
-    monkeypatch.setenv("LG_TILES_PER_WORKER", "25")
-    monkeypatch.setenv("LG_MAX_WORKERS", "3")
-    launcher = RecordingLauncher()
-    register_local_launcher(launcher)
-    yield session, names, resources, launcher
-    register_local_launcher(None)
+    with enumerator_env_with(monkeypatch, resources, LG_TILES_PER_MESSAGE=10, LG_TILES_PER_WORKER=25,
+                             LG_MAX_WORKERS=3) as launcher:
+        yield session, names, resources, launcher
 
 
 def upload_and_handle(session, names, resources, filename, data, imagery_digest=""):

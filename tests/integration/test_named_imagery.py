@@ -11,12 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_POLYGON, drain
-from test_enumerator import RecordingLauncher, store_of, upload_and_handle  # noqa: F401
+from conftest import SAMPLE_POLYGON, drain, enumerator_env_with
+from test_enumerator import store_of, upload_and_handle
 from test_worker import JOB, settings_for, tiny_segmenter  # noqa: F401 - a fixture
 
 from looking_glass.pipeline.enumerator import job_id_for_aoi
-from looking_glass.pipeline.launchers import register_local_launcher
 from looking_glass.pipeline.store import FAILED, RUNNING
 from looking_glass.pipeline.workunits import WorkUnit, parse_work_unit
 from looking_glass.runtime.imagery_sources import parse_sources
@@ -39,14 +38,8 @@ SOURCES = parse_sources(REGISTRY)
 @pytest.fixture
 def enumerator(aws, monkeypatch):
     session, names, resources = aws
-    for key, value in resources.to_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
-    monkeypatch.setenv("LG_IMAGERY_SOURCES", json.dumps(REGISTRY))
-    launcher = RecordingLauncher()
-    register_local_launcher(launcher)
-    yield session, names, resources
-    register_local_launcher(None)
+    with enumerator_env_with(monkeypatch, resources, LG_IMAGERY_SOURCES=json.dumps(REGISTRY)):
+        yield session, names, resources
 
 
 def test_the_chosen_source_is_recorded_and_on_every_unit(enumerator):

@@ -11,13 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import create_output_stack, drain, run_cli
+from conftest import create_output_stack, drain, enumerator_env_with, run_cli
 from test_deployment import stack_outputs
-from test_enumerator import RecordingLauncher
 from test_results_cli import X0, Y0, block_aoi, env  # noqa: F401 - a fixture
 
 from looking_glass.local.embedded import LocalLambdaContext, load_enumerator_handler
-from looking_glass.pipeline.launchers import register_local_launcher
 from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import ImageryRegistry, ImagerySource, encode_sources, single_source
 
@@ -48,13 +46,8 @@ def deployment(env, monkeypatch):  # noqa: F811
     s3.upload_file(str(tif), bucket, "kigali/scene.tif")
     scene = ImagerySource("scene", f"s3://{bucket}/kigali/scene.tif", "2021-01-01")
     registry = ImageryRegistry({"scene": scene, "osm": OSM, "default": DEFAULT}, "default")
-    for key, value in env["res"].to_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("LG_WORKER_LAUNCHER", "local")
-    launcher = RecordingLauncher()
-    register_local_launcher(launcher)
-    yield {**env, "registry": registry, "name": deploy(env, registry), "bucket": bucket}
-    register_local_launcher(None)
+    with enumerator_env_with(monkeypatch, env["res"]):
+        yield {**env, "registry": registry, "name": deploy(env, registry), "bucket": bucket}
 
 
 def enumerate_uploads(dep, registry: ImageryRegistry, monkeypatch) -> None:
