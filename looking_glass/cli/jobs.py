@@ -333,7 +333,7 @@ def _within_counts(args, dep, store, job_id: str, polygons: list[dict]) -> list[
 
 
 def _statuses(text: str) -> tuple[str, ...]:
-    from looking_glass.pipeline.jobs import RETRYABLE
+    from looking_glass.pipeline.retry import RETRYABLE
 
     values = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in values if s not in RETRYABLE]
@@ -344,7 +344,8 @@ def _statuses(text: str) -> tuple[str, ...]:
 
 def cmd_retry(args) -> int:
     """Re-enqueue a job's tiles without a done result and move its dead letters back."""
-    from looking_glass.pipeline.jobs import RETRYABLE, retry, store_for
+    from looking_glass.pipeline.jobs import store_for
+    from looking_glass.pipeline.retry import RETRYABLE, retry
 
     dep = _deployment(args)
     job_id = resolve_job_ref(store_for(dep), args.job)

@@ -1,4 +1,5 @@
-"""Job operations of the CLI: submit an AOI, follow a job, describe it, retry what did not finish.
+"""Job operations of the CLI: submit an AOI, follow a job, describe it (retrying what did not
+finish: :mod:`looking_glass.pipeline.retry`).
 
 All of it works the same against a deployed stack and the embedded run (``deployment``).
 """
@@ -12,27 +13,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
-from looking_glass.grid import ZOOM, quadkey
-from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
+from looking_glass.grid import ZOOM
 from looking_glass.pipeline.enumerator import (
     MAX_AOI_BYTES,
-    SQS_BATCH,
     job_id_for_aoi,
     upload_aoi,
 )
 from looking_glass.pipeline.store import COMPLETE, ENQUEUEING, FAILED, RUNNING, ResultsStore, utc_now
-from looking_glass.pipeline.workunits import pack_runs
-from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
 from looking_glass.runtime.imagery_sources import ImageryRegistry, ImagerySourcesError, check_source_name
 from looking_glass.runtime.resources import TRIGGER_PREFIX, TRIGGER_SUFFIX, DeployedResources
 from looking_glass.tiling.aoi import INPUTS_MEMBER, AoiError, parse_aoi
-from looking_glass.tiling.cover import count_tiles, iter_tiles, tile_runs
+from looking_glass.tiling.cover import count_tiles
 
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-RETRYABLE = tuple(s for s in TILE_STATUSES if s != TILE_DONE)
 
 
 class JobError(LookingGlassError, RuntimeError):
@@ -354,138 +348,3 @@ def mark_batch_failures(dep: JobDeployment, jobs: list[dict]) -> list[dict]:
     except (ClientError, BotoCoreError):
         pass  # Batch cannot be asked: the records as they are
     return [marked.get(j["job_id"], j) for j in jobs]
-
-
-# ---- retry --------------------------------------------------------------------------------------
-def _aoi_cover(dep: JobDeployment, job: dict):
-    """Zoom-18 tiles of the job's AOI, re-read from the trigger bucket (None if unreadable)."""
-    kwargs = {"Bucket": job.get("aoi_bucket"), "Key": job.get("aoi_key")}
-    if not kwargs["Bucket"] or not kwargs["Key"]:
-        return None
-    if job.get("aoi_version"):
-        kwargs["VersionId"] = job["aoi_version"]
-    try:
-        data = dep.client("s3").get_object(**kwargs)["Body"].read()
-        return iter_tiles(tile_runs(parse_aoi(data).geometry, ZOOM), ZOOM)
-    except Exception:  # noqa: BLE001 - without the AOI only stored tiles can be retried
-        return None
-
-
-def runs_of(tiles: list[tuple[int, int]]) -> np.ndarray:
-    """(x, y) tiles to [y, x_start, x_stop) row runs, the work-unit format."""
-    runs: list[list[int]] = []
-    for x, y in sorted(tiles, key=lambda t: (t[1], t[0])):
-        if runs and runs[-1][0] == y and runs[-1][2] == x:
-            runs[-1][2] = x + 1
-        else:
-            runs.append([y, x, x + 1])
-    return np.array(runs, dtype=np.int64).reshape(-1, 3)
-
-
-def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False,
-          tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE) -> dict:
-    """Enqueue again every tile of the job without a final ``done`` (tiles with one of
-    ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
-    back to the tile queue; the job goes back to RUNNING. Done tiles are never redone."""
-    bad = [s for s in statuses if s not in RETRYABLE]
-    if bad or not statuses:
-        raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})",
-                       exit_code=EXIT_BAD_INPUT)
-    store = store_for(dep)
-    job = get_job(store, job_id)
-    if job["status"] == FAILED and not job.get("tiles_total"):
-        raise JobError(f"job {job_id} failed before it had tiles ({job.get('reason')}): fix the AOI and submit it again")
-    if job["status"] in (ENQUEUEING,):
-        raise JobError(f"job {job_id} is still being enqueued; retry once it is RUNNING")
-    sqs = dep.client("sqs")
-    depth = queue_depth(sqs, dep.resources.tile_queue_url)
-    if depth and not force:
-        raise JobError(
-            f"the tile queue still holds {depth} work units (workers may be on this job): wait until "
-            "it is empty, or pass --force to enqueue anyway"
-        )
-
-    # x, y, z and unit: forget_tiles takes each tile out of its unit's ledger too
-    items = list(store.query_tiles(job_id, attributes=("quadkey", "x", "y", "z", "status", "building_area_m2", "unit")))
-    have = {it["quadkey"] for it in items}
-    redo = [it for it in items if it["status"] in statuses]
-    cover = _aoi_cover(dep, job)
-    missing: list[tuple[int, int]] = []
-    if cover is not None:
-        missing = [(x, y) for x, y, z in cover if quadkey(x, y, z) not in have]
-
-    held = dead_letters(sqs, dep.resources.tile_dlq_url, job_id, hold_s=300)
-    in_dlq: set[tuple[int, int]] = set()
-    from looking_glass.pipeline.workunits import MalformedMessage, parse_work_unit
-
-    movable = []
-    for m in held:
-        try:
-            unit = parse_work_unit(m["Body"])
-        except MalformedMessage:
-            continue  # stays in the DLQ: no retry can fix it
-        movable.append(m)
-        in_dlq.update((x, y) for x, y, _ in unit.tiles())
-    release(sqs, dep.resources.tile_dlq_url, [m for m in held if m not in movable])
-
-    forgotten = store.forget_tiles(job_id, redo)
-    from looking_glass.grid import tile_from_quadkey
-
-    todo = {tile_from_quadkey(it["quadkey"])[:2] for it in redo} | set(missing)
-    todo -= in_dlq
-    if forgotten or missing or movable:
-        store.reopen_job(job_id)
-
-    for i in range(0, len(movable), SQS_BATCH):
-        chunk = movable[i : i + SQS_BATCH]
-        sqs.send_message_batch(
-            QueueUrl=dep.resources.tile_queue_url,
-            Entries=[{"Id": str(k), "MessageBody": m["Body"]} for k, m in enumerate(chunk)],
-        )
-        sqs.delete_message_batch(
-            QueueUrl=dep.resources.tile_dlq_url,
-            Entries=[{"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(chunk)],
-        )
-    # The job's own source and its definition's digest, as its first units had: after the source
-    # was redefined, workers fail these tiles again rather than read other imagery for this job.
-    imagery, digest = job.get("imagery") or None, job.get("imagery_digest") or None
-    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message, imagery, digest)] if todo else []
-    for i in range(0, len(units), SQS_BATCH):
-        resp = sqs.send_message_batch(
-            QueueUrl=dep.resources.tile_queue_url,
-            Entries=[{"Id": str(k), "MessageBody": b} for k, b in enumerate(units[i : i + SQS_BATCH])],
-        )
-        if resp.get("Failed"):
-            raise JobError(f"SQS refused {len(resp['Failed'])} work units: {resp['Failed'][0]}")
-    tiles_queued = len(todo) + len(in_dlq)
-    workers = launch_workers(dep, job, tiles_queued) if tiles_queued else "nothing to retry"
-    return {
-        "job_id": job_id,
-        "tiles_reset": forgotten,
-        "tiles_missing": len(missing),
-        "aoi_read": cover is not None,
-        "dlq_messages_moved": len(movable),
-        "work_units_enqueued": len(units),
-        "tiles_enqueued": len(todo),
-        "workers": workers,
-    }
-
-
-def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
-    """Workers for re-enqueued work: on AWS a Batch job like the job's first one; the embedded
-    run (``looking-glass up``) starts local workers by itself when work is queued."""
-    previous = str(job.get("worker_job") or "")
-    if dep.kind == "embedded" or previous.startswith("local-"):
-        return "the embedded run starts local workers for queued work"
-    from looking_glass.pipeline.launchers import BatchLauncher
-
-    batch = dep.client("batch")
-    found = batch.describe_jobs(jobs=[previous])["jobs"] if previous else []
-    if not found:
-        return (
-            f"work enqueued, but no workers started: the job's Batch job {previous or '(none)'} is not "
-            "known to Batch any more; submit one to the stack's job queue"
-        )
-    workers = max(1, min(int(job.get("workers") or 1), -(-tiles // DEFAULT_TILES_PER_WORKER)))
-    launched = BatchLauncher(batch, found[0]["jobQueue"], found[0]["jobDefinition"]).launch(job["job_id"], workers)
-    return f"Batch job {launched} ({workers} worker(s))"

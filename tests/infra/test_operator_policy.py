@@ -110,7 +110,7 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     # One tile result lost, its work unit in the dead-letter queue next to a stranger's message:
     # status holds and releases both, retry moves the unit back to the tile queue.
     from looking_glass.grid import ZOOM, tile_from_quadkey
-    from looking_glass.pipeline.jobs import runs_of
+    from looking_glass.pipeline.retry import runs_of
     from looking_glass.pipeline.store import JOB_SORT_KEY, TILE_SORT_PREFIX, ResultsStore
     from looking_glass.pipeline.workunits import pack_runs
 
