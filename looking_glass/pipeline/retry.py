@@ -23,7 +23,7 @@ from looking_glass.pipeline.jobs import (
 )
 from looking_glass.pipeline.store import ENQUEUEING, FAILED
 from looking_glass.pipeline.workunits import pack_runs
-from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER
+from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER, workers_for
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import iter_tiles, tile_runs
 
@@ -145,7 +145,9 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
 
 
 def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
-    """Workers for re-enqueued work: on AWS a Batch job like the job's first one; the embedded
+    """Workers for ``tiles`` re-enqueued tiles: on AWS a Batch job like the job's first one, one
+    worker per the deployment's ``tiles_per_worker`` as the enumerator recorded it on the job
+    (the default for jobs enumerated before it did), at most the job's first count; the embedded
     run (``looking-glass up``) starts local workers by itself when work is queued."""
     previous = str(job.get("worker_job") or "")
     if dep.kind == "embedded" or previous.startswith("local-"):
@@ -159,6 +161,7 @@ def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
             f"work enqueued, but no workers started: the job's Batch job {previous or '(none)'} is not "
             "known to Batch any more; submit one to the stack's job queue"
         )
-    workers = max(1, min(int(job.get("workers") or 1), -(-tiles // DEFAULT_TILES_PER_WORKER)))
+    per_worker = int(job.get("tiles_per_worker") or DEFAULT_TILES_PER_WORKER)
+    workers = workers_for(tiles, per_worker, int(job.get("workers") or 1))
     launched = BatchLauncher(batch, found[0]["jobQueue"], found[0]["jobDefinition"]).launch(job["job_id"], workers)
     return f"Batch job {launched} ({workers} worker(s))"
