@@ -177,11 +177,11 @@ class Enumerator:
         messages = self.enqueue(job_id, runs, aoi.imagery, digest)  # workers check the digest
         workers = self.settings.workers_for(total)
         worker_job = self.launcher.launch(job_id, workers)
-        # tiles_per_worker: the deployment's sizing, so `retry` sizes its workers the same way
+        # The deployment's sizing, so that `retry` cuts units and sizes workers the same way
         self.store.update_job(
             job_id,
             {"status": RUNNING, "messages_total": messages, "workers": workers, "worker_job": worker_job,
-             "tiles_per_worker": self.settings.tiles_per_worker},
+             "tiles_per_message": self.settings.tiles_per_message, "tiles_per_worker": self.settings.tiles_per_worker},
             only_if_status=(ENQUEUEING,),
         )
         log.info("job %s: %d tiles in %d messages, %d workers", job_id, total, messages, workers)

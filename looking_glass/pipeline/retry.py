@@ -55,11 +55,12 @@ def runs_of(tiles: list[tuple[int, int]]) -> np.ndarray:
     return np.array(runs, dtype=np.int64).reshape(-1, 3)
 
 
-def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False,
-          tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE) -> dict:
+def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False) -> dict:
     """Enqueue again every tile of the job without a final ``done`` (tiles with one of
     ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
-    back to the tile queue; the job goes back to RUNNING. Done tiles are never redone."""
+    back to the tile queue; the job goes back to RUNNING. Done tiles are never redone. Work
+    units hold the deployment's ``tiles_per_message`` tiles, as the enumerator recorded it on
+    the job (the default for jobs enumerated before it did)."""
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
         raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})",
@@ -122,7 +123,8 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
     # The job's own source and its definition's digest, as its first units had: after the source
     # was redefined, workers fail these tiles again rather than read other imagery for this job.
     imagery, digest = job.get("imagery") or None, job.get("imagery_digest") or None
-    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), tiles_per_message, imagery, digest)] if todo else []
+    per_unit = int(job.get("tiles_per_message") or DEFAULT_TILES_PER_MESSAGE)
+    units = [u.to_json() for u in pack_runs(job_id, ZOOM, runs_of(sorted(todo)), per_unit, imagery, digest)] if todo else []
     for i in range(0, len(units), SQS_BATCH):
         resp = sqs.send_message_batch(
             QueueUrl=dep.resources.tile_queue_url,

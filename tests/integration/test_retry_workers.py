@@ -1,15 +1,17 @@
-"""``retry`` on a stack starts as many workers as the enumerator would for the tiles it
-enqueues again: one per the deployment's ``LG_TILES_PER_WORKER`` (which the enumerator records on
-the job), not one per the built-in default. Against moto: the real enumerator handler launching
-through the project's BatchLauncher on moto's Batch, then the real retry."""
+"""``retry`` cuts the tiles it enqueues again into work units and sizes their workers as the
+enumerator did: units of the deployment's ``LG_TILES_PER_MESSAGE`` tiles and on a stack one
+worker per its ``LG_TILES_PER_WORKER`` (both recorded on the job by the enumerator), not the
+built-in defaults. Against moto: the real enumerator handler (launching through the project's
+BatchLauncher on moto's Batch where a test needs workers), then the real retry."""
 
 from __future__ import annotations
 
-from conftest import SAMPLE_POLYGON, enumerator_env_with, geojson_bytes
+from conftest import SAMPLE_POLYGON, drain, enumerator_env_with, geojson_bytes
 from test_batch_failures_recorded import StackOnMoto, batch_queue  # noqa: F401 - a fixture
 from test_enumerator import store_of, upload_and_handle
 
 from looking_glass.pipeline.retry import retry
+from looking_glass.pipeline.workunits import parse_work_unit
 
 
 def test_retry_sizes_its_batch_workers_with_the_deployments_tiles_per_worker(aws, batch_queue, monkeypatch):  # noqa: F811
@@ -30,3 +32,20 @@ def test_retry_sizes_its_batch_workers_with_the_deployments_tiles_per_worker(aws
     described = session.client("batch").describe_jobs(jobs=[launched])["jobs"][0]
     assert described["jobQueue"] == batch_queue.job_queue
     assert described["arrayProperties"]["size"] == job["workers"]
+
+
+def test_retry_cuts_work_units_of_the_deployments_tiles_per_message(aws, monkeypatch):
+    session, names, resources = aws
+    with enumerator_env_with(monkeypatch, resources, LG_TILES_PER_MESSAGE=2):
+        job_id, _ = upload_and_handle(session, names, resources, "m.geojson", geojson_bytes(SAMPLE_POLYGON))
+    job = store_of(session, names).get_job(job_id)
+    tiles = int(job["tiles_total"])
+    assert job["tiles_per_message"] == 2 and tiles > 2
+    sqs = session.client("sqs")
+    sqs.purge_queue(QueueUrl=resources.tile_queue_url)  # the first units were lost
+
+    out = retry(StackOnMoto(session, resources, kind="embedded"), job_id)
+    units = [parse_work_unit(m["Body"]) for m in drain(sqs, resources.tile_queue_url)]
+    assert out["tiles_enqueued"] == sum(u.tile_count for u in units) == tiles
+    assert out["work_units_enqueued"] == len(units) == -(-tiles // 2)
+    assert all(u.tile_count <= 2 for u in units)
