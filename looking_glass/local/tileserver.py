@@ -1,7 +1,10 @@
 """A local XYZ tile server (real HTTP on 127.0.0.1) for the synthetic world.
 
 Serves ``/{z}/{x}/{y}.png``; ``/{z}/{x}/{y}.mask.png`` serves the ground-truth mask. An optional
-per-request latency imitates a remote imagery provider.
+per-request latency imitates a remote imagery provider. It speaks HTTP/1.1 with a Content-Length
+on every answer, so a client's connection stays open for its next tiles (as a real tile server's
+does; a new connection per tile cost both sides CPU); an idle connection is closed after
+``KEEP_ALIVE_S``, and ``stop()`` closes every open one.
 
 Fault injection (for tests; off unless set): ``set_fault(z, x, y, kind, times=None)`` makes the
 image requests of one tile misbehave, the first ``times`` of them (every one with ``None``), and
@@ -20,6 +23,7 @@ times (monotonic) of every image request of a tile; by default nothing is record
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -36,6 +40,8 @@ FAULT_KINDS = (
     "not_found", "no_content", "server_error", "rate_limited", "slow", "truncated",
     "corrupt", "html", "wrong_size", "blank", "trickle", "trickle_headers", "bytes",
 )
+# Seconds an open connection may wait for its next request (nginx's keepalive_timeout is 75 s).
+KEEP_ALIVE_S = 60.0
 
 
 @dataclass
@@ -62,6 +68,22 @@ def _tile_png(z: int, x: int, y: int, mask: bool) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
+    # Keep-alive: the connection serves requests until the client closes it, asks to (a
+    # ``Connection: close`` or HTTP/1.0 request) or stays idle for ``timeout`` seconds; every
+    # answer says its length (``_send``; ``send_error`` closes the connection after its page).
+    protocol_version = "HTTP/1.1"
+    timeout = KEEP_ALIVE_S
+    # Headers and body are two writes: without TCP_NODELAY the body of a kept-alive connection
+    # can wait for the client's delayed ACK of the headers (up to 40 ms on Linux).
+    disable_nagle_algorithm = True
+
+    def handle(self):
+        """Serve the connection's requests; a client that goes away mid-request or between
+        requests (its deadline passed, it closed its pool) ends only this connection, quietly."""
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            self.close_connection = True
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         match = TILE_PATH.match(self.path.split("?", 1)[0])
@@ -178,8 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Connections waiting to be accepted. socketserver's default, 5, drops the SYNs of a worker's
-    # 32 concurrent downloads (each tile a new HTTP/1.0 connection), and each dropped one costs
-    # the client a 1 s TCP retransmission: no real tile server queues so few (nginx: 511).
+    # 32 concurrent downloads (32 new connections at its start, and a new one per tile for a
+    # client without keep-alive), and each dropped one costs the client a 1 s TCP
+    # retransmission: no real tile server queues so few (nginx: 511).
     request_queue_size = 128
     latency_s = 0.0
     tile_source = None  # callable (z, x, y) -> PNG bytes, or None for 404; None: synthetic
@@ -191,6 +214,28 @@ class _Server(ThreadingHTTPServer):
         self.requests: defaultdict[tuple[int, int, int], list[float]] = defaultdict(list)
         self.recording = False
         self._wake = threading.Event()
+        self.open_connections: set[socket.socket] = set()  # closed by close_connections()
+
+    def process_request(self, request, client_address):
+        with self.lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection (the threads serving them see end of file and stop): after
+        ``stop()`` no kept-alive connection is still answered."""
+        with self.lock:
+            connections = list(self.open_connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed by its client
+                pass
 
     def take_fault(self, z: int, x: int, y: int) -> TileFault | None:
         """Record an image request (when recording); the fault it gets, if any (counting one of
@@ -266,10 +311,12 @@ class SyntheticTileServer:
         return self
 
     def stop(self) -> None:
-        """Answer waiting ``slow`` requests, stop serving and close the socket."""
+        """Answer waiting ``slow`` requests, stop serving, close the listening socket and every
+        open connection."""
         self.release()
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
 
     def __enter__(self):
         return self.start()
