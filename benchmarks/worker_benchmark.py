@@ -20,12 +20,15 @@ DynamoDB bills them), dynamodb_rru_per_tile, sqs_requests_per_tile (billed SQS r
 aws_usd_per_million_tiles (those requests at list prices), and the run's settings and load average.
 
     .venv/bin/python benchmarks/worker_benchmark.py [--tiles 512] [--latency-ms 50] [--batch-size 32] [--no-masks] [--json]
-        [--skip-original] [--pin-services] [--trace]
+        [--skip-original] [--pin-services] [--trace] [--tile-format png|jpeg]
 
 ``--pin-services`` is a variant, labelled ``services_pinned`` in the JSON: moto and the tile
 server run on the last CPU only (``os.sched_setaffinity``), as AWS and a tile server run on other
 machines in production; the default run shares every core with them. ``--trace`` prints the
 worker's per-unit timeline and CPU seconds per stage (``benchmarks/worker_trace.py``).
+``--tile-format jpeg`` has the tile server send JPEG tiles (quality 90, the synthetic tile
+server's ``.jpg``), as satellite imagery services do, instead of PNG (the default, kept so that
+runs compare with the earlier ones); (a) and (b) see the same decoded tiles either way.
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ def main() -> None:
                              "last CPU only, so that they take no other core from the worker (a labelled variant)")
     parser.add_argument("--trace", action="store_true",
                         help="print (b)'s per-unit timeline and CPU per stage (benchmarks/worker_trace.py)")
+    parser.add_argument("--tile-format", choices=("png", "jpeg"), default="png",
+                        help="the tiles the tile server sends (default png; satellite imagery services send jpeg)")
     args = parser.parse_args()
     if args.tiles < 1:
         parser.error("--tiles must be at least 1")
@@ -144,13 +149,14 @@ def main() -> None:
             os.sched_setaffinity(service.pid, {last_cpu})
     os.environ.update({**LOCAL_AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}"})
     wait_for(f"http://127.0.0.1:{moto_port}/moto-api/")
-    template = f"http://127.0.0.1:{tiles_port}/{{z}}/{{x}}/{{y}}.png"
+    extension = {"png": "png", "jpeg": "jpg"}[args.tile_format]
+    template = f"http://127.0.0.1:{tiles_port}/{{z}}/{{x}}/{{y}}.{extension}"
     wait_for(template.format(z=0, x=0, y=0))
     session = boto3.session.Session()
     tiles = tiles_for(args.tiles)
     tile_list = [(x, y, 18) for y, a, b in tiles.tolist() for x in range(a, b)]
     segmenter = Segmenter.load()
-    print(f"model {segmenter.info.model_id}; {len(tile_list)} tiles; tile latency {args.latency_ms:g} ms; "
+    print(f"model {segmenter.info.model_id}; {len(tile_list)} {args.tile_format.upper()} tiles; tile latency {args.latency_ms:g} ms; "
           f"worker writes masks: {not args.no_masks}; moto and the tile server pinned to the last CPU: {args.pin_services}")
     # (a) and (b) run this one segmenter: the same runtime, threads and batch size.
     print(f"runtime (bare and worker): {segmenter.describe()}; batch {args.batch_size}")
@@ -254,7 +260,8 @@ def main() -> None:
         print(f"worker / 2018-style     = {worker_rate / original:.1f}x (goal >= 5x)")
     if args.json:
         print(json.dumps({
-            "tiles": len(tile_list), "latency_ms": args.latency_ms, "batch_size": args.batch_size,
+            "tiles": len(tile_list), "tile_format": args.tile_format, "latency_ms": args.latency_ms,
+            "batch_size": args.batch_size,
             "writes_masks": not args.no_masks, "model": segmenter.info.model_id,
             "services_pinned": args.pin_services, "runtime": segmenter.describe(),
             "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),

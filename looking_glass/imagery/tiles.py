@@ -93,7 +93,8 @@ def _decode(x: int, y: int, z: int, data: bytes) -> FetchedTile:
             samples, valid = _read_16bit_png(data, img.info.get("transparency"))
         else:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            # In place: the usual tile has no EXIF orientation, and a copy would be the only work.
+            ImageOps.exif_transpose(img, in_place=True)
             if img.size != (TILE_SIZE, TILE_SIZE):
                 return _failed(x, y, z, f"tile is {img.size[0]}x{img.size[1]}, not {TILE_SIZE}x{TILE_SIZE}")
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

@@ -1,6 +1,8 @@
 """A local XYZ tile server (real HTTP on 127.0.0.1) for the synthetic world.
 
-Serves ``/{z}/{x}/{y}.png``; ``/{z}/{x}/{y}.mask.png`` serves the ground-truth mask. An optional
+Serves ``/{z}/{x}/{y}.png``; ``/{z}/{x}/{y}.jpg`` serves the synthetic world's tile as JPEG (quality
+``JPEG_QUALITY``: satellite imagery services serve JPEG); ``/{z}/{x}/{y}.mask.png`` serves the
+ground-truth mask. An optional
 per-request latency imitates a remote imagery provider. It speaks HTTP/1.1 with a Content-Length
 on every answer, so a client's connection stays open for its next tiles (as a real tile server's
 does; a new connection per tile cost both sides CPU); an idle connection is closed after
@@ -22,6 +24,7 @@ times (monotonic) of every image request of a tile; by default nothing is record
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 import threading
@@ -32,10 +35,12 @@ from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+from PIL import Image
 
 from looking_glass.datasets.synthetic import png_bytes, render_tile
 
-TILE_PATH = re.compile(r"^/(\d{1,2})/(\d+)/(\d+)(\.mask)?\.png$")
+TILE_PATH = re.compile(r"^/(\d{1,2})/(\d+)/(\d+)(?:(\.mask)?\.png|(\.jpg))$")
+JPEG_QUALITY = 90
 FAULT_KINDS = (
     "not_found", "no_content", "server_error", "rate_limited", "slow", "truncated",
     "corrupt", "html", "wrong_size", "blank", "trickle", "trickle_headers", "bytes",
@@ -64,6 +69,13 @@ def _tile_png(z: int, x: int, y: int, mask: bool) -> bytes:
     if mask:
         return png_bytes((truth * 255).astype(np.uint8))
     return png_bytes(image)
+
+
+@lru_cache(maxsize=4096)
+def _tile_jpeg(z: int, x: int, y: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(render_tile(z, x, y)[0]).save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,6 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404, "tile outside the grid")
             return
         fault = None if match.group(4) else self.server.take_fault(z, x, y)
+        content_type = "image/png"
         if self.server.latency_s:
             time.sleep(self.server.latency_s)
         if fault is not None:
@@ -103,7 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
                 pass
             return
-        if self.server.tile_source is not None:  # e.g. a GeoTIFF (looking-glass serve-tiles)
+        if match.group(5):  # JPEG: the synthetic world only
+            if self.server.tile_source is not None:
+                self.send_error(404, "this server serves PNG tiles only")
+                return
+            body, content_type = _tile_jpeg(z, x, y), "image/jpeg"
+        elif self.server.tile_source is not None:  # e.g. a GeoTIFF (looking-glass serve-tiles)
             try:
                 body = None if match.group(4) else self.server.tile_source(z, x, y)
             except Exception:  # noqa: BLE001 - a read error is the server's, not the client's
@@ -115,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = _tile_png(z, x, y, bool(match.group(4)))
         try:
-            self._send(200, body, "image/png")
+            self._send(200, body, content_type)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its deadline): not our error
             pass
 
