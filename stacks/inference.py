@@ -70,8 +70,8 @@ class InferenceStack(Stack):
 
         CfnOutput(self, resources.OUTPUT_TILE_QUEUE_URL, value=self.tile_queue.queue_url)
         CfnOutput(self, resources.OUTPUT_TILE_DLQ_URL, value=self.tile_dlq.queue_url)
-        CfnOutput(self, "JobQueueArn", value=self.job_queue.job_queue_arn)
-        CfnOutput(self, "JobDefinitionArn", value=self.job_definition.job_definition_arn)
+        CfnOutput(self, resources.OUTPUT_JOB_QUEUE, value=self.job_queue.job_queue_arn)
+        CfnOutput(self, resources.OUTPUT_JOB_DEFINITION, value=self.job_definition.job_definition_arn)
         CfnOutput(self, resources.OUTPUT_IMAGERY_SOURCES, value=imagery_registry(config).to_json(),
                   description="imagery sources jobs may name, with their definitions (read by submit --stack)")
         if not config.model_s3_uri:  # the workers read the active model (looking-glass models use)

@@ -58,6 +58,27 @@ def aws(moto_endpoint):
     return session, names, resources
 
 
+@pytest.fixture
+def batch_queue(aws):
+    """A job queue (on an UNMANAGED compute environment) and a worker job definition in moto's
+    Batch, as a :class:`BatchLauncher` on them (moto runs no container without Docker)."""
+    import time
+
+    from looking_glass.pipeline.launchers import BatchLauncher
+
+    session, _, _ = aws
+    role = session.client("iam").create_role(RoleName=f"batch-{time.monotonic_ns()}", AssumeRolePolicyDocument="{}")
+    batch = session.client("batch")
+    ce = batch.create_compute_environment(computeEnvironmentName=f"lg-ce-{time.monotonic_ns()}", type="UNMANAGED",
+                                          state="ENABLED", serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
+    queue = batch.create_job_queue(jobQueueName=f"lg-q-{time.monotonic_ns()}", state="ENABLED", priority=1,
+                                   computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])["jobQueueArn"]
+    definition = batch.register_job_definition(
+        jobDefinitionName=f"lg-worker-{time.monotonic_ns()}", type="container",
+        containerProperties={"image": "looking-glass-worker", "vcpus": 1, "memory": 512})["jobDefinitionArn"]
+    return BatchLauncher(batch, queue, definition)
+
+
 @pytest.fixture(scope="session")
 def tile_server():
     with SyntheticTileServer() as server:

@@ -345,19 +345,28 @@ def _statuses(text: str) -> tuple[str, ...]:
 def cmd_retry(args) -> int:
     """Re-enqueue a job's tiles without a done result and move its dead letters back."""
     from looking_glass.pipeline.jobs import store_for
-    from looking_glass.pipeline.retry import RETRYABLE, retry
+    from looking_glass.pipeline.retry import RETRYABLE, WorkersNotStarted, retry
 
     dep = _deployment(args)
     job_id = resolve_job_ref(store_for(dep), args.job)
     statuses = args.statuses or RETRYABLE
-    out = retry(dep, job_id, statuses=statuses, force=args.force)
+    try:
+        out = retry(dep, job_id, statuses=statuses, force=args.force)
+    except WorkersNotStarted as exc:  # the work is queued: say what was done, then why no workers (exit 1)
+        _print_retried(job_id, statuses, {**exc.summary, "workers": "no workers started"})
+        raise
+    _print_retried(job_id, statuses, out)
+    return 0
+
+
+def _print_retried(job_id: str, statuses: tuple[str, ...], out: dict) -> None:
+    """What ``retry`` did, in one line (a warning when the AOI could not be read)."""
     print(f"job {job_id}: {out['tiles_reset']:,} tiles reset ({', '.join(statuses)}), "
           f"{out['tiles_missing']:,} without any result, {out['dlq_messages_moved']:,} dead-letter messages moved back, "
           f"{out['tiles_enqueued']:,} tiles enqueued in {out['work_units_enqueued']:,} work units; {out['workers']}")
     if not out["aoi_read"]:
         print("warning: the job's AOI could not be read, so tiles that never got a result were not found",
               file=sys.stderr)
-    return 0
 
 
 def cmd_map(args) -> int:

@@ -5,7 +5,9 @@ The enumerator calls ``launcher.launch(job_id, workers)`` and does not know whic
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -29,8 +31,8 @@ class BatchLauncher:
         self.job_queue = job_queue
         self.job_definition = job_definition
 
-    def launch(self, job_id: str, workers: int) -> str:
-        """Submit the workers of ``job_id``; returns the Batch job id."""
+    def submission(self, job_id: str, workers: int) -> dict:
+        """The SubmitJob parameters of ``workers`` workers of ``job_id`` (``LG_JOB_ID`` set)."""
         kwargs = {
             "jobName": f"looking-glass-{job_id}",
             "jobQueue": self.job_queue,
@@ -39,7 +41,23 @@ class BatchLauncher:
         }
         if workers > 1:  # Batch array jobs need at least 2 children
             kwargs["arrayProperties"] = {"size": workers}
-        return self.batch.submit_job(**kwargs)["jobId"]
+        return kwargs
+
+    def launch(self, job_id: str, workers: int) -> str:
+        """Submit the workers of ``job_id``; returns the Batch job id. Raises botocore's
+        ``ClientError`` when Batch refuses (no permission, an inactive definition, ...)."""
+        return self.batch.submit_job(**self.submission(job_id, workers))["jobId"]
+
+    def aws_command(self, job_id: str, workers: int) -> str:
+        """The same submission as an ``aws batch submit-job`` command line a user can run
+        (shell-quoted), for messages that tell them how to start the workers by hand."""
+        kwargs = self.submission(job_id, workers)
+        argv = ["aws", "batch", "submit-job", "--job-name", kwargs["jobName"], "--job-queue", kwargs["jobQueue"],
+                "--job-definition", kwargs["jobDefinition"],
+                "--container-overrides", json.dumps(kwargs["containerOverrides"], separators=(",", ":"))]
+        if "arrayProperties" in kwargs:
+            argv += ["--array-properties", f"size={kwargs['arrayProperties']['size']}"]
+        return shlex.join(argv)
 
 
 # Worker processes that exit with an error one after another before the embedded run stops

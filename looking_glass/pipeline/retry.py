@@ -7,6 +7,7 @@ Works the same against a deployed stack and the embedded run (:mod:`looking_glas
 from __future__ import annotations
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 
 from looking_glass.errors import EXIT_BAD_INPUT
 from looking_glass.grid import ZOOM, quadkey
@@ -24,6 +25,7 @@ from looking_glass.pipeline.jobs import (
 from looking_glass.pipeline.store import ENQUEUEING, FAILED
 from looking_glass.pipeline.workunits import pack_runs
 from looking_glass.runtime.defaults import DEFAULT_TILES_PER_MESSAGE, DEFAULT_TILES_PER_WORKER, workers_for
+from looking_glass.runtime.resources import OUTPUT_JOB_DEFINITION, OUTPUT_JOB_QUEUE
 from looking_glass.tiling.aoi import parse_aoi
 from looking_glass.tiling.cover import iter_tiles, tile_runs
 
@@ -60,7 +62,9 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
     ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
     back to the tile queue; the job goes back to RUNNING. Done tiles are never redone. Work
     units hold the deployment's ``tiles_per_message`` tiles, as the enumerator recorded it on
-    the job (the default for jobs enumerated before it did)."""
+    the job (the default for jobs enumerated before it did). On a stack it submits workers
+    (:func:`launch_workers`); raises :class:`WorkersNotStarted` when it queued work but could
+    not, after which the work stays queued."""
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
         raise JobError(f"--statuses must be some of {', '.join(RETRYABLE)} (got {', '.join(statuses) or 'none'})",
@@ -133,8 +137,7 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
         if resp.get("Failed"):
             raise JobError(f"SQS refused {len(resp['Failed'])} work units: {resp['Failed'][0]}")
     tiles_queued = len(todo) + len(in_dlq)
-    workers = launch_workers(dep, job, tiles_queued) if tiles_queued else "nothing to retry"
-    return {
+    out = {
         "job_id": job_id,
         "tiles_reset": forgotten,
         "tiles_missing": len(missing),
@@ -142,28 +145,92 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
         "dlq_messages_moved": len(movable),
         "work_units_enqueued": len(units),
         "tiles_enqueued": len(todo),
-        "workers": workers,
+        "workers": None if tiles_queued else "nothing to retry",
     }
+    if tiles_queued:
+        try:
+            out["workers"] = launch_workers(dep, job, tiles_queued)
+        except WorkersNotStarted as exc:
+            raise WorkersNotStarted(
+                f"job {job_id}: {tiles_queued:,} tiles are queued again in {len(units) + len(movable):,} work units, "
+                f"but no workers were started: {exc} (`retry` again would refuse while they are queued, and with "
+                "--force queue them twice)", summary=out) from None
+    return out
+
+
+class WorkersNotStarted(JobError):
+    """``retry`` queued work again on a stack but started no workers for it. The message says that
+    the work is queued, why no workers started and the command that starts them; ``summary`` is
+    what retry did (its usual return value, ``workers`` None)."""
+
+    def __init__(self, message: str, summary: dict | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or {}
+
+
+# The stand-ins of the aws command retry prints when the stack's job queue and definition are not known.
+UNKNOWN_QUEUE, UNKNOWN_DEFINITION = "JOB_QUEUE_ARN", "JOB_DEFINITION_ARN"
+
+
+def worker_target(dep: JobDeployment, job: dict) -> tuple[str, str]:
+    """(job queue, job definition) for the job's relaunched Batch workers: the stack's
+    ``JobQueueArn`` and ``JobDefinitionArn`` outputs (``dep.outputs``: the definition's current
+    revision, the one the operator policy allows; a redeploy makes older ones inactive). Only
+    where those are not known (a deployment object without ``outputs``: a caller of :func:`retry`
+    other than ``--stack``, or stacks that lack the outputs, which every version of stacks/ has
+    declared) the queue and definition of the job's first Batch job (``worker_job``), asked of
+    Batch. Raises :class:`WorkersNotStarted` (no summary) when neither is known."""
+    outputs = getattr(dep, "outputs", None) or {}
+    queue, definition = outputs.get(OUTPUT_JOB_QUEUE), outputs.get(OUTPUT_JOB_DEFINITION)
+    if queue and definition:
+        return queue, definition
+    previous = str(job.get("worker_job") or "")
+    why = (f"{dep.describe()} does not name its job queue and job definition (outputs {OUTPUT_JOB_QUEUE} and "
+           f"{OUTPUT_JOB_DEFINITION})")
+    try:
+        found = dep.client("batch").describe_jobs(jobs=[previous])["jobs"] if previous else []
+    except (ClientError, BotoCoreError) as exc:
+        raise WorkersNotStarted(f"{why} and Batch could not be asked about the job's first Batch job {previous} "
+                                f"({_aws_reason(exc)})") from None
+    if not found:
+        raise WorkersNotStarted(f"{why} and Batch no longer knows the job's first Batch job "
+                                f"{previous or '(none recorded)'} to take them from")
+    return found[0]["jobQueue"], found[0]["jobDefinition"]
+
+
+def _aws_reason(exc: Exception) -> str:
+    """A botocore error in words: ``Code: message`` for a refusal, the error itself otherwise."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code')}: {err.get('Message')}"
+    return str(exc)
 
 
 def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
-    """Workers for ``tiles`` re-enqueued tiles: on AWS a Batch job like the job's first one, one
-    worker per the deployment's ``tiles_per_worker`` as the enumerator recorded it on the job
-    (the default for jobs enumerated before it did), at most the job's first count; the embedded
-    run (``looking-glass up``) starts local workers by itself when work is queued."""
+    """Workers for ``tiles`` re-enqueued tiles: on AWS one Batch job on the stack's job queue and
+    definition (:func:`worker_target`), one worker per the deployment's ``tiles_per_worker`` as
+    the enumerator recorded it on the job (the default for jobs enumerated before it did), at most
+    the job's first count; the embedded run (``looking-glass up``) starts local workers by itself
+    when work is queued. Raises :class:`WorkersNotStarted` (no summary; its message says why and
+    gives the ``aws batch submit-job`` command that starts them) when Batch cannot be used."""
     previous = str(job.get("worker_job") or "")
     if dep.kind == "embedded" or previous.startswith("local-"):
         return "the embedded run starts local workers for queued work"
     from looking_glass.pipeline.launchers import BatchLauncher
 
-    batch = dep.client("batch")
-    found = batch.describe_jobs(jobs=[previous])["jobs"] if previous else []
-    if not found:
-        return (
-            f"work enqueued, but no workers started: the job's Batch job {previous or '(none)'} is not "
-            "known to Batch any more; submit one to the stack's job queue"
-        )
     per_worker = int(job.get("tiles_per_worker") or DEFAULT_TILES_PER_WORKER)
     workers = workers_for(tiles, per_worker, int(job.get("workers") or 1))
-    launched = BatchLauncher(batch, found[0]["jobQueue"], found[0]["jobDefinition"]).launch(job["job_id"], workers)
+    batch = dep.client("batch")
+    try:
+        queue, definition = worker_target(dep, job)
+    except WorkersNotStarted as exc:
+        command = BatchLauncher(batch, UNKNOWN_QUEUE, UNKNOWN_DEFINITION).aws_command(job["job_id"], workers)
+        raise WorkersNotStarted(f"{exc}; start them with `{command}`, {UNKNOWN_QUEUE} and {UNKNOWN_DEFINITION} "
+                                f"being the stack's {OUTPUT_JOB_QUEUE} and {OUTPUT_JOB_DEFINITION} outputs") from None
+    launcher = BatchLauncher(batch, queue, definition)
+    try:
+        launched = launcher.launch(job["job_id"], workers)
+    except (ClientError, BotoCoreError) as exc:
+        raise WorkersNotStarted(f"the submission to Batch failed ({_aws_reason(exc)}); once that is fixed, start "
+                                f"them with `{launcher.aws_command(job['job_id'], workers)}`") from None
     return f"Batch job {launched} ({workers} worker(s))"

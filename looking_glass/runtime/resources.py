@@ -76,6 +76,11 @@ OUTPUT_TILE_DLQ_URL = "TileDeadLetterQueueUrl"
 OUTPUT_TRAINING_BUCKET = "TrainingBucketName"
 OUTPUT_TRAINING_STATE_MACHINE = "TrainingStateMachineArn"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
+# The workers' Batch job queue and job definition (the ARN of the current revision: a redeploy
+# that changes the definition registers a new one and makes the old one inactive); `retry
+# --stack` submits its workers with these.
+OUTPUT_JOB_QUEUE = "JobQueueArn"
+OUTPUT_JOB_DEFINITION = "JobDefinitionArn"
 # The SSM parameter of the active model the workers read (absent when model_s3_uri pins one).
 OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
 # The imagery registry (runtime.imagery_sources.ImageryRegistry as JSON): the sources jobs may

@@ -31,11 +31,6 @@ GENERATED = Path("/tmp/lg-operator-policy.md")
 
 # Calls an operator command makes that the recording cannot: (command, action, resource, reason).
 NOT_RECORDED: list[tuple[str, str, str, str]] = [
-    ("retry", "batch:SubmitJob", "${JobQueueArn}",
-     "retry starts workers like the job's first Batch job (its queue and definition, read with "
-     "DescribeJobs); moto's Batch runs no container, so the recorded run has no Batch job to copy"),
-    ("retry", "batch:SubmitJob", "${JobDefinitionArn}",
-     "as above: the stack's job definition (an older revision is inactive after a redeploy)"),
     ("train --wait", "states:DescribeExecution",
      "arn:aws:states:${Region}:${Account}:execution:${TrainingStateMachineName}:*",
      "--wait polls the execution (TrainingStateMachineName: the last part of "

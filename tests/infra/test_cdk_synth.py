@@ -490,7 +490,8 @@ def test_stack_names_and_outputs_are_the_cli_contract(request, fixture):
         assert lg.config.stack_name == resources.DEFAULT_STACK_NAME
     expected = {
         "storage": (resources.OUTPUT_TRIGGER_BUCKET, resources.OUTPUT_MASKS_BUCKET, resources.OUTPUT_RESULTS_TABLE),
-        "inference": (resources.OUTPUT_TILE_QUEUE_URL, resources.OUTPUT_TILE_DLQ_URL),
+        "inference": (resources.OUTPUT_TILE_QUEUE_URL, resources.OUTPUT_TILE_DLQ_URL, resources.OUTPUT_JOB_QUEUE,
+                      resources.OUTPUT_JOB_DEFINITION),
         "training": (resources.OUTPUT_TRAINING_BUCKET, resources.OUTPUT_TRAINING_STATE_MACHINE),
         "monitoring": (resources.OUTPUT_DASHBOARD_URL,),
     }
@@ -501,6 +502,13 @@ def test_stack_names_and_outputs_are_the_cli_contract(request, fixture):
             assert not outputs[key]["Value"] == "", key
     url = json.dumps(_outputs(t["monitoring"])[resources.OUTPUT_DASHBOARD_URL]["Value"])
     assert f"#dashboards/dashboard/{lg.config.stack_name}" in url and "AWS::Region" in url
+    # `retry --stack` submits its workers with these: the Ref of the job definition is the ARN of
+    # its current revision (a redeploy that changes it registers a new one).
+    inference = t["inference"].to_json()["Resources"]
+    (definition,) = [k for k, r in inference.items() if r["Type"] == "AWS::Batch::JobDefinition"]
+    (queue,) = [k for k, r in inference.items() if r["Type"] == "AWS::Batch::JobQueue"]
+    assert _outputs(t["inference"])[resources.OUTPUT_JOB_DEFINITION]["Value"] == {"Ref": definition}
+    assert _outputs(t["inference"])[resources.OUTPUT_JOB_QUEUE]["Value"] == {"Fn::GetAtt": [queue, "JobQueueArn"]}
 
 
 # Actions that take no resource (the service requires Resource "*"), each with the reason:

@@ -25,8 +25,9 @@ class _LocalLauncher:
 
 
 @pytest.fixture
-def deployment(aws):
-    """A deployment ``Op<hex>`` whose stacks' outputs name the fixture's resources."""
+def deployment(aws, batch_queue):
+    """A deployment ``Op<hex>`` whose stacks' outputs name the fixture's resources (its Batch job
+    queue and job definition in moto's Batch)."""
     session, names, resources = aws
     name = f"Op{uuid.uuid4().hex[:8]}"
     create_output_stack(f"{name}Storage", {res.OUTPUT_TRIGGER_BUCKET: resources.trigger_bucket,
@@ -34,7 +35,9 @@ def deployment(aws):
                                      res.OUTPUT_RESULTS_TABLE: resources.results_table})
     create_output_stack(f"{name}Inference", {res.OUTPUT_TILE_QUEUE_URL: resources.tile_queue_url,
                                        res.OUTPUT_TILE_DLQ_URL: resources.tile_dlq_url,
-                                       res.OUTPUT_ACTIVE_MODEL_PARAMETER: parameter_name(name)})
+                                       res.OUTPUT_ACTIVE_MODEL_PARAMETER: parameter_name(name),
+                                       res.OUTPUT_JOB_QUEUE: batch_queue.job_queue,
+                                       res.OUTPUT_JOB_DEFINITION: batch_queue.job_definition})
     training_bucket = f"train-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=training_bucket)
     machine = boto3.client("stepfunctions").create_state_machine(
@@ -51,6 +54,7 @@ def deployment(aws):
         "TileDeadLetterQueueName": resources.tile_dlq_url.rsplit("/", 1)[-1],
         "ActiveModelParameterName": parameter_name(name),
         "TrainingBucketName": training_bucket, "TrainingStateMachineArn": machine,
+        "JobQueueArn": batch_queue.job_queue, "JobDefinitionArn": batch_queue.job_definition,
     }
     return session, names, resources, name, placeholders
 
@@ -141,6 +145,9 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     operator("train", "train", "--data", str(make_training_dataset(tmp_path / "data")))
     retried = operator("retry", "retry", job_id)
     assert "1 tiles reset" in retried and "1 dead-letter messages moved back" in retried, retried
+    assert "; Batch job " in retried, retried  # on the stack's JobQueueArn with its JobDefinitionArn
+    # The job runs again: status asks Batch whether its workers failed (DescribeJobs).
+    operator("status", "status", job_id)
 
     recorded = {
         command: {(action, generalise(arn, placeholders)) for c in made for action, arn in iam_requests(c, ACCOUNT, REGION)}

@@ -5,15 +5,11 @@ reports it (terminated with a reason; moto runs no container without Docker)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-
-import pytest
 
 import looking_glass.cli.jobs as cli_jobs
 from looking_glass.cli.main import main as cli_main
 from looking_glass.pipeline.jobs import mark_batch_failures, status
-from looking_glass.pipeline.launchers import BatchLauncher
 from looking_glass.pipeline.store import COMPLETE, RUNNING, ResultsStore
 
 FAILING, HEALTHY, DONE = "a1" * 12, "b2" * 12, "c3" * 12
@@ -26,27 +22,13 @@ class StackOnMoto:
     session: object
     resources: object
     kind: str = "stack"
+    outputs: dict | None = None  # the stack's outputs where a test gives them (JobQueueArn, ...)
 
     def client(self, service: str, **kwargs):
         return self.session.client(service, **kwargs)
 
     def describe(self) -> str:
         return "a stack on moto"
-
-
-@pytest.fixture
-def batch_queue(aws):
-    session, _, _ = aws
-    role = session.client("iam").create_role(RoleName=f"batch-{time.monotonic_ns()}", AssumeRolePolicyDocument="{}")
-    batch = session.client("batch")
-    ce = batch.create_compute_environment(computeEnvironmentName=f"lg-ce-{time.monotonic_ns()}", type="UNMANAGED",
-                                          state="ENABLED", serviceRole=role["Role"]["Arn"])["computeEnvironmentArn"]
-    queue = batch.create_job_queue(jobQueueName=f"lg-q-{time.monotonic_ns()}", state="ENABLED", priority=1,
-                                   computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])["jobQueueArn"]
-    definition = batch.register_job_definition(
-        jobDefinitionName=f"lg-worker-{time.monotonic_ns()}", type="container",
-        containerProperties={"image": "looking-glass-worker", "vcpus": 1, "memory": 512})["jobDefinitionArn"]
-    return BatchLauncher(batch, queue, definition)
 
 
 def test_failed_batch_workers_are_recorded_in_the_job_and_marked_in_jobs(aws, batch_queue, monkeypatch, capsys):

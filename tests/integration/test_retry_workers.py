@@ -7,14 +7,14 @@ BatchLauncher on moto's Batch where a test needs workers), then the real retry."
 from __future__ import annotations
 
 from conftest import SAMPLE_POLYGON, drain, enumerator_env_with, geojson_bytes
-from test_batch_failures_recorded import StackOnMoto, batch_queue  # noqa: F401 - a fixture
+from test_batch_failures_recorded import StackOnMoto
 from test_enumerator import store_of, upload_and_handle
 
 from looking_glass.pipeline.retry import retry
 from looking_glass.pipeline.workunits import parse_work_unit
 
 
-def test_retry_sizes_its_batch_workers_with_the_deployments_tiles_per_worker(aws, batch_queue, monkeypatch):  # noqa: F811
+def test_retry_sizes_its_batch_workers_with_the_deployments_tiles_per_worker(aws, batch_queue, monkeypatch):
     session, names, resources = aws
     with enumerator_env_with(monkeypatch, resources, LG_WORKER_LAUNCHER="batch", LG_BATCH_JOB_QUEUE=batch_queue.job_queue,
                              LG_BATCH_JOB_DEFINITION=batch_queue.job_definition, LG_TILES_PER_WORKER=2,
