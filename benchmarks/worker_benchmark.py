@@ -138,7 +138,9 @@ def main() -> None:
     # moto and the tile server run in their own processes, as AWS and an imagery provider are
     # elsewhere in production: in this process they would compete with the worker for the GIL.
     moto_port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+    # (moto.server with its DynamoDB requests handled one at a time, as DynamoDB applies each
+    # write to an item atomically: looking_glass.local.moto_dynamodb)
+    moto = subprocess.Popen([sys.executable, "-m", "looking_glass.local.moto_dynamodb", "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tiles_port = free_port()
     tiles_proc = subprocess.Popen([sys.executable, "-m", "looking_glass.cli.main", "serve-synthetic", "--port", str(tiles_port),

@@ -23,6 +23,10 @@ __all__ = [
     "ASSUMED_G4DN_XLARGE_SPOT_USD_PER_HOUR",
     "ASSUMED_GPU_TILES_PER_SECOND",
     "ASSUMED_IMAGERY_BYTES_PER_TILE",
+    "ASSUMED_PACK_BASE_BYTES",
+    "ASSUMED_PACK_BYTES_PER_TILE",
+    "ASSUMED_PACK_DELIVERY_BYTES",
+    "ASSUMED_PACK_TILE_BYTES",
     "ASSUMED_RESULT_BYTES_PER_TILE",
     "ASSUMED_TILE_ITEM_BYTES",
     "ASSUMED_WORKER_START_HOURS",
@@ -37,6 +41,8 @@ __all__ = [
     "MEASURED_CPU_TILES_PER_SECOND",
     "NAT_GATEWAY_USD_PER_GB",
     "NAT_GATEWAY_USD_PER_HOUR",
+    "PACK_TILES",
+    "PACK_WRITES",
     "PRICES_AS_OF",
     "PRICE_SOURCES",
     "REGION",
@@ -113,9 +119,21 @@ ASSUMED_IMAGERY_BYTES_PER_TILE = 25_000
 # A tile's share of the stored results: a 256x256 mask, bit-packed and uncompressed (8 KiB), an
 # upper bound for a mask alone; compression makes it smaller, extra rasters larger.
 ASSUMED_RESULT_BYTES_PER_TILE = 256 * 256 // 8
-# A tile's DynamoDB item (keys, status, area, pixels, provenance) with DynamoDB's 100-byte item
-# overhead: under 1 KB, so one write request unit per plain write.
+# A small item of the results table (a unit's ledger, the job record; before the tile packs, a
+# tile's own item: keys, status, area, pixels, provenance) with DynamoDB's 100-byte item overhead:
+# under 1 KB, so one write request unit per plain write.
 ASSUMED_TILE_ITEM_BYTES = 500
+# A tile pack (looking_glass.pipeline.packs, docs/results.md#tile-packs), sized as DynamoDB sizes
+# it for a representative done tile (tests/unit/pipeline/test_packs.py checks these against the
+# layout): a tile's attribute 59 bytes; a delivery (one per unit writing the pack) 149; the keys
+# and the provenance, once per pack, 240. A pack is 64 tiles, written by 8 row units.
+ASSUMED_PACK_TILE_BYTES = 59
+ASSUMED_PACK_DELIVERY_BYTES = 149
+ASSUMED_PACK_BASE_BYTES = 240
+PACK_TILES, PACK_WRITES = 64, 8
+# A full pack with DynamoDB's 100-byte item overhead, shared by its 64 tiles (storage).
+ASSUMED_PACK_BYTES_PER_TILE = (ASSUMED_PACK_BASE_BYTES + PACK_WRITES * ASSUMED_PACK_DELIVERY_BYTES
+                               + PACK_TILES * ASSUMED_PACK_TILE_BYTES + 100) / PACK_TILES
 
 
 def _count(name: str, value: float) -> float:

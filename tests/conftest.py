@@ -34,6 +34,9 @@ SAMPLE_POLYGON = {
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 
+    from looking_glass.local.moto_dynamodb import serialize_dynamodb
+
+    serialize_dynamodb()  # as DynamoDB: one write at a time per item (tile packs rely on it)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -135,6 +135,9 @@ class EmbeddedStack:
         this process's environment for the enumerator and start the event poller; returns the stack."""
         from moto.server import ThreadedMotoServer
 
+        from looking_glass.local.moto_dynamodb import serialize_dynamodb
+
+        serialize_dynamodb()  # DynamoDB's per-item atomic writes, which tile packs rely on
         self._log_emulator_errors_to_file()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()

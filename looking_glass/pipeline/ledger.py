@@ -1,22 +1,27 @@
-"""Exactly-once tile results: tile items in batches, counters moved by one small transaction per unit.
+"""Exactly-once tile results: tile packs written attribute by attribute, counters moved by one
+small transaction per unit.
 
 Every tile result names a *ledger* (``TileResult.ledger``: its work unit's id, or the tile itself
 for a result recorded outside a unit). A ledger is one small item, ``sort_key = unit#<ledger>``,
 holding ``counted`` (the tiles it has counted, as the numbers ``y * 2**z + x``) and a version
-``v``. Recording a unit's results (docs/results.md#exactly-once):
+``v``. Tile results live in *packs* (``looking_glass.pipeline.packs``: up to 64 tiles in one
+item). Recording a unit's results (docs/results.md#exactly-once):
 
 1. read the ledger and check that the job record exists (one BatchGetItem, strongly consistent);
-2. write the items of the tiles the ledger has not counted (BatchWriteItem, 25 at a time, with the
-   unprocessed ones retried with backoff): an item can be written again, never counted twice;
+2. write the tiles the ledger has not counted into their packs, one UpdateItem per pack that
+   SETs only those tiles' attributes (and their delivery and provenance): a tile can be written
+   again, never counted twice, and writers of other tiles of the same pack lose nothing;
 3. one transaction: the ledger with those tiles added, on the condition that its version is the
    one read (or that it does not exist yet), and the job's counters moved by those tiles.
    If the version moved (another worker holding the same message got there first) nothing is
    written: read again, and count only what is still uncounted.
 
-A tile is *final* (``final_quadkeys``: a redelivery skips it) only when its item exists **and** its
-ledger counts it, so a crash between the item write and the transaction means the tile is done
-again and counted then. Retry (``forget_tiles``) deletes items, takes them off the counters and
-out of their ledgers in the same transactions.
+A tile is *final* (``final_quadkeys``: a redelivery skips it) only when it is in its pack **and**
+its ledger counts it, so a crash between the pack write and the transaction means the tile is
+done again and counted then. Retry (``forget_tiles``) removes tiles from their packs (each on the
+condition that it still has the status read), takes them off the counters and out of their
+ledgers in the same transactions. Tables written before the packs hold one item per tile
+(``tile#<quadkey>``): they are read, and retried, as well; where a tile is in both, its pack wins.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
+from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key, tile_attribute, unpack
 from looking_glass.pipeline.table import (
     COUNTER_OF_STATUS,
     TileResult,
@@ -39,7 +45,13 @@ from looking_glass.runtime.resources import JOB_SORT_KEY, TABLE_PARTITION_KEY, T
 LEDGER_SORT_PREFIX = "unit#"
 BATCH_WRITE_LIMIT = 25  # DynamoDB's BatchWriteItem limit
 BATCH_GET_LIMIT = 100  # DynamoDB's BatchGetItem limit
-FORGET_PER_TRANSACTION = 49  # 49 deletes + up to 49 ledger updates + the job update <= 100 actions
+# Per transaction, at most 3 actions a tile (its pack, an older per-tile item of it, its ledger)
+# and the job update: 33 * 3 + 1 <= 100, DynamoDB's limit.
+FORGET_PER_TRANSACTION = 33
+TILES_PER_UPDATE = 64  # a pack's tiles per UpdateItem: its expression stays under DynamoDB's 4 KB
+# The job record of a job created since the packs says so: its workers need not look for per-tile
+# items (they may not Query, and a BatchGetItem of 64 keys that are not there costs 32 read units).
+TILE_LAYOUT_ATTRIBUTE, TILE_LAYOUT = "tile_layout", "packs"
 _ATTEMPTS = 10
 
 
@@ -61,25 +73,35 @@ class TileLedger:
     def _ledger_key(self, job_id: str, ledger: str) -> dict:
         return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: LEDGER_SORT_PREFIX + ledger})
 
-    def _batch_get(self, keys: list[dict], projection: str, names: dict, consistent: bool = True) -> list[dict]:
-        """Items for ``keys`` (typed), strongly consistent unless not ``consistent`` (half the
-        read units), unprocessed keys retried with backoff."""
+    def _key(self, job_id: str, sort_key: str) -> dict:
+        return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: sort_key})
+
+    def _batch_get(self, keys: list[dict], projection: str | None = None, names: dict | None = None,
+                   consistent: bool = True) -> list[dict]:
+        """Items for ``keys`` (typed; whole items unless a ``projection`` with its ``names``),
+        strongly consistent unless not ``consistent`` (half the read units), unprocessed keys
+        retried with backoff."""
         items: list[dict] = []
         for i in range(0, len(keys), BATCH_GET_LIMIT):
-            request = {self.table: {"Keys": keys[i : i + BATCH_GET_LIMIT], "ProjectionExpression": projection,
-                                    "ExpressionAttributeNames": names, "ConsistentRead": consistent}}
+            request: dict = {"Keys": keys[i : i + BATCH_GET_LIMIT], "ConsistentRead": consistent}
+            if projection:
+                request.update(ProjectionExpression=projection, ExpressionAttributeNames=names)
+            pending: dict | None = {self.table: request}
             attempt = 0
-            while request:
-                resp = self.ddb.batch_get_item(RequestItems=request)
+            while pending:
+                resp = self.ddb.batch_get_item(RequestItems=pending)
                 items.extend(unmarshal(it) for it in resp["Responses"].get(self.table, []))
-                request = resp.get("UnprocessedKeys") or None
-                if request:
+                pending = resp.get("UnprocessedKeys") or None
+                if pending:
                     _backoff(attempt)
                     attempt += 1
         return items
 
     def _batch_put(self, items: list[dict]) -> None:
-        """Write ``items`` (plain) with BatchWriteItem, retrying unprocessed ones with backoff."""
+        """Write whole ``items`` (plain) with BatchWriteItem, retrying unprocessed ones with
+        backoff. Tile results are never written this way any more (a whole-item write of a pack
+        would drop the tiles another writer put in it); per-tile items are how workers before
+        the packs stored tiles, and tests build such tables with it."""
         for i in range(0, len(items), BATCH_WRITE_LIMIT):
             pending = [{"PutRequest": {"Item": marshal(it)}} for it in items[i : i + BATCH_WRITE_LIMIT]]
             for attempt in range(_ATTEMPTS):
@@ -90,6 +112,29 @@ class TileLedger:
                 _backoff(attempt)
             else:
                 raise RuntimeError(f"{len(pending)} tile items stayed unprocessed after {_ATTEMPTS} attempts")
+
+    def _write_packs(self, job_id: str, items: list[dict]) -> None:
+        """Write tile items (``TileResult.item``) into their packs: per pack, one UpdateItem that
+        SETs the tiles' attributes, their deliveries and provenance, and nothing else, so tiles
+        that other writers put in the same pack stay (module docstring)."""
+        packs: dict[str, dict[str, dict]] = {}
+        for item in items:
+            packs.setdefault(pack_of(item["quadkey"]), {})[item["quadkey"]] = item
+        for pack, tiles in sorted(packs.items()):
+            quadkeys = sorted(tiles)
+            for i in range(0, len(quadkeys), TILES_PER_UPDATE):
+                attributes: dict[str, dict] = {}
+                for qk in quadkeys[i : i + TILES_PER_UPDATE]:
+                    attributes.update(pack_attributes(tiles[qk]))
+                names = {f"#a{n}": name for n, name in enumerate(attributes)}
+                values = {f":v{n}": value for n, value in enumerate(attributes.values())}
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=self._key(job_id, pack_sort_key(pack)),
+                    UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=marshal(values),
+                )
 
     # ---- recording -----------------------------------------------------------------------
     def record_tiles(self, job_id: str, results: list[TileResult], provenance: dict) -> int:
@@ -127,7 +172,7 @@ class TileLedger:
             if not new:
                 return 0
             numbers = {tile_number(r.x, r.y, r.z) for r in new}
-            self._batch_put([r.item(job_id, provenance) for r in new if tile_number(r.x, r.y, r.z) not in written])
+            self._write_packs(job_id, [r.item(job_id, provenance) for r in new if tile_number(r.x, r.y, r.z) not in written])
             written |= numbers
             entry = {TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: LEDGER_SORT_PREFIX + ledger,
                      "counted": counted | numbers, "v": version + 1}
@@ -189,16 +234,47 @@ class TileLedger:
         raise RuntimeError(f"transaction for job {job_id} kept conflicting")
 
     # ---- reading -------------------------------------------------------------------------
+    def has_legacy_items(self, job_id: str, consistent: bool = False) -> bool:
+        """Whether the job has any per-tile item (``tile#<quadkey>``), as workers before the packs
+        wrote (one one-item query, half a read unit)."""
+        resp = self.ddb.query(
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
+            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
+            ExpressionAttributeValues=marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX}),
+            ProjectionExpression="#sk", Limit=1, ConsistentRead=consistent,
+        )
+        return bool(resp["Items"])
+
+    def _located(self, job_id: str, quadkeys: list[str], consistent: bool,
+                 legacy: bool | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
+        """(in packs, in per-tile items): the stored item of each of these tiles found in its
+        pack, and of those found as an older per-tile item. Those are read when ``legacy``, or,
+        when it is None, when the job's record (read with the packs) does not say that its tiles
+        were written in packs from the start (``TILE_LAYOUT``: jobs created before the packs)."""
+        wanted = set(quadkeys)
+        keys = [self._key(job_id, pack_sort_key(p)) for p in sorted({pack_of(qk) for qk in wanted})]
+        found = self._batch_get(keys + ([self._job_key(job_id)] if legacy is None else []), consistent=consistent)
+        packed = {item["quadkey"]: item for pack in found if pack[TABLE_SORT_KEY] != JOB_SORT_KEY
+                  for item in unpack(pack) if item["quadkey"] in wanted}
+        if legacy is None:
+            job = next((it for it in found if it[TABLE_SORT_KEY] == JOB_SORT_KEY), None)
+            legacy = job is not None and job.get(TILE_LAYOUT_ATTRIBUTE) != TILE_LAYOUT
+        items: dict[str, dict] = {}
+        if legacy:
+            keys = [self._key(job_id, TILE_SORT_PREFIX + qk) for qk in sorted(wanted)]
+            items = {it[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :]: it for it in self._batch_get(keys, consistent=consistent)}
+        return packed, items
+
     def final_quadkeys(self, job_id: str, quadkeys: list[str]) -> set[str]:
         """Which of these tiles are final: stored and counted by their ledger (so a redelivery
-        can skip them). A tile whose item exists but whose ledger has not counted it (a crash
-        between the two writes) is not final: it is done again and counted then."""
-        keys = [marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + qk}) for qk in quadkeys]
+        can skip them). A tile stored but not counted by its ledger (a crash between the two
+        writes) is not final: it is done again and counted then."""
         # Eventually consistent reads (half the read units): a tile found not final that is final
         # after all is done again and counted by nobody (the ledger), so a stale answer costs
         # time, never a count.
-        items = self._batch_get(keys, "#q, #u, #x, #y, #z", {"#q": "quadkey", "#u": "unit", "#x": "x", "#y": "y", "#z": "z"},
-                                consistent=False)
+        packed, legacy = self._located(job_id, quadkeys, consistent=False)
+        items = list({**legacy, **packed}.values())  # a tile in both: its pack is the newer
         ledgers = sorted({it["unit"] for it in items if "unit" in it})
         ledger_items = self._batch_get(
             [self._ledger_key(job_id, lg) for lg in ledgers], "#sk, #c", {"#sk": TABLE_SORT_KEY, "#c": "counted"},
@@ -216,33 +292,39 @@ class TileLedger:
 
     # ---- retry ---------------------------------------------------------------------------
     def forget_tiles(self, job_id: str, tiles: list[dict]) -> int:
-        """Delete tile items (each ``{"quadkey", "x", "y", "z", "status", "building_area_m2",
-        "unit"}`` as stored) and take them out of the job's counters and out of their ledgers,
-        in the same transactions, each delete on the condition that the item still has that
-        status, so counters stay equal to the sum of the items. Returns how many were deleted.
-        Used by retry before the tiles are enqueued again."""
+        """Remove tiles (each ``{"quadkey", "x", "y", "z", "status", "building_area_m2", "unit"}``
+        as stored) from their packs (or delete their per-tile items, in tables written before the
+        packs) and take them out of the job's counters and out of their ledgers, in the same
+        transactions, each on the condition that the tile still has that status, so counters stay
+        equal to the sum of the tiles. Returns how many were removed. Used by retry before the
+        tiles are enqueued again."""
+        legacy = self.has_legacy_items(job_id, consistent=True)
         forgotten = 0
         for i in range(0, len(tiles), FORGET_PER_TRANSACTION):
             chunk = tiles[i : i + FORGET_PER_TRANSACTION]
-            if self._forget(job_id, chunk):
+            if self._forget(job_id, chunk, legacy):
                 forgotten += len(chunk)
             else:  # one changed under us: one transaction per tile
-                forgotten += sum(self._forget(job_id, [t]) for t in chunk)
+                forgotten += sum(self._forget(job_id, [t], legacy) for t in chunk)
         return forgotten
 
-    def _forget(self, job_id: str, chunk: list[dict]) -> bool:
-        deletes = [
-            {
-                "Delete": {
-                    "TableName": self.table,
-                    "Key": marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: TILE_SORT_PREFIX + t["quadkey"]}),
-                    "ConditionExpression": "#status = :status",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": marshal({":status": t["status"]}),
-                }
-            }
-            for t in chunk
-        ]
+    def _forget(self, job_id: str, chunk: list[dict], legacy: bool) -> bool:
+        in_packs, in_items = self._located(job_id, [t["quadkey"] for t in chunk], True, legacy) if legacy else ({}, {})
+        removes: dict[str, list[dict]] = {}
+        deletes = []
+        for t in chunk:
+            qk = t["quadkey"]
+            if qk in in_items:
+                # A per-tile item the tile's pack supersedes is deleted whatever it holds; one
+                # that is the tile's only result, on the condition that it has that status.
+                condition = {} if qk in in_packs else {
+                    "ConditionExpression": "#status = :status", "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": marshal({":status": t["status"]})}
+                deletes.append({"Delete": {"TableName": self.table, "Key": self._key(job_id, TILE_SORT_PREFIX + qk),
+                                           **condition}})
+            if qk in in_packs or qk not in in_items:  # not found at all: the condition fails
+                removes.setdefault(pack_of(qk), []).append(t)
+        packs = [self._pack_remove(job_id, pack, group) for pack, group in sorted(removes.items())]
         uncount: dict[str, set[int]] = {}
         for t in chunk:
             if t.get("unit"):  # items from before the ledgers have none
@@ -263,4 +345,23 @@ class TileLedger:
         ]
         area = sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
         update = self._counter_update(job_id, [t["status"] for t in chunk], area, sign=-1)
-        return self._run_transaction(job_id, deletes + ledgers + [update])
+        return self._run_transaction(job_id, packs + deletes + ledgers + [update])
+
+    def _pack_remove(self, job_id: str, pack: str, tiles: list[dict]) -> dict:
+        """The transaction action that removes these tiles from their pack, on the condition that
+        each is there with the status given (a tile that is not fails it)."""
+        names, values, conditions = {"#s": "s"}, {}, []
+        for n, t in enumerate(tiles):
+            names[f"#t{n}"] = tile_attribute(t["quadkey"])
+            values[f":s{n}"] = t["status"]
+            conditions.append(f"#t{n}.#s = :s{n}")
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(job_id, pack_sort_key(pack)),
+                "UpdateExpression": "REMOVE " + ", ".join(f"#t{n}" for n in range(len(tiles))),
+                "ConditionExpression": " AND ".join(conditions),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": marshal(values),
+            }
+        }

@@ -1,7 +1,9 @@
 """The results table: job records and per-tile result items (DynamoDB).
 
-Key schema (``resources``): partition ``job_id``; sort ``job`` for the job record and
-``tile#<quadkey>`` for each tile, ``unit#<unit id>`` for each work unit's ledger. Tile results
+Key schema (``resources``): partition ``job_id``; sort ``job`` for the job record,
+``pack#<quadkey[:-3]>`` for each pack of up to 64 tiles (``looking_glass.pipeline.packs``;
+``tile#<quadkey>``, one item per tile, in tables written before the packs) and ``unit#<unit id>``
+for each work unit's ledger. Tile results
 move the job's totals exactly once, whatever SQS redelivers (``looking_glass.pipeline.ledger``).
 """
 
@@ -14,7 +16,7 @@ import numpy as np
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from looking_glass.pipeline.ledger import TileLedger
+from looking_glass.pipeline.ledger import TILE_LAYOUT, TILE_LAYOUT_ATTRIBUTE, TileLedger
 from looking_glass.pipeline.table import (  # noqa: F401 - re-exported: the store's vocabulary
     AREA_QUANTUM,
     COUNTER_OF_STATUS,
@@ -26,11 +28,13 @@ from looking_glass.pipeline.table import (  # noqa: F401 - re-exported: the stor
     unmarshal,
     utc_now,
 )
-from looking_glass.runtime.resources import (
+from looking_glass.pipeline.tile_reads import TileReads
+from looking_glass.runtime.resources import (  # noqa: F401 - re-exported
     JOB_SORT_KEY,
     JOBS_INDEX_NAME,
     JOBS_INDEX_PARTITION_KEY,
     JOBS_INDEX_PARTITION_VALUE,
+    PACK_SORT_PREFIX,
     TABLE_PARTITION_KEY,
     TABLE_SORT_KEY,
     TILE_SORT_PREFIX,
@@ -77,9 +81,10 @@ def json_value(value):
     return value
 
 
-class ResultsStore(TileLedger):
-    """The results table (``table``) through a boto3 DynamoDB client: job records and tile items
-    (recorded exactly once by :class:`~looking_glass.pipeline.ledger.TileLedger`)."""
+class ResultsStore(TileLedger, TileReads):
+    """The results table (``table``) through a boto3 DynamoDB client: job records and tile
+    results (in packs: recorded exactly once by :class:`~looking_glass.pipeline.ledger.TileLedger`,
+    read by quadkey range by :class:`~looking_glass.pipeline.tile_reads.TileReads`)."""
 
     def __init__(self, dynamodb_client, table: str):
         self.ddb = dynamodb_client
@@ -103,6 +108,7 @@ class ResultsStore(TileLedger):
             JOBS_INDEX_PARTITION_KEY: JOBS_INDEX_PARTITION_VALUE,  # in the sparse jobs index
             "building_area_m2": Decimal(0),
             "tiles_final": 0,
+            TILE_LAYOUT_ATTRIBUTE: TILE_LAYOUT,  # its tiles are all in packs (ledger._located)
             **{counter: 0 for counter in COUNTER_OF_STATUS.values()},
             **attributes,
         }
@@ -183,90 +189,6 @@ class ResultsStore(TileLedger):
                 return False
             raise
         return True
-
-    def tile_items(self, job_id: str, quadkey_prefix: str = "") -> list[dict]:
-        """All tile items of a job (optionally under a quadkey prefix), by key-range query."""
-        items: list[dict] = []
-        kwargs = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
-            "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
-            "ExpressionAttributeValues": marshal(
-                {":pk": job_id, ":prefix": TILE_SORT_PREFIX + quadkey_prefix}
-            ),
-        }
-        while True:
-            resp = self.ddb.query(**kwargs)
-            items.extend(unmarshal(it) for it in resp["Items"])
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-    def query_tiles(
-        self,
-        job_id: str,
-        start: str = "",
-        stop: str | None = None,
-        attributes: tuple[str, ...] | None = None,
-    ):
-        """Yield the tile items of a job whose quadkey is in [``start``, ``stop``] (sort-key
-        range; both quadkey strings, ``stop`` None means every quadkey beginning with ``start``),
-        reading only ``attributes`` if given. One key-range query, paged; never a scan."""
-        names = {"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY}
-        if stop is None:
-            condition = "#pk = :pk AND begins_with(#sk, :lo)"
-            values = {":pk": job_id, ":lo": TILE_SORT_PREFIX + start}
-        else:
-            condition = "#pk = :pk AND #sk BETWEEN :lo AND :hi"
-            # "~" sorts after every quadkey digit, so the range includes stop's descendants.
-            values = {":pk": job_id, ":lo": TILE_SORT_PREFIX + start, ":hi": TILE_SORT_PREFIX + stop + "~"}
-        kwargs = {
-            "TableName": self.table,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": marshal(values),
-        }
-        if attributes:
-            for i, attr in enumerate(attributes):
-                names[f"#p{i}"] = attr
-            kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(attributes)))
-        while True:
-            resp = self.ddb.query(**kwargs)
-            for it in resp["Items"]:
-                yield unmarshal(it)
-            if "LastEvaluatedKey" not in resp:
-                return
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-    def has_tiles(self, job_id: str, quadkey_prefix: str) -> bool:
-        """Whether the job has a tile item whose quadkey begins with ``quadkey_prefix`` (one
-        one-item key-range query)."""
-        resp = self.ddb.query(
-            TableName=self.table,
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
-            ExpressionAttributeValues=marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX + quadkey_prefix}),
-            ProjectionExpression="#sk",
-            Limit=1,
-        )
-        return bool(resp["Items"])
-
-    def quadkey_extent(self, job_id: str) -> tuple[str, str] | None:
-        """The first and last quadkey of a job's tile items (two one-item queries), or None."""
-        ends = []
-        for forward in (True, False):
-            resp = self.ddb.query(
-                TableName=self.table,
-                KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-                ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
-                ExpressionAttributeValues=marshal({":pk": job_id, ":prefix": TILE_SORT_PREFIX}),
-                ScanIndexForward=forward,
-                Limit=1,
-            )
-            if not resp["Items"]:
-                return None
-            ends.append(unmarshal(resp["Items"][0])[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :])
-        return ends[0], ends[1]
 
     def list_jobs(self, limit: int | None = None) -> list[dict]:
         """Jobs newest first, from the sparse jobs index (a query, never a scan of the table)."""

@@ -12,12 +12,15 @@ import os
 import re
 from dataclasses import dataclass
 
-# Results table: one item per job (sort key JOB_SORT_KEY) and one per tile (TILE_SORT_PREFIX +
-# quadkey), so a rollup to any coarser zoom is a begins_with key-range query on the sort key.
+# Results table: one item per job (sort key JOB_SORT_KEY) and one per tile pack (PACK_SORT_PREFIX +
+# the quadkey of the tiles' ancestor three levels up: up to 64 tiles, looking_glass.pipeline.packs),
+# so a rollup to any coarser zoom is a key-range query on the sort key. Tables written by workers
+# before the packs hold one item per tile (TILE_SORT_PREFIX + quadkey), still read.
 TABLE_PARTITION_KEY = "job_id"
 TABLE_SORT_KEY = "sort_key"
 JOB_SORT_KEY = "job"
 TILE_SORT_PREFIX = "tile#"
+PACK_SORT_PREFIX = "pack#"
 
 # `looking-glass jobs` lists jobs without scanning: a sparse global secondary index on an
 # attribute only job items carry (store.create_job writes it), sorted by creation time.

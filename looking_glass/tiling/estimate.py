@@ -7,8 +7,8 @@ them), each **assumed** to do 200 tiles/s and to spend 9 minutes starting and id
 on-demand list price (USD 0.526/h); 25 KB of imagery per tile through the NAT gateway. Pass your own.
 
 The requests per tile are those of the results store (one result object and one conditional
-ledger transaction per work unit, tile items in ``BatchWriteItem``, SQS receive and delete per
-unit): counted from the design here (:func:`design_requests_per_tile`), not measured; measured
+ledger transaction per work unit, tiles written into their packs by ``UpdateItem``, SQS receive
+and delete per unit): counted from the design here (:func:`design_requests_per_tile`), not measured; measured
 counts (``benchmarks/worker_benchmark.py --json``) can be priced instead (``requests_per_tile``).
 """
 
@@ -28,8 +28,14 @@ SQS_MESSAGES_PER_REQUEST = 10  # SendMessageBatch takes at most 10 messages
 # ---- the requests of one work unit, counted from the design (not measured) ----------------------
 # One S3 PUT: the unit's masks in one result object.
 RESULT_OBJECT_PUTS_PER_UNIT = 1
-# Each tile's item, written by BatchWriteItem (a plain write: no transaction), under 1 KB.
-TILE_ITEM_WRU = pricing.dynamodb_write_units(pricing.ASSUMED_TILE_ITEM_BYTES)
+# Each tile's result, written into its pack (looking_glass.pipeline.packs) by UpdateItem, which is
+# billed by the pack's size after the write (the larger): a unit is a row run of 64 tiles, so it
+# writes one row of 8 tiles (and its delivery) into each of 8 packs, and each pack is written 8
+# times, a row larger each time: 1 + 2 + 3 + 3 + 4 + 4 + 5 + 6 = 28 units for its 64 tiles.
+PACK_ROW_BYTES = pricing.PACK_TILES // pricing.PACK_WRITES * pricing.ASSUMED_PACK_TILE_BYTES + pricing.ASSUMED_PACK_DELIVERY_BYTES
+PACK_WRU_PER_TILE = sum(
+    pricing.dynamodb_write_units(pricing.ASSUMED_PACK_BASE_BYTES + k * PACK_ROW_BYTES) for k in range(1, pricing.PACK_WRITES + 1)
+) / pricing.PACK_TILES
 # One TransactWriteItems per unit: the unit's ledger item (conditional put) and the job counters'
 # update, two small items at twice the plain price each.
 UNIT_LEDGER_ITEMS = 2
@@ -59,12 +65,12 @@ def design_requests_per_tile(tiles_per_message: int = DEFAULT_TILES_PER_MESSAGE)
         raise ValueError(f"tiles_per_message must be an integer >= 1, got {tiles_per_message!r}")
     return RequestsPerTile(
         s3_requests=RESULT_OBJECT_PUTS_PER_UNIT / tiles_per_message,
-        dynamodb_wru=TILE_ITEM_WRU + UNIT_LEDGER_WRU / tiles_per_message,
+        dynamodb_wru=PACK_WRU_PER_TILE + UNIT_LEDGER_WRU / tiles_per_message,
         sqs_requests=SQS_REQUESTS_PER_UNIT / tiles_per_message,
     )
 
 
-# At the default unit of 64 tiles: 0.015625 S3 PUTs, 1.0625 write units, 0.0328 SQS requests.
+# At the default unit of 64 tiles: 0.015625 S3 PUTs, 0.5 write units, 0.0328 SQS requests.
 DESIGN_REQUESTS_PER_TILE = design_requests_per_tile()
 
 
@@ -148,7 +154,7 @@ def estimate(
     compute, requests_usd = hours * price_per_hour, sum(per_million.values())
     nat = pricing.nat_usd(tiles * nat_bytes_per_tile)
     storage = pricing.storage_usd_per_month(
-        tiles * pricing.ASSUMED_RESULT_BYTES_PER_TILE, tiles * pricing.ASSUMED_TILE_ITEM_BYTES
+        tiles * pricing.ASSUMED_RESULT_BYTES_PER_TILE, tiles * pricing.ASSUMED_PACK_BYTES_PER_TILE
     )
     return Estimate(
         tiles=tiles,

@@ -15,10 +15,10 @@ from aws_cdk import aws_iam as iam
 # checks the calls of an end-to-end run against these grants.
 #   enumerator: get_job (GetItem), create_job (PutItem), update_job / fail_job (UpdateItem)
 ENUMERATOR_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-#   worker: final_quadkeys, the ledger and job reads (BatchGetItem), tile items (BatchWriteItem),
-#   the ledger transaction (TransactWriteItems: PutItem, UpdateItem), try_complete and note_retry
-#   (UpdateItem)
-WORKER_TABLE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+#   worker: final_quadkeys, the ledger and job reads (BatchGetItem), tile packs (UpdateItem: one per
+#   pack, never a whole-item write; looking_glass.pipeline.packs), the ledger transaction
+#   (TransactWriteItems: PutItem, UpdateItem), try_complete and note_retry (UpdateItem)
+WORKER_TABLE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 # Everything either process may do (kept for callers that grant both).
 TABLE_DATA_ACTIONS = tuple(sorted(set(ENUMERATOR_TABLE_ACTIONS) | set(WORKER_TABLE_ACTIONS)))
 

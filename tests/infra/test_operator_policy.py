@@ -114,19 +114,23 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     # One tile result lost, its work unit in the dead-letter queue next to a stranger's message:
     # status holds and releases both, retry moves the unit back to the tile queue.
     from looking_glass.grid import ZOOM, tile_from_quadkey
+    from looking_glass.pipeline.packs import pack_of, pack_sort_key, tile_attribute
     from looking_glass.pipeline.retry import runs_of
-    from looking_glass.pipeline.store import JOB_SORT_KEY, TILE_SORT_PREFIX, ResultsStore
+    from looking_glass.pipeline.store import JOB_SORT_KEY, ResultsStore
     from looking_glass.pipeline.workunits import pack_runs
 
     store = ResultsStore(session.client("dynamodb"), resources.results_table)
     tile, failed = [t["quadkey"] for t in store.query_tiles(job_id, attributes=("quadkey",))][:2]
     ddb = session.client("dynamodb")
-    ddb.delete_item(TableName=resources.results_table, Key={
-        res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": TILE_SORT_PREFIX + tile}})
-    # ... and one tile failed (item and job counters as the worker would have left them).
-    ddb.update_item(TableName=resources.results_table, Key={
-        res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": TILE_SORT_PREFIX + failed}},
-        UpdateExpression="SET #s = :f, building_area_m2 = :zero", ExpressionAttributeNames={"#s": "status"},
+
+    def pack_key(qk):
+        return {res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": pack_sort_key(pack_of(qk))}}
+
+    ddb.update_item(TableName=resources.results_table, Key=pack_key(tile), UpdateExpression="REMOVE #t",
+                    ExpressionAttributeNames={"#t": tile_attribute(tile)})
+    # ... and one tile failed (its pack and the job counters as the worker would have left them).
+    ddb.update_item(TableName=resources.results_table, Key=pack_key(failed),
+        UpdateExpression="SET #t.s = :f, #t.a = :zero", ExpressionAttributeNames={"#t": tile_attribute(failed)},
         ExpressionAttributeValues={":f": {"S": "failed"}, ":zero": {"N": "0"}})
     ddb.update_item(TableName=resources.results_table, Key={
         res.TABLE_PARTITION_KEY: {"S": job_id}, res.TABLE_SORT_KEY: {"S": JOB_SORT_KEY}},

@@ -149,10 +149,11 @@ def test_forgotten_tiles_leave_their_ledger_and_are_counted_again_when_redone(st
     assert store.get_job(JOB)["tiles_final"] == 3
 
 
-def test_tile_items_go_in_batches_and_the_counters_in_one_transaction_per_unit(store):
-    """64 tiles of one unit: 3 BatchWriteItem calls and one TransactWriteItems, no PutItem."""
+def test_tile_items_go_in_packs_and_the_counters_in_one_transaction_per_unit(store):
+    """64 tiles of one unit, all in one pack (their quadkeys share all but the last 3 digits): one
+    UpdateItem of the pack and one TransactWriteItems, no PutItem and no per-tile write."""
     store.create_job(JOB, {"status": RUNNING, "tiles_total": 64})
     calls = []
     store.ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
     assert store.record_tiles(JOB, [unit_result(i) for i in range(64)], PROV) == 64
-    assert sorted(calls) == ["BatchGetItem", "BatchWriteItem", "BatchWriteItem", "BatchWriteItem", "TransactWriteItems"]
+    assert sorted(calls) == ["BatchGetItem", "TransactWriteItems", "UpdateItem"]

@@ -18,9 +18,12 @@ EQUATOR_ROW = 2**17  # the first zoom-18 row south of the equator
 
 
 def test_the_design_makes_one_put_and_one_small_transaction_per_unit_of_64_tiles():
-    # 1 PUT / 64 tiles; 1 WRU per tile item + (2 items x 2 WRU) / 64; (receive + delete + 1/10 send) / 64
-    assert DESIGN_REQUESTS_PER_TILE == RequestsPerTile(s3_requests=0.015625, dynamodb_wru=1.0625, sqs_requests=0.0328125)
-    assert design_requests_per_tile(1) == RequestsPerTile(1.0, 5.0, 2.1)
+    # 1 PUT / 64 tiles; packs: 8 row writes of 8 x 59 + 149 = 621 bytes onto 240, billed by the
+    # pack after each: 861, 1482, 2103, 2724, 3345, 3966, 4587, 5208 bytes = 1 + 2 + 3 + 3 + 4 + 4
+    # + 5 + 6 = 28 WRU / 64 tiles = 0.4375, + (2 items x 2 WRU) / 64 = 0.5; (receive + delete +
+    # 1/10 send) / 64
+    assert DESIGN_REQUESTS_PER_TILE == RequestsPerTile(s3_requests=0.015625, dynamodb_wru=0.5, sqs_requests=0.0328125)
+    assert design_requests_per_tile(1) == RequestsPerTile(1.0, 4.4375, 2.1)
 
 
 def test_a_million_and_a_quarter_tiles_priced_part_by_part():
@@ -34,15 +37,17 @@ def test_a_million_and_a_quarter_tiles_priced_part_by_part():
     assert e.worker_hours == 5.678 and e.compute_usd == 2.9865
     # 1,280,000 / 20,000 per worker = 64 workers, capped at max_workers (50).
     assert estimate(runs, 18, tiles_per_worker=20_000).workers == 50
-    # S3: 20,000 PUTs x USD 0.005 / 1,000 = 0.10. DynamoDB: 1,280,000 + 20,000 x 4 = 1,360,000 WRU
-    # x USD 0.625 / million = 0.85. SQS: 20,000 x 2.1 = 42,000 requests x USD 0.40 / million = 0.0168.
-    assert (e.s3_usd, e.dynamodb_usd, e.sqs_usd, e.requests_usd) == (0.1, 0.85, 0.0168, 0.9668)
+    # S3: 20,000 PUTs x USD 0.005 / 1,000 = 0.10. DynamoDB: 1,280,000 x 0.4375 + 20,000 x 4 = 640,000
+    # WRU x USD 0.625 / million = 0.40. SQS: 20,000 x 2.1 = 42,000 requests x USD 0.40 / million = 0.0168.
+    assert (e.s3_usd, e.dynamodb_usd, e.sqs_usd, e.requests_usd) == (0.1, 0.4, 0.0168, 0.5168)
     # NAT: 1,280,000 x 25,000 B = 32 GB x USD 0.045 = 1.44
     assert e.nat_usd == 1.44
-    # 2.986511 + 0.9668 + 1.44 = 5.393311
-    assert e.total_usd == 5.3933
-    # S3: 1,280,000 x 8,192 B = 10.48576 GB x 0.023 = 0.241172; DynamoDB: 0.64 GB x 0.25 = 0.16
-    assert e.storage_usd_per_month == 0.4012
+    # 2.986511 + 0.5168 + 1.44 = 4.943311
+    assert e.total_usd == 4.9433
+    # S3: 1,280,000 x 8,192 B = 10.48576 GB x 0.023 = 0.241172; DynamoDB: a full pack (240 + 8 x 149
+    # + 64 x 59 + 100 overhead = 5,308 B) / 64 = 82.9375 B a tile x 1,280,000 = 0.10616 GB x 0.25
+    # = 0.02654; together 0.267712
+    assert e.storage_usd_per_month == 0.2677
 
 
 def test_fewer_larger_workers_start_fewer_times():

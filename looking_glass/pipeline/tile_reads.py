@@ -1,0 +1,127 @@
+"""Reading a job's tile results by quadkey range, from its packs and from older per-tile items.
+
+Tiles live in packs (``looking_glass.pipeline.packs``, ``pack#<quadkey[:-3]>``), so a quadkey
+range is a range of packs, each read whole and filtered to the tiles asked for; tables written
+before the packs hold one ``tile#<quadkey>`` item per tile, read by the same range. Both are
+merged in quadkey order (a tile in both: its pack is the newer, and wins). A prefix longer than
+a pack's key (a tile's quadkey less 3 digits) lies inside one pack: when no pack lies under the
+prefix, the packs whose key is the prefix less 1 to 3 digits are read (a job's tiles are of one
+zoom, so under-prefix packs and enclosing ones never both hold tiles). Every read is a query or
+a BatchGetItem, never a scan; the tile items are exactly those the per-tile items were (keys,
+values, Decimal numbers).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from looking_glass.pipeline.packs import pack_sort_key, unpack
+from looking_glass.pipeline.table import marshal, unmarshal
+from looking_glass.runtime.resources import PACK_SORT_PREFIX, TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
+
+_PACKED, _LEGACY = 0, 1  # merge order for a tile in both: its pack first, and kept
+
+
+class TileReads:
+    """The tile-reading half of ``ResultsStore``: expects ``self.ddb``, ``self.table``,
+    ``self._key(job_id, sort_key)`` and ``self._batch_get``."""
+
+    def _query(self, job_id: str, condition: str, values: dict, page: int | None = None,
+               forward: bool = True) -> Iterator[dict]:
+        """Items of one key-condition query on the job's partition (``:pk`` is set here), paged
+        ``page`` items at a time if given (a small first page when one item may do)."""
+        kwargs = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#pk = :pk AND " + condition,
+            "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY, "#sk": TABLE_SORT_KEY},
+            "ExpressionAttributeValues": marshal({":pk": job_id, **values}),
+            "ScanIndexForward": forward,
+        }
+        if page:
+            kwargs["Limit"] = page
+        while True:
+            resp = self.ddb.query(**kwargs)
+            for it in resp["Items"]:
+                yield unmarshal(it)
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    @staticmethod
+    def _range(prefix: str, start: str, stop: str | None) -> tuple[str, dict]:
+        """The key condition of the items under ``prefix`` whose quadkey is in [start, stop~]
+        (``stop`` None: beginning with ``start``)."""
+        if stop is None:
+            return "begins_with(#sk, :lo)", {":lo": prefix + start}
+        # "~" sorts after every quadkey digit, so the range includes stop's descendants.
+        return "#sk BETWEEN :lo AND :hi", {":lo": prefix + start, ":hi": prefix + stop + "~"}
+
+    def _packed_tiles(self, job_id: str, start: str, stop: str | None, page: int | None) -> Iterator[dict]:
+        """Tiles of the packs that may hold quadkeys in the range, in quadkey order (unfiltered)."""
+        # A tile K + 3 digits is >= start only if K >= start less 3 digits; for a prefix, K
+        # begins with it unless K is shorter (the enclosing packs below).
+        lo = start if stop is None else start[: max(0, len(start) - 3)]
+        condition, values = self._range(PACK_SORT_PREFIX, lo, stop)
+        found = False
+        for pack in self._query(job_id, condition, values, page):
+            found = True
+            yield from unpack(pack)
+        if found:
+            return
+        lengths = range(max(0, len(start) - 3), len(start)) if stop is None else range(max(0, len(start) - 3))
+        keys = [self._key(job_id, pack_sort_key(start[:k])) for k in lengths]
+        enclosing = self._batch_get(keys, consistent=False) if keys else []
+        yield from sorted((it for pack in enclosing for it in unpack(pack)), key=lambda it: it["quadkey"])
+
+    def _tiles(self, job_id: str, start: str = "", stop: str | None = None, page: int | None = None) -> Iterator[dict]:
+        """Every tile item in the range (quadkey order), from packs and per-tile items."""
+        if stop is None:
+            def keep(qk: str) -> bool:
+                return qk.startswith(start)
+        else:
+            def keep(qk: str) -> bool:
+                return start <= qk <= stop + "~"
+        packed = ((it["quadkey"], _PACKED, it) for it in self._packed_tiles(job_id, start, stop, page))
+        condition, values = self._range(TILE_SORT_PREFIX, start, stop)
+        legacy = ((it[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :], _LEGACY, it) for it in self._query(job_id, condition, values, page))
+        last = None
+        for qk, _, item in heapq.merge(packed, legacy, key=lambda t: t[:2]):
+            if qk != last and keep(qk):
+                yield item
+            last = qk
+
+    # ---- the reading API -----------------------------------------------------------------
+    def tile_items(self, job_id: str, quadkey_prefix: str = "") -> list[dict]:
+        """All tile items of a job (optionally under a quadkey prefix), in quadkey order, by
+        key-range queries."""
+        return list(self._tiles(job_id, quadkey_prefix))
+
+    def query_tiles(self, job_id: str, start: str = "", stop: str | None = None,
+                    attributes: tuple[str, ...] | None = None) -> Iterator[dict]:
+        """Yield the tile items of a job whose quadkey is in [``start``, ``stop``] (both quadkey
+        strings, ``stop``'s descendants included; ``stop`` None means every quadkey beginning
+        with ``start``), in quadkey order, with only ``attributes`` (those the tile has) if
+        given. Key-range queries, paged; never a scan."""
+        for item in self._tiles(job_id, start, stop):
+            yield {a: item[a] for a in attributes if a in item} if attributes else item
+
+    def has_tiles(self, job_id: str, quadkey_prefix: str) -> bool:
+        """Whether the job has a tile whose quadkey begins with ``quadkey_prefix`` (queries one
+        item at a time, stopping at the first tile)."""
+        return next(self._tiles(job_id, quadkey_prefix, page=1), None) is not None
+
+    def quadkey_extent(self, job_id: str) -> tuple[str, str] | None:
+        """The first and last quadkey of a job's tiles, or None when it has none (queries one
+        item at a time from each end)."""
+        first = next(self._tiles(job_id, page=1), None)
+        if first is None:
+            return None
+        legacy = next(self._query(job_id, "begins_with(#sk, :lo)", {":lo": TILE_SORT_PREFIX}, 1, False), None)
+        last = [legacy["quadkey"]] if legacy else []
+        for pack in self._query(job_id, "begins_with(#sk, :lo)", {":lo": PACK_SORT_PREFIX}, 1, False):
+            tiles = [it["quadkey"] for it in unpack(pack)]
+            if tiles:  # a pack whose tiles were all retried is empty
+                last.append(tiles[-1])
+                break
+        return first["quadkey"], max(last)
