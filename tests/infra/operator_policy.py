@@ -31,6 +31,11 @@ GENERATED = Path("/tmp/lg-operator-policy.md")
 
 # Calls an operator command makes that the recording cannot: (command, action, resource, reason).
 NOT_RECORDED: list[tuple[str, str, str, str]] = [
+    ("retry", "dynamodb:DeleteItem", "arn:aws:dynamodb:${Region}:${Account}:table/${ResultsTableName}",
+     "retry deletes the per-tile items of jobs whose tiles were stored before the tile packs "
+     "(docs/results.md#tile-packs); the recorded run stores packs only"),
+    ("retry", "dynamodb:BatchGetItem", "arn:aws:dynamodb:${Region}:${Account}:table/${ResultsTableName}",
+     "as above: for such a job it reads the tiles' packs and per-tile items to find where each lies"),
     ("train --wait", "states:DescribeExecution",
      "arn:aws:states:${Region}:${Account}:execution:${TrainingStateMachineName}:*",
      "--wait polls the execution (TrainingStateMachineName: the last part of "
