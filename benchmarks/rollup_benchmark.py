@@ -1,7 +1,7 @@
 """`results --zoom 12` on a 100,000-tile job in the embedded (moto) store: time and DynamoDB requests.
 
-Fills a fresh results table on an in-process moto server with one job of N zoom-18 tile items
-(BatchWriteItem, 25 per request; items as the worker writes them, provenance included), then runs
+Fills a fresh results table on an in-process moto server with one job of N zoom-18 tiles written
+into their packs as the worker writes them (UpdateItem per pack, provenance included), then runs
 the rollup as the CLI does (``results.query``: key-range queries only) with 1 and with 4 parallel
 key ranges, counting every DynamoDB request with botocore's event hooks, and checks the rollup
 against the job's totals.
@@ -23,6 +23,8 @@ import boto3  # noqa: E402
 
 from looking_glass.grid import quadkey  # noqa: E402
 from looking_glass.local.embedded import LOCAL_AWS_ENV  # noqa: E402
+from looking_glass.pipeline.metering import item_bytes  # noqa: E402
+from looking_glass.pipeline.packs import pack_of, pack_sort_key  # noqa: E402
 from looking_glass.pipeline.store import COMPLETE, ResultsStore, TileResult, marshal  # noqa: E402
 from looking_glass.results.query import query, render  # noqa: E402
 from looking_glass.runtime.resources import TABLE_PARTITION_KEY, TABLE_SORT_KEY, table_definition  # noqa: E402
@@ -31,6 +33,10 @@ X0, Y0 = 151_900, 131_400  # Kigali
 
 
 def fill(ddb, table: str, job_id: str, tiles: int) -> tuple[Decimal, Counter, float, int]:
+    """Write ``tiles`` random tile results into the job's packs; (total area, statuses, seconds,
+    UpdateItem requests)."""
+    store, calls = ResultsStore(ddb, table), Counter()
+    ddb.meta.events.register("before-call.dynamodb.UpdateItem", lambda model, **_: calls.update([model.name]))
     rng = random.Random(7)
     width = 400
     provenance = {"model_id": "deeplabv3plus-synthetic", "model_version": "1", "imagery": "https://tiles.example/{z}/{x}/{y}.png",
@@ -48,12 +54,11 @@ def fill(ddb, table: str, job_id: str, tiles: int) -> tuple[Decimal, Counter, fl
         item = TileResult(x, y, 18, quadkey(x, y, 18), status, area, int(area * 10),
                           "HTTP 500" if status == "failed" else None,
                           f"masks/{job_id}/18/{x}/{y}.png" if status == "done" else None).item(job_id, provenance)
-        batch.append({"PutRequest": {"Item": marshal(item)}})
-        if len(batch) == 25 or i == tiles - 1:
-            request = {table: batch}
-            while request:
-                requests += 1
-                request = ddb.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+        batch.append(item)
+        if len(batch) == 2 * width or i == tiles - 1:  # two rows at a time: whole packs less often split
+            before = calls.get("UpdateItem", 0)
+            store._write_packs(job_id, batch)
+            requests += calls.get("UpdateItem", 0) - before
             batch = []
     return total, counts, time.perf_counter() - started, requests
 
@@ -85,7 +90,7 @@ def main() -> int:
         store.create_job(job_id, {"status": COMPLETE, "name": "benchmark", "tiles_total": args.tiles,
                                   "tiles_final": args.tiles, "building_area_m2": total,
                                   **{f"tiles_{s}": n for s, n in counts.items()}})
-        print(f"filled {args.tiles:,} tile items in {fill_s:.1f} s ({fill_requests:,} BatchWriteItem requests)")
+        print(f"filled {args.tiles:,} tiles in {fill_s:.1f} s ({fill_requests:,} UpdateItem requests of tile packs)")
 
         calls: Counter = Counter()
         ddb.meta.events.register("before-call.dynamodb.*", lambda model, **kw: calls.update([model.name]))
@@ -110,8 +115,9 @@ def main() -> int:
         rollup_rows(items, args.zoom)
         print(f"of which the rollup arithmetic on {len(items):,} items: {time.perf_counter() - started:.2f} s "
               "(the rest is reading: moto filters and sorts the whole partition for every page)")
-        item = ddb.get_item(TableName=table, Key=marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: "tile#" + quadkey(X0, Y0, 18)}))["Item"]
-        print(f"one tile item is about {len(str(item))} bytes as DynamoDB JSON")
+        key = {TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: pack_sort_key(pack_of(quadkey(X0 + 4, Y0, 18)))}
+        pack = ddb.get_item(TableName=table, Key=marshal(key))["Item"]
+        print(f"one full pack of {sum(k.startswith('t') for k in pack)} tiles is {item_bytes(pack):,} bytes as DynamoDB sizes it")
     finally:
         server.stop()
     return 0
