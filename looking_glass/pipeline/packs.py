@@ -22,6 +22,7 @@ item a tile had as an item of its own (``TileResult.item``, as older workers wro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -78,8 +79,10 @@ def tile_attribute(quadkey: str) -> str:
     return TILE_PREFIX + quadkey[len(pack_of(quadkey)) :]
 
 
+@functools.lru_cache(maxsize=4096)
 def _xyz(quadkey: str) -> tuple[int, int, int] | None:
-    """The tile a quadkey names, None when it is not a quadkey (digits 0-3)."""
+    """The tile a quadkey names (``grid.tile_from_quadkey``), None when it is not a quadkey
+    (digits 0-3). Cached: a pack's tiles are read and written many times over."""
     if quadkey.strip("0123"):
         return None
     return tile_from_quadkey(quadkey)
@@ -87,7 +90,18 @@ def _xyz(quadkey: str) -> tuple[int, int, int] | None:
 
 def _digest(value: dict) -> str:
     """12 hex digits of a SHA-256 of a map's typed DynamoDB content (key order does not matter)."""
-    return hashlib.sha256(json.dumps(marshal(value), sort_keys=True).encode()).hexdigest()[:_ID_DIGITS]
+    items = tuple(sorted(value.items()))
+    try:
+        return _digest_of(items)
+    except TypeError:  # a list or map among the values: not hashable, so not cached
+        return _digest_of.__wrapped__(items)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of(items: tuple) -> str:
+    """:func:`_digest` of a map's sorted (name, value) pairs: computed once per distinct map (a
+    unit's 64 tiles share their delivery and provenance)."""
+    return hashlib.sha256(json.dumps(marshal(dict(items)), sort_keys=True).encode()).hexdigest()[:_ID_DIGITS]
 
 
 def pack_attributes(item: dict) -> dict[str, dict]:

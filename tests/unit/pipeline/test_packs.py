@@ -57,6 +57,9 @@ def test_provenance_and_deliveries_are_stored_once_per_pack():
     assert [k for k in a if k.startswith("p")] == [k for k in b if k.startswith("p")]  # the same provenance
     assert [k for k in a if k.startswith("u")] != [k for k in b if k.startswith("u")]  # another delivery
     assert pack_attributes(one) == a  # the same content, the same ids: rewriting sets the same values
+    listed = pack_attributes({**one, "bands": ["r", "g", "b"]})  # a value that cannot be cached
+    assert [k for k in listed if k.startswith("p")] != [k for k in a if k.startswith("p")]
+    assert pack_attributes({**one, "bands": ["r", "g", "b"]}) == listed
 
 
 def test_a_full_pack_of_64_done_tiles_stays_small():
