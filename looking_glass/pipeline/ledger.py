@@ -70,11 +70,11 @@ class TileLedger:
     """The tile-result half of ``ResultsStore``: expects ``self.ddb`` (a boto3 DynamoDB client),
     ``self.table`` and ``self._job_key(job_id)``."""
 
-    def _ledger_key(self, job_id: str, ledger: str) -> dict:
-        return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: LEDGER_SORT_PREFIX + ledger})
-
     def _key(self, job_id: str, sort_key: str) -> dict:
         return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: sort_key})
+
+    def _ledger_key(self, job_id: str, ledger: str) -> dict:
+        return self._key(job_id, LEDGER_SORT_PREFIX + ledger)
 
     def _batch_get(self, keys: list[dict], projection: str | None = None, names: dict | None = None,
                    consistent: bool = True) -> list[dict]:
