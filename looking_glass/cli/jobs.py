@@ -209,10 +209,15 @@ def _progress(job: dict) -> str:
 
 
 def _status_cell(job: dict) -> str:
-    """The job's status, marked when its workers are failing (``worker_error``, see ``status``)."""
+    """The job's status, marked while it runs when its current workers are failing (``worker_error``,
+    see ``status``), or else when a run before ``retry`` started them had failed (``earlier_worker_error``)."""
     status = shown(job.get("status", ""))
-    if job.get("worker_error") and job.get("status") in ("RUNNING", "ENQUEUEING"):
+    if job.get("status") not in ("RUNNING", "ENQUEUEING"):
+        return status
+    if job.get("worker_error"):
         return f"{status} (workers failing)"
+    if job.get("earlier_worker_error"):
+        return f"{status} (retried; earlier workers failed)"
     return status
 
 
@@ -257,9 +262,13 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(info, default=str))
         return 0
-    order = ("job_id", "name", "status", "reason", "worker_error", "worker_failures", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
+    if len(info.get("worker_jobs") or ()) > 1:  # retried on a stack: every Batch job, the first first
+        info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
+    else:
+        info.pop("worker_jobs", None)  # the one Batch job is worker_job
+    order = ("job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "worker_failures", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
              "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2", "created_at", "retried_at",
-             "finished_at", "messages_total", "workers", "worker_job", "dlq_messages", "aoi_key", "imagery", "model",
+             "finished_at", "messages_total", "workers", "worker_job", "worker_jobs", "dlq_messages", "aoi_key", "imagery", "model",
              "deployment")
     for key in order:
         if key in info and info[key] not in (None, ""):

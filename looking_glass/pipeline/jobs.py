@@ -326,6 +326,24 @@ def record_worker_error(store: ResultsStore, job: dict, reason: str) -> dict:
     return {**job, "worker_error": reason}
 
 
+def record_new_workers(store: ResultsStore, batch, job: dict, launched: str) -> dict:
+    """Record that ``retry`` started AWS Batch job ``launched`` for ``job`` (its record): it
+    becomes the job's ``worker_job``, the Batch job that ``status``, ``jobs`` and ``submit --wait``
+    ask about, and is appended to ``worker_jobs`` (every Batch job of the job, the first first;
+    for a record written before retry kept the list, the first is its ``worker_job``). The earlier
+    workers' failure moves from ``worker_error`` (emptied: the new workers have not failed) to
+    ``earlier_worker_error``; where none was recorded the earlier Batch job is asked
+    (:func:`batch_failure`, ``batch`` a boto3 Batch client). Returns the job with the new values."""
+    previous = str(job.get("worker_job") or "")
+    history = [str(j) for j in job.get("worker_jobs") or ([previous] if previous else [])]
+    earlier = job.get("worker_error") or (batch_failure(batch, previous) if previous else None)
+    values = {"worker_job": launched, "worker_jobs": [*history, launched], "worker_error": ""}
+    if earlier:
+        values["earlier_worker_error"] = str(earlier)[:1000]
+    store.update_job(str(job["job_id"]), values)
+    return {**job, **values}
+
+
 def mark_batch_failures(dep: JobDeployment, jobs: list[dict]) -> list[dict]:
     """``jobs`` (records, e.g. from ``list_jobs``) with the failures of their AWS Batch workers
     recorded (:func:`record_worker_error`): on a stack, the Batch jobs of every RUNNING or

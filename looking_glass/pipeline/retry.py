@@ -19,6 +19,7 @@ from looking_glass.pipeline.jobs import (
     dead_letters,
     get_job,
     queue_depth,
+    record_new_workers,
     release,
     store_for,
 )
@@ -178,7 +179,7 @@ def worker_target(dep: JobDeployment, job: dict) -> tuple[str, str]:
     revision, the one the operator policy allows; a redeploy makes older ones inactive). Only
     where those are not known (a deployment object without ``outputs``: a caller of :func:`retry`
     other than ``--stack``, or stacks that lack the outputs, which every version of stacks/ has
-    declared) the queue and definition of the job's first Batch job (``worker_job``), asked of
+    declared) the queue and definition of the job's latest Batch job (``worker_job``), asked of
     Batch. Raises :class:`WorkersNotStarted` (no summary) when neither is known."""
     outputs = getattr(dep, "outputs", None) or {}
     queue, definition = outputs.get(OUTPUT_JOB_QUEUE), outputs.get(OUTPUT_JOB_DEFINITION)
@@ -190,10 +191,10 @@ def worker_target(dep: JobDeployment, job: dict) -> tuple[str, str]:
     try:
         found = dep.client("batch").describe_jobs(jobs=[previous])["jobs"] if previous else []
     except (ClientError, BotoCoreError) as exc:
-        raise WorkersNotStarted(f"{why} and Batch could not be asked about the job's first Batch job {previous} "
+        raise WorkersNotStarted(f"{why} and Batch could not be asked about the job's latest Batch job {previous} "
                                 f"({_aws_reason(exc)})") from None
     if not found:
-        raise WorkersNotStarted(f"{why} and Batch no longer knows the job's first Batch job "
+        raise WorkersNotStarted(f"{why} and Batch no longer knows the job's latest Batch job "
                                 f"{previous or '(none recorded)'} to take them from")
     return found[0]["jobQueue"], found[0]["jobDefinition"]
 
@@ -210,8 +211,8 @@ def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
     """Workers for ``tiles`` re-enqueued tiles: on AWS one Batch job on the stack's job queue and
     definition (:func:`worker_target`), one worker per the deployment's ``tiles_per_worker`` as
     the enumerator recorded it on the job (the default for jobs enumerated before it did), at most
-    the job's first count; the embedded run (``looking-glass up``) starts local workers by itself
-    when work is queued. Raises :class:`WorkersNotStarted` (no summary; its message says why and
+    the job's first count, recorded on the job as its current workers (:func:`record_new_workers`);
+    the embedded run (``looking-glass up``) starts local workers by itself when work is queued. Raises :class:`WorkersNotStarted` (no summary; its message says why and
     gives the ``aws batch submit-job`` command that starts them) when Batch cannot be used."""
     previous = str(job.get("worker_job") or "")
     if dep.kind == "embedded" or previous.startswith("local-"):
@@ -233,4 +234,5 @@ def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
     except (ClientError, BotoCoreError) as exc:
         raise WorkersNotStarted(f"the submission to Batch failed ({_aws_reason(exc)}); once that is fixed, start "
                                 f"them with `{launcher.aws_command(job['job_id'], workers)}`") from None
+    record_new_workers(store_for(dep), batch, job, launched)  # status and jobs now follow these workers
     return f"Batch job {launched} ({workers} worker(s))"

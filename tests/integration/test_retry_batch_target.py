@@ -121,7 +121,7 @@ def test_without_outputs_and_first_job_retry_says_the_work_is_queued(aws, batch_
     with pytest.raises(WorkersNotStarted) as refused:
         retry(StackOnMoto(session, resources), job["job_id"])  # a deployment object without outputs
     message, tiles = str(refused.value), int(job["tiles_total"])
-    assert "Batch no longer knows the job's first Batch job" in message
+    assert "Batch no longer knows the job's latest Batch job" in message
     assert f"--job-queue {UNKNOWN_QUEUE} --job-definition {UNKNOWN_DEFINITION}" in message
     assert refused.value.summary["tiles_enqueued"] == tiles and refused.value.summary["workers"] is None
     assert _queued_tiles(session, resources, job["job_id"]) == tiles
