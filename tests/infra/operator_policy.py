@@ -1,8 +1,8 @@
 """The operator's IAM policy, generated from the AWS calls the CLI's operator commands make.
 
-The stacks create no operator role: people run ``looking-glass submit/status/results/retry/
-models ... --stack`` with their own credentials. ``tests/infra/test_operator_policy.py`` records
-those commands' calls (``iam_check.record_calls``) against a deployment in moto, turns each
+The stacks create no operator role: people run ``looking-glass submit/jobs/status/results/retry/
+map/export/models/train ... --stack`` with their own credentials. ``tests/infra/test_operator_policy.py``
+records those commands' calls (every command that takes ``--stack``: ``stack_commands``, or the test fails) (``iam_check.record_calls``) against a deployment in moto, turns each
 ``(action, resource ARN)`` into a statement of a policy document with the deployment's names as
 placeholders (``generalise``), and checks that the block between the markers in docs/deploy.md
 is exactly that document (``render``), so the documented policy can neither miss a call the CLI
@@ -44,6 +44,28 @@ NOT_RECORDED: list[tuple[str, str, str, str]] = [
      "after a successful run --wait fetches the model archive to register it (the registry's "
      "s3:PutObject and s3:GetObject are models register's)"),
 ]
+
+
+def stack_commands() -> set[str]:
+    """Every CLI command that takes ``--stack`` (a deployed stack's AWS calls), a subcommand with
+    its command (``models use``), read from the CLI's own parser: the commands the recording
+    must cover."""
+    import argparse
+
+    from looking_glass.cli.main import build_parser
+
+    found: set[str] = set()
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if "--stack" in action.option_strings:
+                found.add(name)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    walk(subparser, f"{name} {sub}".strip())
+
+    walk(build_parser(), "")
+    return found
 
 
 def generalise(arn: str, names: Mapping[str, str]) -> str:

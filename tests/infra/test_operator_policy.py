@@ -12,7 +12,7 @@ import boto3
 import pytest
 from conftest import SAMPLE_POLYGON, create_output_stack, drain, geojson_bytes, make_training_dataset, run_cli
 from iam_check import Statement, iam_requests, record_calls
-from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render
+from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render, stack_commands
 from test_recorded_calls import ACCOUNT, REGION, tiny_segmenter  # noqa: F401 -- the fixture
 
 from looking_glass.model.registry import parameter_name
@@ -147,11 +147,24 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     operator("models use", "models", "use", "v1")
     assert "op/v1" in operator("models", "models")
     operator("train", "train", "--data", str(make_training_dataset(tmp_path / "data")))
+    polygons = tmp_path / "polygons.geojson"
+    polygons.write_bytes(geojson_bytes(SAMPLE_POLYGON))
+    assert operator("results --within", "results", job_id, "--within", str(polygons), "--no-progress")
+    operator("results --compare", "results", job_id, "--compare", str(polygons), "--no-progress")  # as mapped buildings
+    operator("map", "map", job_id, "--out", str(tmp_path / "map"))
+    operator("export", "export", job_id, "--out", str(tmp_path / "buildings.geojson"), "--no-progress")
+    # Retry starts an array job of two workers (as the enumerator would have recorded for
+    # LG_TILES_PER_WORKER=1), so a failed worker is a failed array child, as on a real stack.
+    store.update_job(job_id, {"workers": 2, "tiles_per_worker": 1})
     retried = operator("retry", "retry", job_id)
     assert "1 tiles reset" in retried and "1 dead-letter messages moved back" in retried, retried
-    assert "; Batch job " in retried, retried  # on the stack's JobQueueArn with its JobDefinitionArn
-    # The job runs again: status asks Batch whether its workers failed (DescribeJobs).
-    operator("status", "status", job_id)
+    assert "; Batch job " in retried and "(2 worker(s))" in retried, retried  # on the stack's JobQueueArn
+    _wait_until_the_workers_failed(session.client("batch"), retried.split("; Batch job ")[1].split()[0])
+    # The job runs again and its workers failed: jobs and status ask Batch (DescribeJobs, and
+    # ListJobs for the failed array child), and each records the failure in the job (UpdateItem).
+    assert "(workers failing)" in operator("jobs", "jobs")
+    store.update_job(job_id, {"worker_error": "stale"})
+    assert "worker(s) failed" in operator("status", "status", job_id)
 
     recorded = {
         command: {(action, generalise(arn, placeholders)) for c in made for action, arn in iam_requests(c, ACCOUNT, REGION)}
@@ -172,15 +185,42 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
             for action, arn in iam_requests(c, ACCOUNT, REGION):
                 assert any(s.allows(action, arn) for s in statements), (command, action, arn)
     for s in document["Statement"]:
-        assert "*" not in s["Resource"] or s["Action"] == ["batch:DescribeJobs"], s
+        assert "*" not in s["Resource"] or s["Action"] == ["batch:DescribeJobs", "batch:ListJobs"], s
     assert not any(s.allows("s3:PutObject", f"arn:aws:s3:::{resources.masks_bucket}/masks/x.png") for s in statements)
-    assert {"submit", "status", "results", "models use", "retry", "train"} <= set(commands)
+    # Every command that takes --stack is recorded: one left out would leave its calls out of the policy.
+    missing = stack_commands() - {command.split(" --")[0] for command in commands}
+    assert not missing, f"operator commands whose AWS calls are not recorded: {sorted(missing)}"
 
     block = render(document, commands)
     if block != documented():
         GENERATED.write_text(block)
         pytest.fail(f"docs/deploy.md's operator policy differs from the recorded calls; the new block is in "
                     f"{GENERATED}: review it, then `.venv/bin/python tests/infra/operator_policy.py write`")
+
+
+def _wait_until_the_workers_failed(batch, worker_job: str, timeout_s: float = 60.0) -> None:
+    """Wait until every child of the array job ``worker_job`` failed (moto's Batch runs no
+    container without Docker, and an image it cannot pull fails too; each child is also
+    terminated), so the calls of jobs and status do not depend on how far Batch got."""
+    import time
+
+    size = batch.describe_jobs(jobs=[worker_job])["jobs"][0]["arrayProperties"]["size"]
+    for index in range(size):
+        batch.terminate_job(jobId=f"{worker_job}:{index}", reason="operator policy test")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        (parent,) = batch.describe_jobs(jobs=[worker_job])["jobs"]
+        if parent["arrayProperties"].get("statusSummary", {}).get("FAILED") == size:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the workers of Batch job {worker_job} did not all fail within {timeout_s:.0f} s")
+
+
+def test_every_stack_command_is_found():
+    found = stack_commands()
+    assert {"submit", "jobs", "status", "results", "retry", "map", "export", "models", "models use",
+            "models register", "train"} <= found
+    assert not found & {"prepare", "demo", "up", "serve-tiles", "aoi", "validate"}  # no --stack: nothing to record
 
 
 def test_generalise_names_only_the_deployment():

@@ -438,14 +438,14 @@ def test_retry_refuses_a_job_rejected_before_it_had_tiles(env, capsys):
 
 def test_retry_against_a_stack_without_batch_job_still_enqueues(env, capsys):
     # This stack has no JobQueueArn/JobDefinitionArn outputs and Batch does not know the job's
-    # first Batch job: the tile stays queued, and the error says how to start workers (exit 1).
+    # latest Batch job: the tile stays queued, and the error says how to start workers (exit 1).
     tiles = {(0, 0): ("failed", "0", "x")}
     job = add_job(env, tiles, w=1, h=1)
     env["store"].update_job(job, {"worker_job": "b1a2c3"})
     code, out, err = run_cli(capsys, "retry", job, "--stack", env["stack"])
     assert code == 1 and "1 tiles enqueued" in out and out.rstrip().endswith("; no workers started"), out
     assert f"error: job {job}: 1 tiles are queued again in 1 work units, but no workers were started" in err
-    assert "Batch no longer knows the job's first Batch job b1a2c3" in err and "aws batch submit-job" in err
+    assert "Batch no longer knows the job's latest Batch job b1a2c3" in err and "aws batch submit-job" in err
     assert queued(env["session"].client("sqs"), env["res"].tile_queue_url) == 1
 
 
