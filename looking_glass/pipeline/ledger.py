@@ -270,15 +270,17 @@ class TileLedger:
         """Which of these tiles are final: stored and counted by their ledger (so a redelivery
         can skip them). A tile stored but not counted by its ledger (a crash between the two
         writes) is not final: it is done again and counted then."""
-        # Eventually consistent reads (half the read units): a tile found not final that is final
-        # after all is done again and counted by nobody (the ledger), so a stale answer costs
-        # time, never a count.
+        # The packs are read eventually consistent (half the read units): a tile is counted only
+        # after its pack write, and retry removes it from its pack in the same transaction that
+        # uncounts it, so a stale pack either lacks a tile (done again, counted by nobody: the
+        # ledger says so) or holds one whose ledger is read below. The ledgers are read strongly
+        # consistent: a stale ledger could still count a tile that retry has just removed and
+        # uncounted, the retry unit would skip it, and nobody would count it again.
         packed, legacy = self._located(job_id, quadkeys, consistent=False)
         items = list({**legacy, **packed}.values())  # a tile in both: its pack is the newer
         ledgers = sorted({it["unit"] for it in items if "unit" in it})
         ledger_items = self._batch_get(
             [self._ledger_key(job_id, lg) for lg in ledgers], "#sk, #c", {"#sk": TABLE_SORT_KEY, "#c": "counted"},
-            consistent=False,
         )
         counted = {it[TABLE_SORT_KEY][len(LEDGER_SORT_PREFIX) :]: {int(n) for n in it.get("counted", ())}
                    for it in ledger_items}

@@ -1,0 +1,54 @@
+"""The requests the tile ledger sends, on a real botocore client answered by botocore's Stubber
+(no network): which reads are strongly consistent, and how conflicting writes are retried.
+
+These are narrow on purpose: moto answers every read strongly consistent and never reports a
+transaction conflict, so what is checked here cannot be seen on the moto server."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import boto3
+from botocore.stub import ANY, Stubber
+
+from looking_glass.grid import quadkey
+from looking_glass.imagery.status import TILE_DONE
+from looking_glass.pipeline.ledger import LEDGER_SORT_PREFIX, TILE_LAYOUT, TILE_LAYOUT_ATTRIBUTE, tile_number
+from looking_glass.pipeline.metering import RequestMeter
+from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key
+from looking_glass.pipeline.store import ResultsStore, TileResult
+from looking_glass.pipeline.table import marshal
+
+JOB, TABLE = "feedfacefeedfacefeedface", "results"
+PROV = {"model_id": "m", "model_version": "3", "zoom": 18, "processed_at": "2026-11-30T12:00:00+00:00"}
+
+
+def client():
+    return boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def key(sort_key):
+    return marshal({"job_id": JOB, "sort_key": sort_key})
+
+
+def test_final_quadkeys_reads_the_ledgers_strongly_consistent_and_is_billed_for_it():
+    """Packs may be stale (a tile is counted only after its pack write, and retry uncounts it in
+    the transaction that removes it), ledgers may not: a stale ledger could call final a tile
+    that retry has just removed and uncounted. The ledger read is billed a full unit."""
+    r = TileResult(152_024, 131_472, 18, quadkey(152_024, 131_472, 18), TILE_DONE, Decimal(3), unit="u1")
+    pack = {"job_id": JOB, "sort_key": pack_sort_key(pack_of(r.quadkey)), **pack_attributes(r.item(JOB, PROV))}
+    job = {"job_id": JOB, "sort_key": "job", TILE_LAYOUT_ATTRIBUTE: TILE_LAYOUT}
+    ledger = {"sort_key": LEDGER_SORT_PREFIX + "u1", "counted": {tile_number(r.x, r.y, r.z)}}
+    ddb = client()
+    meter = RequestMeter().watch(ddb)
+    with Stubber(ddb) as stub:
+        stub.add_response("batch_get_item", {"Responses": {TABLE: [marshal(pack), marshal(job)]}},
+                          {"RequestItems": {TABLE: {"Keys": [key(pack["sort_key"]), key("job")],
+                                                    "ConsistentRead": False}}})
+        stub.add_response("batch_get_item", {"Responses": {TABLE: [marshal(ledger)]}},
+                          {"RequestItems": {TABLE: {"Keys": [key(LEDGER_SORT_PREFIX + "u1")], "ConsistentRead": True,
+                                                    "ProjectionExpression": ANY, "ExpressionAttributeNames": ANY}}})
+        assert ResultsStore(ddb, TABLE).final_quadkeys(JOB, [r.quadkey]) == {r.quadkey}
+        stub.assert_no_pending_responses()
+    # The pack and the job record, eventually consistent (half a unit each), the ledger strongly (one).
+    assert meter.rru == 0.5 + 0.5 + 1
