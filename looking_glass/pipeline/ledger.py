@@ -70,6 +70,24 @@ class TileLedger:
     """The tile-result half of ``ResultsStore``: expects ``self.ddb`` (a boto3 DynamoDB client),
     ``self.table`` and ``self._job_key(job_id)``."""
 
+    def _update_item(self, **params) -> dict:
+        """``self.ddb.update_item(**params)``, sent again with backoff while DynamoDB refuses it
+        with ``TransactionConflictException`` (the item is being changed by an unfinished
+        transaction: retry's removes whole packs that workers write, a unit's ledger transaction
+        moves the job record), which botocore does not retry. Other errors (a failed condition)
+        propagate at once; RuntimeError after ``_ATTEMPTS`` conflicts."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self.ddb.update_item(**params)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionConflictException":
+                    raise
+                conflict = exc
+            if attempt < _ATTEMPTS - 1:
+                _backoff(attempt)
+        raise RuntimeError(f"UpdateItem of {unmarshal(params['Key'])} in table {params['TableName']} kept "
+                           f"conflicting with a transaction after {_ATTEMPTS} attempts") from conflict
+
     def _key(self, job_id: str, sort_key: str) -> dict:
         return marshal({TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: sort_key})
 
@@ -128,7 +146,7 @@ class TileLedger:
                     attributes.update(pack_attributes(tiles[qk]))
                 names = {f"#a{n}": name for n, name in enumerate(attributes)}
                 values = {f":v{n}": value for n, value in enumerate(attributes.values())}
-                self.ddb.update_item(
+                self._update_item(
                     TableName=self.table,
                     Key=self._key(job_id, pack_sort_key(pack)),
                     UpdateExpression="SET " + ", ".join(f"#a{n} = :v{n}" for n in range(len(names))),

@@ -139,7 +139,7 @@ class ResultsStore(TileLedger, TileReads):
                 allowed.append(f":s{i}")
             kwargs["ConditionExpression"] = f"#status IN ({', '.join(allowed)})"
         try:
-            self.ddb.update_item(
+            self._update_item(
                 TableName=self.table,
                 Key=self._job_key(job_id),
                 UpdateExpression=expr,
@@ -174,7 +174,7 @@ class ResultsStore(TileLedger, TileReads):
         """Mark the job COMPLETE if every tile has a final status. True only for the one caller
         that made the change, so completion happens exactly once."""
         try:
-            self.ddb.update_item(
+            self._update_item(
                 TableName=self.table,
                 Key=self._job_key(job_id),
                 UpdateExpression="SET #status = :complete, finished_at = :now",
@@ -225,7 +225,7 @@ class ResultsStore(TileLedger, TileReads):
         """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry (its last ``retry_reason``
         dropped: the next kept unit records its own); False otherwise."""
         try:
-            self.ddb.update_item(
+            self._update_item(
                 TableName=self.table,
                 Key=self._job_key(job_id),
                 UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at, retry_reason, retry_at",

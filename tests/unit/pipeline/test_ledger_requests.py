@@ -9,6 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
 from looking_glass.grid import quadkey
@@ -52,3 +54,43 @@ def test_final_quadkeys_reads_the_ledgers_strongly_consistent_and_is_billed_for_
         stub.assert_no_pending_responses()
     # The pack and the job record, eventually consistent (half a unit each), the ledger strongly (one).
     assert meter.rru == 0.5 + 0.5 + 1
+
+
+def conflict(stub, times):
+    for _ in range(times):
+        stub.add_client_error("update_item", service_error_code="TransactionConflictException",
+                              service_message="Transaction is ongoing for the item", http_status_code=400)
+
+
+def test_updates_refused_by_a_transaction_in_progress_are_sent_again(monkeypatch):
+    """A pack write, a job update (and so note_retry) and try_complete each refused once with
+    TransactionConflictException (botocore does not retry it) go through on the second try."""
+    waits = []
+    monkeypatch.setattr("looking_glass.pipeline.ledger._backoff", waits.append)
+    r = TileResult(152_024, 131_472, 18, quadkey(152_024, 131_472, 18), TILE_DONE, Decimal(3), unit="u1")
+    ddb = client()
+    store = ResultsStore(ddb, TABLE)
+    with Stubber(ddb) as stub:
+        for _ in range(4):
+            conflict(stub, 1)
+            stub.add_response("update_item", {})
+        store._write_packs(JOB, [r.item(JOB, PROV)])
+        assert store.note_retry(JOB, "tile 18/1/2: ConnectionError after 4 attempts")
+        assert store.try_complete(JOB)
+        assert store.reopen_job(JOB)
+        stub.assert_no_pending_responses()
+    assert waits == [0, 0, 0, 0]
+
+
+def test_an_update_that_keeps_conflicting_fails_with_a_clear_error(monkeypatch):
+    monkeypatch.setattr("looking_glass.pipeline.ledger._backoff", lambda attempt: None)
+    ddb = client()
+    with Stubber(ddb) as stub:
+        conflict(stub, 10)
+        with pytest.raises(RuntimeError, match=r"kept conflicting with a transaction after 10 attempts"):
+            ResultsStore(ddb, TABLE).update_job(JOB, {"workers": 2})
+        stub.assert_no_pending_responses()
+    with Stubber(ddb) as stub:  # any other error at once, as before
+        stub.add_client_error("update_item", service_error_code="ValidationException", http_status_code=400)
+        with pytest.raises(ClientError, match="ValidationException"):
+            ResultsStore(ddb, TABLE).update_job(JOB, {"workers": 2})
