@@ -19,8 +19,9 @@ item). Recording a unit's results (docs/results.md#exactly-once):
 A tile is *final* (``final_quadkeys``: a redelivery skips it) only when it is in its pack **and**
 its ledger counts it, so a crash between the pack write and the transaction means the tile is
 done again and counted then. Retry (``forget_tiles``) removes tiles from their packs (each on the
-condition that it still has the status read), takes them off the counters and out of their
-ledgers in the same transactions. Tables written before the packs hold one item per tile
+condition that it still has the status read) and takes those their ledger counts (read strongly
+consistent, and unchanged since) off the counters and out of their ledgers in the same
+transactions. Tables written before the packs hold one item per tile
 (``tile#<quadkey>``): they are read, and retried, as well; where a tile is in both, its pack wins.
 """
 
@@ -314,10 +315,12 @@ class TileLedger:
     def forget_tiles(self, job_id: str, tiles: list[dict]) -> int:
         """Remove tiles (each ``{"quadkey", "x", "y", "z", "status", "building_area_m2", "unit"}``
         as stored) from their packs (or delete their per-tile items, in tables written before the
-        packs) and take them out of the job's counters and out of their ledgers, in the same
-        transactions, each on the condition that the tile still has that status, so counters stay
-        equal to the sum of the tiles. Returns how many were removed. Used by retry before the
-        tiles are enqueued again."""
+        packs) and take those their ledger counts out of the job's counters and out of their
+        ledgers, in the same transactions, each on the condition that the tile still has that
+        status and its ledger the version read (strongly consistent), so counters stay equal to
+        the sum of the counted tiles. A tile stored but never counted (its unit crashed between
+        its pack write and its transaction) is removed and not uncounted. Returns how many were
+        removed. Used by retry before the tiles are enqueued again."""
         legacy = self.has_legacy_items(job_id, consistent=True)
         forgotten = 0
         for i in range(0, len(tiles), FORGET_PER_TRANSACTION):
@@ -345,27 +348,43 @@ class TileLedger:
             if qk in in_packs or qk not in in_items:  # not found at all: the condition fails
                 removes.setdefault(pack_of(qk), []).append(t)
         packs = [self._pack_remove(job_id, pack, group) for pack, group in sorted(removes.items())]
-        uncount: dict[str, set[int]] = {}
-        for t in chunk:
-            if t.get("unit"):  # items from before the ledgers have none
-                uncount.setdefault(t["unit"], set()).add(tile_number(t["x"], t["y"], t["z"]))
-        ledgers = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._ledger_key(job_id, ledger),
-                    # The version moves too, so a worker that read the ledger before cannot
-                    # write its older ``counted`` back.
-                    "UpdateExpression": "DELETE #c :n ADD #v :one",
-                    "ExpressionAttributeNames": {"#c": "counted", "#v": "v"},
-                    "ExpressionAttributeValues": marshal({":n": numbers, ":one": 1}),
-                }
-            }
-            for ledger, numbers in uncount.items()
-        ]
-        area = sum((Decimal(t.get("building_area_m2", 0)) for t in chunk), Decimal(0))
-        update = self._counter_update(job_id, [t["status"] for t in chunk], area, sign=-1)
+        # Only tiles their ledger counts come off the counters: a tile stored but never counted
+        # (its unit crashed between the pack write and its transaction) leaves its pack and
+        # nothing else, or its redo, counted once, would leave the job one short for ever. Each
+        # ledger is checked at the version read, and moved on, so a worker that counts or
+        # uncounts in the meantime cancels this transaction (forget_tiles then goes tile by tile).
+        units = sorted({t["unit"] for t in chunk if t.get("unit")})  # items from before the ledgers have none
+        found = {it[TABLE_SORT_KEY][len(LEDGER_SORT_PREFIX) :]: it for it in self._batch_get(
+            [self._ledger_key(job_id, u) for u in units], "#sk, #c, #v", {"#sk": TABLE_SORT_KEY, "#c": "counted", "#v": "v"})}
+        numbers = {u: {int(n) for n in it.get("counted", ())} for u, it in found.items()}
+        counted = [t for t in chunk if not t.get("unit") or tile_number(t["x"], t["y"], t["z"]) in numbers.get(t["unit"], ())]
+        ledgers = [self._ledger_forget(job_id, u, found.get(u), [t for t in counted if t.get("unit") == u])
+                   for u in units]
+        area = sum((Decimal(t.get("building_area_m2", 0)) for t in counted), Decimal(0))
+        update = self._counter_update(job_id, [t["status"] for t in counted], area, sign=-1)
         return self._run_transaction(job_id, packs + deletes + ledgers + [update])
+
+    def _ledger_forget(self, job_id: str, ledger: str, entry: dict | None, counted: list[dict]) -> dict:
+        """The transaction action on one ledger (``entry`` as read, None when it does not exist)
+        for a retry: take these ``counted`` tiles out of it and move its version, on the
+        condition that the version is the one read, so a worker that read the ledger before
+        cannot write its older ``counted`` back; a ledger that did not exist must still not."""
+        key = self._ledger_key(job_id, ledger)
+        if entry is None:
+            return {"ConditionCheck": {"TableName": self.table, "Key": key, "ConditionExpression": "attribute_not_exists(#pk)",
+                                       "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY}}}
+        names, values = {"#v": "v"}, {":one": 1, ":v": int(entry.get("v", 0))}
+        expression = "ADD #v :one"
+        if counted:
+            names["#c"] = "counted"
+            values[":n"] = {tile_number(t["x"], t["y"], t["z"]) for t in counted}
+            expression = "DELETE #c :n " + expression
+        condition = "#v = :v" if "v" in entry else "attribute_not_exists(#v)"
+        if "v" not in entry:
+            del values[":v"]
+        return {"Update": {"TableName": self.table, "Key": key, "UpdateExpression": expression,
+                           "ConditionExpression": condition, "ExpressionAttributeNames": names,
+                           "ExpressionAttributeValues": marshal(values)}}
 
     def _pack_remove(self, job_id: str, pack: str, tiles: list[dict]) -> dict:
         """The transaction action that removes these tiles from their pack, on the condition that

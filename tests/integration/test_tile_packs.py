@@ -211,3 +211,26 @@ def _sort_keys(store, job):
     resp = store.ddb.query(TableName=store.table, KeyConditionExpression="job_id = :j",
                            ExpressionAttributeValues={":j": {"S": job}})
     return [i["sort_key"]["S"] for i in resp["Items"]]
+
+
+def test_a_retry_of_a_tile_stored_but_never_counted_leaves_the_counters_and_the_job_completes(store):
+    """A unit crashed between its pack write and its ledger transaction (and went to the
+    dead-letter queue); retry removes its stored tiles without uncounting them, the redo counts
+    them once, and the job completes. Taking them off the counters too would leave it one short
+    for ever. Also a unit whose ledger counts one of its tiles and not its other."""
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 6})
+    assert store.record_tiles(JOB, [tile(dx, 0, "u0") for dx in range(3)], PROV) == 3
+    assert store.record_tiles(JOB, [tile(3, 0, "u1", TILE_FAILED)], PROV) == 1
+    # The crashes: written, never counted (u1's ledger exists, u2's does not).
+    store._write_packs(JOB, [tile(4, 0, "u1", TILE_FAILED).item(JOB, PROV), tile(5, 0, "u2", TILE_FAILED).item(JOB, PROV)])
+    before = counters(store, JOB)
+    assert before[:3] == (4, 3, 1)
+    redo = [i for i in store.query_tiles(JOB, attributes=("quadkey", "x", "y", "z", "status", "building_area_m2", "unit"))
+            if i["status"] == TILE_FAILED]
+    assert len(redo) == 3 and store.forget_tiles(JOB, redo) == 3
+    assert counters(store, JOB) == (3, 3, 0, before[3])  # only tile 3, which u1 counted, came off
+    assert len(store.tile_items(JOB)) == 3
+    # The redo: tile 3 by a retry unit, the dead-lettered units 4 and 5 again.
+    assert store.record_tiles(JOB, [tile(3, 0, "r1"), tile(4, 0, "u1"), tile(5, 0, "u2")], PROV) == 3
+    assert counters(store, JOB)[:3] == (6, 6, 0)
+    assert store.try_complete(JOB)
