@@ -6,7 +6,9 @@ before the packs hold one ``tile#<quadkey>`` item per tile, read by the same ran
 merged in quadkey order (a tile in both: its pack is the newer, and wins). A prefix longer than
 a pack's key (a tile's quadkey less 3 digits) lies inside one pack: when no pack lies under the
 prefix, the packs whose key is the prefix less 1 to 3 digits are read (a job's tiles are of one
-zoom, so under-prefix packs and enclosing ones never both hold tiles). Every read is a query or
+zoom, so under-prefix packs and enclosing ones never both hold tiles); likewise a range whose
+start is longer than the tiles' quadkeys reads the pack that is start's prefix with the later
+packs the range query finds (that pack sorts before the range). Every read is a query or
 a BatchGetItem, never a scan; the tile items are exactly those the per-tile items were (keys,
 values, Decimal numbers).
 """
@@ -63,11 +65,19 @@ class TileReads:
         # begins with it unless K is shorter (the enclosing packs below).
         lo = start if stop is None else start[: max(0, len(start) - 3)]
         condition, values = self._range(PACK_SORT_PREFIX, lo, stop)
-        found = False
-        for pack in self._query(job_id, condition, values, page):
-            found = True
-            yield from unpack(pack)
-        if found:
+        packs = self._query(job_id, condition, values, page)
+        first = next(packs, None)
+        if first is not None:
+            # A start longer than the tiles' quadkeys (a 19-digit start for zoom-18 tiles) gives a ``lo`` longer than the packs' keys: the pack that is start's prefix
+            # sorts before ``lo`` and may hold tiles after start. It is the only such pack (a
+            # job's packs are of one length) and its tiles come before the later packs'.
+            length = len(first[TABLE_SORT_KEY]) - len(PACK_SORT_PREFIX)
+            if stop is not None and length < len(lo):
+                for pack in self._batch_get([self._key(job_id, pack_sort_key(start[:length]))], consistent=False):
+                    yield from unpack(pack)
+            yield from unpack(first)
+            for pack in packs:
+                yield from unpack(pack)
             return
         lengths = range(max(0, len(start) - 3), len(start)) if stop is None else range(max(0, len(start) - 3))
         keys = [self._key(job_id, pack_sort_key(start[:k])) for k in lengths]

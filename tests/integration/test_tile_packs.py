@@ -191,9 +191,13 @@ def test_the_reading_api_is_the_same_over_packs_and_per_tile_items(store, layout
     for prefix in {qks[0][:n] for n in (10, 14, 15, 16, 17, 18)} | {qks[-1][:16], qks[7][:17], qks[7] + "0"}:
         assert store.tile_items(JOB, prefix) == [i for i in expected if i["quadkey"].startswith(prefix)], prefix
         assert store.has_tiles(JOB, prefix) == any(q.startswith(prefix) for q in qks), prefix
-    for start, stop in [(qks[1], qks[9]), (qks[3][:16], qks[20][:15]), (qks[5], qks[5]), (qks[-1] + "1", None)]:
+    for start, stop in [(qks[1], qks[9]), (qks[3][:16], qks[20][:15]), (qks[5], qks[5]), (qks[-1] + "1", None),
+                        (qks[1] + "1", qks[9]), (qks[1] + "1", qks[-5]), (qks[1] + "1", None)]:
         want = [i for i in expected if start <= i["quadkey"] <= (stop or "") + "~"] if stop else \
             [i for i in expected if i["quadkey"].startswith(start)]
+        # Each range holds tiles; those from a start longer than the tiles' zoom (19 digits) hold
+        # tiles of start's own pack, with later packs in the range or without.
+        assert want or not stop, (start, stop)
         assert list(store.query_tiles(JOB, start, stop)) == want, (start, stop)
     assert list(store.query_tiles(JOB, qks[0][:15], attributes=("status", "reason", "unit"))) == [
         {k: i[k] for k in ("status", "reason", "unit") if k in i} for i in expected if i["quadkey"].startswith(qks[0][:15])]
