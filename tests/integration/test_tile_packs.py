@@ -238,3 +238,29 @@ def test_a_retry_of_a_tile_stored_but_never_counted_leaves_the_counters_and_the_
     assert store.record_tiles(JOB, [tile(3, 0, "r1"), tile(4, 0, "u1"), tile(5, 0, "u2")], PROV) == 3
     assert counters(store, JOB)[:3] == (6, 6, 0)
     assert store.try_complete(JOB)
+
+
+@pytest.mark.parametrize("ledger_existed", [True, False])
+def test_a_tile_counted_while_retry_forgets_it_is_uncounted_after_all(store, ledger_existed):
+    """Retry reads a stored tile's ledger as not counting it (at version 1, or not there yet);
+    before retry's transaction a worker counts it. The ledger changed, so the transaction is
+    cancelled and the tile is forgotten on its own, now uncounted too: the counters never count
+    a tile that is not stored."""
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 2})
+    assert store.record_tiles(JOB, [tile(0, 0, "u1" if ledger_existed else "u0")], PROV) == 1
+    crashed = tile(1, 0, "u1", TILE_FAILED)
+    store._write_packs(JOB, [crashed.item(JOB, PROV)])
+    read, raced = store._batch_get, []
+
+    def racing_read(keys, projection=None, names=None, consistent=True):
+        found = read(keys, projection, names, consistent)
+        if projection == "#sk, #c, #v" and not raced:  # retry's read of the ledgers
+            raced.append(store.record_tiles(JOB, [crashed], PROV))
+        return found
+
+    store._batch_get = racing_read
+    redo = [i for i in store.query_tiles(JOB, attributes=("quadkey", "x", "y", "z", "status", "building_area_m2", "unit"))
+            if i["status"] == TILE_FAILED]
+    assert store.forget_tiles(JOB, redo) == 1 and raced == [1]
+    assert counters(store, JOB)[:3] == (1, 1, 0) and len(store.tile_items(JOB)) == 1
+    assert store.record_tiles(JOB, [tile(1, 0, "r1")], PROV) == 1 and store.try_complete(JOB)
