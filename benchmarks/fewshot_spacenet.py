@@ -90,6 +90,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", help="work folder (default: a new temporary one)")
     parser.add_argument("--skip-train", action="store_true", help="only cut, prepare and score the shipped model")
+    parser.add_argument("--init", default="shipped",
+                        help="the model to start from, as train --init takes it (default: shipped); a candidate "
+                             "for the next shipped model is scored before and after the same way")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="lg-fewshot-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -103,21 +106,21 @@ def main(argv=None) -> int:
         print(cli("prepare", "--images", str(work / f"{name}.tif"), "--footprints", str(work / f"{name}.geojson"),
                   "--out", str(work / name.upper()), "--mode", "tiles", "--val-fraction", val,
                   "--max-nodata", MAX_NODATA, "--overwrite").strip().splitlines()[-1])
-    before = evaluate(None, work / "EAST")
-    print(f"before (shipped) on EAST: IoU {before['iou']:.4f} F1 {before['f1']:.4f} ({before['tiles']} tiles)")
+    before = evaluate(None if args.init == "shipped" else args.init, work / "EAST")
+    print(f"before ({args.init}) on EAST: IoU {before['iou']:.4f} F1 {before['f1']:.4f} ({before['tiles']} tiles)")
     if args.skip_train:
         return 0
     run = work / "RUN"
     load_before = os.getloadavg()
     started = time.monotonic()
     train = subprocess.run([*CLI, "train", "--local", "--data", str(work / "WEST"), "--root", str(run),
-                            "--init", "shipped"], cwd=REPO)
+                            "--init", args.init], cwd=REPO)
     train_s = time.monotonic() - started
     if train.returncode:
         raise SystemExit(f"train failed with exit code {train.returncode}")
     after = evaluate(str(run / "model" / "model.keras"), work / "EAST")
     total_s = time.monotonic() - started
-    print(json.dumps({"shipped": {"model_id": shipped["model_id"], "version": shipped["version"]},
+    print(json.dumps({"shipped": {"model_id": shipped["model_id"], "version": shipped["version"]}, "init": args.init,
                       "halves": halves, "iou_before": before["iou"], "iou_after": after["iou"],
                       "f1_before": before["f1"], "f1_after": after["f1"], "east_tiles": after["tiles"],
                       "train_seconds": round(train_s, 1), "train_and_evaluate_seconds": round(total_s, 1),

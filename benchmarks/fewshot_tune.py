@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fold", choices=("NS", "SN"), required=True, help="NS: train north, validate south; SN: reverse")
     parser.add_argument("--root", required=True, help="the training root (its data/ holds the fold's dataset)")
     parser.add_argument("--hyperparameters", default="{}", help="JSON object of keys to add or override")
+    parser.add_argument("--init", default="shipped", help="the model to start from, as train --init takes it")
     args = parser.parse_args(argv)
     try:
         extra = json.loads(args.hyperparameters)
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
     chips = split_west(west, args.fold, data)
     print(f"fold {args.fold}: train {chips['train']}, validation {chips['validation']}", flush=True)
     hp = {"patience": 0, "restore_best": False, **extra}
-    code = subprocess.run([*CLI, "train", "--local", "--data", str(data), "--root", str(root), "--init", "shipped",
+    code = subprocess.run([*CLI, "train", "--local", "--data", str(data), "--root", str(root), "--init", args.init,
                            "--hyperparameters", json.dumps(hp)], cwd=REPO).returncode
     if code:
         raise SystemExit(f"train failed with exit code {code}")
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
         if out.returncode:
             raise SystemExit(f"evaluate failed with exit code {out.returncode}")
         scores[split] = json.loads(out.stdout[out.stdout.index("{"):])["iou"]
-    print(json.dumps({"fold": args.fold, "hyperparameters": hp, "iou_train": scores["train"],
+    print(json.dumps({"fold": args.fold, "init": args.init, "hyperparameters": hp, "iou_train": scores["train"],
                       "iou_validation": scores["validation"]}))
     return 0
 
