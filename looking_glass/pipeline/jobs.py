@@ -326,22 +326,30 @@ def record_worker_error(store: ResultsStore, job: dict, reason: str) -> dict:
     return {**job, "worker_error": reason}
 
 
-def record_new_workers(store: ResultsStore, batch, job: dict, launched: str) -> dict:
-    """Record that ``retry`` started AWS Batch job ``launched`` for ``job`` (its record): it
-    becomes the job's ``worker_job``, the Batch job that ``status``, ``jobs`` and ``submit --wait``
-    ask about, and is appended to ``worker_jobs`` (every Batch job of the job, the first first;
-    for a record written before retry kept the list, the first is its ``worker_job``). The earlier
-    workers' failure moves from ``worker_error`` (emptied: the new workers have not failed) to
-    ``earlier_worker_error``; where none was recorded the earlier Batch job is asked
-    (:func:`batch_failure`, ``batch`` a boto3 Batch client). Returns the job with the new values."""
+def record_new_workers(store: ResultsStore, batch, job: dict, launched: str | None) -> dict:
+    """Record that ``retry`` started new workers for ``job`` (its record). On a stack
+    ``launched`` is their AWS Batch job: it becomes the job's ``worker_job``, the Batch job that
+    ``status``, ``jobs`` and ``submit --wait`` ask about, and is appended to ``worker_jobs`` (every
+    Batch job of the job, the first first; for a record written before retry kept the list, the
+    first is its ``worker_job``). ``launched`` None: the embedded run, whose ``up`` starts local
+    workers for the queued work itself. Either way the earlier workers' failure moves from
+    ``worker_error`` (emptied: the new workers have not failed) to ``earlier_worker_error``, and the
+    embedded run's count of failed workers (``worker_failures``) is removed; on a stack, where no
+    failure was recorded, the earlier Batch job is asked (:func:`batch_failure`, ``batch`` a boto3
+    Batch client). Returns the job with the new values (as it is when there was nothing to write)."""
     previous = str(job.get("worker_job") or "")
-    history = [str(j) for j in job.get("worker_jobs") or ([previous] if previous else [])]
-    earlier = job.get("worker_error") or (batch_failure(batch, previous) if previous else None)
-    values = {"worker_job": launched, "worker_jobs": [*history, launched], "worker_error": ""}
+    values: dict = {"worker_error": ""}
+    if launched is not None:
+        history = [str(j) for j in job.get("worker_jobs") or ([previous] if previous else [])]
+        values.update(worker_job=launched, worker_jobs=[*history, launched])
+    earlier = job.get("worker_error") or (batch_failure(batch, previous) if launched is not None and previous else None)
     if earlier:
         values["earlier_worker_error"] = str(earlier)[:1000]
-    store.update_job(str(job["job_id"]), values)
-    return {**job, **values}
+    stale = tuple(k for k in ("worker_failures",) if k in job)
+    if launched is None and not earlier and not stale:
+        return job  # the local workers never failed: nothing to move
+    store.update_job(str(job["job_id"]), values, remove=stale)
+    return {**{k: v for k, v in job.items() if k not in stale}, **values}
 
 
 def mark_batch_failures(dep: JobDeployment, jobs: list[dict]) -> list[dict]:

@@ -212,10 +212,12 @@ def launch_workers(dep: JobDeployment, job: dict, tiles: int) -> str:
     definition (:func:`worker_target`), one worker per the deployment's ``tiles_per_worker`` as
     the enumerator recorded it on the job (the default for jobs enumerated before it did), at most
     the job's first count, recorded on the job as its current workers (:func:`record_new_workers`);
-    the embedded run (``looking-glass up``) starts local workers by itself when work is queued. Raises :class:`WorkersNotStarted` (no summary; its message says why and
+    the embedded run (``looking-glass up``) starts local workers by itself when work is queued (the
+    failure of its earlier workers, if any, moves to ``earlier_worker_error`` all the same). Raises :class:`WorkersNotStarted` (no summary; its message says why and
     gives the ``aws batch submit-job`` command that starts them) when Batch cannot be used."""
     previous = str(job.get("worker_job") or "")
     if dep.kind == "embedded" or previous.startswith("local-"):
+        record_new_workers(store_for(dep), None, job, None)  # the old workers' failure is history now
         return "the embedded run starts local workers for queued work"
     from looking_glass.pipeline.launchers import BatchLauncher
 

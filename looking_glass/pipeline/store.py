@@ -125,11 +125,16 @@ class ResultsStore(TileLedger, TileReads):
             raise
         return True
 
-    def update_job(self, job_id: str, values: dict, only_if_status: tuple[str, ...] = ()) -> bool:
-        """SET the given attributes; with ``only_if_status`` only from those statuses."""
+    def update_job(self, job_id: str, values: dict, only_if_status: tuple[str, ...] = (),
+                   remove: tuple[str, ...] = ()) -> bool:
+        """SET the given attributes (and REMOVE those named in ``remove``); with
+        ``only_if_status`` only from those statuses (False when the status is another)."""
         names = {f"#a{i}": k for i, k in enumerate(values)}
         vals = {f":v{i}": _ser.serialize(v) for i, v in enumerate(values.values())}
         expr = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        if remove:
+            names.update({f"#r{i}": k for i, k in enumerate(remove)})
+            expr += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
         kwargs = {}
         if only_if_status:
             names["#status"] = "status"

@@ -136,3 +136,49 @@ def test_up_refuses_worker_imagery_set_in_the_shell(capsys, tmp_path, monkeypatc
     code, _, err = run_cli(capsys, "up", "--embedded", str(tmp_path / "state.json"))
     assert code == 2 and f"{variable} set in this shell" in err and "--imagery SOURCE" in err
     assert not (tmp_path / "state.json").exists()
+
+
+def test_an_embedded_retry_moves_the_workers_failure_to_history(aws, tmp_path, capsys, monkeypatch):
+    """`retry` on the embedded run: the failure the earlier local workers recorded
+    (``worker_error``, ``worker_failures``) becomes ``earlier_worker_error``, so neither `status`
+    nor `jobs` presents it as the new workers' (it stayed the current error before), and once the
+    new workers do the tile the finished job shows no worker error at all."""
+    from decimal import Decimal
+
+    from conftest import run_cli
+
+    from looking_glass.grid import quadkey
+    from looking_glass.local.deployment import write_state
+    from looking_glass.local.embedded import EmbeddedStack
+    from looking_glass.pipeline.table import TileResult
+
+    session, names, resources = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 1, "name": "again", "worker_job": "local-feedface-x1"})
+    x, y = 152_024, 131_472
+    failed = TileResult(x, y, 18, quadkey(x, y, 18), "failed", reason="HTTP 500", unit="u1")
+    store.record_tiles(JOB, [failed], {"model_id": "m", "zoom": 18})
+    stack = EmbeddedStack.__new__(EmbeddedStack)  # only what _worker_failed needs
+    stack.session, stack.resources = session, resources
+    stack._worker_failed(JOB, "worker exited with status 2 (error): bad imagery source", 1)
+    state = tmp_path / "embedded.json"
+    write_state(state, session.client("s3").meta.endpoint_url, resources, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+
+    code, out, err = run_cli(capsys, "retry", JOB)
+    assert code == 0, err
+    job = store.get_job(JOB)
+    assert job["status"] == RUNNING and not job.get("worker_error") and "worker_failures" not in job
+    assert "bad imagery source" in job["earlier_worker_error"]
+    code, out, _ = run_cli(capsys, "status", JOB)
+    keys = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and "worker_error" not in keys and "worker_failures" not in keys and "earlier_worker_error" in keys
+    code, out, _ = run_cli(capsys, "jobs")
+    assert code == 0 and "RUNNING (retried; earlier workers failed)" in out and "workers failing" not in out
+
+    done = TileResult(x, y, 18, failed.quadkey, "done", Decimal(3), unit="u2")  # the retry's workers did it
+    store.record_tiles(JOB, [done], {"model_id": "m", "zoom": 18})
+    assert store.try_complete(JOB)
+    code, out, _ = run_cli(capsys, "status", JOB)
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
+    assert code == 0 and lines["status"] == "COMPLETE" and "worker_error" not in lines
