@@ -252,7 +252,7 @@ def cmd_jobs(args) -> int:
 
 def cmd_status(args) -> int:
     """Show one job in detail: counters, failure reasons, dead-letter messages."""
-    from looking_glass.pipeline.job_notes import no_imagery_note, retry_note
+    from looking_glass.cli.status_lines import status_lines
     from looking_glass.pipeline.jobs import status, store_for
     from looking_glass.results.figures import plain
 
@@ -262,27 +262,8 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(info, default=str))
         return 0
-    if len(info.get("worker_jobs") or ()) > 1:  # retried on a stack: every Batch job, the first first
-        info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
-    else:
-        info.pop("worker_jobs", None)  # the one Batch job is worker_job
-    order = ("job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "worker_failures", "progress_pct", "tiles_total", "tiles_done", "tiles_failed",
-             "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2", "created_at", "retried_at",
-             "finished_at", "messages_total", "workers", "worker_job", "worker_jobs", "dlq_messages", "aoi_key", "imagery", "model",
-             "deployment")
-    for key in order:
-        if key in info and info[key] not in (None, ""):
-            print(f"{key:18} {shown(info[key])}")
-    for warning in info.get("warnings") or []:
-        print(f"{'warning':18} {shown(warning)}")
-    note = retry_note(info, int(info.get("dlq_messages") or 0))
-    if note:  # why the job is not moving: the worker's last transient failure
-        print(f"{'retrying':18} {shown(note.removeprefix('retrying: '))}")
-    note = no_imagery_note(info)
-    if note:
-        print(f"{'note':18} {note}")
-    for reason, count in info["tile_failure_reasons"].items():
-        print(f"{'tile failures':18} {count:>6} x {shown(reason)}")
+    for line in status_lines(info, args.job):
+        print(line)
     return 0
 
 

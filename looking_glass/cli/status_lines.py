@@ -1,0 +1,52 @@
+"""The text of ``looking-glass status JOB``: one line per field, labels aligned, long values cut.
+
+A worker error or a reason is up to 1,000 characters (``pipeline.jobs``), and the longest label
+(``earlier_worker_error``) is longer than the others: printed as they are, they broke the
+alignment and wrapped over many terminal lines. Values longer than :data:`STATUS_VALUE_CHARS` are
+cut with an ellipsis, and one last line says that ``status JOB --json`` prints them whole.
+"""
+
+from __future__ import annotations
+
+from looking_glass.display import shown
+from looking_glass.pipeline.job_notes import no_imagery_note, retry_note
+
+# The job's fields `status` prints, in this order (those it has and that are not empty).
+STATUS_FIELDS = (
+    "job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "worker_failures", "progress_pct",
+    "tiles_total", "tiles_done", "tiles_failed", "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2",
+    "created_at", "retried_at", "finished_at", "messages_total", "workers", "worker_job", "worker_jobs", "dlq_messages",
+    "aoi_key", "imagery", "model", "deployment",
+)
+STATUS_VALUE_CHARS = 160  # characters of a value shown; the rest is in `status --json`
+_LABEL = max(len(label) for label in (*STATUS_FIELDS, "tile failures"))
+
+
+def status_lines(info: dict, job_ref: str) -> list[str]:
+    """The lines ``status`` prints for ``info`` (``pipeline.jobs.status`` made plain: JSON values)
+    asked for as ``job_ref`` (what the user typed, named in the note on cut values): the fields of
+    :data:`STATUS_FIELDS`, warnings, the last retry reason, the no-imagery note and the tile
+    failure reasons counted, each value escaped (``display.shown``); the job's values (not the
+    notes) cut to :data:`STATUS_VALUE_CHARS` characters."""
+    info = dict(info)
+    if len(info.get("worker_jobs") or ()) > 1:  # retried on a stack: every Batch job, the first first
+        info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
+    else:
+        info.pop("worker_jobs", None)  # the one Batch job is worker_job
+    # (label, text, cut): the job's values are cut; the notes are the project's own sentences
+    # (the reason in the retry note already cut to 300 characters), whole, or what to do next is lost.
+    rows = [(k, shown(info[k]), True) for k in STATUS_FIELDS if info.get(k) not in (None, "")]
+    rows += [("warning", shown(w), True) for w in info.get("warnings") or []]
+    note = retry_note(info, int(info.get("dlq_messages") or 0))
+    if note:  # why the job is not moving: the worker's last transient failure
+        rows.append(("retrying", note.removeprefix("retrying: "), False))
+    note = no_imagery_note(info)
+    if note:
+        rows.append(("note", note, False))
+    rows += [("tile failures", f"{count:>6} x {shown(reason)}", True)
+             for reason, count in (info.get("tile_failure_reasons") or {}).items()]
+    lines = [f"{label:{_LABEL}} {shown(text, STATUS_VALUE_CHARS) if cut else text}" for label, text, cut in rows]
+    if any(cut and len(text) > STATUS_VALUE_CHARS for _, text, cut in rows):
+        lines.append(f"(values longer than {STATUS_VALUE_CHARS} characters are cut; "
+                     f"`looking-glass status {shown(job_ref)} --json` prints them whole)")
+    return lines

@@ -1,0 +1,41 @@
+"""``looking-glass status`` text: labels aligned however long (``earlier_worker_error``), long
+values (a worker error is up to 1,000 characters) cut with a pointer to ``--json``."""
+
+from looking_glass.cli.status_lines import STATUS_VALUE_CHARS, status_lines
+
+ERROR = "AWS Batch job b-1: 2 worker(s) failed (" + "CannotPullContainerError: pull access denied " * 20 + ")"
+
+
+def _info(**extra):
+    return {"job_id": "feedface", "status": "RUNNING", "tiles_total": 4, "tile_failure_reasons": {}, **extra}
+
+
+def test_every_value_starts_in_one_column_and_a_long_one_is_cut_with_a_pointer_to_json():
+    lines = status_lines(_info(earlier_worker_error=ERROR, worker_jobs=["b-1", "b-2"],
+                               tile_failure_reasons={"HTTP 500 " * 40: 3}), "feedface")
+    labels = {line.split()[0] for line in lines[:-1]}
+    assert {"job_id", "status", "earlier_worker_error", "worker_jobs", "tile"} <= labels
+    column = len("earlier_worker_error") + 1
+    for line in lines[:-1]:
+        assert line[column - 1] == " " and line[column] != " " or line.startswith("tile failures"), line
+        assert len(line) <= column + STATUS_VALUE_CHARS, line
+    (error,) = [line for line in lines if line.startswith("earlier_worker_error")]
+    assert error.endswith("\u2026") and error[column:].startswith("AWS Batch job b-1: 2 worker(s) failed")
+    assert lines[-1] == (f"(values longer than {STATUS_VALUE_CHARS} characters are cut; "
+                         "`looking-glass status feedface --json` prints them whole)")
+
+
+def test_short_values_are_whole_and_no_pointer_is_printed():
+    lines = status_lines(_info(worker_error="worker exited with status 2 (error)\x1b[31m"), "my-job")
+    assert lines[0] == "job_id".ljust(len("earlier_worker_error")) + " feedface"
+    (error,) = [line for line in lines if line.startswith("worker_error")]
+    assert error.endswith("worker exited with status 2 (error)\\x1b[31m")  # a terminal escape is shown, not run
+    assert not any("--json" in line for line in lines)
+
+
+def test_the_retry_note_is_the_projects_own_sentence_and_stays_whole():
+    lines = status_lines(_info(retry_reason="tile 18/1/2: ConnectionError after 4 attempts " * 5,
+                               retry_at="2026-11-30T12:00:00+00:00"), "feedface")
+    (note,) = [line for line in lines if line.startswith("retrying")]
+    assert len(note) > len("earlier_worker_error") + 1 + STATUS_VALUE_CHARS and note.endswith("#tile-outcomes")
+    assert not any("--json" in line for line in lines)
