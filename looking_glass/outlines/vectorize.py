@@ -180,11 +180,16 @@ def count_in_tile(labels: np.ndarray, z: int, x: int, y: int, min_area_m2: float
     from looking_glass.grid import pixel_row_areas_m2
 
     lab = np.asarray(labels)
-    n = int(lab.max()) if lab.size else 0
-    if n == 0:
+    # Each instance's ground area: its pixels' row areas summed. Only the instance pixels (a few
+    # percent of a tile) are weighed, in the raster order a whole-tile bincount adds them in, so
+    # each sum is the same to the last bit at a fraction of the cost.
+    inside = np.flatnonzero(lab.ravel() > 0)  # (nonzero of a bool array: 10x faster than of int32)
+    if inside.size == 0:
         return 0
-    rows = np.broadcast_to(pixel_row_areas_m2(x, y, z, size=lab.shape[0])[:, None], lab.shape)
-    area = np.bincount(lab.ravel(), weights=rows.ravel(), minlength=n + 1)
+    ids = lab.ravel()[inside]
+    n = int(ids.max())
+    rows = pixel_row_areas_m2(x, y, z, size=lab.shape[0])[inside // lab.shape[1]]
+    area = np.bincount(ids, weights=rows, minlength=n + 1)
     keep = area >= min_area_m2
     keep[lab[-1, :]] = True  # cut by the south edge
     keep[lab[:, -1]] = True  # cut by the east edge

@@ -410,7 +410,7 @@ class Worker:
                 TileResult(
                     t.x, t.y, t.z, quadkey(t.x, t.y, t.z), TILE_DONE,
                     building_area_m2=area_decimal(building_area_m2(mask, t.x, t.y, t.z)),
-                    building_pixels=int(mask.sum()),
+                    building_pixels=int(np.count_nonzero(mask)),  # (a tenth of a bool sum's time)
                     mask_key=key,
                     unit=unit_id,
                     valid_fraction=fraction_decimal(t.valid_fraction),
