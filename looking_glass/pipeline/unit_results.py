@@ -5,16 +5,23 @@ rasters of the unit's ``done`` tiles; every tile item names its object in ``mask
 tile's rasters back goes through :class:`ResultObjects`, which the one public reader
 (``looking_glass.results.masks.read_tile_mask`` and friends) uses, so the format lives here only.
 
-Format (``FORMAT``, version 1): a NumPy ``.npz`` archive written with ``numpy.savez_compressed``
+Format (``FORMAT``, version 2): a NumPy ``.npz`` archive written with ``numpy.savez_compressed``
 (a zip of ``.npy`` files, deflate), readable with ``numpy.load`` (no pickle) or any unzip tool:
 
-- ``format``: the string ``looking-glass-unit-result/1``;
+- ``format``: the string ``looking-glass-unit-result/2``;
 - ``job_id``, ``unit_id``: the job and the work unit (``WorkUnit.unit_id``) it belongs to;
 - ``quadkeys``: (n,) str, the tiles in the object;
 - ``tiles``: (n, 3) int32, each tile's x, y, zoom (XYZ / Web Mercator tile grid, EPSG:3857);
-- ``mask``: (n, H, W) bool, the building mask (row 0 is the tile's north edge);
+- ``mask_bits``: (n, H, W / 8) uint8, the building mask (row 0 is the tile's north edge) packed
+  eight pixels a byte along each row, the first pixel in the high bit (``numpy.packbits``; read
+  with ``numpy.unpackbits(mask_bits, axis=-1).astype(bool)``). Packed, the deflate has an eighth of
+  the bytes to compress: a 64-tile unit encodes in a quarter of the CPU time of a bool array
+  (0.07 instead of 0.26 ms a tile) into a smaller object (16 instead of 23 KB for the benchmark's tiles);
 - ``sdt_dm`` (signed-distance head only): (n, H, W) int16, the signed distance to the building
   boundary in decimetres, positive inside, clipped to +-3276.7 m (``SDT_SCALE``).
+
+Version 1 (``FORMAT_V1``, written before 2026-11-30) held ``mask`` as an (n, H, W) bool array
+instead of ``mask_bits``; it is still read.
 
 Keys are deterministic: ``masks/<job id>/<unit id>.npz`` when the object holds every tile of its
 unit (the usual case), ``masks/<job id>/<unit id>.<part>.npz`` when a delivery stored only part of
@@ -35,13 +42,15 @@ import numpy as np
 
 from looking_glass.errors import LookingGlassError
 
-FORMAT = "looking-glass-unit-result/1"
+FORMAT = "looking-glass-unit-result/2"
+FORMAT_V1 = "looking-glass-unit-result/1"  # masks as bool arrays: still read
 RESULTS_PREFIX = "masks/"  # the prefix the worker's role may write (stacks/constructs/batch_workers.py)
 SDT_SCALE = 10.0  # sdt_dm = round(signed distance in metres * SDT_SCALE)
 _SDT_LIMIT = np.iinfo(np.int16).max
 
 __all__ = [
     "FORMAT",
+    "FORMAT_V1",
     "ResultObjects",
     "TileRasters",
     "TileResultError",
@@ -82,19 +91,21 @@ def encode_unit_result(
     sdt_m: np.ndarray | None = None,
 ) -> bytes:
     """The object's bytes for ``tiles`` (x, y, zoom) with their ``quadkeys``, ``masks`` (n, H, W)
-    bool and, for the sdt head, ``sdt_m`` (n, H, W) signed distance in metres.
-    Raises ValueError when the shapes do not agree."""
+    bool (square tiles, W a multiple of 8) and, for the sdt head, ``sdt_m`` (n, H, W) signed
+    distance in metres. Raises ValueError when the shapes do not agree."""
     masks = np.asarray(masks, dtype=bool)
     n = len(tiles)
     if masks.ndim != 3 or masks.shape[0] != n or len(quadkeys) != n:
         raise ValueError(f"{n} tiles, {len(quadkeys)} quadkeys and masks of shape {masks.shape} do not agree")
+    if masks.shape[1] != masks.shape[2] or masks.shape[2] % 8:
+        raise ValueError(f"masks of shape {masks.shape} are not square tiles of a width divisible by 8")
     arrays = {
         "format": np.array(FORMAT),
         "job_id": np.array(job_id),
         "unit_id": np.array(unit_id),
         "quadkeys": np.array(quadkeys, dtype=str) if n else np.zeros(0, dtype="U1"),
         "tiles": np.array(tiles, dtype=np.int32).reshape(n, 3),
-        "mask": masks,
+        "mask_bits": np.packbits(masks, axis=-1),
     }
     if sdt_m is not None:
         sdt = np.asarray(sdt_m, dtype=np.float32)
@@ -134,13 +145,19 @@ def decode_unit_result(data: bytes, where: str = "the result object") -> UnitRes
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as exc:
         raise TileResultError(f"{where} is not a readable result object (truncated or corrupt: {exc})") from None
     fmt = str(arrays.get("format", ""))
-    if fmt != FORMAT:
+    if fmt not in (FORMAT, FORMAT_V1):
         raise TileResultError(f"{where} is not a result object of format {FORMAT} (format {fmt!r})")
-    missing = {"job_id", "unit_id", "quadkeys", "mask"} - set(arrays)
+    mask_name = "mask_bits" if fmt == FORMAT else "mask"
+    missing = {"job_id", "unit_id", "quadkeys", mask_name} - set(arrays)
     if missing:
         raise TileResultError(f"{where} lacks {', '.join(sorted(missing))}")
     quadkeys = [str(q) for q in arrays["quadkeys"]]
-    mask = arrays["mask"]
+    mask = arrays[mask_name]
+    if fmt == FORMAT:
+        if mask.ndim != 3 or mask.dtype != np.uint8 or mask.shape[2] * 8 != mask.shape[1]:
+            raise TileResultError(f"{where} has mask_bits of shape {mask.shape} and type {mask.dtype}, "
+                                  "not (n, S, S / 8) uint8")
+        mask = np.unpackbits(mask, axis=-1).view(bool)  # 0 and 1 bytes: a bool array as it is
     sdt = arrays.get("sdt_dm")
     if mask.ndim != 3 or mask.shape[0] != len(quadkeys) or (sdt is not None and sdt.shape != mask.shape):
         raise TileResultError(f"{where} has arrays whose shapes do not agree")

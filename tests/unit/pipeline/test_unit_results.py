@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from looking_glass.pipeline.unit_results import (
     FORMAT,
+    FORMAT_V1,
     SDT_SCALE,
     TileResultError,
     decode_unit_result,
@@ -79,8 +80,37 @@ def test_the_object_is_a_plain_npz_that_numpy_reads_without_pickle():
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         assert str(npz["format"]) == FORMAT and str(npz["job_id"]) == JOB
         assert list(npz["quadkeys"]) == QKS and npz["tiles"].tolist() == [list(t) for t in TILES]
-        assert npz["mask"].dtype == bool and "sdt_dm" not in npz.files
+        assert FORMAT == "looking-glass-unit-result/2" and "sdt_dm" not in npz.files and "mask" not in npz.files
+        bits = npz["mask_bits"]  # packed along rows, as the format's docstring tells a reader
+        assert bits.dtype == np.uint8 and bits.shape == (2, 256, 32)
+        assert np.array_equal(np.unpackbits(bits, axis=-1).astype(bool), masks())
     assert read_tile_rasters(FakeS3({"k": data}), "b", item(0, "k")).sdt_m is None
+
+
+def test_packed_masks_are_smaller_and_read_back_exactly():
+    rng = np.random.default_rng(14)
+    m = np.zeros((64, 256, 256), bool)
+    for i in range(64):  # blocky "buildings", a few percent of each tile, edges included
+        for r, c in rng.integers(-10, 250, (12, 2)):
+            m[i, max(r, 0):r + int(rng.integers(4, 30)), max(c, 0):c + int(rng.integers(4, 30))] = True
+    tiles, qks = [(i, 7, 18) for i in range(64)], [f"q{i}" for i in range(64)]
+    data = encode_unit_result(JOB, UNIT, tiles, qks, m)
+    bool_npz = io.BytesIO()
+    np.savez_compressed(bool_npz, mask=m)
+    assert len(data) < 0.8 * len(bool_npz.getvalue())
+    assert np.array_equal(decode_unit_result(data).mask, m) and decode_unit_result(data).mask.dtype == bool
+
+
+def test_objects_of_format_1_with_bool_masks_are_still_read():
+    sdt = np.linspace(-40, 40, 2 * 256 * 256, dtype=np.float32).reshape(2, 256, 256)
+    buf = io.BytesIO()  # what the worker wrote before format 2
+    np.savez_compressed(buf, format=np.array(FORMAT_V1), job_id=np.array(JOB), unit_id=np.array(UNIT),
+                        quadkeys=np.array(QKS), tiles=np.array(TILES, np.int32), mask=masks(),
+                        sdt_dm=np.rint(sdt * SDT_SCALE).astype(np.int16))
+    s3 = FakeS3({"k": buf.getvalue()})
+    for i in range(2):
+        rasters = read_tile_rasters(s3, "b", item(i, "k"))
+        assert np.array_equal(rasters.mask, masks()[i]) and np.allclose(rasters.sdt_m, sdt[i], atol=0.05)
 
 
 def test_a_partial_delivery_gets_its_own_deterministic_key():
@@ -119,8 +149,14 @@ def test_another_format_or_missing_arrays_are_refused():
     with zipfile.ZipFile(buf, "w") as z:  # right format, no arrays
         with z.open("format.npy", "w") as f:
             np.save(f, np.array(FORMAT))
-    with pytest.raises(TileResultError, match="lacks job_id, mask, quadkeys, unit_id"):
+    with pytest.raises(TileResultError, match="lacks job_id, mask_bits, quadkeys, unit_id"):
         decode_unit_result(buf.getvalue())
+    for bits in (np.zeros((2, 256, 31), np.uint8), np.zeros((2, 256, 32), np.int16), np.zeros((256, 32), np.uint8)):
+        buf = io.BytesIO()
+        np.savez_compressed(buf, format=np.array(FORMAT), job_id=np.array(JOB), unit_id=np.array(UNIT),
+                            quadkeys=np.array(QKS), mask_bits=bits)
+        with pytest.raises(TileResultError, match="not \\(n, S, S / 8\\) uint8"):
+            decode_unit_result(buf.getvalue())
 
 
 def test_shapes_that_do_not_agree_are_refused_when_writing():
@@ -128,3 +164,5 @@ def test_shapes_that_do_not_agree_are_refused_when_writing():
         encode_unit_result(JOB, UNIT, TILES, QKS[:1], masks())
     with pytest.raises(ValueError, match="does not match"):
         encode_unit_result(JOB, UNIT, TILES, QKS, masks(), np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="not square tiles"):
+        encode_unit_result(JOB, UNIT, TILES, QKS, np.zeros((2, 256, 100), bool))
