@@ -89,6 +89,7 @@ class ResultsStore(TileLedger, TileReads):
     def __init__(self, dynamodb_client, table: str):
         self.ddb = dynamodb_client
         self.table = table
+        self._packs_only: dict[str, bool] = {}  # job id: its tiles are all in packs (TileReads)
 
     # ---- job records ---------------------------------------------------------------------
     def _job_key(self, job_id: str) -> dict:
@@ -97,7 +98,11 @@ class ResultsStore(TileLedger, TileReads):
     def get_job(self, job_id: str) -> dict | None:
         """The job record (strongly consistent read), None when there is none."""
         resp = self.ddb.get_item(TableName=self.table, Key=self._job_key(job_id), ConsistentRead=True)
-        return unmarshal(resp["Item"]) if "Item" in resp else None
+        if "Item" not in resp:
+            return None
+        job = unmarshal(resp["Item"])
+        self.note_layout(job)  # the tile readers need not ask again
+        return job
 
     def create_job(self, job_id: str, attributes: dict) -> bool:
         """Write a new job record; False if the job already exists (a duplicate event)."""

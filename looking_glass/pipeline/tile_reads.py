@@ -10,7 +10,10 @@ zoom, so under-prefix packs and enclosing ones never both hold tiles); likewise 
 start is longer than the tiles' quadkeys reads the pack that is start's prefix with the later
 packs the range query finds (that pack sorts before the range). Every read is a query or
 a BatchGetItem, never a scan; the tile items are exactly those the per-tile items were (keys,
-values, Decimal numbers).
+values, Decimal numbers). The per-tile items are looked for only in jobs whose record does not
+say ``tile_layout`` = ``packs`` (created before the packs; ``ledger.TILE_LAYOUT``): a job's
+layout is read once per store (half a read unit, nothing when ``get_job`` has read the record),
+where each range's query for per-tile items would cost half a unit each time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
+from looking_glass.pipeline.ledger import TILE_LAYOUT, TILE_LAYOUT_ATTRIBUTE
 from looking_glass.pipeline.packs import pack_sort_key, unpack
 from looking_glass.pipeline.table import marshal, unmarshal
 from looking_glass.runtime.resources import PACK_SORT_PREFIX, TABLE_PARTITION_KEY, TABLE_SORT_KEY, TILE_SORT_PREFIX
@@ -27,7 +31,25 @@ _PACKED, _LEGACY = 0, 1  # merge order for a tile in both: its pack first, and k
 
 class TileReads:
     """The tile-reading half of ``ResultsStore``: expects ``self.ddb``, ``self.table``,
-    ``self._key(job_id, sort_key)`` and ``self._batch_get``."""
+    ``self._key(job_id, sort_key)``, ``self._job_key(job_id)``, ``self._batch_get`` and
+    ``self._packs_only`` (a dict, job id to whether its record says its tiles are all in packs)."""
+
+    def note_layout(self, job: dict) -> None:
+        """Remember from ``job`` (a job record as read) whether its tiles are all in packs: its
+        ``tile_layout`` is written with the record and never changes."""
+        self._packs_only[str(job[TABLE_PARTITION_KEY])] = job.get(TILE_LAYOUT_ATTRIBUTE) == TILE_LAYOUT
+
+    def _may_have_legacy(self, job_id: str) -> bool:
+        """Whether the job may have per-tile items (``tile#<quadkey>``): not when its record says
+        ``tile_layout`` = ``packs``. The record is read (its key and layout, eventually
+        consistent) once per store; a job without a record yet is read both ways."""
+        if job_id not in self._packs_only:
+            found = self._batch_get([self._job_key(job_id)], "#pk, #l",
+                                    {"#pk": TABLE_PARTITION_KEY, "#l": TILE_LAYOUT_ATTRIBUTE}, consistent=False)
+            if not found:
+                return True
+            self.note_layout(found[0])
+        return not self._packs_only[job_id]
 
     def _query(self, job_id: str, condition: str, values: dict, page: int | None = None,
                forward: bool = True) -> Iterator[dict]:
@@ -94,7 +116,8 @@ class TileReads:
                 return start <= qk <= stop + "~"
         packed = ((it["quadkey"], _PACKED, it) for it in self._packed_tiles(job_id, start, stop, page))
         condition, values = self._range(TILE_SORT_PREFIX, start, stop)
-        legacy = ((it[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :], _LEGACY, it) for it in self._query(job_id, condition, values, page))
+        per_tile = self._query(job_id, condition, values, page) if self._may_have_legacy(job_id) else iter(())
+        legacy = ((it[TABLE_SORT_KEY][len(TILE_SORT_PREFIX) :], _LEGACY, it) for it in per_tile)
         last = None
         for qk, _, item in heapq.merge(packed, legacy, key=lambda t: t[:2]):
             if qk != last and keep(qk):
@@ -127,7 +150,9 @@ class TileReads:
         first = next(self._tiles(job_id, page=1), None)
         if first is None:
             return None
-        legacy = next(self._query(job_id, "begins_with(#sk, :lo)", {":lo": TILE_SORT_PREFIX}, 1, False), None)
+        legacy = None
+        if self._may_have_legacy(job_id):
+            legacy = next(self._query(job_id, "begins_with(#sk, :lo)", {":lo": TILE_SORT_PREFIX}, 1, False), None)
         last = [legacy["quadkey"]] if legacy else []
         for pack in self._query(job_id, "begins_with(#sk, :lo)", {":lo": PACK_SORT_PREFIX}, 1, False):
             tiles = [it["quadkey"] for it in unpack(pack)]

@@ -3,6 +3,7 @@ written before the packs (one item per tile), and the reading API over both."""
 
 from __future__ import annotations
 
+import json
 import threading
 from decimal import Decimal
 
@@ -203,6 +204,42 @@ def test_the_reading_api_is_the_same_over_packs_and_per_tile_items(store, layout
         {k: i[k] for k in ("status", "reason", "unit") if k in i} for i in expected if i["quadkey"].startswith(qks[0][:15])]
     assert store.quadkey_extent(JOB) == (qks[0], qks[-1])
     assert store.quadkey_extent(OLD) is None and store.tile_items(OLD) == []
+
+
+def test_readers_of_a_job_in_packs_send_no_query_for_per_tile_items(aws, store):
+    """A job whose record says ``tile_layout`` = ``packs`` has no per-tile items: the readers ask
+    for none (each such query was half a read unit for nothing), and read the record once per
+    store (never when ``get_job`` read it). A job from before the packs is still read both ways."""
+    results = [tile(dx, dy, f"u{dy}") for dy in range(2) for dx in range(16)]
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": len(results)})
+    store.record_tiles(JOB, results, PROV)
+    old_job(store, OLD, 1)
+    old_worker(store).record_tiles(OLD, [tile(0, 0, "v1")], PROV)
+    ddb = aws[0].client("dynamodb")
+    sent = []
+    ddb.meta.events.register("before-parameter-build.dynamodb",
+                             lambda params, model, **_: sent.append((model.name, json.dumps(params, default=str))))
+    qks = sorted(r.quadkey for r in results)
+
+    def read_all(reader, job):
+        return (reader.tile_items(job), list(reader.query_tiles(job, qks[1], qks[-2])), reader.has_tiles(job, qks[0][:16]),
+                reader.quadkey_extent(job))
+
+    reader = ResultsStore(ddb, store.table)
+    assert read_all(reader, JOB)[0] == _plain(r.item(JOB, PROV) for r in results)
+    queries = [p for op, p in sent if op == "Query"]
+    assert queries and not any('"tile#' in p for p in queries)
+    assert [op for op, p in sent if '"job"' in p] == ["BatchGetItem"]  # its layout, once
+
+    sent.clear()
+    second = ResultsStore(ddb, store.table)
+    second.get_job(JOB)
+    read_all(second, JOB)
+    assert [op for op, p in sent if '"job"' in p] == ["GetItem"] and not any('"tile#' in p for _, p in sent)
+
+    sent.clear()
+    assert [i["quadkey"] for i in reader.tile_items(OLD)] == [tile(0, 0).quadkey]
+    assert any(op == "Query" and '"tile#' in p for op, p in sent)
 
 
 def _plain(items):
