@@ -72,21 +72,28 @@ class TileLedger:
     ``self.table`` and ``self._job_key(job_id)``."""
 
     def _update_item(self, **params) -> dict:
-        """``self.ddb.update_item(**params)``, sent again with backoff while DynamoDB refuses it
-        with ``TransactionConflictException`` (the item is being changed by an unfinished
-        transaction: retry's removes whole packs that workers write, a unit's ledger transaction
-        moves the job record), which botocore does not retry. Other errors (a failed condition)
-        propagate at once; RuntimeError after ``_ATTEMPTS`` conflicts."""
+        """``self.ddb.update_item(**params)``, sent again while a transaction holds the item
+        (:meth:`_sent_again`)."""
+        return self._sent_again("UpdateItem", self.ddb.update_item, params)
+
+    def _sent_again(self, operation: str, send, params: dict) -> dict:
+        """``send(**params)`` (the client's ``operation``, an UpdateItem or PutItem of one item),
+        sent again with backoff while DynamoDB refuses it with ``TransactionConflictException``
+        (the item is being changed by an unfinished transaction: retry's removes whole packs that
+        workers write, a unit's ledger transaction moves the job record), which botocore does not
+        retry. Other errors (a failed condition) propagate at once; RuntimeError after
+        ``_ATTEMPTS`` conflicts."""
         for attempt in range(_ATTEMPTS):
             try:
-                return self.ddb.update_item(**params)
+                return send(**params)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionConflictException":
                     raise
                 conflict = exc
             if attempt < _ATTEMPTS - 1:
                 _backoff(attempt)
-        raise RuntimeError(f"UpdateItem of {unmarshal(params['Key'])} in table {params['TableName']} kept "
+        key = params.get("Key") or {k: params["Item"][k] for k in (TABLE_PARTITION_KEY, TABLE_SORT_KEY)}
+        raise RuntimeError(f"{operation} of {unmarshal(key)} in table {params['TableName']} kept "
                            f"conflicting with a transaction after {_ATTEMPTS} attempts") from conflict
 
     def _key(self, job_id: str, sort_key: str) -> dict:

@@ -105,7 +105,9 @@ class ResultsStore(TileLedger, TileReads):
         return job
 
     def create_job(self, job_id: str, attributes: dict) -> bool:
-        """Write a new job record; False if the job already exists (a duplicate event)."""
+        """Write a new job record; False if the job already exists (a duplicate event). Sent
+        again while a transaction holds the record (``TransactionConflictException``), as
+        :meth:`update_job` is; RuntimeError after 10 such refusals."""
         item = {
             TABLE_PARTITION_KEY: job_id,
             TABLE_SORT_KEY: JOB_SORT_KEY,
@@ -118,12 +120,15 @@ class ResultsStore(TileLedger, TileReads):
             **attributes,
         }
         try:
-            self.ddb.put_item(
-                TableName=self.table,
-                Item=marshal(item),
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": TABLE_PARTITION_KEY},
-            )
+            # Sent again while a transaction holds the record: a duplicate S3 event whose handler
+            # read no record before the first handler created it, and whose put arrives while
+            # the first workers' ledger transactions move the record (the resend then finds it).
+            self._sent_again("PutItem", self.ddb.put_item, {
+                "TableName": self.table,
+                "Item": marshal(item),
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": TABLE_PARTITION_KEY},
+            })
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

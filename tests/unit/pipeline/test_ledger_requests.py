@@ -94,3 +94,37 @@ def test_an_update_that_keeps_conflicting_fails_with_a_clear_error(monkeypatch):
         stub.add_client_error("update_item", service_error_code="ValidationException", http_status_code=400)
         with pytest.raises(ClientError, match="ValidationException"):
             ResultsStore(ddb, TABLE).update_job(JOB, {"workers": 2})
+
+
+def test_a_job_record_put_refused_by_a_transaction_is_sent_again(monkeypatch):
+    """Two deliveries of one S3 event: the second handler read no record, the first created it and
+    its workers' ledger transactions now move it, so the second's conditional put is refused with
+    TransactionConflictException (which raised out of the handler before). Sent again, it finds
+    the record (a duplicate: False) or, with no record after all, writes it (True); 10 conflicts
+    in a row are a clear error."""
+    waits = []
+    monkeypatch.setattr("looking_glass.pipeline.ledger._backoff", waits.append)
+    ddb = client()
+    store = ResultsStore(ddb, TABLE)
+
+    def conflict_put(stub, times):
+        for _ in range(times):
+            stub.add_client_error("put_item", service_error_code="TransactionConflictException",
+                                  service_message="Transaction is ongoing for the item", http_status_code=400)
+
+    with Stubber(ddb) as stub:
+        conflict_put(stub, 2)
+        stub.add_client_error("put_item", service_error_code="ConditionalCheckFailedException", http_status_code=400)
+        assert store.create_job(JOB, {"status": "ENQUEUEING"}) is False
+        conflict_put(stub, 1)
+        stub.add_response("put_item", {}, {"TableName": TABLE, "Item": ANY, "ConditionExpression": "attribute_not_exists(#pk)",
+                                           "ExpressionAttributeNames": {"#pk": "job_id"}})
+        assert store.create_job(JOB, {"status": "ENQUEUEING"}) is True
+        stub.assert_no_pending_responses()
+    assert waits == [0, 1, 0]
+    monkeypatch.setattr("looking_glass.pipeline.ledger._backoff", lambda attempt: None)
+    with Stubber(ddb) as stub:
+        conflict_put(stub, 10)
+        with pytest.raises(RuntimeError, match=rf"PutItem of {{'job_id': '{JOB}', 'sort_key': 'job'}} in table "
+                                               r"results kept conflicting with a transaction after 10 attempts"):
+            store.create_job(JOB, {"status": "ENQUEUEING"})
