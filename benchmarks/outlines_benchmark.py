@@ -15,9 +15,10 @@ of the truth masks stitched across tiles. Memory is also measured on the first q
 rows, to show that it does not grow with the job.
 
 The mapping gap, with a known answer: the world's buildings less every fourth one play
-"OpenStreetMap"; each tile's completeness found (mapped area / predicted area,
-:func:`looking_glass.outlines.gap.mapping_gap`) is compared with its true completeness (mapped
-area / the world's building area in the tile), and the per-tile errors (points) are printed.
+"OpenStreetMap"; each tile's completeness found (the share of the predicted building area the
+mapped buildings cover, :func:`looking_glass.outlines.gap.mapping_gap`) is compared with its true
+completeness (the share of the world's building area in the tile they cover), over the tiles where
+both have buildings, and the per-tile errors (points) are printed.
 
     .venv/bin/python benchmarks/outlines_benchmark.py [--source truth|model] [--head binary|sdt]
         [--world current|classic] [--regularise] [--workers N] [--cache DIR]
@@ -152,7 +153,7 @@ def gap_check(tiles, pred_path: Path, truth_path: Path) -> dict:
     found = {(r["x"], r["y"]): r for r in mapping_gap(pred, mapped, tiles=tiles)}
     true = {(r["x"], r["y"]): r for r in mapping_gap(truth, mapped, tiles=tiles)}
     errors = [100 * abs(found[k]["completeness"] - true[k]["completeness"]) for k in found
-              if found[k]["completeness"] is not None and true[k]["completeness"] is not None]
+              if found[k]["predicted_area_m2"] > 0 and true[k]["predicted_area_m2"] > 0]
     whole_found, whole_true = gap_summary(list(found.values())), gap_summary(list(true.values()))
     return {"tiles": len(errors), "median": float(np.median(errors)), "p90": float(np.percentile(errors, 90)),
             "max": float(np.max(errors)), "found": whole_found["completeness"], "true": whole_true["completeness"],

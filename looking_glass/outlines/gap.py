@@ -12,8 +12,9 @@ For each zoom-``zoom`` tile (default zoom 18):
   building grown by ``tolerance_m`` (default 1 m: outlines traced from different imagery never
   coincide, and the slivers between a predicted and a mapped outline of one building are not a
   gap);
-- ``completeness``: ``mapped_area_m2 / predicted_area_m2`` capped at 1.0; None when nothing is
-  predicted in the tile;
+- ``completeness``: the share of the predicted building area that mapped buildings cover,
+  ``1 - unmapped_area_m2 / predicted_area_m2`` (:func:`completeness`); 1.0 when nothing is
+  predicted in the tile (nothing there is left to map);
 - ``rank``: priority, 1 = the most unmapped area (ties: more predicted area, then quadkey).
 
 Coarser tiles (:func:`gap_rollup`) sum the zoom-18 rows; user polygons (:func:`gap_within`, e.g.
@@ -41,13 +42,15 @@ from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.georef import area_m2, m_per_px, to_world_px
 from looking_glass.outlines.layers import PolygonLayer, read_polygons
 
-__all__ = ["GAP_FIELDS", "GAP_VALUES", "compare_files", "gap_feature_collection", "gap_rollup", "gap_summary",
+__all__ = ["COMPLETENESS_MEANS", "GAP_FIELDS", "GAP_VALUES", "compare_files", "completeness", "gap_feature_collection", "gap_rollup", "gap_summary",
            "gap_within", "mapping_gap", "rank_rows", "region_counts", "rollup_add", "rollup_rows", "unmapped_buildings", "within_parts",
            "within_regions", "within_rows", "write_gap_csv"]
 
 GAP_VALUES = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2",
               "completeness", "rank")
 GAP_FIELDS = ("z", "x", "y", "quadkey", *GAP_VALUES)
+# what :func:`completeness` is, in the words every output that shows it uses
+COMPLETENESS_MEANS = "share of the predicted building area covered by mapped buildings: 1 - unmapped / predicted"
 
 
 def _lonlat_array(items) -> np.ndarray:
@@ -137,8 +140,7 @@ def mapping_gap(predicted, mapped, tiles: Iterable | None = None, zoom: int = ZO
             "z": z, "x": x, "y": y, "quadkey": quadkey(x, y, z),
             "predicted_area_m2": p_area * k, "predicted_count": pred_counts.get((x, y), 0),
             "mapped_area_m2": r_area * k, "mapped_count": ref_counts.get((x, y), 0),
-            "unmapped_area_m2": gap * k,
-            "completeness": min(1.0, r_area / p_area) if p_area > 0 else None,
+            "unmapped_area_m2": gap * k, "completeness": completeness(p_area * k, gap * k),
         })
     return rank_rows(rows, "quadkey") if ranked else rows
 
@@ -152,8 +154,16 @@ def rank_rows(rows: list[dict], key: str) -> list[dict]:
     return rows
 
 
-def _completeness(predicted: float, mapped: float):
-    return min(1.0, mapped / predicted) if predicted > 0 else None
+def completeness(predicted_area_m2: float, unmapped_area_m2: float) -> float:
+    """The share (0..1) of the predicted building area that mapped buildings cover:
+    ``1 - unmapped / predicted`` (the predicted area overlapped by the mapped buildings, grown by
+    the tolerance, over the predicted area); 1.0 when nothing is predicted. The one definition
+    of every row, total, file and map of the mapping gap. Mapped buildings where nothing is
+    predicted do not raise it: a mapped area larger than the predicted one says nothing about
+    how much of what is there is mapped."""
+    if predicted_area_m2 <= 0:
+        return 1.0
+    return min(1.0, max(0.0, 1.0 - unmapped_area_m2 / predicted_area_m2))  # clamp float round-off
 
 
 _SUMS = ("predicted_area_m2", "predicted_count", "mapped_area_m2", "mapped_count", "unmapped_area_m2")
@@ -176,7 +186,7 @@ def rollup_rows(groups: dict[str, dict]) -> list[dict]:
     for qk, g in groups.items():
         x, y, z = tile_from_quadkey(qk) if qk else (0, 0, 0)
         out.append({"z": z, "x": x, "y": y, "quadkey": qk, **g,
-                    "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
+                    "completeness": completeness(g["predicted_area_m2"], g["unmapped_area_m2"])})
     return rank_rows(out, "quadkey")
 
 
@@ -277,7 +287,7 @@ def within_rows(polygons: list[dict], sums: dict[int, dict]) -> list[dict]:
     for i, poly in enumerate(polygons):
         g = sums.get(i, dict.fromkeys(_SUMS, 0))
         rows.append({"name": poly["name"], "geometry": poly["geometry"], **g,
-                     "completeness": _completeness(g["predicted_area_m2"], g["mapped_area_m2"])})
+                     "completeness": completeness(g["predicted_area_m2"], g["unmapped_area_m2"])})
     return rank_rows(rows, "name")
 
 
@@ -317,17 +327,18 @@ def _tile_counts(points: np.ndarray, size: int) -> dict:
 
 def gap_summary(rows: list[dict]) -> dict:
     """Totals over per-tile rows: tiles, predicted/mapped/unmapped area (m2) and counts, and the
-    overall completeness (mapped area / predicted area, capped at 1; None with nothing predicted)."""
+    overall :func:`completeness` (1 - unmapped / predicted area; 1.0 with nothing predicted)."""
     pa = sum(r["predicted_area_m2"] for r in rows)
     ma = sum(r["mapped_area_m2"] for r in rows)
+    unmapped = sum(r["unmapped_area_m2"] for r in rows)
     return {
         "tiles": len(rows),
         "predicted_area_m2": pa,
         "predicted_count": sum(r["predicted_count"] for r in rows),
         "mapped_area_m2": ma,
         "mapped_count": sum(r["mapped_count"] for r in rows),
-        "unmapped_area_m2": sum(r["unmapped_area_m2"] for r in rows),
-        "completeness": min(1.0, ma / pa) if pa > 0 else None,
+        "unmapped_area_m2": unmapped,
+        "completeness": completeness(pa, unmapped),
     }
 
 
@@ -360,7 +371,7 @@ def gap_feature_collection(rows: list[dict]) -> dict:
 
 def write_gap_csv(rows: list[dict], path) -> int:
     """Write the rows as CSV with :data:`GAP_FIELDS` columns (areas in m2 to 0.01, completeness to
-    1e-4, empty when None); returns the row count."""
+    1e-4); returns the row count."""
     import csv
 
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -370,9 +381,7 @@ def write_gap_csv(rows: list[dict], path) -> int:
             out = []
             for k in GAP_FIELDS:
                 v = r[k]
-                if v is None:
-                    v = ""
-                elif k.endswith("_m2"):
+                if k.endswith("_m2"):
                     v = f"{v:.2f}"
                 elif k == "completeness":
                     v = f"{v:.4f}"

@@ -39,7 +39,9 @@ from looking_glass.imagery.status import TILE_DONE
 from looking_glass.outlines.errors import EmptyReferenceWarning
 from looking_glass.outlines.exports import GeoJSONWriter, read_written_geojson
 from looking_glass.outlines.gap import (
+    COMPLETENESS_MEANS,
     GAP_VALUES,
+    completeness,
     gap_summary,
     mapping_gap,
     rank_rows,
@@ -239,8 +241,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
             if not complete:  # no partial file: an error leaves none
                 Path(unmapped_out).unlink(missing_ok=True)
     reference.warn()
-    pa, ma = gap.totals["predicted_area_m2"], gap.totals["mapped_area_m2"]
-    if tally.done and ma == 0 and gap.totals["mapped_count"] == 0:
+    if tally.done and gap.totals["mapped_area_m2"] == 0 and gap.totals["mapped_count"] == 0:
         # Almost always the wrong file or area (or one read as empty): say so, not just "0%".
         # most_held: the most features one read of the file gave for a band of done tiles (those
         # whose extent meets the band's): none means nothing of the file lies anywhere near the job.
@@ -249,7 +250,8 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
         warnings.warn(f"{mapped_path}: no mapped building within the job's {tally.done:,} done tiles {near}: check "
                       "that it is the right file and covers this area; every predicted building counts as unmapped",
                       EmptyReferenceWarning, stacklevel=2)
-    summary = {**gap.totals, "completeness": min(1.0, ma / pa) if pa > 0 else None, "job_id": job_id, "job_status": job.get("status"),
+    summary = {**gap.totals, "completeness": completeness(gap.totals["predicted_area_m2"], gap.totals["unmapped_area_m2"]),
+               "completeness_means": COMPLETENESS_MEANS, "job_id": job_id, "job_status": job.get("status"),
                "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
                "mapped_features_skipped": len(reference.skipped),
                # what `results` shows for the same done tiles (mask pixels, the workers' per-tile
@@ -286,7 +288,7 @@ def export_unmapped(store: ResultsStore, s3, bucket: str, job_id: str, mapped_pa
 
 
 def _value(column: str, value):
-    if value is None:
+    if value is None:  # a count of tiles stored before counts
         return ""
     if column.endswith("_m2"):
         return round(float(value), 3)
@@ -346,11 +348,10 @@ def render_gap(fmt: str, gap: JobGap) -> str:
         lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths)).rstrip()]
         lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)).rstrip() for row in body]
         s = gap.summary
-        done = "n/a" if s["completeness"] is None else f"{100 * s['completeness']:.1f}%"
         lines.append(f"job {s['job_status']}: {s['tiles_compared']:,} done tiles of {s['job_tiles_total']:,} compared; "
                      f"predicted {s['predicted_count']:,} buildings ({s['predicted_area_m2']:,.0f} m2), mapped "
                      f"{s['mapped_count']:,} ({s['mapped_area_m2']:,.0f} m2), unmapped {s['unmapped_area_m2']:,.0f} m2; "
-                     f"completeness {done}")
+                     f"completeness {100 * s['completeness']:.1f}% ({COMPLETENESS_MEANS})")
         lines.extend(n for n in [count_note(gap)] if n)
         lines.append(results_difference(s))
         return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """``map JOB --compare MAPPED``: the mapping gap as a map layer, ``gap.html`` (self-contained
 Leaflet, like ``map.html``) and ``gap.geojson``.
 
-Tiles (or cells, or the ``--within`` polygons) are coloured by completeness (mapped building area
-over predicted building area): red where nothing predicted is mapped, green where all of it is,
-grey outline where nothing was predicted. On top, in red, the predicted buildings that no mapped
+Tiles (or cells, or the ``--within`` polygons) are coloured by completeness (the share of the
+predicted building area that mapped buildings cover, :func:`looking_glass.outlines.gap.completeness`):
+red where nothing predicted is mapped, green where all of it is, grey outline where nothing was
+predicted. On top, in red, the predicted buildings that no mapped
 building touches: where to map next; in blue, the mapped footprints they were compared against
 (up to :data:`MAX_MAPPED`, each in the tile of its centre), to check the reference itself (is it
 the right area, is it offset from the imagery). Each layer can be switched off. A click shows a
@@ -21,6 +22,7 @@ import shapely
 
 from looking_glass.display import shown
 from looking_glass.outlines.exports import write_geojson
+from looking_glass.outlines.gap import COMPLETENESS_MEANS
 from looking_glass.results.gap import UNMAPPED_KEPT, JobGap, render_gap
 from looking_glass.results.webmap import IMAGERY_JS, PAGE_HEAD, leaflet_assets, script_json
 from looking_glass.runtime.atomic import write_atomic
@@ -54,7 +56,7 @@ const map = L.map("map", {{ maxZoom: 21, fadeAnimation: false }});
 if (options.imagery) imageryLayer(options.imagery).addTo(map);  // as map.html's: webmap.IMAGERY_JS
 const layer = L.geoJSON(cells, {{
   style: function (f) {{
-    const c = colourOf(f.properties.completeness);
+    const c = f.properties.predicted_area_m2 > 0 ? colourOf(f.properties.completeness) : null;
     return c ? {{ color: c, weight: 0.5, fillColor: c, fillOpacity: 0.45 }} : {{ color: "#888", weight: 1, fillOpacity: 0 }};
   }},
   onEachFeature: function (f, l) {{
@@ -72,7 +74,7 @@ L.control.scale({{ metric: true, imperial: false }}).addTo(map);
 const legend = L.control({{ position: "bottomright" }});
 legend.onAdd = function () {{
   const div = L.DomUtil.create("div", "lg-legend");
-  let h = "<b>completeness (mapped / predicted area)</b><br>";
+  let h = "<b>completeness</b> (" + options.means + ")<br>";
   for (let i = 0; i < options.ramp.length; i++) {{
     h += "<i style='background:" + options.ramp[i] + "'></i>" + (100 * i / options.ramp.length).toFixed(0) + " - "
       + (100 * (i + 1) / options.ramp.length).toFixed(0) + " %<br>";
@@ -120,14 +122,14 @@ def write_gap_map(gap: JobGap, out_dir: Path, imagery: dict | None, title: str) 
     drawn = len(mapped["features"])
     mapped_note = (f"all {drawn:,} in the compared tiles" if drawn >= s["mapped_count"]
                    else f"the first {drawn:,} of {s['mapped_count']:,} in the compared tiles")
-    done = "n/a" if s["completeness"] is None else f"{100 * s['completeness']:.1f} %"
     summary = (f"{s['predicted_count']:,} predicted, {s['mapped_count']:,} mapped buildings; "
-               f"{gap.unmapped_count:,} not yet mapped; completeness {done}")
+               f"{gap.unmapped_count:,} not yet mapped; completeness {100 * s['completeness']:.1f} %")
     js, css = leaflet_assets()
     page = PAGE.format(title=html.escape(shown(title)), leaflet_css=css, leaflet_js=js, imagery_js=IMAGERY_JS, cells=script_json(cells),
                        buildings=script_json(buildings), mapped=script_json(mapped),
                        options=script_json({"ramp": RAMP, "imagery": imagery, "summary": html.escape(summary),
-                                            "mappedColour": MAPPED_COLOUR, "mappedNote": mapped_note}))
+                                            "mappedColour": MAPPED_COLOUR, "mappedNote": mapped_note,
+                                            "means": html.escape(COMPLETENESS_MEANS)}))
     write_atomic(out_dir / "gap.html", page)
     return {"html": str(out_dir / "gap.html"), "geojson": str(out_dir / "gap.geojson"),
             "buildings": str(out_dir / "gap-buildings.geojson"), "features": len(cells["features"]),

@@ -350,6 +350,37 @@ def test_an_empty_reference_leaves_everything_unmapped_and_tasks_get_rows(aws, t
     assert row["predicted_count"] == 1
 
 
+def test_completeness_is_the_predicted_area_covered_not_mapped_over_predicted(aws, tmp_path):
+    # Mapped: the west half of the 40x60 px building of tile (0, 0) and a 100x180 px building
+    # where nothing is predicted: more mapped area (19,200 px) than predicted (17,800 px), but
+    # only 1,200 px of the predicted area is mapped (the new user's "100%" with most unmapped).
+    from looking_glass.grid import tile_bounds
+    from looking_glass.outlines.gap import COMPLETENESS_MEANS
+    from looking_glass.outlines.georef import to_lonlat
+    from looking_glass.results.gap import job_gap, render_gap
+    from looking_glass.results.gapmap import write_gap_map
+
+    store, s3, bucket = put_job(aws, ALL)
+    px = [shapely.box(X0 * S + c0, Y0 * S + r0, X0 * S + c1, Y0 * S + r1) for c0, r0, c1, r1 in
+          [(20, 20, 50, 60), (20, 100, 200, 200)]]
+    path = _mapped_file(tmp_path / "mapped.geojson", [to_lonlat(g, 18) for g in px])
+    w, s, e, n = tile_bounds(X0, Y0, 18)
+    task = {"name": "task-1", "geometry": shapely.box(w, s, e, n)}
+    gap = job_gap(store, s3, bucket, JOB, path, tolerance_m=0)
+    total = gap.summary
+    assert total["mapped_area_m2"] > total["predicted_area_m2"]
+    assert total["completeness"] == pytest.approx(1200 / 17800, abs=0.01)
+    assert total["completeness"] == pytest.approx(1 - total["unmapped_area_m2"] / total["predicted_area_m2"])
+    (row,) = job_gap(store, s3, bucket, JOB, path, polygons=[task], tolerance_m=0).rows
+    # the task holds the 2,400 px building and 26x26 px of the four-tile one
+    assert row["completeness"] == pytest.approx(1200 / (2400 + 26 * 26), abs=0.02)
+    assert any(f"({COMPLETENESS_MEANS})" in line for line in render_gap("table", gap).splitlines())
+    assert json.loads(render_gap("geojson", gap))["summary"]["completeness_means"] == COMPLETENESS_MEANS
+    write_gap_map(gap, tmp_path / "map", None, "gap")
+    page = (tmp_path / "map" / "gap.html").read_text()
+    assert "share of the predicted building area covered by mapped buildings" in page  # the legend's words
+
+
 def test_the_gap_page_draws_its_cells_and_the_buildings_not_yet_mapped_in_a_browser(aws, tmp_path):
     from conftest import CHROMIUM, browser_or_skip
 

@@ -12,7 +12,7 @@ from outlines_helpers import X0, Y0
 
 from looking_glass.grid import pixel_area_m2, quadkey
 from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
-from looking_glass.outlines.gap import GAP_FIELDS, gap_summary, mapping_gap
+from looking_glass.outlines.gap import GAP_FIELDS, completeness, gap_summary, gap_within, mapping_gap
 from looking_glass.outlines.georef import to_lonlat
 from looking_glass.outlines.layers import read_polygons, to_crs
 
@@ -54,9 +54,32 @@ def test_per_tile_areas_counts_completeness_and_rank():
     assert s["predicted_count"] == 4 and s["unmapped_area_m2"] == pytest.approx(2000 * K, rel=1e-5)
     # the mapped building in the unrequested tile (X0+1, Y0+1) shows when that tile is asked for
     rows = mapping_gap(PRED, MAPPED, tiles=[(18, X0 + 1, Y0 + 1)], tolerance_m=0)
-    assert rows[0]["mapped_count"] == 1 and rows[0]["completeness"] is None
+    assert rows[0]["mapped_count"] == 1 and rows[0]["completeness"] == 1.0  # nothing predicted: nothing to map
     with pytest.raises(OutlinesError, match="zoom"):
         mapping_gap(PRED, MAPPED, tiles=[(17, 1, 1)], tolerance_m=0)
+
+
+def test_completeness_is_the_predicted_area_the_mapped_buildings_cover_in_tiles_tasks_and_totals():
+    # Tile (X0, Y0): a 400 px predicted building, half of it (200 px) under a mapped one, and a
+    # 1,000 px mapped building where nothing is predicted; tile (X0+1, Y0): a 1,600 px predicted
+    # building, nothing mapped. Mapped area over predicted area would read 1,400/400 -> 100% for
+    # the first tile and 1,400/2,000 = 70% in all, though 1,800 of 2,000 px are not mapped.
+    pred = [ll(10, 10, 30, 30), ll(300, 100, 340, 140)]
+    mapped = [ll(20, 10, 40, 30), ll(100, 100, 150, 120)]
+    t = by_tile(mapping_gap(pred, mapped, tolerance_m=0))
+    assert t[(0, 0)]["mapped_area_m2"] == pytest.approx(1400 * K, rel=1e-6)
+    assert t[(0, 0)]["unmapped_area_m2"] == pytest.approx(200 * K, rel=1e-6)
+    assert t[(0, 0)]["completeness"] == pytest.approx(200 / 400, rel=1e-6)
+    assert t[(1, 0)]["completeness"] == 0.0
+    assert gap_summary(list(t.values()))["completeness"] == pytest.approx(200 / 2000, rel=1e-6)
+    # task rows: one task square that is the first tile, one over both tiles
+    tasks = [{"name": "first", "geometry": ll(0, 0, 256, 256)}, {"name": "both", "geometry": ll(0, 0, 512, 256)},
+             {"name": "empty", "geometry": ll(0, 200, 5, 205)}]
+    rows = {r["name"]: r for r in gap_within(pred, mapped, tasks, tolerance_m=0)}
+    assert rows["first"]["completeness"] == pytest.approx(200 / 400, rel=1e-4)
+    assert rows["both"]["completeness"] == pytest.approx(200 / 2000, rel=1e-4)
+    assert rows["empty"]["predicted_area_m2"] == 0 and rows["empty"]["completeness"] == 1.0
+    assert completeness(0.0, 0.0) == 1.0 and completeness(100.0, 100.000001) == 0.0  # round-off stays in 0..1
 
 
 def test_reference_in_another_crs_from_a_file(tmp_path):
@@ -75,7 +98,7 @@ def test_empty_reference_and_no_predictions():
     rows = mapping_gap(PRED, [])
     assert all(r["completeness"] == 0.0 and r["unmapped_area_m2"] == pytest.approx(r["predicted_area_m2"]) for r in rows)
     assert mapping_gap([], MAPPED) == []
-    assert gap_summary([])["completeness"] is None
+    assert gap_summary([])["completeness"] == 1.0
 
 
 def test_reference_with_invalid_geometries_warns_and_uses_the_rest(tmp_path):

@@ -89,7 +89,7 @@ def test_partially_mapped_world_gap_matches_the_removed_share(world):
         box = shapely.box(row["x"] * S, row["y"] * S, (row["x"] + 1) * S, (row["y"] + 1) * S)
         area = np.array([g.intersection(box).area for g in truth_px])
         if area.sum() == 0:
-            assert row["completeness"] is None or row["predicted_area_m2"] < MIN_AREA
+            assert row["completeness"] == 1.0 or row["predicted_area_m2"] < MIN_AREA
             continue
         expected = area[~removed].sum() / area.sum()
         errors.append(abs(row["completeness"] - expected))
