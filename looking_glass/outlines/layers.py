@@ -16,7 +16,8 @@ Formats (by file name):
   ``layer`` is given, CRS from the file.
 
 One feature is one object, in file order (Polygon or MultiPolygon; a GeometryCollection's polygons
-form one MultiPolygon; other geometry types are ignored and counted). Features whose geometry
+form one MultiPolygon; other geometry types, and features without a geometry, are ignored, counted
+and named in ``PolygonLayer.ignored_names``, e.g. "feature 0: a Point, not a polygon"). Features whose geometry
 cannot be read or is not valid (``shapely.is_valid``) are skipped: ``PolygonLayer.skipped``
 names each ("feature 3 (id 'b7'): Self-intersection[...]") and one
 :class:`~.errors.InvalidGeometryWarning` lists them; the rest is used. An empty layer is fine.
@@ -39,13 +40,17 @@ __all__ = ["OSM_SUFFIXES", "PolygonLayer", "read_polygons", "to_crs"]
 
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")
 _SHOW = 10  # skipped features named in the warning
+_NOT_POLYGONAL = {"POINT", "MULTIPOINT", "LINESTRING", "MULTILINESTRING"}  # GDAL layer types that hold no polygon
 
 
 @dataclass
 class PolygonLayer:
     """Polygons of one file. geoms: (N,) shapely Polygon/MultiPolygon in ``crs`` (a pyproj CRS),
     file order; names: (N,) labels of those features; skipped: labels and reasons of features
-    not used; ignored: count of non-polygon features."""
+    not used; ignored: count of non-polygon features (and features without a geometry),
+    ignored_names: their labels and geometry types; polygons_seen: the usable polygonal features
+    of the whole file, inside ``bbox`` or not (None where GDAL applied the bbox while reading a layer
+    that may hold polygons: not known)."""
 
     source: str
     geoms: np.ndarray
@@ -53,6 +58,8 @@ class PolygonLayer:
     crs: object
     skipped: list[str] = field(default_factory=list)
     ignored: int = 0
+    ignored_names: list[str] = field(default_factory=list)
+    polygons_seen: int | None = None
 
     def __len__(self) -> int:
         return len(self.geoms)
@@ -102,8 +109,17 @@ def _polygonal(geom):
 
 class _Collector:
     def __init__(self, source: str, bbox):
-        self.source, self.geoms, self.names, self.skipped, self.ignored = source, [], [], [], 0
+        self.source, self.geoms, self.names, self.skipped = source, [], [], []
+        self.ignored, self.ignored_names = 0, []
+        self.seen = 0  # usable polygonal features met, before the box test
         self.box = None if bbox is None else shapely.box(*bbox)
+
+    def ignore(self, name: str, geom) -> None:
+        """A feature that is no polygon (or has no geometry): counted and named, not used."""
+        self.ignored += 1
+        what = ("no geometry" if geom is None else f"an empty {geom.geom_type}" if geom.is_empty
+                else f"a {geom.geom_type}, not a polygon")
+        self.ignored_names.append(f"{name}: {what}")
 
     def add(self, name: str, geom, error: str | None = None) -> None:
         if error is not None:
@@ -111,17 +127,18 @@ class _Collector:
             return
         poly = _polygonal(geom)
         if poly is None:
-            self.ignored += 1
+            self.ignore(name, geom)
             return
         if not poly.is_valid:
             self.skipped.append(f"{name}: {shapely.is_valid_reason(poly)}")
             return
+        self.seen += 1
         if self.box is not None and not poly.intersects(self.box):
             return
         self.geoms.append(poly)
         self.names.append(name)
 
-    def layer(self, crs, warn: bool) -> PolygonLayer:
+    def layer(self, crs, warn: bool, seen_all: bool = True) -> PolygonLayer:
         if self.skipped and warn:
             shown = "; ".join(self.skipped[:_SHOW])
             more = f"; and {len(self.skipped) - _SHOW} more" if len(self.skipped) > _SHOW else ""
@@ -129,7 +146,8 @@ class _Collector:
                           f"the other {len(self.geoms)} used: {shown}{more}", InvalidGeometryWarning, stacklevel=3)
         arr = np.empty(len(self.geoms), dtype=object)
         arr[:] = self.geoms
-        return PolygonLayer(self.source, arr, self.names, crs, self.skipped, self.ignored)
+        return PolygonLayer(self.source, arr, self.names, crs, self.skipped, self.ignored, self.ignored_names,
+                            self.seen if seen_all else None)
 
 
 def _feature_name(i: int, feat: dict) -> str:
@@ -168,7 +186,7 @@ def _read_geojson(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
             continue
         geom = feat.get("geometry")
         if geom is None:
-            out.ignored += 1
+            out.ignore(_feature_name(i, feat), None)
             continue
         try:
             shape = shapely.geometry.shape(geom)
@@ -186,7 +204,7 @@ def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
         return layer
     hits = shapely.intersects(layer.lonlat(), shapely.box(*bbox))
     return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits, strict=True) if h],
-                        layer.crs, layer.skipped, layer.ignored)
+                        layer.crs, layer.skipped, layer.ignored, layer.ignored_names, layer.polygons_seen)
 
 
 def _has_negative_ids(obj) -> bool:
@@ -294,7 +312,7 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
     for i, blob in enumerate(wkb):
         name = f"feature {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
         if blob is None:
-            out.ignored += 1
+            out.ignore(name, None)
             continue
         try:
             geom = shapely.from_wkb(blob)
@@ -302,7 +320,14 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
             out.add(name, None, f"unreadable geometry ({e})")
             continue
         out.add(name, geom)
-    return out.layer(crs, warn)
+    # With a bbox GDAL reads only the features there: the whole file's polygons are known only
+    # when it read everything, or when the layer declares a type that holds none.
+    declared = str(info.get("geometry_type") or "").upper().replace(" ", "").rstrip("ZM").removesuffix("25D")
+    count = int(info.get("features") or 0)
+    if bbox is not None and declared in _NOT_POLYGONAL and count > 0 and not out.ignored:
+        out.ignored = count
+        out.ignored_names.append(f"all {count:,} features: the layer holds {info['geometry_type']}s, not polygons")
+    return out.layer(crs, warn, seen_all=bbox is None or declared in _NOT_POLYGONAL)
 
 
 def read_polygons(path, *, bbox=None, layer=None, warn: bool = True) -> PolygonLayer:

@@ -14,8 +14,10 @@ extent only. How they are read depends on the file:
   job's tiles. For a country-sized reference, convert it once to GeoPackage or FlatGeobuf
   (``ogr2ogr mapped.fgb mapped.geojson``) and it is read per band.
 
-Features whose geometry is unusable are skipped as :mod:`.layers` does; each is named once however
-many extents it falls in, and :meth:`MappedReference.warn` gives the one warning.
+Features whose geometry is unusable, and features that are not polygons (a Point, a LineString, no
+geometry), are skipped; each is named once however many extents it falls in, and
+:meth:`MappedReference.warn` gives the one warning. A file that holds features but not one usable
+polygon has nothing to compare against: :class:`~.errors.OutlinesError` at once.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from looking_glass.outlines.errors import InvalidGeometryWarning
+from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 from looking_glass.outlines.layers import OSM_SUFFIXES, read_polygons
 
 __all__ = ["MappedReference"]
@@ -42,8 +44,9 @@ class MappedReference:
     ``bounds``: a callable giving (west, south, east, north) lon/lat of everything that will be
     asked for, called only for a file read once. Attributes: ``indexed`` (read per extent),
     ``reads`` (extents asked for), ``most_held`` (the most polygons one read returned) and
-    ``skipped`` (label -> reason of unusable features met so far). Raises
-    :class:`~.errors.OutlinesError` naming the file when it cannot be read (checked at once).
+    ``skipped`` (label -> reason of unusable or non-polygon features met so far). Raises
+    :class:`~.errors.OutlinesError` naming the file when it cannot be read, or when it holds
+    features but no usable polygon (both checked at once).
     """
 
     def __init__(self, path, bounds: Callable[[], tuple | None] | None = None):
@@ -55,7 +58,8 @@ class MappedReference:
         self.skipped: dict[str, None] = {}
         self._geoms = self._tree = None
         if self.indexed:
-            self._keep_skipped(read_polygons(self.path, bbox=_NOWHERE, warn=False))  # readable?
+            layer = read_polygons(self.path, bbox=_NOWHERE, warn=False)  # readable? (and its type)
+            self._keep_skipped(layer)
         else:
             box = bounds() if bounds is not None else None
             if bounds is not None and box is None:  # nothing will be asked for: read nothing
@@ -64,9 +68,15 @@ class MappedReference:
             self._keep_skipped(layer)
             self._geoms = layer.lonlat()
             self._tree = shapely.STRtree(self._geoms)
+        if layer.polygons_seen == 0 and (layer.ignored or layer.skipped):
+            shown = "; ".join((layer.ignored_names + layer.skipped)[:_SHOW])
+            raise OutlinesError(f"{self.path}: no usable building polygon in it, nothing to compare against "
+                                f"({layer.ignored + len(layer.skipped):,} feature(s), none a valid Polygon or "
+                                f"MultiPolygon: {shown}); give the mapped building footprints")
 
     def _keep_skipped(self, layer) -> None:
         self.skipped.update(dict.fromkeys(layer.skipped))
+        self.skipped.update(dict.fromkeys(layer.ignored_names))
 
     def read(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         """The usable mapped polygons (lon/lat, EPSG:4326) whose extent meets ``bbox`` (west,
@@ -88,5 +98,5 @@ class MappedReference:
             return
         names = list(self.skipped)
         more = f"; and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
-        warnings.warn(f"{self.path}: {len(names)} feature(s) skipped (geometry not usable), the rest used: "
+        warnings.warn(f"{self.path}: {len(names)} feature(s) skipped (not a polygon, or geometry not usable), the rest used: "
                       f"{'; '.join(names[:_SHOW])}{more}", InvalidGeometryWarning, stacklevel=3)

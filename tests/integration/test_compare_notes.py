@@ -1,19 +1,60 @@
-"""``results --compare``'s two explanations: the warning for a mapped file with nothing on the job
-says whether anything of it lies near the job at all (not "read 0 at most per band"), and rows
-with building area but a count of 0 (counts go by centre, areas are shared) get a note line."""
+"""``results --compare``'s explanations: the warning for a mapped file with nothing on the job
+says whether anything of it lies near the job at all (not "read 0 at most per band"), rows
+with building area but a count of 0 (counts go by centre, areas are shared) get a note line,
+features that are no polygons are named in a warning, and a file without one polygon is an
+error (nothing to compare against)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
+from conftest import run_cli
 from test_export_buildings import ALL, JOB, X0, Y0, _mapped_file, put_job
 
 from looking_glass.grid import tile_box
+from looking_glass.outlines.errors import InvalidGeometryWarning
 from looking_glass.results.bands import job_items
 from looking_glass.results.buildings import job_buildings
 from looking_glass.results.gap import EmptyReferenceWarning, count_note, job_gap, render_gap
+
+
+def _point(x, y):
+    """A GeoJSON Point feature at the centre of zoom-18 tile (x, y)."""
+    c = tile_box(x, y, 18).centroid
+    return {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [c.x, c.y]}}
+
+
+def test_a_mapped_file_without_a_polygon_is_one_error_line_and_exit_2(aws, moto_endpoint, tmp_path, monkeypatch, capsys):
+    # The new user's point.geojson: a Point on the job. It was "no feature of the file lies within
+    # their extent" and completeness 0% with exit 0.
+    from looking_glass.local.deployment import write_state
+
+    session, names, res = aws
+    put_job(aws, ALL)
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    point = tmp_path / "point.geojson"
+    point.write_text(json.dumps(_point(X0, Y0)))
+    code, out, err = run_cli(capsys, "results", JOB, "--compare", str(point), "--no-progress")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {point}: no usable building polygon in it, nothing to compare against")
+    assert "feature 0: a Point, not a polygon" in err
+
+
+def test_non_polygon_features_are_skipped_with_a_warning_naming_them(aws, tmp_path):
+    store, s3, bucket = put_job(aws, ALL)
+    path = _mapped_file(tmp_path / "mixed.geojson", [tile_box(X0, Y0, 18)], extra=[
+        _point(X0 + 1, Y0), {"type": "Feature", "properties": {}, "geometry": None}])
+    with pytest.warns(InvalidGeometryWarning) as seen:
+        gap = job_gap(store, s3, bucket, JOB, path)
+    (message,) = [str(w.message) for w in seen]
+    assert "2 feature(s) skipped" in message and "the rest used" in message
+    assert "feature 1: a Point, not a polygon" in message and "feature 2: no geometry" in message
+    assert gap.summary["mapped_count"] == 1 and gap.summary["mapped_features_skipped"] == 2
 
 
 def test_nothing_near_the_job_says_so(aws, tmp_path):

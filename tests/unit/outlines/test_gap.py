@@ -164,3 +164,30 @@ def test_slivers_between_two_tracings_of_one_building_are_not_a_gap():
     assert by_tile(mapping_gap(PRED[:1], shifted))[(0, 0)]["unmapped_area_m2"] < 1e-6  # within 1 m
     with pytest.raises(OutlinesError):
         mapping_gap(PRED, MAPPED, tolerance_m=-1)
+
+
+@pytest.mark.parametrize("kind", ["geojson", "gpkg"])
+def test_a_reference_without_a_polygon_has_nothing_to_compare_against(tmp_path, kind):
+    from looking_glass.outlines.reference import MappedReference
+
+    centre = MAPPED[0].centroid
+    if kind == "geojson":
+        path = tmp_path / "points.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [centre.x, centre.y]}},
+            {"type": "Feature", "properties": {}, "geometry": json.loads(shapely.to_geojson(centre.buffer(1e-5).exterior))}]}))
+        reason = "feature 1: a LineString, not a polygon"
+    else:
+        import pyogrio.raw
+
+        path = tmp_path / "points.gpkg"
+        pyogrio.raw.write(path, np.array([shapely.to_wkb(centre)], dtype=object), [], [], geometry_type="Point",
+                          crs="EPSG:4326")
+        reason = "all 1 features: the layer holds Points, not polygons"
+    with pytest.raises(OutlinesError, match="no usable building polygon in it, nothing to compare against") as e:
+        MappedReference(path, bounds=lambda: tuple(MAPPED[0].bounds))
+    assert reason in str(e.value)
+    # an empty file is still fine: everything is unmapped
+    empty = tmp_path / "empty.geojson"
+    empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    assert len(MappedReference(empty, bounds=lambda: tuple(MAPPED[0].bounds)).read(MAPPED[0].bounds)) == 0
