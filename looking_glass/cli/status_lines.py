@@ -16,7 +16,7 @@ STATUS_FIELDS = (
     "job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "worker_failures", "progress_pct",
     "tiles_total", "tiles_done", "tiles_failed", "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2",
     "created_at", "retried_at", "finished_at", "messages_total", "workers", "worker_job", "worker_jobs", "dlq_messages",
-    "aoi_key", "imagery", "model", "deployment",
+    "aoi_key", "imagery", "model", "model_uri", "deployment",
 )
 STATUS_VALUE_CHARS = 160  # characters of a value shown; the rest is in `status --json`
 _LABEL = max(len(label) for label in (*STATUS_FIELDS, "tile failures"))
@@ -25,10 +25,18 @@ _LABEL = max(len(label) for label in (*STATUS_FIELDS, "tile failures"))
 def status_lines(info: dict, job_ref: str) -> list[str]:
     """The lines ``status`` prints for ``info`` (``pipeline.jobs.status`` made plain: JSON values)
     asked for as ``job_ref`` (what the user typed, named in the note on cut values): the fields of
-    :data:`STATUS_FIELDS`, warnings, the last retry reason, the no-imagery note and the tile
+    :data:`STATUS_FIELDS` (``model`` as ``jobs`` names it, ``ID/VERSION`` or ``default``
+    (:func:`~looking_glass.model.registry.model_label`), then ``model_uri``, the URI it stands
+    for, when that says more), warnings, the last retry reason, the no-imagery note and the tile
     failure reasons counted, each value escaped (``display.shown``); the job's values (not the
     notes) cut to :data:`STATUS_VALUE_CHARS` characters."""
     info = dict(info)
+    if "model" in info:  # ID/VERSION as `jobs` names it; the URI it stands for on the next line
+        from looking_glass.model.registry import model_label
+
+        uri = str(info["model"] or "")
+        info["model"] = model_label(uri)
+        info["model_uri"] = uri if uri != info["model"] else None
     if len(info.get("worker_jobs") or ()) > 1:  # retried on a stack: every Batch job, the first first
         info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from looking_glass.errors import LookingGlassError
 from looking_glass.local.embedded import EmbeddedStack
+from looking_glass.model.registry import run_label
 from looking_glass.pipeline.store import COMPLETE, FAILED, ResultsStore
 from looking_glass.results.figures import draw_map, results_geojson, summary_table, tile_counts, write_json
 from looking_glass.tiling.aoi import parse_aoi
@@ -120,8 +121,7 @@ def run_demo(
             raise DemoError(f"job {job_id} failed: {job.get('reason')}")
         items = store.tile_items(job_id)
         counts = tile_counts(items)
-        model = {k: items[0].get(k) for k in ("model_id", "model_version")} if items else {}
-        model.update(_model_info(model_path))
+        model = demo_model(items, model_path)
         if truth is not None:
             _say(f"scoring {counts.get('done', 0):,} done tiles against {truth.source} ...")
             reference = _compare_with_truth(stack, items, truth)
@@ -132,7 +132,7 @@ def run_demo(
             items,
             stack.tile_url_template,
             out_dir / "map.png",
-            title=f"{aoi.name}: building area per zoom-18 tile ({model.get('model_id')})",
+            title=f"{aoi.name}: building area per zoom-18 tile ({model['label'] or 'model not recorded'})",
             aoi=aoi.geometry,
             truth_m2=truth_m2,
         )
@@ -210,6 +210,16 @@ def _compare_with_truth(stack: EmbeddedStack, items: list[dict], truth) -> dict:
     }
 
 
+def demo_model(items: list[dict], model_path: str) -> dict:
+    """summary.json's ``model``: the ``model_id`` and ``model_version`` the workers recorded on
+    the first of ``items`` (tile items), ``label`` (``ID/VERSION``: the name ``results``, ``jobs``
+    and exports give the same model, :func:`~looking_glass.model.registry.run_label`; "" when
+    none is recorded) and what the model file's sidecar says (``trained``, ``description``)."""
+    model = {k: items[0].get(k) for k in ("model_id", "model_version")} if items else {}
+    model["label"] = run_label(model.get("model_id"), model.get("model_version"))
+    return {**model, **_model_info(model_path)}
+
+
 def _model_info(model_path: str) -> dict:
     """What the demo says about its model, without loading TensorFlow in this process."""
     import json
@@ -226,7 +236,7 @@ def _model_info(model_path: str) -> dict:
 
 def print_summary(summary: dict) -> None:
     """Print the demo's summary table (pixel scores to 3 decimals) and a line about its model."""
-    shown = {**summary, "model": summary["model"].get("model_id")}
+    shown = {**summary, "model": summary["model"].get("label") or summary["model"].get("model_id")}
     for key in ("pixel_iou", "pixel_precision", "pixel_recall", "object_precision", "object_recall", "object_f1"):
         if shown.get(key) is not None:
             shown[key] = f"{shown[key]:.3f}"  # the table's one decimal would hide them

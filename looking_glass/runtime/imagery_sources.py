@@ -219,12 +219,14 @@ class ImagerySource:
 
     def credit(self) -> str:
         """What a map credits for this imagery: the registered ``attribution``, else the
-        registered name (``imagery 'NAME'``), else the source itself where it says something to
-        a reader (a provider's URL without its query string, which may hold a key; a file's
-        name), never a tile server on this machine (a port that is gone once ``up`` stops)."""
+        registered name (``imagery 'NAME'``; not the implicit :data:`DEFAULT_IMAGERY_NAME`, which
+        says nothing: ``up --imagery scene.tif`` credits ``scene.tif``), else the source itself
+        where it says something to a reader (a provider's URL without its query string, which may
+        hold a key; a file's name), never a tile server on this machine (a port that is gone once
+        ``up`` stops)."""
         if self.attribution:
             return self.attribution
-        if self.name:
+        if self.name and self.name != DEFAULT_IMAGERY_NAME:
             return f"imagery '{self.name}'"
         if not self.is_template:
             return ", ".join(PurePath(p.strip()).name for p in self.source.split(","))

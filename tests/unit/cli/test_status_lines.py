@@ -39,3 +39,16 @@ def test_the_retry_note_is_the_projects_own_sentence_and_stays_whole():
     (note,) = [line for line in lines if line.startswith("retrying")]
     assert len(note) > len("earlier_worker_error") + 1 + STATUS_VALUE_CHARS and note.endswith("#tile-outcomes")
     assert not any("--json" in line for line in lines)
+
+
+def test_the_model_is_named_id_slash_version_as_jobs_names_it_with_the_uri_below():
+    from looking_glass.model.registry import model_label
+
+    uri = "s3://looking-glass-masks/registry/deeplabv3plus-mobilenetv2a035-synthetic/3/model.keras"
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in status_lines(_info(model=uri), "j")}
+    assert lines["model"] == "deeplabv3plus-mobilenetv2a035-synthetic/3" == model_label(uri)
+    assert lines["model_uri"] == uri
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in status_lines(_info(model=""), "j")}
+    assert lines["model"] == "default" and "model_uri" not in lines  # the deployment's own model
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in status_lines(_info(model="/models/x.keras"), "j")}
+    assert lines["model"] == "/models/x.keras" and "model_uri" not in lines  # no shorter name: shown once

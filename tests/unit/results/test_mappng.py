@@ -133,6 +133,12 @@ def test_the_caption_tells_the_imagery_dates_model_and_tiles():
     assert "imagery over 75% of their ground" in text
     other = map_caption({"imagery": "osm"}, {**tot, "model": None}, [{"status": "done"}], "osm", "osm")
     assert "imagery: osm; capture date not recorded" in other and "model: not recorded" in other
+    # a job on `up --imagery FILE.tif` (the default source): the file, not "imagery 'default'"
+    from looking_glass.runtime.imagery_sources import parse_source_entry
+
+    credit = parse_source_entry("default", {"source": str(SPACENET_SAMPLE / "image.tif")}).credit()
+    geotiff = map_caption({"imagery": "default"}, tot, rows, "default", credit)
+    assert geotiff.startswith("imagery: default; image.tif; captured") and "imagery 'default'" not in geotiff
 
 
 def test_two_captions_make_two_different_pngs(tmp_path):

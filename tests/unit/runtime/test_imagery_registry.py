@@ -101,6 +101,10 @@ def test_an_attribution_is_registered_checked_and_no_part_of_the_identity():
 @pytest.mark.parametrize("source, expected", [
     (ImagerySource("esri", TEMPLATE, attribution="(c) Esri"), "(c) Esri"),  # configured
     (ImagerySource("city", "a.tif,b.tif"), "imagery 'city'"),  # registered: its name
+    # the default source (up --imagery FILE): "imagery 'default'" says nothing, the file does
+    (ImagerySource("default", "/work/data/image.tif"), "image.tif"),
+    (ImagerySource("default", "s3://bucket/scenes/kigali.tif"), "kigali.tif"),
+    (ImagerySource("default", "http://127.0.0.1:41234/{z}/{x}/{y}.png"), ""),
     (ImagerySource("", "/data/scenes/a.tif, s3://b/k/b.tif"), "a.tif, b.tif"),  # files: their names only
     (ImagerySource("", "https://t.example/{z}/{x}/{y}.png?key=SECRET"), "https://t.example/{z}/{x}/{y}.png"),
     (ImagerySource("", "http://127.0.0.1:41234/{z}/{x}/{y}.png"), ""),  # a local tile server is no credit
