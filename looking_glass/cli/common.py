@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JOB_HELP", "CommandError", "OutputPathError", "add_target", "map_imagery", "aws_guard", "non_negative_float", "output_file", "output_folder",
-    "positive_float", "positive_int", "read_aoi", "resolve_job_ref", "zoom",
+    "fraction", "non_negative_int", "port", "positive_float", "positive_int", "read_aoi", "resolve_job_ref",
+    "rollup_zoom", "zoom",
 ]
 
 MAX_ZOOM = 24  # the deepest zoom an option accepts (``--zoom``)
@@ -62,9 +63,33 @@ def non_negative_float(text: str) -> float:
     return _option(_OPTION.number, "", text, 0, None)
 
 
+def non_negative_int(text: str) -> int:
+    """Option type: an integer of at least 0 (a seed)."""
+    return _option(_OPTION.integer, "", text, 0)
+
+
+def fraction(text: str) -> float:
+    """Option type: a fraction, 0..1 (both included)."""
+    return _option(_OPTION.number, "", text, 0, 1)
+
+
+def port(text: str) -> int:
+    """Option type: a TCP port, 0..65535 (0: any free port)."""
+    return _option(_OPTION.integer, "port", text, 0, 65535)
+
+
 def zoom(text: str) -> int:
-    """Option type: a tile zoom, 0..24."""
+    """Option type: a tile zoom to cover an AOI at, 0..24 (:data:`MAX_ZOOM`)."""
     return _option(_OPTION.integer, "zoom", text, 0, MAX_ZOOM)
+
+
+def rollup_zoom(text: str) -> int:
+    """Option type: a zoom to roll a job's results up to, 0..18 (``grid.ZOOM``: jobs run on
+    zoom-18 tiles, so no finer zoom exists); the one definition of that range for ``results
+    --zoom`` and ``map --zoom``."""
+    from looking_glass.grid import ZOOM
+
+    return _option(_OPTION.integer, "zoom", text, 0, ZOOM)
 
 
 class OutputPathError(CommandError):
@@ -189,7 +214,14 @@ def map_imagery(dep, store, job_id: str, given: str | None):
     registry = getattr(dep, "imagery", None)
     known = registry.sources if registry is not None else {}
     if given is not None:
-        return known.get(given) or ImagerySource("", given)
+        if given in known:
+            return known[given]
+        # As demo/up/prepare check --imagery (one validator, one wording: an unknown placeholder,
+        # a GeoTIFF that is missing or not georeferenced), before anything is drawn.
+        from looking_glass.local.inputs import validate_imagery
+
+        validate_imagery(given, session=dep.data_session())
+        return ImagerySource("", given)
     job = store.get_job(job_id) or {}
     name, recorded = job.get("imagery") or "", job.get("imagery_source")
     if name and isinstance(recorded, dict):

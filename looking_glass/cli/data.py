@@ -3,7 +3,14 @@ synthetic world."""
 
 from __future__ import annotations
 
-from looking_glass.cli.common import CommandError, output_folder, positive_float, positive_int
+from looking_glass.cli.common import (
+    CommandError,
+    fraction,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+)
 
 
 def cmd_prepare(args) -> int:
@@ -140,16 +147,17 @@ def add_commands(sub) -> None:
     prep.add_argument("--jobs", type=positive_int, default=1,
                       help="images cut at the same time, in worker processes (--imagery: 4 x N tiles fetched at a time)")
     prep.add_argument("--sdt-clip", type=positive_float, default=10.0, help="clip SDT to +-N metres")
-    prep.add_argument("--max-nodata", type=float, default=0.2, help="drop chips with more black/nodata")
-    prep.add_argument("--val-fraction", type=float, default=0.2)
+    prep.add_argument("--max-nodata", type=fraction, default=0.2, help="drop chips with more black/nodata")
+    prep.add_argument("--val-fraction", type=fraction, default=0.2,
+                      help="share of the split blocks that go to validation, 0..1 (default 0.2)")
     prep.add_argument("--split-block", type=positive_int, default=4, help="chips per block side for the split")
-    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--seed", type=non_negative_int, default=0)
     prep.add_argument("--overwrite", action="store_true", help="replace an earlier prepared dataset")
     prep.set_defaults(func=cmd_prepare)
 
     synth = sub.add_parser("synth-data", help="a training set from the synthetic world (prepare format)")
     synth.add_argument("--tiles", type=positive_int, required=True)
     synth.add_argument("--out", required=True, type=output_folder, help="output directory")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=non_negative_int, default=0)
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=cmd_synth_data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from looking_glass.cli.common import output_folder, positive_int
+from looking_glass.cli.common import output_folder, positive_float, positive_int
 from looking_glass.local.inputs import add_run_options
 
 
@@ -31,6 +31,6 @@ def add_commands(sub) -> None:
     demo.add_argument("--aoi", help="AOI GeoJSON (default: the sample shipped with the package)")
     demo.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
     demo.add_argument("--model", default="", help="Keras model file (default: the shipped model)")
-    demo.add_argument("--timeout", type=float, default=280.0, help="seconds to wait for the job")
+    demo.add_argument("--timeout", type=positive_float, default=280.0, help="seconds to wait for the job")
     add_run_options(demo, truth=True)  # --imagery, --bands, --truth (looking_glass.local.inputs)
     demo.set_defaults(func=cmd_demo)

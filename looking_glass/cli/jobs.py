@@ -17,7 +17,7 @@ from looking_glass.cli.common import (
     positive_float,
     positive_int,
     resolve_job_ref,
-    zoom,
+    rollup_zoom,
 )
 from looking_glass.cli.common import add_target as _add_target
 from looking_glass.cli.common import aws_guard as _aws_guard
@@ -430,7 +430,7 @@ def add_commands(sub) -> None:
     res.add_argument("job", help=JOB_HELP)
     _add_target(res)
     how = res.add_mutually_exclusive_group()
-    how.add_argument("--zoom", type=zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
+    how.add_argument("--zoom", type=rollup_zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
     how.add_argument("--within", metavar="POLYGONS",
                      help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside, and the number "
                           "of buildings (outlines) whose centre it holds")
@@ -456,7 +456,7 @@ def add_commands(sub) -> None:
     mp.add_argument("job", help=JOB_HELP)
     _add_target(mp)
     mp.add_argument("--out", required=True, type=output_folder, help="output folder")
-    mp.add_argument("--zoom", type=zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
+    mp.add_argument("--zoom", type=rollup_zoom, help="roll up to this zoom (default: per tile, coarser past 20,000 tiles)")
     mp.add_argument("--colour", choices=("density", "area"), default="density")
     mp.add_argument("--imagery", help="imagery under the tiles: a registered source's name, an XYZ URL template or a GeoTIFF/COG (local or s3://); "
                                       "default: the registered source the job ran on, else the deployment's default imagery")

@@ -56,6 +56,17 @@ class VersionAction(argparse.Action):
         parser.exit(0)
 
 
+class Parser(argparse.ArgumentParser):
+    """The CLI's argument parser: a bad command line ends as one ``error: MESSAGE (see PROG
+    --help)`` line on standard error and exit status 2, like every other bad input, instead of
+    argparse's usage block. Subcommand parsers are made of this class too (``add_subparsers``
+    takes the parent's class), so the rule holds for every command and option."""
+
+    def error(self, message: str):
+        """Print the one line and exit 2 (argparse calls this for every command-line error)."""
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; each command module adds its own subcommands.
 
@@ -63,7 +74,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     and its parser built in full; the others are placeholders that keep the top-level usage line
     and errors the same but have no options or help of their own. The top-level ``--help`` needs
     the full parser (``command`` None)."""
-    parser = argparse.ArgumentParser(prog="looking-glass", description=__doc__)
+    parser = Parser(prog="looking-glass", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the libraries' start-up messages (TensorFlow, absl, oneDNN), hidden by default")
     parser.add_argument("--version", action=VersionAction, help="print the installed version and exit")

@@ -9,7 +9,8 @@ deployment's masks bucket (on a stack, the workers' role may read ``registry/*``
 nothing else of it); the active model is an SSM parameter (the stack output
 ``ActiveModelParameterName``, which the worker job definition names) that workers read when
 they start, so ``models use`` takes effect for the next workers without a redeploy (``models
-use`` of the previous version goes back).
+use`` of the previous version goes back; ``models use shipped`` clears the parameter, so the
+workers run the model shipped in their image again).
 """
 
 from __future__ import annotations
@@ -46,26 +47,29 @@ def _deployment(args):
 
 def cmd_models(args) -> int:
     """List the registered versions (validation metrics, parent, which one is active)."""
-    from looking_glass.model.registry import active_uri, list_models
+    from looking_glass.model.registry import active_uri, list_models, shipped_record
 
     dep = _deployment(args)
     bucket, parameter = registry_location(dep)
     active = active_uri(dep.client("ssm"), parameter) if parameter else None
-    rows = [r.summary(active) for r in list_models(dep.client("s3"), bucket)]
+    registered = [{**r.summary(active), "shipped": False} for r in list_models(dep.client("s3"), bucket)]
+    # The shipped model is a row too, first: active when the deployment has a parameter and no
+    # version is in it (a stack pinned to model_s3_uri runs that model, not the shipped one).
+    shipped = {**shipped_record().summary(), "shipped": True, "active": parameter is not None and active is None}
+    rows = [shipped, *registered]
     if args.json:
         print(json.dumps({"active": active, "parameter": parameter, "models": rows}, indent=2))
         return 0
-    if not rows:
+    header = ("", "MODEL_ID/VERSION", "VAL_IOU", "VAL_F1", "PARENT", "REGISTERED")
+    table = [header] + [("*" if r["active"] else "", f"{r['model_id']}/{r['version']}",
+                         "-" if r["val_iou"] is None else f"{r['val_iou']:.4f}",
+                         "-" if r["val_f1"] is None else f"{r['val_f1']:.4f}",
+                         r["parent"] or "-", "shipped" if r["shipped"] else r["registered"] or "-") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if not registered:
         print(f"no registered models in s3://{bucket}/registry/ (register one: looking-glass models register MODEL)")
-    else:
-        header = ("", "MODEL_ID/VERSION", "VAL_IOU", "VAL_F1", "PARENT", "REGISTERED")
-        table = [header] + [("*" if r["active"] else "", f"{r['model_id']}/{r['version']}",
-                             "-" if r["val_iou"] is None else f"{r['val_iou']:.4f}",
-                             "-" if r["val_f1"] is None else f"{r['val_f1']:.4f}",
-                             r["parent"] or "-", r["registered"] or "-") for r in rows]
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for row in table:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     if parameter is None:
         print("active: the model pinned by the stack's model_s3_uri setting (no active-model parameter)")
     else:
@@ -91,7 +95,8 @@ def cmd_use(args) -> int:
     dep = _deployment(args)
     bucket, parameter = registry_location(dep, need_parameter=True)
     record, previous = use(dep.client("s3"), dep.client("ssm"), bucket, parameter, args.version)
-    print(f"active model: {record.name} ({record.uri})")
+    where = record.uri or "shipped: the workers run the model in their image; no version is active"
+    print(f"active model: {record.name} ({where})")
     print(f"previously: {previous or 'none (the shipped model)'}", file=sys.stderr)
     return 0
 
@@ -111,8 +116,9 @@ def add_commands(sub) -> None:
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=cmd_models)
     actions = models.add_subparsers(dest="action")
-    use = actions.add_parser("use", help="make a registered version the active model (no redeploy)")
-    use.add_argument("version", help="VERSION or MODEL_ID/VERSION")
+    use = actions.add_parser("use", help="make a registered version (or the shipped model) the active model (no redeploy)")
+    use.add_argument("version", help="VERSION or MODEL_ID/VERSION; `shipped` (or the shipped model's own "
+                                     "id/version) goes back to the model shipped in the workers' image")
     _add_target(use)
     use.set_defaults(func=cmd_use)
     reg = actions.add_parser("register", help="upload a model (.keras with its sidecar) as a new version")

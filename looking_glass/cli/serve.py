@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
+from looking_glass.cli.common import non_negative_float, port
 from looking_glass.runtime.parsing import KEY_EQUALS, Parsers
 
 
@@ -100,15 +101,15 @@ def cmd_aoi(args) -> int:
 def add_commands(sub) -> None:
     """Add ``serve-synthetic``, ``serve-tiles`` and ``aoi`` to the subcommand parsers ``sub``."""
     serve = sub.add_parser("serve-synthetic", help="serve the synthetic world as XYZ tiles")
-    serve.add_argument("--port", type=int, default=8618)
-    serve.add_argument("--latency-ms", type=float, default=0.0)
+    serve.add_argument("--port", type=port, default=8618)
+    serve.add_argument("--latency-ms", type=non_negative_float, default=0.0)
     serve.set_defaults(func=cmd_serve_synthetic)
     tiles = sub.add_parser("serve-tiles", help="serve a GeoTIFF/COG or a mosaic as XYZ tiles (web mercator, 256 px)")
     tiles.add_argument("image", help="GeoTIFF or COG, local or s3://bucket/key.tif; or a mosaic: a.tif,b.tif, a .vrt, "
                        "or a MosaicJSON / STAC item collection (.json/.geojson); see docs/imagery.md")
-    tiles.add_argument("--port", type=int, default=8619, help="port on 127.0.0.1 (0: any free port)")
+    tiles.add_argument("--port", type=port, default=8619, help="port on 127.0.0.1 (0: any free port)")
     tiles.add_argument("--bands", help="1-based bands for R,G,B (e.g. 3,2,1; one band is grey)")
-    tiles.add_argument("--latency-ms", type=float, default=0.0)
+    tiles.add_argument("--latency-ms", type=non_negative_float, default=0.0)
     tiles.set_defaults(func=cmd_serve_tiles)
     aoi = sub.add_parser("aoi", help="print a GeoTIFF's (or a mosaic's) footprint as AOI GeoJSON: aoi IMAGE.tif > aoi.geojson")
     aoi.add_argument("image", help="GeoTIFF or COG (local or s3://), or a mosaic (a.tif,b.tif, .vrt, MosaicJSON, STAC items)")

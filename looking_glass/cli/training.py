@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from looking_glass.cli.common import CommandError, output_file, output_folder, positive_int
+from looking_glass.cli.common import (
+    CommandError,
+    non_negative_int,
+    output_file,
+    output_folder,
+    positive_float,
+    positive_int,
+)
 
 
 def _hyperparameters_arg(text: str | None) -> dict:
@@ -224,7 +231,7 @@ def add_commands(sub) -> None:
                             "best epoch kept)")
     train.add_argument("--name", help="--stack: the execution name (default: Step Functions picks one)")
     train.add_argument("--wait", action="store_true", help="--stack: follow the execution until it is final")
-    train.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    train.add_argument("--poll-seconds", type=positive_float, default=30.0, help=argparse.SUPPRESS)
     train.set_defaults(func=cmd_train)
 
     for name, func, helptext in (
@@ -236,7 +243,7 @@ def add_commands(sub) -> None:
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--synthetic", type=positive_int, help="N freshly generated synthetic tiles")
         source.add_argument("--data", help="a prepared dataset: its validation chips")
-        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic tiles")
+        p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic tiles")
         if name == "evaluate":
             source.add_argument("--polygons", metavar="PRED",
                                 help="building polygons (GeoJSON, GeoPackage, FlatGeobuf, any CRS) scored "

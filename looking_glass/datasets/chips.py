@@ -319,7 +319,7 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise PrepareError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise PrepareError(f"{out_dir}: directory is not empty (pass overwrite=True / --overwrite to replace it)")
+            raise PrepareError(f"{out_dir}: directory is not empty (give --overwrite to replace it)")
         if not is_dataset(out_dir):
             raise PrepareError(
                 f"{out_dir}: not empty and holds no {FORMAT_NAME} manifest.json; refusing to overwrite it"

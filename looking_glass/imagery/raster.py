@@ -119,9 +119,14 @@ def open_geotiff(path: str | Path, label: str):
         raise RasterError(f"{label}: not a GeoTIFF (GDAL reads it as {src.driver})")
     t = src.transform
     if t.b != 0 or t.d != 0 or t.a == 0 or t.e == 0 or t.is_identity:
-        how = "a rotated or sheared geotransform" if (t.b or t.d) else "ground control points (GCPs/RPCs), not a geotransform"
         if t.is_identity and not (src.gcps[0] or src.rpcs):
-            how = "no geotransform"
+            src.close()  # nothing to warp from: the file says nowhere where it lies
+            raise RasterError(
+                f"{label}: the GeoTIFF is not georeferenced (no geotransform, no ground control points): "
+                "give it its place first (e.g. gdal_translate -a_srs <CRS> -a_ullr <ulx> <uly> <lrx> <lry> "
+                "in.tif out.tif)"
+            )
+        how = "a rotated or sheared geotransform" if (t.b or t.d) else "ground control points (GCPs/RPCs), not a geotransform"
         src.close()
         raise RasterError(
             f"{label}: the GeoTIFF has {how}; only an axis-aligned geotransform (north-up or "

@@ -14,6 +14,11 @@ A version, once registered, is never overwritten. The deployment's **active mode
 :func:`resolve_worker_model` and :mod:`looking_glass.model.fetch`), so making another version
 active needs no redeploy, and going back is the same operation. :func:`use` refuses a version
 that is not registered and then changes nothing.
+
+The model shipped in the package (and the workers' image) is never registered: it is what runs
+when no version is active. :func:`use` of ``shipped`` (or ``default``, or the shipped model's own
+``<model_id>/<version>``, version or ``v<version>``: :func:`shipped_record`) deletes the
+parameter, so the deployment goes back to it (the embedded run's ``up --model FILE`` still wins).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.model.fetch import active_uri
+from looking_glass.model.sidecar import sidecar_path
 
 REGISTRY_PREFIX = "registry/"
 MODEL_FILE = "model.keras"
@@ -34,6 +40,8 @@ ONNX_FILE = "model.onnx"
 # The worker setting that names the SSM parameter holding the active model's URI.
 ENV_MODEL_PARAMETER = "LG_MODEL_PARAMETER"
 PARAMETER_PREFIX = "/looking-glass/"
+# Names `models use` takes for the shipped model besides its own id/version (see shipped_record).
+SHIPPED_ALIASES = ("shipped", "default")
 VERSION_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -87,6 +95,20 @@ class ModelRecord:
         }
 
 
+def shipped_record() -> ModelRecord:
+    """The model shipped in the package as a record: its sidecar's ``model_id`` and ``version``,
+    and ``uri`` "" (it lives in the workers' image, not in a registry; "" is also what a job
+    records for it, see :func:`model_label`)."""
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    try:
+        meta = json.loads(sidecar_path(SHIPPED_MODEL).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    return ModelRecord(str(meta.get("model_id") or "shipped"), str(meta.get("version") or "0"), "", meta)
+
+
 def model_label(uri: str) -> str:
     """A short name for the model a job was submitted with (its record's ``model``): ``ID/VERSION``
     for a registered ``s3://BUCKET/registry/ID/VERSION/model.keras``, ``default`` for "" (the
@@ -133,15 +155,9 @@ def run_sidecar(s3, bucket: str, run: str) -> dict | None:
     (``registry/ID/VERSION/model.json``); None when neither is found or readable."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from looking_glass.model.segmenter import SHIPPED_MODEL
-    from looking_glass.model.sidecar import sidecar_path
-
-    try:
-        shipped = json.loads(sidecar_path(SHIPPED_MODEL).read_text())
-    except (OSError, ValueError):
-        shipped = {}
-    if run and run == run_label(shipped.get("model_id"), shipped.get("version")):
-        return shipped
+    shipped = shipped_record()
+    if run and run == run_label(shipped.sidecar.get("model_id"), shipped.sidecar.get("version")):
+        return shipped.sidecar
     model_id, _, version = run.partition("/")
     if not model_id or not version or not set(run) - {"/"} <= VERSION_CHARS:
         return None
@@ -178,8 +194,6 @@ def register(s3, bucket: str, model_path, version: str | None = None, model_id: 
     gains ``registered`` (UTC time) and ``registry_uri``. Raises :class:`RegistryError` if the
     model or its sidecar is missing, or that version is already registered.
     """
-    from looking_glass.model.sidecar import sidecar_path
-
     model = Path(model_path)
     side = sidecar_path(model)
     if not model.is_file() or not side.is_file():
@@ -256,7 +270,7 @@ def find(records: list[ModelRecord], version: str) -> ModelRecord:
     closest ("did you mean ...?")."""
     import difflib
 
-    known = [r.name for r in records]
+    known = [f"{r.name} (shipped)" if not r.uri else r.name for r in records]
     matches = [r for r in records if version in (r.name, r.version)]
     if not matches and _without_v(version) != version:
         matches = [r for r in records if _without_v(version) in (r.name, r.version)]
@@ -273,8 +287,26 @@ def find(records: list[ModelRecord], version: str) -> ModelRecord:
 
 def use(s3, ssm, bucket: str, parameter: str, version: str) -> tuple[ModelRecord, str | None]:
     """Make ``version`` the active model: (its record, the previously active URI). The model and
-    its sidecar must be registered; otherwise :class:`RegistryError` and nothing changes."""
-    record = find(list_models(s3, bucket), version)
+    its sidecar must be registered, or ``version`` names the shipped model (:data:`SHIPPED_ALIASES`
+    or its own id/version, :func:`shipped_record`): then no version is active any more (the
+    parameter is deleted) and the workers run the shipped model. Otherwise :class:`RegistryError`
+    and nothing changes. A registered version with the shipped model's name is that one."""
+    shipped = shipped_record()
+    if version.strip().lower() in SHIPPED_ALIASES:
+        record = shipped
+    else:
+        records = list_models(s3, bucket)
+        if shipped.name not in {r.name for r in records}:
+            records.append(shipped)
+        record = find(records, version)
+    previous = active_uri(ssm, parameter)
+    if not record.uri:
+        if previous is not None:
+            try:
+                ssm.delete_parameter(Name=parameter)
+            except ssm.exceptions.ParameterNotFound:  # deleted meanwhile: the same end
+                pass
+        return record, previous
     bucket_name, key = _bucket_key(record.uri)
     if not _exists(s3, bucket_name, key):
         raise RegistryError(f"{record.name} has a sidecar but no {MODEL_FILE} ({record.uri}): not made active")

@@ -194,7 +194,13 @@ def _parse_document(doc: dict, default_name: str) -> Aoi:
     polygons: list[Polygon] = []
     _collect(doc, "$", polygons, warnings, _Budget())
     if not polygons:
-        raise AoiError("AOI has no polygonal geometry (Polygon or MultiPolygon)")
+        kind = doc.get("type")
+        if not warnings and kind in ("FeatureCollection", "GeometryCollection"):  # nothing in it at all
+            members = "features" if kind == "FeatureCollection" else "geometries"
+            raise AoiError(f"AOI has no features: the {kind}'s {members} list is empty "
+                           "(it needs at least one Polygon or MultiPolygon)")
+        why = f": {'; '.join(warnings[:3])}" if warnings else ""
+        raise AoiError(f"AOI has no polygonal geometry (Polygon or MultiPolygon){why}")
 
     geometry = _union(polygons)
     geometry = _wrap_antimeridian(geometry, warnings)

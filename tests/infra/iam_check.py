@@ -114,7 +114,7 @@ def iam_requests(call: Call, account: str, region: str) -> list[tuple[str, str]]
         return [(f"batch:{call.operation}", "*")]  # no resource-level permissions
     if call.service == "states" and call.operation in ("StartExecution", "DescribeExecution"):
         return [(f"states:{call.operation}", p.get("stateMachineArn") or p["executionArn"])]
-    if call.service == "ssm" and call.operation in ("GetParameter", "PutParameter"):
+    if call.service == "ssm" and call.operation in ("GetParameter", "PutParameter", "DeleteParameter"):
         name = p["Name"].lstrip("/")  # a parameter's ARN has one slash before its path
         return [(f"ssm:{call.operation}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]
     if call.service == "secretsmanager" and call.operation == "GetSecretValue":

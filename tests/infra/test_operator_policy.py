@@ -145,6 +145,8 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     assert operator("results", "results", job_id, "--format", "csv").startswith("quadkey")
     operator("models register", "models", "register", str(model))
     operator("models use", "models", "use", "v1")
+    operator("models use", "models", "use", "shipped")  # back to the shipped model: deletes the parameter
+    operator("models use", "models", "use", "v1")
     assert "op/v1" in operator("models", "models")
     operator("train", "train", "--data", str(make_training_dataset(tmp_path / "data")))
     polygons = tmp_path / "polygons.geojson"

@@ -87,7 +87,7 @@ def test_tile_cap_fails_the_job_with_count_and_cap(enumerator_env, monkeypatch):
         (geojson_bytes({"type": "Point", "coordinates": [30, -2]}), "no polygonal geometry"),
         (geojson_bytes({"type": "Polygon", "coordinates": [[[190, 0], [191, 0], [191, 1], [190, 0]]]}), "out of range"),
         (geojson_bytes({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [2, 0], [0, 0]]]}), "zero area"),
-        (geojson_bytes({"type": "FeatureCollection", "features": []}), "no polygonal geometry"),
+        (geojson_bytes({"type": "FeatureCollection", "features": []}), "AOI has no features"),
     ],
 )
 def test_bad_aoi_becomes_a_failed_job_and_enqueues_nothing(enumerator_env, data, reason):

@@ -60,6 +60,13 @@ def test_models_use_on_a_stack_sets_the_parameter_the_workers_read(stack_with_pa
     assert code == 2 and "no registered model version 'v9'" in err
     assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"].endswith("registry/seg/v1/model.keras")
 
+    code, out, _ = run_cli(capsys, "models", "use", "shipped", "--stack", name)  # back to the image's model
+    assert code == 0 and "deeplabv3plus-mobilenetv2a035-synthetic/3" in out
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=parameter)
+    listing = json.loads(run_cli(capsys, "models", "--stack", name, "--json")[1])
+    assert [r["shipped"] for r in listing["models"] if r["active"]] == [True]
+
 
 def test_models_use_is_refused_on_a_stack_that_pins_model_s3_uri(training_stack, tmp_path, capsys):  # noqa: F811
     name, _, _ = training_stack  # no ActiveModelParameterName output: model_s3_uri pins the model
@@ -68,6 +75,10 @@ def test_models_use_is_refused_on_a_stack_that_pins_model_s3_uri(training_stack,
     assert code == 0 and "seg/v1" in out and "pinned by the stack's model_s3_uri" in out
     code, _, err = run_cli(capsys, "models", "use", "v1", "--stack", name)
     assert code == 2 and "model_s3_uri" in err and "ActiveModelParameterName" in err
+    code, out, _ = run_cli(capsys, "models", "--stack", name, "--json")  # the pinned model runs, not the shipped one
+    assert code == 0 and not any(r["active"] for r in json.loads(out)["models"])
+    code, _, err = run_cli(capsys, "models", "use", "shipped", "--stack", name)
+    assert code == 2 and "model_s3_uri" in err
     with pytest.raises(boto3.client("ssm").exceptions.ParameterNotFound):
         boto3.client("ssm").get_parameter(Name=parameter_name(name))
 

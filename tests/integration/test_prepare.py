@@ -510,7 +510,7 @@ BAD_INPUTS = [
     ("text as image", lambda i: ([str(i["text"])], [str(i["fp"])], {}), "notes.tif: not a GeoTIFF"),
     ("png as image", lambda i: ([str(i["png"])], [str(i["fp"])], {}), r"img.png: not a GeoTIFF \(GDAL reads it as PNG\)"),
     ("no crs", lambda i: ([str(i["nocrs"])], [str(i["fp"])], {}), "nocrs.tif: the GeoTIFF has no CRS"),
-    ("no geotransform", lambda i: ([str(i["nogeo"])], [str(i["fp"])], {}), "nogeo.tif: the GeoTIFF has no geotransform"),
+    ("no geotransform", lambda i: ([str(i["nogeo"])], [str(i["fp"])], {}), "nogeo.tif: the GeoTIFF is not georeferenced"),
     ("directory as image", lambda i: ([str(i["rgb"].parent)], [str(i["fp"])], {}), "in: is a directory; name its files with a glob"),
     ("footprints not json", lambda i: ([str(i["rgb"])], [str(i["notjson"])], {}), "broken.geojson: not GeoJSON"),
     ("footprints not geojson", lambda i: ([str(i["rgb"])], [str(i["notgeojson"])], {}), "other.geojson: not GeoJSON"),
@@ -551,7 +551,7 @@ def test_refuses_to_overwrite_unless_asked(tmp_path, inputs):
     cfg = PrepareConfig(chip_size=64)
     args = ([str(inputs["rgb"])], [str(inputs["fp"])], out, cfg)
     first = prepare(*args)
-    with pytest.raises(PrepareError, match="not empty.*overwrite"):
+    with pytest.raises(PrepareError, match=r"not empty \(give --overwrite to replace it\)"):
         prepare(*args)
     assert json.loads((out / "manifest.json").read_text())["created"] == first["created"]
     second = prepare(*args, overwrite=True)

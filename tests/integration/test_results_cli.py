@@ -331,7 +331,7 @@ def test_results_table_is_the_default(env, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--zoom", "19"], "between 0 and 18"),
+        (["--zoom", "19"], "argument --zoom: zoom 19 is outside 0..18"),
         (["--within", "/nonexistent/p.geojson"], "--within /nonexistent/p.geojson: polygons file not found"),
         (["--out", f"{__file__}/x.csv"], "test_results_cli.py is a file, not a folder"),
     ],

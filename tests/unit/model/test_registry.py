@@ -160,3 +160,48 @@ def test_a_jobs_model_gets_a_short_label():
     assert registry.model_label("s3://b/registry/m-ft/model.keras") == "s3://b/registry/m-ft/model.keras"
     assert registry.model_label("s3://b/elsewhere/m/7/model.keras") == "s3://b/elsewhere/m/7/model.keras"
     assert registry.model_label("/models/m.keras") == "/models/m.keras"
+
+
+@pytest.mark.parametrize("name", ["shipped", "default", "v3", "3", "deeplabv3plus-mobilenetv2a035-synthetic/3"])
+def test_models_use_shipped_goes_back_to_the_shipped_model(embedded, tmp_path, capsys, name):
+    """After `models use` of a registered version, the shipped model (by `shipped`, `default` or
+    its own id/version) is active again: the parameter is gone, a starting worker loads the
+    shipped model, and `models` marks its row active."""
+    session, resources, state = embedded
+    s3, ssm = session.client("s3"), session.client("ssm")
+    parameter = registry.parameter_name(resources.masks_bucket)
+    shipped = registry.shipped_record()
+    assert shipped.name == "deeplabv3plus-mobilenetv2a035-synthetic/3"
+    code, out, _ = run_cli(capsys, "models", "--embedded", state)  # nothing registered: the shipped row, active
+    assert code == 0 and any(line.startswith("*") and shipped.name in line for line in out.splitlines())
+    assert run_cli(capsys, "models", "register", str(_model(tmp_path / "a", "ft1", 0.5)), "--embedded", state)[0] == 0
+    assert run_cli(capsys, "models", "use", "ft1", "--embedded", state)[0] == 0
+    listing = json.loads(run_cli(capsys, "models", "--embedded", state, "--json")[1])
+    assert [(r["version"], r["shipped"]) for r in listing["models"] if r["active"]] == [("ft1", False)]
+
+    code, out, err = run_cli(capsys, "models", "use", name, "--embedded", state)
+    assert code == 0 and shipped.name in out and "tiny/ft1" in err, (out, err)
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=parameter)
+    assert registry.resolve_worker_model({registry.ENV_MODEL_PARAMETER: parameter}, ssm=ssm, s3=s3) == ""
+    listing = json.loads(run_cli(capsys, "models", "--embedded", state, "--json")[1])
+    assert listing["active"] is None
+    assert [(r["model_id"], r["version"], r["shipped"]) for r in listing["models"] if r["active"]] == [
+        ("deeplabv3plus-mobilenetv2a035-synthetic", "3", True)]
+    assert run_cli(capsys, "models", "use", name, "--embedded", state)[0] == 0  # again: nothing to clear, fine
+    assert run_cli(capsys, "models", "use", "tiny/ft1", "--embedded", state)[0] == 0  # and forward again
+    assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"].endswith("registry/tiny/ft1/model.keras")
+
+
+def test_a_version_shared_with_the_shipped_model_is_ambiguous(embedded, tmp_path, capsys):
+    """`3` names both a registered tiny/3 and the shipped version 3: refused, nothing changes;
+    the unknown-name error lists the shipped model too."""
+    session, resources, state = embedded
+    ssm = session.client("ssm")
+    assert run_cli(capsys, "models", "register", str(_model(tmp_path / "a", "3", 0.5)), "--embedded", state)[0] == 0
+    code, _, err = run_cli(capsys, "models", "use", "3", "--embedded", state)
+    assert code == 2 and "give <model_id>/<version>" in err and "tiny/3" in err
+    code, _, err = run_cli(capsys, "models", "use", "nope", "--embedded", state)
+    assert code == 2 and "deeplabv3plus-mobilenetv2a035-synthetic/3 (shipped)" in err
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=registry.parameter_name(resources.masks_bucket))
