@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
+from scipy import ndimage
 
 from looking_glass.datasets.labels import signed_distance_m
 from looking_glass.outlines.errors import OutlinesError
@@ -71,6 +72,11 @@ def test_sdt_head_thin_buildings_still_found_and_deeper_split_depth_splits_less(
 def test_no_building_and_bad_inputs():
     assert sdt_instances(np.full((8, 8), -3.0))[1] == 0
     assert binary_instances(np.zeros((8, 8)))[1] == 0
+    for empty in (np.zeros((256, 256), bool), np.full((256, 256), 0.2, np.float32)):  # the shortcut: ndimage's answer
+        labels, n = binary_instances(empty)
+        expected, n_expected = ndimage.label(empty >= 0.5, structure=ndimage.generate_binary_structure(2, 1))
+        assert n == n_expected == 0 and labels.dtype == expected.dtype == np.int32
+        assert labels.shape == (256, 256) and np.array_equal(labels, expected)
     with pytest.raises(OutlinesError):
         instances(np.zeros((8, 8)), "semantic")
     with pytest.raises(OutlinesError):
