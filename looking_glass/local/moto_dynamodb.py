@@ -9,21 +9,29 @@ moto server the project starts (the embedded run, the tests' and the benchmarks'
 DynamoDB requests with :func:`serialize_dynamodb`. moto runs in one Python process under the
 GIL, so this costs it little concurrency.
 
-It also stops moto re-measuring the whole item on every attribute an update sets (its 400 KB
-check sums the size of every attribute, nested maps walked, for each one set: quadratic in a
-pack's 80 attributes, about 0.1 s an UpdateItem of a full pack). Each value is still refused
-when it alone is over the limit; the items of this project stay far below it (a full pack is
-about 5 KB, a job record's AOI is capped by ``looking_glass.tiling.aoi``). ``python -m looking_glass.local.moto_dynamodb -H HOST
+It also measures items as DynamoDB does, once per request instead of once per attribute: moto's
+400 KB check sums the size of every attribute, nested maps walked, for each one set (quadratic in a
+pack's 80 attributes, about 0.1 s an UpdateItem of a full pack), with a limit of its own (405,000
+bytes) and sizes of its own (a number as its digits, no overhead for maps). Here a new item (PutItem,
+BatchWriteItem, a transaction's Put) and the item an update makes are each sized once, with
+``looking_glass.pipeline.metering.item_bytes`` (DynamoDB's rules: every attribute's UTF-8 name plus
+its value, maps and lists 3 bytes and 1 a member, numbers by their significant digits), and refused
+above DynamoDB's limit, 400 KB = 409,600 bytes, as DynamoDB refuses them (``ValidationException``:
+"Item size has exceeded the maximum allowed size", "Item size to update has exceeded the maximum
+allowed size"); a refused update leaves the item's top-level attributes as they were (moto changes
+the item in place; a change inside a nested map, list or set, which this project never makes, would
+stay, as in moto). ``python -m looking_glass.local.moto_dynamodb -H HOST
 -p PORT`` is ``python -m moto.server`` with it.
 """
 
 from __future__ import annotations
 
+import base64
 import sys
 import threading
 
 _LOCK = threading.RLock()
-_MOTO_ITEM_LIMIT = 405000  # moto's own figure for DynamoDB's 400 KB
+ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit, names and values (1 KB = 1,024 bytes)
 
 
 def serialize_dynamodb() -> None:
@@ -40,22 +48,55 @@ def serialize_dynamodb() -> None:
 
     call_action.serialized = True
     DynamoHandler.call_action = call_action
-    _measure_values_only()
+    _measure_items_once()
 
 
-def _measure_values_only() -> None:
-    """moto's item dict checks the size of the value set, not of the whole item each time."""
+def _typed(value) -> dict:
+    """A moto ``DynamoType`` as the typed value DynamoDB's API gives (``{"M": {...}}``, binaries as
+    bytes), without the copies moto's own ``to_regular_json`` makes."""
+    if value.type == "M":
+        return {"M": {k: _typed(v) for k, v in value.value.items()}}
+    if value.type == "L":
+        return {"L": [_typed(v) for v in value.value]}
+    if value.type == "B" and isinstance(value.value, str):  # moto keeps some binaries base64-encoded
+        return {"B": base64.b64decode(value.value)}
+    return {value.type: value.value}
+
+
+def _too_large(item) -> bool:
+    """Whether a moto ``Item`` is over DynamoDB's limit, sized by DynamoDB's rules."""
+    from looking_glass.pipeline.metering import item_bytes
+
+    return item_bytes({name: _typed(value) for name, value in item.attrs.items()}) > ITEM_LIMIT
+
+
+def _measure_items_once() -> None:
+    """moto's items sized once per new item and once per update (module docstring), not once per
+    attribute set."""
     from moto.dynamodb.exceptions import ItemSizeTooLarge
-    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-    from moto.dynamodb.models.utilities import bytesize
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+    from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
 
-    def __setitem__(self, key, value):
-        size = bytesize(key) + (value.size() if type(value) is DynamoType else bytesize(str(value)))
-        if size > _MOTO_ITEM_LIMIT:
-            raise ItemSizeTooLarge
-        dict.__setitem__(self, key, value)
+    LimitedSizeDict.__setitem__ = dict.__setitem__  # the whole item is sized below instead
+    new_item, execute = Item.__init__, UpdateExpressionExecutor.execute
 
-    LimitedSizeDict.__setitem__ = __setitem__
+    def __init__(self, *args, **kwargs):
+        new_item(self, *args, **kwargs)
+        if _too_large(self):
+            raise ItemSizeTooLarge  # moto answers ValidationException, as DynamoDB does
+
+    def execute_update(self, node=None):
+        if node is not None:  # a node of the expression: the update goes on
+            return execute(self, node)
+        before = dict(self.item.attrs)  # top-level: this project's updates SET, REMOVE and ADD no deeper
+        execute(self)
+        if _too_large(self.item):
+            dict.clear(self.item.attrs)
+            dict.update(self.item.attrs, before)
+            raise ItemSizeTooLarge  # moto's update_item answers "Item size to update has exceeded ..."
+
+    Item.__init__ = __init__
+    UpdateExpressionExecutor.execute = execute_update
 
 
 def main(argv: list[str] | None = None) -> None:
