@@ -13,8 +13,8 @@ item). Recording a unit's results (docs/results.md#exactly-once):
    again, never counted twice, and writers of other tiles of the same pack lose nothing;
 3. one transaction: the ledger with those tiles added, on the condition that its version is the
    one read (or that it does not exist yet), and the job's counters moved by those tiles.
-   If the version moved (another worker holding the same message got there first) nothing is
-   written: read again, and count only what is still uncounted.
+   If the version moved (another worker holding the same message got there first, or retry
+   took tiles out) nothing is written: read again, and write and count what is still uncounted.
 
 A tile is *final* (``final_quadkeys``: a redelivery skips it) only when it is in its pack **and**
 its ledger counts it, so a crash between the pack write and the transaction means the tile is
@@ -191,15 +191,16 @@ class TileLedger:
         return int(entry.get("v", 0)), {int(n) for n in entry.get("counted", ())}
 
     def _record_ledger(self, job_id: str, ledger: str, group: list[TileResult], provenance: dict) -> int:
-        written: set[int] = set()
         for attempt in range(_ATTEMPTS):
             version, counted = self._read_ledger(job_id, ledger)
             new = [r for r in group if tile_number(r.x, r.y, r.z) not in counted]
             if not new:
                 return 0
             numbers = {tile_number(r.x, r.y, r.z) for r in new}
-            self._write_packs(job_id, [r.item(job_id, provenance) for r in new if tile_number(r.x, r.y, r.z) not in written])
-            written |= numbers
+            # Every attempt writes the tiles it is about to count, even those an earlier attempt
+            # wrote: what moved the ledger may be a retry that removed them from their packs, and
+            # a tile counted but not stored would be counted again by its redo.
+            self._write_packs(job_id, [r.item(job_id, provenance) for r in new])
             entry = {TABLE_PARTITION_KEY: job_id, TABLE_SORT_KEY: LEDGER_SORT_PREFIX + ledger,
                      "counted": counted | numbers, "v": version + 1}
             condition = ("attribute_not_exists(#pk)", {}) if version == 0 else ("#v = :v", {":v": version})
@@ -211,7 +212,7 @@ class TileLedger:
             update = self._counter_update(job_id, [r.status for r in new], area, sign=1)
             if self._run_transaction(job_id, [put, update]):
                 return len(new)
-            _backoff(attempt)  # the ledger moved: another worker counted some of these; read again
+            _backoff(attempt)  # the ledger moved: another worker counted, or retry forgot; read again
         raise RuntimeError(f"ledger {ledger} of job {job_id} kept changing under this worker")
 
     def _counter_update(self, job_id: str, statuses: list[str], area: Decimal, sign: int) -> dict:

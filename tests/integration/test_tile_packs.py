@@ -301,3 +301,29 @@ def test_a_tile_counted_while_retry_forgets_it_is_uncounted_after_all(store, led
     assert store.forget_tiles(JOB, redo) == 1 and raced == [1]
     assert counters(store, JOB)[:3] == (1, 1, 0) and len(store.tile_items(JOB)) == 1
     assert store.record_tiles(JOB, [tile(1, 0, "r1")], PROV) == 1 and store.try_complete(JOB)
+
+
+def test_a_tile_retry_removes_while_its_worker_counts_is_written_again_before_it_is_counted(store):
+    """A worker writes a tile into its pack; before its ledger transaction, retry (``--force``:
+    the unit still in flight) removes the tile and moves the ledger's version, so the transaction
+    is refused and the worker reads the ledger again. Its next attempt counts the tile, so it
+    writes it again first: before, it skipped tiles it had written once, and counted a tile
+    no longer stored, whose redo would then count it a second time."""
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 2})
+    assert store.record_tiles(JOB, [tile(0, 0, "u1")], PROV) == 1  # the ledger exists
+    late = tile(1, 0, "u1", TILE_FAILED)
+    transaction, raced = store._run_transaction, []
+
+    def retry_first(job_id, actions):
+        if not raced:  # retry, between this worker's pack write and its transaction
+            stored = [i for i in store.query_tiles(JOB, attributes=("quadkey", "x", "y", "z", "status",
+                                                                    "building_area_m2", "unit"))
+                      if i["quadkey"] == late.quadkey]
+            raced.append(ResultsStore(store.ddb, store.table).forget_tiles(JOB, stored))
+        return transaction(job_id, actions)
+
+    store._run_transaction = retry_first
+    assert store.record_tiles(JOB, [late], PROV) == 1 and raced == [1]
+    assert [i["status"] for i in store.tile_items(JOB)] == [TILE_DONE, TILE_FAILED]  # stored as counted
+    assert store.final_quadkeys(JOB, [late.quadkey]) == {late.quadkey}  # so its redo skips it
+    assert counters(store, JOB)[:3] == (2, 1, 1)
