@@ -120,3 +120,21 @@ def quiet_start_up(verbose: bool = False, modules: tuple[str, ...] = NOISY_MODUL
         _quiet_loggers()
     if pending and not any(isinstance(f, _QuietImportFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImportFinder(pending))
+
+
+def run_module_quietly(argv: list[str]) -> None:
+    """``python -m looking_glass.cli.quiet MODULE [ARGS...]``: run ``MODULE`` as ``python -m``
+    would, after :func:`quiet_start_up`. How the CLI starts a child process that loads
+    TensorFlow (``train --local``'s training job), so the child is as quiet as the command;
+    ``-v`` starts the module directly instead."""
+    import runpy
+
+    if not argv:
+        raise SystemExit("usage: python -m looking_glass.cli.quiet MODULE [ARGS...]")
+    quiet_start_up()
+    sys.argv = [argv[0], *argv[1:]]
+    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    run_module_quietly(sys.argv[1:])

@@ -17,20 +17,53 @@ from looking_glass.cli.common import (
 )
 
 
+def _is_json(text: str) -> bool:
+    """Whether ``text`` parses as JSON (``[1]``, ``5``: JSON, refused as not an object, rather
+    than looked up as a file name)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _hyperparameters_arg(text: str | None) -> dict:
-    """``--hyperparameters``: a JSON object, or the name of a file holding one."""
+    """``--hyperparameters``: a JSON object (text starting with ``{``), else the name of a file
+    holding one. Each value is checked against the hyperparameter table (known key, type, range:
+    :func:`~looking_glass.training.hyperparameters.check_values`, no TensorFlow), so a bad one
+    ends the command before anything is staged, uploaded or imported. Raises
+    :class:`CommandError` (a missing or unreadable file, not JSON, not an object) or
+    HyperparameterError (a bad key or value), exit status 2 either way."""
+    from looking_glass.training.hyperparameters import check_values
+
     if not text:
         return {}
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        text = Path(text).read_text()
+    where = "--hyperparameters"
+    if not text.lstrip().startswith("{") and not _is_json(text):
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise CommandError(f"--hyperparameters {text}: no such file (give a JSON object such as "
+                               "'{\"epochs\": 5}', or a JSON file)")
+        if not path.is_file():
+            raise CommandError(f"--hyperparameters {text}: not a file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"--hyperparameters {path}: cannot be read: {exc}") from None
+        where = f"--hyperparameters {path}"
     try:
-        return json.loads(text)
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CommandError(f"--hyperparameters is not JSON (or a JSON file): {exc}") from None
+        raise CommandError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CommandError(f"{where} must be a JSON object ({{\"epochs\": 5}}), not {type(raw).__name__}")
+    check_values(raw)
+    return raw
 
 
 def cmd_train(args) -> int:
-    """Train with the SageMaker entry point: here (``--local``) or through a stack (``--stack``)."""
+    """Train with the SageMaker entry point: here (``--local``) or through a stack (``--stack``).
+    The hyperparameters are checked first (before the dataset is staged or TensorFlow loaded)."""
     hyperparameters = _hyperparameters_arg(args.hyperparameters)
     if args.stack is not None:
         return _train_on_stack(args, hyperparameters)
@@ -38,8 +71,11 @@ def cmd_train(args) -> int:
         raise CommandError("train --local needs --data DIR (a prepared dataset)")
     from looking_glass.training.local import run_local
 
+    # The training job is a child process: started through cli.quiet unless -v, so TensorFlow's
+    # start-up lines are hidden there as in this process.
+    python = [sys.executable, "-m"] + ([] if args.verbose else ["looking_glass.cli.quiet"])
     try:
-        return run_local(args.data, args.root, hyperparameters, init=args.init)
+        return run_local(args.data, args.root, hyperparameters, init=args.init, python=python)
     except ValueError as exc:  # bad hyperparameters or dataset: bad input, exit code 2
         raise CommandError(str(exc)) from None
 

@@ -3,7 +3,7 @@
 SageMaker writes every value of ``input/config/hyperparameters.json`` as a string (``"16"``,
 ``"true"``). JSON numbers and booleans are accepted as well, and so are JSON-encoded strings
 (``"\\"xception\\""``, as the SageMaker Python SDK sends them). Every value is validated and an
-error names the key; an unknown key is an error that lists the known ones. The table is
+error names the key; an unknown key is an error that names the closest known one. The table is
 :data:`HYPERPARAMETERS` (``python -m training.train --help-hyperparameters`` prints it).
 
 Imports no TensorFlow at module level (the CLI and the stack import it): only
@@ -25,6 +25,7 @@ __all__ = [
     "MODEL_KEYS",
     "HyperparameterError",
     "Spec",
+    "check_values",
     "default_model_id",
     "hyperparameter_table",
     "parse_hyperparameters",
@@ -239,6 +240,34 @@ def hyperparameter_table() -> str:
             f"model keys, and these defaults replace the table's: {tuned}")
 
 
+def _check_known(raw: dict) -> None:
+    """HyperparameterError for the first key (sorted) that is not in :data:`HYPERPARAMETERS`,
+    with the closest known name ("did you mean"), not all of them."""
+    import difflib
+
+    unknown = sorted(str(k) for k in set(raw) - set(HYPERPARAMETERS))
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], list(HYPERPARAMETERS), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else " (python -m training.train --help-hyperparameters lists them)"
+    more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+    raise HyperparameterError(f"unknown hyperparameter {unknown[0]!r}{more}{hint}")
+
+
+def check_values(raw: dict) -> None:
+    """Check what a caller can check before anything is staged and without Keras: ``raw`` is a
+    JSON object, every key is known (:func:`_check_known`), every value given parses and lies in
+    its key's range (the same :class:`Spec` parsers as :func:`parse_hyperparameters`). Raises
+    :class:`HyperparameterError` naming the key; the combination checks (model config, a
+    fine-tune's init model) stay with :func:`parse_hyperparameters`."""
+    if not isinstance(raw, dict):
+        raise HyperparameterError(f"hyperparameters must be a JSON object, got {type(raw).__name__}")
+    _check_known(raw)
+    for key, value in raw.items():
+        if value is not None:
+            HYPERPARAMETERS[key].parse(key, value)
+
+
 def parse_hyperparameters(raw: dict, init_config: dict | None = None) -> dict:
     """Validated hyperparameters (defaults filled in) from SageMaker's string-valued dict.
 
@@ -256,11 +285,7 @@ def parse_hyperparameters(raw: dict, init_config: dict | None = None) -> dict:
 
     if not isinstance(raw, dict):
         raise HyperparameterError(f"hyperparameters must be a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(HYPERPARAMETERS))
-    if unknown:
-        raise HyperparameterError(
-            f"unknown hyperparameter(s) {unknown}; known: {sorted(HYPERPARAMETERS)}"
-        )
+    _check_known(raw)
     defaults = {k: s.default for k, s in HYPERPARAMETERS.items()}
     if init_config is not None:
         defaults.update(FINETUNE_DEFAULTS)

@@ -94,11 +94,14 @@ def run_local(
     *,
     init: str | None = None,
     echo: Callable[[str], None] | None = None,
+    python: list[str] | None = None,
 ) -> int:
     """Train on ``data_dir`` (a prepared dataset or a folder of shards) with the SageMaker entry
     point in a subprocess; returns its exit code (0 ok, 1 failed, 2 bad hyperparameters, 143
     stopped by SIGTERM); ``init``: the model to fine-tune (see :func:`prepare_root`). ``root`` defaults to a new temporary folder (printed first); each
-    output line goes to ``echo`` (default: stdout). Raises ``ValueError`` for bad inputs."""
+    output line goes to ``echo`` (default: stdout). ``python``: the command that runs a module
+    (``MODULE ARGS`` appended), default ``python -m``; the CLI passes one that quiets
+    TensorFlow's start-up first. Raises ``ValueError`` for bad inputs."""
     say = echo or (lambda line: print(line, flush=True))
     if root is None:
         _check_data_dir(data_dir)
@@ -109,7 +112,7 @@ def run_local(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "LG_SM_ROOT"}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", ENTRY_MODULE, "--root", str(root)],
+        [*(python or [sys.executable, "-m"]), ENTRY_MODULE, "--root", str(root)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -102,7 +102,8 @@ def test_without_data_it_trains_on_what_the_bucket_holds(training_stack, capsys)
     [
         ({"epochs": 0}, "epochs"),
         ({"no_such_key": 1}, "unknown hyperparameter"),
-        ({"epochs": [1, 2]}, "expected a string, number or boolean"),
+        ({"epochs": [1, 2]}, "hyperparameter .epochs.: expected an integer, got \\[1, 2\\]"),
+        ({"model_id": {"a": 1}}, "hyperparameter .model_id.: expected a non-empty string"),
         ("[1]", "must be a JSON object"),
     ],
 )
