@@ -3,7 +3,8 @@
 SageMaker writes every value of ``input/config/hyperparameters.json`` as a string (``"16"``,
 ``"true"``). JSON numbers and booleans are accepted as well, and so are JSON-encoded strings
 (``"\\"xception\\""``, as the SageMaker Python SDK sends them). Every value is validated and an
-error names the key; an unknown key is an error that names the closest known one. The table is
+error names the key; an unknown key is an error that names the closest known one (all of them
+when none is close). The table is
 :data:`HYPERPARAMETERS` (``python -m training.train --help-hyperparameters`` prints it).
 
 Imports no TensorFlow at module level (the CLI and the stack import it): only
@@ -242,14 +243,15 @@ def hyperparameter_table() -> str:
 
 def _check_known(raw: dict) -> None:
     """HyperparameterError for the first key (sorted) that is not in :data:`HYPERPARAMETERS`,
-    with the closest known name ("did you mean"), not all of them."""
+    with the closest known name ("did you mean"), or all of them when none is close."""
     import difflib
 
     unknown = sorted(str(k) for k in set(raw) - set(HYPERPARAMETERS))
     if not unknown:
         return
     close = difflib.get_close_matches(unknown[0], list(HYPERPARAMETERS), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else " (python -m training.train --help-hyperparameters lists them)"
+    # Without a close one, the names themselves: a training job's failure file is all its user sees.
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(HYPERPARAMETERS))}"
     more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
     raise HyperparameterError(f"unknown hyperparameter {unknown[0]!r}{more}{hint}")
 
