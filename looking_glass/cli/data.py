@@ -45,8 +45,7 @@ def cmd_prepare(args) -> int:
     counts = manifest["counts"]
     print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
           f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
-    for warning in manifest.get("warnings", []):
-        print(f"warning: {warning}")
+    # The warnings were printed as they came (the log); the manifest keeps them ("warnings").
     return 0
 
 
@@ -150,7 +149,9 @@ def add_commands(sub) -> None:
     prep.add_argument("--max-nodata", type=fraction, default=0.2, help="drop chips with more black/nodata")
     prep.add_argument("--val-fraction", type=fraction, default=0.2,
                       help="share of the split blocks that go to validation, 0..1 (default 0.2)")
-    prep.add_argument("--split-block", type=positive_int, default=4, help="chips per block side for the split")
+    prep.add_argument("--split-block", type=positive_int, default=4,
+                      help="chips per block side for the split (default 4; per chip when the chips make too few "
+                           "blocks for both splits)")
     prep.add_argument("--seed", type=non_negative_int, default=0)
     prep.add_argument("--overwrite", action="store_true", help="replace an earlier prepared dataset")
     prep.set_defaults(func=cmd_prepare)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,7 +37,7 @@ from looking_glass.datasets.chips import Chip, DatasetWriter, check_out_dir
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.inputs import expand_inputs, localize
 from looking_glass.datasets.labels import load_footprints, project_footprints, rasterize_footprints, signed_distance_m
-from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split
+from looking_glass.datasets.split import TILES_SPLIT_SOURCE, block_split, fit_split_block
 from looking_glass.grid import TILE_SIZE, ZOOM, pixel_row_areas_m2, tile_mercator_bounds, tile_resolution_m
 
 __all__ = ["MAX_TILES", "prepare_from_source"]
@@ -135,6 +136,9 @@ def prepare_from_source(
     if not footprints:
         raise PrepareError("no footprint files given")
     tiles = _aoi_tiles(aoi_geometry)
+    block, split_note = fit_split_block([(TILES_SPLIT_SOURCE, y, x) for x, y in tiles], cfg.split_block,
+                                        cfg.val_fraction, cfg.seed)
+    cfg = replace(cfg, split_block=block)  # per chip when the tiles make too few blocks
     name = getattr(source, "public_name", "imagery")
     prefix = _source_id(name)
     with tempfile.TemporaryDirectory(prefix="lg-prepare-") as tmp:
@@ -160,7 +164,7 @@ def prepare_from_source(
                         writer.add(chip)
                 if progress is not None:
                     progress(i + len(batch), len(tiles))
-        warnings = [w for fp in layers for w in fp.warnings]
+        warnings = split_note + [w for fp in layers for w in fp.warnings]
         if not writer.chips:
             warnings.append("no chips written: the source gave no usable tile over the AOI (see counts.dropped_*)")
         for w in warnings:

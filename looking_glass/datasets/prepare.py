@@ -52,7 +52,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -68,7 +68,7 @@ from looking_glass.datasets.cut import chip_steps, cut_native, cut_tiles, image_
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.inputs import expand_inputs, file_id, image_env, localize, pair_inputs, raster_path
 from looking_glass.datasets.labels import load_footprints, signed_distance_m
-from looking_glass.datasets.split import split_rule
+from looking_glass.datasets.split import TILES_SPLIT_SOURCE, fit_split_block, split_rule
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM
 from looking_glass.imagery.raster import (
@@ -173,8 +173,9 @@ class PrepareConfig:
 
 
 
-def _read_header(path: str, cfg: PrepareConfig) -> tuple[int, int, str]:
-    """Open one image's header (no pixels read): (candidate chips, band count, CRS); raises
+def _read_header(path: str, cfg: PrepareConfig) -> tuple[int, int, str, list]:
+    """Open one image's header (no pixels read): (candidate chips, band count, CRS, the chips'
+    split cells: ``(source, row, col)`` as the cutters pass them to ``block_split``); raises
     PrepareError for an unreadable image or bands that do not fit."""
     with image_env(path):
         try:
@@ -184,20 +185,23 @@ def _read_header(path: str, cfg: PrepareConfig) -> tuple[int, int, str]:
         try:
             select_bands(src.count, cfg.bands, path, alpha_bands(src))
             if cfg.mode == "native":
-                step = cfg.stride or cfg.chip_size
-                count = chip_steps(src.height, cfg.chip_size, step) * chip_steps(src.width, cfg.chip_size, step)
+                step, size, name = cfg.stride or cfg.chip_size, cfg.chip_size, Path(path).name
+                rows, cols = chip_steps(src.height, size, step), chip_steps(src.width, size, step)
+                cells = [(name, r * step // size, c * step // size) for r in range(rows) for c in range(cols)]
+                count = rows * cols
             else:
-                count = len(image_tiles(src)[0])
-            return count, src.count, src.crs.to_string()
+                cells = [(TILES_SPLIT_SOURCE, t.y, t.x) for t in image_tiles(src)[0]]
+                count = len(cells)
+            return count, src.count, src.crs.to_string(), cells
         except RasterError as e:
             raise PrepareError(str(e)) from None
         finally:
             src.close()
 
 
-def _check_images(paths: Sequence[str], cfg: PrepareConfig, threads: int) -> tuple[dict[str, int], list[str]]:
+def _check_images(paths: Sequence[str], cfg: PrepareConfig, threads: int) -> tuple[dict[str, int], list[str], list]:
     """Read every image's header (``threads`` at a time): the candidate chips of each readable
-    image, and why the others are skipped. One image that cannot be read, or none readable of
+    image, why the others are skipped, and the split cells of all candidate chips. One image that cannot be read, or none readable of
     several, is a PrepareError; so is a mix the dataset cannot hold (band counts; CRSs in native
     mode)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -225,7 +229,7 @@ def _check_images(paths: Sequence[str], cfg: PrepareConfig, threads: int) -> tup
         if len(seen) > 1 and (index == 1 or cfg.mode == "native"):
             listed = "; ".join(f"{v} ({p})" for v, p in seen.items())
             raise PrepareError(f"the images mix {what}: {listed}; {why}")
-    return {p: h[0] for p, h in good.items()}, bad
+    return {p: h[0] for p, h in good.items()}, bad, [cell for h in good.values() for cell in h[3]]
 
 
 @dataclass(frozen=True)
@@ -349,7 +353,9 @@ def prepare(
         layers = {p: load_footprints(local[p], p) for p in footprints}
         _LAYERS.clear()  # read once here; a file edited since an earlier call is read anew
         _LAYERS.update({(str(local[p]), p): layer for p, layer in layers.items()})
-        totals, unreadable = _check_images(images, cfg, threads=4 * jobs)
+        totals, unreadable, cells = _check_images(images, cfg, threads=4 * jobs)
+        block, split_note = fit_split_block(cells, cfg.split_block, cfg.val_fraction, cfg.seed)
+        cfg = replace(cfg, split_block=block)  # per chip when the chips make too few blocks
         total, done = sum(totals.values()), 0
 
         def tick(n: int) -> None:
@@ -365,7 +371,7 @@ def prepare(
         ]
         results = _run_tasks(tasks, jobs, tick)
         with DatasetWriter(out, chip_size=cfg.chip_size, shard_size=cfg.shard_size, overwrite=overwrite, compress=cfg.compress) as writer:
-            sources, warnings = [], [f"skipped: {reason}" for reason in unreadable]
+            sources, warnings = [], [f"skipped: {reason}" for reason in unreadable] + split_note
             for r in results:
                 if "error" in r:
                     warnings.append(f"skipped: {r['error']}")
@@ -390,7 +396,8 @@ def prepare(
             else:
                 for split, wanted in (("train", cfg.val_fraction < 1), ("validation", cfg.val_fraction > 0)):
                     if wanted and not any(c["split"] == split for c in writer.chips):
-                        warnings.append(f"no {split} chips: too few split blocks; try a smaller split_block")
+                        warnings.append(f"no {split} chips: the {len(writer.chips)} chips are too few for "
+                                        f"--val-fraction {cfg.val_fraction} (more images, or another --seed)")
             for w in warnings:
                 say(f"warning: {w}")
             return writer.commit(

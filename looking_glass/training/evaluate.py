@@ -57,7 +57,8 @@ def prepared_eval_set(data_dir, split: str = "validation", with_ids: bool = Fals
 
     data = load_split(data_dir, split)
     if len(data["image"]) == 0:
-        raise ValueError(f"{data_dir} has no {split} chips")
+        raise ValueError(f"{data_dir} has no {split} chips (see the counts in its manifest.json; `prepare` "
+                         "puts --val-fraction of them in validation)")
     manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
     tile_of = {c["id"]: c.get("tile") for c in manifest.get("chips", [])}
     tiles = [tile_of.get(str(i)) for i in data["chip_ids"]]

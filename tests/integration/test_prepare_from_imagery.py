@@ -85,6 +85,9 @@ def test_chips_from_a_tile_server_match_the_geotiff_in_tiles_mode(template, aoi,
     assert sum(int(m.sum()) for _, m, _ in ours.values()) > 10_000  # the buildings are there
     dropped = manifest["counts"]
     assert dropped["total"] == manifest["sources"]["imagery"]["tiles"]
+    # The sample's tiles fall in too few 4 x 4 blocks for both splits: per tile (as prepare --images).
+    assert dropped["train"] and dropped["validation"] and manifest["parameters"]["split_block"] == 1
+    assert sum("split per chip" in w for w in manifest["warnings"]) == 1
 
 
 @pytest.mark.parametrize("extra, message", [

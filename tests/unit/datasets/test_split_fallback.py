@@ -1,0 +1,48 @@
+"""The split falls back to one chip a block when whole blocks cannot give both splits (one small
+image), and says so once; with enough blocks it keeps them."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import SPACENET_SAMPLE, run_cli
+
+from looking_glass.datasets.split import block_split, fit_split_block, fitting_split_block
+
+
+def _grid(rows: int, cols: int, source: str = "image.tif"):
+    return [(source, r, c) for r in range(rows) for c in range(cols)]
+
+
+def test_a_single_block_falls_back_to_per_chip():
+    cells = _grid(4, 4)  # one 4 x 4 block: all of it in one split
+    assert len({block_split(*cell, split_block=4, val_fraction=0.2) for cell in cells}) == 1
+    block, note = fit_split_block(cells, 4, 0.2, 0)
+    assert block == 1 and len(note) == 1 and "--split-block 4" in note[0] and "split per chip" in note[0]
+    assert {block_split(*cell, split_block=1, val_fraction=0.2) for cell in cells} == {"train", "validation"}
+
+
+def test_enough_blocks_keep_the_block_size():
+    cells = _grid(40, 40)  # 100 blocks of 4 x 4
+    assert fit_split_block(cells, 4, 0.2, 0) == (4, [])
+    # Only one split wanted (val_fraction 0 or 1), an empty input, or already per chip: unchanged.
+    assert fitting_split_block(_grid(4, 4), 4, 0.0) == 4 and fitting_split_block(_grid(4, 4), 4, 1.0) == 4
+    assert fitting_split_block([], 4, 0.2) == 4 and fitting_split_block(_grid(2, 2), 1, 0.2) == 1
+
+
+def test_prepare_with_defaults_on_the_readme_sample_has_both_splits(tmp_path, capsys):
+    """The README's sample with prepare's defaults: train and validation chips, the fallback
+    recorded in the manifest and warned about once, naming the option as the CLI spells it;
+    evaluate --data then has validation chips to read (reading them is all it needs here)."""
+    from looking_glass.training.evaluate import prepared_eval_set
+
+    out = tmp_path / "chips"
+    code, stdout, stderr = run_cli(capsys, "prepare", "--images", str(SPACENET_SAMPLE / "image.tif"),
+                                   "--footprints", str(SPACENET_SAMPLE / "buildings.geojson"), "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert code == 0 and manifest["counts"]["train"] > 0 and manifest["counts"]["validation"] > 0
+    assert manifest["parameters"]["split_block"] == 1 and "blocks of 1 x 1 chips" in manifest["split_rule"]
+    warnings = [line for line in (stdout + stderr).splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "--split-block 4" in warnings[0] and "split_block" not in warnings[0].replace("--split-block", "")
+    images = prepared_eval_set(out)[0]
+    assert len(images) == manifest["counts"]["validation"]
