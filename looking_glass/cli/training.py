@@ -179,6 +179,17 @@ def _eval_data(args, with_ids: bool = False):
     return images, masks, sdts, tiles
 
 
+def _model_and_data(args, with_ids: bool = False):
+    """(segmenter, :func:`_eval_data`): ``--data``'s chips are read before the model is loaded,
+    so a dataset that cannot be read or has no validation chips fails at once, not after
+    TensorFlow's start; synthetic tiles are drawn after it (a bad --model fails first)."""
+    if args.data:
+        data = _eval_data(args, with_ids=with_ids)
+        return _load_model(args.model), data
+    segmenter = _load_model(args.model)
+    return segmenter, _eval_data(args, with_ids=with_ids)
+
+
 def _load_model(path: str):
     from looking_glass.model.segmenter import Segmenter
 
@@ -199,8 +210,7 @@ def cmd_evaluate(args) -> int:
         raise CommandError("--extent goes with --polygons (it limits the polygons scored)")
     from looking_glass.training.evaluate import evaluate
 
-    segmenter = _load_model(args.model)
-    images, masks, _, tiles = _eval_data(args)
+    segmenter, (images, masks, _, tiles) = _model_and_data(args)
     print(json.dumps(evaluate(segmenter, images, masks, tiles=tiles), indent=2))
     return 0
 
@@ -241,8 +251,7 @@ def cmd_plot(args) -> int:
     """Draw image, truth, predicted mask and SDT side by side into a PNG."""
     from looking_glass.training.evaluate import plot_examples
 
-    segmenter = _load_model(args.model)
-    images, masks, sdts, tiles, ids = _eval_data(args, with_ids=True)
+    segmenter, (images, masks, sdts, tiles, ids) = _model_and_data(args, with_ids=True)
     plot_examples(segmenter, images, masks, sdts, Path(args.out), count=args.count, ids=ids)
     print(f"wrote {args.out}")
     return 0

@@ -46,3 +46,17 @@ def test_prepare_with_defaults_on_the_readme_sample_has_both_splits(tmp_path, ca
     assert len(warnings) == 1 and "--split-block 4" in warnings[0] and "split_block" not in warnings[0].replace("--split-block", "")
     images = prepared_eval_set(out)[0]
     assert len(images) == manifest["counts"]["validation"]
+
+
+def test_evaluate_data_without_validation_chips_is_one_error_before_the_model_loads(tmp_path, capsys):
+    """evaluate --data scores the validation chips: a dataset without any (--val-fraction 0) is
+    one error line, exit 2, read before the model (and TensorFlow) is loaded."""
+    import sys
+
+    out = tmp_path / "chips"
+    assert run_cli(capsys, "prepare", "--images", str(SPACENET_SAMPLE / "image.tif"), "--footprints",
+                   str(SPACENET_SAMPLE / "buildings.geojson"), "--out", str(out), "--val-fraction", "0")[0] == 0
+    loaded = "tensorflow" in sys.modules
+    code, _, err = run_cli(capsys, "evaluate", "--data", str(out), "--model", str(tmp_path / "none.keras"))
+    assert code == 2 and err.count("\n") == 1 and "has no validation chips" in err and "cannot load model" not in err
+    assert ("tensorflow" in sys.modules) == loaded
