@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key, tile_attribute, unpack
+from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key, tile_attribute, unpack, unreferenced
 from looking_glass.pipeline.table import (
     COUNTER_OF_STATUS,
     TileResult,
@@ -355,7 +355,12 @@ class TileLedger:
                                            **condition}})
             if qk in in_packs or qk not in in_items:  # not found at all: the condition fails
                 removes.setdefault(pack_of(qk), []).append(t)
-        packs = [self._pack_remove(job_id, pack, group) for pack, group in sorted(removes.items())]
+        # The packs as they are, for the deliveries and provenances no tile will refer to any more
+        # (packs.unreferenced), removed with the tiles.
+        read = self._batch_get([self._key(job_id, pack_sort_key(p)) for p in sorted(removes)]) if removes else []
+        stale = {it[TABLE_SORT_KEY]: it for it in read}
+        packs = [self._pack_remove(job_id, pack, group, stale.get(pack_sort_key(pack), {}))
+                 for pack, group in sorted(removes.items())]
         # Only tiles their ledger counts come off the counters: a tile stored but never counted
         # (its unit crashed between the pack write and its transaction) leaves its pack and
         # nothing else, or its redo, counted once, would leave the job one short for ever. Each
@@ -394,19 +399,24 @@ class TileLedger:
                            "ConditionExpression": condition, "ExpressionAttributeNames": names,
                            "ExpressionAttributeValues": marshal(values)}}
 
-    def _pack_remove(self, job_id: str, pack: str, tiles: list[dict]) -> dict:
+    def _pack_remove(self, job_id: str, pack: str, tiles: list[dict], item: dict) -> dict:
         """The transaction action that removes these tiles from their pack, on the condition that
-        each is there with the status given (a tile that is not fails it)."""
+        each is there with the status given (a tile that is not fails it), and the deliveries and
+        provenances that none of the pack's other tiles refers to (``item``: the pack as read)."""
         names, values, conditions = {"#s": "s"}, {}, []
         for n, t in enumerate(tiles):
             names[f"#t{n}"] = tile_attribute(t["quadkey"])
             values[f":s{n}"] = t["status"]
             conditions.append(f"#t{n}.#s = :s{n}")
+        removed = [f"#t{n}" for n in range(len(tiles))]
+        for n, name in enumerate(unreferenced(item, {tile_attribute(t["quadkey"]) for t in tiles})):
+            names[f"#o{n}"] = name
+            removed.append(f"#o{n}")
         return {
             "Update": {
                 "TableName": self.table,
                 "Key": self._key(job_id, pack_sort_key(pack)),
-                "UpdateExpression": "REMOVE " + ", ".join(f"#t{n}" for n in range(len(tiles))),
+                "UpdateExpression": "REMOVE " + ", ".join(removed),
                 "ConditionExpression": " AND ".join(conditions),
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": marshal(values),

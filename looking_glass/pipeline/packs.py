@@ -41,6 +41,7 @@ __all__ = [
     "pack_sort_key",
     "tile_attribute",
     "unpack",
+    "unreferenced",
 ]
 
 PACK_LEVELS = 3  # a pack is the tile's ancestor this many zoom levels up: up to 4**3 = 64 tiles
@@ -136,3 +137,24 @@ def unpack(pack: dict) -> Iterator[dict]:
         item.update((k, v) for k, v in delivery.items() if k != "p")
         item.update((_FIELD_OF[k], v) for k, v in value.items() if k in _FIELD_OF)
         yield item
+
+
+def _is_id_attribute(name: str, prefix: str) -> bool:
+    """Whether ``name`` is a delivery's or provenance's attribute (``prefix`` and 12 hex digits)."""
+    digits = name[len(prefix) :]
+    return name.startswith(prefix) and len(digits) == _ID_DIGITS and not digits.strip("0123456789abcdef")
+
+
+def unreferenced(pack: dict, removed: set[str] = frozenset()) -> list[str]:
+    """The delivery and provenance attributes of ``pack`` (a pack item, plain values) that none of
+    its tiles refers to once the tile attributes ``removed`` are gone, sorted. Every write of a
+    unit adds its delivery (its ``processed_at`` differs from one write to the next), so a tile
+    written again (a redelivery after a crash, two workers on one message) or removed by retry
+    leaves its old delivery behind: ``retry`` removes these with the tiles (``ledger``), so a pack
+    that is retried again and again does not grow, and its writes (billed by its size) cost no more."""
+    tiles = [v for name, v in pack.items() if name.startswith(TILE_PREFIX) and name not in removed]
+    deliveries = {DELIVERY_PREFIX + str(v.get("u")) for v in tiles}
+    provenances = {PROVENANCE_PREFIX + str(pack[d].get("p")) for d in deliveries if d in pack}
+    return sorted(name for name in pack
+                  if (_is_id_attribute(name, DELIVERY_PREFIX) and name not in deliveries)
+                  or (_is_id_attribute(name, PROVENANCE_PREFIX) and name not in provenances))

@@ -327,3 +327,34 @@ def test_a_tile_retry_removes_while_its_worker_counts_is_written_again_before_it
     assert [i["status"] for i in store.tile_items(JOB)] == [TILE_DONE, TILE_FAILED]  # stored as counted
     assert store.final_quadkeys(JOB, [late.quadkey]) == {late.quadkey}  # so its redo skips it
     assert counters(store, JOB)[:3] == (2, 1, 1)
+
+
+def _pack_ids(store, job, pack):
+    """The delivery and provenance attributes of a pack, as stored."""
+    item = store._batch_get([store._key(job, "pack#" + pack)])[0]
+    return sorted(a for a in item if a[0] in "up" and len(a) == 13)
+
+
+def test_a_pack_retried_again_and_again_keeps_only_the_deliveries_its_tiles_refer_to(store):
+    """Each write of a unit adds its delivery to the pack (processed_at differs), and a tile
+    written again or retried left the old one behind: a pack whose tile failed and was retried
+    10 times grew by 10 deliveries (about 150 bytes each, billed on every later write of it).
+    retry removes, with the tiles, the deliveries and provenances no remaining tile refers to."""
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 3})
+    assert store.record_tiles(JOB, [tile(0, 0, "u0"), tile(1, 0, "u0")], PROV) == 2
+    store._write_packs(JOB, [tile(2, 0, "u1", TILE_FAILED).item(JOB, PROV)])  # a crash before counting
+    assert store.record_tiles(JOB, [tile(2, 0, "u1", TILE_FAILED)], {**PROV, "processed_at": "2026-11-30T12:05:00+00:00"}) == 1
+    pack = pack_of(tile(0, 0).quadkey)
+    assert len(_pack_ids(store, JOB, pack)) == 4  # u0's, u1's twice (one orphaned by the redelivery), one provenance
+    before = [i for i in store.tile_items(JOB) if i["status"] == TILE_DONE]
+    for n in range(10):
+        failed = [i for i in store.query_tiles(JOB, attributes=("quadkey", "x", "y", "z", "status", "building_area_m2", "unit"))
+                  if i["status"] == TILE_FAILED]
+        assert store.forget_tiles(JOB, failed) == 1
+        assert store.record_tiles(JOB, [tile(2, 0, f"r{n}", TILE_FAILED)], PROV) == 1
+    ids = _pack_ids(store, JOB, pack)
+    assert len(ids) == 3  # u0's delivery, r9's, the provenance they share
+    assert [i for i in store.tile_items(JOB) if i["status"] == TILE_DONE] == before  # the others untouched
+    (last,) = [i for i in store.tile_items(JOB) if i["status"] == TILE_FAILED]
+    assert last["unit"] == "r9" and last["model_id"] == PROV["model_id"]
+    assert counters(store, JOB)[:3] == (3, 2, 1)

@@ -5,7 +5,7 @@ from decimal import Decimal
 from looking_glass import pricing
 from looking_glass.grid import quadkey
 from looking_glass.pipeline.metering import item_bytes
-from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key, tile_attribute, unpack
+from looking_glass.pipeline.packs import pack_attributes, pack_of, pack_sort_key, tile_attribute, unpack, unreferenced
 from looking_glass.pipeline.table import TileResult, marshal, unmarshal
 
 PROV = {"model_id": "deeplabv3plus-mobilenetv2a035-synthetic", "model_version": "3", "model_runtime": "onnx/CPUExecutionProvider",
@@ -81,3 +81,18 @@ def test_the_cost_estimate_sizes_a_pack_as_it_is_laid_out():
     sizes = {kind: item_bytes({k: v for k, v in pack.items() if k[0] == kind}) for kind in "tu"}
     assert sizes["t"] == 64 * pricing.ASSUMED_PACK_TILE_BYTES and sizes["u"] == 8 * pricing.ASSUMED_PACK_DELIVERY_BYTES
     assert item_bytes(pack) - sizes["t"] - sizes["u"] == pricing.ASSUMED_PACK_BASE_BYTES
+
+
+def test_unreferenced_lists_the_deliveries_and_provenances_no_remaining_tile_refers_to():
+    job, x0, y0 = "a" * 24, 152_024, 131_472
+    a, b = done(x0, y0, "unit-a").item(job, PROV), done(x0 + 1, y0, "unit-b").item(job, {**PROV, "model_version": "4"})
+    again = done(x0 + 1, y0, "unit-b").item(job, {**PROV, "model_version": "4", "processed_at": "2026-11-30T13:00:00+00:00"})
+    pack = as_pack(job, [a, b, again])  # b written twice: its first delivery is no one's now
+    ids = {name: name for name in pack if name[0] in "up" and len(name) == 13}
+    first_b, second_b = (next(iter(k for k in pack_attributes(i) if k.startswith("u"))) for i in (b, again))
+    prov_b = next(k for k in pack_attributes(b) if k.startswith("p"))
+    assert unreferenced(pack) == [first_b]
+    removed = unreferenced(pack, {tile_attribute(b["quadkey"])})  # b's tile retried: its deliveries and provenance go
+    assert removed == sorted([first_b, second_b, prov_b]) and set(removed) < set(ids)
+    assert unreferenced(pack, {tile_attribute(a["quadkey"]), tile_attribute(b["quadkey"])}) == sorted(ids)
+    assert unreferenced({"job_id": job, "sort_key": "pack#0", "unit": "x", "p": "y"}) == []  # not ids: kept
