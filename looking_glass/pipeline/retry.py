@@ -74,6 +74,11 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
     job = get_job(store, job_id)
     if job["status"] == FAILED and not job.get("tiles_total"):
         raise JobError(f"job {job_id} failed before it had tiles ({job.get('reason')}): fix the AOI and submit it again")
+    if job["status"] == FAILED and "messages_total" not in job:
+        # Refused by the enumerator (e.g. more tiles than LG_MAX_TILES_PER_JOB): re-reading the
+        # AOI here would enqueue what it refused, for a job that stays FAILED.
+        raise JobError(f"job {job_id} was refused before its tiles were enqueued ({job.get('reason')}): fix the AOI "
+                       "and submit it again")
     if job["status"] in (ENQUEUEING,):
         raise JobError(f"job {job_id} is still being enqueued; retry once it is RUNNING")
     sqs = dep.client("sqs")

@@ -49,3 +49,22 @@ def test_retry_cuts_work_units_of_the_deployments_tiles_per_message(aws, monkeyp
     assert out["tiles_enqueued"] == sum(u.tile_count for u in units) == tiles
     assert out["work_units_enqueued"] == len(units) == -(-tiles // 2)
     assert all(u.tile_count <= 2 for u in units)
+
+
+def test_retry_refuses_a_job_refused_before_it_was_enqueued_and_queues_nothing(aws, monkeypatch):
+    """A job the enumerator refused (here: more tiles than LG_MAX_TILES_PER_JOB) has a record,
+    FAILED, with ``tiles_total`` (the count it refused) and no ``messages_total``. `retry` re-read
+    its AOI and enqueued every tile the cap had refused, for a job that stayed FAILED; it now
+    refuses with the reason, and the queue stays empty."""
+    import pytest
+
+    from looking_glass.pipeline.jobs import JobError
+
+    session, names, resources = aws
+    with enumerator_env_with(monkeypatch, resources, LG_MAX_TILES_PER_JOB=2):
+        job_id, _ = upload_and_handle(session, names, resources, "big.geojson", geojson_bytes(SAMPLE_POLYGON))
+    job = store_of(session, names).get_job(job_id)
+    assert job["status"] == "FAILED" and int(job["tiles_total"]) > 2 and "messages_total" not in job
+    with pytest.raises(JobError, match=rf"job {job_id} was refused before its tiles were enqueued \(.+\): fix the AOI"):
+        retry(StackOnMoto(session, resources, kind="embedded"), job_id)
+    assert drain(session.client("sqs"), resources.tile_queue_url) == []
