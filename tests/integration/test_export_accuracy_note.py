@@ -21,7 +21,9 @@ SHIPPED_RUN = f"{SHIPPED['model_id']}/{SHIPPED['version']}"
 
 def test_the_shipped_sidecar_records_its_real_imagery_figure():
     figure = real_imagery_figure(SHIPPED)
-    assert figure.startswith("object F1 0.023 (pixel IoU 0.109) on the SpaceNet Atlanta sample")
+    head = SHIPPED["real_imagery"]["headline"]
+    assert 0 <= head["object_f1"] <= 1 and 0 <= head["pixel_iou"] <= 1  # (the evaluation command's numbers)
+    assert figure.startswith(f"object F1 {head['object_f1']:.3f} (pixel IoU {head['pixel_iou']:.3f}) on the SpaceNet Atlanta sample")
 
 
 @pytest.mark.parametrize("sidecar", [
@@ -53,7 +55,9 @@ def test_the_note_gives_the_recorded_figure_or_says_there_is_none(aws):
     store, _, _ = put_job(aws, {(0, 0): "done"}, provenance={"model_id": SHIPPED["model_id"],
                                                              "model_version": SHIPPED["version"]})
     note = accuracy_note(_dep(aws), store, JOB)
-    assert note.startswith(f"note: model {SHIPPED_RUN} recorded object F1 0.023 (pixel IoU 0.109) on the SpaceNet")
+    head = SHIPPED["real_imagery"]["headline"]  # what the sidecar records, as the note words it
+    assert note.startswith(f"note: model {SHIPPED_RUN} recorded object F1 {head['object_f1']:.3f} "
+                           f"(pixel IoU {head['pixel_iou']:.3f}) on the SpaceNet")
     assert note.endswith("review every outline against the imagery before uploading any to OpenStreetMap")
 
 

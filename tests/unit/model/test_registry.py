@@ -13,6 +13,11 @@ from conftest import run_cli
 from looking_glass.local.deployment import write_state
 from looking_glass.model import registry
 
+# The shipped model's own names, from its sidecar (they change when a new version ships).
+SHIPPED_ID = registry.shipped_record().sidecar["model_id"]
+SHIPPED_VERSION = str(registry.shipped_record().sidecar["version"])
+SHIPPED_NAME = f"{SHIPPED_ID}/{SHIPPED_VERSION}"
+
 
 def _model(folder: Path, version: str, val_iou: float, parent: dict | None = None) -> Path:
     """A model file (the registry never loads it) with its sidecar."""
@@ -162,7 +167,7 @@ def test_a_jobs_model_gets_a_short_label():
     assert registry.model_label("/models/m.keras") == "/models/m.keras"
 
 
-@pytest.mark.parametrize("name", ["shipped", "default", "v3", "3", "deeplabv3plus-mobilenetv2a035-synthetic/3"])
+@pytest.mark.parametrize("name", ["shipped", "default", f"v{SHIPPED_VERSION}", SHIPPED_VERSION, SHIPPED_NAME])
 def test_models_use_shipped_goes_back_to_the_shipped_model(embedded, tmp_path, capsys, name):
     """After `models use` of a registered version, the shipped model (by `shipped`, `default` or
     its own id/version) is active again: the parameter is gone, a starting worker loads the
@@ -171,7 +176,7 @@ def test_models_use_shipped_goes_back_to_the_shipped_model(embedded, tmp_path, c
     s3, ssm = session.client("s3"), session.client("ssm")
     parameter = registry.parameter_name(resources.masks_bucket)
     shipped = registry.shipped_record()
-    assert shipped.name == "deeplabv3plus-mobilenetv2a035-synthetic/3"
+    assert shipped.name == SHIPPED_NAME
     code, out, _ = run_cli(capsys, "models", "--embedded", state)  # nothing registered: the shipped row, active
     assert code == 0 and any(line.startswith("*") and shipped.name in line for line in out.splitlines())
     assert run_cli(capsys, "models", "register", str(_model(tmp_path / "a", "ft1", 0.5)), "--embedded", state)[0] == 0
@@ -187,21 +192,21 @@ def test_models_use_shipped_goes_back_to_the_shipped_model(embedded, tmp_path, c
     listing = json.loads(run_cli(capsys, "models", "--embedded", state, "--json")[1])
     assert listing["active"] is None
     assert [(r["model_id"], r["version"], r["shipped"]) for r in listing["models"] if r["active"]] == [
-        ("deeplabv3plus-mobilenetv2a035-synthetic", "3", True)]
+        (SHIPPED_ID, SHIPPED_VERSION, True)]
     assert run_cli(capsys, "models", "use", name, "--embedded", state)[0] == 0  # again: nothing to clear, fine
     assert run_cli(capsys, "models", "use", "tiny/ft1", "--embedded", state)[0] == 0  # and forward again
     assert ssm.get_parameter(Name=parameter)["Parameter"]["Value"].endswith("registry/tiny/ft1/model.keras")
 
 
 def test_a_version_shared_with_the_shipped_model_is_ambiguous(embedded, tmp_path, capsys):
-    """`3` names both a registered tiny/3 and the shipped version 3: refused, nothing changes;
+    """The shipped model's version (e.g. `4`) names both a registered tiny/4 and the shipped model: refused, nothing changes;
     the unknown-name error lists the shipped model too."""
     session, resources, state = embedded
     ssm = session.client("ssm")
-    assert run_cli(capsys, "models", "register", str(_model(tmp_path / "a", "3", 0.5)), "--embedded", state)[0] == 0
-    code, _, err = run_cli(capsys, "models", "use", "3", "--embedded", state)
-    assert code == 2 and "give <model_id>/<version>" in err and "tiny/3" in err
+    assert run_cli(capsys, "models", "register", str(_model(tmp_path / "a", SHIPPED_VERSION, 0.5)), "--embedded", state)[0] == 0
+    code, _, err = run_cli(capsys, "models", "use", SHIPPED_VERSION, "--embedded", state)
+    assert code == 2 and "give <model_id>/<version>" in err and f"tiny/{SHIPPED_VERSION}" in err
     code, _, err = run_cli(capsys, "models", "use", "nope", "--embedded", state)
-    assert code == 2 and "deeplabv3plus-mobilenetv2a035-synthetic/3 (shipped)" in err
+    assert code == 2 and f"{SHIPPED_NAME} (shipped)" in err
     with pytest.raises(ssm.exceptions.ParameterNotFound):
         ssm.get_parameter(Name=registry.parameter_name(resources.masks_bucket))
