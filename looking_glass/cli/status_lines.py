@@ -19,6 +19,9 @@ STATUS_FIELDS = (
     "aoi_key", "imagery", "model", "model_uri", "deployment",
 )
 STATUS_VALUE_CHARS = 160  # characters of a value shown; the rest is in `status --json`
+# A tile failure reason is the worker's sentence ending in what to do (e.g. "... submit the AOI
+# again for a job on the new definition", ~230 characters), or a remote error's text: longer.
+REASON_CHARS = 400
 _LABEL = max(len(label) for label in (*STATUS_FIELDS, "tile failures"))
 
 
@@ -29,7 +32,8 @@ def status_lines(info: dict, job_ref: str) -> list[str]:
     (:func:`~looking_glass.model.registry.model_label`), then ``model_uri``, the URI it stands
     for, when that says more), warnings, the last retry reason, the no-imagery note and the tile
     failure reasons counted, each value escaped (``display.shown``); the job's values (not the
-    notes) cut to :data:`STATUS_VALUE_CHARS` characters."""
+    notes) cut to :data:`STATUS_VALUE_CHARS` characters, a tile failure reason to
+    :data:`REASON_CHARS`."""
     info = dict(info)
     if "model" in info:  # ID/VERSION as `jobs` names it; the URI it stands for on the next line
         from looking_glass.model.registry import model_label
@@ -41,20 +45,22 @@ def status_lines(info: dict, job_ref: str) -> list[str]:
         info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
     else:
         info.pop("worker_jobs", None)  # the one Batch job is worker_job
-    # (label, text, cut): the job's values are cut; the notes are the project's own sentences
-    # (the reason in the retry note already cut to 300 characters), whole, or what to do next is lost.
-    rows = [(k, shown(info[k]), True) for k in STATUS_FIELDS if info.get(k) not in (None, "")]
-    rows += [("warning", shown(w), True) for w in info.get("warnings") or []]
+    # (label, text, characters shown): the job's values are cut; the notes are the project's own
+    # sentences (the reason in the retry note already cut to 300 characters), whole (None), or
+    # what to do next is lost.
+    cut = STATUS_VALUE_CHARS
+    rows = [(k, shown(info[k]), cut) for k in STATUS_FIELDS if info.get(k) not in (None, "")]
+    rows += [("warning", shown(w), cut) for w in info.get("warnings") or []]
     note = retry_note(info, int(info.get("dlq_messages") or 0))
     if note:  # why the job is not moving: the worker's last transient failure
-        rows.append(("retrying", note.removeprefix("retrying: "), False))
+        rows.append(("retrying", note.removeprefix("retrying: "), None))
     note = no_imagery_note(info)
     if note:
-        rows.append(("note", note, False))
-    rows += [("tile failures", f"{count:>6} x {shown(reason)}", True)
+        rows.append(("note", note, None))
+    rows += [("tile failures", f"{count:>6} x {shown(reason)}", 9 + REASON_CHARS)
              for reason, count in (info.get("tile_failure_reasons") or {}).items()]
-    lines = [f"{label:{_LABEL}} {shown(text, STATUS_VALUE_CHARS) if cut else text}" for label, text, cut in rows]
-    if any(cut and len(text) > STATUS_VALUE_CHARS for _, text, cut in rows):
+    lines = [f"{label:{_LABEL}} {text if chars is None else shown(text, chars)}" for label, text, chars in rows]
+    if any(chars is not None and len(text) > chars for _, text, chars in rows):
         lines.append(f"(values longer than {STATUS_VALUE_CHARS} characters are cut; "
                      f"`looking-glass status {shown(job_ref)} --json` prints them whole)")
     return lines
