@@ -16,6 +16,7 @@ from conftest import embedded_thread, run_cli
 from looking_glass.cli.main import build_parser
 from looking_glass.grid import tile_bounds
 from looking_glass.local.inputs import validated_inputs
+from looking_glass.model.registry import real_imagery_figure, shipped_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "imagery"))
 from test_mosaic import TILE_SIZE, X, Y, write_tif  # noqa: E402
@@ -48,7 +49,8 @@ def test_the_map_of_a_job_credits_the_attribution_given_to_up_for_its_source(tmp
         assert meta["job_id"].startswith(city)
         code, _, err = run_cli(capsys, "export", city, "--out", str(tmp_path / "city.osm"), "--no-progress")
         assert code == 0 and (tmp_path / "city.osm").is_file(), err
-        assert "recorded object F1 0.023 (pixel IoU 0.109) on the SpaceNet Atlanta sample" in err
+        assert f"recorded {real_imagery_figure(shipped_record().sidecar)}" in err  # the shipped sidecar's figure
+        assert "on the SpaceNet Atlanta sample" in err
         assert "review every outline against the imagery before uploading any to OpenStreetMap" in err
 
         west, south, east, north = tile_bounds(X, Y, 18)
