@@ -56,7 +56,7 @@ def test_every_empty_multipolygon_form_is_ignored(coords):
         (json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, {"a": 1}], [0, 0]]]}).encode(), "non-numeric"),
         (json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1e308 * 10], [0, 0]]]}).encode(), "non-finite"),
         (b'{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, NaN], [0, 0]]]}', "non-finite"),
-        (json.dumps(nested := {"type": "GeometryCollection", "geometries": []}).encode(), "no polygonal"),
+        (json.dumps(nested := {"type": "GeometryCollection", "geometries": []}).encode(), "no features"),
     ],
 )
 def test_malformed_json_of_every_kind_is_an_aoi_error(data, reason):
