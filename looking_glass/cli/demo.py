@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from looking_glass.cli.common import output_folder, positive_float, positive_int
@@ -14,6 +15,8 @@ def cmd_demo(args) -> int:
     from looking_glass.local.inputs import validated_inputs
 
     inputs = validated_inputs(args)  # a bad --aoi/--imagery/--model/--truth: exit 2, nothing started
+    for line in inputs.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"Looking Glass demo: embedded AWS (moto), {inputs.describe_imagery()}, {args.workers} local worker(s)")
     summary = run_demo(
         Path(args.out), inputs.aoi_bytes, inputs.aoi_filename, workers=args.workers, model_path=inputs.model,

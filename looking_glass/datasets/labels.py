@@ -3,12 +3,14 @@ signed distance to their boundary.
 
 Rules
 -----
-* **Reading.** Footprints (Polygon / MultiPolygon; other geometry types are ignored) are read
-  with their CRS: the legacy GeoJSON ``crs`` member (e.g. ``urn:ogc:def:crs:EPSG::32616``) when
-  present, else EPSG:4326 (RFC 7946). All footprint files form one layer that labels every image.
-  A file with no features is "no buildings here" (negative chips), not an error. Invalid
-  polygons are repaired (``shapely.make_valid``), unreadable ones skipped; each is named in a
-  warning.
+* **Reading.** Footprints (Polygon / MultiPolygon) are read with their CRS: the legacy GeoJSON
+  ``crs`` member (e.g. ``urn:ogc:def:crs:EPSG::32616``) when present, else EPSG:4326 (RFC 7946).
+  All footprint files form one layer that labels every image. A file with no features is "no
+  buildings here" (negative chips), not an error. The rest is the rule of every footprint reader
+  (:mod:`looking_glass.datasets.feature_tally`): other features (Points, LineStrings, no
+  geometry, empty or unreadable ones) are skipped and counted in one line; invalid polygons are
+  repaired (``shapely.make_valid``: rasterised, a repaired ring is the area its owner drew); a
+  file with features but no usable polygon is refused.
 * **Rasterizing.** They are reprojected to the chip's CRS and rasterized with
   ``rasterio.features.rasterize`` (pixel-centre rule, so areas are unbiased).
 * **Signed distance.** :func:`signed_distance_m`, in metres at the chip's real ground resolution;
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from looking_glass.datasets.errors import PrepareError
+from looking_glass.datasets.feature_tally import FeatureTally
 
 __all__ = [
     "Footprints",
@@ -91,36 +94,47 @@ def parse_geojson_crs(doc: dict, label: str):
         raise PrepareError(f"{label}: unknown CRS {text!r} in the crs member") from e
 
 
-def _collect_polygons(geom, out: list, name: str, notes: list[str]) -> None:
-    """Append the polygons of GeoJSON geometry ``geom`` (of the feature called ``name``) to
-    ``out``: invalid ones repaired (``shapely.make_valid``, polygonal parts kept), unreadable ones
-    skipped; each repair or skip noted in ``notes``."""
+def _feature_polygons(geom, name: str, tally: FeatureTally) -> list:
+    """The polygons of GeoJSON geometry ``geom`` (a dict, or None) of the feature called
+    ``name``: invalid ones repaired (``shapely.make_valid``, polygonal parts kept); a feature
+    with none (a Point, no geometry, an empty or unreadable polygon, one with no area once
+    repaired) is counted in ``tally`` as skipped, a repair as repaired."""
     import shapely
     import shapely.geometry
 
     if not isinstance(geom, dict):
-        return
-    kind = geom.get("type")
-    if kind in ("Polygon", "MultiPolygon"):
-        try:
-            shape = shapely.geometry.shape(geom)
-            if not shape.is_empty and not np.isfinite(shapely.bounds(shape)).all():
-                raise ValueError("coordinates that are not finite numbers")
-        except Exception as exc:  # noqa: BLE001 - malformed coordinates: skipped, with a warning
-            notes.append(f"{name}: skipped, unreadable {kind} ({type(exc).__name__}: {str(exc)[:80]})")
-            return
-        if not shape.is_empty and not shape.is_valid:
-            why = shapely.is_valid_reason(shape)
-            fixed = _polygonal(shapely.make_valid(shape))
-            if fixed is None:
-                notes.append(f"{name}: skipped, invalid {kind} with no area once repaired ({why})")
-                return
-            notes.append(f"{name}: invalid {kind} repaired ({why})")
-            shape = fixed
-        out.append(shape)
-    elif kind == "GeometryCollection":
-        for g in geom.get("geometries") or []:
-            _collect_polygons(g, out, name, notes)
+        tally.skip(name, "no geometry")
+        return []
+    kind = str(geom.get("type"))
+    if kind == "GeometryCollection":
+        inner = FeatureTally(name)
+        out = [p for i, g in enumerate(geom.get("geometries") or []) for p in _feature_polygons(g, f"{name}[{i}]", inner)]
+        tally.merge(inner, skipped=False)  # the collection's non-polygon parts are not features
+        if not out:
+            tally.skip(name, kind, "a GeometryCollection without a polygon")
+        return out
+    if kind not in ("Polygon", "MultiPolygon"):
+        tally.skip(name, kind)
+        return []
+    try:
+        shape = shapely.geometry.shape(geom)
+        if not shape.is_empty and not np.isfinite(shapely.bounds(shape)).all():
+            raise ValueError("coordinates that are not finite numbers")
+    except Exception as exc:  # noqa: BLE001 - malformed coordinates: skipped, and said
+        tally.skip(name, f"unreadable {kind}", f"unreadable {kind} ({type(exc).__name__}: {str(exc)[:80]})")
+        return []
+    if shape.is_empty:
+        tally.skip(name, f"empty {kind}")
+        return []
+    if not shape.is_valid:
+        why = shapely.is_valid_reason(shape)
+        fixed = _polygonal(shapely.make_valid(shape))
+        if fixed is None:
+            tally.skip(name, f"invalid {kind}", f"invalid {kind} with no area once repaired ({why})")
+            return []
+        tally.repair(name, f"invalid {kind} ({why})")
+        shape = fixed
+    return [shape]
 
 
 def _polygonal(geom):
@@ -143,8 +157,10 @@ def _feature_name(feat: dict, index: int) -> str:
 @dataclass
 class Footprints:
     """One footprint file: its polygons (2-D shapely array) in its own CRS, with an STRtree.
-    ``empty``: the file holds no feature with a geometry (labels "no buildings here": the images
-    it covers give negative chips); ``warnings``: the geometries repaired or skipped, named."""
+    ``empty``: the file holds no feature at all (labels "no buildings here": the images it
+    covers give negative chips); ``tally``: the features skipped or repaired
+    (:class:`~looking_glass.datasets.feature_tally.FeatureTally`); ``warnings``: its one line, if
+    any."""
 
     source: str
     crs: object  # rasterio CRS
@@ -152,16 +168,20 @@ class Footprints:
     tree: object  # shapely STRtree
     empty: bool = False
     warnings: tuple[str, ...] = ()
+    tally: FeatureTally | None = None
 
 
-def load_footprints(local: Path, label: str) -> Footprints:
+def load_footprints(local: Path, label: str, purpose: str = "nothing to label the chips with") -> Footprints:
     """The Polygon/MultiPolygon footprints of the GeoJSON file ``local`` (FeatureCollection,
     Feature or bare geometry); ``label`` names it in errors and warnings.
 
-    A FeatureCollection with no features (or only features without geometry) is an empty label
-    file: no buildings there (``empty``). Invalid polygons are repaired with
-    ``shapely.make_valid``; unreadable ones are skipped; each is named in ``warnings``. Raises
-    PrepareError for a file that is not GeoJSON, or whose features hold geometries but no polygon.
+    The rule of :mod:`looking_glass.datasets.feature_tally`: features that are not polygons
+    (Points, LineStrings, no geometry, empty or unreadable geometries) are skipped and counted by
+    kind; invalid polygons are repaired with ``shapely.make_valid`` (skipped when nothing with
+    an area is left); ``warnings`` holds the one line saying so. A FeatureCollection with no
+    features is an empty label file: no buildings there (``empty``). Raises PrepareError for a
+    file that is not GeoJSON, or whose features hold no usable polygon (``purpose`` says what
+    the file was for, in that message).
     """
     import shapely
 
@@ -172,39 +192,31 @@ def load_footprints(local: Path, label: str) -> Footprints:
     if not isinstance(doc, dict) or "type" not in doc:
         raise PrepareError(f"{label}: not GeoJSON (no 'type' member)")
     crs = parse_geojson_crs(doc, label)
-    geoms: list = []
-    notes: list[str] = []
-    with_geometry = 0
     kind = doc["type"]
     if kind == "FeatureCollection":
         features = doc.get("features")
         if features is not None and not isinstance(features, list):
             raise PrepareError(f"{label}: not GeoJSON ('features' is not a list)")
-        for i, feat in enumerate(features or []):
-            if isinstance(feat, dict) and isinstance(feat.get("geometry"), dict):
-                with_geometry += 1
-                _collect_polygons(feat["geometry"], geoms, _feature_name(feat, i), notes)
+        named = [(_feature_name(f, i) if isinstance(f, dict) else f"feature {i}",
+                  f.get("geometry") if isinstance(f, dict) else None) for i, f in enumerate(features or [])]
     elif kind == "Feature":
-        if isinstance(doc.get("geometry"), dict):
-            with_geometry += 1
-            _collect_polygons(doc["geometry"], geoms, _feature_name(doc, 0), notes)
-    elif kind in ("Polygon", "MultiPolygon", "GeometryCollection"):
-        with_geometry += 1
-        _collect_polygons(doc, geoms, "the geometry", notes)
-    elif kind not in ("Point", "MultiPoint", "LineString", "MultiLineString"):
-        raise PrepareError(f"{label}: not GeoJSON (unknown type {kind!r})")
+        named = [(_feature_name(doc, 0), doc.get("geometry"))]
+    elif kind in ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"):
+        named = [("the geometry", doc)]
     else:
-        with_geometry += 1
-    geoms = [g for g in geoms if not g.is_empty]
-    empty = with_geometry == 0
-    if not geoms and not empty:
-        detail = f" ({'; '.join(notes[:3])})" if notes else ""
-        raise PrepareError(f"{label}: no Polygon or MultiPolygon footprints in the file{detail}")
+        raise PrepareError(f"{label}: not GeoJSON (unknown type {kind!r})")
+    tally = FeatureTally(label)
+    geoms: list = []
+    for name, geom in named:
+        polys = _feature_polygons(geom, name, tally)
+        tally.used += bool(polys)
+        geoms += polys
+    if tally.nothing_usable():
+        raise PrepareError(tally.refusal(purpose))
     arr = shapely.force_2d(np.array(geoms, dtype=object))
-    shown = [f"{label}: {n}" for n in notes[:20]]
-    if len(notes) > 20:
-        shown.append(f"{label}: {len(notes) - 20} more geometries repaired or skipped")
-    return Footprints(label, crs, arr, shapely.STRtree(arr), empty=empty, warnings=tuple(shown))
+    line = tally.line()
+    return Footprints(label, crs, arr, shapely.STRtree(arr), empty=not named, warnings=(line,) if line else (),
+                      tally=tally)
 
 
 def project_footprints(layers: list[Footprints], dst_crs, bounds_in_dst) -> tuple[np.ndarray, object]:

@@ -410,7 +410,7 @@ def prepare(
                             "crs": fp.crs.to_string(),
                             "polygons": len(fp.geoms),
                             "empty": fp.empty,
-                            "repaired_or_skipped": len(fp.warnings),
+                            "repaired_or_skipped": fp.tally.skipped_count + len(fp.tally.repaired),
                         }
                         for fp in layers.values()
                     ],

@@ -98,7 +98,8 @@ class Imagery:
 @dataclass
 class RunInputs:
     """Validated inputs of ``demo``/``up``. ``imagery`` None means the synthetic world; ``model``
-    "" the shipped model; ``aoi_bytes`` None the sample AOI."""
+    "" the shipped model; ``aoi_bytes`` None the sample AOI; ``warnings``: lines the command shows
+    before it starts (e.g. the --truth features skipped)."""
 
     imagery: Imagery | None = None
     model: str = ""
@@ -390,6 +391,8 @@ def validated_inputs(args, session=None) -> RunInputs:
     if truth_path and inputs.imagery is None:
         raise InputError("--truth needs --imagery (the synthetic world is its own truth)")
     inputs.truth = validate_truth(truth_path)
+    if inputs.truth is not None:  # what the reader skipped or repaired: one line, shown by the command
+        inputs.warnings += [f"--truth {line}" for line in inputs.truth.layer.warnings]
     inputs.truth_path = truth_path or ""
     aoi = getattr(args, "aoi", None)
     if aoi:

@@ -103,20 +103,22 @@ def evaluate_polygons(pred_path, truth_path, iou: float = 0.5, extent_path=None)
     almost always a mistake of extent, not of the model).
 
     Returns a JSON-ready dict: tp, fp, fn, precision, recall, f1, iou (the threshold), predicted
-    and truth (counts used), skipped (features of either file not used, with reasons; each file's
-    skipped features also raise one InvalidGeometryWarning), and either ``extent`` (the file)
+    and truth (counts used), skipped (features of either file not used, with reasons: not
+    polygons, no geometry, invalid; each file's also raise one InvalidGeometryWarning, its one
+    line), and either ``extent`` (the file)
     with ``outside_extent`` ({"predicted", "truth"}: counts left out) or
-    ``truth_outside_predictions``. Raises OutlinesError for unreadable files, an extent file
-    without polygons or a threshold outside (0, 1].
+    ``truth_outside_predictions``. Raises OutlinesError for unreadable files, a file whose
+    features hold no usable polygon (``PolygonLayer.require_usable``), an extent file without
+    polygons or a threshold outside (0, 1].
     """
     if not 0 < iou <= 1:
         raise OutlinesError(f"the IoU threshold must be in (0, 1], got {iou}")
-    pred = read_polygons(pred_path)
-    truth = read_polygons(truth_path)
+    pred = read_polygons(pred_path).require_usable("nothing to score")
+    truth = read_polygons(truth_path).require_usable("nothing to score against")
     pred_ll, truth_ll = pred.lonlat(), truth.lonlat()
     extra: dict = {}
     if extent_path is not None:
-        area_layer = read_polygons(extent_path)
+        area_layer = read_polygons(extent_path).require_usable("no area to score in")
         if not len(area_layer):
             raise OutlinesError(f"--extent {extent_path}: no polygon in it (give the area to score, e.g. the AOI)")
         area = shapely.union_all(area_layer.lonlat())
@@ -139,8 +141,8 @@ def evaluate_polygons(pred_path, truth_path, iou: float = 0.5, extent_path=None)
     result = match_spacenet(to_crs(pred_ll, "EPSG:4326", metric), to_crs(truth_ll, "EPSG:4326", metric), iou)
     result.pop("matches")
     result.update({"iou": iou, "predicted": len(pred_ll), "truth": len(truth_ll),
-                   "skipped": [f"{pred.source}: {s}" for s in pred.skipped]
-                   + [f"{truth.source}: {s}" for s in truth.skipped], **extra})
+                   "skipped": [f"{pred.source}: {s}" for s in pred.tally.skipped]
+                   + [f"{truth.source}: {s}" for s in truth.tally.skipped], **extra})
     return result
 
 

@@ -346,7 +346,8 @@ def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zo
                   tolerance_m: float = 1.0) -> list[dict]:
     """:func:`mapping_gap` of two files (any format :func:`~.layers.read_polygons` reads, e.g. the
     job's buildings export and an ``.osm.pbf`` extract); the mapped file is read only within the
-    bounds of the predictions (of ``tiles`` when given). Skipped features warn (see layers)."""
+    bounds of the predictions (of ``tiles`` when given). Skipped features warn (see layers); a
+    mapped file with features but no usable polygon raises OutlinesError."""
     predicted = read_polygons(predicted_path)
     pred_ll = predicted.lonlat()
     if tiles is not None:
@@ -357,7 +358,7 @@ def compare_files(predicted_path, mapped_path, tiles: Iterable | None = None, zo
         bbox = tuple(shapely.total_bounds(pred_ll)) if len(pred_ll) else None
     if bbox is None:
         return []
-    mapped = read_polygons(mapped_path, bbox=bbox)
+    mapped = read_polygons(mapped_path, bbox=bbox).require_usable("nothing to compare against")
     return mapping_gap(pred_ll, mapped, tiles=tiles, zoom=zoom, tolerance_m=tolerance_m)
 
 

@@ -16,12 +16,16 @@ Formats (by file name):
   ``layer`` is given, CRS from the file.
 
 One feature is one object, in file order (Polygon or MultiPolygon; a GeometryCollection's polygons
-form one MultiPolygon; other geometry types, and features without a geometry, are ignored, counted
-and named in ``PolygonLayer.ignored_names``, e.g. "feature 0: a Point, not a polygon"). Features whose geometry
-cannot be read or is not valid (``shapely.is_valid``) are skipped: ``PolygonLayer.skipped``
-names each ("feature 3 (id 'b7'): Self-intersection[...]") and one
-:class:`~.errors.InvalidGeometryWarning` lists them; the rest is used. An empty layer is fine.
-Unreadable files raise :class:`~.errors.OutlinesError` naming the file.
+form one MultiPolygon). The rule of :mod:`looking_glass.datasets.feature_tally`, shared by every
+reader of building polygons: other geometry types, features without a geometry and empty ones are
+skipped, counted by kind and named in ``PolygonLayer.ignored_names`` (e.g. "feature 0: a Point, not
+a polygon"); features whose geometry cannot be read or is not valid (``shapely.is_valid``; object
+matching would count a repaired bow-tie as two buildings) are skipped and named in
+``PolygonLayer.skipped`` ("feature 3 (id 'b7'): Self-intersection[...]"). ``PolygonLayer.tally``
+holds them all, and one :class:`~.errors.InvalidGeometryWarning` gives its one line; the rest is
+used. An empty layer is fine; a file with features but no usable polygon is refused by
+:meth:`PolygonLayer.require_usable`. Unreadable files raise :class:`~.errors.OutlinesError` naming
+the file.
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from pathlib import Path
 import numpy as np
 import shapely
 
+from looking_glass.datasets.feature_tally import FeatureTally, describe, geometry_kind
 from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 
 __all__ = ["OSM_SUFFIXES", "PolygonLayer", "read_polygons", "to_crs"]
 
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")
-_SHOW = 10  # skipped features named in the warning
 _NOT_POLYGONAL = {"POINT", "MULTIPOINT", "LINESTRING", "MULTILINESTRING"}  # GDAL layer types that hold no polygon
 
 
@@ -50,7 +54,8 @@ class PolygonLayer:
     not used; ignored: count of non-polygon features (and features without a geometry),
     ignored_names: their labels and geometry types; polygons_seen: the usable polygonal features
     of the whole file, inside ``bbox`` or not (None where GDAL applied the bbox while reading a layer
-    that may hold polygons: not known)."""
+    that may hold polygons: not known); tally: all the skipped features, by kind
+    (:class:`~looking_glass.datasets.feature_tally.FeatureTally`)."""
 
     source: str
     geoms: np.ndarray
@@ -60,6 +65,16 @@ class PolygonLayer:
     ignored: int = 0
     ignored_names: list[str] = field(default_factory=list)
     polygons_seen: int | None = None
+    tally: FeatureTally | None = None
+
+    def require_usable(self, purpose: str) -> PolygonLayer:
+        """This layer, or :class:`~.errors.OutlinesError` with the one-line refusal of
+        :class:`~looking_glass.datasets.feature_tally.FeatureTally` when the file held features
+        and not one usable polygon (``purpose``: what it was for, e.g. "nothing to score
+        against"). A file with no feature at all passes."""
+        if self.tally is not None and self.tally.nothing_usable():
+            raise OutlinesError(self.tally.refusal(purpose))
+        return self
 
     def __len__(self) -> int:
         return len(self.geoms)
@@ -109,28 +124,33 @@ def _polygonal(geom):
 
 class _Collector:
     def __init__(self, source: str, bbox):
-        self.source, self.geoms, self.names, self.skipped = source, [], [], []
-        self.ignored, self.ignored_names = 0, []
+        self.source, self.geoms, self.names = source, [], []
+        self.tally = FeatureTally(source)
+        self.skipped, self.ignored, self.ignored_names = [], 0, []  # PolygonLayer's lists, kept as they were
         self.seen = 0  # usable polygonal features met, before the box test
         self.box = None if bbox is None else shapely.box(*bbox)
 
-    def ignore(self, name: str, geom) -> None:
+    def ignore(self, name: str, geom, count: int = 1, reason: str | None = None) -> None:
         """A feature that is no polygon (or has no geometry): counted and named, not used."""
-        self.ignored += 1
-        what = ("no geometry" if geom is None else f"an empty {geom.geom_type}" if geom.is_empty
-                else f"a {geom.geom_type}, not a polygon")
-        self.ignored_names.append(f"{name}: {what}")
+        kind = geom if isinstance(geom, str) else geometry_kind(geom)
+        reason = describe(kind) if reason is None else reason
+        self.tally.skip(name, kind, reason, count)
+        self.ignored += count
+        self.ignored_names.append(f"{name}: {reason}")
 
     def add(self, name: str, geom, error: str | None = None) -> None:
         if error is not None:
             self.skipped.append(f"{name}: {error}")
+            self.tally.skip(name, "unreadable geometry", error)
             return
         poly = _polygonal(geom)
         if poly is None:
             self.ignore(name, geom)
             return
         if not poly.is_valid:
-            self.skipped.append(f"{name}: {shapely.is_valid_reason(poly)}")
+            why = shapely.is_valid_reason(poly)
+            self.skipped.append(f"{name}: {why}")
+            self.tally.skip(name, f"invalid {poly.geom_type}", f"invalid {poly.geom_type} ({why})")
             return
         self.seen += 1
         if self.box is not None and not poly.intersects(self.box):
@@ -139,15 +159,14 @@ class _Collector:
         self.names.append(name)
 
     def layer(self, crs, warn: bool, seen_all: bool = True) -> PolygonLayer:
-        if self.skipped and warn:
-            shown = "; ".join(self.skipped[:_SHOW])
-            more = f"; and {len(self.skipped) - _SHOW} more" if len(self.skipped) > _SHOW else ""
-            warnings.warn(f"{self.source}: {len(self.skipped)} feature(s) skipped (geometry not usable), "
-                          f"the other {len(self.geoms)} used: {shown}{more}", InvalidGeometryWarning, stacklevel=3)
+        self.tally.used = self.seen if seen_all else None
+        line = self.tally.line()
+        if line and warn:
+            warnings.warn(line, InvalidGeometryWarning, stacklevel=3)
         arr = np.empty(len(self.geoms), dtype=object)
         arr[:] = self.geoms
         return PolygonLayer(self.source, arr, self.names, crs, self.skipped, self.ignored, self.ignored_names,
-                            self.seen if seen_all else None)
+                            self.seen if seen_all else None, self.tally)
 
 
 def _feature_name(i: int, feat: dict) -> str:
@@ -204,7 +223,7 @@ def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
         return layer
     hits = shapely.intersects(layer.lonlat(), shapely.box(*bbox))
     return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits, strict=True) if h],
-                        layer.crs, layer.skipped, layer.ignored, layer.ignored_names, layer.polygons_seen)
+                        layer.crs, layer.skipped, layer.ignored, layer.ignored_names, layer.polygons_seen, layer.tally)
 
 
 def _has_negative_ids(obj) -> bool:
@@ -325,8 +344,8 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
     declared = str(info.get("geometry_type") or "").upper().replace(" ", "").rstrip("ZM").removesuffix("25D")
     count = int(info.get("features") or 0)
     if bbox is not None and declared in _NOT_POLYGONAL and count > 0 and not out.ignored:
-        out.ignored = count
-        out.ignored_names.append(f"all {count:,} features: the layer holds {info['geometry_type']}s, not polygons")
+        out.ignore(f"all {count:,} features", str(info["geometry_type"]), count,
+                   f"the layer holds {info['geometry_type']}s, not polygons")
     return out.layer(crs, warn, seen_all=bbox is None or declared in _NOT_POLYGONAL)
 
 

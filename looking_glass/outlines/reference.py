@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
+from looking_glass.datasets.feature_tally import FeatureTally
+from looking_glass.outlines.errors import InvalidGeometryWarning
 from looking_glass.outlines.layers import OSM_SUFFIXES, read_polygons
 
 __all__ = ["MappedReference"]
 
-_SHOW = 10  # skipped features named in the warning
 _NOWHERE = (0.0, 0.0, 1e-9, 1e-9)  # an extent with no building in it: read to check the file, keep nothing
 
 
@@ -44,7 +44,7 @@ class MappedReference:
     ``bounds``: a callable giving (west, south, east, north) lon/lat of everything that will be
     asked for, called only for a file read once. Attributes: ``indexed`` (read per extent),
     ``reads`` (extents asked for), ``most_held`` (the most polygons one read returned) and
-    ``skipped`` (label -> reason of unusable or non-polygon features met so far). Raises
+    ``tally`` (the unusable or non-polygon features met so far, by kind; ``skipped`` names them). Raises
     :class:`~.errors.OutlinesError` naming the file when it cannot be read, or when it holds
     features but no usable polygon (both checked at once).
     """
@@ -55,7 +55,7 @@ class MappedReference:
         self.indexed = not name.endswith((".geojson", ".json", *OSM_SUFFIXES))
         self.reads = 0
         self.most_held = 0
-        self.skipped: dict[str, None] = {}
+        self.tally = FeatureTally(self.path)
         self._geoms = self._tree = None
         if self.indexed:
             layer = read_polygons(self.path, bbox=_NOWHERE, warn=False)  # readable? (and its type)
@@ -68,15 +68,17 @@ class MappedReference:
             self._keep_skipped(layer)
             self._geoms = layer.lonlat()
             self._tree = shapely.STRtree(self._geoms)
-        if layer.polygons_seen == 0 and (layer.ignored or layer.skipped):
-            shown = "; ".join((layer.ignored_names + layer.skipped)[:_SHOW])
-            raise OutlinesError(f"{self.path}: no usable building polygon in it, nothing to compare against "
-                                f"({layer.ignored + len(layer.skipped):,} feature(s), none a valid Polygon or "
-                                f"MultiPolygon: {shown}); give the mapped building footprints")
+        layer.require_usable("nothing to compare against")
+        # Read per extent, the whole file's usable polygons are unknown: the line says no count.
+        self.tally.used = None if self.indexed else layer.tally.used
+
+    @property
+    def skipped(self) -> list[str]:
+        """``"NAME: REASON"`` of each unusable or non-polygon feature met so far."""
+        return self.tally.skipped
 
     def _keep_skipped(self, layer) -> None:
-        self.skipped.update(dict.fromkeys(layer.skipped))
-        self.skipped.update(dict.fromkeys(layer.ignored_names))
+        self.tally.merge(layer.tally)
 
     def read(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         """The usable mapped polygons (lon/lat, EPSG:4326) whose extent meets ``bbox`` (west,
@@ -94,9 +96,6 @@ class MappedReference:
 
     def warn(self) -> None:
         """One :class:`~.errors.InvalidGeometryWarning` naming the skipped features, if any."""
-        if not self.skipped:
-            return
-        names = list(self.skipped)
-        more = f"; and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
-        warnings.warn(f"{self.path}: {len(names)} feature(s) skipped (not a polygon, or geometry not usable), the rest used: "
-                      f"{'; '.join(names[:_SHOW])}{more}", InvalidGeometryWarning, stacklevel=3)
+        line = self.tally.line()
+        if line:
+            warnings.warn(line, InvalidGeometryWarning, stacklevel=3)

@@ -253,7 +253,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     summary = {**gap.totals, "completeness": completeness(gap.totals["predicted_area_m2"], gap.totals["unmapped_area_m2"]),
                "completeness_means": COMPLETENESS_MEANS, "job_id": job_id, "job_status": job.get("status"),
                "job_tiles_total": int(job.get("tiles_total", tally.items)), "tiles_compared": tally.done,
-               "mapped_features_skipped": len(reference.skipped),
+               "mapped_features_skipped": reference.tally.skipped_count,
                # what `results` shows for the same done tiles (mask pixels, the workers' per-tile
                # counts), so the table can say how and by how much the outlines differ from it
                "results_building_area_m2": float(tally.building_area_m2),

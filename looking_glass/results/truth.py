@@ -2,7 +2,8 @@
 
 ``looking-glass demo --truth FOOTPRINTS.geojson`` compares the model with real footprints. The
 footprints are read exactly as ``looking-glass prepare`` reads them (any CRS: the legacy GeoJSON
-``crs`` member, else EPSG:4326; Polygon and MultiPolygon only; local path or ``s3://``), and the
+``crs`` member, else EPSG:4326; Polygon and MultiPolygon only, other features skipped and said in
+one line; local path or ``s3://``), and the
 truth of a tile is computed the way the worker computes the model's area, so the two compare:
 
 * the footprints are reprojected to web mercator (EPSG:3857) and rasterised onto the tile's own
@@ -89,8 +90,9 @@ class TruthFootprints:
 
 def load_truth(path: str) -> TruthFootprints:
     """Footprints from a GeoJSON file (local path or ``s3://bucket/key``), read by prepare's
-    footprint reader. Raises TruthError with one line naming the file and the problem (missing,
-    not GeoJSON, an unknown CRS, no Polygon/MultiPolygon)."""
+    footprint reader (the rule of :mod:`looking_glass.datasets.feature_tally`: what it skipped or
+    repaired is ``layer.warnings``, one line). Raises TruthError with one line naming the file and
+    the problem (missing, not GeoJSON, an unknown CRS, features but no usable polygon)."""
     from looking_glass.datasets.errors import PrepareError
     from looking_glass.datasets.labels import load_footprints
     from looking_glass.datasets.prepare import localize
@@ -98,7 +100,7 @@ def load_truth(path: str) -> TruthFootprints:
     with tempfile.TemporaryDirectory(prefix="lg-truth-") as tmp:
         try:
             local = localize(str(path), Path(tmp))
-            layer = load_footprints(local, str(path))
+            layer = load_footprints(local, str(path), purpose="nothing to compare the run with")
         except PrepareError as exc:
             raise TruthError(str(exc)) from None
         except OSError as exc:  # unreadable file (permissions, a folder, ...)

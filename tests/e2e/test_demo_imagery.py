@@ -6,6 +6,7 @@ directly and served as XYZ tiles by the local tile server; and bad inputs refuse
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mercantile
 import numpy as np
@@ -246,7 +247,7 @@ def model_without_sidecar(tmp_path):
         ("demo", ["--imagery", "s3://looking-glass-e2e-none/image.tif"], "s3://looking-glass-e2e-none/image.tif: no such S3 object"),
         ("demo", ["--imagery", IMAGE, "--truth", "missing.geojson"], "--truth missing.geojson: no such file"),
         ("demo", ["--imagery", IMAGE, "--truth", IMAGE], "not GeoJSON"),
-        ("demo", ["--imagery", IMAGE, "--truth", no_polygons], "no Polygon or MultiPolygon"),
+        ("demo", ["--imagery", IMAGE, "--truth", no_polygons], "no usable building polygon in it"),
         ("demo", ["--model", "missing.keras"], "--model missing.keras: no such file"),
         ("demo", ["--model", model_without_sidecar], "model metadata"),
         ("up", ["--imagery", "missing/image.tif"], "--imagery missing/image.tif: no such file"),
@@ -262,3 +263,18 @@ def test_bad_inputs_are_one_line_and_exit_2_before_anything_starts(
     assert code == 2
     assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not (tmp_path / "state.json").exists()
+
+
+def test_demo_says_in_one_line_what_it_skipped_of_the_truth_before_it_starts(capsys, tmp_path, nothing_starts):
+    # datasets.feature_tally's rule: a Point and a feature without geometry among the real footprints
+    # were skipped without a word before.
+    doc = json.loads(Path(FOOTPRINTS).read_text())
+    doc["features"] += [{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [-84.48, 33.64]}},
+                        {"type": "Feature", "properties": {}, "geometry": None}]
+    truth = tmp_path / "truth.geojson"
+    truth.write_text(json.dumps(doc))
+    with pytest.raises(AssertionError, match="the embedded stack was started"):
+        main(["demo", "--imagery", IMAGE, "--truth", str(truth), "--out", str(tmp_path / "out")])
+    (line,) = [w for w in capsys.readouterr().err.splitlines() if w.startswith("warning: ")]
+    assert line == (f"warning: --truth {truth}: 2 feature(s) skipped (1 Point, 1 without geometry), the rest used (43): "
+                    "feature 43: a Point, not a polygon; feature 44: no geometry")

@@ -228,8 +228,10 @@ def test_invalid_label_geometries_are_repaired_or_skipped_with_a_warning(tmp_pat
     labels.write_text(json.dumps(doc))
     logs = []
     manifest = prepare([SOUTH_UP / "north_up.tif"], [labels], tmp_path / "out", PrepareConfig(max_nodata_fraction=1.0), log=logs.append)
-    text = "\n".join(manifest["warnings"])
-    assert "'bowtie'" in text and "repaired" in text
-    assert "'broken'" in text and "'flat'" in text and text.count("skipped") == 2
+    (text,) = [w for w in manifest["warnings"] if w.startswith(str(labels))]  # one line for the file
+    assert "2 feature(s) skipped (1 unreadable Polygon, 1 invalid Polygon), the rest used (1)" in text
+    assert "'bowtie'" in text and "1 invalid polygon(s) repaired" in text
+    assert "'broken'" in text and "'flat'" in text
+    assert manifest["sources"]["footprints"][0]["repaired_or_skipped"] == 3
     assert any("'bowtie'" in line for line in logs)
     assert sum(c["building_pixels"] for c in manifest["chips"]) > 0

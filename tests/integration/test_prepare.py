@@ -514,7 +514,7 @@ BAD_INPUTS = [
     ("directory as image", lambda i: ([str(i["rgb"].parent)], [str(i["fp"])], {}), "in: is a directory; name its files with a glob"),
     ("footprints not json", lambda i: ([str(i["rgb"])], [str(i["notjson"])], {}), "broken.geojson: not GeoJSON"),
     ("footprints not geojson", lambda i: ([str(i["rgb"])], [str(i["notgeojson"])], {}), "other.geojson: not GeoJSON"),
-    ("no polygons", lambda i: ([str(i["rgb"])], [str(i["points"])], {}), "points.geojson: no Polygon or MultiPolygon"),
+    ("no polygons", lambda i: ([str(i["rgb"])], [str(i["points"])], {}), "points.geojson: no usable building polygon in it"),
     ("unknown crs", lambda i: ([str(i["rgb"])], [str(i["badcrs"])], {}), "badcrs.geojson: unknown CRS"),
     ("band out of range", lambda i: ([str(i["rgb"])], [str(i["fp"])], {"bands": (1, 2, 4)}), "band index 4 out of range"),
     ("four bands unselected", lambda i: ([str(i["four"])], [str(i["fp"])], {}), "four.tif: has 4 bands; say which"),

@@ -101,11 +101,14 @@ def test_invalid_truth_geometries_are_named_and_the_rest_used(tmp_path):
     doc["features"].append({"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [w, s]}})
     truth = write(tmp_path, "truth.geojson", doc)
     pred = write(tmp_path, "pred.geojson", feature_collection(list(good)))
-    with pytest.warns(InvalidGeometryWarning, match=r"2 feature\(s\) skipped.*feature 2 \(id 'bow'\): Self-intersection"
-                                                    r".*feature 3 \(id 'b4'\)"):
+    # One line, counts by kind: the Point was skipped without a word before (feature_tally's rule).
+    with pytest.warns(InvalidGeometryWarning, match=r"3 feature\(s\) skipped \(1 invalid Polygon, 1 unreadable geometry, "
+                                                    r"1 Point\), the rest used \(2\): feature 2 \(id 'bow'\): invalid "
+                                                    r"Polygon \(Self-intersection.*feature 3 \(id 'b4'\).*feature 4: a Point"):
         r = evaluate_polygons(pred, truth)
     assert (r["tp"], r["fp"], r["fn"], r["truth"]) == (2, 0, 0, 2)
-    assert len(r["skipped"]) == 2 and "truth.geojson: feature 2 (id 'bow')" in r["skipped"][0]
+    assert len(r["skipped"]) == 3 and "truth.geojson: feature 2 (id 'bow')" in r["skipped"][0]
+    assert r["skipped"][2].endswith("truth.geojson: feature 4: a Point, not a polygon")
     layer = read_polygons(truth, warn=False)
     assert len(layer) == 2 and layer.ignored == 1
 

@@ -35,7 +35,7 @@ def write(tmp_path, doc, name="fp.geojson"):
         (None, "no such file"),
         ("not json at all", "not GeoJSON"),
         ({"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}]},
-         "no Polygon or MultiPolygon"),
+         "no usable building polygon in it"),
         ({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:999999"}}, "features": []},
          "unknown CRS"),
     ],
