@@ -371,6 +371,11 @@ def cmd_map(args) -> int:
     dep = _deployment(args)
     store = store_for(dep)
     job_id = resolve_job_ref(store, args.job)
+    reference = None
+    if args.compare:  # opened (and refused: a file of Points) before map.png and map.html are drawn
+        from looking_glass.results.gap import open_reference
+
+        reference = open_reference(store, job_id, args.compare)
     imagery = map_imagery(dep, store, job_id, args.imagery)
     template = imagery.source if imagery is not None else None
     out = make_map(store, job_id, Path(args.out), template, zoom=args.zoom, colour_by=args.colour,
@@ -387,7 +392,7 @@ def cmd_map(args) -> int:
     if args.compare:  # the mapping gap layer: looking_glass/cli/outlines.py
         from looking_glass.cli.outlines import cmd_compare_map
 
-        return cmd_compare_map(args, out["imagery_layer"])  # the imagery map.html shows
+        return cmd_compare_map(args, out["imagery_layer"], reference)  # the imagery map.html shows
     return 0
 
 

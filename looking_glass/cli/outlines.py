@@ -126,10 +126,12 @@ def within_polygons(path: str) -> list[dict]:
     return parse_polygons(data, source)
 
 
-def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0, run=None):
-    """The job's mapping gap (``run(bar)`` instead of ``job_gap`` when given), with a progress
-    bar over the masks read and each warning about the mapped file (skipped features) printed
-    as one ``warning:`` line."""
+def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0, run=None,
+         reference=None):
+    """The job's mapping gap (``run(bar)`` instead of ``job_gap`` when given) against ``reference``
+    (``results.gap.open_reference``'s, already open) or ``args.compare``, with a progress bar over
+    the masks read and each warning about the mapped file (skipped features) printed as one
+    ``warning:`` line."""
     import warnings
 
     from looking_glass.pipeline.progress import CountBar
@@ -140,7 +142,7 @@ def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             gap = run(bar) if run is not None else job_gap(
-                store, dep.client("s3"), dep.resources.masks_bucket, job_id, args.compare, zoom=zoom,
+                store, dep.client("s3"), dep.resources.masks_bucket, job_id, reference or args.compare, zoom=zoom,
                 polygons=polygons, progress=bar, unmapped_out=unmapped_out, keep_mapped=keep_mapped)
     finally:
         if bar is not None:
@@ -174,16 +176,18 @@ def cmd_compare_results(args) -> int:
     return 0
 
 
-def cmd_compare_map(args, imagery: dict | None) -> int:
+def cmd_compare_map(args, imagery: dict | None, reference=None) -> int:
     """``map JOB --compare MAPPED --out DIR``: gap.html, gap.geojson and gap-buildings.geojson
-    (``cmd_map`` has checked ``--compare`` with :func:`mapped_path` before drawing anything)."""
+    against ``reference``, the mapped buildings ``cmd_map`` opened
+    (``results.gap.open_reference``, which refuses a file with nothing to compare against)
+    before drawing anything."""
     from looking_glass.results.gapmap import MAX_MAPPED, write_gap_map
 
     dep, store, job_id = _job(args)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     gap = _gap(args, dep, store, job_id, zoom=args.zoom, unmapped_out=out_dir / "gap-buildings.geojson",
-               keep_mapped=MAX_MAPPED)
+               keep_mapped=MAX_MAPPED, reference=reference)
     job = store.get_job(job_id) or {}
     title = f"{job.get('name', job_id)} ({job_id[:8]}): buildings not yet mapped"
     out = write_gap_map(gap, out_dir, imagery, title)

@@ -69,8 +69,8 @@ from looking_glass.results.buildings import (
 from looking_glass.results.query import ResultsError, row_centre, row_geometry
 from looking_glass.runtime.atomic import atomic_output
 
-__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "count_note", "export_unmapped", "job_gap", "render_gap",
-           "results_difference"]
+__all__ = ["GAP_COLUMNS", "UNMAPPED_KEPT", "JobGap", "count_note", "export_unmapped", "job_gap", "open_reference",
+           "render_gap", "results_difference"]
 
 GAP_COLUMNS = {
     "tile": ("quadkey", "z", "x", "y", *GAP_VALUES),
@@ -188,12 +188,21 @@ class _Gap:
         return rank_rows(self.tile_rows, "quadkey")
 
 
-def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str, zoom: int | None = None,
+def open_reference(store: ResultsStore, job_id: str, mapped_path) -> MappedReference:
+    """The mapped buildings of ``mapped_path`` as :func:`job_gap` reads them for job ``job_id``
+    (GeoJSON and OpenStreetMap files within the extent of its done tiles). Opening checks the
+    file: a command that draws or writes something before the gap opens it first, so a file with
+    nothing to compare against is refused before anything is drawn. Raises OutlinesError (an
+    unreadable file, or features but no usable polygon)."""
+    return MappedReference(mapped_path, bounds=lambda: job_done_bounds(store, job_id))
+
+
+def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path, zoom: int | None = None,
             polygons: list[dict] | None = None, tolerance_m: float = 1.0, progress=None,
             band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT,
             keep_mapped: int = 0, options: OutlineOptions | None = None, attribution: str = "") -> JobGap:
-    """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (see the module
-    docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
+    """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (a path, or the
+    :class:`MappedReference` :func:`open_reference` opened; see the module docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
     ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
     ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come
@@ -209,7 +218,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
     if zoom is not None and not 0 <= zoom <= ZOOM:
         raise ResultsError(f"--zoom {zoom} must be between 0 and {ZOOM}")
     job = job_record(store, job_id)
-    reference = MappedReference(mapped_path, bounds=lambda: job_done_bounds(store, job_id))
+    reference = mapped_path if isinstance(mapped_path, MappedReference) else open_reference(store, job_id, mapped_path)
     mode = "within" if polygons is not None else "zoom" if zoom is not None and zoom < ZOOM else "tile"
     gap = _Gap(mode, zoom, polygons, tolerance_m, reference, unmapped_out, keep_unmapped, keep_mapped)
     if progress is not None:
@@ -247,7 +256,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path: str,
         # whose extent meets the band's): none means nothing of the file lies anywhere near the job.
         near = ("and none near them either (no feature of the file lies within their extent)" if not reference.most_held
                 else f"(up to {reference.most_held:,} of its features lie near them, none on a done tile)")
-        warnings.warn(f"{mapped_path}: no mapped building within the job's {tally.done:,} done tiles {near}: check "
+        warnings.warn(f"{reference.path}: no mapped building within the job's {tally.done:,} done tiles {near}: check "
                       "that it is the right file and covers this area; every predicted building counts as unmapped",
                       EmptyReferenceWarning, stacklevel=2)
     summary = {**gap.totals, "completeness": completeness(gap.totals["predicted_area_m2"], gap.totals["unmapped_area_m2"]),
@@ -276,9 +285,12 @@ def export_unmapped(store: ResultsStore, s3, bucket: str, job_id: str, mapped_pa
     ``export`` raise (ExportError for an unusable ``out``, before anything is read). The
     buildings and the file carry ``export``'s provenance (``attribution``: the imagery's credit)."""
     target = check_out_path(out)
+    # Opened (and a file with nothing to compare against refused) before the temporary folder
+    # is made: a refusal then leaves nothing behind, and no traceback.
+    reference = open_reference(store, job_id, mapped_path)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as work:
         todo = Path(work) / "unmapped.geojson"
-        gap = job_gap(store, s3, bucket, job_id, mapped_path, progress=progress, band_zoom=band_zoom,
+        gap = job_gap(store, s3, bucket, job_id, reference, progress=progress, band_zoom=band_zoom,
                       unmapped_out=todo, keep_unmapped=0, options=options, attribution=attribution)
         meta = Provenance.of_job({"job_id": job_id, **job_record(store, job_id)}, attribution).metadata()
         with atomic_output(target) as tmp:

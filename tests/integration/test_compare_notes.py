@@ -45,6 +45,44 @@ def test_a_mapped_file_without_a_polygon_is_one_error_line_and_exit_2(aws, moto_
     assert "feature 0: a Point, not a polygon" in err
 
 
+@pytest.mark.parametrize("command", ["map", "export"])
+def test_map_and_export_refuse_a_mapped_file_without_a_polygon_before_drawing_or_writing(
+        aws, moto_endpoint, tmp_path, monkeypatch, capsys, command):
+    # map --compare drew map.png and map.html, and only then said there was nothing to compare against.
+    from looking_glass.local.deployment import write_state
+
+    session, names, res = aws
+    put_job(aws, ALL)
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    point = tmp_path / "point.geojson"
+    point.write_text(json.dumps({"type": "FeatureCollection", "features": [_point(X0, Y0), _point(X0 + 1, Y0)]}))
+    out = tmp_path / "drawn"
+    argv = (["map", JOB, "--out", str(out), "--compare", str(point)] if command == "map"
+            else ["export", JOB, "--out", str(out / "todo.osm"), "--unmapped", str(point), "--no-progress"])
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {point}: no usable building polygon in it, nothing to compare against (2 feature(s), "
+                          "none a valid Polygon or MultiPolygon: 2 Points: feature 0: a Point, not a polygon")
+    assert not out.exists() or not any(out.iterdir())  # nothing drawn, nothing written
+
+
+def test_map_compares_against_the_reference_it_opened_before_drawing(aws, moto_endpoint, tmp_path, monkeypatch, capsys):
+    from looking_glass.local.deployment import write_state
+
+    session, names, res = aws
+    put_job(aws, ALL)
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    mapped = _mapped_file(tmp_path / "mixed.geojson", [tile_box(X0, Y0, 18)], extra=[_point(X0 + 1, Y0)])
+    code, out, err = run_cli(capsys, "map", JOB, "--out", str(tmp_path / "map"), "--compare", str(mapped))
+    assert code == 0, err
+    assert "gap.html also draws 1 mapped footprints" in out and (tmp_path / "map" / "gap.html").is_file()
+    assert f"warning: {mapped}: 1 feature(s) skipped (1 Point), the rest used (1): feature 1: a Point" in err
+
+
 def test_non_polygon_features_are_skipped_with_a_warning_naming_them(aws, tmp_path):
     store, s3, bucket = put_job(aws, ALL)
     path = _mapped_file(tmp_path / "mixed.geojson", [tile_box(X0, Y0, 18)], extra=[
