@@ -264,7 +264,7 @@ class Run:
         if hp["restore_best"] and self.best is not None and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
             kept = self.best["epoch"]
-            log(f"the model is epoch {kept}'s (best val_iou {self.best['val_iou']:.6f}), not the last epoch's")
+            log(kept_epoch_line(kept, self.best["val_iou"], self.completed))
         set_encoder_frozen(self.model, False)
         plain = keras.Model(self.model.input, self.model.output, name=self.model.name)
         plain.save(out / "model.keras")
@@ -363,6 +363,15 @@ class Run:
                                                    f"version {self.init.sidecar.get('version')}")
         return (f"DeepLab V3+ ({cfg.backbone}{width}, OS {cfg.output_stride}, {head} head) {how} "
                 f"{self.completed} epochs on {len(self.train.images)} chips from {self.train.source.path}")
+
+
+def kept_epoch_line(kept: int, val_iou: float, last: int) -> str:
+    """The log line saying which epoch's weights the saved model has: ``kept`` (the best epoch,
+    1-based, by ``val_iou``) out of ``last`` completed epochs; it says "not the last epoch's"
+    only when the best epoch is an earlier one."""
+    if kept == last:
+        return f"the model is epoch {kept}'s, the last and best (val_iou {val_iou:.6f})"
+    return f"the model is epoch {kept}'s (best val_iou {val_iou:.6f}), not the last epoch's (epoch {last})"
 
 
 def run(paths: Paths, stop: StopFlag) -> int:

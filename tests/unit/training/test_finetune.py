@@ -231,6 +231,13 @@ def test_an_incompatible_init_model_is_one_clear_error(tmp_path):
         load_init_model(small, ModelConfig(**{**MODEL_KEYS, "input_size": 96}))
 
 
+def test_the_kept_epoch_line_says_last_only_when_it_is():
+    from looking_glass.training.job import kept_epoch_line
+
+    assert kept_epoch_line(2, 0.341819, 2) == "the model is epoch 2's, the last and best (val_iou 0.341819)"
+    assert kept_epoch_line(1, 0.3, 3) == "the model is epoch 1's (best val_iou 0.300000), not the last epoch's (epoch 3)"
+
+
 def test_the_encoder_is_frozen_and_unfrozen_again(start_model):
     import keras
 
@@ -264,6 +271,8 @@ def test_fine_tune_through_run_local(tmp_path, dataset, start_model):  # noqa: F
     assert training["hyperparameters"]["loss"] == "bce_dice" and training["hyperparameters"]["random_crops"] is True
     best = training["best_epoch"]
     assert training["model_epoch"] == best and meta["validation"]["epoch"] == best
+    last = training["metrics"][-1]["epoch"]
+    assert ("not the last epoch's" in text) == (best != last)  # the log says which epoch was kept
     assert meta["validation"]["val_iou"] == max(h["val_iou"] for h in training["metrics"])
     if training["stopped_early_after_epoch"]:
         assert "early stopping" in text
