@@ -19,17 +19,45 @@ The readers differ in one thing, on purpose: ``prepare`` and ``--truth`` rasteri
 so an invalid polygon is repaired (``shapely.make_valid``) and counted as repaired; object
 matching and the mapping gap compare polygon with polygon, where a repaired bow-tie would be two
 buildings, so there an invalid polygon is skipped.
+
+One more rule holds for every reader: a file read in a geographic CRS (declared, or the
+longitude/latitude degrees a GeoJSON file without a ``crs`` member is, RFC 7946) whose coordinates
+cannot be degrees (|x| > 180 or |y| > 90, e.g. -9.4e6: metres of a projected CRS whose ``crs``
+member was dropped) is refused with one line naming the fix (:func:`degrees_refusal`). Read as
+degrees such a file raised a pyproj traceback, or matched nothing and scored 0 without a word.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["FeatureTally", "describe", "geometry_kind"]
+__all__ = ["FeatureTally", "degrees_refusal", "describe", "geometry_kind"]
 
 _SHOW = 5  # features named in the line
 _TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "LinearRing", "Polygon", "MultiPolygon",
           "GeometryCollection")
+
+
+def degrees_refusal(label: str, bounds, declared: str | None) -> str | None:
+    """The one-line refusal of the file ``label`` whose coordinates were to be longitude/latitude
+    degrees but cannot be: ``bounds`` (xmin, ymin, xmax, ymax of its polygons, NaN when it has
+    none) past +-180 / +-90. ``declared``: the geographic CRS the file names (e.g. "EPSG:4326"),
+    or None when it names none and is read as EPSG:4326 by default. None when the bounds are
+    degrees (or there are none)."""
+    import math
+
+    xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    if any(math.isnan(v) for v in (xmin, ymin, xmax, ymax)):
+        return None
+    if -180 <= xmin and xmax <= 180 and -90 <= ymin and ymax <= 90:
+        return None
+    x, y = (xmin, ymin) if abs(xmin) > 180 or abs(ymin) > 90 else (xmax, ymax)
+    how = (f"yet the file declares the geographic CRS {declared}" if declared
+           else "yet the file declares no CRS (GeoJSON without a crs member is EPSG:4326 degrees)")
+    return (f"{label}: coordinates such as ({x:.6g}, {y:.6g}) are not longitude/latitude degrees, {how}: "
+            "metres of a projected CRS? Declare its CRS (in GeoJSON a crs member, e.g. "
+            '"crs": {"type": "name", "properties": {"name": "EPSG:3857"}}) or reproject it: '
+            "ogr2ogr -s_srs EPSG:<its CRS> -t_srs EPSG:4326 out.geojson in.geojson")
 
 
 def geometry_kind(geom) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from looking_glass.datasets.errors import PrepareError
-from looking_glass.datasets.feature_tally import FeatureTally
+from looking_glass.datasets.feature_tally import FeatureTally, degrees_refusal
 
 __all__ = [
     "Footprints",
@@ -181,7 +181,8 @@ def load_footprints(local: Path, label: str, purpose: str = "nothing to label th
     an area is left); ``warnings`` holds the one line saying so. A FeatureCollection with no
     features is an empty label file: no buildings there (``empty``). Raises PrepareError for a
     file that is not GeoJSON, or whose features hold no usable polygon (``purpose`` says what
-    the file was for, in that message).
+    the file was for, in that message), or whose coordinates cannot be the degrees of its
+    geographic CRS (metres without a crs member: :func:`~.feature_tally.degrees_refusal`).
     """
     import shapely
 
@@ -214,6 +215,10 @@ def load_footprints(local: Path, label: str, purpose: str = "nothing to label th
     if tally.nothing_usable():
         raise PrepareError(tally.refusal(purpose))
     arr = shapely.force_2d(np.array(geoms, dtype=object))
+    if crs.is_geographic and len(arr):
+        refusal = degrees_refusal(label, shapely.total_bounds(arr), crs.to_string() if "crs" in doc else None)
+        if refusal:
+            raise PrepareError(refusal)
     line = tally.line()
     return Footprints(label, crs, arr, shapely.STRtree(arr), empty=not named, warnings=(line,) if line else (),
                       tally=tally)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from looking_glass.datasets.feature_tally import FeatureTally, describe, geometry_kind
+from looking_glass.datasets.feature_tally import FeatureTally, degrees_refusal, describe, geometry_kind
 from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 
 __all__ = ["OSM_SUFFIXES", "PolygonLayer", "read_polygons", "to_crs"]
@@ -128,6 +128,7 @@ class _Collector:
         self.tally = FeatureTally(source)
         self.skipped, self.ignored, self.ignored_names = [], 0, []  # PolygonLayer's lists, kept as they were
         self.seen = 0  # usable polygonal features met, before the box test
+        self.bounds = [np.inf, np.inf, -np.inf, -np.inf]  # of those features, before the box test
         self.box = None if bbox is None else shapely.box(*bbox)
 
     def ignore(self, name: str, geom, count: int = 1, reason: str | None = None) -> None:
@@ -153,10 +154,25 @@ class _Collector:
             self.tally.skip(name, f"invalid {poly.geom_type}", f"invalid {poly.geom_type} ({why})")
             return
         self.seen += 1
+        x0, y0, x1, y1 = poly.bounds
+        b = self.bounds
+        self.bounds = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
         if self.box is not None and not poly.intersects(self.box):
             return
         self.geoms.append(poly)
         self.names.append(name)
+
+    def require_degrees(self, crs, declared: bool, bounds=None) -> None:
+        """Raise OutlinesError when ``crs`` is geographic and the polygons' coordinates
+        (``bounds``, default those of every polygon met) cannot be degrees: see
+        :func:`~looking_glass.datasets.feature_tally.degrees_refusal`."""
+        if not crs.is_geographic:
+            return
+        b = self.bounds if bounds is None else bounds
+        b = [np.nan] * 4 if not np.isfinite(b).all() else b
+        refusal = degrees_refusal(self.source, b, crs.to_string() if declared else None)
+        if refusal:
+            raise OutlinesError(refusal)
 
     def layer(self, crs, warn: bool, seen_all: bool = True) -> PolygonLayer:
         self.tally.used = self.seen if seen_all else None
@@ -213,6 +229,7 @@ def _read_geojson(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
             out.add(_feature_name(i, feat), None, f"unreadable geometry ({e})")
             continue
         out.add(_feature_name(i, feat), shape)
+    out.require_degrees(crs, declared=doc.get("crs") is not None)
     layer = out.layer(crs, warn)
     return _clip(layer, bbox)
 
@@ -318,6 +335,9 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
     try:
         info = pyogrio.read_info(path, layer=layer)
         crs = CRS.from_user_input(info["crs"]) if info.get("crs") else CRS.from_epsg(4326)
+        total = info.get("total_bounds")
+        if total is not None:  # the whole file's extent: a bbox read sees only part of it
+            _Collector(label, None).require_degrees(crs, declared=bool(info.get("crs")), bounds=list(total))
         native_bbox = None
         if bbox is not None:
             box = to_crs(np.array([shapely.box(*bbox).segmentize(abs(bbox[2] - bbox[0]) / 8 or 1)]),
@@ -339,6 +359,8 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
             out.add(name, None, f"unreadable geometry ({e})")
             continue
         out.add(name, geom)
+    if total is None:  # the format keeps no extent: check the features read
+        out.require_degrees(crs, declared=bool(info.get("crs")))
     # With a bbox GDAL reads only the features there: the whole file's polygons are known only
     # when it read everything, or when the layer declares a type that holds none.
     declared = str(info.get("geometry_type") or "").upper().replace(" ", "").rstrip("ZM").removesuffix("25D")

@@ -232,6 +232,15 @@ def no_polygons(tmp_path):
     return str(p)
 
 
+def metres_without_crs(tmp_path):
+    """The sample's UTM footprints with their crs member dropped: metres read as degrees."""
+    doc = json.loads(Path(FOOTPRINTS).read_text())
+    del doc["crs"]
+    p = tmp_path / "metres.geojson"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
 def model_without_sidecar(tmp_path):
     p = tmp_path / "model.keras"
     p.write_bytes(b"weights")
@@ -248,6 +257,8 @@ def model_without_sidecar(tmp_path):
         ("demo", ["--imagery", IMAGE, "--truth", "missing.geojson"], "--truth missing.geojson: no such file"),
         ("demo", ["--imagery", IMAGE, "--truth", IMAGE], "not GeoJSON"),
         ("demo", ["--imagery", IMAGE, "--truth", no_polygons], "no usable building polygon in it"),
+        ("demo", ["--imagery", IMAGE, "--truth", metres_without_crs], "are not longitude/latitude degrees, yet the file "
+         "declares no CRS"),
         ("demo", ["--model", "missing.keras"], "--model missing.keras: no such file"),
         ("demo", ["--model", model_without_sidecar], "model metadata"),
         ("up", ["--imagery", "missing/image.tif"], "--imagery missing/image.tif: no such file"),

@@ -68,6 +68,34 @@ def test_map_and_export_refuse_a_mapped_file_without_a_polygon_before_drawing_or
     assert not out.exists() or not any(out.iterdir())  # nothing drawn, nothing written
 
 
+@pytest.mark.parametrize("command", ["results", "export"])
+def test_a_mapped_file_in_metres_without_a_crs_is_one_error_line_and_exit_2(
+        aws, moto_endpoint, tmp_path, monkeypatch, capsys, command):
+    # The SpaceNet footprints (UTM metres) without their crs member: results --compare said
+    # "mapped 0 ... completeness 0.0 %", exit 0.
+    from pathlib import Path
+
+    from looking_glass.local.deployment import write_state
+
+    session, names, res = aws
+    put_job(aws, ALL)
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    doc = json.loads((Path(__file__).resolve().parents[1] / "data" / "spacenet_atlanta_sample" / "buildings.geojson").read_text())
+    del doc["crs"]
+    metres = tmp_path / "metres.geojson"
+    metres.write_text(json.dumps(doc))
+    out = tmp_path / "written"
+    argv = (["results", JOB, "--compare", str(metres), "--no-progress"] if command == "results"
+            else ["export", JOB, "--out", str(out / "todo.osm"), "--unmapped", str(metres), "--no-progress"])
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {metres}: coordinates such as (")
+    assert "are not longitude/latitude degrees, yet the file declares no CRS" in err
+    assert not out.exists()
+
+
 def test_map_compares_against_the_reference_it_opened_before_drawing(aws, moto_endpoint, tmp_path, monkeypatch, capsys):
     from looking_glass.local.deployment import write_state
 
