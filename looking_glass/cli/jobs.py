@@ -40,7 +40,7 @@ def _key_ranges(dep) -> int:
 
 def cmd_up(args) -> int:
     """Keep an embedded Looking Glass running (moto, tile server, workers) until Ctrl-C."""
-    from looking_glass.local.deployment import default_state_path, run_embedded
+    from looking_glass.local.deployment import default_state_path, embedded_option, run_embedded
     from looking_glass.local.inputs import validated_inputs
 
     inputs = validated_inputs(args)  # a bad --imagery/--bands/--model: exit 2, nothing started
@@ -60,7 +60,9 @@ def cmd_up(args) -> int:
             print(f"  imagery '{shown(name)}': {shown(src.source)}{date}{credit}; use: submit AOI --imagery {shown(name)}")
         print(f"  trigger bucket: {res['trigger_bucket']}   results table: {res['results_table']}")
         print(f"  state file:     {state_path}   worker logs: {work_dir / 'logs'}")
-        print("in another terminal: looking-glass submit AOI.geojson --wait; looking-glass jobs", flush=True)
+        target = embedded_option(state_path)
+        print(f"in another terminal: looking-glass submit AOI.geojson{target} --wait; looking-glass jobs{target}",
+              flush=True)
 
     run_embedded(state_path, work_dir, workers=args.workers, ready=ready, **inputs.embedded_options())
     print("embedded run stopped")

@@ -244,9 +244,22 @@ def refuse_second_run(state_path: Path) -> None:
         raise DeploymentError(
             f"an embedded run is already up (pid {pid}, started {state.get('started_at', '?')}, state file "
             f"{state_path}): stop it first (Ctrl-C in its terminal), or start this one with its own state "
-            "file: LG_EMBEDDED_STATE=/path/other.json looking-glass up ... (and the same variable for the "
+            "file: looking-glass up --embedded /path/other.json ... (and --embedded /path/other.json on the "
             "commands that should use it)"
         )
+
+
+def embedded_option(state_path: Path) -> str:
+    """`` --embedded STATE`` (shell-quoted, with its leading space) that another terminal's
+    commands need to reach the run of ``state_path``; "" for the state file they find by
+    themselves (``~/.looking-glass/embedded.json``, not moved by ``LG_EMBEDDED_STATE``: another
+    terminal need not have that variable set)."""
+    import shlex
+
+    home = Path.home() / ".looking-glass" / "embedded.json"
+    if Path(state_path).expanduser().resolve() == home.resolve():
+        return ""
+    return f" --embedded {shlex.quote(str(Path(state_path).expanduser().resolve()))}"
 
 
 def resolve_embedded(path: Path | None = None) -> Deployment:

@@ -103,3 +103,11 @@ def test_the_state_file_of_a_run_that_is_gone_or_unreadable_does_not_block_a_new
     deployment.refuse_second_run(tmp_path / "absent.json")
     _state_of(path, os.getpid())  # this very process (a restart in place) is not "another run"
     deployment.refuse_second_run(path)
+
+
+def test_the_default_state_file_needs_no_embedded_option_and_any_other_names_it_quoted(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(tmp_path / "elsewhere.json"))  # another terminal lacks it
+    assert deployment.embedded_option(tmp_path / ".looking-glass" / "embedded.json") == ""
+    assert deployment.embedded_option(tmp_path / "elsewhere.json") == f" --embedded {tmp_path / 'elsewhere.json'}"
+    assert deployment.embedded_option(tmp_path / "a b.json") == f" --embedded '{tmp_path / 'a b.json'}'"
