@@ -13,7 +13,7 @@ from looking_glass.pipeline.job_notes import no_imagery_note, retry_note
 
 # The job's fields `status` prints, in this order (those it has and that are not empty).
 STATUS_FIELDS = (
-    "job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "worker_failures", "progress_pct",
+    "job_id", "name", "status", "reason", "worker_error", "earlier_worker_error", "earlier_reason", "worker_failures", "progress_pct",
     "tiles_total", "tiles_done", "tiles_failed", "tiles_no_imagery", "tiles_skipped", "tiles_pending", "building_area_m2",
     "created_at", "retried_at", "finished_at", "messages_total", "workers", "worker_job", "worker_jobs", "dlq_messages",
     "aoi_key", "imagery", "model", "model_uri", "deployment",

@@ -342,7 +342,9 @@ def run_embedded(
     """Keep an embedded run up until SIGINT/SIGTERM (or ``stop_event``), with its state file.
 
     Besides the enumerator (started by uploads), it starts local workers whenever the tile
-    queue holds work and none is running: that is how `retry` gets workers here.
+    queue holds work and none is running: that is how `retry` gets workers here. After
+    MAX_FAILURES_IN_A_ROW workers failed in a row it starts none for the queue until a job is
+    retried or another model is made active (:meth:`EmbeddedStack.new_chance`).
     ``imagery`` (a validated :class:`looking_glass.local.inputs.Imagery`; None: the synthetic
     world) is what the workers read; the state file's tile URL template serves it (for a
     GeoTIFF, a local tile server of the image). ``worker_env`` adds worker settings, e.g.
@@ -350,6 +352,7 @@ def run_embedded(
     ``imagery_attribution``: the default source's credit on maps (``up --attribution default=TEXT``).
     """
     from looking_glass.local.embedded import EmbeddedStack
+    from looking_glass.pipeline.store import utc_now
 
     check_shell_imagery(os.environ, worker_env)
     refuse_second_run(state_path)
@@ -366,20 +369,27 @@ def run_embedded(
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")
-        said = False
+        gave_up: tuple[str, str] | None = None  # (when, the active model then) of the last give-up
         while not stop.wait(poll_s):
             attrs = sqs.get_queue_attributes(
                 QueueUrl=stack.resources.tile_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
             )["Attributes"]
             if stack.launcher.gave_up:
-                # A crash loop: no more relaunching (the jobs waiting were failed with the reason;
-                # a new upload or `retry` tries again once).
-                if not said:
-                    print(f"workers failed {stack.launcher.failures_in_a_row} times in a row; not starting more: "
-                          f"{shown(stack.launcher.last_failure)}", file=sys.stderr, flush=True)
-                    said = True
-                continue
-            said = False
+                # A crash loop: no more relaunching (the jobs waiting were failed with the reason)
+                # until something could make workers start: a `retry`, another active model (a
+                # new upload starts its own workers).
+                if gave_up is None:
+                    print(f"workers failed {stack.launcher.failures_in_a_row} times in a row; not starting more "
+                          f"until a retry or another model (models use): {shown(stack.launcher.last_failure)}",
+                          file=sys.stderr, flush=True)
+                    gave_up = (utc_now(), stack.active_model())
+                    continue
+                why = stack.new_chance(*gave_up)
+                if why is None:
+                    continue
+                print(f"{why}: starting workers again", file=sys.stderr, flush=True)
+                stack.launcher.new_chance()
+            gave_up = None
             if int(attrs["ApproximateNumberOfMessages"]) > 0 and stack.launcher.running() == 0:
                 stack.launcher.launch("queue", workers)
     finally:

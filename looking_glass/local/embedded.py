@@ -307,6 +307,26 @@ class EmbeddedStack:
                 )
             store.update_job(job, values, only_if_status=(RUNNING, ENQUEUEING))
 
+    def active_model(self) -> str:
+        """The active model's URI (``models use``), "" when none is (the workers' own model)."""
+        from looking_glass.model.fetch import active_uri
+
+        return active_uri(self.session.client("ssm"), parameter_name(self.resources.masks_bucket)) or ""
+
+    def new_chance(self, since: str, model: str) -> str | None:
+        """Why workers may now start fine although the last ones failed in a row since ``since``
+        (UTC, ``store.utc_now``) with ``model`` active (:meth:`active_model`): a job retried
+        after that moment (its ``retried_at``, to the second: one in the same second counts), or another active
+        model; None when neither."""
+        from looking_glass.pipeline.store import ResultsStore
+
+        now = self.active_model()
+        if now != model:
+            return f"the active model is now {now or 'the shipped one'}"
+        store = ResultsStore(self.session.client("dynamodb"), self.resources.results_table)
+        retried = [j["job_id"] for j in store.list_jobs(limit=100) if str(j.get("retried_at") or "") >= since]
+        return f"job {retried[0]} was retried" if retried else None
+
     # ---- the local Lambda runtime --------------------------------------------------------
     def _lambda_poller(self) -> None:
         """Deliver S3 notifications to the real handler, as the Lambda service would."""

@@ -108,6 +108,13 @@ class LocalProcessLauncher:
         """Whether the last :data:`MAX_FAILURES_IN_A_ROW` workers all failed."""
         return self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW
 
+    def new_chance(self) -> None:
+        """Forget the failures in a row (:attr:`gave_up` false again): something that could make
+        the workers start fine changed (a ``retry``, another active model), so the embedded run
+        starts workers for the queue again; three more failures in a row and it gives up again."""
+        with self._lock:
+            self.failures_in_a_row = 0
+
     def _watch(self, proc: subprocess.Popen, job_id: str, log_path: Path) -> None:
         code = proc.wait()
         if self._stopping and code != 0:

@@ -61,7 +61,9 @@ def runs_of(tiles: list[tuple[int, int]]) -> np.ndarray:
 def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE, force: bool = False) -> dict:
     """Enqueue again every tile of the job without a final ``done`` (tiles with one of
     ``statuses``, and tiles with no result at all), and move the job's dead-letter messages
-    back to the tile queue; the job goes back to RUNNING. Done tiles are never redone. Work
+    back to the tile queue; the job goes back to RUNNING (a FAILED one too: its reason kept as
+    ``earlier_reason``, so it ends COMPLETE once its tiles are final; the work still queued does
+    not stop the retry of a FAILED job, whose workers are gone). Done tiles are never redone. Work
     units hold the deployment's ``tiles_per_message`` tiles, as the enumerator recorded it on
     the job (the default for jobs enumerated before it did). On a stack it submits workers
     (:func:`launch_workers`); raises :class:`WorkersNotStarted` when it queued work but could
@@ -83,7 +85,9 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
         raise JobError(f"job {job_id} is still being enqueued; retry once it is RUNNING")
     sqs = dep.client("sqs")
     depth = queue_depth(sqs, dep.resources.tile_queue_url)
-    if depth and not force:
+    # A FAILED job has no workers on it (its workers failed: what the retry is for), so the work
+    # still queued cannot be theirs in progress; it is redone at worst, never counted twice.
+    if depth and not force and job["status"] != FAILED:
         raise JobError(
             f"the tile queue still holds {depth} work units (workers may be on this job): wait until "
             "it is empty, or pass --force to enqueue anyway"
@@ -117,8 +121,10 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
 
     todo = {tile_from_quadkey(it["quadkey"])[:2] for it in redo} | set(missing)
     todo -= in_dlq
-    if forgotten or missing or movable:
-        store.reopen_job(job_id)
+    if forgotten or missing or movable or job["status"] == FAILED:
+        # A FAILED job whose tiles all became final after it failed (workers started for the
+        # queue once another model was made active) has nothing to redo: it completes below.
+        store.reopen_job(job_id, str(job.get("reason") or "") if job["status"] == FAILED else "")
 
     for i in range(0, len(movable), SQS_BATCH):
         chunk = movable[i : i + SQS_BATCH]
@@ -153,6 +159,8 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
         "tiles_enqueued": len(todo),
         "workers": None if tiles_queued else "nothing to retry",
     }
+    if not tiles_queued and job["status"] == FAILED and store.all_final(job_id) and store.try_complete(job_id):
+        out["workers"] = "nothing to retry: every tile is final, the job is COMPLETE"
     if tiles_queued:
         try:
             out["workers"] = launch_workers(dep, job, tiles_queued)

@@ -236,17 +236,25 @@ class ResultsStore(TileLedger, TileReads):
         return self.update_job(job_id, {"retry_reason": reason[:500], "retry_at": utc_now()},
                                only_if_status=(RUNNING, ENQUEUEING))
 
-    def reopen_job(self, job_id: str) -> bool:
-        """A COMPLETE or RUNNING job goes (back) to RUNNING for a retry (its last ``retry_reason``
-        dropped: the next kept unit records its own); False otherwise."""
+    def reopen_job(self, job_id: str, earlier_reason: str = "") -> bool:
+        """A COMPLETE, RUNNING or FAILED job goes (back) to RUNNING for a retry (its last
+        ``retry_reason`` dropped: the next kept unit records its own; a FAILED job's ``reason``
+        dropped too, kept as ``earlier_reason`` when the caller passes it: once its tiles are
+        final it ends COMPLETE, not FAILED with a stale reason); False otherwise (ENQUEUEING)."""
+        values = {":run": RUNNING, ":complete": COMPLETE, ":failed": FAILED, ":now": utc_now()}
+        keep = ""
+        if earlier_reason:
+            values[":earlier"] = earlier_reason[:1000]
+            keep = ", earlier_reason = :earlier"
         try:
             self._update_item(
                 TableName=self.table,
                 Key=self._job_key(job_id),
-                UpdateExpression="SET #status = :run, retried_at = :now REMOVE finished_at, retry_reason, retry_at",
-                ConditionExpression="#status IN (:complete, :run)",
+                UpdateExpression=f"SET #status = :run, retried_at = :now{keep} "
+                                 "REMOVE finished_at, retry_reason, retry_at, reason",
+                ConditionExpression="#status IN (:complete, :run, :failed)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=marshal({":run": RUNNING, ":complete": COMPLETE, ":now": utc_now()}),
+                ExpressionAttributeValues=marshal(values),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

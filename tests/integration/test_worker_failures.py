@@ -182,3 +182,39 @@ def test_an_embedded_retry_moves_the_workers_failure_to_history(aws, tmp_path, c
     code, out, _ = run_cli(capsys, "status", JOB)
     lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
     assert code == 0 and lines["status"] == "COMPLETE" and "worker_error" not in lines
+
+
+def test_after_giving_up_a_retry_or_another_active_model_is_a_new_chance(aws, tmp_path, failing_worker):
+    """The embedded run stops starting workers after a few failures in a row; a job retried since
+    then, or another active model, lets it start them again (the launcher forgets the count)."""
+    from looking_glass.local.embedded import EmbeddedStack
+    from looking_glass.model.registry import parameter_name
+    from looking_glass.pipeline.store import utc_now
+
+    session, names, resources = aws
+    store = ResultsStore(session.client("dynamodb"), names.results_table)
+    store.create_job(JOB, {"status": RUNNING, "tiles_total": 4, "name": "loop", "messages_total": 1})
+    stack = EmbeddedStack.__new__(EmbeddedStack)  # what _worker_failed and new_chance need
+    stack.session, stack.resources = session, resources
+    launcher = LocalProcessLauncher({}, tmp_path, max_local_workers=1)
+    launcher.on_failure = stack._worker_failed
+    for _ in range(MAX_FAILURES_IN_A_ROW):
+        n = launcher.failures_in_a_row
+        launcher.launch("queue", 1)
+        assert wait_until(lambda n=n: launcher.failures_in_a_row == n + 1)
+    assert launcher.gave_up and wait_until(lambda: store.get_job(JOB)["status"] == FAILED)
+    since, model = utc_now(), stack.active_model()
+    assert model == "" and stack.new_chance(since, model) is None
+
+    reason = store.get_job(JOB)["reason"]
+    assert store.reopen_job(JOB, reason)  # what `retry` does to a FAILED job
+    job = store.get_job(JOB)
+    assert job["status"] == RUNNING and "reason" not in job and job["earlier_reason"] == reason
+    assert stack.new_chance(since, model) == f"job {JOB} was retried"
+    launcher.new_chance()
+    assert not launcher.gave_up
+
+    later = "9999-01-01T00:00:00+00:00"  # no retry after this moment: only the model can say
+    session.client("ssm").put_parameter(Name=parameter_name(resources.masks_bucket), Value="s3://b/registry/m/2/model.keras",
+                                        Type="String", Overwrite=True)
+    assert stack.new_chance(later, model) == "the active model is now s3://b/registry/m/2/model.keras"
