@@ -77,3 +77,6 @@ class InferenceStack(Stack):
         if not config.model_s3_uri:  # the workers read the active model (looking-glass models use)
             CfnOutput(self, resources.OUTPUT_ACTIVE_MODEL_PARAMETER, value=active_model_parameter(config),
                       description="SSM parameter naming the active model (s3:// URI of a registered model.keras)")
+        else:  # the model every job runs: submit records it on the job and in its identity
+            CfnOutput(self, resources.OUTPUT_PINNED_MODEL, value=config.model_s3_uri,
+                      description="the model the workers run (model_s3_uri)")

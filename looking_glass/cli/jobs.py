@@ -71,6 +71,7 @@ def cmd_up(args) -> int:
 
 def cmd_submit(args) -> int:
     """Validate an AOI, upload it as a job and print the job id; ``--wait`` follows it."""
+    from looking_glass.pipeline.job_model import deployment_model
     from looking_glass.pipeline.job_notes import no_imagery_note
     from looking_glass.pipeline.jobs import store_for, submit, wait_for
 
@@ -86,7 +87,8 @@ def cmd_submit(args) -> int:
             raise CommandError(f"AOI file {args.aoi} not found")
         data, filename = path.read_bytes(), path.name
         _check_meets_source(dep, args.imagery, data, args.aoi)
-    sub = submit(dep, data, filename, args.name, imagery=args.imagery, model=_active_model(dep), rerun=args.rerun)
+    sub = submit(dep, data, filename, args.name, imagery=args.imagery, model=deployment_model(dep),
+                 rerun=args.rerun)
     for warning in sub["warnings"]:
         print(f"warning: {shown(warning)}", file=sys.stderr)
     old = sub["existing"]
@@ -172,21 +174,6 @@ def _check_meets_source(dep, name: str | None, data: bytes, label: str) -> None:
     check_aoi_meets_footprint(aoi.geometry, footprint, f"'{entry.name}' ({entry.source})")
 
 
-def _active_model(dep) -> str:
-    """The deployment's active model URI (`models use`), "" when none is set or it cannot be read
-    (then the job's identity holds no model: the workers' own default)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from looking_glass.cli.models import registry_location
-    from looking_glass.model.fetch import active_uri
-
-    try:
-        _, parameter = registry_location(dep)
-        return active_uri(dep.client("ssm"), parameter) or ""
-    except (CommandError, ClientError, BotoCoreError):
-        return ""
-
-
 def _worker_check(dep):
     """For a stack, what tells ``submit --wait`` that the job's AWS Batch workers failed (the
     embedded run fails the job itself after a few failed workers)."""
@@ -225,7 +212,7 @@ def _status_cell(job: dict) -> str:
 
 def cmd_jobs(args) -> int:
     """List jobs, newest first (a table, or JSON)."""
-    from looking_glass.model.registry import model_label
+    from looking_glass.pipeline.job_model import job_models_label
     from looking_glass.pipeline.jobs import mark_batch_failures, store_for
     from looking_glass.results.figures import plain
 
@@ -240,7 +227,7 @@ def cmd_jobs(args) -> int:
     rows = [
         (shown(j["job_id"]), _status_cell(j), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
          shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80),
-         shown(j.get("imagery") or "default", 64), shown(model_label(str(j.get("model") or "")), 80))
+         shown(j.get("imagery") or "default", 64), shown(job_models_label(j), 80))
         for j in jobs
     ]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

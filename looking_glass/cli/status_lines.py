@@ -36,11 +36,12 @@ def status_lines(info: dict, job_ref: str) -> list[str]:
     :data:`REASON_CHARS`."""
     info = dict(info)
     if "model" in info:  # ID/VERSION as `jobs` names it; the URI it stands for on the next line
-        from looking_glass.model.registry import model_label
+        from looking_glass.model.registry import SHIPPED_MODEL_PREFIX, model_label
+        from looking_glass.pipeline.job_model import job_models_label
 
         uri = str(info["model"] or "")
-        info["model"] = model_label(uri)
-        info["model_uri"] = uri if uri != info["model"] else None
+        info["model"] = job_models_label(info)  # several after a retry under another model
+        info["model_uri"] = uri if uri != model_label(uri) and not uri.startswith(SHIPPED_MODEL_PREFIX) else None
     if len(info.get("worker_jobs") or ()) > 1:  # retried on a stack: every Batch job, the first first
         info["worker_jobs"] = ", ".join(str(j) for j in info["worker_jobs"])
     else:

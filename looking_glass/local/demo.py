@@ -114,7 +114,7 @@ def run_demo(
         worker_env["LG_WRITE_MASKS"] = "true"  # the pixel scores read the stored masks back
     reference = None
     with EmbeddedStack(out_dir, workers=workers, worker_env=worker_env, imagery=imagery) as stack:
-        job_id = stack.upload_aoi(aoi_filename, data)
+        job_id = stack.upload_aoi(aoi_filename, _with_model(data, model_path))
         store = ResultsStore(stack.session.client("dynamodb"), stack.resources.results_table)
         job = wait_for_job(stack, store, job_id, timeout_s, progress)
         if job["status"] == FAILED:
@@ -208,6 +208,21 @@ def _compare_with_truth(stack: EmbeddedStack, items: list[dict], truth) -> dict:
         # Buildings, outlined and stitched as the export does, matched by the SpaceNet rule.
         "objects": evaluate_tiles(((z, x, y), mask, masks[(x, y, z)]) for (x, y, z), mask in predicted.items()),
     }
+
+
+def _with_model(data: bytes, model_path: str) -> bytes:
+    """The AOI GeoJSON ``data`` naming the model the demo runs in its ``looking_glass`` member
+    (``model_path``'s :func:`~looking_glass.model.identity.file_identity`, the shipped model's
+    identity for ""), as ``submit`` names it: the job's id and record cover the model, so two
+    demos of other models are two job ids."""
+    import json
+
+    from looking_glass.model.identity import file_identity, shipped_identity
+    from looking_glass.tiling.aoi import INPUTS_MEMBER
+
+    doc = json.loads(data.decode("utf-8-sig"))
+    doc[INPUTS_MEMBER] = {"model": file_identity(model_path) if model_path else shipped_identity()}
+    return json.dumps(doc).encode()
 
 
 def demo_model(items: list[dict], model_path: str) -> dict:

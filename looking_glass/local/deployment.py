@@ -65,6 +65,9 @@ class Deployment:
     # The embedded run's default source is the synthetic test world (`up` without an unnamed
     # --imagery): `submit` without --imagery then warns when the run registered named sources.
     default_is_synthetic: bool = False
+    # The embedded run's `up --model` file as jobs record it (model.identity.file_identity); ""
+    # for a stack, or an embedded run of the active or shipped model.
+    model: str = ""
 
     def client(self, service: str, **kwargs):
         """A boto3 client of ``service`` for this deployment (its endpoint for an embedded run)."""
@@ -178,11 +181,13 @@ def default_state_path() -> Path:
 
 
 def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_template: str,
-                imagery: ImageryRegistry | dict | None = None, default_is_synthetic: bool = False) -> dict:
+                imagery: ImageryRegistry | dict | None = None, default_is_synthetic: bool = False,
+                model: str = "") -> dict:
     """Write the embedded run's state file at ``path`` atomically, private to this user (file 0600,
     a directory created here 0700); returns the state written. ``imagery``: the run's registry
     (a dict: its named sources only, the default's definition unknown); ``default_is_synthetic``:
-    the default source is the synthetic test world."""
+    the default source is the synthetic test world; ``model``: the ``up --model`` file as jobs
+    record it (:func:`looking_glass.model.identity.file_identity`; "" for none)."""
     if not isinstance(imagery, ImageryRegistry):
         imagery = ImageryRegistry(dict(imagery or {}))
     state = {
@@ -193,6 +198,7 @@ def write_state(path: Path, endpoint_url: str, res: DeployedResources, tile_url_
         "tile_url_template": tile_url_template,
         "imagery": json.loads(imagery.to_json()),
         "default_is_synthetic": bool(default_is_synthetic),
+        "model": model,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     # Private (it names the endpoint and the resources of a run that holds local credentials):
@@ -295,7 +301,7 @@ def resolve_embedded(path: Path | None = None) -> Deployment:
         region_name=LOCAL_AWS_ENV["AWS_DEFAULT_REGION"],
     )
     return Deployment("embedded", str(path), res, session, endpoint, state.get("tile_url_template"), imagery=imagery,
-                      default_is_synthetic=state.get("default_is_synthetic") is True)
+                      default_is_synthetic=state.get("default_is_synthetic") is True, model=str(state.get("model") or ""))
 
 
 def resolve(stack: str | None, embedded: str | None) -> Deployment:
@@ -352,6 +358,7 @@ def run_embedded(
     ``imagery_attribution``: the default source's credit on maps (``up --attribution default=TEXT``).
     """
     from looking_glass.local.embedded import EmbeddedStack
+    from looking_glass.model.identity import file_identity
     from looking_glass.pipeline.store import utc_now
 
     check_shell_imagery(os.environ, worker_env)
@@ -364,8 +371,10 @@ def run_embedded(
                           imagery_sources=imagery_sources, imagery_attribution=imagery_attribution)
     try:
         stack.start()
+        model = (worker_env or {}).get("LG_MODEL_PATH")
         state = write_state(state_path, stack.endpoint_url, stack.resources, stack.tile_url_template,
-                            stack.imagery_registry, default_is_synthetic=imagery is None)
+                            stack.imagery_registry, default_is_synthetic=imagery is None,
+                            model=file_identity(model) if model else "")
         if ready:
             ready(state)
         sqs = stack.session.client("sqs")

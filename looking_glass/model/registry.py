@@ -42,6 +42,8 @@ ENV_MODEL_PARAMETER = "LG_MODEL_PARAMETER"
 PARAMETER_PREFIX = "/looking-glass/"
 # Names `models use` takes for the shipped model besides its own id/version (see shipped_record).
 SHIPPED_ALIASES = ("shipped", "default")
+# How a job records the shipped model and a local model file (looking_glass.model.identity).
+SHIPPED_MODEL_PREFIX, FILE_MODEL_PREFIX = "shipped:", "file:"
 VERSION_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -113,9 +115,15 @@ def model_label(uri: str) -> str:
     """A short name for the model a job was submitted with (its record's ``model``): ``ID/VERSION``
     for a registered ``s3://BUCKET/registry/ID/VERSION/model.keras``, ``default`` for "" (the
     deployment's own model: ``LG_MODEL_PATH`` or the one shipped in their image, no version
-    made active), any other URI as it is."""
+    made active; a job recorded before jobs kept their model), ``ID/VERSION`` for the shipped
+    model's ``shipped:ID/VERSION`` and a local file's ``file:PATH#ID/VERSION@sha256:HEX``
+    (:mod:`looking_glass.model.identity`), any other URI as it is."""
     if not uri:
         return "default"
+    if uri.startswith(SHIPPED_MODEL_PREFIX):
+        return uri[len(SHIPPED_MODEL_PREFIX):]
+    if uri.startswith(FILE_MODEL_PREFIX) and "#" in uri:
+        return uri.rpartition("#")[2].rpartition("@sha256:")[0] or uri
     if uri.startswith("s3://"):
         key = uri[5:].partition("/")[2]
         parts = key[len(REGISTRY_PREFIX):].split("/") if key.startswith(REGISTRY_PREFIX) else []

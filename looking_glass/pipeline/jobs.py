@@ -127,7 +127,8 @@ def check_imagery_name(dep: JobDeployment, imagery: str | None) -> None:
 def submit(dep: JobDeployment, data: bytes, filename: str, label: str | None = None,
            imagery: str | None = None, model: str = "", rerun: bool = False) -> dict:
     """Upload an AOI (GeoJSON bytes) to the trigger bucket as a job on the registered ``imagery``
-    source (None: the default) with the active ``model`` (its URI, "" for the deployment's own);
+    source (None: the default) with ``model`` (what the workers will load, as
+    :func:`looking_glass.pipeline.job_model.deployment_model` names it);
     returns the job id and what was sent. When a job of the very same inputs exists, nothing is
     uploaded and ``existing`` holds its record; ``rerun`` makes a new job anyway."""
     check_imagery_name(dep, imagery)

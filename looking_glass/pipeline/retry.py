@@ -162,6 +162,9 @@ def retry(dep: JobDeployment, job_id: str, statuses: tuple[str, ...] = RETRYABLE
     if not tiles_queued and job["status"] == FAILED and store.all_final(job_id) and store.try_complete(job_id):
         out["workers"] = "nothing to retry: every tile is final, the job is COMPLETE"
     if tiles_queued:
+        from looking_glass.pipeline.job_model import record_retry_model
+
+        job = {**job, **record_retry_model(store, dep, job)}  # what the new workers load
         try:
             out["workers"] = launch_workers(dep, job, tiles_queued)
         except WorkersNotStarted as exc:

@@ -34,9 +34,10 @@ from pathlib import Path
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.grid import col_of_lon, row_of_lat, tile_box
 from looking_glass.imagery.status import TILE_DONE, TILE_FAILED, TILE_NO_IMAGERY, TILE_SKIPPED
-from looking_glass.model.registry import model_label, run_label
+from looking_glass.model.registry import run_label
 from looking_glass.outlines.exports import write_geojson, write_osm, write_vector
 from looking_glass.outlines.stitch import Building, OutlineOptions, outline_rows
+from looking_glass.pipeline.job_model import job_models_label
 from looking_glass.pipeline.store import ENQUEUEING, RUNNING, ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
@@ -160,8 +161,9 @@ class TileTally:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a job's exported buildings come from: ``job_id``, ``job_model`` (the model the job
-    was submitted with, as ``jobs`` names it: :func:`~looking_glass.model.registry.model_label`),
+    """Where a job's exported buildings come from: ``job_id``, ``job_model`` (the model(s)
+    that processed the job's tiles, as ``jobs`` names it: ``ID/VERSION``, several comma-joined after a
+    retry under another model: :func:`~looking_glass.pipeline.job_model.job_models_label`),
     ``imagery`` (the source's registered name, ``default`` for the deployment's default) and its
     registered ``attribution`` ("" when none)."""
 
@@ -173,7 +175,7 @@ class Provenance:
     @classmethod
     def of_job(cls, job: dict, attribution: str = "") -> Provenance:
         """The provenance of job record ``job`` (``job_id``, ``model``, ``imagery``)."""
-        return cls(str(job.get("job_id", "")), model_label(str(job.get("model") or "")),
+        return cls(str(job.get("job_id", "")), job_models_label(job),
                    str(job.get("imagery") or "default"), attribution or "")
 
     def metadata(self) -> dict:

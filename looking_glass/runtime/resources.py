@@ -86,6 +86,8 @@ OUTPUT_JOB_QUEUE = "JobQueueArn"
 OUTPUT_JOB_DEFINITION = "JobDefinitionArn"
 # The SSM parameter of the active model the workers read (absent when model_s3_uri pins one).
 OUTPUT_ACTIVE_MODEL_PARAMETER = "ActiveModelParameterName"
+# The model_s3_uri a stack pins (absent otherwise): `submit --stack` records it as the job's model.
+OUTPUT_PINNED_MODEL = "PinnedModelUri"
 # The imagery registry (runtime.imagery_sources.ImageryRegistry as JSON): the sources jobs may
 # name with their definitions, so `submit --stack` checks names and computes job identities.
 OUTPUT_IMAGERY_SOURCES = "ImagerySources"

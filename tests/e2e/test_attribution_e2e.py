@@ -45,7 +45,7 @@ def test_the_map_of_a_job_credits_the_attribution_given_to_up_for_its_source(tmp
         code, _, err = run_cli(capsys, "export", city, "--out", str(tmp_path / "city.geojson"), "--no-progress")
         assert code == 0, err
         meta = json.loads((tmp_path / "city.geojson").read_text())["looking_glass"]
-        assert (meta["imagery"], meta["attribution"], meta["job_model"]) == ("city", "\u00a9 City survey 2024", "default")
+        assert (meta["imagery"], meta["attribution"], meta["job_model"]) == ("city", "\u00a9 City survey 2024", shipped_record().name)
         assert meta["job_id"].startswith(city)
         code, _, err = run_cli(capsys, "export", city, "--out", str(tmp_path / "city.osm"), "--no-progress")
         assert code == 0 and (tmp_path / "city.osm").is_file(), err

@@ -3,7 +3,8 @@ registered model that cannot be loaded is made active, a job's workers exit 3 th
 row and the job FAILS; `models use shipped` lets the run start workers again (it stayed silent
 for good before), `retry JOB` is not refused for the work still queued, and once every tile is
 done the job is COMPLETE with its failure reason kept only as ``earlier_reason``. Real
-enumerator, real worker processes, the real shipped model."""
+enumerator, real worker processes, the real shipped model; the job's record then names the
+shipped model that processed its tiles, not the broken one it was submitted with."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from conftest import SAMPLE_POLYGON, embedded_thread, geojson_bytes, run_cli
 
 from looking_glass.local.deployment import resolve_embedded
+from looking_glass.model.identity import shipped_identity
+from looking_glass.model.registry import shipped_record
 from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.launchers import MAX_FAILURES_IN_A_ROW
 from looking_glass.pipeline.store import ResultsStore
@@ -71,9 +74,14 @@ def test_a_retry_after_the_workers_gave_up_runs_the_job_to_complete(tmp_path, ca
         total = int(job["tiles_total"])
         assert int(job["tiles_done"]) == int(job["tiles_final"]) == total > 0
         assert "reason" not in job and "cannot be loaded" in job["earlier_reason"]
+        # the record names the model that processed the tiles (the broken one did none)
+        assert job["model"] == shipped_identity() and "earlier_models" not in job
+        assert {(i.get("model_id"), i.get("model_version")) for i in store.tile_items(job_id)} == {
+            (shipped_record().model_id, shipped_record().version)}
         code, out, _ = run_cli(capsys, "jobs")
         row = next(line for line in out.splitlines() if line.startswith(job_id))
         assert code == 0 and "COMPLETE" in row and f"{total}/{total} (100%)" in row
+        assert row.split()[-1] == shipped_record().name and "e2e-broken" not in row
         code, out, _ = run_cli(capsys, "status", job_id)
         lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines() if line.strip()}
         assert lines["status"] == "COMPLETE" and "reason" not in lines and "cannot be loaded" in lines["earlier_reason"]

@@ -22,7 +22,7 @@ from template_snapshots import CONTEXTS, SNAPSHOTS, job_definition_environment  
 from looking_glass.model.fetch import fetch_model  # noqa: E402
 from looking_glass.model.registry import ENV_MODEL_PARAMETER, REGISTRY_PREFIX, parameter_name  # noqa: E402
 from looking_glass.pipeline.unit_results import result_key  # noqa: E402
-from looking_glass.runtime.resources import OUTPUT_ACTIVE_MODEL_PARAMETER  # noqa: E402
+from looking_glass.runtime.resources import OUTPUT_ACTIVE_MODEL_PARAMETER, OUTPUT_PINNED_MODEL  # noqa: E402
 from stacks.constructs.batch_workers import MASKS_PREFIX, model_object_keys  # noqa: E402
 
 
@@ -127,6 +127,8 @@ def test_a_pinned_model_leaves_out_the_registry_and_the_parameter(context):
     assert ENV_MODEL_PARAMETER not in env and env["LG_MODEL_S3_URI"] == CONTEXTS[context]["model_s3_uri"]
     template = json.loads((SNAPSHOTS / context / "Inference.json").read_text())
     assert OUTPUT_ACTIVE_MODEL_PARAMETER not in template["Outputs"]
+    # ... and names the pinned model, which `submit --stack` records as the job's model
+    assert template["Outputs"][OUTPUT_PINNED_MODEL]["Value"] == CONTEXTS[context]["model_s3_uri"]
     statements = worker_statements(context)
     assert _statements_with(statements, "ssm:") == []
     assert not any(REGISTRY_PREFIX in r for r in s3_resources(statements, "s3:GetObject"))

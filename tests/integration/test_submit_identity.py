@@ -14,7 +14,9 @@ from conftest import run_cli
 from test_results_cli import X0, Y0, block_aoi, env  # noqa: F401 - a fixture
 
 from looking_glass.local.deployment import write_state
+from looking_glass.model.identity import file_identity, shipped_identity
 from looking_glass.model.registry import parameter_name
+from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.store import COMPLETE
 from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import parse_sources
@@ -56,7 +58,7 @@ def test_resubmitting_the_same_inputs_names_the_job_that_holds_them(registry, ca
     assert code == 0 and out.strip() != first
     uploaded = json.loads(registry["session"].client("s3").get_object(
         Bucket=registry["res"].trigger_bucket, Key=f"{resources.TRIGGER_PREFIX}block.geojson")["Body"].read())
-    assert uploaded["looking_glass"] == {"model": ""}
+    assert uploaded["looking_glass"] == {"model": shipped_identity()}  # the model that runs, named
 
 
 def test_a_new_active_model_is_a_new_job(registry, capsys, tmp_path):
@@ -153,3 +155,97 @@ def test_a_job_where_no_tile_had_imagery_says_so(registry, capsys, tmp_path, cou
     assert code == 0 and (f"note: {note}" in err.splitlines()) == noted
     code, out, _ = run_cli(capsys, "status", job)
     assert code == 0 and (["note", note] in [line.split(None, 1) for line in out.splitlines()]) == noted
+
+
+def _model_copy(folder: Path, version: str, extra: bytes = b"") -> Path:
+    """A copy of the shipped Keras file (``extra`` bytes appended: other weights) with its sidecar
+    naming ``version``."""
+    folder.mkdir()
+    model = folder / "model.keras"
+    model.write_bytes(SHIPPED_MODEL.read_bytes() + extra)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta.update({"model_id": "trial", "version": version})
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    return model
+
+
+def _submit(capsys, aoi, *more) -> tuple[str, str]:
+    code, out, err = run_cli(capsys, "submit", str(aoi), *more)
+    assert code == 0, err
+    return out.strip(), err
+
+
+def test_the_job_id_covers_the_model_up_runs_and_jobs_names_it(env, moto_endpoint, capsys, tmp_path):  # noqa: F811
+    """Two `up --model` files (the state file records each) are two jobs of one AOI; the same file
+    the same job; `jobs` and `status` name the model ID/VERSION, not `default`."""
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
+    first, second = _model_copy(tmp_path / "a", "1"), _model_copy(tmp_path / "b", "1", b"other weights")
+    ids = []
+    for model in (first, second, first):
+        write_state(env["state"], moto_endpoint, env["res"], "http://127.0.0.1:9/{z}/{x}/{y}.png",
+                    model=file_identity(model))
+        job_id, err = _submit(capsys, aoi)
+        ids.append(job_id)
+        if "already holds" not in err:  # as the enumerator records it
+            env["store"].create_job(job_id, {"status": COMPLETE, "tiles_total": 1, "name": "block",
+                                             "model": file_identity(model)})
+    assert ids[0] != ids[1] and ids[2] == ids[0]
+    code, out, _ = run_cli(capsys, "jobs")
+    rows = [line for line in out.splitlines() if line.startswith((ids[0], ids[1]))]
+    assert code == 0 and len(rows) == 2 and all(r.split()[-1] == "trial/1" for r in rows)
+    code, out, _ = run_cli(capsys, "status", ids[1])
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
+    assert lines["model"] == "trial/1" and str(second) in lines["model_uri"]
+
+
+def test_a_stack_pinning_a_model_records_it_and_one_without_the_outputs_records_none(env, capsys, tmp_path):  # noqa: F811
+    """The stack's PinnedModelUri output (model_s3_uri) is the job's model and identity; a stack
+    deployed before the model outputs leaves it unknown ("")."""
+    from test_deployment import create_stack, stack_outputs
+
+    aoi = tmp_path / "block.geojson"
+    aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
+    ids = [_submit(capsys, aoi, "--stack", env["stack"])[0]]
+    body = env["session"].client("s3").get_object(
+        Bucket=env["res"].trigger_bucket, Key=f"{resources.TRIGGER_PREFIX}block.geojson")["Body"].read()
+    assert json.loads(body)["looking_glass"]["model"] == ""
+    storage, inference = stack_outputs(env["res"])
+    for uri in ("s3://models/buildings/v7/model.keras", "s3://models/buildings/v8/model.keras"):
+        name = f"Pin{uri[-14:-12]}"
+        create_stack(f"{name}Storage", storage)
+        create_stack(f"{name}Inference", {**inference, resources.OUTPUT_PINNED_MODEL: uri})
+        job_id, err = _submit(capsys, aoi, "--stack", name)
+        body = env["session"].client("s3").get_object(
+            Bucket=env["res"].trigger_bucket, Key=f"{resources.TRIGGER_PREFIX}block.geojson")["Body"].read()
+        assert json.loads(body)["looking_glass"]["model"] == uri and "already holds" not in err
+        ids.append(job_id)
+    assert len(set(ids)) == 3  # no model known, v7 pinned, v8 pinned: three jobs
+
+
+def test_a_retry_under_another_model_records_both_on_the_job_and_its_exports(env, capsys, tmp_path):  # noqa: F811
+    """A job of registered m/1 with done tiles, retried after `models use` made m/2 active: the
+    record's model is m/2 with m/1 in earlier_models; `jobs`, `status` and the export header name
+    both (they named m/1 alone, which processed only some tiles)."""
+    from test_results_cli import FULL, add_job
+
+    old, new = "s3://m/registry/m/1/model.keras", "s3://m/registry/m/2/model.keras"
+    job_id = add_job(env, FULL)
+    env["store"].update_job(job_id, {"model": old})
+    env["session"].client("ssm").put_parameter(Name=parameter_name(env["res"].masks_bucket), Value=new,
+                                               Type="String", Overwrite=True)
+    code, _, err = run_cli(capsys, "retry", job_id)
+    assert code == 0, err
+    job = env["store"].get_job(job_id)
+    assert job["model"] == new and job["earlier_models"] == [old]
+    code, out, _ = run_cli(capsys, "jobs")
+    assert code == 0 and next(r for r in out.splitlines() if r.startswith(job_id)).split()[-1] == "m/1,m/2"
+    code, out, _ = run_cli(capsys, "status", job_id)
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
+    assert lines["model"] == "m/1,m/2" and lines["model_uri"] == new
+    from looking_glass.results.buildings import Provenance
+
+    assert Provenance.of_job(job).metadata()["job_model"] == "m/1,m/2"
+    code, _, err = run_cli(capsys, "retry", job_id, "--force")  # the same model again: nothing more recorded
+    assert code == 0, err
+    assert env["store"].get_job(job_id)["earlier_models"] == [old]

@@ -165,6 +165,9 @@ def test_a_jobs_model_gets_a_short_label():
     assert registry.model_label("s3://b/registry/m-ft/model.keras") == "s3://b/registry/m-ft/model.keras"
     assert registry.model_label("s3://b/elsewhere/m/7/model.keras") == "s3://b/elsewhere/m/7/model.keras"
     assert registry.model_label("/models/m.keras") == "/models/m.keras"
+    # what jobs record for the shipped model and an `up --model` file (model.identity)
+    assert registry.model_label("shipped:seg/4") == "seg/4"
+    assert registry.model_label("file:/m/a#b.keras#trial/2@sha256:0123456789abcdef") == "trial/2"
 
 
 @pytest.mark.parametrize("name", ["shipped", "default", f"v{SHIPPED_VERSION}", SHIPPED_VERSION, SHIPPED_NAME])
