@@ -215,6 +215,7 @@ def cmd_jobs(args) -> int:
     from looking_glass.pipeline.job_model import job_models_label
     from looking_glass.pipeline.jobs import mark_batch_failures, store_for
     from looking_glass.results.figures import plain
+    from looking_glass.runtime.imagery_sources import job_imagery_label
 
     dep = _deployment(args)
     jobs = mark_batch_failures(dep, store_for(dep).list_jobs(limit=args.limit))
@@ -227,7 +228,7 @@ def cmd_jobs(args) -> int:
     rows = [
         (shown(j["job_id"]), _status_cell(j), _progress(j), f"{int(j.get('tiles_failed', 0)):,}",
          shown(j.get("created_at", "")), shown(j.get("finished_at", "") or "-"), shown(j.get("name", ""), 80),
-         shown(j.get("imagery") or "default", 64), shown(job_models_label(j), 80))
+         shown(job_imagery_label(j), 64), shown(job_models_label(j), 80))
         for j in jobs
     ]
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]

@@ -35,6 +35,10 @@ def status_lines(info: dict, job_ref: str) -> list[str]:
     notes) cut to :data:`STATUS_VALUE_CHARS` characters, a tile failure reason to
     :data:`REASON_CHARS`."""
     info = dict(info)
+    if info.get("imagery") or info.get("imagery_source"):  # a GeoTIFF's file name, not `default`
+        from looking_glass.runtime.imagery_sources import job_imagery_label
+
+        info["imagery"] = job_imagery_label(info)
     if "model" in info:  # ID/VERSION as `jobs` names it; the URI it stands for on the next line
         from looking_glass.model.registry import SHIPPED_MODEL_PREFIX, model_label
         from looking_glass.pipeline.job_model import job_models_label

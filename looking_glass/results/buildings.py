@@ -42,6 +42,7 @@ from looking_glass.pipeline.store import ENQUEUEING, RUNNING, ResultsStore
 from looking_glass.results.bands import BAND_ZOOM, job_items
 from looking_glass.results.masks import MaskError, read_tile_rasters_all
 from looking_glass.runtime.atomic import atomic_output
+from looking_glass.runtime.imagery_sources import job_imagery_label
 
 __all__ = ["EXPORT_FORMATS", "ExportError", "ExportReport", "Provenance", "SourcedBuilding", "TileSources", "TileTally",
            "check_out_path", "export_buildings", "export_format", "job_building_rows", "job_buildings", "job_record",
@@ -164,7 +165,8 @@ class Provenance:
     """Where a job's exported buildings come from: ``job_id``, ``job_model`` (the model(s)
     that processed the job's tiles, as ``jobs`` names it: ``ID/VERSION``, several comma-joined after a
     retry under another model: :func:`~looking_glass.pipeline.job_model.job_models_label`),
-    ``imagery`` (the source's registered name, ``default`` for the deployment's default) and its
+    ``imagery`` (the source's registered name; for the unnamed default its GeoTIFFs' file names
+    or provider's host: :func:`~looking_glass.runtime.imagery_sources.job_imagery_label`) and its
     registered ``attribution`` ("" when none)."""
 
     job_id: str
@@ -176,7 +178,7 @@ class Provenance:
     def of_job(cls, job: dict, attribution: str = "") -> Provenance:
         """The provenance of job record ``job`` (``job_id``, ``model``, ``imagery``)."""
         return cls(str(job.get("job_id", "")), job_models_label(job),
-                   str(job.get("imagery") or "default"), attribution or "")
+                   job_imagery_label(job), attribution or "")
 
     def metadata(self) -> dict:
         """The file-level metadata of an export (flat strings; what each writer's ``meta`` takes)."""

@@ -52,6 +52,7 @@ __all__ = [
     "check_attribution",
     "check_source_name",
     "encode_sources",
+    "job_imagery_label",
     "parse_capture_date",
     "parse_source_entry",
     "parse_sources",
@@ -216,6 +217,18 @@ class ImagerySource:
         if self.attribution:
             out["attribution"] = self.attribution
         return out
+
+    def label(self) -> str:
+        """What exports and job listings call this imagery: the registered name, except the
+        implicit :data:`DEFAULT_IMAGERY_NAME`, which says nothing; for it the GeoTIFFs' file names
+        (comma-joined; never a directory, bucket or query), a provider's host name, or
+        ``default`` for a tile server on this machine (the synthetic world)."""
+        if self.name and self.name != DEFAULT_IMAGERY_NAME:
+            return self.name
+        if not self.is_template:
+            return ",".join(PurePath(p.strip().split("?", 1)[0]).name for p in self.source.split(",") if p.strip())
+        host = urlsplit(self.source).hostname or ""
+        return host if host and host not in ("127.0.0.1", "localhost", "::1") else DEFAULT_IMAGERY_NAME
 
     def credit(self) -> str:
         """What a map credits for this imagery: the registered ``attribution``, else the
@@ -395,3 +408,18 @@ class ImageryRegistry:
             raise ImagerySourcesError(f"{label}: must be an object with 'default' and 'sources'")
         default = check_source_name(doc["default"], f"{label}: default")
         return cls(parse_sources(doc["sources"], label), default)
+
+
+def job_imagery_label(job: dict) -> str:
+    """What exports, ``jobs`` and ``status`` call the imagery a job (its record) ran on:
+    :meth:`ImagerySource.label` of the definition it recorded (``imagery_source``): for the
+    unnamed default source a GeoTIFF's file name, never ``default`` or a secret; its ``imagery``
+    name (``default`` when none) for a record without a readable definition."""
+    name = str(job.get("imagery") or DEFAULT_IMAGERY_NAME)
+    recorded = job.get("imagery_source")
+    if isinstance(recorded, dict):
+        try:
+            return parse_source_entry(name, recorded).label() or name
+        except ImagerySourcesError:
+            pass  # written by another version: its name
+    return name

@@ -130,3 +130,37 @@ def test_osm_source_names_each_model_as_its_own_value():
     assert osm_tags({"imagery": "city", "model": "seg/3,seg/4", "capture_date": ""}) == \
         [("source", "city;Looking Glass seg/3;Looking Glass seg/4")]
     assert osm_tags({"imagery": "", "model": ""}) == [("source", "Looking Glass")]
+
+
+@pytest.mark.parametrize("source, named", [
+    ("/data/atl/ortho 2024.tif", "ortho 2024.tif"),
+    ("s3://imagery-bucket/kigali/a.tif,s3://imagery-bucket/kigali/b.tif", "a.tif,b.tif"),  # a mosaic list
+    ("https://tiles.example.com/{z}/{x}/{y}.png?key=secret", "tiles.example.com"),
+    ("http://127.0.0.1:8123/{z}/{x}/{y}.png", "default"),  # the embedded run's synthetic world
+])
+def test_a_job_on_the_unnamed_default_source_names_its_imagery(aws, tmp_path, capsys, monkeypatch, source, named):
+    """A job on the default source (`up --imagery scene.tif`, no name) said `imagery: default` and
+    `source=default;...`; the export, `jobs` and `status` name the GeoTIFF (or the provider)."""
+    from conftest import run_cli
+
+    from looking_glass.local.deployment import write_state
+
+    record = {"imagery": "default", "imagery_source": {"source": source}, "model": "shipped:seg/4"}
+    store, s3, bucket = put_job(aws, {(0, 0): "done"}, job=record)
+    out = tmp_path / "b.osm"
+    export_buildings(store, s3, bucket, JOB, str(out), "osm")
+    text = out.read_text()
+    header = json.loads(text.split("<!--", 1)[1].split("-->", 1)[0])
+    assert header["imagery"] == named and "secret" not in text
+    tags = {t.get("v") for t in ET.fromstring(text).iter("tag") if t.get("k") == "source"}
+    assert tags == {f"{named};Looking Glass m"}
+    session, _, res = aws
+    state = tmp_path / "embedded.json"
+    write_state(state, session.client("s3").meta.endpoint_url, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    code, listed, _ = run_cli(capsys, "jobs")
+    row = next(r for r in listed.splitlines() if r.startswith(JOB))
+    assert code == 0 and named in row and "secret" not in listed and row.split()[-1] == "seg/4"
+    code, shown_, _ = run_cli(capsys, "status", JOB)
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in shown_.splitlines()}
+    assert code == 0 and lines["imagery"] == named and lines["model"] == "seg/4" and "secret" not in shown_
