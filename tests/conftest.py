@@ -168,6 +168,20 @@ def results_by_x(capsys, job: str) -> dict[int, dict]:
     return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
 
 
+def model_copy(folder: Path, version: str, extra: bytes = b"", model_id: str = "trial") -> Path:
+    """``folder/model.keras``: the shipped Keras file (``extra`` bytes appended: other weights)
+    with a sidecar naming ``model_id`` and ``version``; ``folder`` is created."""
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    folder.mkdir()
+    model = folder / "model.keras"
+    model.write_bytes(SHIPPED_MODEL.read_bytes() + extra)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta.update({"model_id": model_id, "version": version})
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    return model
+
+
 def geojson_bytes(doc) -> bytes:
     return json.dumps(doc).encode()
 

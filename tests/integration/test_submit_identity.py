@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import model_copy, run_cli
 from test_results_cli import X0, Y0, block_aoi, env  # noqa: F401 - a fixture
 
 from looking_glass.local.deployment import write_state
 from looking_glass.model.identity import file_identity, shipped_identity
 from looking_glass.model.registry import parameter_name
-from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.store import COMPLETE
 from looking_glass.runtime import resources
 from looking_glass.runtime.imagery_sources import parse_sources
@@ -157,18 +156,6 @@ def test_a_job_where_no_tile_had_imagery_says_so(registry, capsys, tmp_path, cou
     assert code == 0 and (["note", note] in [line.split(None, 1) for line in out.splitlines()]) == noted
 
 
-def _model_copy(folder: Path, version: str, extra: bytes = b"") -> Path:
-    """A copy of the shipped Keras file (``extra`` bytes appended: other weights) with its sidecar
-    naming ``version``."""
-    folder.mkdir()
-    model = folder / "model.keras"
-    model.write_bytes(SHIPPED_MODEL.read_bytes() + extra)
-    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
-    meta.update({"model_id": "trial", "version": version})
-    model.with_suffix(".json").write_text(json.dumps(meta))
-    return model
-
-
 def _submit(capsys, aoi, *more) -> tuple[str, str]:
     code, out, err = run_cli(capsys, "submit", str(aoi), *more)
     assert code == 0, err
@@ -180,7 +167,7 @@ def test_the_job_id_covers_the_model_up_runs_and_jobs_names_it(env, moto_endpoin
     the same job; `jobs` and `status` name the model ID/VERSION, not `default`."""
     aoi = tmp_path / "block.geojson"
     aoi.write_bytes(block_aoi(X0, Y0, 1, 1))
-    first, second = _model_copy(tmp_path / "a", "1"), _model_copy(tmp_path / "b", "1", b"other weights")
+    first, second = model_copy(tmp_path / "a", "1"), model_copy(tmp_path / "b", "1", b"other weights")
     ids = []
     for model in (first, second, first):
         write_state(env["state"], moto_endpoint, env["res"], "http://127.0.0.1:9/{z}/{x}/{y}.png",

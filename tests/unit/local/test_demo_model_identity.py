@@ -1,24 +1,17 @@
 """`demo --model FILE` names its model in the job's identity (issue 12 of the seventh session:
 two demos with different model files both made job 23f87cba4fef6490c776b405)."""
 
-import json
+from conftest import model_copy
 
 from looking_glass.local.demo import _with_model, sample_aoi_bytes
 from looking_glass.model.identity import file_identity, shipped_identity
 from looking_glass.model.registry import model_label, shipped_record
-from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.enumerator import job_id_for_aoi
 from looking_glass.tiling.aoi import parse_aoi
 
 
-def _copy(folder, version: str, extra: bytes = b""):
-    folder.mkdir()
-    model = folder / "model.keras"
-    model.write_bytes(SHIPPED_MODEL.read_bytes() + extra)
-    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
-    meta.update({"model_id": "trial", "version": version})
-    model.with_suffix(".json").write_text(json.dumps(meta))
-    return str(model)
+def _copy(folder, version: str, extra: bytes = b"") -> str:
+    return str(model_copy(folder, version, extra))
 
 
 def test_demos_of_other_models_are_other_jobs_and_name_their_model(tmp_path):
