@@ -68,6 +68,7 @@ def cmd_models(args) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _print_provenance(rows)
     if not registered:
         print(f"no registered models in s3://{bucket}/registry/ (register one: looking-glass models register MODEL)")
     if parameter is None:
@@ -75,6 +76,17 @@ def cmd_models(args) -> int:
     else:
         print(f"active ({parameter}): {active or 'none: the workers run the model shipped in their image'}")
     return 0
+
+
+def _print_provenance(rows: list[dict]) -> None:
+    """Under the table, where each row's VAL_IOU/VAL_F1 come from (a user read them as accuracy on
+    their own imagery): the validation chips of the data that version was trained on, and the
+    real-imagery evaluation its sidecar records, if any."""
+    print("VAL_IOU/VAL_F1: pixel scores on the validation chips of each version's own training data, "
+          "not on your imagery:")
+    for r in rows:
+        real = f"; on real imagery: {r['real_imagery']}" if r["real_imagery"] else ""
+        print(f"  {r['model_id']}/{r['version']}: {r['validated_on']}{real}")
 
 
 def cmd_register(args) -> int:

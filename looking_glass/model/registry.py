@@ -94,6 +94,8 @@ class ModelRecord:
             "registered": self.sidecar.get("registered"),
             "parent": None if parent is None else f"{parent.get('model_id')}/{parent.get('version')}",
             "uri": self.uri,
+            "validated_on": validation_data(self.sidecar),
+            "real_imagery": real_imagery_figure(self.sidecar),
         }
 
 
@@ -155,6 +157,34 @@ def real_imagery_figure(sidecar: dict) -> str | None:
         return None
     more = f" ({', '.join(figures[1:])})" if figures[1:] else ""
     return f"{figures[0]}{more} on {head.get('dataset') or 'real imagery'}"
+
+
+def validation_data(sidecar: dict) -> str:
+    """Where a model's ``validation`` figures (``val_iou``, ``val_f1``) were measured, as a phrase
+    from what its training recorded (``training.data.validation``: chips, the channel's ``path``
+    and ``resolved_path``, the dataset manifest's ``mode``; ``training.job``): ``1264 synthetic
+    chips (synth-data)``, ``the validation split of /data/west (12 chips)``, ``the validation
+    channel of SageMaker training job NAME (12 chips)``; "not recorded" when the sidecar says
+    nothing of it. Those chips come from the data the model was trained on, never a user's
+    imagery."""
+    training = sidecar.get("training") if isinstance(sidecar, dict) else None
+    data = training.get("data") if isinstance(training, dict) else None
+    val = data.get("validation") if isinstance(data, dict) else None
+    if not isinstance(val, dict):
+        return "not recorded"
+    chips = val.get("chips")
+    count = f"{chips} chips" if isinstance(chips, int) and not isinstance(chips, bool) else "chips"
+    manifest = val.get("manifest") if isinstance(val.get("manifest"), dict) else {}
+    if manifest.get("mode") == "synthetic":
+        return f"{count.replace('chips', 'synthetic chips')} (synth-data), not real imagery"
+    path = str(val.get("resolved_path") or val.get("path") or "")
+    job = training.get("job")
+    if job and (not path or path.startswith("/opt/ml/")):  # SageMaker's own channel folder says nothing
+        return f"the validation channel of SageMaker training job {job} ({count})"
+    if not path:
+        return f"{count}, from data not recorded"
+    what = "the validation split of" if val.get("kind") == "dataset" else "the shards in"
+    return f"{what} {path} ({count})"
 
 
 def run_sidecar(s3, bucket: str, run: str) -> dict | None:

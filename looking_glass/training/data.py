@@ -44,6 +44,9 @@ class Source:
     def summary(self) -> dict:
         """What the sidecar records of this source (JSON-able)."""
         out = {"channel": self.channel, "path": str(self.path), "kind": self.kind, "shards": len(self.shards)}
+        resolved = self.path.resolve()
+        if resolved != self.path.absolute():  # a local run's channel links to the folder given to train --local
+            out["resolved_path"] = str(resolved)
         if self.manifest is not None:
             m = self.manifest
             out["manifest"] = {k: m.get(k) for k in ("format", "format_version", "created", "mode", "chip_size",
