@@ -44,7 +44,8 @@ def cmd_prepare(args) -> int:
                                log=bar.write, jobs=args.jobs, progress=bar.update)
     counts = manifest["counts"]
     print(f"wrote {counts['train']} train and {counts['validation']} validation chips to {args.out} "
-          f"({counts.get('dropped_nodata', 0)} dropped for nodata); manifest: {args.out}/manifest.json")
+          f"({counts.get('dropped_nodata', 0)} dropped for nodata), {manifest['split_summary']}; "
+          f"manifest: {args.out}/manifest.json")
     # The warnings were printed as they came (the log); the manifest keeps them ("warnings").
     return 0
 

@@ -19,7 +19,8 @@ Each shard is a NumPy ``.npz`` (zip-compressed unless ``compress=False``) holdin
 
 ``manifest.json`` records the format version, counts (chips written per split, dropped for
 nodata, total candidates), class balance (building pixel fraction per split), the shards, the
-source files, every parameter, the split rule in words, and one entry per chip (id, source, split,
+source files, every parameter, the split rule applied in words (``split_rule``; ``split_summary``
+for ``prepare``), and one entry per chip (id, source, split,
 shard file and index, CRS, bounds in that CRS, pixel size in metres (x, y), building pixels,
 building area in m2, nodata fraction, plus the chip's grid position: ``row``/``col`` in native
 mode, ``tile`` [z, x, y] in tiles mode).

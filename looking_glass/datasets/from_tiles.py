@@ -136,6 +136,7 @@ def prepare_from_source(
     if not footprints:
         raise PrepareError("no footprint files given")
     tiles = _aoi_tiles(aoi_geometry)
+    asked_block = cfg.split_block
     block, split_note = fit_split_block([(TILES_SPLIT_SOURCE, y, x) for x, y in tiles], cfg.split_block,
                                         cfg.val_fraction, cfg.seed)
     cfg = replace(cfg, split_block=block)  # per chip when the tiles make too few blocks
@@ -178,6 +179,6 @@ def prepare_from_source(
                                for fp in layers],
             },
             parameters=cfg.parameters(),
-            split_rule=cfg.split_rule(),
+            **cfg.split_words(asked_block),
             warnings=warnings,
         )

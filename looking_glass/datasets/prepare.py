@@ -68,7 +68,7 @@ from looking_glass.datasets.cut import chip_steps, cut_native, cut_tiles, image_
 from looking_glass.datasets.errors import PrepareError
 from looking_glass.datasets.inputs import expand_inputs, file_id, image_env, localize, pair_inputs, raster_path
 from looking_glass.datasets.labels import load_footprints, signed_distance_m
-from looking_glass.datasets.split import TILES_SPLIT_SOURCE, fit_split_block, split_rule
+from looking_glass.datasets.split import TILES_SPLIT_SOURCE, fit_split_block, split_rule, split_summary
 from looking_glass.errors import LookingGlassError
 from looking_glass.grid import TILE_SIZE, ZOOM
 from looking_glass.imagery.raster import (
@@ -167,9 +167,12 @@ class PrepareConfig:
         params["resampling"] = "bilinear" if self.mode == "tiles" else None
         return params
 
-    def split_rule(self) -> str:
-        """The split rule in words with this configuration's parameters (for the manifest)."""
-        return split_rule(self.split_block, self.val_fraction, self.seed)
+    def split_words(self, asked_block: int | None = None) -> dict:
+        """The manifest's ``split_rule`` (the rule applied, in words) and ``split_summary`` (a few
+        words, what prepare's last line says) for this configuration's ``split_block``;
+        ``asked_block``: the block size asked for, when the fallback to per chip replaced it."""
+        return {"split_rule": split_rule(self.split_block, self.val_fraction, self.seed, asked_block),
+                "split_summary": split_summary(self.split_block, asked_block)}
 
 
 
@@ -354,6 +357,7 @@ def prepare(
         _LAYERS.clear()  # read once here; a file edited since an earlier call is read anew
         _LAYERS.update({(str(local[p]), p): layer for p, layer in layers.items()})
         totals, unreadable, cells = _check_images(images, cfg, threads=4 * jobs)
+        asked_block = cfg.split_block
         block, split_note = fit_split_block(cells, cfg.split_block, cfg.val_fraction, cfg.seed)
         cfg = replace(cfg, split_block=block)  # per chip when the chips make too few blocks
         total, done = sum(totals.values()), 0
@@ -417,7 +421,7 @@ def prepare(
                     "pairing": "per image" if len(images) > 1 and len(footprints) > 1 else "shared",
                 },
                 parameters=cfg.parameters(),
-                split_rule=cfg.split_rule(),
+                **cfg.split_words(asked_block),
                 warnings=warnings,
             )
 

@@ -11,7 +11,9 @@ same split. :data:`SPLIT_RULE` says the same in the words the manifest records.
 
 When the chips are too few for whole blocks to give both splits (one small image: its 9 chips are
 one 4 x 4 block, all train), ``prepare`` splits per chip instead (``split_block`` 1, recorded in
-the manifest with a warning): :func:`fitting_split_block`.
+the manifest with a warning): :func:`fitting_split_block`. The manifest's ``split_rule``
+(:func:`split_rule`) and ``split_summary`` (:func:`split_summary`) then describe the per-chip
+rule that was applied (:data:`PER_CHIP_RULE`) and say which block size was asked for.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import hashlib
 
 from looking_glass.grid import ZOOM
 
-__all__ = ["SPLITS", "SPLIT_RULE", "TILES_SPLIT_SOURCE", "block_split", "fit_split_block", "fitting_split_block", "split_rule"]
+__all__ = ["PER_CHIP_RULE", "SPLITS", "SPLIT_RULE", "TILES_SPLIT_SOURCE", "block_split", "fit_split_block",
+           "fitting_split_block", "split_rule", "split_summary"]
 
 SPLITS = ("train", "validation")
 TILES_SPLIT_SOURCE = f"web-mercator-z{ZOOM}"
@@ -35,11 +38,40 @@ SPLIT_RULE = (
 )
 
 
-def split_rule(split_block: int, val_fraction: float, seed: int) -> str:
-    """:data:`SPLIT_RULE` filled in with these parameters (what the manifest records)."""
-    return SPLIT_RULE.format(
-        block=split_block, zoom=ZOOM, val=val_fraction, seed=seed, tiles_source=TILES_SPLIT_SOURCE
-    )
+# The rule of split_block 1 (asked for, or the fallback of fitting_split_block): the same hash with
+# each chip its own block, worded as what it is; neighbours are no longer kept together.
+PER_CHIP_RULE = (
+    "Split per chip{why}: each chip goes to validation when "
+    "blake2b('{{seed}}|{{source}}|{{row}}|{{col}}', 8 bytes) read as a big-endian fraction of 2**64 is "
+    "below val_fraction={val}, else to train (seed={seed}; row/col: native mode: the chip's row/column "
+    "within the image, tiles mode: its zoom-{zoom} tile y/x; source is the image file name in native "
+    "mode and '{tiles_source}' in tiles mode). Neighbouring chips may be in train and validation."
+)
+
+
+def split_rule(split_block: int, val_fraction: float, seed: int, asked_block: int | None = None) -> str:
+    """The split rule that was applied, in the words the manifest records: :data:`SPLIT_RULE` for
+    blocks (``split_block`` > 1), :data:`PER_CHIP_RULE` for ``split_block`` 1, which says that
+    ``asked_block`` (the ``--split-block`` given, when it was not 1) gave too few blocks for both
+    splits."""
+    fill = {"zoom": ZOOM, "val": val_fraction, "seed": seed, "tiles_source": TILES_SPLIT_SOURCE}
+    if split_block > 1:
+        return SPLIT_RULE.format(block=split_block, **fill)
+    why = "" if asked_block in (None, 1) else (
+        f" (blocks of {asked_block} x {asked_block} chips, --split-block {asked_block}, were asked for, but the "
+        "chips made too few of them for both splits)")
+    return PER_CHIP_RULE.format(why=why, **fill)
+
+
+def split_summary(split_block: int, asked_block: int | None = None) -> str:
+    """The applied split in a few words, for prepare's last line and the manifest's
+    ``split_summary``: ``split in blocks of 4 x 4 chips``, ``split per chip``, or ``split per
+    chip (too few chips for blocks of 4 x 4)`` after the fallback from ``asked_block``."""
+    if split_block > 1:
+        return f"split in blocks of {split_block} x {split_block} chips"
+    if asked_block in (None, 1):
+        return "split per chip"
+    return f"split per chip (too few chips for blocks of {asked_block} x {asked_block})"
 
 
 def block_split(source: str, row: int, col: int, *, split_block: int, val_fraction: float, seed: int = 0) -> str:

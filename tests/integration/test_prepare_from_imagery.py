@@ -63,7 +63,8 @@ def test_chips_from_a_tile_server_match_the_geotiff_in_tiles_mode(template, aoi,
     rc = cli_main(["prepare", "--imagery", template, "--aoi", str(aoi), "--footprints", str(BUILDINGS),
                    "--out", str(out), "--max-nodata", "1"])
     assert rc == 0, capsys.readouterr()
-    assert "chips " in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "chips " in printed.err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["mode"] == "tiles" and manifest["sources"]["imagery"]["source"] == template
     assert {c["source"] for c in manifest["chips"]} == {template}
@@ -88,6 +89,10 @@ def test_chips_from_a_tile_server_match_the_geotiff_in_tiles_mode(template, aoi,
     # The sample's tiles fall in too few 4 x 4 blocks for both splits: per tile (as prepare --images).
     assert dropped["train"] and dropped["validation"] and manifest["parameters"]["split_block"] == 1
     assert sum("split per chip" in w for w in manifest["warnings"]) == 1
+    # The manifest and the summary line describe the per-chip rule applied, not the blocks asked for.
+    assert manifest["split_rule"].startswith("Split per chip (blocks of 4 x 4 chips, --split-block 4, were asked for")
+    assert "never straddle" not in manifest["split_rule"]
+    assert "split per chip (too few chips for blocks of 4 x 4)" in printed.out.splitlines()[-1]
 
 
 @pytest.mark.parametrize("extra, message", [

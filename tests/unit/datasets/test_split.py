@@ -2,7 +2,7 @@
 
 import hashlib
 
-from looking_glass.datasets.split import SPLIT_RULE, TILES_SPLIT_SOURCE, block_split, split_rule
+from looking_glass.datasets.split import SPLIT_RULE, TILES_SPLIT_SOURCE, block_split, split_rule, split_summary
 
 
 def test_block_split_is_the_documented_hash():
@@ -25,3 +25,15 @@ def test_rule_in_words():
     assert "blocks of 4 x 4" in text and "val_fraction=0.2" in text and TILES_SPLIT_SOURCE in text
     assert "{" not in text.replace("{seed}", "").replace("{source}", "").replace("{block_row}", "").replace("{block_col}", "")
     assert SPLIT_RULE.count("{block}") == 2
+
+
+def test_per_chip_rule_in_words():
+    """--split-block 1 given is worded as per chip (no block size asked for); after the fallback the
+    rule names the size that was asked for."""
+    asked = split_rule(1, 0.2, 0)
+    assert asked.startswith("Split per chip: ") and "asked for" not in asked and "never straddle" not in asked
+    fallback = split_rule(1, 0.2, 0, asked_block=4)
+    assert "blocks of 4 x 4 chips, --split-block 4, were asked for" in fallback
+    assert split_rule(4, 0.2, 0, asked_block=4) == split_rule(4, 0.2, 0)
+    assert (split_summary(4), split_summary(1), split_summary(1, 1)) == (
+        "split in blocks of 4 x 4 chips", "split per chip", "split per chip")

@@ -41,11 +41,37 @@ def test_prepare_with_defaults_on_the_readme_sample_has_both_splits(tmp_path, ca
                                    "--footprints", str(SPACENET_SAMPLE / "buildings.geojson"), "--out", str(out))
     manifest = json.loads((out / "manifest.json").read_text())
     assert code == 0 and manifest["counts"]["train"] > 0 and manifest["counts"]["validation"] > 0
-    assert manifest["parameters"]["split_block"] == 1 and "blocks of 1 x 1 chips" in manifest["split_rule"]
+    assert manifest["parameters"]["split_block"] == 1
+    # The rule recorded and the summary line are the per-chip rule applied, naming the block size
+    # asked for (the manifest said "blocks of 1 x 1 chips ... never straddle train and validation").
+    rule = manifest["split_rule"]
+    assert rule.startswith("Split per chip (blocks of 4 x 4 chips, --split-block 4, were asked for") and "never straddle" not in rule
+    assert "Neighbouring chips may be in train and validation" in rule and "val_fraction=0.2" in rule
+    summary = "split per chip (too few chips for blocks of 4 x 4)"
+    assert manifest["split_summary"] == summary and f"), {summary}; manifest: " in stdout.splitlines()[-1]
+    for chip in manifest["chips"]:  # the rule in words is the one the chips were split by
+        assert block_split("image.tif", chip["row"], chip["col"], split_block=1, val_fraction=0.2) == chip["split"]
     warnings = [line for line in (stdout + stderr).splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "--split-block 4" in warnings[0] and "split_block" not in warnings[0].replace("--split-block", "")
     images = prepared_eval_set(out)[0]
     assert len(images) == manifest["counts"]["validation"]
+
+
+def test_prepare_with_enough_blocks_records_the_block_rule(tmp_path, capsys):
+    """128 px chips of the sample make enough 2 x 2 blocks for both splits: the block rule is
+    recorded and said, and the chips follow it."""
+    out = tmp_path / "chips"
+    code, stdout, stderr = run_cli(capsys, "prepare", "--images", str(SPACENET_SAMPLE / "image.tif"),
+                                   "--footprints", str(SPACENET_SAMPLE / "buildings.geojson"), "--out", str(out),
+                                   "--chip-size", "128", "--split-block", "2")
+    assert code == 0, stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["split_block"] == 2 and "split per chip" not in stdout + stderr
+    assert manifest["split_rule"].startswith("Chips are grouped into blocks of 2 x 2 chips")
+    assert manifest["split_summary"] == "split in blocks of 2 x 2 chips"
+    assert "), split in blocks of 2 x 2 chips; manifest: " in stdout.splitlines()[-1]
+    for chip in manifest["chips"]:
+        assert block_split("image.tif", chip["row"], chip["col"], split_block=2, val_fraction=0.2) == chip["split"]
 
 
 def test_evaluate_data_without_validation_chips_is_one_error_before_the_model_loads(tmp_path, capsys):
