@@ -63,7 +63,10 @@ def _hyperparameters_arg(text: str | None) -> dict:
 
 def cmd_train(args) -> int:
     """Train with the SageMaker entry point: here (``--local``) or through a stack (``--stack``).
-    The hyperparameters are checked first (before the dataset is staged or TensorFlow loaded)."""
+    Everything is checked before the dataset or the init model is staged or uploaded, and before
+    TensorFlow is loaded: each hyperparameter value, the dataset (a manifest with train chips),
+    the init model, then the hyperparameters together (the job's own rules, a fine-tune's
+    defaults included). A bad one is one ``error:`` line, exit status 2."""
     hyperparameters = _hyperparameters_arg(args.hyperparameters)
     if args.stack is not None:
         return _train_on_stack(args, hyperparameters)
@@ -87,6 +90,7 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
         TrainingRunError,
         TrainingStackOutputs,
         check_hyperparameters,
+        dataset_files,
         hyperparameter_strings,
         start_on_stack,
         wait_for_execution,
@@ -100,6 +104,8 @@ def _train_on_stack(args, hyperparameters: dict) -> int:
 
     staging = tempfile.TemporaryDirectory(prefix="lg-init-")
     try:
+        if args.data:  # a readable manifest and train chips, before the stack is asked anything
+            dataset_files(args.data)
         values = hyperparameter_strings(hyperparameters)
         init_dir, init_config = None, None
         if args.init:  # staged and checked before anything is uploaded

@@ -7,6 +7,7 @@ epoch scalars; every decision is the run's (or :mod:`looking_glass.training.loop
 
 from __future__ import annotations
 
+import functools
 import time
 
 from looking_glass.training.errors import log
@@ -44,6 +45,14 @@ def make_callbacks(run):
     return [StopOnSignal(), EpochEnd(), _tensorboard_callback(run)]  # EpochEnd first: TensorBoard sees its val_* logs
 
 
+@functools.cache
+def _say_no_tensorboard() -> None:
+    """Say once per job (a job fits twice when it warms up with a frozen encoder, and makes its
+    callbacks for each fit) that scalars are written without the tensorboard package."""
+    log("the tensorboard package is not installed: epoch scalars are written with TensorFlow's raw summary ops "
+        "(the layout of keras.callbacks.TensorBoard: train/ and validation/, epoch_<metric>)")
+
+
 def _tensorboard_callback(run):
     """Keras' TensorBoard callback, or raw scalar events without the tensorboard package; both
     skip an interrupted epoch."""
@@ -63,8 +72,7 @@ def _tensorboard_callback(run):
             log_dir=str(run.paths.tensorboard), histogram_freq=0, write_graph=False, update_freq="epoch", profile_batch=0
         )
     else:
-        log("the tensorboard package is not installed: epoch scalars are written with TensorFlow's raw summary ops "
-            "(the layout of keras.callbacks.TensorBoard: train/ and validation/, epoch_<metric>)")
+        _say_no_tensorboard()
 
         class ScalarEvents(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):

@@ -77,20 +77,20 @@ def hyperparameter_strings(hyperparameters) -> dict[str, str]:
 def check_hyperparameters(values: dict[str, str], init_config: dict | None = None) -> None:
     """Validate hyperparameters with the entry point's own rules before a cloud run starts.
 
-    Raises :class:`TrainingRunError` with the entry point's message. The model fields need Keras
-    (``ModelConfig``); without it the job validates them itself when it starts, writing the
-    reason to its failure file.
+    Raises :class:`TrainingRunError` with the entry point's message: every check, the
+    combinations (``freeze_epochs`` below ``epochs``, the model fields together, a fine-tune's
+    ``head``/``input_size`` against ``init_config``) included. Imports no TensorFlow.
     """
     try:
         parse_hyperparameters(values, init_config=init_config)
     except HyperparameterError as exc:
         raise TrainingRunError(str(exc)) from None
-    except ImportError:
-        return
 
 
 def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:
-    """(local file, key under the channel prefix) per channel of a prepared dataset."""
+    """(local file, key under the channel prefix) per channel of a prepared dataset. Raises
+    :class:`TrainingRunError` for a folder without a readable manifest.json, or a dataset with
+    no train chip (:func:`no_train_chips`: one line saying how to get some)."""
     path = Path(data_dir).expanduser()
     manifest = path / "manifest.json"
     if not manifest.is_file():
@@ -98,16 +98,42 @@ def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:
             f"{path} is not a prepared dataset: no manifest.json (make one with `looking-glass prepare` or `synth-data`)"
         )
     try:
-        json.loads(manifest.read_text())
+        doc = json.loads(manifest.read_text())
     except ValueError as exc:
         raise TrainingRunError(f"{manifest}: not valid JSON: {exc}") from None
     files = {}
     for channel in CHANNEL_PREFIXES:
         shards = sorted((path / channel).glob("shard-*.npz"))
-        if channel == "train" and not shards:
-            raise TrainingRunError(f"{path / channel} holds no shard-*.npz files: nothing to train on")
+        if channel == "train" and (not shards or _count(doc, "train") == 0):
+            raise TrainingRunError(no_train_chips(path, doc if isinstance(doc, dict) else {}))
         files[channel] = [(manifest, "manifest.json")] + [(s, f"{channel}/{s.name}") for s in shards]
     return files
+
+
+def _count(manifest, key: str) -> int | None:
+    """The manifest's ``counts[key]`` when it is a whole number, else None."""
+    counts = manifest.get("counts") if isinstance(manifest, dict) else None
+    value = counts.get(key) if isinstance(counts, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def no_train_chips(path: Path, manifest: dict) -> str:
+    """The one-line refusal of the prepared dataset ``path`` (its parsed ``manifest``) that has no
+    train chip: why, from the manifest's counts and parameters, and how to get train chips."""
+    train, val, written = (_count(manifest, k) for k in ("train", "validation", "written"))
+    params = manifest.get("parameters") if isinstance(manifest.get("parameters"), dict) else {}
+    fraction = params.get("val_fraction")
+    if train:  # the manifest counts train chips, the folder lacks their shards
+        return (f"{path / 'train'} holds no shard-*.npz files though {path / 'manifest.json'} counts {train:,} train "
+                "chips: copy the whole dataset folder (manifest.json, train/ and validation/)")
+    if written == 0:
+        return (f"{path}: no train chips, nothing to train on: prepare wrote no chip at all (its manifest's counts "
+                "say why, e.g. dropped_nodata); prepare it again from images that the footprints cover")
+    held = f"all {val:,} chips went to validation" if val else "no chip went to train"
+    how = (f" (prepared with --val-fraction {fraction:g})" if isinstance(fraction, (int, float)) and fraction >= 1
+           else "")
+    return (f"{path}: no train chips, nothing to train on: {held}{how}; prepare it again with a --val-fraction "
+            "below 1 (default 0.2) or from more images, so that some blocks of chips go to train")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ error names the key; an unknown key is an error that names the closest known one
 when none is close). The table is
 :data:`HYPERPARAMETERS` (``python -m training.train --help-hyperparameters`` prints it).
 
-Imports no TensorFlow at module level (the CLI and the stack import it): only
-:func:`parse_hyperparameters` loads :class:`looking_glass.model.deeplab.ModelConfig`, and so Keras.
+Imports no TensorFlow (the CLI and the stack import it): :func:`parse_hyperparameters` checks
+the model fields with :class:`looking_glass.model.config.ModelConfig`, which needs no Keras, so
+``train`` checks every hyperparameter, combinations included, before anything is staged.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 LOSSES = ("bce", "bce_dice", "lovasz")
 AUGMENT_MODES = ("full", "photometric", "geometric", "none")
 
-# The keys the job accepts. Model fields are passed to looking_glass.model.deeplab.ModelConfig, which
+# The keys the job accepts. Model fields are passed to looking_glass.model.config.ModelConfig, which
 # validates their combination (e.g. alpha for Xception, input_size for the backbone).
 HYPERPARAMETERS: dict[str, Spec] = {
     "epochs": Spec(_int(1), 10, "int >= 1", "epochs to train (in total, counting resumed ones)"),
@@ -281,9 +282,9 @@ def parse_hyperparameters(raw: dict, init_config: dict | None = None) -> dict:
 
     Raises :class:`HyperparameterError` naming the key (unknown keys, bad values, and
     ``ModelConfig``'s own checks of the model fields). Also returns ``config``, the
-    ``ModelConfig`` of the model fields; loads Keras (``looking_glass.model.deeplab``).
+    ``ModelConfig`` of the model fields (:mod:`looking_glass.model.config`: no Keras).
     """
-    from looking_glass.model.deeplab import ModelConfig
+    from looking_glass.model.config import ModelConfig
 
     if not isinstance(raw, dict):
         raise HyperparameterError(f"hyperparameters must be a JSON object, got {type(raw).__name__}")

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from looking_glass.training.contract import hyperparameter_strings
+from looking_glass.training.contract import check_hyperparameters, dataset_files, hyperparameter_strings
 from looking_glass.training.init import stage_init
 
 CHANNELS = ("train", "validation")
@@ -35,12 +35,17 @@ ENTRY_MODULE = "looking_glass.training.entrypoint"
 
 
 def _check_data_dir(data_dir) -> Path:
+    """The resolved dataset folder ``data_dir``; raises ValueError when it is missing, not a
+    folder, neither a prepared dataset nor a folder of shards, or a prepared dataset without a
+    train chip (checked on its manifest, before anything is staged or TensorFlow loaded)."""
     path = Path(data_dir).expanduser()
     if not path.exists():
         raise ValueError(f"data directory {path} does not exist")
     if not path.is_dir():
         raise ValueError(f"data directory {path} is not a directory")
-    if not (path / "manifest.json").is_file() and not any(path.glob("shard-*.npz")):
+    if (path / "manifest.json").is_file():
+        dataset_files(path)  # a readable manifest and train chips (the check train --stack makes)
+    elif not any(path.glob("shard-*.npz")):
         raise ValueError(
             f"data directory {path} holds neither manifest.json (a prepared dataset, see "
             "`looking-glass prepare` / `synth-data`) nor shard-*.npz files"
@@ -62,21 +67,34 @@ def _link_or_copy(target: Path, link: Path) -> str:
 
 
 def prepare_root(data_dir, root, hyperparameters: dict | None = None, init: str | None = None) -> Path:
-    """Lay out ``root`` for the entry point (see the module docstring); returns the root.
+    """Lay out ``root`` for the entry point (see the module docstring); returns the root (a new
+    temporary folder when ``root`` is None).
 
-    ``init`` names the model to fine-tune (staged into the ``init`` channel, its source recorded
-    as the ``init_source`` hyperparameter); without it the root has no ``init`` channel. Raises
-    ``ValueError`` (:class:`~looking_glass.training.init.InitModelError` included) for bad inputs.
+    Everything is checked before anything is written to ``root``: the dataset
+    (:func:`_check_data_dir`), the starting model ``init`` (staged in a temporary folder first,
+    then moved into the ``init`` channel; its source recorded as the ``init_source``
+    hyperparameter) and every hyperparameter with the job's own rules, combinations and the init
+    model's defaults included (:func:`~looking_glass.training.contract.check_hyperparameters`;
+    no TensorFlow). Without ``init`` the root has no ``init`` channel. Raises ``ValueError``
+    (:class:`~looking_glass.training.init.InitModelError` and
+    :class:`~looking_glass.training.contract.TrainingRunError` included) for bad inputs.
     """
     data = _check_data_dir(data_dir)
     values = hyperparameter_strings(hyperparameters)
-    root = Path(root).expanduser().resolve()
-    init_dir = root / "input" / "data" / "init"
-    if init:
-        _, source = stage_init(init, init_dir)
-        values.setdefault("init_source", source)
-    elif init_dir.exists():
-        shutil.rmtree(init_dir)
+    with tempfile.TemporaryDirectory(prefix="lg-init-") as staging:
+        staged_dir, init_config = Path(staging) / "init", None
+        if init:
+            staged, source = stage_init(init, staged_dir)
+            init_config = staged.config
+            values.setdefault("init_source", source)
+        check_hyperparameters(values, init_config)
+        root = Path(root if root is not None else tempfile.mkdtemp(prefix="looking-glass-train-")).expanduser().resolve()
+        init_dir = root / "input" / "data" / "init"
+        if init_dir.exists():
+            shutil.rmtree(init_dir)
+        if init:
+            init_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(staged_dir), str(init_dir))
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(values, indent=1) + "\n")
@@ -103,10 +121,6 @@ def run_local(
     (``MODULE ARGS`` appended), default ``python -m``; the CLI passes one that quiets
     TensorFlow's start-up first. Raises ``ValueError`` for bad inputs."""
     say = echo or (lambda line: print(line, flush=True))
-    if root is None:
-        _check_data_dir(data_dir)
-        hyperparameter_strings(hyperparameters)
-        root = tempfile.mkdtemp(prefix="looking-glass-train-")
     root = prepare_root(data_dir, root, hyperparameters, init)
     say(f"training root: {root}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_") and k != "LG_SM_ROOT"}

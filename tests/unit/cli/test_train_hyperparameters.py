@@ -1,6 +1,9 @@
 """``train --hyperparameters`` is checked by the CLI before anything is staged, uploaded or
-imported: a bad key or value, a missing file or text that is no JSON object is one ``error:``
-line, exit status 2, nothing written (no --root folder), TensorFlow never loaded."""
+imported: a bad key or value, a missing file or text that is no JSON object, a bad combination
+(``freeze_epochs`` not below ``epochs``, with a fine-tune's defaults too; a head other than the
+init model's; model fields that do not go together) is one ``error:`` line, exit status 2,
+nothing written (no --root folder), TensorFlow never loaded. So is a dataset without a train chip
+(prepared with ``--val-fraction 1.0``)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_cli
@@ -40,6 +44,73 @@ def test_bad_hyperparameters_end_before_anything_starts(tmp_path, where, given, 
     assert proc.returncode == 2 and len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
     assert not re.search(r"\|\s+(tensorflow|keras)\b", proc.stderr)
     assert not root.exists() and list(data.iterdir()) == []
+
+
+def _train(argv, timeout=120):
+    """``looking-glass train ARGV`` in a fresh interpreter: (exit status, its lines on standard
+    error, whether TensorFlow or Keras was imported: -X importtime lists every import)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "looking_glass.cli.main", "train", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    return proc.returncode, errors, bool(re.search(r"\|\s+(tensorflow|keras)\b", proc.stderr))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A real prepared dataset (synth-data's writer) with train chips."""
+    from looking_glass.datasets.synthdata import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "chips"
+    assert write_synthetic_dataset(out, 4, seed=0)["counts"]["train"] > 0
+    return out
+
+
+@pytest.mark.parametrize("where", ["--local", "--stack"])
+@pytest.mark.parametrize("init, given, message", [
+    (True, '{"freeze_epochs": 5, "epochs": 2}', "hyperparameter 'freeze_epochs' (5) must be below 'epochs' (2)"),
+    # A fine-tune's default epochs is 24: freeze_epochs 24 alone never trains the encoder.
+    (True, '{"freeze_epochs": 24}', "hyperparameter 'freeze_epochs' (24) must be below 'epochs' (24)"),
+    (True, '{"head": "sdt"}', "hyperparameter 'head' is 'sdt' but the init model's is 'binary'"),
+    (False, '{"backbone": "xception", "alpha": 0.5}', "alpha applies to MobileNetV2 only"),
+])
+def test_bad_combinations_end_before_anything_is_staged(tmp_path, synthetic, where, init, given, message):
+    # The user's {"freeze_epochs": 5, "epochs": 2} staged the init model and the data into --root,
+    # then the job said "bad hyperparameters: ..." without the error: prefix.
+    root = tmp_path / "root"
+    argv = (["--local", "--data", str(synthetic), "--root", str(root)] if where == "--local"
+            else ["--stack", "Nowhere", "--data", str(synthetic)])
+    code, errors, tensorflow = _train(argv + (["--init", "shipped"] if init else []) + ["--hyperparameters", given])
+    assert code == 2 and len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
+    assert not tensorflow and not root.exists()
+
+
+@pytest.fixture(scope="module")
+def all_validation(tmp_path_factory):
+    """The sample image prepared with the README's --val-fraction 1.0: every chip in validation."""
+    from looking_glass.cli.main import main
+
+    out = tmp_path_factory.mktemp("val") / "chips"
+    sample = Path(__file__).resolve().parents[2] / "data" / "spacenet_atlanta_sample"
+    assert main(["prepare", "--images", str(sample / "image.tif"), "--footprints", str(sample / "buildings.geojson"),
+                 "--out", str(out), "--val-fraction", "1.0"]) == 0
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["train"] == 0 and counts["validation"] > 0
+    return out
+
+
+@pytest.mark.parametrize("where", ["--local", "--stack"])
+def test_a_dataset_without_train_chips_ends_before_tensorflow_or_staging(tmp_path, all_validation, where):
+    # It loaded TensorFlow, staged the init model, then said "training failed: ... has no train chips", exit 1.
+    root = tmp_path / "root"
+    argv = (["--local", "--data", str(all_validation), "--root", str(root)] if where == "--local"
+            else ["--stack", "Nowhere", "--data", str(all_validation)])
+    code, errors, tensorflow = _train(argv + ["--init", "shipped"])
+    validation = json.loads((all_validation / "manifest.json").read_text())["counts"]["validation"]
+    assert code == 2 and len(errors) == 1, errors
+    assert errors[0] == (f"error: {all_validation}: no train chips, nothing to train on: all {validation} chips went to "
+                         "validation (prepared with --val-fraction 1); prepare it again with a --val-fraction below 1 "
+                         "(default 0.2) or from more images, so that some blocks of chips go to train")
+    assert not tensorflow and not root.exists()
 
 
 def test_a_hyperparameters_file_is_read_and_checked(tmp_path, capsys):

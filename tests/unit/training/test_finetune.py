@@ -263,6 +263,10 @@ def test_fine_tune_through_run_local(tmp_path, dataset, start_model):  # noqa: F
     assert code == 0, "\n".join(lines[-30:])
     text = "\n".join(lines)
     assert "fine-tuning" in text and "encoder frozen" in text
+    # Two fits (frozen warm-up, then all layers): the note on the tensorboard package once, not twice.
+    from looking_glass.training.tensorboard import tensorboard_installed
+
+    assert text.count("the tensorboard package is not installed") == (0 if tensorboard_installed() else 1)
     meta = json.loads((root / "model" / "model.json").read_text())
     assert meta["parent"]["model_id"] == "tiny-start" and meta["parent"]["version"] == "7"
     assert meta["parent"]["source"] == str(start_model)
