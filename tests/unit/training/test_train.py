@@ -115,22 +115,38 @@ def test_hyperparameters_parse_sagemaker_strings():
     assert "learning_rate" in hyperparameters.hyperparameter_table()
 
 
-@pytest.mark.parametrize(
-    "raw, key",
-    [
-        ({"epochs": "zero"}, "epochs"),
-        ({"epochs": "0"}, "epochs"),
-        ({"learning_rate": "-1"}, "learning_rate"),
-        ({"head": "cats"}, "head"),
-        ({"batch_size": "513"}, "batch_size"),
-        ({"augment": "maybe"}, "augment"),
-        ({"threshold": "1.5"}, "threshold"),
-        ({"alpha": "0.6"}, "alpha"),  # ModelConfig's own check
-        ({"colour": "red"}, "colour"),
-    ],
-)
+def _root_with_unchecked(dataset: Path, root: Path, raw: dict) -> Path:
+    """A SageMaker root whose hyperparameters.json holds ``raw`` as given: prepare_root refuses
+    bad values itself, but a job started another way (a stack, a hand-written root) meets them in
+    the entry point, whose own checks these tests are about."""
+    root = prepare_root(dataset, root, {})
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(raw) + "\n")
+    return root
+
+
+BAD_HYPERPARAMETERS = [
+    ({"epochs": "zero"}, "epochs"),
+    ({"epochs": "0"}, "epochs"),
+    ({"learning_rate": "-1"}, "learning_rate"),
+    ({"head": "cats"}, "head"),
+    ({"batch_size": "513"}, "batch_size"),
+    ({"augment": "maybe"}, "augment"),
+    ({"threshold": "1.5"}, "threshold"),
+    ({"alpha": "0.6"}, "alpha"),  # ModelConfig's own check
+    ({"colour": "red"}, "colour"),
+]
+
+
+@pytest.mark.parametrize("raw, key", BAD_HYPERPARAMETERS)
+def test_prepare_root_refuses_bad_hyperparameters_before_writing(tmp_path, dataset, raw, key):
+    with pytest.raises(ValueError, match=key):
+        prepare_root(dataset, tmp_path / "root", raw)
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("raw, key", BAD_HYPERPARAMETERS)
 def test_bad_hyperparameters_fail_naming_the_key(tmp_path, dataset, raw, key):
-    root = prepare_root(dataset, tmp_path / "root", raw)
+    root = _root_with_unchecked(dataset, tmp_path / "root", raw)
     assert entrypoint.main(["--root", str(root)]) == errors.EXIT_BAD_HYPERPARAMETERS
     reason = (root / "output" / "failure").read_text()
     assert key in reason
@@ -139,7 +155,7 @@ def test_bad_hyperparameters_fail_naming_the_key(tmp_path, dataset, raw, key):
 
 
 def test_bad_hyperparameter_exit_code_of_the_process(tmp_path, dataset):
-    root = prepare_root(dataset, tmp_path / "root", {"epochs": "zero"})
+    root = _root_with_unchecked(dataset, tmp_path / "root", {"epochs": "zero"})
     proc = subprocess.run([sys.executable, "-m", "training.train", "--root", str(root)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
