@@ -427,8 +427,9 @@ def add_commands(sub) -> None:
     how = res.add_mutually_exclusive_group()
     how.add_argument("--zoom", type=rollup_zoom, help="roll up to tiles of this zoom (quadkey prefix), 0..18")
     how.add_argument("--within", metavar="POLYGONS",
-                     help="GeoJSON polygons: each gets its tiles, weighted by the fraction inside, and the number "
-                          "of buildings (outlines) whose centre it holds")
+                     help="polygons (GeoJSON, GeoPackage, ...; any CRS): each gets its tiles, weighted by the "
+                          "fraction inside, and the number of buildings (outlines) whose centre it holds; features "
+                          "that are no polygon are skipped with a warning")
     res.add_argument("--format", choices=("table", "csv", "geojson"), default="table")
     res.add_argument("--totals", action="store_true",
                      help="print the totals (the rows' sums and the job's own counters) instead of the rows; table or csv")

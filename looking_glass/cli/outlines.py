@@ -111,19 +111,25 @@ def mapped_path(text: str, option: str = "--compare") -> str:
 
 
 def within_polygons(path: str) -> list[dict]:
-    """``--within POLYGONS``: the polygons of a GeoJSON file (``results.query.parse_polygons``);
-    every error names the file. Raises CommandError (missing or unreadable) or ResultsError."""
-    from looking_glass.results.query import parse_polygons
+    """``--within POLYGONS``: the polygons of a file, read by the shared footprint rule
+    (``results.polygons.read_within_polygons``: features that are no polygon skipped in one
+    ``warning:`` line, printed here; any CRS, reprojected); every error names the file. Raises
+    CommandError (missing or unreadable) or ResultsError."""
+    from looking_glass.results.polygons import read_within_polygons
 
     source = f"--within {path}"
     p = Path(path)
     if not p.is_file():
         raise CommandError(f"{source}: polygons file not found (give a GeoJSON of polygons, e.g. task squares)")
     try:
-        data = p.read_bytes()
+        with p.open("rb"):
+            pass
     except OSError as e:
         raise CommandError(f"{source}: cannot read it ({e.strerror or e})") from None
-    return parse_polygons(data, source)
+    polygons, notes = read_within_polygons(path)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return polygons
 
 
 def _gap(args, dep, store, job_id, zoom=None, polygons=None, unmapped_out=None, keep_mapped=0, run=None,

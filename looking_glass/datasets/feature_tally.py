@@ -2,7 +2,7 @@
 
 Every command that reads building polygons from a file (``prepare --footprints``, ``demo``/``up
 --truth``, ``evaluate --polygons/--truth``, ``results``/``map``/``export`` with ``--compare`` or
-``--unmapped``) keeps a :class:`FeatureTally` of the file and follows the same rule:
+``--unmapped``, ``results --within``) keeps a :class:`FeatureTally` of the file and follows the same rule:
 
 * a Polygon or MultiPolygon (or the polygons of a GeometryCollection) is a building footprint;
 * anything else is skipped and counted by kind: a Point, MultiPoint, LineString or

@@ -41,7 +41,7 @@ import shapely
 from looking_glass.datasets.feature_tally import FeatureTally, degrees_refusal, describe, geometry_kind
 from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 
-__all__ = ["OSM_SUFFIXES", "PolygonLayer", "read_polygons", "to_crs"]
+__all__ = ["OSM_SUFFIXES", "PolygonLayer", "geojson_layer", "read_polygons", "to_crs"]
 
 OSM_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")
 _NOT_POLYGONAL = {"POINT", "MULTIPOINT", "LINESTRING", "MULTILINESTRING"}  # GDAL layer types that hold no polygon
@@ -55,7 +55,10 @@ class PolygonLayer:
     ignored_names: their labels and geometry types; polygons_seen: the usable polygonal features
     of the whole file, inside ``bbox`` or not (None where GDAL applied the bbox while reading a layer
     that may hold polygons: not known); tally: all the skipped features, by kind
-    (:class:`~looking_glass.datasets.feature_tally.FeatureTally`)."""
+    (:class:`~looking_glass.datasets.feature_tally.FeatureTally`); titles: (N,) the name each
+    feature gives itself (GeoJSON: its ``name`` or ``properties.name``, else its ``id``; GDAL: a
+    ``name`` field, else ``id``), None where it gives none; positions: (N,) each feature's place
+    in the file (0-based, skipped features counted)."""
 
     source: str
     geoms: np.ndarray
@@ -66,6 +69,8 @@ class PolygonLayer:
     ignored_names: list[str] = field(default_factory=list)
     polygons_seen: int | None = None
     tally: FeatureTally | None = None
+    titles: list[str | None] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
 
     def require_usable(self, purpose: str) -> PolygonLayer:
         """This layer, or :class:`~.errors.OutlinesError` with the one-line refusal of
@@ -124,7 +129,7 @@ def _polygonal(geom):
 
 class _Collector:
     def __init__(self, source: str, bbox):
-        self.source, self.geoms, self.names = source, [], []
+        self.source, self.geoms, self.names, self.titles, self.positions = source, [], [], [], []
         self.tally = FeatureTally(source)
         self.skipped, self.ignored, self.ignored_names = [], 0, []  # PolygonLayer's lists, kept as they were
         self.seen = 0  # usable polygonal features met, before the box test
@@ -139,7 +144,7 @@ class _Collector:
         self.ignored += count
         self.ignored_names.append(f"{name}: {reason}")
 
-    def add(self, name: str, geom, error: str | None = None) -> None:
+    def add(self, name: str, geom, error: str | None = None, title: str | None = None, position: int = -1) -> None:
         if error is not None:
             self.skipped.append(f"{name}: {error}")
             self.tally.skip(name, "unreadable geometry", error)
@@ -161,6 +166,8 @@ class _Collector:
             return
         self.geoms.append(poly)
         self.names.append(name)
+        self.titles.append(title)
+        self.positions.append(position)
 
     def require_degrees(self, crs, declared: bool, bounds=None) -> None:
         """Raise OutlinesError when ``crs`` is geographic and the polygons' coordinates
@@ -182,7 +189,7 @@ class _Collector:
         arr = np.empty(len(self.geoms), dtype=object)
         arr[:] = self.geoms
         return PolygonLayer(self.source, arr, self.names, crs, self.skipped, self.ignored, self.ignored_names,
-                            self.seen if seen_all else None, self.tally)
+                            self.seen if seen_all else None, self.tally, self.titles, self.positions)
 
 
 def _feature_name(i: int, feat: dict) -> str:
@@ -193,14 +200,31 @@ def _feature_name(i: int, feat: dict) -> str:
     return f"feature {i}" + (f" (id {fid!r})" if fid is not None else "")
 
 
+def _feature_title(feat: dict) -> str | None:
+    """The name a GeoJSON feature gives itself: ``name`` or ``properties.name``, else its ``id``."""
+    props = feat.get("properties")
+    for value in (feat.get("name"), props.get("name") if isinstance(props, dict) else None):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None if feat.get("id") is None else str(feat["id"])
+
+
 def _read_geojson(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise OutlinesError(f"{label}: not GeoJSON (not valid JSON: {e})") from e
+    return _clip(geojson_layer(doc, label, warn=warn), bbox)
+
+
+def geojson_layer(doc, label: str, *, warn: bool = True) -> PolygonLayer:
+    """The :class:`PolygonLayer` of a decoded GeoJSON document (``label`` names it in messages),
+    by the rule of :func:`read_polygons`: its CRS from the ``crs`` member, else EPSG:4326; the
+    features that are no valid polygon skipped and said in one warning; coordinates that cannot
+    be the degrees of a geographic CRS refused. Raises :class:`~.errors.OutlinesError`."""
     from looking_glass.datasets.errors import PrepareError
     from looking_glass.datasets.labels import parse_geojson_crs
 
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise OutlinesError(f"{label}: not GeoJSON (not valid JSON: {e})") from e
     if not isinstance(doc, dict) or "type" not in doc:
         raise OutlinesError(f"{label}: not GeoJSON (no 'type' member)")
     try:
@@ -228,10 +252,9 @@ def _read_geojson(path: Path, label: str, bbox, warn: bool) -> PolygonLayer:
         except Exception as e:  # noqa: BLE001 - malformed coordinates of one feature
             out.add(_feature_name(i, feat), None, f"unreadable geometry ({e})")
             continue
-        out.add(_feature_name(i, feat), shape)
+        out.add(_feature_name(i, feat), shape, title=_feature_title(feat), position=i)
     out.require_degrees(crs, declared=doc.get("crs") is not None)
-    layer = out.layer(crs, warn)
-    return _clip(layer, bbox)
+    return out.layer(crs, warn)
 
 
 def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
@@ -239,8 +262,12 @@ def _clip(layer: PolygonLayer, bbox) -> PolygonLayer:
     if bbox is None or len(layer) == 0:
         return layer
     hits = shapely.intersects(layer.lonlat(), shapely.box(*bbox))
-    return PolygonLayer(layer.source, layer.geoms[hits], [n for n, h in zip(layer.names, hits, strict=True) if h],
-                        layer.crs, layer.skipped, layer.ignored, layer.ignored_names, layer.polygons_seen, layer.tally)
+
+    def kept(values: list) -> list:
+        return [v for v, h in zip(values, hits, strict=True) if h]
+
+    return PolygonLayer(layer.source, layer.geoms[hits], kept(layer.names), layer.crs, layer.skipped, layer.ignored,
+                        layer.ignored_names, layer.polygons_seen, layer.tally, kept(layer.titles), kept(layer.positions))
 
 
 def _has_negative_ids(obj) -> bool:
@@ -347,9 +374,11 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
     except (DataSourceError, DataLayerError, OSError) as e:
         raise OutlinesError(f"{label}: cannot read it as a vector file ({e})") from e
     ids = fields[list(meta["fields"]).index("id")] if "id" in list(meta["fields"]) else None
+    titles = fields[list(meta["fields"]).index("name")] if "name" in list(meta["fields"]) else ids
     out = _Collector(label, None)
     for i, blob in enumerate(wkb):
         name = f"feature {i}" + (f" (id {ids[i]!r})" if ids is not None else "")
+        title = None if titles is None or titles[i] is None or str(titles[i]).strip() == "" else str(titles[i]).strip()
         if blob is None:
             out.ignore(name, None)
             continue
@@ -358,7 +387,7 @@ def _read_ogr(path: Path, label: str, bbox, warn: bool, layer) -> PolygonLayer:
         except shapely.errors.GEOSException as e:
             out.add(name, None, f"unreadable geometry ({e})")
             continue
-        out.add(name, geom)
+        out.add(name, geom, title=title, position=i)
     if total is None:  # the format keeps no extent: check the features read
         out.require_degrees(crs, declared=bool(info.get("crs")))
     # With a bbox GDAL reads only the features there: the whole file's polygons are known only

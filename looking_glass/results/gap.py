@@ -202,7 +202,7 @@ def job_gap(store: ResultsStore, s3, bucket: str, job_id: str, mapped_path, zoom
             band_zoom: int = BAND_ZOOM, unmapped_out=None, keep_unmapped: int = UNMAPPED_KEPT,
             keep_mapped: int = 0, options: OutlineOptions | None = None, attribution: str = "") -> JobGap:
     """The mapping gap of job ``job_id`` against the buildings in ``mapped_path`` (a path, or the
-    :class:`MappedReference` :func:`open_reference` opened; see the module docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.query.parse_polygons``).
+    :class:`MappedReference` :func:`open_reference` opened; see the module docstring). ``polygons``: ``[{"name", "geometry"}]`` (``results.polygons.read_within_polygons``).
     ``progress``: an object with ``total`` and ``update(n)`` (a tqdm bar) for the masks read.
     ``band_zoom``: rows are compared in bands of at least ``2 ** (18 - band_zoom)`` tile rows.
     ``unmapped_out``: a GeoJSON file to write every not-yet-mapped building to as they come

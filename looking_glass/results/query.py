@@ -56,7 +56,6 @@ from looking_glass.grid import (
 from looking_glass.imagery.status import TILE_DONE, TILE_STATUSES
 from looking_glass.model.registry import run_label
 from looking_glass.pipeline.store import ResultsStore, json_value
-from looking_glass.tiling.aoi import AoiError, parse_aoi
 
 QUADKEY_DIGITS = "0123"
 TILE_ATTRIBUTES = ("quadkey", "status", "building_area_m2", "building_count", "reason", "valid_fraction", "capture_date",
@@ -208,39 +207,6 @@ def rollup_rows(items: list[dict], zoom: int) -> list[dict]:
 
 
 # ---- polygons -----------------------------------------------------------------------------------
-def parse_polygons(data: bytes, source: str = "polygons file") -> list[dict]:
-    """User polygons from GeoJSON: one per polygonal Feature (or the geometry itself), each
-    validated with the AOI rules (``aoi.parse_aoi``); returns ``[{"name", "geometry"}]``.
-    ``source`` starts every error message (the CLI passes ``--within PATH``). Raises ResultsError."""
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{source}: not GeoJSON text: {exc}") from None
-    if not isinstance(doc, dict) or "type" not in doc:
-        raise ResultsError(f"{source}: not a GeoJSON object")
-    if doc["type"] == "FeatureCollection":
-        features = doc.get("features")
-        if not isinstance(features, list):
-            raise ResultsError(f"{source}: FeatureCollection without a 'features' list")
-    else:
-        features = [doc]
-    polygons = []
-    for index, feature in enumerate(features):
-        geom = feature.get("geometry") if isinstance(feature, dict) and feature.get("type") == "Feature" else feature
-        if not isinstance(geom, dict) or geom.get("type") not in ("Polygon", "MultiPolygon"):
-            kind = geom.get("type") if isinstance(geom, dict) else type(geom).__name__
-            raise ResultsError(f"{source}: feature {index} is a {kind}, not a Polygon or MultiPolygon")
-        default = str(feature.get("id", f"polygon {index + 1}")) if isinstance(feature, dict) else f"polygon {index + 1}"
-        try:
-            aoi = parse_aoi(json.dumps(feature).encode(), default_name=default)
-        except AoiError as exc:
-            raise ResultsError(f"{source}: feature {index} ({default}): {exc}") from None
-        polygons.append({"name": aoi.name, "geometry": aoi.geometry})
-    if not polygons:
-        raise ResultsError(f"{source}: has no features (give at least one Polygon or MultiPolygon)")
-    return polygons
-
-
 def to_tile_plane(geometry, zoom: int = ZOOM):
     """lon/lat geometry to fractional tile x/y at ``zoom`` (edges straight in lon/lat), with
     :func:`looking_glass.grid.col_of_lon` / :func:`~looking_glass.grid.row_of_lat`."""

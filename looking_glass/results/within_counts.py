@@ -49,7 +49,7 @@ def _items_near(store: ResultsStore, job_id: str, polygons: list[dict], regions:
 def within_outline_counts(store: ResultsStore, s3, bucket: str, job_id: str, polygons: list[dict],
                           progress=None) -> list[int] | None:
     """For each of ``polygons`` (``[{"name", "geometry"}]``, lon/lat, as
-    :func:`looking_glass.results.query.parse_polygons` gives them) the number of the job's
+    :func:`looking_glass.results.polygons.read_within_polygons` gives them) the number of the job's
     buildings it holds (see the module docstring), in order; None where the job has a done tile
     near the polygons without a stored mask (workers run with ``LG_WRITE_MASKS=false``): there
     are no outlines to count. ``progress``: an object with ``total`` (set to the number of masks

@@ -377,7 +377,7 @@ def test_results_bad_polygons_file(env, capsys, tmp_path):
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [[0, 0], [1, 1]]}}))
     code, _, err = run_cli(capsys, "results", job, "--within", str(bad))
-    assert code != 0 and "LineString, not a Polygon" in err
+    assert code == 2 and "no usable building polygon in it" in err and "a LineString, not a polygon" in err
 
 
 # ---- retry -------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from test_export_buildings import ALL, JOB, X0, Y0, put_job
 
 from looking_glass.grid import lat_of_row_edge, lon_of_col
-from looking_glass.results.query import parse_polygons, query
+from looking_glass.results.polygons import parse_polygons
+from looking_glass.results.query import query
 from looking_glass.results.within_counts import within_outline_counts
 
 

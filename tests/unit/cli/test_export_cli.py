@@ -3,6 +3,8 @@ AWS call (the export itself: tests/integration/test_export_buildings.py, tests/e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import run_cli
 
@@ -52,8 +54,9 @@ def test_compare_takes_no_totals_option(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     (None, "polygons file not found"),
     ('{"type": "FeatureCollection", "features": []}', "has no features"),
-    ("{nope", "not GeoJSON text"),
-    ('{"type": "Point", "coordinates": [1, 2]}', "feature 0 is a Point"),
+    ("{nope", "not GeoJSON (not valid JSON"),
+    ('{"type": "Point", "coordinates": [1, 2]}', "no usable building polygon in it, no polygon to total the results "
+                                                 "within (1 feature(s), none a valid Polygon or MultiPolygon: 1 Point"),
 ])
 @pytest.mark.parametrize("compare", [False, True])
 def test_within_errors_name_the_file(tmp_path, capsys, content, message, compare):
@@ -70,3 +73,21 @@ def test_within_errors_name_the_file(tmp_path, capsys, content, message, compare
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: --within {tasks}: ") and message in line
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["mapped.geojson"] + (["tasks.geojson"] if content else []))
+
+
+def test_compare_within_reads_its_polygons_by_the_shared_rule(tmp_path, capsys):
+    """``results --compare --within`` shares the --within reader: a Point beside a polygon is one
+    warning line, and the command goes on (here to the missing deployment)."""
+    ring = [[30.06, -1.95], [30.07, -1.95], [30.07, -1.94], [30.06, -1.94], [30.06, -1.95]]
+    tasks = tmp_path / "tasks.geojson"
+    tasks.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": ring[0]}},
+        {"type": "Feature", "properties": {"name": "task 1"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    mapped = tmp_path / "mapped.geojson"
+    mapped.write_text('{"type": "FeatureCollection", "features": []}')
+    code, _, err = run_cli(capsys, "results", "somejob", "--compare", str(mapped), "--within", str(tasks),
+                           "--embedded", str(tmp_path / "no-state.json"))
+    warning, error = err.strip().splitlines()
+    assert warning == (f"warning: --within {tasks}: 1 feature(s) skipped (1 Point), the rest used (1): "
+                       "feature 0: a Point, not a polygon")
+    assert code == 1 and error.startswith("error: no embedded run") and "--within" not in error

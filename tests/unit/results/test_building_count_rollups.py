@@ -10,9 +10,9 @@ from decimal import Decimal
 
 from looking_glass.grid import quadkey, tile_bounds
 from looking_glass.results.figures import results_geojson
+from looking_glass.results.polygons import parse_polygons
 from looking_glass.results.query import (
     format_totals,
-    parse_polygons,
     per_tile_rows,
     render,
     rollup_rows,
