@@ -26,7 +26,7 @@ import warnings
 
 import shapely
 
-from looking_glass.outlines.errors import OutlinesError
+from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
 from looking_glass.outlines.layers import PolygonLayer, geojson_layer, read_polygons
 from looking_glass.results.query import ResultsError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
@@ -46,7 +46,13 @@ def read_within_polygons(path, option: str = "--within") -> tuple[list[dict], li
             layer = read_polygons(path)
     except OutlinesError as e:  # unreadable, not GeoJSON, a bad crs member, metres read as degrees
         raise ResultsError(f"{option} {e}") from None
-    return _polygons(layer, f"{option} "), [f"{option} {w.message}" for w in caught]
+    notes = []
+    for w in caught:
+        if issubclass(w.category, InvalidGeometryWarning):
+            notes.append(f"{option} {w.message}")
+        else:  # a library's own warning (a deprecation) is not a line about the user's file
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return _polygons(layer, f"{option} "), notes
 
 
 def parse_polygons(data: bytes, source: str = "polygons file") -> list[dict]:
