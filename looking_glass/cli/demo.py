@@ -33,7 +33,7 @@ def add_commands(sub) -> None:
     demo.add_argument("--out", default="demo-output", type=output_folder, help="output directory (default ./demo-output)")
     demo.add_argument("--aoi", help="AOI GeoJSON (default: the sample shipped with the package)")
     demo.add_argument("--workers", type=positive_int, default=1, help="local worker processes (default 1)")
-    demo.add_argument("--model", default="", help="Keras model file (default: the shipped model)")
+    demo.add_argument("--model", default="", help="Keras model file with its .json sidecar, the sidecar, or a folder holding one (default: the shipped model)")
     demo.add_argument("--timeout", type=positive_float, default=280.0, help="seconds to wait for the job")
     add_run_options(demo, truth=True)  # --imagery, --bands, --truth (looking_glass.local.inputs)
     demo.set_defaults(func=cmd_demo)

@@ -1,7 +1,7 @@
 """``models``: the registered model versions of a deployment, and which one its workers run.
 
     looking-glass models [--stack NAME | --embedded STATE] [--json]
-    looking-glass models register MODEL.keras [--version V] [--model-id ID] [--stack NAME | --embedded STATE]
+    looking-glass models register MODEL [--version V] [--model-id ID] [--stack NAME | --embedded STATE]
     looking-glass models use VERSION [--stack NAME | --embedded STATE]
 
 The registry (:mod:`looking_glass.model.registry`) is ``registry/<model_id>/<version>/`` in the
@@ -90,7 +90,8 @@ def _print_provenance(rows: list[dict]) -> None:
 
 
 def cmd_register(args) -> int:
-    """Upload a model (and its sidecar) as a new registered version."""
+    """Upload a model (and its sidecar) as a new registered version, once it passed the model
+    check (``model.registry.register``: corrupt or mismatched is exit 2, nothing uploaded)."""
     from looking_glass.model.registry import register
 
     dep = _deployment(args)
@@ -134,7 +135,8 @@ def add_commands(sub) -> None:
     _add_target(use)
     use.set_defaults(func=cmd_use)
     reg = actions.add_parser("register", help="upload a model (.keras with its sidecar) as a new version")
-    reg.add_argument("model", help="the .keras file (e.g. RUN/model/model.keras)")
+    reg.add_argument("model", help="the model: a .keras file with its sidecar, the sidecar, or a folder holding one "
+                                   "(e.g. RUN/model); checked (loaded with Keras) before anything is uploaded")
     reg.add_argument("--version", help="version (default: the sidecar's)")
     reg.add_argument("--model-id", help="model id (default: the sidecar's)")
     _add_target(reg)

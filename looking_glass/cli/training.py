@@ -186,13 +186,18 @@ def _eval_data(args, with_ids: bool = False):
 
 
 def _model_and_data(args, with_ids: bool = False):
-    """(segmenter, :func:`_eval_data`): ``--data``'s chips are read before the model is loaded,
-    so a dataset that cannot be read or has no validation chips fails at once, not after
-    TensorFlow's start; synthetic tiles are drawn after it (a bad --model fails first)."""
+    """(segmenter, :func:`_eval_data`): ``--model`` is resolved and checked first (a ``.keras``
+    file, its sidecar or a folder holding one; a Keras archive with its sidecar:
+    ``model.model_file.check_model_file``, no TensorFlow yet), then ``--data``'s chips are read
+    before the model is loaded, so a dataset that cannot be read or has no validation chips fails
+    at once, not after TensorFlow's start; synthetic tiles are drawn after it."""
+    from looking_glass.model.model_file import check_model_file
+
+    path = str(check_model_file(args.model, what="--model").path) if args.model else ""
     if args.data:
         data = _eval_data(args, with_ids=with_ids)
-        return _load_model(args.model), data
-    segmenter = _load_model(args.model)
+        return _load_model(path), data
+    segmenter = _load_model(path)
     return segmenter, _eval_data(args, with_ids=with_ids)
 
 
@@ -290,7 +295,8 @@ def add_commands(sub) -> None:
         ("plot", cmd_plot, "image, truth, predicted mask and SDT side by side (PNG)"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: shipped)")
+        p.add_argument("--model", default="", help="Keras model file with its .json sidecar, the sidecar, or a folder "
+                                                   "holding one such as RUN/model (default: shipped)")
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--synthetic", type=positive_int, help="N freshly generated synthetic tiles")
         source.add_argument("--data", help="a prepared dataset: its validation chips")

@@ -7,13 +7,14 @@ Options (added to a command's parser by :func:`add_run_options`):
                       sources (LG_TILE_URL_TEMPLATE / LG_IMAGERY_GEOTIFF). Default: the
                       synthetic world, served locally.
 ``--bands B``         GeoTIFF bands as R,G,B or one grey band (LG_IMAGERY_BANDS).
-``--model PATH``      a Keras model with its JSON sidecar (LG_MODEL_PATH). Default: the shipped one.
+``--model PATH``      a Keras model with its JSON sidecar, the sidecar, or a folder holding one
+                      (LG_MODEL_PATH). Default: the shipped one.
 ``--truth FILE``      (demo) reference footprints, GeoJSON in any CRS, read as ``prepare`` reads them.
 
 Everything is checked by :func:`validated_inputs` before anything starts, with the checks the
 worker, prepare and the segmenter apply themselves (``WorkerSettings.from_env`` and
-``open_imagery`` for the imagery, prepare's footprint reader for ``--truth``, the segmenter's
-sidecar reader for ``--model``); a bad value is one line on standard error and exit code 2
+``open_imagery`` for the imagery, prepare's footprint reader for ``--truth``, the model-path
+check every command shares for ``--model``); a bad value is one line on standard error and exit code 2
 (:func:`inputs_or_exit`).
 
 With a GeoTIFF and no ``--aoi`` the AOI is the image's footprint (its outline in lon/lat, as the
@@ -164,7 +165,7 @@ def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named:
         )
     parser.add_argument("--bands", help="GeoTIFF bands as R,G,B (e.g. 3,2,1) or one grey band (default: 1 or 1,2,3)")
     if "--model" not in parser._option_string_actions:
-        parser.add_argument("--model", default="", help="Keras model file with its .json sidecar (default: the shipped model)")
+        parser.add_argument("--model", default="", help="Keras model file with its .json sidecar, the sidecar, or a folder holding one (default: the shipped model)")
     if truth:
         parser.add_argument(
             "--truth", metavar="FOOTPRINTS",
@@ -174,25 +175,20 @@ def add_run_options(parser: argparse.ArgumentParser, truth: bool = False, named:
 
 
 def validate_model(path: str) -> str:
-    """An absolute model path whose sidecar the segmenter can read ("" stays "": the shipped
-    model). Raises InputError (missing file, missing or unreadable sidecar, no model_id/version)."""
+    """The absolute ``.keras`` file ``--model`` names ("" stays "": the shipped model), resolved
+    and checked as every command checks a model path
+    (:func:`looking_glass.model.model_file.check_model_file`: a ``.keras`` file, its ``.json``
+    sidecar, or a folder holding one model; a Keras archive loadable by Keras whose input and
+    output match its sidecar). Raises InputError, so no server or worker starts for a model they
+    could not load."""
     if not path:
         return ""
-    from looking_glass.model.segmenter import load_metadata
+    from looking_glass.model.model_file import ModelFileError, check_model_file
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"--model {path}: no such file")
     try:
-        meta = load_metadata(p)
-    except FileNotFoundError as exc:
-        raise InputError(f"--model {path}: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--model {path}: sidecar {p.with_suffix('.json')} is not readable JSON: {exc}") from None
-    missing = [k for k in ("model_id", "version") if not isinstance(meta, dict) or k not in meta]
-    if missing:
-        raise InputError(f"--model {path}: sidecar {p.with_suffix('.json')} lacks {', '.join(missing)}")
-    return str(p.resolve())
+        return str(check_model_file(path, what="--model", load=True).path)
+    except ModelFileError as exc:
+        raise InputError(str(exc)) from None
 
 
 # NAME=SOURCE: any text before the first '=' without a path or URL character ('/', '\\', ':')

@@ -27,7 +27,6 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from looking_glass.errors import EXIT_BAD_INPUT, LookingGlassError
 from looking_glass.model.fetch import active_uri
@@ -226,26 +225,36 @@ def _exists(s3, bucket: str, key: str) -> bool:
         raise
 
 
-def register(s3, bucket: str, model_path, version: str | None = None, model_id: str | None = None) -> ModelRecord:
+def register(s3, bucket: str, model_path, version: str | None = None, model_id: str | None = None,
+             label: str | None = None) -> ModelRecord:
     """Upload a local model (``.keras`` + sidecar, and its ONNX export if the sidecar names one)
-    as ``registry/<model_id>/<version>/``; ids default to the sidecar's. The sidecar uploaded
-    gains ``registered`` (UTC time) and ``registry_uri``. Raises :class:`RegistryError` if the
-    model or its sidecar is missing, or that version is already registered.
+    as ``registry/<model_id>/<version>/``; ids default to the sidecar's. ``model_path`` is what
+    every command takes (a ``.keras`` file, its sidecar or a folder holding one), checked before
+    anything is uploaded as ``train --init`` checks its model: a Keras archive that Keras loads,
+    whose input and output match its sidecar
+    (:func:`looking_glass.model.model_file.check_model_file`; ``label`` names it in messages,
+    default the path). The sidecar uploaded gains ``registered`` (UTC time) and
+    ``registry_uri``. Raises :class:`RegistryError` if the model is missing, corrupt or does not
+    match its sidecar, or that version is already registered.
     """
-    model = Path(model_path)
-    side = sidecar_path(model)
-    if not model.is_file() or not side.is_file():
-        raise RegistryError(f"{model} and its sidecar {side} are needed to register a model")
+    from looking_glass.model.model_file import ModelFileError, check_loadable, check_model_file
+
+    label = f"cannot register {label or model_path}"
     try:
-        meta = json.loads(side.read_text())
-    except ValueError as e:
-        raise RegistryError(f"{side}: not valid JSON: {e}") from None
+        checked = check_model_file(model_path, label=label)  # the quick checks first, without TensorFlow
+    except ModelFileError as e:
+        raise RegistryError(str(e)) from None
+    model, meta = checked.path, checked.sidecar
     model_id = model_id or meta.get("model_id")
     version = str(version or meta.get("version") or "")
     prefix = model_prefix(str(model_id or ""), version)
     if _exists(s3, bucket, prefix + SIDECAR_FILE):
         raise RegistryError(f"{model_id} version {version} is already registered (s3://{bucket}/{prefix}); "
                             "a version is never overwritten: give another --version")
+    try:
+        check_loadable(model, meta.get("config") or {}, label)
+    except ModelFileError as e:
+        raise RegistryError(str(e)) from None
     uri = f"s3://{bucket}/{prefix}{MODEL_FILE}"
     meta = {**meta, "model_id": model_id, "version": version,
             "registered": datetime.now(timezone.utc).isoformat(timespec="seconds"), "registry_uri": uri}
@@ -272,7 +281,7 @@ def register_artifact(s3, bucket: str, artifact_uri: str, version: str | None = 
             model = fetch_model(artifact_uri, tmp, s3=s3)
         except Exception as e:  # noqa: BLE001 -- a missing object, an archive without one model
             raise RegistryError(f"cannot fetch the trained model {artifact_uri}: {e}") from None
-        return register(s3, bucket, model, version=version)
+        return register(s3, bucket, model, version=version, label=artifact_uri)
 
 
 def list_models(s3, bucket: str) -> list[ModelRecord]:
@@ -348,10 +357,46 @@ def use(s3, ssm, bucket: str, parameter: str, version: str) -> tuple[ModelRecord
     bucket_name, key = _bucket_key(record.uri)
     if not _exists(s3, bucket_name, key):
         raise RegistryError(f"{record.name} has a sidecar but no {MODEL_FILE} ({record.uri}): not made active")
+    check_registered(s3, record)
     previous = active_uri(ssm, parameter)
     ssm.put_parameter(Name=parameter, Value=record.uri, Type="String", Overwrite=True,
                       Description="looking-glass: the active model (s3:// URI of a registered model.keras)")
     return record, previous
+
+
+def check_registered(s3, record: ModelRecord) -> None:
+    """Fetch a registered version and check it as :func:`register` does (a version registered
+    before that check may be corrupt); raises :class:`RegistryError` naming the version and its
+    URI, so :func:`use` makes nothing active that no worker could load."""
+    import tempfile
+
+    from looking_glass.model.fetch import fetch_model
+    from looking_glass.model.model_file import ModelFileError, check_model_file
+
+    with tempfile.TemporaryDirectory(prefix="lg-use-") as tmp:
+        try:
+            path = fetch_model(record.uri, tmp, s3=s3)
+        except Exception as e:  # noqa: BLE001 -- a missing object, an unreadable sidecar
+            raise RegistryError(f"{record.name}: cannot fetch {record.uri}: {e}: not made active") from None
+        try:
+            check_model_file(path, load=True, label=f"{record.name} ({record.uri})")
+        except ModelFileError as e:
+            raise RegistryError(f"{e}; not made active") from None
+
+
+def model_source(model_path: str) -> str:
+    """How a worker's "cannot load model" line names the model at ``model_path``: a registered
+    version fetched into a temporary folder by its ``ID/VERSION (s3://...)`` (its sidecar's
+    ``registry_uri``, written by :func:`register`), any other path quoted, "" as "(shipped)"."""
+    if not model_path:
+        return "(shipped)"
+    try:
+        meta = json.loads(sidecar_path(model_path).read_text())
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict) and meta.get("registry_uri"):
+        return f"{meta.get('model_id')}/{meta.get('version')} ({meta['registry_uri']})"
+    return repr(str(model_path))
 
 
 def resolve_worker_model(environ=None, ssm=None, s3=None, dest=None) -> str:

@@ -44,19 +44,27 @@ def main() -> int:
         log.error("bad imagery source: %s", exc)
         return 2
     log.info("imagery: %s", fetcher.public_name)
+    from looking_glass.model.model_file import ModelFileError, check_model_file
+    from looking_glass.model.registry import model_source, resolve_worker_model
+
+    model_path = settings.model_path
     try:
-        from looking_glass.model.registry import resolve_worker_model
         from looking_glass.model.segmenter import Segmenter
 
         rt = settings.model_runtime
         # LG_MODEL_PATH, else the active model of LG_MODEL_PARAMETER (models use), else the shipped one.
         model_path = settings.model_path or resolve_worker_model(ssm=session.client("ssm"), s3=session.client("s3"))
+        if model_path:  # a corrupt file is named as the user knows it (a registered version: its id and URI)
+            check_model_file(model_path, label=model_source(model_path))
         segmenter = Segmenter.load(model_path, runtime=rt.runtime, threads=rt.threads, providers=rt.providers,
                                    tiles_per_run=rt.tiles_per_run)
         if settings.xla or settings.mixed_precision:
             segmenter = segmenter.accelerated(xla=settings.xla, mixed_precision=settings.mixed_precision)
+    except ModelFileError as exc:  # its message starts with the model's name
+        log.error("cannot load model %s", exc)
+        return 3
     except Exception as exc:  # noqa: BLE001 - any load failure is fatal and must say why
-        log.error("cannot load model %r: %s", settings.model_path or "(shipped or active)", exc)
+        log.error("cannot load model %s: %s", model_source(model_path) if model_path else "(shipped or active)", exc)
         return 3
     from looking_glass.pipeline.worker import Worker
 

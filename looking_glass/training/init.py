@@ -17,19 +17,15 @@ Imports no TensorFlow at module level.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tarfile
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from looking_glass.training.errors import TrainingError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
-# The output layer of each head (looking_glass.model.deeplab.build_deeplabv3plus).
-HEAD_OUTPUTS = {"binary": "building_prob", "sdt": "signed_distance_m"}
 
 
 class InitModelError(TrainingError, ValueError):
@@ -98,23 +94,22 @@ def read_init(folder: Path, extract_to: Path | None = None) -> InitModel | None:
 
 
 def load_sidecar(model: Path) -> InitModel:
-    """The :class:`InitModel` of ``model`` (a ``.keras`` file) from its sidecar; checks that the
-    file is a Keras archive (a zip). Raises :class:`InitModelError`."""
+    """The :class:`InitModel` of ``model`` (a ``.keras`` file) from its sidecar, checked as every
+    command checks a model path (:func:`looking_glass.model.model_file.check_model_file`: a Keras
+    archive, a sidecar with ``model_id`` and ``version``) plus the config fine-tuning needs
+    (``head``, ``input_size``). Raises :class:`InitModelError`."""
+    from looking_glass.model.model_file import ModelFileError, check_model_file
     from looking_glass.model.sidecar import sidecar_path
 
     model = Path(model)
     if not model.is_file():
         raise InitModelError(f"the init model {model} does not exist")
-    if not zipfile.is_zipfile(model):
-        raise InitModelError(f"the init model {model} is not a Keras model file (.keras is a zip archive): corrupt?")
-    side = sidecar_path(model)
-    if not side.is_file():
-        raise InitModelError(f"the init model {model} has no sidecar {side} (its config is needed to fine-tune it)")
     try:
-        meta = json.loads(side.read_text())
-    except ValueError as e:
-        raise InitModelError(f"the init model's sidecar {side} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        meta = check_model_file(model, what="the init model").sidecar
+    except ModelFileError as e:
+        raise InitModelError(str(e)) from None
+    side = sidecar_path(model)
+    if not isinstance(meta.get("config"), dict):
         raise InitModelError(f"the init model's sidecar {side} has no model config")
     for key in ("head", "input_size"):
         if key not in meta["config"]:
@@ -124,31 +119,18 @@ def load_sidecar(model: Path) -> InitModel:
 
 def load_init_model(init: InitModel, config):
     """The Keras model of ``init``, checked against ``config`` (the job's ``ModelConfig``, built
-    from the sidecar): its input must be ``input_size`` px RGB and its output the head's.
+    from the sidecar) by :func:`looking_glass.model.model_file.check_loadable`: its input must be
+    ``input_size`` px RGB and its output the head's.
 
     Raises :class:`InitModelError` if it cannot be loaded (corrupt) or does not match.
     """
-    import keras
+    from looking_glass.model.model_file import ModelFileError, check_loadable
 
     try:
-        model = keras.saving.load_model(init.path, compile=False)
-    except Exception as e:  # noqa: BLE001 -- any failure to load is the same error for the user
-        raise InitModelError(f"the init model {init.path} cannot be loaded ({type(e).__name__}: {e}): corrupt?") from None
-    shape_in = tuple(model.input.shape)[1:]
-    shape_out = tuple(model.output.shape)[1:]
-    size = config.input_size
-    if shape_in != (size, size, 3):
-        raise InitModelError(
-            f"the init model {init.path} takes input {shape_in}, but its sidecar says input_size {size} "
-            f"(expected ({size}, {size}, 3))"
-        )
-    head_layer = model.layers[-1].name
-    if shape_out != (size, size, 1) or head_layer != HEAD_OUTPUTS[config.head]:
-        raise InitModelError(
-            f"the init model {init.path} has output {shape_out} from layer {head_layer!r}, not the {config.head} head "
-            f"({HEAD_OUTPUTS[config.head]!r}, ({size}, {size}, 1)) its sidecar names"
-        )
-    return model
+        return check_loadable(init.path, {"input_size": config.input_size, "head": config.head},
+                              f"the init model {init.path}")
+    except ModelFileError as e:
+        raise InitModelError(str(e)) from None
 
 
 def shipped_model_path() -> Path:
@@ -189,6 +171,13 @@ def stage_init(spec: str, dest, s3=None) -> tuple[InitModel, str]:
     path = shipped_model_path() if spec == "shipped" else Path(spec).expanduser().resolve()
     if not path.exists():
         raise InitModelError(f"the init model {spec} does not exist")
+    if path.is_file() and path.suffix == ".json":  # its sidecar given instead: the model beside it
+        from looking_glass.model.model_file import ModelFileError, resolve_model_path
+
+        try:
+            path = resolve_model_path(path, what="--init")
+        except ModelFileError as e:
+            raise InitModelError(str(e)) from None
     if path.is_dir():
         init = read_init(path, extract_to=dest / "extracted")
         if init is None:

@@ -115,17 +115,23 @@ def test_an_aoi_runs_through_the_rehearsed_stacks(rehearsal, tile_server, tiny_s
     assert submitted["jobQueue"] == result["outputs"]["Inference"]["JobQueueArn"]
 
     # A model made active with the CLI is what a worker with the job definition's variables loads.
-    model = tmp_path / "m" / "model.keras"
+    import shutil
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    model = tmp_path / "m" / "model.keras"  # a real model: register and use check it loads
     model.parent.mkdir()
-    model.write_bytes(b"PK-rehearsal")
-    model.with_suffix(".json").write_text(json.dumps({"model_id": "rehearsal", "version": "v1"}))
+    shutil.copy(SHIPPED_MODEL, model)
+    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "rehearsal", "version": "v1"}
+    meta.pop("onnx", None)
+    model.with_suffix(".json").write_text(json.dumps(meta))
     assert run_cli(capsys, "models", "register", str(model), "--stack", name)[0] == 0
     assert run_cli(capsys, "models", "use", "v1", "--stack", name)[0] == 0
     (definition,) = boto3.client("batch").describe_job_definitions(
         jobDefinitions=[result["outputs"]["Inference"]["JobDefinitionArn"]])["jobDefinitions"]
     env = {e["name"]: e["value"] for e in definition["containerProperties"]["environment"]}
     fetched = resolve_worker_model(environ=env, dest=tmp_path / "fetched")
-    assert fetched.endswith("model.keras") and (tmp_path / "fetched" / "model.keras").read_bytes() == b"PK-rehearsal"
+    assert fetched.endswith("model.keras") and (tmp_path / "fetched" / "model.keras").read_bytes() == model.read_bytes()
 
     # The worker with the job definition's variables (the deployment's template is the tile server).
     assert env["LG_TILE_URL_TEMPLATE"] == tile_server.url_template

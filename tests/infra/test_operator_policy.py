@@ -98,9 +98,15 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     session, names, resources, name, placeholders = deployment
     aoi = tmp_path / "area.geojson"
     aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
-    model = tmp_path / "model.keras"
-    model.write_bytes(b"PK-operator")
-    model.with_suffix(".json").write_text(json.dumps({"model_id": "op", "version": "v1"}))
+    import shutil
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    model = tmp_path / "model.keras"  # a real model: register and use check it loads
+    shutil.copy(SHIPPED_MODEL, model)
+    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "op", "version": "v1"}
+    meta.pop("onnx", None)
+    model.with_suffix(".json").write_text(json.dumps(meta))
     calls: dict[str, list] = {}
 
     def operator(command: str, *argv: str) -> str:

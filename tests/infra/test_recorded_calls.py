@@ -96,12 +96,17 @@ def tiny_segmenter():
 
 def register_active_model(session, bucket: str, parameter: str, folder) -> str:
     """The operator's side of promotion: one registered version, made active; its URI."""
+    import shutil
+
     from looking_glass.model import registry
+    from looking_glass.model.segmenter import SHIPPED_MODEL
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = folder / "model.keras"
-    model.write_bytes(b"PK-recorded-model")  # fetched, never loaded, by the calls recorded here
-    model.with_suffix(".json").write_text(json.dumps({"model_id": "recorded", "version": "v1"}))
+    model = folder / "model.keras"  # a real model: register and use check it loads
+    shutil.copy(SHIPPED_MODEL, model)
+    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "recorded", "version": "v1"}
+    meta.pop("onnx", None)
+    model.with_suffix(".json").write_text(json.dumps(meta))
     record = registry.register(session.client("s3"), bucket, model)
     registry.use(session.client("s3"), session.client("ssm"), bucket, parameter, "v1")
     return record.uri

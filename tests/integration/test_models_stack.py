@@ -23,11 +23,18 @@ from looking_glass.runtime import resources
 
 
 def _model(folder, version: str):
+    """A real model (a copy of the shipped one: register and use check it loads) as seg/VERSION."""
+    import shutil
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.keras"
-    path.write_bytes(b"PK-" + version.encode())
-    path.with_suffix(".json").write_text(json.dumps({"model_id": "seg", "version": version,
-                                                     "validation": {"val_iou": 0.5}}))
+    shutil.copy(SHIPPED_MODEL, path)
+    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "seg", "version": version,
+            "validation": {"val_iou": 0.5}}
+    meta.pop("onnx", None)
+    path.with_suffix(".json").write_text(json.dumps(meta))
     return path
 
 

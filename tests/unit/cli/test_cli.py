@@ -172,10 +172,35 @@ def test_evaluate_and_plot_the_shipped_model(tmp_path, capsys):
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_evaluate_reports_unreadable_inputs(tmp_path):
+def test_every_model_option_takes_a_folder_or_the_sidecar_and_refuses_a_corrupt_file(tmp_path, capsys):
+    """evaluate/plot/demo/up --model: the model's folder or its sidecar name the model; the new
+    user's 6-byte model.keras (with a real sidecar) is one error line, exit 2, before anything
+    runs (no data read, no output written, no server or worker started)."""
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    for spec in (SHIPPED_MODEL.parent, SHIPPED_MODEL.with_suffix(".json")):
+        assert main(["evaluate", "--model", str(spec), "--synthetic", "1"]) == 0
+        assert json.loads(capsys.readouterr().out)["tiles"] == 1
+    fake = tmp_path / "fake" / "model.keras"
+    fake.parent.mkdir()
+    fake.write_text("hello\n")
+    fake.with_suffix(".json").write_text(SHIPPED_MODEL.with_suffix(".json").read_text())
+    for argv in (["evaluate", "--model", str(fake), "--data", str(tmp_path / "no-data")],
+                 ["plot", "--model", str(fake), "--synthetic", "1", "--out", str(tmp_path / "fig.png")],
+                 ["demo", "--model", str(fake), "--out", str(tmp_path / "demo")],
+                 ["up", "--model", str(fake), "--embedded", str(tmp_path / "state.json"), "--dir", str(tmp_path / "up")]):
+        with pytest.raises(SystemExit) as err:
+            main(argv)
+        err_text = capsys.readouterr().err
+        assert err.value.code == 2 and err_text.count("\n") == 1, (argv, err_text)
+        assert err_text.startswith(f"error: --model {fake}: not a Keras model file"), (argv, err_text)
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "fake"]  # nothing written or started
+
+
+def test_evaluate_reports_unreadable_inputs(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main(["evaluate", "--model", str(tmp_path / "none.keras"), "--synthetic", "1"])
-    assert "cannot load model" in str(err.value)
+    assert err.value.code == 2 and f"--model {tmp_path / 'none.keras'}: no such file or folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as err:
         main(["evaluate", "--data", str(tmp_path), "--synthetic", "1"])
     assert err.value.code == 2  # argparse: --data and --synthetic are exclusive

@@ -35,8 +35,13 @@ def args(*argv):
 
 
 def model_files(tmp_path, sidecar=None):
+    """A copy of the shipped model (a real Keras file) as ``m.keras``, with ``sidecar`` beside it."""
+    import shutil
+
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
     model = tmp_path / "m.keras"
-    model.write_bytes(b"not read by validation")
+    shutil.copy(SHIPPED_MODEL, model)
     if sidecar is not None:
         (tmp_path / "m.json").write_text(sidecar if isinstance(sidecar, str) else json.dumps(sidecar))
     return str(model)
@@ -88,10 +93,14 @@ def test_a_tile_server_that_cannot_be_reached_or_refuses_access_is_refused(tmp_p
 
 
 def test_bands_and_model_reach_the_worker_settings(tmp_path):
-    model = model_files(tmp_path, {"model_id": "m", "version": "1"})
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    model = model_files(tmp_path, json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()))
     inputs = validated_inputs(args("--imagery", IMAGE, "--bands", "1", "--model", model))
     env = inputs.worker_env()
     assert env["LG_IMAGERY_BANDS"] == "1,1,1" and env["LG_MODEL_PATH"] == str((tmp_path / "m.keras").resolve())
+    for spec in (str(tmp_path / "m.json"), str(tmp_path)):  # its sidecar, or its folder: the same model
+        assert validated_inputs(args("--model", spec)).model == str((tmp_path / "m.keras").resolve())
 
 
 @pytest.mark.parametrize(
@@ -111,7 +120,7 @@ def test_bands_and_model_reach_the_worker_settings(tmp_path):
         (["--imagery", IMAGE, "--truth", "/nonexistent/fp.geojson"], "no such file"),
         (["--imagery", IMAGE, "--truth", IMAGE], "not GeoJSON"),
         (["--imagery", IMAGE, "--truth", "EMPTY"], "empty.geojson: no building polygons in it"),
-        (["--model", "/nonexistent/m.keras"], "no such file"),
+        (["--model", "/nonexistent/m.keras"], "no such file or folder"),
         (["--imagery", "s3://bucket-only"], "is not an s3://bucket/key address"),
     ],
 )
@@ -147,11 +156,31 @@ def test_an_unreadable_s3_object_is_refused(moto_endpoint):
 
 @pytest.mark.parametrize(
     "sidecar, message",
-    [(None, "model metadata .* not found"), ("{not json", "not readable JSON"), ({"model_id": "m"}, "lacks version")],
+    [(None, "no sidecar .*m.json"), ("{not json", "not readable JSON"), ({"model_id": "m"}, "lacks version")],
 )
 def test_a_model_needs_a_readable_sidecar(tmp_path, sidecar, message):
     with pytest.raises(InputError, match=message):
         validate_model(model_files(tmp_path, sidecar))
+
+
+def test_a_corrupt_model_or_a_folder_without_one_is_refused_before_anything_starts(tmp_path):
+    """demo/up --model: the new user's 6-byte model.keras (with a real sidecar), a folder with no
+    model, a sidecar without its model: each one InputError line (exit 2), as every command
+    checks a model path (looking_glass.model.model_file)."""
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
+    fake = tmp_path / "fake" / "model.keras"
+    fake.parent.mkdir()
+    fake.write_text("hello\n")
+    fake.with_suffix(".json").write_text(SHIPPED_MODEL.with_suffix(".json").read_text())
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "lonely.json").write_text("{}")
+    for spec, message in ((fake, "not a Keras model file"), (fake.with_suffix(".json"), "not a Keras model file"),
+                          (tmp_path / "empty", "holds 0 .keras model files"),
+                          (tmp_path / "lonely.json", "that is a sidecar; its model")):
+        with pytest.raises(InputError, match=message) as err:
+            validate_model(str(spec))
+        assert str(err.value).startswith(f"--model {spec}") and "\n" not in str(err.value)
 
 
 def test_inputs_or_exit_prints_one_line_and_exits_2(capsys):

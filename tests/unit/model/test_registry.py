@@ -5,10 +5,12 @@ versions without changing anything, and what a starting worker loads."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from test_model_file import save_tiny_model
 
 from looking_glass.local.deployment import write_state
 from looking_glass.model import registry
@@ -19,12 +21,24 @@ SHIPPED_VERSION = str(registry.shipped_record().sidecar["version"])
 SHIPPED_NAME = f"{SHIPPED_ID}/{SHIPPED_VERSION}"
 
 
+_TINY: list[Path] = []
+
+
+def _tiny_model() -> Path:
+    """A real tiny Keras model (64 px, binary head), built once per test session."""
+    import tempfile
+
+    if not _TINY:
+        _TINY.append(save_tiny_model(Path(tempfile.mkdtemp(prefix="lg-test-tiny-"))))
+    return _TINY[0]
+
+
 def _model(folder: Path, version: str, val_iou: float, parent: dict | None = None) -> Path:
-    """A model file (the registry never loads it) with its sidecar."""
+    """A real (tiny) model file with its sidecar, as the registry checks it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.keras"
-    path.write_bytes(b"PK-model-" + version.encode())
-    meta = {"model_id": "tiny", "version": version, "config": {"head": "binary", "input_size": 64},
+    shutil.copy(_tiny_model(), path)
+    meta = {"model_id": "tiny", "version": version, "config": json.loads(_tiny_model().with_suffix(".json").read_text())["config"],
             "validation": {"epoch": 3, "val_iou": val_iou, "val_f1": val_iou + 0.1}}
     if parent:
         meta["parent"] = parent
@@ -96,7 +110,7 @@ def test_a_starting_worker_loads_the_active_model(embedded, tmp_path):
     registry.register(s3, resources.masks_bucket, _model(tmp_path / "b", "v2", 0.6))
     registry.use(s3, ssm, resources.masks_bucket, parameter, "v2")
     path = Path(registry.resolve_worker_model(env, ssm=ssm, s3=s3, dest=tmp_path / "w"))
-    assert path.read_bytes() == b"PK-model-v2"
+    assert path.read_bytes() == _tiny_model().read_bytes()
     assert json.loads(path.with_suffix(".json").read_text())["version"] == "v2"
     explicit = {**env, "LG_MODEL_PATH": "/models/pinned.keras"}  # --model wins over the parameter
     assert registry.resolve_worker_model(explicit, ssm=ssm, s3=s3) == "/models/pinned.keras"
@@ -114,7 +128,8 @@ def test_fetch_main_reads_the_parameter(embedded, tmp_path, capsys, monkeypatch)
     registry.use(s3, ssm, resources.masks_bucket, parameter, "v1")
     capsys.readouterr()
     assert fetch.main(env) == 0
-    assert Path(capsys.readouterr().out.strip()).read_bytes() == b"PK-model-v1"
+    fetched = Path(capsys.readouterr().out.strip())
+    assert json.loads(fetched.with_suffix(".json").read_text())["version"] == "v1"
 
 
 def test_names_are_checked():
@@ -213,3 +228,67 @@ def test_a_version_shared_with_the_shipped_model_is_ambiguous(embedded, tmp_path
     assert code == 2 and f"{SHIPPED_NAME} (shipped)" in err
     with pytest.raises(ssm.exceptions.ParameterNotFound):
         ssm.get_parameter(Name=registry.parameter_name(resources.masks_bucket))
+
+
+def test_a_corrupt_or_mismatched_model_is_not_registered(embedded, tmp_path, capsys):
+    """The new user's 6-byte ``model.keras`` with a real sidecar, and a real model whose sidecar
+    names another input size: one error line, exit 2, nothing uploaded."""
+    session, resources, state = embedded
+    fake = tmp_path / "fake" / "model.keras"
+    fake.parent.mkdir()
+    fake.write_text("hello\n")
+    shutil.copy(_model(tmp_path / "real", "broken", 0.5).with_suffix(".json"), fake.with_suffix(".json"))
+    code, out, err = run_cli(capsys, "models", "register", str(fake), "--version", "broken", "--embedded", state)
+    assert code == 2 and "registered" not in out and err.count("\n") == 1, (out, err)
+    assert f"cannot register {fake}: not a Keras model file" in err and "corrupt?" in err
+    liar = _model(tmp_path / "liar", "liar", 0.5)
+    meta = json.loads(liar.with_suffix(".json").read_text())
+    liar.with_suffix(".json").write_text(json.dumps({**meta, "config": {**meta["config"], "input_size": 96}}))
+    code, _, err = run_cli(capsys, "models", "register", str(liar), "--embedded", state)
+    assert code == 2 and "input_size 96" in err and err.count("\n") == 1
+    listed = session.client("s3").list_objects_v2(Bucket=resources.masks_bucket, Prefix=registry.REGISTRY_PREFIX)
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_corrupt_version_registered_before_the_check_is_not_made_active(embedded, tmp_path, capsys):
+    """A registry entry from before the check (written directly): `models use` refuses it naming
+    the version and its URI, and the active model stays what it was."""
+    session, resources, state = embedded
+    s3, ssm = session.client("s3"), session.client("ssm")
+    bucket = resources.masks_bucket
+    meta = json.loads(_model(tmp_path / "real", "old", 0.5).with_suffix(".json").read_text())
+    s3.put_object(Bucket=bucket, Key="registry/tiny/old/model.keras", Body=b"hello\n")
+    s3.put_object(Bucket=bucket, Key="registry/tiny/old/model.json", Body=json.dumps(meta).encode())
+    code, _, err = run_cli(capsys, "models", "use", "old", "--embedded", state)
+    uri = f"s3://{bucket}/registry/tiny/old/model.keras"
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"tiny/old ({uri}): not a Keras model file" in err and "not made active" in err and "lg-use-" not in err
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=registry.parameter_name(bucket))
+
+
+def test_a_worker_names_the_active_version_it_cannot_load(embedded, tmp_path):
+    """A worker whose active model (set behind the registry's back) is corrupt exits 3 with a
+    line naming the version and its registry URI, not the temporary file it fetched."""
+    import os
+    import subprocess
+    import sys
+
+    session, resources, _ = embedded
+    s3, ssm = session.client("s3"), session.client("ssm")
+    bucket = resources.masks_bucket
+    uri = f"s3://{bucket}/registry/tiny/old/model.keras"
+    meta = {**json.loads(_model(tmp_path / "real", "old", 0.5).with_suffix(".json").read_text()), "registry_uri": uri}
+    s3.put_object(Bucket=bucket, Key="registry/tiny/old/model.keras", Body=b"hello\n")
+    s3.put_object(Bucket=bucket, Key="registry/tiny/old/model.json", Body=json.dumps(meta).encode())
+    parameter = registry.parameter_name(bucket)
+    ssm.put_parameter(Name=parameter, Value=uri, Type="String")
+    env = {**os.environ, **resources.to_env(), "LG_TILE_URL_TEMPLATE": "http://tiles.local/{z}/{x}/{y}.png",
+           registry.ENV_MODEL_PARAMETER: parameter, "LG_MODEL_DIR": str(tmp_path / "fetched")}
+    env.pop("LG_MODEL_PATH", None)
+    proc = subprocess.run([sys.executable, "-m", "looking_glass.pipeline.worker_main"], env=env,
+                          capture_output=True, text=True, timeout=180)
+    lines = [line for line in proc.stdout.splitlines() if "cannot load model" in line]
+    assert proc.returncode == 3 and len(lines) == 1, proc.stdout + proc.stderr
+    assert f"cannot load model tiny/old ({uri}): not a Keras model file" in lines[0]
+    assert str(tmp_path / "fetched") not in lines[0]

@@ -197,6 +197,8 @@ def test_stage_init_from_a_file_a_folder_and_an_archive(tmp_path, start_model):
     assert staged.path == tmp_path / "a" / "start.keras" and source == str(start_model)
     staged, _ = stage_init(str(start_model.parent), tmp_path / "b")
     assert staged.sidecar["model_id"] == "tiny-start"
+    staged, source = stage_init(str(start_model.with_suffix(".json")), tmp_path / "s")  # its sidecar: the model
+    assert staged.path == tmp_path / "s" / "start.keras" and source == str(start_model)
     archive = tmp_path / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(start_model, arcname="model.keras")
