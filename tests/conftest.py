@@ -168,16 +168,19 @@ def results_by_x(capsys, job: str) -> dict[int, dict]:
     return {int(r["x"]): r for r in csv.DictReader(io.StringIO(out))}
 
 
-def model_copy(folder: Path, version: str, extra: bytes = b"", model_id: str = "trial") -> Path:
-    """``folder/model.keras``: the shipped Keras file (``extra`` bytes appended: other weights)
-    with a sidecar naming ``model_id`` and ``version``; ``folder`` is created."""
+def model_copy(folder: Path, version: str, extra: bytes = b"", model_id: str = "trial", **fields) -> Path:
+    """``folder/model.keras``: the shipped Keras file (``extra`` bytes appended: other weights), a
+    real model that the model-path check loads, with a sidecar naming ``model_id`` and ``version``
+    (other sidecar ``fields`` set as given; the ONNX record dropped, as no export lies beside the
+    copy); ``folder`` is created if need be."""
     from looking_glass.model.segmenter import SHIPPED_MODEL
 
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     model = folder / "model.keras"
     model.write_bytes(SHIPPED_MODEL.read_bytes() + extra)
     meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
-    meta.update({"model_id": model_id, "version": version})
+    meta.pop("onnx", None)
+    meta.update({**fields, "model_id": model_id, "version": version})
     model.with_suffix(".json").write_text(json.dumps(meta))
     return model
 

@@ -12,7 +12,7 @@ import mercantile
 import numpy as np
 import pytest
 import shapely
-from conftest import SPACENET_SAMPLE, run_cli
+from conftest import SPACENET_SAMPLE, model_copy, run_cli
 from pyproj import Transformer
 
 from looking_glass.cli.main import main
@@ -242,7 +242,17 @@ def metres_without_crs(tmp_path):
 
 
 def model_without_sidecar(tmp_path):
+    """A real Keras file (the shipped model's) without its sidecar."""
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+
     p = tmp_path / "model.keras"
+    p.write_bytes(SHIPPED_MODEL.read_bytes())
+    return str(p)
+
+
+def corrupt_model(tmp_path):
+    """Seven bytes that are not a Keras archive, with the shipped model's sidecar beside them."""
+    p = model_copy(tmp_path / "corrupt", "1")
     p.write_bytes(b"weights")
     return str(p)
 
@@ -260,9 +270,11 @@ def model_without_sidecar(tmp_path):
         ("demo", ["--imagery", IMAGE, "--truth", metres_without_crs], "are not longitude/latitude degrees, yet the file "
          "declares no CRS"),
         ("demo", ["--model", "missing.keras"], "--model missing.keras: no such file"),
-        ("demo", ["--model", model_without_sidecar], "model metadata"),
+        ("demo", ["--model", model_without_sidecar], "no sidecar"),
+        ("demo", ["--model", corrupt_model], "not a Keras model file"),
         ("up", ["--imagery", "missing/image.tif"], "--imagery missing/image.tif: no such file"),
-        ("up", ["--model", model_without_sidecar], "model metadata"),
+        ("up", ["--model", model_without_sidecar], "no sidecar"),
+        ("up", ["--model", corrupt_model], "not a Keras model file"),
     ],
 )
 def test_bad_inputs_are_one_line_and_exit_2_before_anything_starts(

@@ -19,14 +19,13 @@ tile server because the configured one is on the internet).
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 from cfn_rehearsal import ORDER, STAND_INS, deploy, template
-from conftest import SAMPLE_POLYGON, geojson_bytes, run_cli
+from conftest import SAMPLE_POLYGON, geojson_bytes, model_copy, run_cli
 from test_recorded_calls import tiny_segmenter  # noqa: F401 -- the fixture
 
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
@@ -115,16 +114,7 @@ def test_an_aoi_runs_through_the_rehearsed_stacks(rehearsal, tile_server, tiny_s
     assert submitted["jobQueue"] == result["outputs"]["Inference"]["JobQueueArn"]
 
     # A model made active with the CLI is what a worker with the job definition's variables loads.
-    import shutil
-
-    from looking_glass.model.segmenter import SHIPPED_MODEL
-
-    model = tmp_path / "m" / "model.keras"  # a real model: register and use check it loads
-    model.parent.mkdir()
-    shutil.copy(SHIPPED_MODEL, model)
-    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "rehearsal", "version": "v1"}
-    meta.pop("onnx", None)
-    model.with_suffix(".json").write_text(json.dumps(meta))
+    model = model_copy(tmp_path / "m", "v1", model_id="rehearsal")  # a real model: register and use load it
     assert run_cli(capsys, "models", "register", str(model), "--stack", name)[0] == 0
     assert run_cli(capsys, "models", "use", "v1", "--stack", name)[0] == 0
     (definition,) = boto3.client("batch").describe_job_definitions(

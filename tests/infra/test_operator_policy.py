@@ -11,7 +11,15 @@ import uuid
 
 import boto3
 import pytest
-from conftest import SAMPLE_POLYGON, create_output_stack, drain, geojson_bytes, make_training_dataset, run_cli
+from conftest import (
+    SAMPLE_POLYGON,
+    create_output_stack,
+    drain,
+    geojson_bytes,
+    make_training_dataset,
+    model_copy,
+    run_cli,
+)
 from iam_check import Statement, iam_requests, record_calls
 from operator_policy import GENERATED, NOT_RECORDED, documented, generalise, policy, render, stack_commands
 from test_recorded_calls import ACCOUNT, REGION, tiny_segmenter  # noqa: F401 -- the fixture
@@ -98,15 +106,7 @@ def test_the_documented_operator_policy_is_what_the_commands_call(
     session, names, resources, name, placeholders = deployment
     aoi = tmp_path / "area.geojson"
     aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
-    import shutil
-
-    from looking_glass.model.segmenter import SHIPPED_MODEL
-
-    model = tmp_path / "model.keras"  # a real model: register and use check it loads
-    shutil.copy(SHIPPED_MODEL, model)
-    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "op", "version": "v1"}
-    meta.pop("onnx", None)
-    model.with_suffix(".json").write_text(json.dumps(meta))
+    model = model_copy(tmp_path / "model", "v1", model_id="op")  # a real model: register and use load it
     calls: dict[str, list] = {}
 
     def operator(command: str, *argv: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cdk]')")
 
-from conftest import SAMPLE_POLYGON, drain, geojson_bytes  # noqa: E402
+from conftest import SAMPLE_POLYGON, drain, geojson_bytes, model_copy  # noqa: E402
 from iam_check import RolePolicy, iam_requests, record_calls  # noqa: E402
 from template_snapshots import SNAPSHOTS, job_definition_environment  # noqa: E402
 
@@ -96,17 +96,9 @@ def tiny_segmenter():
 
 def register_active_model(session, bucket: str, parameter: str, folder) -> str:
     """The operator's side of promotion: one registered version, made active; its URI."""
-    import shutil
-
     from looking_glass.model import registry
-    from looking_glass.model.segmenter import SHIPPED_MODEL
 
-    folder.mkdir(parents=True, exist_ok=True)
-    model = folder / "model.keras"  # a real model: register and use check it loads
-    shutil.copy(SHIPPED_MODEL, model)
-    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "recorded", "version": "v1"}
-    meta.pop("onnx", None)
-    model.with_suffix(".json").write_text(json.dumps(meta))
+    model = model_copy(folder, "v1", model_id="recorded")  # a real model: register and use load it
     record = registry.register(session.client("s3"), bucket, model)
     registry.use(session.client("s3"), session.client("ssm"), bucket, parameter, "v1")
     return record.uri

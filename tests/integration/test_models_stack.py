@@ -12,7 +12,7 @@ import uuid
 
 import boto3
 import pytest
-from conftest import run_cli
+from conftest import model_copy, run_cli
 from test_train_stack import create_stack, training_stack  # noqa: F401 -- the fixture
 
 import looking_glass.cli.training as training_cli
@@ -23,19 +23,8 @@ from looking_glass.runtime import resources
 
 
 def _model(folder, version: str):
-    """A real model (a copy of the shipped one: register and use check it loads) as seg/VERSION."""
-    import shutil
-
-    from looking_glass.model.segmenter import SHIPPED_MODEL
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.keras"
-    shutil.copy(SHIPPED_MODEL, path)
-    meta = {**json.loads(SHIPPED_MODEL.with_suffix(".json").read_text()), "model_id": "seg", "version": version,
-            "validation": {"val_iou": 0.5}}
-    meta.pop("onnx", None)
-    path.with_suffix(".json").write_text(json.dumps(meta))
-    return path
+    """A real model (a copy of the shipped one: register and use load it) as seg/VERSION."""
+    return model_copy(folder, version, model_id="seg", validation={"val_iou": 0.5})
 
 
 @pytest.fixture

@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import model_copy
 from test_train_stack import executions, keys, make_dataset, training_stack  # noqa: F401 -- the fixture
 
 from looking_glass.cli.main import main
 from looking_glass.training.contract import INIT_PREFIX
 
 
-def _model(folder, head="binary"):
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.keras"
-    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: enough for the checks before the upload
-    path.with_suffix(".json").write_text(json.dumps({"model_id": "m", "version": "1",
-                                                     "config": {"head": head, "input_size": 256}}))
-    return path
+def _model(folder):
+    """A real model (a copy of the shipped one, binary head, 256 px): ``--init`` checks it is a
+    Keras archive that matches its sidecar before anything is uploaded."""
+    return model_copy(folder, "1", model_id="m")
 
 
 def test_init_model_is_uploaded_and_the_execution_asks_for_the_channel(training_stack, tmp_path, capsys):  # noqa: F811
@@ -32,7 +30,7 @@ def test_init_model_is_uploaded_and_the_execution_asks_for_the_channel(training_
     assert doc["init"] is True and doc["hyperparameters"]["init_source"] == str(model)
 
 
-@pytest.mark.parametrize("problem", ["missing", "head"])
+@pytest.mark.parametrize("problem", ["missing", "head", "corrupt"])
 def test_a_bad_init_model_is_refused_before_anything_is_uploaded(training_stack, tmp_path, problem):  # noqa: F811
     name, bucket, machine = training_stack
     data = make_dataset(tmp_path / "data")
@@ -40,6 +38,9 @@ def test_a_bad_init_model_is_refused_before_anything_is_uploaded(training_stack,
     args = ["train", "--stack", name, "--data", str(data), "--init", str(model)]
     if problem == "head":
         args += ["--hyperparameters", '{"head": "sdt"}']
-    with pytest.raises(SystemExit, match="does not exist" if problem == "missing" else "init model"):
+    if problem == "corrupt":  # an empty zip with a real sidecar: no Keras config.json in it
+        model.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    match = {"missing": "does not exist", "head": "init model", "corrupt": "without Keras's config.json"}[problem]
+    with pytest.raises(SystemExit, match=match):
         main(args)
     assert keys(bucket) == set() and executions(machine) == []
