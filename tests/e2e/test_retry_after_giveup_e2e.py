@@ -1,5 +1,6 @@
 """Recovery after the embedded run gave up on its workers (issue 12 of the seventh session): a
-registered model that cannot be loaded is made active, a job's workers exit 3 three times in a
+registered model that cannot be loaded is made active (written behind ``models register``/``use``,
+which refuse it now, as by a Looking Glass from before their check), a job's workers exit 3 three times in a
 row and the job FAILS; `models use shipped` lets the run start workers again (it stayed silent
 for good before), `retry JOB` is not refused for the work still queued, and once every tile is
 done the job is COMPLETE with its failure reason kept only as ``earlier_reason``. Real
@@ -16,7 +17,7 @@ from conftest import SAMPLE_POLYGON, embedded_thread, geojson_bytes, run_cli
 
 from looking_glass.local.deployment import resolve_embedded
 from looking_glass.model.identity import shipped_identity
-from looking_glass.model.registry import shipped_record
+from looking_glass.model.registry import MODEL_FILE, SIDECAR_FILE, model_prefix, parameter_name, shipped_record
 from looking_glass.model.segmenter import SHIPPED_MODEL
 from looking_glass.pipeline.launchers import MAX_FAILURES_IN_A_ROW
 from looking_glass.pipeline.store import ResultsStore
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _broken_model(tmp):
-    """A registrable version whose model.keras is not a Keras file (the sidecar is the shipped one's)."""
+    """A model.keras that is not a Keras file (the sidecar is the shipped one's)."""
     folder = tmp / "broken"
     folder.mkdir()
     model = folder / "model.keras"
@@ -35,6 +36,20 @@ def _broken_model(tmp):
     meta.update({"model_id": "e2e-broken", "version": "1"})
     model.with_suffix(".json").write_text(json.dumps(meta))
     return model
+
+
+def _active_behind_the_checks(dep, model) -> None:
+    """``model`` registered as ``e2e-broken/1`` and made active as a Looking Glass before the
+    model-path check did (``models register`` and ``models use`` refuse it now): its files
+    written to the registry and the active-model parameter set directly."""
+    bucket = dep.resources.masks_bucket
+    prefix = model_prefix("e2e-broken", "1")
+    uri = f"s3://{bucket}/{prefix}{MODEL_FILE}"
+    meta = {**json.loads(model.with_suffix(".json").read_text()), "registry_uri": uri}
+    s3 = dep.client("s3")
+    s3.put_object(Bucket=bucket, Key=prefix + MODEL_FILE, Body=model.read_bytes())
+    s3.put_object(Bucket=bucket, Key=prefix + SIDECAR_FILE, Body=json.dumps(meta).encode())
+    dep.client("ssm").put_parameter(Name=parameter_name(bucket), Value=uri, Type="String", Overwrite=True)
 
 
 def _wait(check, timeout_s: float = 300.0):
@@ -51,10 +66,12 @@ def test_a_retry_after_the_workers_gave_up_runs_the_job_to_complete(tmp_path, ca
     with embedded_thread(tmp_path) as state:
         dep = resolve_embedded(state)
         store = ResultsStore(dep.client("dynamodb"), dep.resources.results_table)
-        code, _, err = run_cli(capsys, "models", "register", str(_broken_model(tmp_path)))
-        assert code == 0, err
+        broken = _broken_model(tmp_path)
+        code, _, err = run_cli(capsys, "models", "register", str(broken))
+        assert code == 2 and "not a Keras model file" in err, err  # the check keeps it out of the registry now
+        _active_behind_the_checks(dep, broken)
         code, _, err = run_cli(capsys, "models", "use", "e2e-broken/1")
-        assert code == 0, err
+        assert code == 2 and "not made active" in err, err  # and would not make it active
         aoi = tmp_path / "aoi.geojson"
         aoi.write_bytes(geojson_bytes(SAMPLE_POLYGON))
         code, out, err = run_cli(capsys, "submit", str(aoi))
