@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -130,11 +131,60 @@ def _stac_asset(item: dict, label: str) -> str:
     return visual["href"]
 
 
+# What --imagery takes, said when a JSON document is something else (footprints given by mistake).
+IMAGERY_FORMS = (
+    "give a GeoTIFF/COG, an XYZ template, a mosaic list (GeoTIFFs, a .vrt, MosaicJSON) or a STAC "
+    "item/item collection; building footprints go to demo --truth or prepare --footprints"
+)
+_GEOJSON_GEOMETRIES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                       "GeometryCollection"}
+
+
+def _geometry_kind(feature) -> str:
+    """``'polygon'``, ``'point'``, ... for a GeoJSON feature; ``'geometry-less'`` without one."""
+    geometry = feature.get("geometry") if isinstance(feature, dict) else None
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    return str(kind).lower() if kind else "geometry-less"
+
+
+def _not_imagery(doc) -> str | None:
+    """What a JSON document that is not a mosaic *is* (``"a GeoJSON of 43 polygon features"``),
+    or None when it may be one: MosaicJSON, or a Feature/FeatureCollection that is STAC (a
+    ``stac_version`` or an item with ``assets``), or an empty FeatureCollection (which names no image)."""
+    if not isinstance(doc, dict):
+        return "a JSON " + {list: "list", str: "string", int: "number", float: "number"}.get(type(doc), "value")
+    kind = doc.get("type")
+    if "mosaicjson" in doc:
+        return None
+    if kind in ("Feature", "FeatureCollection"):
+        items = [doc] if kind == "Feature" else doc.get("features")
+        if isinstance(items, list) and (not items or "stac_version" in doc or any(
+                isinstance(i, dict) and ("stac_version" in i or isinstance(i.get("assets"), dict)) for i in items)):
+            return None
+        if kind == "Feature":
+            return f"a GeoJSON {_geometry_kind(doc)} feature without STAC assets"
+        if not isinstance(items, list):
+            return "a GeoJSON FeatureCollection without a 'features' list"
+        counts = Counter(_geometry_kind(f) for f in items).most_common()
+        return "a GeoJSON of " + " and ".join(f"{n} {k}" for k, n in counts) + f" feature{'s' * (len(items) > 1)}"
+    if kind in _GEOJSON_GEOMETRIES:
+        return f"a GeoJSON {kind} geometry"
+    if kind == "Collection" and "stac_version" in doc:
+        return "a STAC Collection (its items are not in it: give the item collection, e.g. a STAC API search's result)"
+    if doc.get("format") == "looking-glass-chips":
+        return "a prepared dataset's manifest (looking-glass-chips)"
+    keys = ", ".join(sorted(map(str, doc))[:6]) or "empty"
+    return f"a JSON object ({keys}) that is neither MosaicJSON nor STAC"
+
+
 def _document_members(data: bytes, uri: str) -> list[MosaicMember]:
     try:
         doc = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MosaicError(f"{uri}: not a readable mosaic document (not JSON: {exc})") from None
+    what = _not_imagery(doc)
+    if what is not None:
+        raise MosaicError(f"{uri}: {what}, not imagery: {IMAGERY_FORMS}")
     if isinstance(doc, dict) and "mosaicjson" in doc:
         tiles = doc.get("tiles")
         if not isinstance(tiles, dict) or not all(isinstance(v, list) for v in tiles.values()):
@@ -143,10 +193,8 @@ def _document_members(data: bytes, uri: str) -> list[MosaicMember]:
         return [MosaicMember(_resolve(h, uri, uri)) for h in hrefs]
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         items = [doc]
-    elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection" and isinstance(doc.get("features"), list):
+    else:  # a FeatureCollection with a features list (_not_imagery refused everything else)
         items = doc["features"]
-    else:
-        raise MosaicError(f"{uri}: neither MosaicJSON (a 'mosaicjson' member) nor a STAC item collection")
     members = []
     for i, item in enumerate(items):
         label = f"{uri} item {item.get('id', i) if isinstance(item, dict) else i}"

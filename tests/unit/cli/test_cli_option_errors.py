@@ -72,3 +72,28 @@ def test_an_empty_feature_collection_says_it_has_no_features(tmp_path, capsys):
     empty.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     code, _, err = run_cli(capsys, "cover", str(empty))
     assert code == 2 and "AOI has no features" in err and "polygonal" not in err
+
+
+FOOTPRINTS = "tests/data/spacenet_atlanta_sample/buildings.geojson"
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--imagery", FOOTPRINTS],
+    ["up", "--imagery", FOOTPRINTS],
+    ["up", "--imagery", f"atl={FOOTPRINTS}"],
+    ["prepare", "--imagery", FOOTPRINTS, "--aoi", "AOI", "--footprints", FOOTPRINTS, "--out", "OUT"],
+    ["validate", "AOI", "--imagery", FOOTPRINTS],
+    ["serve-tiles", FOOTPRINTS],
+    ["aoi", FOOTPRINTS],
+])
+def test_footprints_given_as_imagery_are_one_line_saying_so(tmp_path, capsys, argv):
+    """Every command that opens imagery: footprints given by mistake (43 polygons, no STAC) are
+    named as such, with what the option takes; nothing is started (exit 2 before any server)."""
+    aoi = tmp_path / "aoi.geojson"
+    aoi.write_text(json.dumps({"type": "Polygon", "coordinates": [
+        [[-84.3888, 33.7488], [-84.3868, 33.7488], [-84.3868, 33.7508], [-84.3888, 33.7508], [-84.3888, 33.7488]]]}))
+    argv = [str(aoi) if a == "AOI" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "buildings.geojson: a GeoJSON of 43 polygon features, not imagery: give a GeoTIFF/COG" in err
+    assert "footprints go to demo --truth" in err and "has no assets" not in err

@@ -134,7 +134,7 @@ def test_stac_item_datetimes_order_the_mosaic(tmp_path, scenes):
     "content, message",
     [
         ("{not json", "not a readable mosaic document"),
-        ('{"type": "Polygon"}', "neither MosaicJSON"),
+        ('{"type": "Polygon"}', "a GeoJSON Polygon geometry, not imagery"),
         ('{"mosaicjson": "0.0.3", "tiles": []}', "without a 'tiles' object"),
         (json.dumps({"type": "FeatureCollection", "features": []}), "names no image"),
         (json.dumps({"type": "Feature", "id": "i", "properties": {"datetime": "soon"},
@@ -242,3 +242,42 @@ def test_the_aoi_command_prints_the_footprint_of_an_image_or_a_mosaic(tmp_path, 
     bad = subprocess.run([sys.executable, "-m", "looking_glass.cli.main", "aoi", str(tmp_path / "none.tif")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "none.tif: no such file" in bad.stderr and bad.stdout == ""
+
+
+@pytest.mark.parametrize("content, what", [
+    ({"type": "Polygon", "coordinates": []}, "a GeoJSON Polygon geometry"),
+    ({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}, "properties": {}},
+     "a GeoJSON point feature without STAC assets"),
+    ({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": []}, "properties": {}},
+        {"type": "Feature", "geometry": None, "properties": {}}]},
+     "a GeoJSON of 1 polygon and 1 geometry-less features"),
+    ({"type": "Collection", "stac_version": "1.0.0", "id": "c", "links": []}, r"a STAC Collection \(its items are not in it.*\)"),
+    ({"format": "looking-glass-chips", "version": 1}, r"a prepared dataset's manifest \(looking-glass-chips\)"),
+    ({"hello": 1}, r"a JSON object \(hello\) that is neither MosaicJSON nor STAC"),
+    ([1, 2], "a JSON list"),
+])
+def test_json_that_is_not_imagery_says_what_it_is_and_what_imagery_is(tmp_path, content, what):
+    doc = tmp_path / "thing.geojson"
+    doc.write_text(json.dumps(content))
+    with pytest.raises(MosaicError, match=f"thing.geojson: {what}, not imagery: give a GeoTIFF/COG, .*--truth"):
+        mosaic_members(str(doc))
+
+
+def test_building_footprints_given_as_imagery_are_named_as_footprints():
+    """The new-user mistake: the SpaceNet sample's footprints (43 polygons, no STAC) as imagery."""
+    footprints = Path(__file__).resolve().parents[2] / "data" / "spacenet_atlanta_sample" / "buildings.geojson"
+    with pytest.raises(MosaicError, match="buildings.geojson: a GeoJSON of 43 polygon features, not imagery: ") as err:
+        open_geotiff_source(str(footprints))
+    assert "has no assets" not in str(err.value)
+
+
+def test_a_stac_item_needs_no_stac_version_but_a_stac_version_without_assets_is_still_stac(tmp_path, scenes):
+    """Only a document with no STAC sign at all is called not imagery: an item with assets is
+    read as before, and one with a stac_version but no assets is told its assets are missing."""
+    item = {"type": "Feature", "id": "a", "properties": {}, "assets": {"visual": {"href": "old.tif"}}}
+    (tmp_path / "one.json").write_text(json.dumps(item))
+    assert [m.source for m in mosaic_members(str(tmp_path / "one.json"))] == [str(tmp_path / "old.tif")]
+    (tmp_path / "bare.json").write_text(json.dumps({"type": "Feature", "id": "b", "stac_version": "1.0.0", "properties": {}}))
+    with pytest.raises(MosaicError, match="item b: the STAC item has no assets"):
+        mosaic_members(str(tmp_path / "bare.json"))
