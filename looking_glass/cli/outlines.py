@@ -34,11 +34,20 @@ def _attribution(dep, store, job_id: str) -> str:
     return (source.attribution or "") if source is not None else ""
 
 
-def accuracy_note(dep, store, job_id: str) -> str:
-    """The one line an ``.osm`` export prints on stderr before a mapper uploads anything: the
-    real-imagery figure the sidecar of the model that produced the job's tiles records (the first
-    of its first 100 tile results that names one; ``model.registry.run_sidecar``,
-    ``real_imagery_figure``), or that it records none; either way, review before upload."""
+UPLOAD_REVIEW = "review every outline against the imagery before uploading any to OpenStreetMap"
+GAP_LEAD = ("the buildings not yet mapped are the model's buildings that no mapped building touches, "
+            "its false detections included; ")
+GAP_REVIEW = "review them against the imagery before acting on the gap"
+
+
+def accuracy_note(dep, store, job_id: str, lead: str = "", review: str = UPLOAD_REVIEW) -> str:
+    """The one ``note:`` line on stderr that quotes the real-imagery figure the sidecar of the
+    model that produced the job's tiles records (the first of its first 100 tile results that
+    names one; ``model.registry.run_sidecar``, ``real_imagery_figure``), or says it records none:
+    ``lead`` before it (what the printed numbers count), ``review`` after it (what to do). An
+    ``.osm`` export prints it before a mapper uploads anything (the defaults); ``results`` and
+    ``map --compare`` with :data:`GAP_LEAD` and :data:`GAP_REVIEW`, as the gap counts the model's
+    false detections too."""
     import itertools
 
     from looking_glass.model.registry import real_imagery_figure, run_label, run_sidecar
@@ -48,10 +57,9 @@ def accuracy_note(dep, store, job_id: str) -> str:
     sidecar = run_sidecar(dep.client("s3"), dep.resources.masks_bucket, run) if run else None
     figure = real_imagery_figure(sidecar) if sidecar else None
     model = f"model {run}" if run else "the model of this job"
-    review = "review every outline against the imagery before uploading any to OpenStreetMap"
     if figure is None:
-        return f"note: {model} has no recorded evaluation on real imagery: {review}"
-    return f"note: {model} recorded {figure}: {review}"
+        return f"note: {lead}{model} has no recorded evaluation on real imagery: {review}"
+    return f"note: {lead}{model} recorded {figure}: {review}"
 
 
 def cmd_export(args) -> int:
@@ -179,6 +187,8 @@ def cmd_compare_results(args) -> int:
         print(f"wrote {args.out}: {len(gap.rows):,} rows ({args.format})", file=sys.stderr)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()  # the table before the note, on a terminal showing both
+    print(accuracy_note(dep, store, job_id, GAP_LEAD, GAP_REVIEW), file=sys.stderr)
     return 0
 
 
@@ -199,6 +209,8 @@ def cmd_compare_map(args, imagery: dict | None, reference=None) -> int:
     out = write_gap_map(gap, out_dir, imagery, title)
     print(f"wrote {out['html']}, {out['geojson']} ({out['features']:,} cells) and {out['buildings']} "
           f"({gap.unmapped_count:,} buildings not yet mapped; gap.html also draws {out['mapped']:,} mapped footprints)")
+    sys.stdout.flush()
+    print(accuracy_note(dep, store, job_id, GAP_LEAD, GAP_REVIEW), file=sys.stderr)
     return 0
 
 

@@ -167,3 +167,45 @@ def test_no_note_when_areas_and_counts_agree(aws, tmp_path):
     path = _mapped_file(tmp_path / "osm.geojson", [b.polygon for b in buildings if b.tiles == 1])
     gap = job_gap(store, s3, bucket, JOB, path)
     assert count_note(gap) is None and "note:" not in render_gap("table", gap)
+
+
+def _shipped_run():
+    """``ID/VERSION`` of the shipped model and the phrase its sidecar's real-imagery figure gives."""
+    from looking_glass.model.registry import real_imagery_figure
+    from looking_glass.model.segmenter import SHIPPED_MODEL
+    from looking_glass.model.sidecar import sidecar_path
+
+    sidecar = json.loads(sidecar_path(SHIPPED_MODEL).read_text())
+    head = sidecar["real_imagery"]["headline"]  # what the evaluation recorded, as the note words it
+    figure = f"object F1 {head['object_f1']:.3f} (pixel IoU {head['pixel_iou']:.3f}) on {head['dataset']}"
+    assert real_imagery_figure(sidecar).startswith(figure)
+    return f"{sidecar['model_id']}/{sidecar['version']}", real_imagery_figure(sidecar)
+
+
+@pytest.mark.parametrize("command", ["results", "map"])
+@pytest.mark.parametrize("recorded", [True, False])
+def test_the_gap_ends_with_a_note_on_the_models_false_detections_and_its_real_imagery_figure(
+        aws, moto_endpoint, tmp_path, monkeypatch, capsys, command, recorded):
+    # A new user read "unmapped 900 m2" as 900 m2 of buildings to map; with the shipped model
+    # (pixel precision 0.60 on real imagery) much of it may be the model's false detections.
+    from looking_glass.local.deployment import write_state
+
+    session, names, res = aws
+    run, figure = _shipped_run()
+    model_id, version = run.split("/") if recorded else ("seg", "9")  # seg/9: registered nowhere
+    put_job(aws, ALL, provenance={"model_id": model_id, "model_version": version})
+    state = tmp_path / "embedded.json"
+    write_state(state, moto_endpoint, res, "http://127.0.0.1:9/{z}/{x}/{y}.png")
+    monkeypatch.setenv("LG_EMBEDDED_STATE", str(state))
+    mapped = _mapped_file(tmp_path / "mapped.geojson", [tile_box(X0, Y0, 18)])
+    argv = (["results", JOB, "--compare", str(mapped), "--no-progress"] if command == "results"
+            else ["map", JOB, "--out", str(tmp_path / "map"), "--compare", str(mapped)])
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "not yet mapped" in out if command == "map" else "completeness" in out
+    last = err.strip().splitlines()[-1]
+    assert [line for line in err.splitlines() if line.startswith("note: ")] == [last]  # one note, the last line
+    assert last.startswith("note: the buildings not yet mapped are the model's buildings that no mapped building "
+                           "touches, its false detections included; ")
+    said = f"model {run} recorded {figure}" if recorded else "model seg/9 has no recorded evaluation on real imagery"
+    assert said in last and last.endswith("review them against the imagery before acting on the gap")
