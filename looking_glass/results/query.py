@@ -320,14 +320,25 @@ CSV_PLACE = ("lon", "lat", "geometry")  # after every CSV row's data: where the 
 TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", "job_building_area_m2", "model")
 
 
-def _cell(v) -> str:
+# How the text table shows a float column, so a column reads alike down its rows: areas in m2 to a
+# tenth with thousands separators, shares of 1 to four places, estimated counts to a tenth.
+# (CSV and GeoJSON keep the full values.)
+_TABLE_FORMATS = {"building_density": "{:.4f}", "valid_fraction": "{:.4f}", "tile_fraction": "{:.4f}",
+                  "building_count_estimate": "{:,.1f}"}
+
+
+def _cell(v, column: str = "") -> str:
     v = json_value(v)
     if v is None:
         return ""
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) >= 1 or v == 0 else f"{v:.4f}"
+        if column.endswith("_m2"):
+            return f"{v:,.1f}"
+        return _TABLE_FORMATS.get(column, "{:.3f}" if abs(v) >= 1 or v == 0 else "{:.4f}").format(v)
+    if isinstance(v, int) and column.endswith("_m2"):
+        return f"{v:,}.0"
     return str(v)
 
 
@@ -336,9 +347,9 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     (names and reasons shown escaped: :func:`looking_glass.display.shown`); the model is not a
     column (:data:`TABLE_LEAVES_OUT`) but on the last line."""
     cols = tuple(c for c in COLUMNS[mode] if c not in TABLE_LEAVES_OUT)
-    body = [[shown(_cell(r.get(c))) for c in cols] for r in rows]
+    body = [[shown(_cell(r.get(c), c)) for c in cols] for r in rows]
     key = cols[0]
-    total_row = [("TOTAL" if c == key else _cell(tot.get(c)) if c in tot else "") for c in cols]
+    total_row = [("TOTAL" if c == key else _cell(tot.get(c), c) if c in tot else "") for c in cols]
     widths = [max(len(c), *(len(r[i]) for r in [*body, total_row])) for i, c in enumerate(cols)]
     numeric = {c for c in cols if c not in ("quadkey", "name", "status", "reason")}
 
@@ -351,7 +362,7 @@ def format_table(mode: str, rows: list[dict], tot: dict) -> str:
     out = [line(list(cols)), rule, *(line(r) for r in body), rule, line(total_row)]
     out.append(
         f"job {shown(tot['job_status'])}: {tot['job_tiles_total'] - tot['job_tiles_pending']:,}/{tot['job_tiles_total']:,} "
-        f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'])} m2; "
+        f"tiles final, {tot['job_tiles_pending']:,} pending; job building area {_cell(tot['job_building_area_m2'], 'job_building_area_m2')} m2; "
         f"model {shown(tot.get('model') or 'not recorded')}"
     )
     return "\n".join(out) + "\n"

@@ -229,7 +229,7 @@ def test_table_lists_rows_then_totals():
     lines = text.splitlines()
     assert lines[0].split()[:5] == ["quadkey", "z", "x", "y", "status"]
     assert sum(quadkey(X0, Y0, 18) in line for line in lines) == 1
-    assert "TOTAL" in lines[-2] and "340.750" in lines[-2]
+    assert "TOTAL" in lines[-2] and "340.8" in lines[-2]
     assert "6/7 tiles final, 1 pending" in lines[-1]
 
 
