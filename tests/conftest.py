@@ -232,7 +232,8 @@ def create_output_stack(name: str, outputs: dict[str, str]) -> None:
 def make_training_dataset(path, train_shards=2, validation_shards=1):
     """The layout of `prepare`/`synth-data`: manifest.json plus shards per split."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "manifest.json").write_text(json.dumps({"counts": {"train": train_shards, "validation": validation_shards}}))
+    (path / "manifest.json").write_text(json.dumps({"format": "looking-glass-chips", "chip_size": 8,
+                                                    "counts": {"train": train_shards, "validation": validation_shards}}))
     for split, count in (("train", train_shards), ("validation", validation_shards)):
         (path / split).mkdir(exist_ok=True)
         for i in range(count):

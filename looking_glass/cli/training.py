@@ -172,11 +172,14 @@ def _register_output(deployment, output: str | None) -> None:
 def _eval_data(args, with_ids: bool = False):
     """(images, masks, sdts, tiles) of ``--data``'s validation chips or of ``--synthetic`` N tiles;
     ``with_ids`` adds each chip's id (the manifest's, or ``z/x/y`` of a synthetic tile)."""
+    from looking_glass.datasets.errors import DatasetError
     from looking_glass.training.evaluate import prepared_eval_set, synthetic_eval_set
 
     if args.data:
         try:
             return prepared_eval_set(args.data, with_ids=with_ids)
+        except DatasetError as exc:  # not a prepared dataset: the line names the folder and what to do
+            raise CommandError(str(exc)) from None
         except (OSError, ValueError, KeyError) as exc:
             raise CommandError(f"cannot read prepared chips from {args.data}: {exc}") from None
     images, masks, sdts, tiles = synthetic_eval_set(args.synthetic, args.seed)

@@ -44,7 +44,7 @@ from typing import Iterable
 
 import numpy as np
 
-from looking_glass.datasets.errors import PrepareError
+from looking_glass.datasets.errors import DatasetError, PrepareError
 from looking_glass.datasets.split import SPLITS
 from looking_glass.grid import TILE_SIZE
 
@@ -58,6 +58,7 @@ __all__ = [
     "is_dataset",
     "load_split",
     "move_into_place",
+    "read_manifest",
     "write_dataset",
 ]
 
@@ -293,15 +294,48 @@ def write_dataset(
         return w.commit(**manifest_extra)
 
 
+# How to make what a command wanted, said when a folder is not a prepared dataset.
+MAKE_ONE = ("make one with `looking-glass prepare --images IMAGE.tif --footprints BUILDINGS.geojson --out FOLDER` "
+            "(or `looking-glass synth-data --out FOLDER`)")
+
+
+def read_manifest(data_dir: str | os.PathLike) -> dict:
+    """The ``manifest.json`` of the prepared dataset ``data_dir``. Raises :class:`DatasetError`
+    (one line, exit status 2) for no such folder, a file, a folder without manifest.json, and a
+    manifest that is not valid JSON, not a ``looking-glass-chips`` one or without a chip size."""
+    path = Path(data_dir).expanduser()
+    manifest = path / "manifest.json"
+    if not path.exists():
+        raise DatasetError(f"{path}: no such folder: {MAKE_ONE}")
+    if not path.is_dir():
+        raise DatasetError(f"{path}: a file, not a prepared dataset folder: {MAKE_ONE}")
+    if not manifest.is_file():
+        raise DatasetError(f"{path}: not a prepared dataset (no manifest.json): {MAKE_ONE}")
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"{manifest}: not valid JSON ({exc}): not a prepared dataset; {MAKE_ONE}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        found = f"a JSON {type(doc).__name__}"
+        if isinstance(doc, dict):
+            found = f"format {doc['format']!r}" if "format" in doc else "no 'format' field"
+        raise DatasetError(f"{manifest}: not a {FORMAT_NAME} manifest ({found}): {MAKE_ONE}")
+    size = doc.get("chip_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DatasetError(f"{manifest}: chip_size {size!r} is not a positive whole number of pixels: {MAKE_ONE}")
+    return doc
+
+
 def load_split(out_dir: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
-    """All shards of one split concatenated: image, mask, sdt, chip_ids (for tests and small sets)."""
+    """All shards of one split concatenated: image, mask, sdt, chip_ids (for tests and small sets).
+    Raises :class:`DatasetError` when ``out_dir`` is not a prepared dataset (:func:`read_manifest`)."""
+    manifest = read_manifest(out_dir)  # before the shards: a missing folder is said as such
     files = sorted((Path(out_dir) / split).glob("shard-*.npz"))
     parts: dict[str, list] = {"image": [], "mask": [], "sdt": [], "chip_ids": []}
     for f in files:
         with np.load(f) as z:
             for k in parts:
                 parts[k].append(z[k])
-    manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
     s = manifest["chip_size"]
     empty = {"image": ((0, s, s, 3), np.uint8), "mask": ((0, s, s), np.uint8), "sdt": ((0, s, s), np.float32)}
     out = {}
@@ -330,9 +364,10 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
 def is_dataset(path: Path) -> bool:
     """Whether ``path`` holds a ``manifest.json`` of this format."""
     try:
-        return json.loads((path / "manifest.json").read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
+        read_manifest(path)
+    except DatasetError:
         return False
+    return True
 
 
 def move_into_place(tmp: Path, out_dir: Path, overwrite: bool) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from looking_glass.datasets.chips import read_manifest
+from looking_glass.datasets.errors import DatasetError
 from looking_glass.training.hyperparameters import HyperparameterError, parse_hyperparameters
 
 # Where the training job's channels and outputs live in the training bucket.
@@ -93,14 +95,10 @@ def dataset_files(data_dir) -> dict[str, list[tuple[Path, str]]]:
     no train chip (:func:`no_train_chips`: one line saying how to get some)."""
     path = Path(data_dir).expanduser()
     manifest = path / "manifest.json"
-    if not manifest.is_file():
-        raise TrainingRunError(
-            f"{path} is not a prepared dataset: no manifest.json (make one with `looking-glass prepare` or `synth-data`)"
-        )
     try:
-        doc = json.loads(manifest.read_text())
-    except ValueError as exc:
-        raise TrainingRunError(f"{manifest}: not valid JSON: {exc}") from None
+        doc = read_manifest(path)
+    except DatasetError as exc:
+        raise TrainingRunError(str(exc)) from None
     files = {}
     for channel in CHANNEL_PREFIXES:
         shards = sorted((path / channel).glob("shard-*.npz"))

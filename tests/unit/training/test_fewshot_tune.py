@@ -27,7 +27,7 @@ def _west(folder: Path, ids: list[str]) -> Path:
     image = np.arange(n, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
     np.savez(folder / "train" / "shard-00000.npz", image=image, mask=np.zeros((n, 8, 8), np.uint8),
              sdt=np.zeros((n, 8, 8), np.float32), chip_ids=np.array(ids))
-    (folder / "manifest.json").write_text(json.dumps({"chip_size": 8, "counts": {"train": n, "validation": 0}}))
+    (folder / "manifest.json").write_text(json.dumps({"format": "looking-glass-chips", "chip_size": 8, "counts": {"train": n, "validation": 0}}))
     return folder
 
 

@@ -206,10 +206,10 @@ def test_batches_are_a_function_of_seed_epoch_and_batch(dataset):
 
 
 def test_run_local_validates_its_inputs(tmp_path, dataset):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="missing: no such folder: make one with `looking-glass prepare"):
         run_local(tmp_path / "missing", tmp_path / "root")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="neither manifest.json"):
+    with pytest.raises(ValueError, match=r"empty: not a prepared dataset \(no manifest.json\): make one"):
         run_local(tmp_path / "empty", tmp_path / "root")
     with pytest.raises(ValueError, match="must be a JSON object"):
         run_local(dataset, tmp_path / "root", [("epochs", 1)])
