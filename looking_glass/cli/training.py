@@ -226,7 +226,26 @@ def cmd_evaluate(args) -> int:
 
     segmenter, (images, masks, _, tiles) = _model_and_data(args)
     print(json.dumps(evaluate(segmenter, images, masks, tiles=tiles), indent=2))
+    if args.data:  # after the scores, where it is read: the model's own training data scores no test
+        from looking_glass.training.seen_data import own_data_warning
+
+        warning = own_data_warning(_sidecar(args.model), args.data)
+        if warning:
+            sys.stdout.flush()
+            print(warning, file=sys.stderr)
     return 0
+
+
+def _sidecar(model: str) -> dict | None:
+    """The sidecar of ``--model`` (``model.model_file.check_model_file``'s; the shipped model's
+    when ""), None when it cannot be read (the model loaded already: this only feeds a warning)."""
+    from looking_glass.model.model_file import check_model_file
+    from looking_glass.model.segmenter import SHIPPED_MODEL, load_metadata
+
+    try:
+        return check_model_file(model, what="--model").sidecar if model else load_metadata(SHIPPED_MODEL)
+    except (OSError, ValueError):  # ModelFileError is a ValueError
+        return None
 
 
 def _evaluate_polygons(args) -> int:
