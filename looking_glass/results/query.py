@@ -321,9 +321,10 @@ TOTAL_COLUMNS = (*COMMON, "job_status", "job_tiles_total", "job_tiles_pending", 
 
 
 # How the text table shows a float column, so a column reads alike down its rows: areas in m2 to a
-# tenth with thousands separators, shares of 1 to four places, estimated counts to a tenth.
+# tenth with thousands separators, shares of 1 to four places, estimated counts to a tenth, a
+# polygon's tiles (tile_fraction: the sum of the fractions of tiles it holds) to a thousandth.
 # (CSV and GeoJSON keep the full values.)
-_TABLE_FORMATS = {"building_density": "{:.4f}", "valid_fraction": "{:.4f}", "tile_fraction": "{:.4f}",
+_TABLE_FORMATS = {"building_density": "{:.4f}", "valid_fraction": "{:.4f}", "tile_fraction": "{:,.3f}",
                   "building_count_estimate": "{:,.1f}"}
 
 

@@ -1,6 +1,6 @@
 """The results text table shows each float column alike down its rows (a new user saw 0.2470 next
 to 920.478 in one area column and 0.5873 next to 1.000 in valid_fraction): areas in m2 to a tenth
-with thousands separators, shares of 1 to four places."""
+with thousands separators, shares of 1 to four places, a polygon's tiles to a thousandth."""
 
 from __future__ import annotations
 
@@ -45,5 +45,5 @@ def test_rollup_estimates_and_fractions():
              "building_density": 0.0, "building_count_estimate": 0.0, "tiles_partial": 0, "tile_fraction": 1.0}]
     cols = _columns(format_table("within", rows, TOT))
     assert cols["building_count_estimate"] == ["1,234.6", "0.0"]
-    assert cols["tile_fraction"] == ["0.2500", "1.0000"]
+    assert cols["tile_fraction"] == ["0.250", "1.000"]  # tiles (a sum of fractions), not a share
     assert cols["building_area_m2"] == ["1.0", "0.0"]
