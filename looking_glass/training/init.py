@@ -44,6 +44,25 @@ class InitModel:
         """The model's build config (the sidecar's ``config``)."""
         return self.sidecar["config"]
 
+    def threshold_note(self, hp: dict, given: bool) -> str | None:
+        """The training log's line when the fine-tuned model's building threshold (the
+        ``threshold`` hyperparameter in ``hp``, ``given`` or the default) differs from this
+        model's (its sidecar's ``threshold``, 0.5 when absent): both values and how to keep the
+        parent's. None when they are equal or the head is not the binary one (no threshold)."""
+        if hp.get("head", "binary") != "binary":
+            return None
+        try:
+            parent = float(self.sidecar.get("threshold", 0.5))
+        except (TypeError, ValueError):
+            return None  # a sidecar the model check already refuses; nothing to compare
+        if parent == hp["threshold"]:
+            return None
+        how = "as given" if given else "its default"
+        return (f"threshold: the init model {self.sidecar.get('model_id')} version {self.sidecar.get('version')} "
+                f"calls a pixel a building at probability >= {parent:g}; this model will use {hp['threshold']:g} "
+                f"(the threshold hyperparameter, {how}) in its metrics and sidecar; to keep the parent's, give "
+                f"--hyperparameters '{{\"threshold\": {parent:g}}}'")
+
     def parent(self, source: str | None = None) -> dict:
         """What the fine-tuned model's sidecar records of it."""
         out = {k: self.sidecar.get(k) for k in ("model_id", "version")}

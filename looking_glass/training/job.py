@@ -390,6 +390,9 @@ def run(paths: Paths, stop: StopFlag) -> int:
             "config sets the model hyperparameters")
         if hp.get("overridden"):
             log(f"hyperparameters {hp['overridden']} are the init model's, not the values given")
+        note = init.threshold_note(hp, given="threshold" in raw)
+        if note:  # said once: the fine-tuned sidecar's threshold would otherwise differ silently
+            log(note)
         if "model_id" not in raw:
             parent_id = str(init.sidecar.get("model_id") or hp["model_id"])
             hp["model_id"] = parent_id if parent_id.endswith("-finetuned") else f"{parent_id}-finetuned"

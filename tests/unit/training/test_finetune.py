@@ -265,6 +265,7 @@ def test_fine_tune_through_run_local(tmp_path, dataset, start_model):  # noqa: F
     assert code == 0, "\n".join(lines[-30:])
     text = "\n".join(lines)
     assert "fine-tuning" in text and "encoder frozen" in text
+    assert "threshold: the init model" not in text  # parent and default both 0.5: nothing to say
     # Two fits (frozen warm-up, then all layers): the note on the tensorboard package once, not twice.
     from looking_glass.training.tensorboard import tensorboard_installed
 
@@ -337,3 +338,36 @@ def test_stack_contract_uploads_the_init_model_and_asks_for_the_channel(tmp_path
     assert keys == [contract.INIT_PREFIX + "start.json", contract.INIT_PREFIX + "start.keras"]
     with pytest.raises(contract.TrainingRunError, match="init model"):
         contract.check_hyperparameters({"head": "sdt"}, staged.config)
+
+
+# --- the threshold the fine-tuned model writes ---------------------------------------------------------
+
+
+def test_the_threshold_note_says_both_values_and_how_to_keep_the_parents(start_model):
+    init = load_sidecar(start_model)
+    parent = type(init)(init.path, {**init.sidecar, "threshold": 0.4})
+    note = parent.threshold_note({"head": "binary", "threshold": 0.5}, given=False)
+    assert note == ("threshold: the init model tiny-start version 7 calls a pixel a building at probability >= 0.4; "
+                    "this model will use 0.5 (the threshold hyperparameter, its default) in its metrics and sidecar; "
+                    "to keep the parent's, give --hyperparameters '{\"threshold\": 0.4}'")
+    assert "0.6 (the threshold hyperparameter, as given)" in parent.threshold_note({"head": "binary", "threshold": 0.6}, True)
+    assert parent.threshold_note({"head": "binary", "threshold": 0.4}, given=True) is None  # the parent's kept
+    assert parent.threshold_note({"head": "sdt", "threshold": 0.5}, given=False) is None  # no threshold to keep
+    assert init.threshold_note({"head": "binary", "threshold": 0.5}, given=False) is None  # equal: nothing to say
+
+
+def test_fine_tuning_a_parent_of_another_threshold_logs_it_once(tmp_path, dataset, start_model):  # noqa: F811
+    """The shipped model's case: parent 0.4, the fine-tuned model 0.5 unless given (the log says
+    so once; the sidecar has what the line said). test_fine_tune_through_run_local: equal, no line."""
+    folder = tmp_path / "parent"
+    folder.mkdir()
+    shutil.copy(start_model, folder / "start.keras")
+    sidecar = json.loads(start_model.with_suffix(".json").read_text())
+    (folder / "start.json").write_text(json.dumps({**sidecar, "threshold": 0.4}))
+    lines: list[str] = []
+    hp = {"epochs": 1, "freeze_epochs": 0, "samples_per_epoch": 4, "batch_size": 4}
+    code = run_local(dataset, tmp_path / "root", hp, init=str(folder / "start.keras"), echo=lines.append)
+    assert code == 0, "\n".join(lines[-30:])
+    notes = [line for line in lines if line.startswith("threshold: the init model")]
+    assert len(notes) == 1 and ">= 0.4; this model will use 0.5" in notes[0] and '{"threshold": 0.4}' in notes[0]
+    assert json.loads((tmp_path / "root" / "model" / "model.json").read_text())["threshold"] == 0.5
