@@ -22,11 +22,10 @@ A polygon is named by its feature's ``name`` (or ``properties.name``), else its 
 from __future__ import annotations
 
 import json
-import warnings
 
 import shapely
 
-from looking_glass.outlines.errors import InvalidGeometryWarning, OutlinesError
+from looking_glass.outlines.errors import OutlinesError
 from looking_glass.outlines.layers import PolygonLayer, geojson_layer, read_polygons
 from looking_glass.results.query import ResultsError
 from looking_glass.tiling.aoi import AoiError, parse_aoi
@@ -41,18 +40,11 @@ def read_within_polygons(path, option: str = "--within") -> tuple[list[dict], li
     (see the module docstring); every message starts with ``option`` and the path. Raises
     ResultsError."""
     try:
-        with warnings.catch_warnings(record=True) as caught:  # the reader's one line of skipped features
-            warnings.simplefilter("always")
-            layer = read_polygons(path)
+        layer = read_polygons(path, warn=False)  # its skipped-features line stays in layer.tally
     except OutlinesError as e:  # unreadable, not GeoJSON, a bad crs member, metres read as degrees
         raise ResultsError(f"{option} {e}") from None
-    notes = []
-    for w in caught:
-        if issubclass(w.category, InvalidGeometryWarning):
-            notes.append(f"{option} {w.message}")
-        else:  # a library's own warning (a deprecation) is not a line about the user's file
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return _polygons(layer, f"{option} "), notes
+    line = layer.tally.line() if layer.tally is not None else None
+    return _polygons(layer, f"{option} "), [f"{option} {line}"] if line else []
 
 
 def parse_polygons(data: bytes, source: str = "polygons file") -> list[dict]:
@@ -77,8 +69,10 @@ def _polygons(layer: PolygonLayer, prefix: str) -> list[dict]:
     if not len(layer):
         raise ResultsError(f"{prefix}{layer.source}: has no features (give at least one Polygon or MultiPolygon)")
     out = []
-    for geom, label, title, position in zip(layer.lonlat(), layer.names, layer.titles, layer.positions, strict=True):
-        name = title or f"polygon {position + 1}"
+    for index, (geom, label, title, position) in enumerate(
+            zip(layer.lonlat(), layer.names, layer.titles, layer.positions, strict=True)):
+        # a reader that records no feature position (-1: OSM areas) numbers the polygons in order
+        name = title or f"polygon {(position if position >= 0 else index) + 1}"
         try:
             aoi = parse_aoi(shapely.to_geojson(geom).encode(), default_name=name)
         except AoiError as exc:

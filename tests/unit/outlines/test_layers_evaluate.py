@@ -167,3 +167,9 @@ def test_osm_pbf_extract_made_in_the_test(tmp_path):
     assert len(by_name["relation 1"].interiors) == 1
     assert by_name["relation 1"].area == pytest.approx(4e-8 - 1e-8)
     assert len(read_polygons(path, bbox=(29.9, -2.1, 30.0015, -1.9))) == 1
+
+    # As results --within polygons, the OSM areas (no feature position recorded) are numbered in order.
+    from looking_glass.results.polygons import read_within_polygons
+
+    polygons, notes = read_within_polygons(str(path))
+    assert sorted(p["name"] for p in polygons) == ["polygon 1", "polygon 2"] and notes == []
