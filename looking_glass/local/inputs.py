@@ -178,15 +178,17 @@ def validate_model(path: str) -> str:
     """The absolute ``.keras`` file ``--model`` names ("" stays "": the shipped model), resolved
     and checked as every command checks a model path
     (:func:`looking_glass.model.model_file.check_model_file`: a ``.keras`` file, its ``.json``
-    sidecar, or a folder holding one model; a Keras archive loadable by Keras whose input and
-    output match its sidecar). Raises InputError, so no server or worker starts for a model they
-    could not load."""
+    sidecar, or a folder holding one model; an intact Keras archive whose config's input and
+    output match its sidecar). The check reads the archive without TensorFlow: ``demo`` and the
+    long-lived ``up`` keep no Keras in their own process (only their workers load the model, and a
+    worker that cannot says so in one line, exit 3). Raises InputError, so no server or worker
+    starts for a model that is not one."""
     if not path:
         return ""
     from looking_glass.model.model_file import ModelFileError, check_model_file
 
     try:
-        return str(check_model_file(path, what="--model", load=True).path)
+        return str(check_model_file(path, what="--model").path)
     except ModelFileError as exc:
         raise InputError(str(exc)) from None
 

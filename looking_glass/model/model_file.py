@@ -8,9 +8,11 @@
 
 :func:`check_model_file` then checks, without TensorFlow, that the file is a Keras archive (a zip
 with Keras's ``config.json``, every member's CRC intact) and that its sidecar is a JSON object
-with ``model_id`` and ``version``; with ``load=True`` it also loads the model with Keras and
-checks its input (``input_size`` px RGB) and output (the ``head``'s layer, one channel) against
-the sidecar's ``config`` (:func:`check_loadable`). Every failure is one
+with ``model_id`` and ``version``, and that the archive's own ``config.json`` (a functional
+model's input layer and output layer) agrees with the sidecar's ``config``
+(:func:`check_archive_config`: input ``input_size`` px RGB, output the ``head``'s layer of one
+channel); with ``load=True`` it also loads the model with Keras and checks the same on the loaded
+model, output size included (:func:`check_loadable`). Every failure is one
 :class:`ModelFileError` line naming the path as the user gave it (exit status 2).
 
 Imports no TensorFlow at module level.
@@ -76,20 +78,61 @@ def resolve_model_path(spec, what: str = "--model", label: str | None = None) ->
     return path.resolve()
 
 
-def _check_archive(path: Path, label: str) -> None:
-    """A Keras v3 archive: a zip holding ``config.json`` whose members' CRCs are intact."""
+def _check_archive(path: Path, label: str) -> dict:
+    """A Keras v3 archive: a zip holding ``config.json`` whose members' CRCs are intact; returns
+    that config (``{}`` when it is not a JSON object)."""
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{label}: not a Keras model file (a {MODEL_SUFFIX} file is a zip archive): corrupt?")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             bad = archive.testzip()
+            config = archive.read("config.json") if bad is None and "config.json" in names else b"{}"
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelFileError(f"{label}: the Keras archive cannot be read ({exc}): corrupt?") from None
     if bad is not None:
         raise ModelFileError(f"{label}: the Keras archive's member {bad} is damaged (CRC mismatch): corrupt?")
     if "config.json" not in names:
         raise ModelFileError(f"{label}: a zip archive without Keras's config.json, not a {MODEL_SUFFIX} model")
+    try:
+        doc = json.loads(config)
+    except ValueError:
+        raise ModelFileError(f"{label}: the Keras archive's config.json is not JSON: corrupt?") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _layer_name(ref) -> str | None:
+    """The layer name of a functional model's ``input_layers``/``output_layers`` entry: Keras
+    writes ``[name, 0, 0]`` for one tensor and ``[[name, 0, 0], ...]`` for several."""
+    if isinstance(ref, list) and ref and isinstance(ref[0], list):
+        ref = ref[0] if len(ref) == 1 else None
+    return ref[0] if isinstance(ref, list) and ref and isinstance(ref[0], str) else None
+
+
+def check_archive_config(model_config: dict, config: dict, label: str) -> None:
+    """Without TensorFlow: the model's own ``config.json`` (``model_config``, a Keras functional
+    model) against its sidecar's ``config``: the input layer's ``batch_shape`` must be
+    ``input_size`` px RGB (when the sidecar names a size) and the output layer the ``head``'s
+    (:data:`HEAD_OUTPUTS`, default binary) with one filter. A config of another shape (not a
+    functional model) is left to :func:`check_loadable`. Raises :class:`ModelFileError` with the
+    messages :func:`check_loadable` gives."""
+    body = model_config.get("config")
+    if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
+        return
+    layers = {layer.get("name"): layer.get("config") or {} for layer in body["layers"] if isinstance(layer, dict)}
+    head = str(config.get("head", "binary"))
+    shape = layers.get(_layer_name(body.get("input_layers")), {}).get("batch_shape")
+    size = config.get("input_size")
+    if isinstance(shape, list) and len(shape) == 4:
+        shape_in = tuple(shape[1:])
+        want_in = (size, size, 3) if size is not None else (*shape_in[:2], 3)
+        if shape_in != want_in:
+            said = f"its sidecar says input_size {size}" if size is not None else "tiles are RGB"
+            raise ModelFileError(f"{label}: the model takes input {shape_in}, but {said} (expected {want_in})")
+    out = _layer_name(body.get("output_layers"))
+    if out is not None and (out != HEAD_OUTPUTS.get(head) or layers.get(out, {}).get("filters", 1) != 1):
+        raise ModelFileError(f"{label}: the model has its output from layer {out!r}, not the {head} head "
+                             f"({HEAD_OUTPUTS.get(head)!r}, one channel) its sidecar names")
 
 
 def read_model_sidecar(path: Path, label: str) -> dict:
@@ -140,7 +183,8 @@ def check_loadable(path: Path, config: dict, label: str):
 
 def check_model_file(spec, what: str = "--model", load: bool = False, label: str | None = None) -> ModelFile:
     """``spec`` resolved (:func:`resolve_model_path`) and checked: a Keras archive with a sidecar
-    naming ``model_id`` and ``version``; with ``load`` also loadable and matching its sidecar
+    naming ``model_id`` and ``version``, its ``config.json`` matching the sidecar
+    (:func:`check_archive_config`); with ``load`` also loadable and matching it
     (:func:`check_loadable`, which starts TensorFlow). Messages start with ``label`` (default
     ``what`` and ``spec``: a fetched model's label names where it came from, not a temporary
     path). Raises :class:`ModelFileError`."""
@@ -148,8 +192,9 @@ def check_model_file(spec, what: str = "--model", load: bool = False, label: str
     if label is None:
         same = Path(str(spec)).expanduser().resolve() == path
         label = f"{what} {spec}" if same else f"{what} {spec} ({path.name})"
-    _check_archive(path, label)
+    model_config = _check_archive(path, label)
     meta = read_model_sidecar(path, label)
+    check_archive_config(model_config, meta.get("config") or {}, label)
     if load:
         check_loadable(path, meta.get("config") or {}, label)
     return ModelFile(path, meta)

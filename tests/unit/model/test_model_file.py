@@ -112,14 +112,36 @@ def test_a_model_needs_a_usable_sidecar(tmp_path, tiny, sidecar, message):
         check_model_file(str(model))
 
 
-def test_a_model_that_does_not_match_its_sidecar_fails_the_load_check(tmp_path, tiny):
+def test_a_model_that_does_not_match_its_sidecar_fails_the_check(tmp_path, tiny):
     small = _copy(tiny, tmp_path / "size")
     meta = json.loads(small.with_suffix(".json").read_text())
     small.with_suffix(".json").write_text(json.dumps({**meta, "config": {**meta["config"], "input_size": 96}}))
-    check_model_file(str(small))  # the quick check cannot see it
-    with pytest.raises(ModelFileError, match="input_size 96"):
-        check_model_file(str(small), load=True)
+    for load in (False, True):  # the archive's config.json shows it without TensorFlow; the load check too
+        with pytest.raises(ModelFileError, match="input_size 96"):
+            check_model_file(str(small), load=load)
     head = _copy(tiny, tmp_path / "head")
     head.with_suffix(".json").write_text(json.dumps({**meta, "config": {**meta["config"], "head": "sdt"}}))
-    with pytest.raises(ModelFileError, match="not the sdt head"):
-        check_model_file(str(head), load=True)
+    for load in (False, True):
+        with pytest.raises(ModelFileError, match="not the sdt head"):
+            check_model_file(str(head), load=load)
+
+
+def test_demo_and_up_check_a_model_without_loading_tensorflow(tmp_path, tiny):
+    """demo/up --model (local.inputs.validate_model) check the archive and its config, not a Keras
+    load: the long-lived `up` process keeps no TensorFlow; a mismatch is still refused up front."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from looking_glass.local.inputs import validate_model; "
+            f"print(validate_model({str(tiny)!r})); print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [str(tiny.resolve()), "[]"]
+
+    from looking_glass.local.inputs import InputError, validate_model
+
+    wrong = _copy(tiny, tmp_path / "wrong")
+    meta = json.loads(wrong.with_suffix(".json").read_text())
+    wrong.with_suffix(".json").write_text(json.dumps({**meta, "config": {**meta["config"], "input_size": 96}}))
+    with pytest.raises(InputError, match="input_size 96"):
+        validate_model(str(wrong))

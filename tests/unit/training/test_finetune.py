@@ -14,7 +14,7 @@ from test_train import SIZE, TINY, dataset  # noqa: F401 -- the module's tiny da
 
 from looking_glass.training import data, hyperparameters, loop
 from looking_glass.training.errors import HyperparameterError
-from looking_glass.training.init import InitModelError, load_init_model, load_sidecar, read_init, stage_init
+from looking_glass.training.init import InitModel, InitModelError, load_init_model, load_sidecar, read_init, stage_init
 from looking_glass.training.local import prepare_root, run_local
 
 MODEL_KEYS = {k: TINY[k] for k in ("alpha", "aspp_filters", "decoder_filters", "low_level_filters", "input_size")}
@@ -225,12 +225,18 @@ def test_stage_init_from_s3(tmp_path, start_model, moto_endpoint):
 def test_an_incompatible_init_model_is_one_clear_error(tmp_path):
     from looking_glass.model.deeplab import ModelConfig
 
-    liar = load_sidecar(_save_model(tmp_path / "h", head="sdt", sidecar_head="binary"))
+    # The model file's check reads the archive's config.json, so the mismatch is refused when the
+    # init model is read, before TensorFlow loads it (load_init_model's own check is the second line).
+    liar = _save_model(tmp_path / "h", head="sdt", sidecar_head="binary")
     with pytest.raises(InitModelError, match="not the binary head"):
-        load_init_model(liar, ModelConfig(**{**MODEL_KEYS, "head": "binary"}))
-    small = load_sidecar(_save_model(tmp_path / "s", size=SIZE, sidecar_size=96))
+        load_sidecar(liar)
+    small = _save_model(tmp_path / "s", size=SIZE, sidecar_size=96)
     with pytest.raises(InitModelError, match="input_size 96"):
-        load_init_model(small, ModelConfig(**{**MODEL_KEYS, "input_size": 96}))
+        load_sidecar(small)
+    for path, config in ((liar, {"head": "binary"}), (small, {"input_size": 96})):  # the loaded model's check
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        with pytest.raises(InitModelError, match="not the binary head" if "head" in config else "input_size 96"):
+            load_init_model(InitModel(path, sidecar), ModelConfig(**{**MODEL_KEYS, **config}))
 
 
 def test_the_kept_epoch_line_says_last_only_when_it_is():
